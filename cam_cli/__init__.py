@@ -1,0 +1,7 @@
+"""cam-cli: Class Activation Mapping (Zhou et al., CVPR 2016), from training to ILSVRC
+localization error.
+
+Importing the package is cheap on purpose (no torch import), so `cam-cli --help` stays fast.
+"""
+
+__version__ = "0.1.0"

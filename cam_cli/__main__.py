@@ -1,0 +1,3 @@
+from cam_cli.cli import main
+
+main()

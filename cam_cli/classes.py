@@ -1,0 +1,73 @@
+"""Class lists: index -> (wnid, name). Outputs carry all three, so users never juggle orders.
+
+The source of truth is, in order: a checkpoint's own class list, a `LOC_synset_mapping.txt`
+given with `--classes`, torchvision's weight metadata (names only). ILSVRC's sorted-wnid order
+(line i of `LOC_synset_mapping.txt` is class i) is the order torchvision and most checkpoints use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    index: int
+    wnid: str | None
+    name: str | None
+
+    def as_dict(self) -> dict:
+        return {"index": self.index, "wnid": self.wnid, "name": self.name}
+
+
+def read_synset_mapping(path: str | Path) -> list[ClassInfo]:
+    """Read ``LOC_synset_mapping.txt``: one ``wnid names`` line per class, line i = class i.
+
+    The name is the first comma-separated synonym ("tench, Tinca tinca" -> "tench"), as
+    torchvision's metadata names classes.
+    """
+    path = Path(path)
+    classes: list[ClassInfo] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            wnid, _, names = line.partition(" ")
+            if not wnid:
+                raise ValueError(f"{path}:{line_number}: expected 'wnid name[, synonyms]'")
+            name = names.split(",")[0].strip() or wnid
+            classes.append(ClassInfo(len(classes), wnid, name))
+    if not classes:
+        raise ValueError(f"{path}: no classes found")
+    wnids = [c.wnid for c in classes]
+    if len(set(wnids)) != len(wnids):
+        raise ValueError(f"{path}: duplicate wnids")
+    return classes
+
+
+def classes_from_names(
+    names: list[str | None], wnids: list[str | None] | None = None
+) -> list[ClassInfo]:
+    wnids = wnids or [None] * len(names)
+    return [ClassInfo(i, w, n) for i, (w, n) in enumerate(zip(wnids, names, strict=True))]
+
+
+def anonymous_classes(count: int) -> list[ClassInfo]:
+    """Classes known only by index (weights without metadata and no --classes)."""
+    return [ClassInfo(i, None, None) for i in range(count)]
+
+
+def resolve_class(query: str, classes: list[ClassInfo]) -> int:
+    """A class given by index, wnid or name (case-insensitive) -> its index."""
+    if query.isdigit():
+        index = int(query)
+        if index >= len(classes):
+            raise ValueError(f"class index {index} out of range (model has {len(classes)} classes)")
+        return index
+    lowered = query.lower()
+    for info in classes:
+        if info.wnid == query or (info.name and info.name.lower() == lowered):
+            return info.index
+    raise ValueError(f"unknown class {query!r}: give an index, a wnid or a class name")

@@ -1,0 +1,267 @@
+"""image files -> decoded batches -> (logits, features) -> top-k CAMs -> boxes -> results.
+
+The forward pass is the only real cost: decoding runs in DataLoader workers, and the box step
+(numpy/scipy, on the CPU) for batch i runs in a worker thread while batch i+1 goes through the
+network. Results stream out in input order; nothing per image is kept once it is yielded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cam_cli.boxes import boxes_from_cams, scale_boxes
+from cam_cli.cam import class_scores, compute_cams, top_classes, upsample_cams
+from cam_cli.classes import ClassInfo
+from cam_cli.images import ImageBatch, ImageListDataset, collate_images
+from cam_cli.loading import LoadedModel
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(device)
+
+
+@dataclass
+class Prediction:
+    rank: int
+    class_index: int
+    wnid: str | None
+    name: str | None
+    score: float
+    box: list[int]
+
+    def as_dict(self) -> dict:
+        return {
+            "rank": self.rank,
+            "class_index": self.class_index,
+            "wnid": self.wnid,
+            "name": self.name,
+            "score": round(self.score, 6),
+            "box": self.box,
+        }
+
+
+@dataclass
+class ImageResult:
+    path: str
+    width: int = 0
+    height: int = 0
+    predictions: list[Prediction] = field(default_factory=list)
+    error: str | None = None
+    cams: np.ndarray | None = None  # [k, h, w] at feature resolution, when asked for
+    # Extra classes asked per image (e.g. the true class for GT-known localization):
+    extra: list[Prediction] = field(default_factory=list)
+    extra_cams: np.ndarray | None = None  # [m, S, S] at network input resolution
+
+    def as_record(self) -> dict:
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        return {
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "predictions": [p.as_dict() for p in self.predictions],
+        }
+
+
+class FastPath:
+    """Inference settings that keep results: channels_last, low precision autocast.
+
+    bf16 on CPU (when the CPU supports it well) and fp16/bf16 on CUDA; CAMs and boxes are then
+    computed in float32 from the low-precision features.
+    """
+
+    def __init__(self, device: torch.device, enabled: bool) -> None:
+        self.device = device
+        self.enabled = enabled
+        if device.type == "cuda":
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            self.dtype = torch.bfloat16
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model.to(memory_format=torch.channels_last) if self.enabled else model
+
+    def autocast(self):
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.enabled else x
+
+
+@dataclass
+class _ForwardOutput:
+    """What the box thread needs from one batch, already on the CPU."""
+
+    batch: ImageBatch
+    class_indices: np.ndarray | None  # [B, k]
+    scores: np.ndarray | None  # [B, k]
+    upsampled: np.ndarray | None  # [B, k + m, S, S] float32
+    feature_cams: np.ndarray | None  # [B, k, h, w]
+    extra_indices: np.ndarray | None  # [B, m]
+    extra_scores: np.ndarray | None
+
+
+class Localizer:
+    """A loaded model plus the CAM/box settings; `localize` runs it over image files."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        topk: int = 5,
+        threshold: float = 0.2,
+        class_indices: Sequence[int] | None = None,
+        device: str = "cpu",
+        fast: bool = False,
+    ) -> None:
+        if not 0.0 <= threshold < 1.0:
+            raise ValueError(f"--threshold must be in [0, 1), got {threshold}")
+        if topk < 1:
+            raise ValueError(f"--topk must be >= 1, got {topk}")
+        self.loaded = loaded
+        self.classes: list[ClassInfo] = loaded.classes
+        self.topk = min(topk, len(loaded.classes))
+        self.threshold = threshold
+        self.fixed_classes = list(class_indices) if class_indices else None
+        self.device = resolve_device(device)
+        self.fast = FastPath(self.device, fast)
+        self.model = self.fast.prepare(loaded.model.to(self.device).eval())
+        self.input_size = loaded.input_size
+
+    @torch.inference_mode()
+    def forward_batch(
+        self, batch: ImageBatch, extra_indices: torch.Tensor | None = None, keep_cams: bool = False
+    ) -> _ForwardOutput:
+        pixels = batch.pixels.to(self.device, non_blocking=True)
+        x = self.fast.inputs(self.loaded.preprocessing.apply(pixels))
+        with self.fast.autocast():
+            logits, features = self.model(x)
+        features = features.float()
+        if self.fixed_classes is not None:
+            indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(x), -1)
+            scores = class_scores(logits, indices)
+        else:
+            scores, indices = top_classes(logits, self.topk)
+        weight, _ = self.model.class_weights()
+        weight = None if weight is None else weight.float()
+        all_indices = indices
+        extra_scores = None
+        if extra_indices is not None:
+            extra_indices = extra_indices.to(self.device)
+            extra_scores = class_scores(logits, extra_indices)
+            all_indices = torch.cat([indices, extra_indices], dim=1)
+        cams = compute_cams(features, weight, all_indices)  # [B, k + m, h, w]
+        upsampled = upsample_cams(cams, (self.input_size, self.input_size))
+        k = indices.shape[1]
+        return _ForwardOutput(
+            batch=batch,
+            class_indices=indices.cpu().numpy(),
+            scores=scores.cpu().numpy(),
+            upsampled=upsampled.cpu().numpy(),
+            feature_cams=cams[:, :k].cpu().numpy() if keep_cams else None,
+            extra_indices=None if extra_indices is None else extra_indices.cpu().numpy(),
+            extra_scores=None if extra_scores is None else extra_scores.cpu().numpy(),
+        )
+
+    def _prediction(self, rank: int, index: int, score: float, box: np.ndarray) -> Prediction:
+        info = self.classes[index]
+        return Prediction(rank, int(index), info.wnid, info.name, float(score), box.tolist())
+
+    def boxes_and_results(self, out: _ForwardOutput, keep_extra_cams: bool) -> list[ImageResult]:
+        """The CPU half of a batch: threshold, label, box, scale to each image's own pixels."""
+        batch = out.batch
+        results = [(s.index, ImageResult(s.path, error=s.error)) for s in batch.failed]
+        if not batch.items:
+            return [result for _, result in sorted(results, key=lambda pair: pair[0])]
+        b, n, size, _ = out.upsampled.shape
+        boxes = boxes_from_cams(out.upsampled.reshape(b * n, size, size), self.threshold)
+        sizes = np.repeat([[s.width, s.height] for s in batch.items], n, axis=0)
+        boxes = scale_boxes(boxes, (size, size), sizes).reshape(b, n, 4)
+        k = out.class_indices.shape[1]
+        for i, item in enumerate(batch.items):
+            result = ImageResult(item.path, item.width, item.height)
+            result.predictions = [
+                self._prediction(r + 1, out.class_indices[i, r], out.scores[i, r], boxes[i, r])
+                for r in range(k)
+            ]
+            if out.feature_cams is not None:
+                result.cams = out.feature_cams[i]
+            if out.extra_indices is not None:
+                result.extra = [
+                    self._prediction(0, index, out.extra_scores[i, j], boxes[i, k + j])
+                    for j, index in enumerate(out.extra_indices[i])
+                ]
+                if keep_extra_cams:
+                    result.extra_cams = out.upsampled[i, k:]
+            results.append((item.index, result))
+        return [result for _, result in sorted(results, key=lambda pair: pair[0])]
+
+    def localize(
+        self,
+        paths: Sequence[str],
+        *,
+        batch_size: int = 32,
+        workers: int = 2,
+        keep_cams: bool = False,
+        extra_classes: Callable[[str], Sequence[int]] | None = None,
+        keep_extra_cams: bool = False,
+        progress: bool = False,
+        max_pixels: int | None = None,
+    ) -> Iterator[ImageResult]:
+        """Results for every path, in input order (a failed image yields a result with `error`).
+
+        ``extra_classes(path)`` names classes whose CAM and box are wanted for that image in
+        addition to the top-k (the same number for every image), e.g. its true class.
+        """
+        from torch.utils.data import DataLoader
+        from tqdm import tqdm
+
+        dataset = ImageListDataset(list(paths), self.input_size)
+        if max_pixels is not None:
+            dataset.max_pixels = max_pixels
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=collate_images,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        bar = tqdm(
+            total=len(dataset), unit="img", disable=not progress, file=sys.stderr, leave=False
+        )
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(max_workers=1) as box_thread:
+            for batch in loader:
+                if batch.items:
+                    extra = None
+                    if extra_classes is not None:
+                        extra = torch.tensor([list(extra_classes(s.path)) for s in batch.items])
+                    out = self.forward_batch(batch, extra, keep_cams)
+                else:  # every image of the batch failed: nothing to run, keep the order
+                    out = _ForwardOutput(batch, *([None] * 6))
+                pending.append(box_thread.submit(self.boxes_and_results, out, keep_extra_cams))
+                while len(pending) > 1 or (pending and pending[0].done()):
+                    finished = pending.popleft().result()
+                    bar.update(len(finished))
+                    yield from finished
+            while pending:
+                finished = pending.popleft().result()
+                bar.update(len(finished))
+                yield from finished
+        bar.close()
