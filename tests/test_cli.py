@@ -1,0 +1,140 @@
+"""The commands as a user runs them: real processes, real images, real weights (when present)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CLI = [sys.executable, "-m", "cam_cli"]
+SUBSET = 12
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [*CLI, *args], input=stdin, capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def images(sample_dir, tmp_path_factory) -> Path:
+    """The first images of the real sample, plus a bad file of every kind, in one folder."""
+    folder = tmp_path_factory.mktemp("images")
+    for path in sorted((sample_dir / "val").iterdir())[:SUBSET]:
+        (folder / path.name).symlink_to(path)
+    (folder / "zz_empty.jpg").write_bytes(b"")
+    (folder / "zz_text.JPEG").write_text("not an image")
+    data = (sample_dir / "val" / "ILSVRC2012_val_00000363.JPEG").read_bytes()
+    (folder / "zz_truncated.jpg").write_bytes(data[: len(data) // 3])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def truth(sample_dir) -> dict[str, str]:
+    with open(sample_dir / "LOC_val_solution.csv") as handle:
+        return {r["ImageId"]: r["PredictionString"].split()[0] for r in csv.DictReader(handle)}
+
+
+def mobilenet_args(sample_dir, weights) -> list[str]:
+    return ["--arch", "mobilenet_v2", "--weights", str(weights),
+            "--classes", str(sample_dir / "LOC_synset_mapping.txt"), "--workers", "1"]  # fmt: skip
+
+
+def test_help_is_fast_because_torch_is_not_imported():
+    code = "import sys, cam_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    result = run("bbox", "--help")
+    assert result.returncode == 0 and "--topk" in result.stdout and "Example" in result.stdout
+
+
+def test_bbox_on_real_images_with_bad_files(images, truth, sample_dir, mobilenet_weights, tmp_path):
+    draw = tmp_path / "draw"
+    result = run("bbox", "--images", str(images), *mobilenet_args(sample_dir, mobilenet_weights),
+                 "--topk", "5", "--draw", str(draw))  # fmt: skip
+    assert result.returncode == 1, result.stderr  # some inputs failed
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == SUBSET + 3  # nothing lost, in input (sorted) order
+    good, bad = records[:SUBSET], records[SUBSET:]
+    assert all(
+        "truncated" in r["error"] or "image" in r["error"] or "empty" in r["error"] for r in bad
+    )
+    for record in bad:
+        assert f"{record['path']}: " in result.stderr  # one line naming file and reason
+    assert "3 of 15 images failed" in result.stderr
+    right = 0
+    for record in good:
+        assert (record["width"], record["height"]) == (227, 227)
+        predictions = record["predictions"]
+        assert [p["rank"] for p in predictions] == [1, 2, 3, 4, 5]
+        assert predictions[0]["score"] >= predictions[1]["score"]
+        for p in predictions:
+            x0, y0, x1, y1 = p["box"]
+            assert 0 <= x0 <= x1 <= 226 and 0 <= y0 <= y1 <= 226
+            assert p["wnid"].startswith("n") and p["name"]
+        right += predictions[0]["wnid"] == truth[Path(record["path"]).stem]
+    assert right >= SUBSET * 0.6  # ~80% top-1 on the full sample
+    assert len(list(draw.glob("*_boxes.png"))) == SUBSET
+
+
+def test_bbox_reads_paths_from_stdin_and_writes_csv(
+    images, sample_dir, mobilenet_weights, tmp_path
+):
+    paths = sorted(str(p) for p in images.iterdir() if not p.name.startswith("zz"))[:3]
+    out = tmp_path / "boxes.csv"
+    result = run("bbox", "--images", "-", *mobilenet_args(sample_dir, mobilenet_weights),
+                 "--topk", "2", "--format", "csv", "--output", str(out),
+                 stdin="\n".join(paths) + "\n")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["path"], r["rank"]) for r in rows] == [(p, k) for p in paths for k in ("1", "2")]
+    assert not list(tmp_path.glob(".*tmp*"))  # the temp file was renamed into place
+
+
+def test_squeezenet_caffe_weights(images, truth, sample_dir, squeezenet_weights):
+    result = run("bbox", "--images", str(images), "--arch", "squeezenet1_1",
+                 "--weights", str(squeezenet_weights), "--normalize", "caffe",
+                 "--classes", str(sample_dir / "LOC_synset_mapping.txt"), "--topk", "1")  # fmt: skip
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    good = [r for r in records if "predictions" in r]
+    right = sum(r["predictions"][0]["wnid"] == truth[Path(r["path"]).stem] for r in good)
+    assert len(good) == SUBSET and right >= SUBSET * 0.5  # ~70% top-1 on the full sample
+
+
+def test_cam_writes_overlays_and_maps(images, sample_dir, mobilenet_weights, tmp_path):
+    image = images / "ILSVRC2012_val_00000363.JPEG"
+    before = image.read_bytes()
+    out = tmp_path / "cams"
+    result = run("cam", "--images", str(image), *mobilenet_args(sample_dir, mobilenet_weights),
+                 "--topk", "2", "--npy", "both", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names[0] == "ILSVRC2012_val_00000363_rank1_n02011460-bittern.feature.npy"
+    assert len(names) == 6  # 2 classes x (png, feature.npy, image.npy)
+    feature = np.load(out / names[0])
+    full = np.load(out / "ILSVRC2012_val_00000363_rank1_n02011460-bittern.image.npy")
+    assert feature.shape == (7, 7) and full.shape == (227, 227)
+    assert Image.open(out / "ILSVRC2012_val_00000363_rank1_n02011460-bittern.png").size == (
+        227,
+        227,
+    )
+    assert image.read_bytes() == before
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run("bbox", "--arch", "mobilenet_v2").returncode == 2  # no images
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    unknown = run("bbox", "--images", str(image), "--arch", "nonet")
+    assert unknown.returncode == 2 and "unknown architecture" in unknown.stderr
+    assert (
+        run("bbox", "--images", str(image), "--arch", "resnet18", "--format", "xml").returncode == 2
+    )
+    assert run("bbox", "--images", str(image), "--topk", "0").returncode == 2

@@ -1,0 +1,107 @@
+"""Decoding real-world files: every mode becomes upright 8-bit RGB; bad files become one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cam_cli.images import ImageListDataset, collate_images, find_images, load_resized, open_rgb
+
+
+def save(tmp_path, name, image, **kwargs):
+    path = tmp_path / name
+    image.save(path, **kwargs)
+    return path
+
+
+def test_modes_become_rgb(tmp_path):
+    grey = save(tmp_path, "grey.png", Image.new("L", (8, 6), 100))
+    palette = save(tmp_path, "palette.gif", Image.new("P", (8, 6), 3))
+    rgba = Image.new("RGBA", (8, 6), (255, 0, 0, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))  # fully transparent -> white background
+    rgba_path = save(tmp_path, "rgba.png", rgba)
+    cmyk = save(tmp_path, "cmyk.jpg", Image.new("CMYK", (8, 6), (0, 255, 255, 0)))
+    sixteen = Image.fromarray(np.full((6, 8), 65535, dtype=np.uint16))
+    sixteen.putpixel((0, 0), 32768)
+    sixteen_path = save(tmp_path, "sixteen.png", sixteen)
+    for path in (grey, palette, rgba_path, cmyk, sixteen_path):
+        image, size = open_rgb(path)
+        assert image.mode == "RGB" and size == (8, 6), path
+    assert open_rgb(grey)[0].getpixel((3, 3)) == (100, 100, 100)
+    assert open_rgb(rgba_path)[0].getpixel((0, 0)) == (255, 255, 255)
+    assert open_rgb(rgba_path)[0].getpixel((1, 1)) == (255, 0, 0)
+    red = open_rgb(cmyk)[0].getpixel((3, 3))
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    # 16-bit: full scale is white and half scale mid-grey, not everything clipped to 255
+    assert open_rgb(sixteen_path)[0].getpixel((3, 3)) == (255, 255, 255)
+    assert open_rgb(sixteen_path)[0].getpixel((0, 0))[0] == 128
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # stored 8 wide x 4 high, left half black; orientation 6 = rotate 90 degrees clockwise
+    array = np.full((4, 8, 3), 255, dtype=np.uint8)
+    array[:, :4] = 0
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = save(tmp_path, "rotated.jpg", Image.fromarray(array), exif=exif, quality=100)
+    image, size = open_rgb(path)
+    assert size == (4, 8) and image.size == (4, 8)
+    upright = np.asarray(image)
+    assert upright[:3, :, 0].mean() < 30  # the black half is on top after rotation
+    assert upright[-3:, :, 0].mean() > 220
+    pixels, width, height = load_resized(path, 16)
+    assert (width, height) == (4, 8) and pixels.shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.jpg", b"", "empty file"),
+        ("text.jpg", b"hello, I am not an image", "not an image"),
+    ],
+)
+def test_bad_files_give_a_reason(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=reason):
+        open_rgb(path)
+
+
+def test_truncated_jpeg_is_an_error(tmp_path):
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    path = save(tmp_path, "full.jpg", noise, quality=95)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        open_rgb(path)
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path):
+    path = save(tmp_path, "big.png", Image.new("L", (200, 100)))
+    with pytest.raises(ValueError, match="decompression bomb"):
+        open_rgb(path, max_pixels=10_000)
+
+
+def test_dataset_never_raises_and_collate_separates_failures(tmp_path):
+    good = save(tmp_path, "a.png", Image.new("RGB", (10, 20), (1, 2, 3)))
+    bad = tmp_path / "b.jpg"
+    bad.write_bytes(b"")
+    dataset = ImageListDataset([str(good), str(bad)], size=12)
+    batch = collate_images([dataset[0], dataset[1]])
+    assert tuple(batch.pixels.shape) == (1, 3, 12, 12)
+    assert [(i.width, i.height) for i in batch.items] == [(10, 20)]
+    assert batch.failed[0].path == str(bad) and "empty" in batch.failed[0].error
+
+
+def test_find_images_walks_directories_and_reports_missing(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("sub/b.JPEG", "a.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    found = list(find_images([str(tmp_path), str(tmp_path / "nope.jpg")]))
+    assert [(p.name, problem) for p, problem in found] == [
+        ("a.png", None),
+        ("b.JPEG", None),
+        ("nope.jpg", "no such file or directory"),
+    ]

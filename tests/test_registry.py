@@ -1,0 +1,121 @@
+"""Every registry entry: builds, has the advertised CAM size, and obeys mean(M_c) = S_c - b_c."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cam_cli.cam import compute_cams
+from cam_cli.loading import ModelLoadError, load_model
+from cam_cli.registry import build_model, cam_size, get_arch, list_archs
+
+ARCHS = [spec.name for spec in list_archs()]
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_cam_identity_and_shapes(name):
+    """The CAM is the spatial decomposition of the class score (paper section 2)."""
+    torch.manual_seed(0)
+    spec = get_arch(name)
+    model = build_model(name, num_classes=7).eval()
+    size = spec.cam_size_at_224
+    assert cam_size(model, 224) == (size, size)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        logits, features = model(x)
+        weight, bias = model.class_weights()
+        all_classes = torch.arange(7).expand(2, -1)
+        cams = compute_cams(features, weight, all_classes)
+    assert logits.shape == (2, 7)
+    assert cams.shape == (2, 7, size, size)
+    bias = torch.zeros(7) if bias is None else bias
+    expected = (logits - bias).double()
+    assert torch.allclose(cams.double().mean(dim=(2, 3)), expected, atol=1e-4, rtol=1e-4)
+
+
+TORCHVISION_FACTORIES = {
+    "resnet18": lambda tvm: tvm.resnet18(num_classes=10),
+    "resnet50": lambda tvm: tvm.resnet50(num_classes=10),
+    "googlenet": lambda tvm: tvm.googlenet(
+        num_classes=10, aux_logits=False, transform_input=True, init_weights=True
+    ),
+    "mobilenet_v2": lambda tvm: tvm.mobilenet_v2(num_classes=10),
+    "squeezenet1_1": lambda tvm: tvm.squeezenet1_1(num_classes=10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION_FACTORIES))
+def test_torchvision_state_dict_gives_torchvisions_own_logits(name, tmp_path):
+    """A torchvision state_dict loads unchanged, and our forward is torchvision's forward."""
+    import torchvision.models as tvm
+
+    torch.manual_seed(1)
+    reference = TORCHVISION_FACTORIES[name](tvm).eval()
+    for module in reference.modules():  # non-trivial BN statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / "weights.pth"
+    torch.save(reference.state_dict(), path)
+    loaded = load_model(arch=name, weights=str(path))
+    assert len(loaded.classes) == 10  # class count read from the file
+    x = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        ours, _ = loaded.model(x)
+        theirs = reference(x)
+    assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_paper_backbones_keep_torchvision_keys():
+    """Paper nets keep the truncated torchvision model under `trunk`, new layers beside it."""
+    import torchvision.models as tvm
+
+    model = build_model("vgg16-gap", 1000)
+    trunk_keys = set(model.net.trunk.state_dict())
+    assert trunk_keys <= set(tvm.vgg16().state_dict())
+    assert "features.28.weight" in trunk_keys  # conv5_3 kept
+    assert model.net.cam_conv[0].out_channels == 1024
+    assert (model.net.cam_conv[0].kernel_size, model.net.cam_conv[0].padding) == ((3, 3), (1, 1))
+    assert (
+        len(
+            [
+                m
+                for m in build_model("alexnet-star-gap", 10).net.cam_conv
+                if m._get_name() == "Conv2d"
+            ]
+        )
+        == 2
+    )
+
+
+def test_wrong_weights_file_is_a_clear_error(tmp_path):
+    import torchvision.models as tvm
+
+    path = tmp_path / "resnet18.pth"
+    torch.save(tvm.resnet18(num_classes=10).state_dict(), path)
+    with pytest.raises(ModelLoadError, match="do not fit"):
+        load_model(arch="mobilenet_v2", weights=str(path))
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(ModelLoadError, match="not a loadable weights file"):
+        load_model(arch="resnet18", weights=str(garbage))
+    with pytest.raises(ModelLoadError, match="no such weights file"):
+        load_model(arch="resnet18", weights=str(tmp_path / "missing.pth"))
+
+
+def test_imagenet_weights_offline_say_how_to_pass_a_file(monkeypatch):
+    import torch.hub
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", offline)
+    with pytest.raises(ModelLoadError, match="--weights FILE") as info:
+        load_model(arch="resnet18", weights="imagenet")
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_arch_lists_known_ones():
+    with pytest.raises(ModelLoadError, match="known: .*mobilenet_v2"):
+        load_model(arch="resnet1000")
