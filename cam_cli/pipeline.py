@@ -75,16 +75,31 @@ class ImageResult:
         }
 
 
+def fast_path_available(device: torch.device) -> bool:
+    """Low precision pays off (and is the default) on CUDA and on CPUs with native bf16.
+
+    Without native bf16 (no AVX512-BF16/AMX) CPU autocast emulates it and runs slower than fp32.
+    """
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class FastPath:
     """Inference settings that keep results: channels_last, low precision autocast.
 
-    bf16 on CPU (when the CPU supports it well) and fp16/bf16 on CUDA; CAMs and boxes are then
-    computed in float32 from the low-precision features.
+    bf16 on CPU and bf16 (or fp16 where bf16 is missing) on CUDA; CAMs and boxes are then
+    computed in float32 from the low-precision features. On the real ILSVRC sample with
+    MobileNetV2 the localization errors stay within 0.25 points of fp32 (README, "Speed").
+    ``enabled=None`` means: on where `fast_path_available`.
     """
 
-    def __init__(self, device: torch.device, enabled: bool) -> None:
+    def __init__(self, device: torch.device, enabled: bool | None) -> None:
         self.device = device
-        self.enabled = enabled
+        self.enabled = fast_path_available(device) if enabled is None else enabled
         if device.type == "cuda":
             self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
@@ -126,7 +141,7 @@ class Localizer:
         threshold: float = 0.2,
         class_indices: Sequence[int] | None = None,
         device: str = "cpu",
-        fast: bool = False,
+        fast: bool | None = None,
     ) -> None:
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"--threshold must be in [0, 1), got {threshold}")

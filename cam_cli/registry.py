@@ -358,9 +358,11 @@ register(ArchSpec(
 
 
 class SmallGAPNet(nn.Module):
-    """Four 3x3 conv blocks (BN optional), stride 8 overall, then the CAM conv layer.
+    """Four 3x3 conv blocks (BN optional), stride 4 overall, then the CAM conv layer.
 
     Small enough to train on two CPU cores in a minute; same CAM structure as the paper's nets.
+    Stride 4 keeps the CAM fine (16x16 at 64 px): on the synthetic benchmark an 8x8 CAM gave
+    boxes of about 71% top-1 localization error against about 30% for 16x16.
     """
 
     def __init__(self, num_classes: int, width: int = 32, batch_norm: bool = True) -> None:
@@ -372,7 +374,7 @@ class SmallGAPNet(nn.Module):
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out))
             layers.append(nn.ReLU(inplace=True))
-            if i < 3:
+            if i < 2:
                 layers.append(nn.MaxPool2d(2))
             channels = out
         self.trunk = nn.Sequential(*layers)
@@ -395,12 +397,12 @@ def _small_gap(batch_norm: bool) -> Callable[[int], CAMNet]:
 
 
 register(ArchSpec(
-    "small-gap", _small_gap(True), 28, "4 conv blocks + conv 3x3 + GAP + linear, for CPU training",
-    default_input_size=96,
+    "small-gap", _small_gap(True), 56, "4 conv blocks + conv 3x3 + GAP + linear, for CPU training",
+    default_input_size=64,
 ))  # fmt: skip
 register(ArchSpec(
-    "small-gap-nobn", _small_gap(False), 28, "small-gap without batch norm (exact DDP checks)",
-    default_input_size=96,
+    "small-gap-nobn", _small_gap(False), 56, "small-gap without batch norm (exact DDP checks)",
+    default_input_size=64,
 ))  # fmt: skip
 
 

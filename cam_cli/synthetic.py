@@ -14,7 +14,7 @@ exact. What it writes under ``OUT_DIR``::
 
 The images. A class is a (shape, colour, texture) combination, e.g. "red striped disc": shape and
 colour alone already separate the default classes, texture is an extra cue. Each image holds one
-object of its class (two, non-overlapping, in about 15% of images; every one gets a box), drawn at
+object of its class (two, well apart, in about 10% of images; every one gets a box), drawn at
 a random position and scale such that the object's box covers 6-45% of the image (always within
 5-50%), never cut by the border, on a cluttered background: a smooth random colour field, random
 lines, and 2-4 smaller distractor shapes that share shapes and colours with the classes but are
@@ -22,9 +22,11 @@ never a class's (shape, colour) pair. The object is drawn last, so it is never o
 ground-truth box is the tight inclusive box of its pixels (``xmax = max x`` of the object pixels).
 
 Determinism: every image is rendered from its own ``numpy.random.Generator`` seeded with
-``(seed, split, class/index)``, so the same seed gives byte-identical files whatever the order or
-subset of generation, and a different seed gives a different dataset. JPEGs are written by Pillow
-(quality 90, no chroma subsampling, so the small colour textures survive).
+``(seed, split, class/index)``, so the same seed gives byte-identical files whatever the order of
+generation, a larger dataset extends a smaller one with the same seed (train image n of a class and
+val image n, label included, do not depend on the counts), and a different seed gives a different
+dataset. JPEGs are written by Pillow (quality 90, no chroma subsampling, so the small colour
+textures survive); byte-identity assumes the same Pillow/libjpeg build.
 
 Atomicity: everything is written into a hidden temporary directory next to ``OUT_DIR`` and
 renamed to ``OUT_DIR`` only when complete, so an interrupted run never leaves a half-written
@@ -65,7 +67,8 @@ MIN_AREA_FRACTION = 0.05  # promised bounds on an object's box area / image area
 MAX_AREA_FRACTION = 0.50
 _OBJECT_AREA_RANGE = (0.06, 0.45)  # sampled range (log-uniform), inside the promise
 _SECOND_OBJECT_AREA_RANGE = (0.06, 0.16)
-_SECOND_OBJECT_PROBABILITY = 0.15
+_SECOND_OBJECT_PROBABILITY = 0.10
+_SECOND_OBJECT_GAP = 0.15  # min gap between two instances, fraction of the image side
 _DISTRACTOR_AREA_RANGE = (0.008, 0.035)
 _ASPECT_RANGE = (0.75, 1.33)  # box width / height
 _ROTATION_JITTER_DEG = 12.0  # small, so that square and diamond stay distinct
@@ -171,9 +174,14 @@ def class_specs(num_classes: int = 6) -> list[ClassSpec]:
 
 
 def val_labels(num_images: int, num_classes: int, seed: int) -> np.ndarray:
-    """Balanced val labels (counts differ by at most one), shuffled by the seed."""
-    labels = np.arange(num_images) % num_classes
-    return np.random.default_rng([seed, _VAL_LABELS]).permutation(labels)
+    """Balanced val labels: every block of ``num_classes`` images is a seeded permutation of the
+    classes, so counts differ by at most one and the first N labels do not depend on the total."""
+    blocks = -(-num_images // num_classes)
+    perms = [
+        np.random.default_rng([seed, _VAL_LABELS, b]).permutation(num_classes)
+        for b in range(blocks)
+    ]
+    return np.concatenate(perms)[:num_images].astype(np.int64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +245,11 @@ def _shape_mask(
 
 
 def _texture_mask(
-    texture: str, box: tuple[float, float, float, float], angle_deg: float, rng, size: int
+    texture: str,
+    box: tuple[float, float, float, float],
+    angle_deg: float,
+    rng: np.random.Generator,
+    size: int,
 ) -> np.ndarray:
     """Where the texture's dark colour goes (scaled to the object, so it is scale invariant)."""
     x0, y0, x1, y1 = box
@@ -310,21 +322,53 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.asarray(field_img, dtype=float).copy()
 
 
-def render_sample(spec: ClassSpec, classes: list[ClassSpec], rng: np.random.Generator, size: int):
+def _tight_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    return (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+
+
+def _box_area_fraction(box: tuple[int, int, int, int], size: int) -> float:
+    return (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / (size * size)
+
+
+def _sample_object(rng: np.random.Generator, shape: str, size: int, area_range, avoid=None):
+    """Geometry and mask of one object whose *pixel* box keeps the promised area bounds.
+
+    Rasterisation can shave a pixel off thin tips, so the drawn box is checked, not assumed.
+    Returns ``(continuous box, angle, mask)``, or None if no placement clear of ``avoid`` (a
+    continuous box kept ``_SECOND_OBJECT_GAP`` away) was found.
+    """
+    for _ in range(50):
+        box = _sample_box(rng, size, area_range)
+        angle = float(rng.uniform(-1, 1) * _ROTATION_JITTER_DEG)
+        if avoid is not None and _overlaps(box, avoid, margin=_SECOND_OBJECT_GAP * size):
+            continue
+        mask = _shape_mask(shape, box, angle, size)
+        if mask.any():
+            fraction = _box_area_fraction(_tight_box(mask), size)
+            if MIN_AREA_FRACTION <= fraction <= MAX_AREA_FRACTION:
+                return box, angle, mask
+    if avoid is not None:
+        return None
+    raise RuntimeError(f"could not place a {shape} in a {size}px image")  # not reached for >=32
+
+
+def render_sample(
+    spec: ClassSpec, classes: list[ClassSpec], rng: np.random.Generator, size: int
+) -> Sample:
     """Render one image of class ``spec``; ``classes`` tells which (shape, colour) pairs to avoid
     in distractors. Consumes ``rng`` in a fixed order, so the result depends only on its seed."""
     # 1. Object geometry first, so distractors can keep clear of it.
-    object_boxes = [_sample_box(rng, size, _OBJECT_AREA_RANGE)]
     if rng.random() < _SECOND_OBJECT_PROBABILITY:
-        # Two instances need room: shrink the first to a size that leaves space, like ILSVRC's
-        # multi-object images, then place the second without overlap (or give up).
-        object_boxes = [_sample_box(rng, size, _SECOND_OBJECT_AREA_RANGE)]
-        for _ in range(30):
-            candidate = _sample_box(rng, size, _SECOND_OBJECT_AREA_RANGE)
-            if not _overlaps(candidate, object_boxes[0], margin=2.0):
-                object_boxes.append(candidate)
-                break
-    object_angles = [float(rng.uniform(-1, 1) * _ROTATION_JITTER_DEG) for _ in object_boxes]
+        # Two instances, like ILSVRC's multi-object images: both smaller, well apart (the second
+        # is dropped if it does not fit).
+        objects = [_sample_object(rng, spec.shape, size, _SECOND_OBJECT_AREA_RANGE)]
+        second = _sample_object(rng, spec.shape, size, _SECOND_OBJECT_AREA_RANGE, objects[0][0])
+        if second is not None:
+            objects.append(second)
+    else:
+        objects = [_sample_object(rng, spec.shape, size, _OBJECT_AREA_RANGE)]
+    object_boxes = [box for box, _, _ in objects]
 
     # 2. Background: smooth muted colour field plus clutter lines.
     canvas = _background(rng, size)
@@ -349,16 +393,12 @@ def render_sample(spec: ClassSpec, classes: list[ClassSpec], rng: np.random.Gene
             continue
         _paint(canvas, _shape_mask(shape, box, angle, size), dark, colour, 0.45)
 
-    # 4. The object(s), on top, never occluded.
+    # 4. The object(s), on top, never occluded: the box is the tight box of the mask.
     colour = _jitter(COLOURS[spec.colour], rng, 18)
-    masks, boxes = [], []
-    for box, angle in zip(object_boxes, object_angles, strict=True):
-        mask = _shape_mask(spec.shape, box, angle, size)
-        dark = _texture_mask(spec.texture, box, angle, rng, size)
-        _paint(canvas, mask, dark, colour, 0.4)
-        ys, xs = np.nonzero(mask)
-        masks.append(mask)
-        boxes.append((int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())))
+    for box, angle, mask in objects:
+        _paint(canvas, mask, _texture_mask(spec.texture, box, angle, rng, size), colour, 0.4)
+    masks = [mask for _, _, mask in objects]
+    boxes = [_tight_box(mask) for mask in masks]
 
     # 5. Sensor noise over everything.
     canvas += rng.normal(0.0, 5.0, canvas.shape)
