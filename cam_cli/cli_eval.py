@@ -1,1 +1,298 @@
-"""Placeholder: filled in by its command's module."""
+"""`cam-cli eval`: ILSVRC localization error of a model, or of a `cam-cli bbox` run.
+
+Only parses options, calls `cam_cli.evaluate`, prints. Every mismatch the library finds is a
+usage error (exit 2); failed images are figures, not errors (exit 1, after the table).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cam_cli.cli import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    Arch,
+    BatchSize,
+    Checkpoint,
+    ClassesFile,
+    Device,
+    Fast,
+    InputSize,
+    Normalize,
+    Quiet,
+    Threshold,
+    Weights,
+    Workers,
+    _load,
+    _show_progress,
+    app,
+    fail,
+)
+
+MODEL_OPTIONS = ("arch", "weights", "checkpoint", "normalize", "input_size", "threshold", "fast")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Was the option on the command line (not just its default)?"""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _same(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@app.command("eval")
+def eval_command(
+    ctx: typer.Context,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotations",
+            help="Ground truth: a folder of ILSVRC XML, Kaggle LOC_val_solution.csv, or the "
+            "devkit's ILSVRC2012_validation_ground_truth.txt (with --meta; labels only).",
+            show_default=False,
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            "-i",
+            help="Folder of images (flat, or <wnid>/ sub-folders), matched to the annotations "
+            "by file stem.",
+            show_default=False,
+        ),
+    ] = None,
+    predictions: Annotated[
+        str | None,
+        typer.Option(
+            "--predictions",
+            help="Score the JSON Lines of `cam-cli bbox --topk 5` (FILE, or '-' for stdin) "
+            "instead of running a model.",
+            show_default=False,
+        ),
+    ] = None,
+    meta: Annotated[
+        Path | None,
+        typer.Option(
+            help="The devkit's meta.mat, to read ILSVRC2012_IDs as wnids.", show_default=False
+        ),
+    ] = None,
+    cub: Annotated[
+        Path | None,
+        typer.Option(
+            help="CUB_200_2011 folder: images, boxes, labels and classes from its own files.",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option(help="CUB split: test, train or all.")] = "test",
+    arch: Arch = None,
+    weights: Weights = None,
+    checkpoint: Checkpoint = None,
+    classes: ClassesFile = None,
+    normalize: Normalize = None,
+    input_size: InputSize = None,
+    threshold: Threshold = 0.2,
+    maxboxacc: Annotated[
+        bool,
+        typer.Option(
+            "--maxboxacc",
+            help="Also MaxBoxAccV2 (CAM threshold sweep, all components, IoU 0.3/0.5/0.7) from "
+            "the true class's CAM.",
+        ),
+    ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Evaluate the matched images when some images or annotations have no "
+            "counterpart (the output says how many were left out).",
+        ),
+    ] = False,
+    json_out: Annotated[
+        str | None,
+        typer.Option(
+            "--json",
+            help="Write every figure, the counts and the settings as JSON to FILE, or '-' "
+            "(stdout; the table then goes to stderr).",
+            show_default=False,
+        ),
+    ] = None,
+    per_image: Annotated[
+        Path | None,
+        typer.Option(
+            "--per-image",
+            help="JSON Lines, one per image: predictions, ground truth, IoUs, right or wrong. "
+            "With a model it is written as the run goes and an interrupted run resumes from it.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: BatchSize = 32,
+    workers: Workers = 2,
+    device: Device = "auto",
+    fast: Fast = None,
+    quiet: Quiet = False,
+) -> None:
+    """ILSVRC localization error (top-1/top-5, GT-known, baselines; MaxBoxAccV2 on request).
+
+    Runs a model over annotated images, or scores the output of `cam-cli bbox --topk 5`
+    (--predictions) with no model. Images and annotations are matched by file stem; anything
+    unmatched, an unknown label or a class-order mismatch stops with exit code 2
+    (--allow-missing evaluates the matched ones and says how many were left out). Images that
+    fail to load count as wrong and give exit code 1 after the table.
+
+    Examples:
+
+    \b
+      cam-cli eval --arch mobilenet_v2 --weights mobilenet_v2-imagenet.pth \\
+        --classes LOC_synset_mapping.txt --images val/ --annotations LOC_val_solution.csv
+
+    \b
+      cam-cli bbox --checkpoint best.pt --images val/ --topk 5 \\
+        | cam-cli eval --predictions - --annotations val_xml/
+
+    \b
+      cam-cli eval --checkpoint cub.pt --cub CUB_200_2011 --maxboxacc --json report.json
+    """
+    settings = _check_options(ctx, annotations, images, predictions, meta, cub, classes)
+    if per_image is not None and str(per_image) == "-":
+        raise fail("--per-image needs a FILE (stdout carries the table or the JSON)")
+    if json_out not in (None, "-") and per_image is not None and _same(json_out, per_image):
+        raise fail("--json and --per-image must be different files")
+
+    from cam_cli.annotations import read_annotations, read_cub
+    from cam_cli.classes import read_synset_mapping
+    from cam_cli.evaluate import (
+        EvaluationError,
+        evaluate_model,
+        evaluate_predictions,
+        format_report,
+        read_prediction_records,
+    )
+
+    cub_classes = None
+    image_source: Path | dict | None = images
+    try:
+        if cub is not None:
+            truth, cub_classes, image_source = read_cub(cub, split)
+        else:
+            truth = read_annotations(annotations, meta)
+    except (ValueError, OSError) as error:
+        raise fail(str(error)) from None
+
+    try:
+        if predictions is not None:
+            class_list = cub_classes
+            if class_list is None and classes is not None:
+                try:
+                    class_list = read_synset_mapping(classes)
+                except (ValueError, OSError) as error:
+                    raise fail(str(error)) from None
+            report = evaluate_predictions(
+                read_prediction_records(predictions),
+                truth,
+                allow_missing=allow_missing,
+                classes=class_list,
+                per_image=per_image,
+                settings=settings,
+            )
+        else:
+            loaded = _load(arch, weights, checkpoint, classes, normalize, input_size, device)
+            report = evaluate_model(
+                loaded,
+                image_source,
+                truth,
+                classes=cub_classes,
+                allow_missing=allow_missing,
+                threshold=threshold,
+                batch_size=batch_size,
+                workers=workers,
+                device=device,
+                fast=fast,
+                maxboxacc=maxboxacc,
+                per_image=per_image,
+                progress=_show_progress(quiet),
+                settings=settings,
+                log=None if quiet else lambda message: typer.echo(f"cam-cli: {message}", err=True),
+            )
+    except EvaluationError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        raise fail(str(error)) from None
+
+    _write_outputs(report, format_report(report), json_out)
+    raise typer.Exit(EXIT_SOME_FAILED if report["failed_images"] else EXIT_OK)
+
+
+def _check_options(ctx, annotations, images, predictions, meta, cub, classes) -> dict:
+    """Which mode, which ground truth; refuse options that would be silently ignored.
+
+    Returns the settings that describe the inputs (for the report and the resume check).
+    """
+    if (annotations is None) == (cub is None):
+        raise fail("give the ground truth: --annotations PATH or --cub ROOT (one of them)")
+    if meta is not None and annotations is None:
+        raise fail("--meta goes with --annotations ILSVRC2012_validation_ground_truth.txt")
+    if _given(ctx, "split") and cub is None:
+        raise fail("--split goes with --cub")
+    if cub is not None and classes is not None:
+        raise fail("with --cub the classes come from CUB's classes.txt; leave out --classes")
+    if predictions is not None:
+        extra = [_option(n) for n in (*MODEL_OPTIONS, "maxboxacc") if _given(ctx, n)]
+        if images is not None:
+            extra.append("--images")
+        if extra:
+            raise fail(
+                f"--predictions scores records without a model; leave out {', '.join(extra)} "
+                "(GT-known error and --maxboxacc need a model run)"
+            )
+    elif cub is None and images is None:
+        raise fail("give the images: --images DIR (or --predictions FILE|- from `cam-cli bbox`)")
+    elif cub is not None and images is not None:
+        raise fail("with --cub the images come from ROOT/images; leave out --images")
+    paths = {
+        "predictions": predictions,
+        "images": images,
+        "annotations": annotations,
+        "meta": meta,
+        "cub": cub,
+        "classes": classes,
+        "weights": ctx.params.get("weights"),
+        "checkpoint": ctx.params.get("checkpoint"),
+    }
+    settings: dict = {
+        # absolute paths, so a resumed run from another folder is recognised as the same run
+        key: str(Path(value).resolve()) if Path(value).exists() and value != "-" else str(value)
+        for key, value in paths.items()
+        if value is not None
+    }
+    if cub is not None:
+        settings["split"] = ctx.params.get("split")
+    return settings
+
+
+def _write_outputs(report: dict, table: str, json_out: str | None) -> None:
+    """Table on stdout (stderr when the JSON goes to stdout); JSON atomically to its file."""
+    from cam_cli.output import atomic_text_file
+
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    if json_out == "-":
+        typer.echo(table, err=True)
+        typer.echo(text, nl=False)
+        return
+    typer.echo(table)
+    if json_out is not None:
+        try:
+            with atomic_text_file(json_out) as handle:
+                handle.write(text)
+        except OSError as error:
+            raise fail(f"{json_out}: cannot write ({error})") from None

@@ -99,9 +99,10 @@ def test_bbox_reads_paths_from_stdin_and_writes_csv(
 
 
 def test_squeezenet_caffe_weights(images, truth, sample_dir, squeezenet_weights):
+    mapping = str(sample_dir / "LOC_synset_mapping.txt")
     result = run("bbox", "--images", str(images), "--arch", "squeezenet1_1",
                  "--weights", str(squeezenet_weights), "--normalize", "caffe",
-                 "--classes", str(sample_dir / "LOC_synset_mapping.txt"), "--topk", "1")  # fmt: skip
+                 "--classes", mapping, "--topk", "1")  # fmt: skip
     records = [json.loads(line) for line in result.stdout.splitlines()]
     good = [r for r in records if "predictions" in r]
     right = sum(r["predictions"][0]["wnid"] == truth[Path(r["path"]).stem] for r in good)

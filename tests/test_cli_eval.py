@@ -1,0 +1,405 @@
+"""`cam-cli eval` as a user runs it: on a small generated ILSVRC-like folder and a tiny fake CUB
+(a seeded, untrained small-gap network: figures are arbitrary but reproducible), and on a subset
+of the real ILSVRC sample with the real MobileNetV2 weights when ../shared is present."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from cam_cli.cli import app
+from cam_cli.loading import CHECKPOINT_FORMAT
+from cam_cli.preprocess import IMAGENET
+from cam_cli.registry import build_model, get_arch
+
+WNIDS = ["n01440764", "n01751748", "n02119789"]
+NAMES = ["tench", "sea snake", "kit fox"]
+IMAGES = 10
+
+
+def figures(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("settings", "resumed_images")}
+
+
+def without_gt_known(report: dict) -> dict:
+    gt_known = ("gt_known_images", "gt_known_correct", "gt_known_loc_error", "gt_known_available")
+    return {k: v for k, v in figures(report).items() if k not in gt_known}
+
+
+def invoke(*args, input: str | None = None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def write_image(path: Path, box, size=(80, 60), seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
+    x0, y0, x1, y1 = box
+    pixels[y0 : y1 + 1, x0 : x1 + 1] = rng.integers(150, 255, 3, dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def write_xml(path: Path, label: str, box, size=(80, 60)) -> None:
+    x0, y0, x1, y1 = box
+    path.write_text(
+        f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>"
+        f"<object><name>{label}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+        f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object></annotation>"
+    )
+
+
+def seeded_small_gap(num_classes: int, path: Path) -> Path:
+    torch.manual_seed(0)
+    torch.save(build_model("small-gap", num_classes).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory) -> Path:
+    """val/ (10 JPEGs), xml/, LOC_val_solution.csv, classes.txt, weights.pth."""
+    root = tmp_path_factory.mktemp("ilsvrc")
+    (root / "val").mkdir()
+    (root / "xml").mkdir()
+    rows = []
+    for i in range(IMAGES):
+        stem = f"ILSVRC2012_val_{i + 1:08d}"
+        box = (5 + 3 * i, 4 + 2 * i, 40 + 3 * i, 35 + i)
+        wnid = WNIDS[i % 3]
+        write_image(root / "val" / f"{stem}.JPEG", box, seed=i)
+        write_xml(root / "xml" / f"{stem}.xml", wnid, box)
+        rows.append(f"{stem},{wnid} {' '.join(map(str, box))}")
+    (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows))
+    lines = [f"{wnid} {name}\n" for wnid, name in zip(WNIDS, NAMES, strict=True)]
+    (root / "classes.txt").write_text("".join(lines))
+    seeded_small_gap(3, root / "weights.pth")
+    return root
+
+
+def model_args(fake: Path) -> list:
+    return ["--arch", "small-gap", "--weights", fake / "weights.pth", "--classes",
+            fake / "classes.txt", "--workers", "0", "--no-fast", "--quiet"]  # fmt: skip
+
+
+def run_eval(fake: Path, tmp_path: Path, *args, images=None, annotations=None, name="r.json"):
+    result = invoke(
+        "eval", *model_args(fake), "--images", images or fake / "val",
+        "--annotations", annotations or fake / "xml", "--json", tmp_path / name, *args,
+    )  # fmt: skip
+    report = json.loads((tmp_path / name).read_text()) if (tmp_path / name).exists() else None
+    return result, report
+
+
+# --- model mode -------------------------------------------------------------------------------
+
+
+def test_model_run_xml_equals_csv(fake, tmp_path):
+    result, from_xml = run_eval(fake, tmp_path, name="xml.json")
+    assert result.exit_code == 0, result.output
+    _, from_csv = run_eval(fake, tmp_path, annotations=fake / "LOC_val_solution.csv")
+    assert figures(from_xml) == figures(from_csv)
+    assert from_xml["images"] == IMAGES and from_xml["failed_images"] == 0
+    assert from_xml["gt_known_images"] == IMAGES and from_xml["gt_known_available"]
+    settings = from_xml["settings"]
+    assert settings["arch"] == "small-gap" and settings["threshold"] == 0.2
+    assert settings["input_size"] == get_arch("small-gap").default_input_size
+    assert settings["fast"] is False
+    assert settings["annotations"] == str((fake / "xml").resolve())
+    assert "GT-known localization error" in result.stdout
+    assert "classification error" in result.stdout
+
+
+def test_json_to_stdout_moves_the_table_to_stderr(fake):
+    result = invoke(
+        "eval", *model_args(fake), "--images", fake / "val", "--annotations", fake / "xml",
+        "--json", "-",
+    )  # fmt: skip
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["images"] == IMAGES
+    assert "classification error" in result.stderr
+
+
+def test_model_run_equals_bbox_predictions(fake, tmp_path):
+    _, model = run_eval(fake, tmp_path)
+    boxes = invoke("bbox", *model_args(fake), "--images", fake / "val", "--topk", "5")
+    assert boxes.exit_code == 0
+    result = invoke(
+        "eval", "--predictions", "-", "--annotations", fake / "xml", "--json", tmp_path / "p.json",
+        input=boxes.stdout,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    predictions = json.loads((tmp_path / "p.json").read_text())
+    assert without_gt_known(predictions) == without_gt_known(model)
+    assert "GT-known localization error          n/a (needs a model)" in result.stdout
+
+
+def test_image_without_annotation(fake, tmp_path):
+    images = tmp_path / "val"
+    images.mkdir()
+    for path in (fake / "val").iterdir():
+        (images / path.name).symlink_to(path)
+    write_image(images / "stray.JPEG", (1, 1, 9, 9))
+    result, _ = run_eval(fake, tmp_path, images=images)
+    assert result.exit_code == 2
+    assert "1 images have no annotation" in result.stderr and "stray.JPEG" in result.stderr
+    assert "--allow-missing" in result.stderr
+    result, report = run_eval(fake, tmp_path, "--allow-missing", images=images)
+    assert result.exit_code == 0
+    assert report["images"] == IMAGES and report["missing"]["images_without_annotation"] == 1
+    assert "left out (--allow-missing): 1 images without annotation" in result.stdout
+
+
+def test_annotation_without_image(fake, tmp_path):
+    xml = tmp_path / "xml"
+    xml.mkdir()
+    for path in (fake / "xml").iterdir():
+        (xml / path.name).symlink_to(path)
+    write_xml(xml / "ILSVRC2012_val_00000099.xml", WNIDS[0], (1, 1, 9, 9))
+    result, _ = run_eval(fake, tmp_path, annotations=xml)
+    assert result.exit_code == 2
+    assert "1 annotations have no image (e.g. ILSVRC2012_val_00000099)" in result.stderr
+    result, report = run_eval(fake, tmp_path, "--allow-missing", annotations=xml)
+    assert result.exit_code == 0 and report["missing"]["annotations_without_image"] == 1
+
+
+def test_unknown_wnid(fake, tmp_path):
+    csv = tmp_path / "LOC_val_solution.csv"
+    text = (fake / "LOC_val_solution.csv").read_text()
+    csv.write_text(text.replace(WNIDS[2], "n04999999"))
+    result, _ = run_eval(fake, tmp_path, annotations=csv)
+    assert result.exit_code == 2 and "n04999999" in result.stderr
+    assert "not classes of the model" in result.stderr
+
+
+def test_checkpoint_and_classes_in_another_order(fake, tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "arch": "small-gap",
+            "classes": [
+                {"index": i, "wnid": w, "name": n}
+                for i, (w, n) in enumerate(zip(WNIDS, NAMES, strict=True))
+            ],
+            "model": torch.load(fake / "weights.pth", weights_only=True),
+            "preprocessing": IMAGENET.to_dict(),
+            "input_size": 96,
+        },
+        checkpoint,
+    )
+    reordered = tmp_path / "classes.txt"
+    reordered.write_text("".join(f"{w} x\n" for w in reversed(WNIDS)))
+    args = ["--images", fake / "val", "--annotations", fake / "xml", "--workers", "0", "-q"]
+    result = invoke("eval", "--checkpoint", checkpoint, "--classes", reordered, *args)
+    assert result.exit_code == 2 and "class order differs" in result.stderr
+    result = invoke("eval", "--checkpoint", checkpoint, *args, "--no-fast")
+    assert result.exit_code == 0, result.output
+
+
+def test_failed_images_count_as_wrong_and_exit_1(fake, tmp_path):
+    images, xml = tmp_path / "val", tmp_path / "xml"
+    images.mkdir()
+    xml.mkdir()
+    for path in (fake / "val").iterdir():
+        (images / path.name).symlink_to(path)
+    for path in (fake / "xml").iterdir():
+        (xml / path.name).symlink_to(path)
+    (images / "ILSVRC2012_val_00000050.JPEG").write_text("not an image")
+    write_xml(xml / "ILSVRC2012_val_00000050.xml", WNIDS[1], (0, 0, 79, 59))
+    result, report = run_eval(fake, tmp_path, images=images, annotations=xml)
+    assert result.exit_code == 1, result.output
+    assert report["images"] == IMAGES + 1 and report["failed_images"] == 1
+    assert report["failed"][0]["path"].endswith("ILSVRC2012_val_00000050.JPEG")
+    assert report["gt_known_images"] == IMAGES + 1  # the failed image counts, as wrong
+    assert "1 images failed (counted as wrong):" in result.stdout
+    _, good = run_eval(fake, tmp_path, name="good.json")
+    wrong = report["images"] - report["correct"]["top5_cls"]
+    assert wrong == good["images"] - good["correct"]["top5_cls"] + 1
+
+
+def test_resume_after_a_crash_gives_the_one_shot_figures(fake, tmp_path):
+    args = ["--maxboxacc", "--batch-size", "1"]
+    _, one_shot = run_eval(fake, tmp_path, *args, "--per-image", tmp_path / "full.jsonl")
+    # First half only, then a crash that tears the last line written.
+    half = tmp_path / "half"
+    half.mkdir()
+    for path in sorted((fake / "val").iterdir())[: IMAGES // 2]:
+        (half / path.name).symlink_to(path)
+    log = tmp_path / "per_image.jsonl"
+    result, _ = run_eval(fake, tmp_path, *args, "--allow-missing", "--per-image", log, images=half)
+    assert result.exit_code == 0, result.output
+    lines = log.read_bytes().splitlines(keepends=True)
+    assert len(lines) == IMAGES // 2
+    log.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+
+    result, resumed = run_eval(fake, tmp_path, *args, "--per-image", log, name="resumed.json")
+    assert result.exit_code == 0, result.output
+    assert resumed["resumed_images"] == IMAGES // 2 - 1
+    assert figures(resumed) == figures(one_shot)
+    assert resumed["maxboxacc_v2"]["images"] == IMAGES
+
+    def lines_of(path: Path) -> list[dict]:  # the first images were read from half/, not val/
+        return [{**json.loads(t), "path": None} for t in path.read_text().splitlines()]
+
+    assert lines_of(log) == lines_of(tmp_path / "full.jsonl")
+
+    # Nothing left to do: the figures come from the file alone.
+    _, again = run_eval(fake, tmp_path, *args, "--per-image", log, name="again.json")
+    assert again["resumed_images"] == IMAGES and figures(again) == figures(one_shot)
+    # Other settings never mix into the same file.
+    result, _ = run_eval(fake, tmp_path, *args, "--threshold", "0.3", "--per-image", log)
+    assert result.exit_code == 2 and "other settings" in result.stderr
+
+
+# --- CUB --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cub(tmp_path_factory) -> Path:
+    """CUB_200_2011 with 2 classes and 6 images (4 test, 2 train)."""
+    root = tmp_path_factory.mktemp("CUB_200_2011")
+    classes = ["001.Black_footed_Albatross", "002.Laysan_Albatross"]
+    (root / "classes.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    images, labels, split, boxes = [], [], [], []
+    for i in range(6):
+        folder = classes[i % 2]
+        relpath = f"{folder}/{folder.split('.')[1]}_{i:04d}_{i}.jpg"
+        (root / "images" / folder).mkdir(parents=True, exist_ok=True)
+        write_image(root / "images" / relpath, (10 + i, 8, 50 + i, 40), seed=i)
+        images.append(f"{i + 1} {relpath}")
+        labels.append(f"{i + 1} {i % 2 + 1}")
+        split.append(f"{i + 1} {int(i >= 4)}")
+        boxes.append(f"{i + 1} {10.0 + i} 8.0 41.0 33.0")
+    for name, rows in (("images", images), ("image_class_labels", labels),
+                       ("train_test_split", split), ("bounding_boxes", boxes)):  # fmt: skip
+        (root / f"{name}.txt").write_text("\n".join(rows) + "\n")
+    seeded_small_gap(2, root / "weights.pth")
+    return root
+
+
+def test_cub_end_to_end(cub, tmp_path):
+    base = ["eval", "--arch", "small-gap", "--weights", cub / "weights.pth", "--cub", cub,
+            "--workers", "0", "-q", "--no-fast"]  # fmt: skip
+    result = invoke(*base, "--maxboxacc", "--json", tmp_path / "test.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "test.json").read_text())
+    assert report["images"] == 4 and report["settings"]["split"] == "test"
+    assert report["maxboxacc_v2"]["images"] == 4 and report["gt_known_images"] == 4
+    assert "MaxBoxAccV2" in result.stdout
+    result = invoke(*base, "--split", "all", "--json", tmp_path / "all.json")
+    assert json.loads((tmp_path / "all.json").read_text())["images"] == 6
+
+    # predictions of the same model score the same without it
+    boxes = invoke("bbox", "--arch", "small-gap", "--weights", cub / "weights.pth", "--images",
+                   cub / "images", "--workers", "0", "-q", "--no-fast")  # fmt: skip
+    result = invoke("eval", "--predictions", "-", "--cub", cub, "--allow-missing", "--json",
+                    tmp_path / "p.json", input=boxes.stdout)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    predictions = json.loads((tmp_path / "p.json").read_text())
+    assert predictions["missing"]["images_without_annotation"] == 2  # the 2 train images
+    assert predictions["top1_loc_error"] == report["top1_loc_error"]
+
+
+def test_cub_checkpoint_with_another_class_order(cub, tmp_path):
+    checkpoint = tmp_path / "cub.pt"
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "arch": "small-gap",
+            "classes": [
+                {"index": 0, "wnid": None, "name": "Laysan_Albatross"},
+                {"index": 1, "wnid": None, "name": "Black_footed_Albatross"},
+            ],  # fmt: skip
+            "model": torch.load(cub / "weights.pth", weights_only=True),
+            "preprocessing": IMAGENET.to_dict(),
+            "input_size": 96,
+        },
+        checkpoint,
+    )
+    result = invoke("eval", "--checkpoint", checkpoint, "--cub", cub, "--workers", "0", "-q")
+    assert result.exit_code == 2 and "class order differs" in result.stderr
+
+
+# --- usage errors -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--images", "x"], "--annotations PATH or --cub ROOT"),
+        (["--annotations", "a", "--cub", "c"], "--annotations PATH or --cub ROOT"),
+        (["--cub", "c", "--meta", "m"], "--meta goes with --annotations"),
+        (["--annotations", "a", "--split", "train"], "--split goes with --cub"),
+        (["--annotations", "a"], "give the images"),
+        (["--predictions", "-", "--annotations", "a", "--arch", "x"], "leave out --arch"),
+        (["--predictions", "-", "--annotations", "a", "--threshold", "0.3"], "--threshold"),
+        (["--predictions", "-", "--annotations", "a", "--maxboxacc"], "--maxboxacc"),
+        (["--predictions", "-", "--annotations", "a", "--per-image", "-"], "needs a FILE"),
+    ],
+)
+def test_usage_errors(args, message):
+    result = invoke("eval", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_unreadable_annotations_are_a_usage_error(tmp_path):
+    result = invoke("eval", "--predictions", "-", "--annotations", tmp_path / "nope.csv")
+    assert result.exit_code == 2 and "nope.csv" in result.stderr
+
+
+# --- the real sample --------------------------------------------------------------------------
+
+SUBSET = 32
+CLI = [sys.executable, "-m", "cam_cli"]
+
+
+def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weights, tmp_path):
+    """32 real images: XML == CSV figures; the model run == `bbox --topk 5 | eval`."""
+    images, xml = tmp_path / "val", tmp_path / "xml"
+    images.mkdir()
+    xml.mkdir()
+    stems = []
+    for path in sorted((sample_dir / "val").iterdir())[:SUBSET]:
+        (images / path.name).symlink_to(path)
+        (xml / f"{path.stem}.xml").symlink_to(sample_dir / "annotations" / f"{path.stem}.xml")
+        stems.append(path.stem)
+    rows = (sample_dir / "LOC_val_solution.csv").read_text().splitlines()
+    csv = tmp_path / "LOC_val_solution.csv"
+    csv.write_text("\n".join([rows[0], *(r for r in rows[1:] if r.split(",")[0] in stems)]))
+    model = ["--arch", "mobilenet_v2", "--weights", str(mobilenet_weights), "--classes",
+             str(sample_dir / "LOC_synset_mapping.txt"), "--workers", "1", "-q"]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def evaluate(annotations: Path, name: str) -> dict:
+        out = tmp_path / name
+        command = [*CLI, "eval", *model, "--images", str(images), "--annotations",
+                   str(annotations), "--json", str(out)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(out.read_text())
+
+    from_xml = evaluate(xml, "xml.json")
+    from_csv = evaluate(csv, "csv.json")
+    assert figures(from_xml) == figures(from_csv)
+    assert from_xml["images"] == SUBSET and from_xml["failed_images"] == 0
+
+    bbox = subprocess.Popen(
+        [*CLI, "bbox", *model, "--images", str(images), "--topk", "5"],
+        stdout=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    evaluation = subprocess.run(
+        [*CLI, "eval", "--predictions", "-", "--annotations", str(xml), "--json", "-"],
+        stdin=bbox.stdout, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    bbox.stdout.close()
+    assert bbox.wait(timeout=300) == 0 and evaluation.returncode == 0, evaluation.stderr
+    assert without_gt_known(json.loads(evaluation.stdout)) == without_gt_known(from_xml)
+    # Loose sanity on 32 images (the whole sample: ~20% top-1 error, ~40% GT-known error).
+    assert from_xml["top1_cls_error"] <= 40 and from_xml["gt_known_loc_error"] <= 65
