@@ -80,7 +80,7 @@ def read_state_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _unwrap_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:
+def unwrap_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Accept a bare state_dict, a cam-cli checkpoint, or the common {"state_dict": ...} form."""
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(data.get(key), dict):
@@ -175,7 +175,7 @@ def load_model(
         state_dict = download_torchvision_state_dict(spec.torchvision_weights, spec.name)
         names = list(resolve_weights_enum(spec.torchvision_weights).meta["categories"])
     else:
-        state_dict = _unwrap_state_dict(read_state_file(weights))
+        state_dict = unwrap_state_dict(read_state_file(weights))
 
     count = num_classes
     if count is None and state_dict is not None:

@@ -19,9 +19,9 @@ from torch import Tensor, nn
 
 from cam_cli.loading import (
     ModelLoadError,
-    _unwrap_state_dict,
     download_torchvision_state_dict,
     read_state_file,
+    unwrap_state_dict,
 )
 from cam_cli.registry import ArchSpec, CAMNet, get_arch
 from cam_cli.train_config import TrainConfig, TrainError
@@ -98,7 +98,7 @@ def apply_initial_weights(
     torchvision state_dict (``features.0.weight``...) goes into ``net.trunk``; a file with our own
     ``net.`` keys (a cam-cli checkpoint) is a whole network, for continued fine-tuning.
     """
-    state_dict = _unwrap_state_dict(state_dict)
+    state_dict = unwrap_state_dict(state_dict)
     trunk = getattr(model.net, "trunk", None)
     if spec.paper and trunk is not None and not any(k.startswith("net.") for k in state_dict):
         fitting = _check_trunk_weights(trunk, state_dict, source)

@@ -24,4 +24,14 @@ echo "== 4/4 ILSVRC localization error (XML annotations)" >&2
 "$cli" eval --predictions "$work/boxes.jsonl" --annotations "$work/data/annotations" \
     --classes "$work/data/LOC_synset_mapping.txt" --json "$work/eval.json"
 
+# The benchmark is only worth its name if CAM boxes beat both trivial baselines by far.
+.venv/bin/python - "$work/eval.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+cam = report["top1_loc_error"]
+baselines = {k: v["top1_loc_error"] for k, v in report["baselines"].items()}
+print(f"check: top-1 loc error {cam:.2f}% vs baselines {baselines}", file=sys.stderr)
+if not cam < 0.5 * min(baselines.values()):
+    sys.exit("check failed: CAM boxes are not far better than the trivial baselines")
+PY
 echo "== done in $((SECONDS - start)) s; overlays with boxes in $work/draw/" >&2
