@@ -368,11 +368,7 @@ class _Scorer:
         return line
 
     def _add_maxbox_ious(self, ious: Sequence[float]) -> None:
-        """Count one image from its best IoU per threshold: what `MaxBoxAccV2.add` does after
-        computing them (no public door for precomputed IoUs)."""
-        ious = np.asarray(ious, dtype=np.float64)
-        self.maxbox.hits += ious[:, None] >= self.maxbox.iou_thresholds[None, :]
-        self.maxbox.images += 1
+        self.maxbox.add_best_ious(np.asarray(ious, dtype=np.float64))
 
     def readd(self, line: Mapping, annotation: ImageAnnotation) -> None:
         """Feed back a per-image line of an earlier (interrupted) run, exactly as first scored."""

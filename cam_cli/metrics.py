@@ -397,9 +397,17 @@ class MaxBoxAccV2:
         best = np.zeros(len(self.thresholds))
         if len(boxes):
             np.maximum.at(best, map_index, pairwise_iou_inclusive(boxes, gt_boxes).max(axis=1))
+        self.add_best_ious(best)
+        return best
+
+    def add_best_ious(self, best: np.ndarray) -> None:
+        """Count one image from its best IoU per threshold (as `add` returns them), so a resumed
+        evaluation re-adds stored images without recomputing their CAMs."""
+        best = np.asarray(best, dtype=np.float64)
+        if best.shape != (len(self.thresholds),):
+            raise ValueError(f"expected {len(self.thresholds)} IoUs, got shape {best.shape}")
         self.hits += best[:, None] >= self.iou_thresholds[None, :]
         self.images += 1
-        return best
 
     def summary(self) -> dict:
         """Per IoU level: best accuracy (%) and the CAM threshold reaching it (the lowest one
