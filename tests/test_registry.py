@@ -119,3 +119,26 @@ def test_imagenet_weights_offline_say_how_to_pass_a_file(monkeypatch):
 def test_unknown_arch_lists_known_ones():
     with pytest.raises(ModelLoadError, match="known: .*mobilenet_v2"):
         load_model(arch="resnet1000")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "googlenet", "small-gap"])
+def test_folding_batch_norm_keeps_logits_and_cams(name):
+    """The inference speed-up folds BN into convs; results change only at float rounding."""
+    import copy
+
+    from cam_cli.speedups import fold_batch_norms
+
+    torch.manual_seed(2)
+    model = build_model(name, num_classes=10).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    folded = copy.deepcopy(model)
+    assert fold_batch_norms(folded) > 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        (logits, features), (folded_logits, folded_features) = model(x), folded(x)
+    assert torch.allclose(logits, folded_logits, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(features, folded_features, atol=1e-3, rtol=1e-3)
