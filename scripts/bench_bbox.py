@@ -2,11 +2,13 @@
 
 On the same images and the same model, in one run, images/s of:
 
-  a  forward only: uint8 batches already decoded and in memory -> preprocessing -> forward
-     (fp32, inference_mode). The bound: everything else is overhead on top of it.
+  a  forward only: uint8 batches already decoded (by cam-cli's decoder) and in memory ->
+     preprocessing -> forward of the plain model (fp32, NCHW, inference_mode, no cam-cli
+     inference settings). The bound for (b): everything else is overhead on top of it.
   b  cam-cli's top-k bbox pipeline, JPEG files -> JSON Lines: ``Localizer(fast=False).localize``
      + ``RecordWriter`` (the loop of ``cam-cli bbox``, in-process, records to a temp file).
   c  the same with the fast path (``fast=True``: channels_last + bf16/fp16 autocast).
+     Boxes of (c)-(e) are checked against (b): rank-1 class agreement and box IoU.
   d  what a user builds from the peers: PIL + torchvision transforms (resize the whole image,
      normalise) in a DataLoader with the same batch size and workers, torchcam's ``CAM``
      extractor called once per rank for the top-k classes (raw maps, ``normalized=False``, so
@@ -19,9 +21,17 @@ Every variant runs in a subprocess of its own, so their memory does not mix: its
 the child's ``ru_maxrss`` from ``os.wait4`` (the largest single process: the main process or
 a reaped DataLoader worker), plus the peak of the summed RSS of its process tree sampled with
 psutil every 0.1 s (counts pages shared between the main process and forked workers more than
-once). Each variant first runs ``--warmup-batches`` batches (not timed; their time and the
-model set-up time are reported, which is where one-time costs of the fast path show), then
-``--repeats`` timed passes over ``--num-images`` images; the median pass is reported.
+once). Each variant first runs ``--warmup-batches`` batches (not timed; their time, and how
+much longer they took than the same images at the steady rate, is reported with the model
+set-up time: that is where one-time costs of the fast path show), then ``--repeats`` timed
+passes over ``--num-images`` images; the median pass is reported, with the CPU time per image
+(process + DataLoader workers). ``--rounds N`` runs the whole set N times in alternating order;
+ratios are the medians of per-round ratios.
+
+Noise: for every pass the script reads /proc/stat and reports the share of the CPUs that
+*other* processes (or the hypervisor) used meanwhile; "quiet" rates use only passes where it
+was <= 10%. With a 2-thread forward on a 2-core machine, one busy neighbour can halve the
+measured rate, so read the "others %" column before trusting a number.
 
 Weights: speed does not depend on the values of the weights, so architectures other than
 mobilenet_v2 run with random initialisation (seeded) unless ``--weights FILE`` is given; for
@@ -34,9 +44,10 @@ peak RSS of both and their difference: streaming means it must not grow with the
 
 Examples (from the repository root):
 
-  .venv/bin/python scripts/bench_bbox.py --arch mobilenet_v2 --num-images 434
+  .venv/bin/pip install -e ".[bench]"        # torchcam, grad-cam, psutil
+  .venv/bin/python scripts/bench_bbox.py --arch mobilenet_v2 --num-images 256 --rounds 2
   .venv/bin/python scripts/bench_bbox.py --arch googlenet --variants a,b,c,d,e --json
-  .venv/bin/python scripts/bench_bbox.py --rss-check --fast
+  .venv/bin/python scripts/bench_bbox.py --rss-only --fast
 
 Timings on a shared machine are noisy: repeat, and compare medians.
 """
@@ -121,7 +132,7 @@ def generate_images(folder: Path, count: int = 64) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         width, height = sizes[i % len(sizes)]
-        yy, xx = np.mgrid[0:height, 0:width]
+        xx = np.mgrid[0:height, 0:width][1]
         base = rng.uniform(40, 120, size=3)
         pixels = base + 40 * np.sin(xx[..., None] / rng.uniform(20, 60) + np.arange(3))
         pixels += rng.normal(0, 8, size=pixels.shape)
