@@ -491,7 +491,10 @@ def generate_dataset(
         raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out_dir} exists and is not empty (use overwrite)")
+            raise FileExistsError(
+                f"{out_dir} exists and is not empty (--overwrite replaces a dataset this "
+                "generator made)"
+            )
         if not _is_replaceable(out_dir):
             raise FileExistsError(f"{out_dir} is not a synthetic dataset; refusing to replace it")
     classes = class_specs(num_classes)
