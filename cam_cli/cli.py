@@ -121,7 +121,7 @@ ClassQuery = Annotated[
 ]
 
 
-def _load(arch, weights, checkpoint, classes, normalize, input_size, device):
+def load_from_options(arch, weights, checkpoint, classes, normalize, input_size, device):
     from cam_cli.loading import ModelLoadError, load_model
     from cam_cli.pipeline import resolve_device
 
@@ -167,7 +167,7 @@ def _resolve_classes(queries: list[str] | None, loaded) -> list[int] | None:
         raise fail(str(error)) from None
 
 
-def _show_progress(quiet: bool) -> bool:
+def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
@@ -229,7 +229,7 @@ def bbox(
     if output_format not in ("jsonl", "csv"):
         raise fail(f"--format must be jsonl or csv, not {output_format!r}")
     paths, missing = _collect_images(images, extra_images)
-    loaded = _load(arch, weights, checkpoint, classes, normalize, input_size, device)
+    loaded = load_from_options(arch, weights, checkpoint, classes, normalize, input_size, device)
     fixed = _resolve_classes(class_query, loaded)
 
     from cam_cli.draw import draw_boxes, output_stem, save_png_atomic
@@ -249,7 +249,7 @@ def bbox(
         for path, problem in missing:
             writer.write(ImageResult(path, error=problem).as_record())
         results = localizer.localize(
-            paths, batch_size=batch_size, workers=workers, progress=_show_progress(quiet)
+            paths, batch_size=batch_size, workers=workers, progress=show_progress(quiet)
         )
         for result in results:
             record = result.as_record()
@@ -307,7 +307,7 @@ def cam(
     if npy not in ("none", "feature", "image", "both"):
         raise fail(f"--npy must be none, feature, image or both, not {npy!r}")
     paths, missing = _collect_images(images, extra_images)
-    loaded = _load(arch, weights, checkpoint, classes, normalize, input_size, device)
+    loaded = load_from_options(arch, weights, checkpoint, classes, normalize, input_size, device)
     fixed = _resolve_classes(class_query, loaded)
 
     from cam_cli.cam_files import CamWriter
@@ -326,7 +326,7 @@ def cam(
         batch_size=batch_size,
         workers=workers,
         keep_cams=True,
-        progress=_show_progress(quiet),
+        progress=show_progress(quiet),
     )
     for result in results:
         if result.error is not None:

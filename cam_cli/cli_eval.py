@@ -27,10 +27,10 @@ from cam_cli.cli import (
     Threshold,
     Weights,
     Workers,
-    _load,
-    _show_progress,
     app,
     fail,
+    load_from_options,
+    show_progress,
 )
 
 MODEL_OPTIONS = ("arch", "weights", "checkpoint", "normalize", "input_size", "threshold", "fast")
@@ -206,7 +206,9 @@ def eval_command(
                 settings=settings,
             )
         else:
-            loaded = _load(arch, weights, checkpoint, classes, normalize, input_size, device)
+            loaded = load_from_options(
+                arch, weights, checkpoint, classes, normalize, input_size, device
+            )
             report = evaluate_model(
                 loaded,
                 image_source,
@@ -220,7 +222,7 @@ def eval_command(
                 fast=fast,
                 maxboxacc=maxboxacc,
                 per_image=per_image,
-                progress=_show_progress(quiet),
+                progress=show_progress(quiet),
                 settings=settings,
                 log=None if quiet else lambda message: typer.echo(f"cam-cli: {message}", err=True),
             )
