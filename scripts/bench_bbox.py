@@ -636,18 +636,39 @@ def cli_command(args, fast: bool) -> list[str]:
 
 
 def rss_check(args, paths: list[str], tmp: Path) -> dict:
-    """The real CLI over 500 and 5000 paths (stdin), output to /dev/null: peak RSS of each."""
-    runs = {}
-    for count in args.rss_counts:
-        list_file = tmp / f"paths-{count}.txt"
-        list_file.write_text("\n".join(repeat_to(paths, count)) + "\n")
-        with open(list_file) as stdin:
-            measured = run_measured(
-                cli_command(args, args.fast), stdin=stdin, stdout=subprocess.DEVNULL
-            )
-        measured["img_per_s"] = count / measured["wall_s"]
-        runs[str(count)] = measured
-        print(f"  rss-check {count} images: {json.dumps(measured)}", file=sys.stderr)
+    """The real CLI over 500 and 5000 paths (stdin), output to /dev/null: peak RSS of each.
+
+    With ``--rss-repeats N`` every count runs N times (interleaved) and medians are compared:
+    a single peak can move by a few hundred MB from run to run with some allocator settings.
+    """
+    measured: dict[int, list[dict]] = {count: [] for count in args.rss_counts}
+    for _ in range(args.rss_repeats):
+        for count in args.rss_counts:
+            list_file = tmp / f"paths-{count}.txt"
+            list_file.write_text("\n".join(repeat_to(paths, count)) + "\n")
+            with open(list_file) as stdin:
+                run = run_measured(
+                    cli_command(args, args.fast), stdin=stdin, stdout=subprocess.DEVNULL
+                )
+            run["img_per_s"] = count / run["wall_s"]
+            measured[count].append(run)
+            print(f"  rss-check {count} images: {json.dumps(run)}", file=sys.stderr)
+
+    def median_of(key: str, count: int) -> float | None:
+        values = [run[key] for run in measured[count] if run[key] is not None]
+        return statistics.median(values) if values else None
+
+    runs = {
+        str(count): {
+            "returncode": max(run["returncode"] for run in measured[count]),
+            "wall_s": median_of("wall_s", count),
+            "img_per_s": median_of("img_per_s", count),
+            "peak_rss_mb": median_of("peak_rss_mb", count),
+            "peak_rss_mb_runs": [run["peak_rss_mb"] for run in measured[count]],
+            "peak_tree_rss_mb": median_of("peak_tree_rss_mb", count),
+        }
+        for count in args.rss_counts
+    }
     small, large = (runs[str(c)] for c in (min(args.rss_counts), max(args.rss_counts)))
     growth = large["peak_rss_mb"] - small["peak_rss_mb"]
     tree_growth = None
@@ -655,8 +676,10 @@ def rss_check(args, paths: list[str], tmp: Path) -> dict:
         tree_growth = large["peak_tree_rss_mb"] - small["peak_tree_rss_mb"]
     return {
         "command": " ".join(cli_command(args, args.fast)) + " < PATHS",
+        "repeats": args.rss_repeats,
         "runs": runs,
         "growth_mb": growth,
+        "worst_growth_mb": max(large["peak_rss_mb_runs"]) - min(small["peak_rss_mb_runs"]),
         "tree_growth_mb": tree_growth,
         "target_mb": RSS_TARGET_MB,
         "passed": growth <= RSS_TARGET_MB,
@@ -677,14 +700,16 @@ def print_report(report: dict) -> None:
     if rss:
         print(f"rss-check: {rss['command']}")
         for count, run in rss["runs"].items():
+            each = " ".join(f"{v:.0f}" for v in run["peak_rss_mb_runs"])
             print(
-                f"  {count} images: peak RSS {run['peak_rss_mb']:.0f} MB (tree "
+                f"  {count} images: peak RSS {run['peak_rss_mb']:.0f} MB (runs: {each}; tree "
                 f"{_fmt(run['peak_tree_rss_mb'], '.0f')} MB), {run['wall_s']:.1f} s, "
                 f"{run['img_per_s']:.1f} img/s incl. start-up, exit code {run['returncode']}"
             )
         verdict = "PASS" if rss["passed"] else "FAIL"
         print(
-            f"  growth {rss['growth_mb']:+.1f} MB (tree {_fmt(rss['tree_growth_mb'], '+.1f')} MB)"
+            f"  growth {rss['growth_mb']:+.1f} MB (medians of {rss['repeats']}; worst pair "
+            f"{rss['worst_growth_mb']:+.1f} MB; tree {_fmt(rss['tree_growth_mb'], '+.1f')} MB)"
             f", target <= {rss['target_mb']:.0f} MB: {verdict}"
         )
     if not results:
@@ -809,6 +834,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also run the real CLI over 500 and 5000 paths; report peak RSS",
     )
     parser.add_argument("--rss-only", action="store_true", help="only the RSS check")
+    parser.add_argument(
+        "--rss-repeats",
+        type=int,
+        default=1,
+        help="runs per image count in the RSS check (medians compared; use 3 to be sure)",
+    )
     parser.add_argument(
         "--rss-counts",
         type=lambda s: [int(v) for v in s.split(",")],
