@@ -81,7 +81,15 @@ InputSize = Annotated[
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
-Workers = Annotated[int, typer.Option(min=0, help="DataLoader processes decoding images.")]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="DataLoader processes decoding images. Default: 0 on the CPU (a decode thread "
+        "beside the forward), up to 8 with CUDA.",
+        show_default=False,
+    ),
+]
 Fast = Annotated[
     bool | None,
     typer.Option(
@@ -201,7 +209,7 @@ def bbox(
     threshold: Threshold = 0.2,
     class_query: ClassQuery = None,
     batch_size: BatchSize = 32,
-    workers: Workers = 2,
+    workers: Workers = None,
     device: Device = "auto",
     fast: Fast = None,
     output_format: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
@@ -287,7 +295,7 @@ def cam(
     ] = "none",
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Heat-map opacity.")] = 0.5,
     batch_size: BatchSize = 32,
-    workers: Workers = 2,
+    workers: Workers = None,
     device: Device = "auto",
     fast: Fast = None,
     quiet: Quiet = False,

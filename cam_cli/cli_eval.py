@@ -137,7 +137,7 @@ def eval_command(
         ),
     ] = None,
     batch_size: BatchSize = 32,
-    workers: Workers = 2,
+    workers: Workers = None,
     device: Device = "auto",
     fast: Fast = None,
     quiet: Quiet = False,

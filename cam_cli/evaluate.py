@@ -511,7 +511,7 @@ def evaluate_model(
     threshold: float = 0.2,
     topk: int = 5,
     batch_size: int = 32,
-    workers: int = 2,
+    workers: int | None = None,
     device: str = "auto",
     fast: bool | None = None,
     maxboxacc: bool = False,

@@ -8,11 +8,15 @@ network. Results stream out in input order; nothing per image is kept once it is
 from __future__ import annotations
 
 import contextlib
+import os
+import queue
 import sys
+import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -23,6 +27,8 @@ from cam_cli.classes import ClassInfo
 from cam_cli.images import ImageBatch, ImageListDataset, collate_images
 from cam_cli.loading import LoadedModel
 from cam_cli.speedups import fold_batch_norms, keep_freed_memory
+
+T = TypeVar("T")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -132,6 +138,84 @@ class _ForwardOutput:
     extra_scores: np.ndarray | None
 
 
+def default_workers(device: torch.device) -> int:
+    """DataLoader processes: none on the CPU, where they would take cores from the forward.
+
+    Measured with scripts/bench_bbox.py on 2 cores: decoding in a thread beside the forward
+    (about 1 ms per image) beats worker processes, which cost CPU time to start and to pass
+    batches. A GPU leaves the cores free, and needs several decoders to keep up.
+    """
+    if device.type == "cpu":
+        return 0
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Iterate `items` in a background thread, at most `depth` ahead of the consumer.
+
+    PIL decodes and resizes without the GIL, so decoding overlaps the forward pass. An
+    exception in the thread is raised here, in order; closing the generator stops the thread.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((done, None))
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            slots.put((done, error))
+
+    thread = threading.Thread(target=produce, name="cam-cli-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                slots.get(timeout=0.1)
+        thread.join()
+
+
+def _single_threaded_pool(size: int) -> ThreadPoolExecutor:
+    """`size` threads whose torch ops run on one thread each; torch's setting elsewhere is kept.
+
+    torch.set_num_threads also sets the process-wide default that threads take on their first
+    parallel op, so every pool thread is made to take 1 (and start) before the default is put
+    back for the rest of the program.
+    """
+    default = torch.get_num_threads()
+    started = threading.Barrier(size + 1)
+
+    def one_thread() -> None:
+        torch.set_num_threads(1)
+        torch.get_num_threads()  # fixes this thread's count now
+
+    pool = ThreadPoolExecutor(size, thread_name_prefix="cam-cli-lane", initializer=one_thread)
+    waiting = [pool.submit(started.wait) for _ in range(size)]
+    started.wait()
+    for future in waiting:
+        future.result()
+    torch.set_num_threads(default)
+    return pool
+
+
 class Localizer:
     """A loaded model plus the CAM/box settings; `localize` runs it over image files."""
 
@@ -144,6 +228,7 @@ class Localizer:
         class_indices: Sequence[int] | None = None,
         device: str = "cpu",
         fast: bool | None = None,
+        lanes: int | None = None,
     ) -> None:
         if not 0.0 <= threshold < 1.0:
             raise ValueError(f"--threshold must be in [0, 1), got {threshold}")
@@ -162,6 +247,40 @@ class Localizer:
         fold_batch_norms(model)  # inference only: the loaded model is not trained further
         self.model = self.fast.prepare(model.to(self.device))
         self.input_size = loaded.input_size
+        self.lanes = max(1, torch.get_num_threads()) if lanes is None else max(1, lanes)
+        self._lanes_pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the lane threads (they also stop with the process)."""
+        if self._lanes_pool is not None:
+            self._lanes_pool.shutdown()
+            self._lanes_pool = None
+
+    def _lane_pool(self) -> ThreadPoolExecutor | None:
+        """CPU only: one single-threaded forward per core on a slice of the batch.
+
+        On a few cores a 2-thread forward of a small-op network (GoogLeNet, MobileNetV2) spends
+        much of its time in per-operator thread barriers; one slice per core, each run with one
+        thread, has none and gives the same values (each image's arithmetic is unchanged).
+        """
+        if self.device.type != "cpu" or self.lanes < 2:
+            return None
+        if self._lanes_pool is None:
+            self._lanes_pool = _single_threaded_pool(self.lanes)
+        return self._lanes_pool
+
+    def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode(), self.fast.autocast():
+            logits, features = self.model(x)
+        return logits, features.float()
+
+    def _forward_slices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pool = self._lane_pool()
+        if pool is None or len(x) < 2:
+            return self._network(x)
+        slices = [part for part in x.tensor_split(min(self.lanes, len(x))) if len(part)]
+        outputs = [future.result() for future in [pool.submit(self._network, s) for s in slices]]
+        return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
 
     @torch.inference_mode()
     def forward_batch(
@@ -169,9 +288,7 @@ class Localizer:
     ) -> _ForwardOutput:
         pixels = batch.pixels.to(self.device, non_blocking=True)
         x = self.fast.inputs(self.loaded.preprocessing.apply(pixels))
-        with self.fast.autocast():
-            logits, features = self.model(x)
-        features = features.float()
+        logits, features = self._forward_slices(x)
         if self.fixed_classes is not None:
             indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(x), -1)
             scores = class_scores(logits, indices)
@@ -236,7 +353,7 @@ class Localizer:
         paths: Sequence[str],
         *,
         batch_size: int = 32,
-        workers: int = 2,
+        workers: int | None = None,
         keep_cams: bool = False,
         extra_classes: Callable[[str], Sequence[int]] | None = None,
         keep_extra_cams: bool = False,
@@ -247,6 +364,7 @@ class Localizer:
 
         ``extra_classes(path)`` names classes whose CAM and box are wanted for that image in
         addition to the top-k (the same number for every image), e.g. its true class.
+        ``workers=None`` picks `default_workers` for the device; 0 decodes in a thread.
         """
         from torch.utils.data import DataLoader
         from tqdm import tqdm
@@ -254,6 +372,8 @@ class Localizer:
         dataset = ImageListDataset(list(paths), self.input_size)
         if max_pixels is not None:
             dataset.max_pixels = max_pixels
+        if workers is None:
+            workers = default_workers(self.device)
         loader = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -268,7 +388,7 @@ class Localizer:
         )
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=1) as box_thread:
-            for batch in loader:
+            for batch in loader if workers > 0 else prefetched(loader, depth=2):
                 if batch.items:
                     extra = None
                     if extra_classes is not None:

@@ -248,7 +248,14 @@ def run_cam_cli(config: dict, fast: bool) -> dict:
 
     loaded, load_s = _load(config)
     start = time.perf_counter()
-    localizer = Localizer(loaded, topk=config["topk"], threshold=0.2, device="cpu", fast=fast)
+    localizer = Localizer(
+        loaded,
+        topk=config["topk"],
+        threshold=0.2,
+        device="cpu",
+        fast=fast,
+        lanes=config.get("lanes") or None,
+    )
     setup_s = time.perf_counter() - start
 
     def one_pass(paths: list[str], out: str) -> None:
@@ -413,7 +420,7 @@ def run_peers(config: dict, method: str) -> dict:
         loader = DataLoader(
             _PeerDataset(paths, size),
             batch_size=config["batch_size"],
-            num_workers=config["workers"],
+            num_workers=2 if config["workers"] is None else config["workers"],
         )
         with open(out, "w", encoding="utf-8") as handle:
             for batch in loader:
@@ -621,8 +628,7 @@ def cli_command(args, fast: bool) -> list[str]:
         str(args.topk),
         "--batch-size",
         str(args.batch_size),
-        "--workers",
-        str(args.workers),
+        *(["--workers", str(args.workers)] if args.workers is not None else []),
         "--device",
         "cpu",
         "--quiet",
@@ -714,10 +720,13 @@ def print_report(report: dict) -> None:
         )
     if not results:
         return
+    workers = config["workers"]
+    if workers is None:
+        workers = "cam-cli's default (0 on the CPU: a decode thread) for b, c; 2 for d, e"
     print(
         f"cam-cli bbox benchmark: arch {config['arch']} (weights: {config['weights_label']}), "
         f"{config['num_images']} images from {config['images_label']}, top-{config['topk']}, "
-        f"batch {config['batch_size']}, workers {config['workers']}, {config['rounds']} round(s)"
+        f"batch {config['batch_size']}, workers {workers}, {config['rounds']} round(s)"
         f" x {config['repeats']} timed passes (median), torch {report['torch']}, "
         f"{report['cpus']} CPUs, {report['torch_threads']} intra-op threads"
     )
@@ -805,7 +814,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="images per timed pass; the list is repeated to reach it",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader processes (b-e)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader processes (b, c: default cam-cli's own choice; d, e: default 2)",
+    )
     parser.add_argument("--topk", type=int, default=5, help="boxes for the k best classes")
     parser.add_argument("--variants", default="a,b,c,d", help="comma list of a,b,c,d,e")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per round")
@@ -827,6 +841,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=0,
         help="torch.set_num_threads in every variant (0: torch's default)",
+    )
+    parser.add_argument(
+        "--lanes",
+        type=int,
+        default=0,
+        help="(b), (c): parallel single-threaded forwards on the CPU (0: cam-cli's default)",
     )
     parser.add_argument(
         "--rss-check",
@@ -904,6 +924,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_batches": args.warmup_batches,
             "e_images": args.e_images,
             "torch_threads": args.torch_threads,
+            "lanes": args.lanes,
             "rounds": args.rounds,
             "out_dir": str(tmp),
         }

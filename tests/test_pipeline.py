@@ -1,0 +1,134 @@
+"""The Localizer's execution: lanes (one single-threaded forward per core), the decode thread,
+and that neither changes a result or its order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cam_cli.loading import load_model
+from cam_cli.pipeline import Localizer, _single_threaded_pool, default_workers, prefetched
+
+
+def _write_images(folder, count: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        # A bright disc on noise, somewhere different in every image, at varied sizes.
+        width, height = 64 + 7 * i, 48 + 5 * i
+        yy, xx = np.mgrid[:height, :width]
+        cx, cy = (i * 13) % width, (i * 7) % height
+        disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < (min(width, height) // 3) ** 2)[..., None]
+        pixels = rng.integers(0, 60, (height, width, 3)) + 180 * disc
+        path = folder / f"img{i:02d}.png"
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def _records(localizer: Localizer, paths, **kwargs) -> list[dict]:
+    return [r.as_record() for r in localizer.localize(paths, **kwargs)]
+
+
+def test_lanes_and_decode_thread_keep_every_result_and_the_order(tmp_path):
+    paths = _write_images(tmp_path, 11)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    paths = paths[:4] + [str(bad)] + paths[4:] + [str(tmp_path / "missing.png")]
+
+    torch.manual_seed(0)
+    loaded = load_model(arch="small-gap", num_classes=7)
+    reference = Localizer(loaded, topk=3, fast=False, lanes=1)
+    expected = _records(reference, paths, batch_size=5, workers=1)
+    for lanes, workers in [(2, 0), (3, 0), (2, 1)]:
+        localizer = Localizer(loaded, topk=3, fast=False, lanes=lanes)
+        got = _records(localizer, paths, batch_size=5, workers=workers)
+        localizer.close()
+        assert [r["path"] for r in got] == paths
+        assert "error" in got[4] and "error" in got[-1]
+        for want, have in zip(expected, got, strict=True):
+            if "error" in want:
+                assert have["error"] == want["error"]
+                continue
+            assert [p["class_index"] for p in have["predictions"]] == [
+                p["class_index"] for p in want["predictions"]
+            ]
+            assert [p["box"] for p in have["predictions"]] == [
+                p["box"] for p in want["predictions"]
+            ]
+            np.testing.assert_allclose(
+                [p["score"] for p in have["predictions"]],
+                [p["score"] for p in want["predictions"]],
+                atol=1e-5,
+            )
+
+
+def test_lanes_on_real_images_match_one_lane(sample_dir, mobilenet_weights):
+    paths = sorted(str(p) for p in (sample_dir / "val").iterdir())[:10]
+    loaded = load_model(arch="mobilenet_v2", weights=str(mobilenet_weights))
+    one = _records(Localizer(loaded, topk=5, fast=False, lanes=1), paths, batch_size=4)
+    two = _records(Localizer(loaded, topk=5, fast=False, lanes=2), paths, batch_size=4)
+    for a, b in zip(one, two, strict=True):
+        assert [p["class_index"] for p in a["predictions"]] == [
+            p["class_index"] for p in b["predictions"]
+        ]
+        assert [p["box"] for p in a["predictions"]] == [p["box"] for p in b["predictions"]]
+
+
+def test_lane_threads_run_single_threaded_and_leave_the_setting_elsewhere():
+    before = torch.get_num_threads()
+    pool = _single_threaded_pool(2)
+    try:
+        assert [pool.submit(torch.get_num_threads).result() for _ in range(4)] == [1] * 4
+        assert torch.get_num_threads() == before
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert seen == [before]
+    finally:
+        pool.shutdown()
+
+
+def test_prefetched_keeps_order_and_raises_in_order():
+    assert list(prefetched(range(50), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in prefetched(failing(), depth=4):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_prefetched_stops_its_thread_when_the_consumer_stops():
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    stream = prefetched(endless(), depth=2)
+    assert next(stream) == 0
+    stream.close()
+    count = len(produced)
+    time.sleep(0.3)
+    assert len(produced) == count <= 4
+    assert not any(t.name == "cam-cli-decode" for t in threading.enumerate())
+
+
+def test_default_workers():
+    assert default_workers(torch.device("cpu")) == 0
+    assert default_workers(torch.device("cuda")) >= 1
