@@ -99,6 +99,15 @@ Fast = Annotated[
         show_default=False,
     ),
 ]
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile the network first: a one-time cost (reported; ~35 s for GoogLeNet "
+        "on a 2-core CPU, where it gained ~3%) that pays off where the compiler speeds the "
+        "forward up. Same results; falls back to eager if it fails.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Images = Annotated[
     list[str] | None,
@@ -160,6 +169,11 @@ def _collect_images(images: list[str] | None, extra: list[str] | None) -> tuple[
     return paths, missing
 
 
+def note(message: str) -> None:
+    """A line for people, on stderr."""
+    typer.echo(f"cam-cli: {message}", err=True)
+
+
 def _report_failure(path: str, reason: str) -> None:
     typer.echo(f"cam-cli: {path}: {reason}", err=True)
 
@@ -212,6 +226,7 @@ def bbox(
     workers: Workers = None,
     device: Device = "auto",
     fast: Fast = None,
+    compile_model: Compile = False,
     output_format: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
@@ -243,11 +258,13 @@ def bbox(
     from cam_cli.draw import draw_boxes, output_stem, save_png_atomic
     from cam_cli.images import open_rgb
     from cam_cli.output import RecordWriter, open_output
-    from cam_cli.pipeline import ImageResult, Localizer
+    from cam_cli.pipeline import ImageResult, Localizer, compile_with_notes
 
     localizer = Localizer(
         loaded, topk=topk, threshold=threshold, class_indices=fixed, device=device, fast=fast
     )
+    if compile_model and paths:
+        compile_with_notes(localizer, batch_size, None if quiet else note, note)
     if draw is not None:
         draw.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -298,6 +315,7 @@ def cam(
     workers: Workers = None,
     device: Device = "auto",
     fast: Fast = None,
+    compile_model: Compile = False,
     quiet: Quiet = False,
 ) -> None:
     """Write each image's class activation maps as colour overlays (PNG), optionally raw (.npy).
@@ -319,13 +337,15 @@ def cam(
     fixed = _resolve_classes(class_query, loaded)
 
     from cam_cli.cam_files import CamWriter
-    from cam_cli.pipeline import Localizer
+    from cam_cli.pipeline import Localizer, compile_with_notes
 
     try:
         writer = CamWriter(out, paths, npy=npy, alpha=alpha)
     except ValueError as error:
         raise fail(str(error)) from None
     localizer = Localizer(loaded, topk=topk, class_indices=fixed, device=device, fast=fast)
+    if compile_model and paths:
+        compile_with_notes(localizer, batch_size, None if quiet else note, note)
     failures = len(missing)
     for path, problem in missing:
         _report_failure(path, problem)

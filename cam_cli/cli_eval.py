@@ -19,6 +19,7 @@ from cam_cli.cli import (
     BatchSize,
     Checkpoint,
     ClassesFile,
+    Compile,
     Device,
     Fast,
     InputSize,
@@ -30,10 +31,20 @@ from cam_cli.cli import (
     app,
     fail,
     load_from_options,
+    note,
     show_progress,
 )
 
-MODEL_OPTIONS = ("arch", "weights", "checkpoint", "normalize", "input_size", "threshold", "fast")
+MODEL_OPTIONS = (
+    "arch",
+    "weights",
+    "checkpoint",
+    "normalize",
+    "input_size",
+    "threshold",
+    "fast",
+    "compile_model",
+)
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
@@ -47,7 +58,7 @@ def _same(a: str | Path, b: str | Path) -> bool:
 
 
 def _option(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return {"compile_model": "--compile"}.get(name, "--" + name.replace("_", "-"))
 
 
 @app.command("eval")
@@ -140,6 +151,7 @@ def eval_command(
     workers: Workers = None,
     device: Device = "auto",
     fast: Fast = None,
+    compile_model: Compile = False,
     quiet: Quiet = False,
 ) -> None:
     """ILSVRC localization error (top-1/top-5, GT-known, baselines; MaxBoxAccV2 on request).
@@ -220,11 +232,13 @@ def eval_command(
                 workers=workers,
                 device=device,
                 fast=fast,
+                compile_model=compile_model,
                 maxboxacc=maxboxacc,
                 per_image=per_image,
                 progress=show_progress(quiet),
                 settings=settings,
-                log=None if quiet else lambda message: typer.echo(f"cam-cli: {message}", err=True),
+                log=None if quiet else note,
+                warn=note,
             )
     except EvaluationError as error:
         raise fail(str(error)) from None

@@ -514,11 +514,13 @@ def evaluate_model(
     workers: int | None = None,
     device: str = "auto",
     fast: bool | None = None,
+    compile_model: bool = False,
     maxboxacc: bool = False,
     per_image: str | Path | None = None,
     progress: bool = False,
     settings: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> dict:
     """Run ``loaded`` (from `loading.load_model`) over annotated images and score them.
 
@@ -529,9 +531,10 @@ def evaluate_model(
     hardware gains from it (as `cam-cli bbox`); ``maxboxacc`` adds MaxBoxAccV2 from that
     CAM at network input size. ``per_image``: JSON Lines of per-image results, appended as the
     run goes; an existing file is resumed (its images are not run again). ``log`` receives
-    one-line progress notes for people. Raises `EvaluationError` on mismatches.
+    one-line progress notes for people, ``warn`` problems that do not stop the run (a failed
+    ``compile_model``, after which it runs uncompiled). Raises `EvaluationError` on mismatches.
     """
-    from cam_cli.pipeline import Localizer
+    from cam_cli.pipeline import Localizer, compile_with_notes
 
     items, missing = pair_images(images, annotations)
     check_missing(missing, allow_missing)
@@ -582,6 +585,8 @@ def evaluate_model(
     # (scored wrong anyway) asks for class 0 and gets no GT-known box.
     true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
     annotation_of = dict(todo)
+    if compile_model and todo:
+        compile_with_notes(localizer, batch_size, log, warn)
     writer = PerImageLog(per_image) if per_image is not None and todo else None
     try:
         if todo:

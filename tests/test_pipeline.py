@@ -132,3 +132,41 @@ def test_prefetched_stops_its_thread_when_the_consumer_stops():
 def test_default_workers():
     assert default_workers(torch.device("cpu")) == 0
     assert default_workers(torch.device("cuda")) >= 1
+
+
+def test_compile_keeps_results_and_never_recompiles_for_short_batches(tmp_path):
+    from torch._dynamo.utils import counters
+
+    paths = _write_images(tmp_path, 7)
+    torch.manual_seed(1)
+    loaded = load_model(arch="small-gap", num_classes=5)
+    eager = _records(Localizer(loaded, topk=2, fast=False, lanes=2), paths, batch_size=4)
+    localizer = Localizer(loaded, topk=2, fast=False, lanes=2)
+    counters.clear()
+    assert localizer.compile(batch_size=4) > 0
+    compiled_frames = counters["stats"]["unique_graphs"]
+    got = _records(localizer, paths, batch_size=4)  # batches of 4 and 3: slices 2, 2 and 2, 1
+    assert counters["stats"]["unique_graphs"] == compiled_frames  # no recompile
+    for want, have in zip(eager, got, strict=True):
+        assert [p["box"] for p in have["predictions"]] == [p["box"] for p in want["predictions"]]
+        np.testing.assert_allclose(
+            [p["score"] for p in have["predictions"]],
+            [p["score"] for p in want["predictions"]],
+            atol=1e-5,
+        )
+
+
+def test_a_failed_compile_is_reported_and_the_run_goes_on_eager(tmp_path, monkeypatch):
+    from cam_cli.pipeline import compile_with_notes
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no working C++ compiler found\nlong traceback text")
+
+    paths = _write_images(tmp_path, 3)
+    loaded = load_model(arch="small-gap", num_classes=5)
+    localizer = Localizer(loaded, topk=1, fast=False)
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    warnings: list[str] = []
+    assert not compile_with_notes(localizer, 4, None, warnings.append)
+    assert warnings == ["--compile failed (no working C++ compiler found); running uncompiled"]
+    assert all("predictions" in r for r in _records(localizer, paths, batch_size=4))
