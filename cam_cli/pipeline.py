@@ -8,6 +8,7 @@ network. Results stream out in input order; nothing per image is kept once it is
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import sys
@@ -273,9 +274,14 @@ class Localizer:
                 pixels = torch.zeros(size, dtype=torch.uint8, device=self.device)
                 x = self.fast.inputs(self.loaded.preprocessing.apply(pixels))
                 pool = self._lane_pool()
-                if pool is not None:  # one lane first: lanes compiling at once compile twice
+                if pool is None:
+                    self._network(x)
+                else:  # one lane first: lanes compiling at once would compile twice
                     pool.submit(self._network, x[:slice_size]).result()
-                self._forward_slices(x)
+                    for future in [
+                        pool.submit(self._network, part) for part in x.split(slice_size)
+                    ]:
+                        future.result()
         except Exception:
             self._network_fn, self._compiled_slice = self.model, None
             raise
@@ -310,21 +316,13 @@ class Localizer:
                 logits, features = self._network_fn(x)
             return logits[:count], features[:count].float()
 
-    def _forward_slices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pool = self._lane_pool()
-        if pool is None or len(x) < 2:
-            return self._network(x)
-        slices = [part for part in x.tensor_split(min(self.lanes, len(x))) if len(part)]
-        outputs = [future.result() for future in [pool.submit(self._network, s) for s in slices]]
-        return torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs])
-
     @torch.inference_mode()
     def forward_batch(
         self, batch: ImageBatch, extra_indices: torch.Tensor | None = None, keep_cams: bool = False
     ) -> _ForwardOutput:
         pixels = batch.pixels.to(self.device, non_blocking=True)
         x = self.fast.inputs(self.loaded.preprocessing.apply(pixels))
-        logits, features = self._forward_slices(x)
+        logits, features = self._network(x)
         if self.fixed_classes is not None:
             indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(x), -1)
             scores = class_scores(logits, indices)
@@ -357,10 +355,15 @@ class Localizer:
 
     def boxes_and_results(self, out: _ForwardOutput, keep_extra_cams: bool) -> list[ImageResult]:
         """The CPU half of a batch: threshold, label, box, scale to each image's own pixels."""
+        return _in_input_order(self._indexed_results(out, keep_extra_cams))
+
+    def _indexed_results(
+        self, out: _ForwardOutput, keep_extra_cams: bool
+    ) -> list[tuple[int, ImageResult]]:
         batch = out.batch
         results = [(s.index, ImageResult(s.path, error=s.error)) for s in batch.failed]
         if not batch.items:
-            return [result for _, result in sorted(results, key=lambda pair: pair[0])]
+            return results
         b, n, size, _ = out.upsampled.shape
         boxes = boxes_from_cams(out.upsampled.reshape(b * n, size, size), self.threshold)
         sizes = np.repeat([[s.width, s.height] for s in batch.items], n, axis=0)
@@ -382,7 +385,35 @@ class Localizer:
                 if keep_extra_cams:
                     result.extra_cams = out.upsampled[i, k:]
             results.append((item.index, result))
-        return [result for _, result in sorted(results, key=lambda pair: pair[0])]
+        return results
+
+    def _slice_results(
+        self,
+        batch: ImageBatch,
+        extra: torch.Tensor | None,
+        keep_cams: bool,
+        keep_extra_cams: bool,
+    ) -> list[tuple[int, ImageResult]]:
+        """Everything for one slice of a batch, in one lane: forward, CAMs, boxes, results."""
+        if batch.items:
+            out = self.forward_batch(batch, extra, keep_cams)
+        else:
+            out = _ForwardOutput(batch, *([None] * 6))
+        return self._indexed_results(out, keep_extra_cams)
+
+    def _lane_slices(
+        self, batch: ImageBatch, extra: torch.Tensor | None
+    ) -> list[tuple[ImageBatch, torch.Tensor | None]]:
+        """A batch cut into one slice per lane (the first also carries the failed images)."""
+        count = len(batch.items)
+        bounds = np.linspace(0, count, min(self.lanes, max(count, 1)) + 1).round().astype(int)
+        slices = []
+        for i, (start, stop) in enumerate(itertools.pairwise(bounds)):
+            part = ImageBatch(
+                batch.pixels[start:stop], batch.items[start:stop], batch.failed if i == 0 else []
+            )
+            slices.append((part, None if extra is None else extra[start:stop]))
+        return slices
 
     def localize(
         self,
@@ -422,26 +453,72 @@ class Localizer:
         bar = tqdm(
             total=len(dataset), unit="img", disable=not progress, file=sys.stderr, leave=False
         )
+        batches = loader if workers > 0 else prefetched(loader, depth=2)
+        pool = self._lane_pool()
+        if pool is not None:
+            results = self._localize_in_lanes(
+                pool, batches, extra_classes, keep_cams, keep_extra_cams
+            )
+        else:
+            results = self._localize_with_box_thread(
+                batches, extra_classes, keep_cams, keep_extra_cams
+            )
+        for finished in results:
+            bar.update(len(finished))
+            yield from finished
+        bar.close()
+
+    def _localize_in_lanes(
+        self, pool, batches, extra_classes, keep_cams: bool, keep_extra_cams: bool
+    ) -> Iterator[list[ImageResult]]:
+        """CPU: each lane runs a slice end to end; the next batch is queued before this one is
+        collected, so a lane that finishes early starts on it instead of waiting."""
+        pending: deque[list[Future]] = deque()
+        for batch in batches:
+            extra = _extra_tensor(batch, extra_classes)
+            pending.append(
+                [
+                    pool.submit(self._slice_results, part, part_extra, keep_cams, keep_extra_cams)
+                    for part, part_extra in self._lane_slices(batch, extra)
+                ]
+            )
+            if len(pending) > 1:
+                yield _in_input_order(_gather(pending.popleft()))
+        while pending:
+            yield _in_input_order(_gather(pending.popleft()))
+
+    def _localize_with_box_thread(
+        self, batches, extra_classes, keep_cams: bool, keep_extra_cams: bool
+    ) -> Iterator[list[ImageResult]]:
+        """One forward at a time (all threads, or the GPU); the boxes of batch i are computed in
+        a thread while batch i+1 is in the network."""
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=1) as box_thread:
-            for batch in loader if workers > 0 else prefetched(loader, depth=2):
+            for batch in batches:
+                extra = _extra_tensor(batch, extra_classes)
                 if batch.items:
-                    extra = None
-                    if extra_classes is not None:
-                        extra = torch.tensor([list(extra_classes(s.path)) for s in batch.items])
                     out = self.forward_batch(batch, extra, keep_cams)
                 else:  # every image of the batch failed: nothing to run, keep the order
                     out = _ForwardOutput(batch, *([None] * 6))
                 pending.append(box_thread.submit(self.boxes_and_results, out, keep_extra_cams))
                 while len(pending) > 1 or (pending and pending[0].done()):
-                    finished = pending.popleft().result()
-                    bar.update(len(finished))
-                    yield from finished
+                    yield pending.popleft().result()
             while pending:
-                finished = pending.popleft().result()
-                bar.update(len(finished))
-                yield from finished
-        bar.close()
+                yield pending.popleft().result()
+
+
+def _extra_tensor(batch: ImageBatch, extra_classes) -> torch.Tensor | None:
+    if extra_classes is None or not batch.items:
+        return None
+    return torch.tensor([list(extra_classes(s.path)) for s in batch.items])
+
+
+def _gather(futures: list[Future]) -> list[tuple[int, ImageResult]]:
+    return [pair for future in futures for pair in future.result()]
+
+
+def _in_input_order(indexed: list[tuple[int, ImageResult]]) -> list[ImageResult]:
+    return [result for _, result in sorted(indexed, key=lambda pair: pair[0])]
 
 
 def compile_with_notes(

@@ -170,3 +170,14 @@ def test_a_failed_compile_is_reported_and_the_run_goes_on_eager(tmp_path, monkey
     assert not compile_with_notes(localizer, 4, None, warnings.append)
     assert warnings == ["--compile failed (no working C++ compiler found); running uncompiled"]
     assert all("predictions" in r for r in _records(localizer, paths, batch_size=4))
+
+
+def test_a_batch_of_only_failed_images_keeps_its_place(tmp_path):
+    good = _write_images(tmp_path, 4)
+    bad = [str(tmp_path / f"gone{i}.jpg") for i in range(3)]
+    paths = good[:2] + bad + good[2:]  # batch_size 2: [g g] [b b] [b g] [g]
+    loaded = load_model(arch="small-gap", num_classes=3)
+    for lanes in (1, 2):
+        got = _records(Localizer(loaded, topk=1, lanes=lanes), paths, batch_size=2)
+        assert [r["path"] for r in got] == paths
+        assert ["error" in r for r in got] == [False, False, True, True, True, False, False]
