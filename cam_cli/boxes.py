@@ -41,13 +41,13 @@ def degenerate_maps(cams: np.ndarray) -> np.ndarray:
     return (peak <= 0) | (peak == floor)
 
 
-def _label_stack(masks: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+def _label_stack(masks: np.ndarray, dtype=np.int32) -> tuple[np.ndarray, int, np.ndarray]:
     """Label a mask stack; return labels, the label count and the map index of every label.
 
     scipy numbers components in raster order of their first pixel, so all labels of map i are
     smaller than those of map i+1; the map of each label follows from the per-map maximum.
     """
-    labels, count = ndimage.label(masks, structure=_EIGHT_CONNECTED_WITHIN_MAP)
+    labels, count = ndimage.label(masks, structure=_EIGHT_CONNECTED_WITHIN_MAP, output=dtype)
     if count == 0:
         return labels, 0, np.zeros(0, dtype=np.int64)
     last_label_of_map = np.maximum.accumulate(labels.reshape(len(masks), -1).max(axis=1))
@@ -74,7 +74,8 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     """
     n, height, width = masks.shape
     boxes = np.tile(whole_map_box(height, width), (n, 1))
-    labels, count, map_of_label = _label_stack(masks)
+    # intp labels: label() and bincount() convert otherwise (measured 1.7x slower in all).
+    labels, count, map_of_label = _label_stack(masks, np.intp)
     if count == 0:
         return boxes
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
@@ -83,9 +84,29 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     order = np.lexsort((label_ids, -sizes, map_of_label))
     first_of_map = np.r_[0, np.flatnonzero(np.diff(map_of_label[order])) + 1]
     winners = order[first_of_map]
-    slices = ndimage.find_objects(labels)
-    boxes[map_of_label[winners]] = _slices_to_boxes([slices[i] for i in winners])
+    maps = map_of_label[winners]
+    boxes[maps] = _label_boxes(labels, maps, winners + 1)
     return boxes
+
+
+def _label_boxes(labels: np.ndarray, maps: np.ndarray, label_ids: np.ndarray) -> np.ndarray:
+    """Inclusive boxes of one label per map (``label_ids[i]`` in ``labels[maps[i]]``).
+
+    Cheaper than `ndimage.find_objects`, which boxes every label of the stack.
+    """
+    stack = labels if len(maps) == len(labels) else labels[maps]
+    pixels = stack == label_ids[:, None, None]
+    rows, cols = pixels.any(axis=2), pixels.any(axis=1)
+    height, width = labels.shape[1:]
+    return np.stack(
+        [
+            cols.argmax(axis=1),
+            rows.argmax(axis=1),
+            width - 1 - cols[:, ::-1].argmax(axis=1),
+            height - 1 - rows[:, ::-1].argmax(axis=1),
+        ],
+        axis=1,
+    ).astype(np.int64)
 
 
 def boxes_from_cams(cams: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -109,6 +130,7 @@ def component_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels, count, map_of_label = _label_stack(masks)
     if count == 0:
         return map_of_label, np.zeros((0, 4), dtype=np.int64)
+    # int32 labels: find_objects is ~2.5x faster on them than on intp ones.
     return map_of_label, _slices_to_boxes(ndimage.find_objects(labels))
 
 
