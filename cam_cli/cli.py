@@ -85,8 +85,8 @@ Workers = Annotated[
     int | None,
     typer.Option(
         min=0,
-        help="DataLoader processes decoding images. Default: 0 on the CPU (a decode thread "
-        "beside the forward), up to 8 with CUDA.",
+        help="DataLoader processes decoding images; 0 decodes in a thread beside the forward. "
+        "Default: 0 on a CPU of up to 8 cores, one per 8 cores above that, up to 8 with CUDA.",
         show_default=False,
     ),
 ]

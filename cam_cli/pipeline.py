@@ -1,8 +1,14 @@
 """image files -> decoded batches -> (logits, features) -> top-k CAMs -> boxes -> results.
 
-The forward pass is the only real cost: decoding runs in DataLoader workers, and the box step
-(numpy/scipy, on the CPU) for batch i runs in a worker thread while batch i+1 goes through the
-network. Results stream out in input order; nothing per image is kept once it is yielded.
+The forward pass is the only real cost, and how it is kept busy depends on the device
+(measured with scripts/bench_bbox.py):
+- CPU: images are decoded in a thread beside the network; each batch is cut into one slice per
+  core ("lanes"), and each lane runs its slice end to end (preprocess, single-threaded forward,
+  CAMs, boxes). Single-threaded forwards spend no time in per-operator thread barriers, and the
+  next batch is queued before the current one is collected, so no core waits for another.
+- CUDA: DataLoader worker processes decode into pinned memory; the boxes of batch i are
+  computed in a thread while batch i+1 is in the network.
+Results stream out in input order; nothing per image is kept once it is yielded.
 """
 
 from __future__ import annotations
@@ -140,16 +146,19 @@ class _ForwardOutput:
     extra_scores: np.ndarray | None
 
 
-def default_workers(device: torch.device) -> int:
-    """DataLoader processes: none on the CPU, where they would take cores from the forward.
+def default_workers(device: torch.device, cpus: int | None = None) -> int:
+    """DataLoader processes: none on a CPU of up to 8 cores, where they would take cores from
+    the forward; a decode thread is used instead.
 
     Measured with scripts/bench_bbox.py on 2 cores: decoding in a thread beside the forward
-    (about 1 ms per image) beats worker processes, which cost CPU time to start and to pass
-    batches. A GPU leaves the cores free, and needs several decoders to keep up.
+    (about 1 ms per image, a tenth of a single-threaded GoogLeNet bf16 forward) beats worker
+    processes, which cost CPU time to start and to pass batches. One thread keeps up with about
+    8 cores; beyond that, and with a GPU (which leaves the cores free), processes decode.
     """
+    cpus = cpus or os.cpu_count() or 1
     if device.type == "cpu":
-        return 0
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+        return 0 if cpus <= 8 else min(8, cpus // 8)
+    return max(1, min(8, cpus - 1))
 
 
 def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:

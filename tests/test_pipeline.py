@@ -130,8 +130,9 @@ def test_prefetched_stops_its_thread_when_the_consumer_stops():
 
 
 def test_default_workers():
-    assert default_workers(torch.device("cpu")) == 0
-    assert default_workers(torch.device("cuda")) >= 1
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [default_workers(cpu, n) for n in (1, 2, 8, 16, 64, 128)] == [0, 0, 0, 2, 8, 8]
+    assert [default_workers(cuda, n) for n in (1, 2, 16)] == [1, 1, 8]
 
 
 def test_compile_keeps_results_and_never_recompiles_for_short_batches(tmp_path):
