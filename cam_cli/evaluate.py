@@ -37,7 +37,6 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from cam_cli.annotations import ImageAnnotation, check_labels_known, match_images
-from cam_cli.boxes import scale_boxes
 from cam_cli.classes import ClassInfo
 from cam_cli.metrics import LocalizationEvaluator, MaxBoxAccV2, format_table
 
@@ -348,24 +347,37 @@ class _Scorer:
         record: Mapping,
         annotation: ImageAnnotation,
         gt_known_box: Sequence[int] | None = None,
-        cam: np.ndarray | None = None,
+        maxbox_ious: np.ndarray | None = None,
     ) -> dict:
-        """Score one image; ``cam`` is the true class's CAM at network input size (MaxBoxAcc)."""
+        """Score one image; ``maxbox_ious`` come from `maxbox_finisher` (MaxBoxAcc)."""
         result = self.evaluator.add(_without_guessed_size(record), annotation, gt_known_box)
         line = {**result, "width": record.get("width"), "height": record.get("height")}
         if self.maxbox is not None:
             ious = np.zeros(len(self.maxbox.thresholds))
-            if cam is not None and result["gt_boxes"] and result["error"] is None:
-                gt = np.array([g["box"] for g in result["gt_boxes"]], dtype=np.int64)
-                size = cam.shape[::-1]  # (width, height) of the CAM grid
-                gt = scale_boxes(gt, (record["width"], record["height"]), np.array([size]))
-                ious = self.maxbox.add(cam, gt)
-            else:  # failed image or no box: a miss at every threshold
-                self._add_maxbox_ious(ious)
+            if maxbox_ious is not None and result["gt_boxes"] and result["error"] is None:
+                ious = maxbox_ious
+            # else: failed image or no box, a miss at every threshold
+            self._add_maxbox_ious(ious)
             line["maxboxacc_ious"] = [float(v) for v in ious]
         if self.fingerprint is not None:
             line["run"] = self.fingerprint
         return line
+
+    def maxbox_finisher(self, annotation_of: Mapping[str, ImageAnnotation]):
+        """The per-image MaxBoxAcc work (100 thresholds, every component) as a `localize`
+        ``finish``: it runs beside the network, and the CAM is dropped once it is done."""
+        maxbox = self.maxbox
+        if maxbox is None:
+            return None
+
+        def finish(result) -> None:
+            if result.extra_cams is not None:
+                annotation = annotation_of[result.path]
+                cam = result.extra_cams[0]
+                result.analysis = maxbox.image_ious(cam, annotation, result.width, result.height)
+                result.extra_cams = None
+
+        return finish
 
     def _add_maxbox_ious(self, ious: Sequence[float]) -> None:
         self.maxbox.add_best_ious(np.asarray(ious, dtype=np.float64))
@@ -597,13 +609,13 @@ def evaluate_model(
                 extra_classes=lambda path: [true_class[path]],
                 keep_extra_cams=maxboxacc,
                 progress=progress,
+                finish=scorer.maxbox_finisher(annotation_of),
             )
             for result in results:
                 annotation = annotation_of[result.path]
                 wanted = has_boxes and annotation.labels and result.extra
                 gt_known = result.extra[0].box if wanted else None
-                cam = result.extra_cams[0] if result.extra_cams is not None else None
-                line = scorer.add(result.as_record(), annotation, gt_known, cam)
+                line = scorer.add(result.as_record(), annotation, gt_known, result.analysis)
                 if writer is not None:
                     writer.write(line)
     finally:

@@ -384,6 +384,15 @@ class MaxBoxAccV2:
 
         Returns the best IoU at each threshold ``[T]``.
         """
+        best = self.best_ious(cam, gt_boxes)
+        self.add_best_ious(best)
+        return best
+
+    def best_ious(self, cam: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+        """The best IoU at each threshold ``[T]`` for one CAM, without counting it.
+
+        Pure (no state changes), so it can run in the pipeline's worker threads.
+        """
         gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
         if len(gt_boxes) == 0:
             raise ValueError("MaxBoxAccV2 needs at least one ground-truth box per image")
@@ -397,8 +406,18 @@ class MaxBoxAccV2:
         best = np.zeros(len(self.thresholds))
         if len(boxes):
             np.maximum.at(best, map_index, pairwise_iou_inclusive(boxes, gt_boxes).max(axis=1))
-        self.add_best_ious(best)
         return best
+
+    def image_ious(
+        self, cam: np.ndarray, annotation: ImageAnnotation, width: int, height: int
+    ) -> np.ndarray:
+        """`best_ious` of a CAM (any grid) for an image of ``width x height`` and its annotation;
+        the ground-truth boxes are mapped to the CAM's grid. All zeros without boxes."""
+        _, gt_boxes, _ = _gt_arrays(annotation, width, height)
+        if len(gt_boxes) == 0:
+            return np.zeros(len(self.thresholds))
+        grid = np.array([cam.shape[::-1]])  # (width, height) of the CAM grid
+        return self.best_ious(cam, scale_boxes(gt_boxes, (width, height), grid))
 
     def add_best_ious(self, best: np.ndarray) -> None:
         """Count one image from its best IoU per threshold (as `add` returns them), so a resumed

@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from cam_cli.loading import LoadedModel
 from cam_cli.speedups import fold_batch_norms, keep_freed_memory
 
 T = TypeVar("T")
+Finish = Callable[["ImageResult"], None]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -78,6 +79,7 @@ class ImageResult:
     # Extra classes asked per image (e.g. the true class for GT-known localization):
     extra: list[Prediction] = field(default_factory=list)
     extra_cams: np.ndarray | None = None  # [m, S, S] at network input resolution
+    analysis: Any = None  # what `localize(finish=...)` computed for this image
 
     def as_record(self) -> dict:
         if self.error is not None:
@@ -362,12 +364,14 @@ class Localizer:
         info = self.classes[index]
         return Prediction(rank, int(index), info.wnid, info.name, float(score), box.tolist())
 
-    def boxes_and_results(self, out: _ForwardOutput, keep_extra_cams: bool) -> list[ImageResult]:
+    def boxes_and_results(
+        self, out: _ForwardOutput, keep_extra_cams: bool, finish: Finish | None = None
+    ) -> list[ImageResult]:
         """The CPU half of a batch: threshold, label, box, scale to each image's own pixels."""
-        return _in_input_order(self._indexed_results(out, keep_extra_cams))
+        return _in_input_order(self._indexed_results(out, keep_extra_cams, finish))
 
     def _indexed_results(
-        self, out: _ForwardOutput, keep_extra_cams: bool
+        self, out: _ForwardOutput, keep_extra_cams: bool, finish: Finish | None = None
     ) -> list[tuple[int, ImageResult]]:
         batch = out.batch
         results = [(s.index, ImageResult(s.path, error=s.error)) for s in batch.failed]
@@ -393,6 +397,8 @@ class Localizer:
                 ]
                 if keep_extra_cams:
                     result.extra_cams = out.upsampled[i, k:]
+            if finish is not None:
+                finish(result)
             results.append((item.index, result))
         return results
 
@@ -402,13 +408,14 @@ class Localizer:
         extra: torch.Tensor | None,
         keep_cams: bool,
         keep_extra_cams: bool,
+        finish: Finish | None,
     ) -> list[tuple[int, ImageResult]]:
         """Everything for one slice of a batch, in one lane: forward, CAMs, boxes, results."""
         if batch.items:
             out = self.forward_batch(batch, extra, keep_cams)
         else:
             out = _ForwardOutput(batch, *([None] * 6))
-        return self._indexed_results(out, keep_extra_cams)
+        return self._indexed_results(out, keep_extra_cams, finish)
 
     def _lane_slices(
         self, batch: ImageBatch, extra: torch.Tensor | None
@@ -435,12 +442,16 @@ class Localizer:
         keep_extra_cams: bool = False,
         progress: bool = False,
         max_pixels: int | None = None,
+        finish: Finish | None = None,
     ) -> Iterator[ImageResult]:
         """Results for every path, in input order (a failed image yields a result with `error`).
 
         ``extra_classes(path)`` names classes whose CAM and box are wanted for that image in
         addition to the top-k (the same number for every image), e.g. its true class.
         ``workers=None`` picks `default_workers` for the device; 0 decodes in a thread.
+        ``finish(result)`` is called for every good image where its boxes are made (a lane or
+        the box thread), so heavy per-image work runs beside the network; it may set
+        ``result.analysis`` and must be thread-safe.
         """
         from torch.utils.data import DataLoader
         from tqdm import tqdm
@@ -466,11 +477,11 @@ class Localizer:
         pool = self._lane_pool()
         if pool is not None:
             results = self._localize_in_lanes(
-                pool, batches, extra_classes, keep_cams, keep_extra_cams
+                pool, batches, extra_classes, keep_cams, keep_extra_cams, finish
             )
         else:
             results = self._localize_with_box_thread(
-                batches, extra_classes, keep_cams, keep_extra_cams
+                batches, extra_classes, keep_cams, keep_extra_cams, finish
             )
         for finished in results:
             bar.update(len(finished))
@@ -478,7 +489,7 @@ class Localizer:
         bar.close()
 
     def _localize_in_lanes(
-        self, pool, batches, extra_classes, keep_cams: bool, keep_extra_cams: bool
+        self, pool, batches, extra_classes, keep_cams: bool, keep_extra_cams: bool, finish
     ) -> Iterator[list[ImageResult]]:
         """CPU: each lane runs a slice end to end; the next batch is queued before this one is
         collected, so a lane that finishes early starts on it instead of waiting."""
@@ -487,7 +498,9 @@ class Localizer:
             extra = _extra_tensor(batch, extra_classes)
             pending.append(
                 [
-                    pool.submit(self._slice_results, part, part_extra, keep_cams, keep_extra_cams)
+                    pool.submit(
+                        self._slice_results, part, part_extra, keep_cams, keep_extra_cams, finish
+                    )
                     for part, part_extra in self._lane_slices(batch, extra)
                 ]
             )
@@ -497,7 +510,7 @@ class Localizer:
             yield _in_input_order(_gather(pending.popleft()))
 
     def _localize_with_box_thread(
-        self, batches, extra_classes, keep_cams: bool, keep_extra_cams: bool
+        self, batches, extra_classes, keep_cams: bool, keep_extra_cams: bool, finish
     ) -> Iterator[list[ImageResult]]:
         """One forward at a time (all threads, or the GPU); the boxes of batch i are computed in
         a thread while batch i+1 is in the network."""
@@ -509,7 +522,9 @@ class Localizer:
                     out = self.forward_batch(batch, extra, keep_cams)
                 else:  # every image of the batch failed: nothing to run, keep the order
                     out = _ForwardOutput(batch, *([None] * 6))
-                pending.append(box_thread.submit(self.boxes_and_results, out, keep_extra_cams))
+                pending.append(
+                    box_thread.submit(self.boxes_and_results, out, keep_extra_cams, finish)
+                )
                 while len(pending) > 1 or (pending and pending[0].done()):
                     yield pending.popleft().result()
             while pending:

@@ -182,3 +182,33 @@ def test_a_batch_of_only_failed_images_keeps_its_place(tmp_path):
         got = _records(Localizer(loaded, topk=1, lanes=lanes), paths, batch_size=2)
         assert [r["path"] for r in got] == paths
         assert ["error" in r for r in got] == [False, False, True, True, True, False, False]
+
+
+def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
+    """The whole 434-image sample, as the README reports it: the fp32 figures, and the fast
+    path (bf16) within 0.5 points of them (the speed issue's bound)."""
+    from cam_cli.annotations import read_annotations
+    from cam_cli.evaluate import evaluate_model
+
+    truth = read_annotations(sample_dir / "LOC_val_solution.csv")
+    loaded = load_model(
+        arch="mobilenet_v2",
+        weights=str(mobilenet_weights),
+        classes_file=sample_dir / "LOC_synset_mapping.txt",
+    )
+    reports = {
+        fast: evaluate_model(
+            loaded, sample_dir / "val", truth, device="cpu", fast=fast, maxboxacc=True
+        )
+        for fast in (False, True)
+    }
+    fp32 = reports[False]
+    assert fp32["images"] == 434 and fp32["failed_images"] == 0
+    assert round(fp32["top1_cls_error"], 2) == 19.82 and round(fp32["top5_cls_error"], 2) == 6.22
+    assert round(fp32["top1_loc_error"], 2) == 51.61 and round(fp32["top5_loc_error"], 2) == 42.63
+    assert round(fp32["gt_known_loc_error"], 2) == 40.78
+    assert round(fp32["maxboxacc_v2"]["maxboxacc_v2"], 2) == 63.44
+    fast = reports[True]
+    for key in ("top1_loc_error", "top5_loc_error", "gt_known_loc_error"):
+        assert abs(fast[key] - fp32[key]) <= 0.5, key
+    assert abs(fast["maxboxacc_v2"]["maxboxacc_v2"] - 63.44) <= 0.5
