@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import queue
 import sys
@@ -279,6 +280,11 @@ class Localizer:
         start = time.perf_counter()
         self._network_fn = torch.compile(self.model, dynamic=False)
         self._compiled_slice = slice_size
+        # On a CPU-only machine inductor warns that it found no CUDA runtime: noise there.
+        cpp_extension_log = logging.getLogger("torch.utils.cpp_extension")
+        level = cpp_extension_log.level
+        if self.device.type == "cpu":
+            cpp_extension_log.setLevel(logging.ERROR)
         try:
             with torch.inference_mode():  # as in forward_batch, or the first batch recompiles
                 size = (batch_size, 3, self.input_size, self.input_size)
@@ -296,6 +302,8 @@ class Localizer:
         except Exception:
             self._network_fn, self._compiled_slice = self.model, None
             raise
+        finally:
+            cpp_extension_log.setLevel(level)
         return time.perf_counter() - start
 
     def close(self) -> None:
