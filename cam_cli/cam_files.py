@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cam_cli.cam import upsample_cams
-from cam_cli.draw import heatmap_overlay, output_stem, safe_name, save_png_atomic
+from cam_cli.draw import heatmap_overlay, output_stem, png_bytes, safe_name, save_bytes_atomic
 from cam_cli.images import open_rgb
 from cam_cli.pipeline import ImageResult
+
+
+@dataclass
+class RenderedCams:
+    size: tuple[int, int]  # (width, height) of the original image
+    pngs: list[bytes]  # one overlay per CAM, PNG-encoded
 
 
 class CamWriter:
@@ -30,20 +37,37 @@ class CamWriter:
             raise ValueError(f"refusing to overwrite input file {path}")
         return path
 
+    def render(self, result: ImageResult) -> None:
+        """The costly half of `write` (decode the original, blend, PNG-encode), kept on
+        ``result.analysis``. Thread-safe, so `cam` runs it as `localize`'s ``finish``, beside
+        the network; an error is kept too, and raised by `write`."""
+        try:
+            image, _ = open_rgb(result.path)
+            pngs = [png_bytes(heatmap_overlay(image, cam, self.alpha)) for cam in result.cams]
+            result.analysis = RenderedCams(image.size, pngs)
+        except (ValueError, OSError) as error:
+            result.analysis = error
+
     def write(self, result: ImageResult) -> list[Path]:
-        image, _ = open_rgb(result.path)
+        if not isinstance(result.analysis, RenderedCams | Exception):
+            self.render(result)
+        if isinstance(result.analysis, Exception):
+            raise result.analysis
+        rendered: RenderedCams = result.analysis
         stem = output_stem(result.path, self._taken)
         written = []
-        for prediction, cam in zip(result.predictions, result.cams, strict=True):
+        maps = zip(result.predictions, result.cams, rendered.pngs, strict=True)
+        for prediction, cam, png in maps:
             label = "-".join(x for x in (prediction.wnid, prediction.name) if x)
             name = f"{stem}_rank{prediction.rank}_{safe_name(label or str(prediction.class_index))}"
-            png = self._target(f"{name}.png")
-            save_png_atomic(heatmap_overlay(image, cam, self.alpha), png)
-            written.append(png)
+            target = self._target(f"{name}.png")
+            save_bytes_atomic(png, target)
+            written.append(target)
             if self.npy in ("feature", "both"):
                 written.append(self._save_npy(f"{name}.feature.npy", cam))
             if self.npy in ("image", "both"):
-                full = upsample_cams(torch.from_numpy(cam)[None, None], image.size[::-1])[0, 0]
+                width, height = rendered.size
+                full = upsample_cams(torch.from_numpy(cam)[None, None], (height, width))[0, 0]
                 written.append(self._save_npy(f"{name}.image.npy", full.numpy()))
         return written
 

@@ -174,6 +174,17 @@ def note(message: str) -> None:
     typer.echo(f"cam-cli: {message}", err=True)
 
 
+def _render_boxes(result) -> None:
+    """`bbox --draw`: the picture is drawn and encoded beside the network (`localize` finish);
+    an error is kept for the main loop to report."""
+    from cam_cli.draw import boxes_png
+
+    try:
+        result.analysis = boxes_png(result.path, [p.as_dict() for p in result.predictions])
+    except (ValueError, OSError) as error:
+        result.analysis = error
+
+
 def _report_failure(path: str, reason: str) -> None:
     typer.echo(f"cam-cli: {path}: {reason}", err=True)
 
@@ -255,8 +266,7 @@ def bbox(
     loaded = load_from_options(arch, weights, checkpoint, classes, normalize, input_size, device)
     fixed = _resolve_classes(class_query, loaded)
 
-    from cam_cli.draw import draw_boxes, output_stem, save_png_atomic
-    from cam_cli.images import open_rgb
+    from cam_cli.draw import output_stem, save_bytes_atomic
     from cam_cli.output import RecordWriter, open_output
     from cam_cli.pipeline import ImageResult, Localizer, compile_with_notes
 
@@ -274,7 +284,11 @@ def bbox(
         for path, problem in missing:
             writer.write(ImageResult(path, error=problem).as_record())
         results = localizer.localize(
-            paths, batch_size=batch_size, workers=workers, progress=show_progress(quiet)
+            paths,
+            batch_size=batch_size,
+            workers=workers,
+            progress=show_progress(quiet),
+            finish=None if draw is None else _render_boxes,
         )
         for result in results:
             record = result.as_record()
@@ -283,8 +297,16 @@ def bbox(
                 failures += 1
                 _report_failure(result.path, result.error)
             elif draw is not None:
-                picture = draw_boxes(open_rgb(result.path)[0], record["predictions"])
-                save_png_atomic(picture, draw / f"{output_stem(result.path, taken)}_boxes.png")
+                if isinstance(result.analysis, Exception):
+                    failures += 1
+                    _report_failure(result.path, f"--draw: {result.analysis}")
+                    continue
+                target = draw / f"{output_stem(result.path, taken)}_boxes.png"
+                try:
+                    save_bytes_atomic(result.analysis, target)
+                except OSError as error:
+                    failures += 1
+                    _report_failure(result.path, f"--draw: {error}")
     for path, problem in missing:
         _report_failure(path, problem)
     failures += len(missing)
@@ -355,6 +377,7 @@ def cam(
         workers=workers,
         keep_cams=True,
         progress=show_progress(quiet),
+        finish=writer.render,
     )
     for result in results:
         if result.error is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -67,7 +68,24 @@ def output_stem(image_path: str | Path, taken: set[str]) -> str:
     return candidate
 
 
-def save_png_atomic(image: Image.Image, path: Path) -> None:
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_bytes_atomic(data: bytes, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
+    tmp.write_bytes(data)
     tmp.replace(path)
+
+
+def save_png_atomic(image: Image.Image, path: Path) -> None:
+    save_bytes_atomic(png_bytes(image), path)
+
+
+def boxes_png(image_path: str | Path, predictions: list[dict]) -> bytes:
+    """`bbox --draw`'s picture of one image, PNG-encoded (thread-safe: runs in the lanes)."""
+    from cam_cli.images import open_rgb
+
+    return png_bytes(draw_boxes(open_rgb(image_path)[0], predictions))

@@ -139,3 +139,26 @@ def test_usage_errors_exit_2(tmp_path):
         run("bbox", "--images", str(image), "--arch", "resnet18", "--format", "xml").returncode == 2
     )
     assert run("bbox", "--images", str(image), "--topk", "0").returncode == 2
+
+
+def test_cam_writer_renders_in_a_worker_and_reports_errors_at_write(tmp_path):
+    from cam_cli.cam_files import CamWriter, RenderedCams
+    from cam_cli.pipeline import ImageResult, Prediction
+
+    picture = tmp_path / "img.png"
+    Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(picture)
+    writer = CamWriter(tmp_path / "out", [str(picture)])
+    cam = np.arange(12, dtype=np.float32).reshape(3, 4)
+    good = ImageResult(str(picture), 40, 30, [Prediction(1, 3, None, "cat", 0.9, [0, 0, 1, 1])])
+    good.cams = cam[None]
+    writer.render(good)  # as localize's finish does, in a lane
+    assert isinstance(good.analysis, RenderedCams) and good.analysis.size == (40, 30)
+    (written,) = writer.write(good)
+    assert written.name == "img_rank1_cat.png" and Image.open(written).size == (40, 30)
+
+    gone = ImageResult(str(tmp_path / "gone.png"), 40, 30, good.predictions)
+    gone.cams = cam[None]
+    writer.render(gone)  # kept, not raised: a lane must not stop the run
+    assert isinstance(gone.analysis, ValueError | OSError)
+    with pytest.raises((ValueError, OSError), match="gone.png|No such file|not found"):
+        writer.write(gone)
