@@ -94,8 +94,9 @@ Fast = Annotated[
     bool | None,
     typer.Option(
         "--fast/--no-fast",
-        help="channels_last + bf16/fp16 autocast; localization within 0.5 points of fp32. "
-        "Default: on for CUDA and for CPUs with native bf16, off elsewhere.",
+        help="Low precision: bf16 autocast on the CPU, bf16 (or fp16) on CUDA; localization "
+        "within 0.5 points of fp32. Default: on for CUDA and for CPUs with native bf16, off "
+        "elsewhere. --no-fast: fp32.",
         show_default=False,
     ),
 ]
