@@ -6,11 +6,13 @@ On the same images and the same model, in one run, images/s of:
      preprocessing -> forward of the plain model (fp32, NCHW, inference_mode, no cam-cli
      inference settings). The bound for (b): everything else is overhead on top of it.
   b  cam-cli's top-k bbox pipeline, JPEG files -> JSON Lines: ``Localizer(fast=False).localize``
-     + ``RecordWriter`` (the loop of ``cam-cli bbox``, in-process, records to a temp file).
-  c  the same with the fast path (``fast=True``: channels_last + bf16/fp16 autocast).
+     + ``RecordWriter`` (the loop of ``cam-cli bbox``, in-process, records to a temp file),
+     with cam-cli's own execution (on the CPU: lanes and a decode thread; see pipeline.py).
+  c  the same with the fast path (``fast=True``: bf16 autocast; bf16/fp16 on CUDA).
      Boxes of (c)-(e) are checked against (b): rank-1 class agreement and box IoU.
   d  what a user builds from the peers: PIL + torchvision transforms (resize the whole image,
-     normalise) in a DataLoader with the same batch size and workers, torchcam's ``CAM``
+     normalise) in a DataLoader with the same batch size and ``--workers`` (default 2; on
+     2 cores the peers ran as fast with 0: 25.2 vs 24.3 img/s for googlenet), torchcam's ``CAM``
      extractor called once per rank for the top-k classes (raw maps, ``normalized=False``, so
      "20% of the max" means what the paper means), bilinear upsampling to the input size, then
      scikit-image ``label`` + ``regionprops`` per map (largest component's box), JSON Lines.
