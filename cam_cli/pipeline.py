@@ -261,9 +261,9 @@ class Localizer:
         fold_batch_norms(model)  # inference only: the loaded model is not trained further
         self.model = self.fast.prepare(model.to(self.device))
         self.input_size = loaded.input_size
-        self.lanes = max(1, torch.get_num_threads()) if lanes is None else max(1, lanes)
-        if self.device.type != "cpu":
-            self.lanes = 1
+        # Lanes are for the CPU; elsewhere one forward at a time.
+        wanted = torch.get_num_threads() if lanes is None else lanes
+        self.lanes = max(1, wanted) if self.device.type == "cpu" else 1
         self._lanes_pool: ThreadPoolExecutor | None = None
         self._network_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = self.model
         self._compiled_slice: int | None = None  # every slice is padded to this many images
@@ -295,10 +295,7 @@ class Localizer:
                     self._network(x)
                 else:  # one lane first: lanes compiling at once would compile twice
                     pool.submit(self._network, x[:slice_size]).result()
-                    for future in [
-                        pool.submit(self._network, part) for part in x.split(slice_size)
-                    ]:
-                        future.result()
+                    list(pool.map(self._network, x.split(slice_size)))
         except Exception:
             self._network_fn, self._compiled_slice = self.model, None
             raise
@@ -319,7 +316,7 @@ class Localizer:
         much of its time in per-operator thread barriers; one slice per core, each run with one
         thread, has none and gives the same values (each image's arithmetic is unchanged).
         """
-        if self.device.type != "cpu" or self.lanes < 2:
+        if self.lanes < 2:
             return None
         if self._lanes_pool is None:
             self._lanes_pool = _single_threaded_pool(self.lanes)
@@ -339,6 +336,8 @@ class Localizer:
     def forward_batch(
         self, batch: ImageBatch, extra_indices: torch.Tensor | None = None, keep_cams: bool = False
     ) -> _ForwardOutput:
+        if not batch.items:  # every image of the batch failed: nothing to run, keep the order
+            return _ForwardOutput(batch, *([None] * 6))
         pixels = batch.pixels.to(self.device, non_blocking=True)
         x = self.fast.inputs(self.loaded.preprocessing.apply(pixels))
         logits, features = self._network(x)
@@ -419,10 +418,7 @@ class Localizer:
         finish: Finish | None,
     ) -> list[tuple[int, ImageResult]]:
         """Everything for one slice of a batch, in one lane: forward, CAMs, boxes, results."""
-        if batch.items:
-            out = self.forward_batch(batch, extra, keep_cams)
-        else:
-            out = _ForwardOutput(batch, *([None] * 6))
+        out = self.forward_batch(batch, extra, keep_cams)
         return self._indexed_results(out, keep_extra_cams, finish)
 
     def _lane_slices(
@@ -525,11 +521,7 @@ class Localizer:
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=1) as box_thread:
             for batch in batches:
-                extra = _extra_tensor(batch, extra_classes)
-                if batch.items:
-                    out = self.forward_batch(batch, extra, keep_cams)
-                else:  # every image of the batch failed: nothing to run, keep the order
-                    out = _ForwardOutput(batch, *([None] * 6))
+                out = self.forward_batch(batch, _extra_tensor(batch, extra_classes), keep_cams)
                 pending.append(
                     box_thread.submit(self.boxes_and_results, out, keep_extra_cams, finish)
                 )
