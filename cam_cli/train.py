@@ -664,7 +664,12 @@ def train(
             f" on {ddp.world} x {device.type}, {trainer.steps_per_epoch} steps/epoch"
         )
         try:
-            return trainer.run()
+            result = trainer.run()
+            if ddp.world > 1:
+                # Rank 0 may still be writing checkpoints: a rank that tears gloo down alone can
+                # abort at exit ("terminate called without an active exception"), seen under load.
+                dist.barrier()
+            return result
         except TrainingDiverged as error:
             done = trainer.on_disk
             where = (
