@@ -1,3 +1,3 @@
-from cam_cli.cli import main
+from cam_cli.cli.main import main
 
 main()

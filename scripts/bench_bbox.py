@@ -74,13 +74,17 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
+from cam_cli.common.images import list_images
+from cam_cli.evaluation.metrics import iou_inclusive
+from cam_cli.models.preprocess import IMAGENET
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "ilsvrc2012-val-sample"
 DEFAULT_IMAGES = SAMPLE / "val"
 DEFAULT_CLASSES = SAMPLE / "LOC_synset_mapping.txt"
 MOBILENET_WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_v2-imagenet.pth"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 VARIANTS = {
     "a": "forward only (decoded uint8 in memory, fp32)",
@@ -120,15 +124,8 @@ PEER_PACKAGES = {"d": ("torchcam", "torchcam"), "e": ("pytorch_grad_cam", "grad-
 # Images
 
 
-def list_images(folder: Path) -> list[str]:
-    return sorted(
-        str(p) for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-
-
 def generate_images(folder: Path, count: int = 64) -> list[str]:
     """Stand-in JPEGs (smooth background + a bright ellipse) when the real sample is absent."""
-    import numpy as np
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(0)
@@ -163,7 +160,7 @@ def repeat_to(paths: list[str], count: int) -> list[str]:
 def _load(config: dict):
     import torch
 
-    from cam_cli.loading import load_model
+    from cam_cli.models.loading import load_model
 
     torch.manual_seed(0)  # random-init architectures: the same weights in every child
     if config["torch_threads"]:
@@ -219,10 +216,9 @@ def _timed(warm_up, one_pass, repeats: int) -> dict:
 
 def run_forward_only(config: dict) -> dict:
     """(a): the bound. Images decoded by cam-cli's own decoder before the clock starts."""
-    import numpy as np
     import torch
 
-    from cam_cli.images import ImageListDataset
+    from cam_cli.common.batches import ImageListDataset
 
     loaded, load_s = _load(config)
     model, prep = loaded.model.eval(), loaded.preprocessing
@@ -247,12 +243,11 @@ def run_forward_only(config: dict) -> dict:
 
 
 def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
-    """(b), (c), (f): the loop of `cam-cli bbox` (cam_cli/cli.py), minus argument parsing.
-
-    (f) compiles the model first (``Localizer.compile``); that one-time cost is its setup time.
-    """
-    from cam_cli.output import RecordWriter
-    from cam_cli.pipeline import Localizer
+    """(b), (c), (f): what `cam-cli bbox` runs (`inference.jobs.write_boxes`): its set-up
+    (the `Localizer`; (f) compiles it, a one-time cost counted as set-up) timed apart from its
+    run over the images (`inference.jobs.localize_to_records`), minus argument parsing."""
+    from cam_cli.inference.jobs import localize_to_records
+    from cam_cli.inference.pipeline import Localizer
 
     loaded, load_s = _load(config)
     start = time.perf_counter()
@@ -268,24 +263,23 @@ def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
         localizer.compile(config["batch_size"])
     setup_s = time.perf_counter() - start
 
-    def one_pass(paths: list[str], out: str) -> None:
-        with open(out, "w", encoding="utf-8", newline="") as handle:
-            writer = RecordWriter(handle, "jsonl")
-            results = localizer.localize(
-                paths, batch_size=config["batch_size"], workers=config["workers"]
-            )
-            for result in results:  # as `cam-cli bbox` does (no --draw)
-                record = result.as_record()
-                writer.write(record)
-                if result.error is not None:
-                    print(f"{result.path}: {result.error}", file=sys.stderr)
+    def one_pass(paths: list[str], out) -> None:
+        localize_to_records(
+            localizer,
+            paths,
+            output=out,
+            batch_size=config["batch_size"],
+            workers=config["workers"],
+            progress=False,
+        )
 
     warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
-    timing = _timed(
-        lambda: one_pass(warm, os.devnull),
-        lambda: one_pass(config["paths"], config["records"]),
-        config["repeats"],
-    )
+    with open(os.devnull, "w") as devnull:
+        timing = _timed(
+            lambda: one_pass(warm, devnull),
+            lambda: one_pass(config["paths"], config["records"]),
+            config["repeats"],
+        )
     return {"load_s": load_s, "setup_s": setup_s, **timing}
 
 
@@ -297,7 +291,7 @@ class _PeerDataset:
 
         self.paths = paths
         self.transform = T.Compose(
-            [T.Resize((size, size)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+            [T.Resize((size, size)), T.ToTensor(), T.Normalize(IMAGENET.mean, IMAGENET.std)]
         )
 
     def __len__(self) -> int:
@@ -333,7 +327,6 @@ def _peer_model(loaded):
 
 def _skimage_box(cam, threshold: float, width: int, height: int) -> list[int]:
     """Largest 8-connected component of ``cam > threshold * max`` -> box in image pixels."""
-    import numpy as np
     from skimage.measure import label, regionprops
 
     size_y, size_x = cam.shape
@@ -422,7 +415,6 @@ def run_peers(config: dict, method: str) -> dict:
             extractor(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in top[:, r]])
             for r in range(k)
         ]  # numpy [B, S, S] at input size
-        import numpy as np
 
         return np.stack(maps, axis=1), top.numpy(), scores.numpy()
 
@@ -575,14 +567,6 @@ def summarize(runs: list[dict], warm_images: int) -> dict:
     }
 
 
-def _iou(a: list[int], b: list[int]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
-    inter = ix * iy
-    area = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
-    return inter / (area - inter)
-
-
 def agreement(reference: str, other: str) -> dict | None:
     """Rank-1 class agreement and mean rank-1 box IoU (same class) of two JSON Lines files."""
 
@@ -599,7 +583,7 @@ def agreement(reference: str, other: str) -> dict | None:
     if not common:
         return None
     same = [p for p in common if ref[p]["class_index"] == oth[p]["class_index"]]
-    ious = [_iou(ref[p]["box"], oth[p]["box"]) for p in same]
+    ious = [float(iou_inclusive(ref[p]["box"], np.array([oth[p]["box"]]))[0]) for p in same]
     return {
         "images": len(common),
         "top1_same": len(same) / len(common),
@@ -894,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from cam_cli.registry import get_arch
+    from cam_cli.models.registry import get_arch
 
     args.arch = get_arch(args.arch).name
     weights_label = "random init"
@@ -913,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_bbox_") as tmp_name:
         tmp = Path(tmp_name)
         folder = args.images if args.images is not None else DEFAULT_IMAGES
-        paths = list_images(folder) if folder.is_dir() else []
+        paths = [str(p) for p in list_images(folder)] if folder.is_dir() else []
         images_label = str(folder)
         if not paths:
             print(f"{folder}: no images; using generated JPEGs", file=sys.stderr)

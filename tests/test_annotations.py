@@ -7,18 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cam_cli.annotations import (
+from cam_cli.evaluation.annotations import (
     ImageAnnotation,
-    check_labels_known,
     cub_box,
-    match_images,
     read_annotations,
     read_cub,
     read_devkit_labels,
     read_loc_solution_csv,
     read_xml_dir,
 )
-from cam_cli.classes import ClassInfo
+from cam_cli.evaluation.matching import check_labels_known, match_images
+from cam_cli.models.classes import ClassInfo
 
 SHARED = Path(__file__).parents[2] / "shared"
 SAMPLE = SHARED / "data" / "ilsvrc2012-val-sample"
@@ -210,7 +209,7 @@ def test_devkit_trap_against_the_real_sorted_mapping(tmp_path):
     mapping = SAMPLE / "LOC_synset_mapping.txt"
     if not mapping.is_file():
         pytest.skip(f"shared sample absent ({mapping})")
-    from cam_cli.classes import read_synset_mapping
+    from cam_cli.models.classes import read_synset_mapping
 
     wnids = [c.wnid for c in read_synset_mapping(mapping)]
     meta = write_meta_mat(tmp_path / "meta.mat", META_SYNSETS)
@@ -392,7 +391,7 @@ def test_check_labels_known():
 
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"shared ILSVRC sample absent ({SAMPLE})")
 def test_real_sample_xml_and_csv_agree_for_all_images():
-    from cam_cli.classes import read_synset_mapping
+    from cam_cli.models.classes import read_synset_mapping
 
     from_xml = read_annotations(SAMPLE / "annotations")
     from_csv = read_annotations(SAMPLE / "LOC_val_solution.csv")

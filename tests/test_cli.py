@@ -49,7 +49,7 @@ def mobilenet_args(sample_dir, weights) -> list[str]:
 
 
 def test_help_is_fast_because_torch_is_not_imported():
-    code = "import sys, cam_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, cam_cli.cli.main; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
     result = run("bbox", "--help")
     assert result.returncode == 0 and "--topk" in result.stdout and "Example" in result.stdout
@@ -142,8 +142,8 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 def test_cam_writer_renders_in_a_worker_and_reports_errors_at_write(tmp_path):
-    from cam_cli.cam_files import CamWriter, RenderedCams
-    from cam_cli.pipeline import ImageResult, Prediction
+    from cam_cli.inference.cam_files import CamWriter, RenderedCams
+    from cam_cli.inference.results import ImageResult, Prediction
 
     picture = tmp_path / "img.png"
     Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(picture)

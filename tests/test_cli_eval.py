@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cam_cli.cli import app
-from cam_cli.loading import CHECKPOINT_FORMAT
-from cam_cli.preprocess import IMAGENET
-from cam_cli.registry import build_model, get_arch
+from cam_cli.cli.main import app
+from cam_cli.models.loading import CHECKPOINT_FORMAT
+from cam_cli.models.preprocess import IMAGENET
+from cam_cli.models.registry import build_model, get_arch
 
 WNIDS = ["n01440764", "n01751748", "n02119789"]
 NAMES = ["tench", "sea snake", "kit fox"]
@@ -255,6 +255,27 @@ def test_resume_after_a_crash_gives_the_one_shot_figures(fake, tmp_path):
     assert again["resumed_images"] == IMAGES and figures(again) == figures(one_shot)
     # Other settings never mix into the same file.
     result, _ = run_eval(fake, tmp_path, *args, "--threshold", "0.3", "--per-image", log)
+    assert result.exit_code == 2 and "other settings" in result.stderr
+
+
+def test_resume_refuses_lines_of_other_weights_under_the_same_file_name(fake, tmp_path):
+    """The run's identity holds the weights' content: a retrained model saved over the old file
+    must not be credited with the old model's per-image results (nor a copy refused)."""
+    weights = tmp_path / "best.pth"
+    weights.write_bytes((fake / "weights.pth").read_bytes())
+    args = ["--arch", "small-gap", "--weights", weights, "--classes", fake / "classes.txt",
+            "--workers", "0", "--no-fast", "--quiet", "--images", fake / "val",
+            "--annotations", fake / "xml"]  # fmt: skip
+    log = tmp_path / "per_image.jsonl"
+    assert invoke("eval", *args, "--per-image", log).exit_code == 0
+    copy = tmp_path / "copy.pth"  # same weights, another name: resumes
+    copy.write_bytes(weights.read_bytes())
+    moved = [str(copy) if a == weights else a for a in args]
+    result = invoke("eval", *moved, "--per-image", log)
+    assert result.exit_code == 0 and "resumed: 10 images" in result.stdout, result.output
+    torch.manual_seed(1)  # retrained: other weights under the old name
+    torch.save(build_model("small-gap", 3).state_dict(), weights)
+    result = invoke("eval", *args, "--per-image", log)
     assert result.exit_code == 2 and "other settings" in result.stderr
 
 

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from cam_cli.annotations import ImageAnnotation, read_annotations
-from cam_cli.classes import ClassInfo
-from cam_cli.evaluate import (
-    EvaluationError,
-    Missing,
-    check_class_order,
-    check_missing,
-    evaluate_predictions,
-    format_report,
-    read_per_image,
-    read_prediction_records,
-    settings_fingerprint,
-)
+from cam_cli.evaluation.annotations import ImageAnnotation, read_annotations
+from cam_cli.evaluation.evaluate import evaluate_predictions, read_prediction_records
+from cam_cli.evaluation.matching import EvaluationError, Missing, check_class_order, check_missing
+from cam_cli.evaluation.report import format_report
+from cam_cli.evaluation.resume import read_per_image, settings_fingerprint
+from cam_cli.models.classes import ClassInfo
 
 SNAKE, TENCH, FOX = "n01751748", "n01440764", "n02119789"
 CLASSES = [ClassInfo(0, TENCH, "tench"), ClassInfo(1, SNAKE, "sea snake"), ClassInfo(2, FOX, "fox")]
@@ -248,9 +241,10 @@ def test_bad_prediction_lines(tmp_path):
 
 
 def test_per_image_reader_drops_a_torn_last_line_and_checks_settings(tmp_path):
-    run = settings_fingerprint({"arch": "x", "threshold": 0.2, "device": "cpu"})
-    assert run == settings_fingerprint({"arch": "x", "threshold": 0.2, "device": "cuda"})
-    assert run != settings_fingerprint({"arch": "x", "threshold": 0.3})
+    run = settings_fingerprint({"model": "d1", "threshold": 0.2})
+    assert run == settings_fingerprint({"threshold": 0.2, "model": "d1"})  # order is no part
+    assert run != settings_fingerprint({"model": "d1", "threshold": 0.3})
+    assert run != settings_fingerprint({"model": "d2", "threshold": 0.2})
     path = tmp_path / "per_image.jsonl"
     good = [json.dumps({"image_id": f"i{n}", "run": run}) + "\n" for n in range(3)]
     path.write_text("".join(good) + good[0][:9])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from cam_cli.images import ImageListDataset, collate_images, find_images, load_resized, open_rgb
+from cam_cli.common.batches import ImageListDataset, collate_images
+from cam_cli.common.images import find_images, load_resized, open_rgb
 
 
 def save(tmp_path, name, image, **kwargs):
@@ -105,3 +108,24 @@ def test_find_images_walks_directories_and_reports_missing(tmp_path):
         ("b.JPEG", None),
         ("nope.jpg", "no such file or directory"),
     ]
+
+
+def test_one_extension_set_for_every_command(tmp_path):
+    """bbox, eval's image matching and training's folders take exactly the same files."""
+    from cam_cli.evaluation.annotations import ImageAnnotation
+    from cam_cli.evaluation.matching import match_images
+    from cam_cli.training.data import scan_data
+
+    folder = tmp_path / "train" / "n01"
+    folder.mkdir(parents=True)
+    names = ["a.gif", "b.png", "c.ppm", "d.JPEG", "notes.txt"]
+    for name in names[:-1]:
+        Image.new("RGB", (9, 7), (200, 10, 10)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    images = {p.name for p, problem in find_images([str(folder)]) if problem is None}
+    assert images == {"a.gif", "b.png", "c.ppm", "d.JPEG"}
+    truth = {Path(n).stem: ImageAnnotation(Path(n).stem, ("n01",)) for n in names[:-1]}
+    matched, unmatched, missing = match_images(folder, truth)
+    assert {p.name for p, _ in matched} == images and not unmatched and not missing
+    data = scan_data(tmp_path)
+    assert {Path(path).name for path, _ in data.train} == images

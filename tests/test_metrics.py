@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cam_cli.annotations import ImageAnnotation
-from cam_cli.metrics import (
+from cam_cli.evaluation.annotations import ImageAnnotation
+from cam_cli.evaluation.metrics import (
     LocalizationEvaluator,
     MaxBoxAccV2,
     centered_box,

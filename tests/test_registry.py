@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cam_cli.cam import compute_cams
-from cam_cli.loading import ModelLoadError, load_model
-from cam_cli.registry import build_model, cam_size, get_arch, list_archs
+from cam_cli.inference.cam import compute_cams
+from cam_cli.models.loading import ModelLoadError, load_model
+from cam_cli.models.registry import build_model, cam_size, get_arch, list_archs
 
 ARCHS = [spec.name for spec in list_archs()]
 
@@ -126,7 +126,7 @@ def test_folding_batch_norm_keeps_logits_and_cams(name):
     """The inference speed-up folds BN into convs; results change only at float rounding."""
     import copy
 
-    from cam_cli.speedups import fold_batch_norms
+    from cam_cli.models.speedups import fold_batch_norms
 
     torch.manual_seed(2)
     model = build_model(name, num_classes=10).eval()
@@ -142,3 +142,28 @@ def test_folding_batch_norm_keeps_logits_and_cams(name):
         (logits, features), (folded_logits, folded_features) = model(x), folded(x)
     assert torch.allclose(logits, folded_logits, atol=1e-4, rtol=1e-4)
     assert torch.allclose(features, folded_features, atol=1e-3, rtol=1e-3)
+
+
+def test_imagenet_weights_know_their_class_names(tmp_path):
+    """A 1000-class weights file without --classes is an ImageNet model: torchvision's class
+    names come with it, as they do with --weights imagenet. Other class counts stay anonymous."""
+    path = tmp_path / "r18.pth"
+    torch.save(build_model("resnet18", 1000).state_dict(), path)
+    loaded = load_model(arch="resnet18", weights=str(path))
+    assert [c.name for c in loaded.classes[:3]] == ["tench", "goldfish", "great white shark"]
+    assert loaded.classes[999].name == "toilet tissue" and loaded.classes[0].wnid is None
+    small = tmp_path / "r18-10.pth"
+    torch.save(build_model("resnet18", 10).state_dict(), small)
+    assert all(c.name is None for c in load_model(arch="resnet18", weights=str(small)).classes)
+
+
+def test_weights_digest_follows_the_content_not_the_file(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("small-gap", 3)
+    first, copy, other = tmp_path / "a.pth", tmp_path / "b.pth", tmp_path / "c.pth"
+    torch.save(model.state_dict(), first)
+    torch.save(model.state_dict(), copy)
+    torch.save(build_model("small-gap", 3).state_dict(), other)
+    digest = load_model(arch="small-gap", weights=str(first)).digest()
+    assert load_model(arch="small-gap", weights=str(copy)).digest() == digest
+    assert load_model(arch="small-gap", weights=str(other)).digest() != digest

@@ -10,14 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
-from cam_cli import synthetic
-from cam_cli.synthetic import (
+from cam_cli.cli.main import app
+from cam_cli.evaluation.metrics import iou_inclusive
+from cam_cli.synthetic import dataset as synthetic
+from cam_cli.synthetic import render
+from cam_cli.synthetic.dataset import generate_dataset
+from cam_cli.synthetic.render import (
     MAX_AREA_FRACTION,
     MAX_CLASSES,
     MIN_AREA_FRACTION,
     class_specs,
-    generate_dataset,
     render_sample,
     val_labels,
     val_rng,
@@ -28,15 +32,7 @@ N_VAL = 240  # enough val images for the baseline statistics, still well under a
 
 
 def iou(a, b) -> float:
-    """IoU of inclusive pixel boxes (xmin, ymin, xmax, ymax)."""
-    ix = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    iy = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(ix, 0) * max(iy, 0)
-
-    def area(z):
-        return (z[2] - z[0] + 1) * (z[3] - z[1] + 1)
-
-    return inter / (area(a) + area(b) - inter)
+    return float(iou_inclusive(a, np.array([b]))[0])
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
@@ -210,7 +206,7 @@ def test_object_pixels_carry_the_class_colour():
         sample = render_sample(spec, classes, val_rng(7, spec.index + 1), 64)
         mask = np.logical_or.reduce(sample.masks)
         pixels = sample.image[mask].astype(float)
-        colour = np.array(synthetic.COLOURS[spec.colour], dtype=float)
+        colour = np.array(render.COLOURS[spec.colour], dtype=float)
         # Bright pixels are the class colour (jittered, noisy); the rest its darker shade.
         bright = pixels[pixels.sum(axis=1) > 0.7 * colour.sum()]
         assert len(bright) > 0.3 * len(pixels)
@@ -291,13 +287,14 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_main(tmp_path, capsys):
+def test_the_synth_command(tmp_path):
     out = tmp_path / "cli"
-    argv = [str(out), "--seed", "2", "--num-classes", "3", "--train-per-class", "2"]
-    assert synthetic.main([*argv, "--val-images", "5", "--image-size", "40"]) == 0
-    assert "6 train images" in capsys.readouterr().out
+    argv = ["synth", str(out), "--seed", "2", "--num-classes", "3", "--train-per-class", "2"]
+    result = CliRunner().invoke(app, [*argv, "--val-images", "5", "--image-size", "40"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 6 training and 5 validation images of 3 classes" in result.stderr
     assert len(list((out / "val").iterdir())) == 5
     with Image.open(out / "val" / "ILSVRC2012_val_00000001.JPEG") as im:
         assert im.size == (40, 40)
-    assert synthetic.main([str(out)]) == 2  # exists: refused, with a message
-    assert "exists" in capsys.readouterr().err
+    again = CliRunner().invoke(app, ["synth", str(out)])  # exists: refused, with a message
+    assert again.exit_code == 2 and "exists" in again.stderr

@@ -20,15 +20,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cam_cli.cli import app
-from cam_cli.loading import CHECKPOINT_FORMAT, load_model
-from cam_cli.registry import build_model as build_registry_model
-from cam_cli.registry import get_arch
-from cam_cli.synthetic import generate_dataset
-from cam_cli.train import DEBUG_KILL_ENV, TrainError, train
-from cam_cli.train_config import TrainConfig, read_config_file, resolve_config
-from cam_cli.train_data import EpochSampler, LabeledImages, random_resized_crop_box, scan_data
-from cam_cli.train_model import apply_initial_weights, lr_factor, param_groups
+from cam_cli.cli.main import app
+from cam_cli.models.loading import CHECKPOINT_FORMAT, load_model
+from cam_cli.models.registry import build_model as build_registry_model
+from cam_cli.models.registry import get_arch
+from cam_cli.synthetic.dataset import generate_dataset
+from cam_cli.training.checkpoints import DEBUG_KILL_ENV
+from cam_cli.training.config import TrainConfig, read_config_file, resolve_config
+from cam_cli.training.data import EpochSampler, LabeledImages, random_resized_crop_box, scan_data
+from cam_cli.training.loop import TrainError, train
+from cam_cli.training.model import apply_initial_weights, lr_factor, param_groups
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -163,7 +164,7 @@ def test_nan_loss_stops_with_a_clear_message(data, tmp_path):
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> list[dict]:
     run = tmp_path_factory.mktemp("uninterrupted") / "run"
-    train(tiny_config(), data, run, log=lambda message: None)
+    train(tiny_config(), data, run)
     return metrics(run)
 
 
@@ -220,7 +221,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, t
     assert ddp.stdout.count('"run_dir"') == 1  # only rank 0 reports
     assert "2 x cpu" in ddp.stderr
     train(tiny_config(arch="small-gap-nobn", epochs=2, lr=0.2, lr_schedule="constant"),
-          data, tmp_path / "single", log=lambda message: None)  # fmt: skip
+          data, tmp_path / "single")  # fmt: skip
 
     for got, want in zip(metrics(tmp_path / "ddp"), metrics(tmp_path / "single"), strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
@@ -256,10 +257,12 @@ def test_sampler_ranks_split_exactly_the_single_process_global_batches():
 def test_augmentation_is_a_function_of_seed_epoch_and_index(data):
     items = scan_data(data).train
     dataset = LabeledImages(items, 24, augment=True, seed=3, scale_min=0.2)
-    a, _, error = dataset[(0, 5)]
-    assert error is None and a.shape == (3, 24, 24) and a.dtype == torch.uint8
-    assert torch.equal(a, dataset[(0, 5)][0])
-    assert not torch.equal(a, dataset[(1, 5)][0])
+    item = dataset[(0, 5)]
+    a = item.pixels
+    assert item.error is None and a.shape == (3, 24, 24) and a.dtype == np.uint8
+    assert item.label == items[5][1] and item.path == items[5][0]
+    assert np.array_equal(a, dataset[(0, 5)].pixels)
+    assert not np.array_equal(a, dataset[(1, 5)].pixels)
     for seed in range(50):
         left, top, w, h = random_resized_crop_box(40, 30, np.random.default_rng(seed))
         assert 0 < w <= 40 and 0 < h <= 30

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cam_cli.registry import get_arch
-from cam_cli.train_config import (
+from cam_cli.models.registry import get_arch
+from cam_cli.training.config import (
     ARCH_DEFAULTS,
     ConfigError,
     TrainConfig,

@@ -1,0 +1,74 @@
+"""`cam-cli bbox`: options -> `inference.jobs.write_boxes` -> exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cam_cli.cli import options as o
+
+
+def bbox(
+    images: o.Images = None,
+    extra_images: o.ExtraImages = None,
+    arch: o.Arch = None,
+    weights: o.Weights = None,
+    checkpoint: o.Checkpoint = None,
+    classes: o.ClassesFile = None,
+    normalize: o.Normalize = None,
+    input_size: o.InputSize = None,
+    topk: o.TopK = 5,
+    threshold: o.Threshold = 0.2,
+    class_query: o.ClassQuery = None,
+    batch_size: o.BatchSize = 32,
+    workers: o.Workers = None,
+    device: o.Device = "auto",
+    fast: o.Fast = None,
+    compile_model: o.Compile = False,
+    output_format: Annotated[
+        o.OutputFormat, typer.Option("--format", help="jsonl or csv.")
+    ] = o.OutputFormat.jsonl,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
+    ] = None,
+    draw: Annotated[
+        Path | None, typer.Option(help="Also write each image with its boxes as PNG here.")
+    ] = None,
+    quiet: o.Quiet = False,
+) -> None:
+    """Boxes for the top-k classes of every image, as JSON Lines (one object per image).
+
+    Each object: path, width, height and predictions [{rank, class_index, wnid, name, score,
+    box: [xmin, ymin, xmax, ymax]}], boxes in the image's own pixels (inclusive). An image that
+    cannot be read gives {path, error}, a line on stderr, and exit code 1 at the end.
+
+    Examples:
+
+      cam-cli bbox --arch mobilenet_v2 --weights mobilenet_v2-imagenet.pth
+      --classes LOC_synset_mapping.txt --images val/ --topk 5 > boxes.jsonl
+
+      find photos -name '*.jpg' | cam-cli bbox --checkpoint runs/x/best.pt --images - --format csv
+    """
+    o.configure_logging(quiet)
+    from cam_cli.inference.jobs import write_boxes
+
+    with o.errors_as_exit():
+        summary = write_boxes(
+            o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
+            [*(images or []), *(extra_images or [])],
+            output=output,
+            fmt=output_format.value,
+            topk=topk,
+            threshold=threshold,
+            classes=class_query,
+            draw=draw,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            fast=fast,
+            compile_model=compile_model,
+            progress=o.progress(quiet),
+        )
+    o.end_of_run(summary)

@@ -1,0 +1,68 @@
+"""`cam-cli cam`: options -> `inference.jobs.write_cams` -> exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cam_cli.cli import options as o
+
+
+def cam(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the overlays and maps.")],
+    images: o.Images = None,
+    extra_images: o.ExtraImages = None,
+    arch: o.Arch = None,
+    weights: o.Weights = None,
+    checkpoint: o.Checkpoint = None,
+    classes: o.ClassesFile = None,
+    normalize: o.Normalize = None,
+    input_size: o.InputSize = None,
+    topk: o.TopK = 1,
+    class_query: o.ClassQuery = None,
+    npy: Annotated[
+        o.NpyMaps,
+        typer.Option(help="Also save raw maps: none, feature (h x w), image (H x W) or both."),
+    ] = o.NpyMaps.none,
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Heat-map opacity.")] = 0.5,
+    batch_size: o.BatchSize = 32,
+    workers: o.Workers = None,
+    device: o.Device = "auto",
+    fast: o.Fast = None,
+    compile_model: o.Compile = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """Write each image's class activation maps as colour overlays (PNG), optionally raw (.npy).
+
+    Files are named IMAGE_rankR_CLASS.png (and .feature.npy / .image.npy); inputs are never
+    overwritten.
+
+    Examples:
+
+      cam-cli cam --arch mobilenet_v2 --weights mobilenet_v2-imagenet.pth
+      --classes LOC_synset_mapping.txt --images dog.jpg --topk 3 --out cams/
+
+      cam-cli cam --checkpoint best.pt --images val/ --class n01440764 --npy both --out cams/
+    """
+    o.configure_logging(quiet)
+    from cam_cli.inference.jobs import write_cams
+
+    with o.errors_as_exit():
+        summary = write_cams(
+            o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
+            [*(images or []), *(extra_images or [])],
+            out,
+            topk=topk,
+            classes=class_query,
+            npy=npy.value,
+            alpha=alpha,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            fast=fast,
+            compile_model=compile_model,
+            progress=o.progress(quiet),
+        )
+    o.end_of_run(summary)

@@ -1,0 +1,239 @@
+"""`cam-cli eval`: options -> `evaluation.evaluate.evaluate` -> the table and the JSON.
+
+Every mismatch the library finds is a usage error (exit 2); failed images are figures, not
+errors (exit 1, after the table).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cam_cli.cli import options as o
+
+
+class CubSplit(StrEnum):
+    test = "test"
+    train = "train"
+    all = "all"
+
+
+MODEL_OPTIONS = (
+    "arch",
+    "weights",
+    "checkpoint",
+    "normalize",
+    "input_size",
+    "threshold",
+    "fast",
+    "compile_model",
+)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Was the option on the command line (not just its default)?"""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _same(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _option(name: str) -> str:
+    return {"compile_model": "--compile"}.get(name, "--" + name.replace("_", "-"))
+
+
+def eval_command(
+    ctx: typer.Context,
+    annotations: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotations",
+            help="Ground truth: a folder of ILSVRC XML, Kaggle LOC_val_solution.csv, or the "
+            "devkit's ILSVRC2012_validation_ground_truth.txt (with --meta; labels only).",
+            show_default=False,
+        ),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            "--images",
+            "-i",
+            help="Folder of images (flat, or <wnid>/ sub-folders), matched to the annotations "
+            "by file stem.",
+            show_default=False,
+        ),
+    ] = None,
+    predictions: Annotated[
+        str | None,
+        typer.Option(
+            "--predictions",
+            help="Score the JSON Lines of `cam-cli bbox --topk 5` (FILE, or '-' for stdin) "
+            "instead of running a model.",
+            show_default=False,
+        ),
+    ] = None,
+    meta: Annotated[
+        Path | None,
+        typer.Option(
+            help="The devkit's meta.mat, to read ILSVRC2012_IDs as wnids.", show_default=False
+        ),
+    ] = None,
+    cub: Annotated[
+        Path | None,
+        typer.Option(
+            help="CUB_200_2011 folder: images, boxes, labels and classes from its own files.",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[CubSplit, typer.Option(help="CUB split: test, train or all.")] = CubSplit.test,
+    arch: o.Arch = None,
+    weights: o.Weights = None,
+    checkpoint: o.Checkpoint = None,
+    classes: o.ClassesFile = None,
+    normalize: o.Normalize = None,
+    input_size: o.InputSize = None,
+    threshold: o.Threshold = 0.2,
+    maxboxacc: Annotated[
+        bool,
+        typer.Option(
+            "--maxboxacc",
+            help="Also MaxBoxAccV2 (CAM threshold sweep, all components, IoU 0.3/0.5/0.7) from "
+            "the true class's CAM.",
+        ),
+    ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Evaluate the matched images when some images or annotations have no "
+            "counterpart (the output says how many were left out).",
+        ),
+    ] = False,
+    json_out: Annotated[
+        str | None,
+        typer.Option(
+            "--json",
+            help="Write every figure, the counts and the settings as JSON to FILE, or '-' "
+            "(stdout; the table then goes to stderr).",
+            show_default=False,
+        ),
+    ] = None,
+    per_image: Annotated[
+        Path | None,
+        typer.Option(
+            "--per-image",
+            help="JSON Lines, one per image: predictions, ground truth, IoUs, right or wrong. "
+            "With a model it is written as the run goes and an interrupted run resumes from it.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: o.BatchSize = 32,
+    workers: o.Workers = None,
+    device: o.Device = "auto",
+    fast: o.Fast = None,
+    compile_model: o.Compile = False,
+    quiet: o.Quiet = False,
+) -> None:
+    """ILSVRC localization error (top-1/top-5, GT-known, baselines; MaxBoxAccV2 on request).
+
+    Runs a model over annotated images, or scores the output of `cam-cli bbox --topk 5`
+    (--predictions) with no model. Images and annotations are matched by file stem; anything
+    unmatched, an unknown label or a class-order mismatch stops with exit code 2
+    (--allow-missing evaluates the matched ones and says how many were left out). Images that
+    fail to load count as wrong and give exit code 1 after the table.
+
+    Examples:
+
+    \b
+      cam-cli eval --arch mobilenet_v2 --weights mobilenet_v2-imagenet.pth \\
+        --classes LOC_synset_mapping.txt --images val/ --annotations LOC_val_solution.csv
+
+    \b
+      cam-cli bbox --checkpoint best.pt --images val/ --topk 5 \\
+        | cam-cli eval --predictions - --annotations val_xml/
+
+    \b
+      cam-cli eval --checkpoint cub.pt --cub CUB_200_2011 --maxboxacc --json report.json
+    """
+    _check_options(ctx, annotations, images, predictions, meta, cub, classes)
+    if per_image is not None and str(per_image) == "-":
+        raise o.fail("--per-image needs a FILE (stdout carries the table or the JSON)")
+    if json_out not in (None, "-") and per_image is not None and _same(json_out, per_image):
+        raise o.fail("--json and --per-image must be different files")
+    o.configure_logging(quiet)
+    from cam_cli.evaluation.evaluate import evaluate
+    from cam_cli.evaluation.report import format_report
+
+    with o.errors_as_exit():
+        report = evaluate(
+            annotations=annotations,
+            cub=cub,
+            split=split.value,
+            meta=meta,
+            images=images,
+            predictions=predictions,
+            model=None
+            if predictions is not None
+            else o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
+            classes_file=classes if predictions is not None else None,
+            allow_missing=allow_missing,
+            threshold=threshold,
+            maxboxacc=maxboxacc,
+            per_image=per_image,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            fast=fast,
+            compile_model=compile_model,
+            progress=o.progress(quiet),
+        )
+    _write_outputs(report, format_report(report), json_out)
+    raise typer.Exit(o.EXIT_SOME_FAILED if report["failed_images"] else o.EXIT_OK)
+
+
+def _check_options(ctx, annotations, images, predictions, meta, cub, classes) -> None:
+    """Which mode, which ground truth; refuse options that would be silently ignored."""
+    if (annotations is None) == (cub is None):
+        raise o.fail("give the ground truth: --annotations PATH or --cub ROOT (one of them)")
+    if meta is not None and annotations is None:
+        raise o.fail("--meta goes with --annotations ILSVRC2012_validation_ground_truth.txt")
+    if _given(ctx, "split") and cub is None:
+        raise o.fail("--split goes with --cub")
+    if cub is not None and classes is not None:
+        raise o.fail("with --cub the classes come from CUB's classes.txt; leave out --classes")
+    if predictions is not None:
+        extra = [_option(n) for n in (*MODEL_OPTIONS, "maxboxacc") if _given(ctx, n)]
+        if images is not None:
+            extra.append("--images")
+        if extra:
+            raise o.fail(
+                f"--predictions scores records without a model; leave out {', '.join(extra)} "
+                "(GT-known error and --maxboxacc need a model run)"
+            )
+    elif cub is None and images is None:
+        raise o.fail("give the images: --images DIR (or --predictions FILE|- from `cam-cli bbox`)")
+    elif cub is not None and images is not None:
+        raise o.fail("with --cub the images come from ROOT/images; leave out --images")
+
+
+def _write_outputs(report: dict, table: str, json_out: str | None) -> None:
+    """Table on stdout (stderr when the JSON goes to stdout); JSON atomically to its file."""
+    from cam_cli.common.atomic import write_text_atomic
+
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    if json_out == "-":
+        typer.echo(table, err=True)
+        typer.echo(text, nl=False)
+        return
+    typer.echo(table)
+    if json_out is not None:
+        try:
+            write_text_atomic(text, json_out)
+        except OSError as error:
+            raise o.fail(f"{json_out}: cannot write ({error})") from None

@@ -1,0 +1,48 @@
+"""The entry point: the `cam-cli` app, with each command module registered on it.
+
+The command modules never import this one, so the order of `--help` is the order below.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cam_cli.cli import bbox, cam, evaluate, models, synth, train
+
+app = typer.Typer(
+    name="cam-cli",
+    help=(
+        "Weakly-supervised object localization with Class Activation Mapping "
+        "(Zhou et al., CVPR 2016): train a GAP network on image labels, then get CAMs, boxes and "
+        "ILSVRC localization error.\n\n"
+        "Examples:\n\n"
+        "  cam-cli models\n\n"
+        "  cam-cli bbox --arch mobilenet_v2 --weights mobilenet_v2-imagenet.pth "
+        "--classes LOC_synset_mapping.txt --images photos/ > boxes.jsonl\n\n"
+        "  cam-cli cam --arch resnet18 --weights imagenet --images cat.jpg --out cams/"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.command()(models.models)
+app.command()(bbox.bbox)
+app.command()(cam.cam)
+app.command()(synth.synth)
+app.command("eval")(evaluate.eval_command)
+app.command(help=train.HELP)(train.train)
+
+
+def main() -> None:
+    """Console entry point: click's usage errors exit 2, our own errors say what to do."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("cam-cli: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:  # `cam-cli bbox ... | head` closes the pipe early; not an error
+        sys.stderr.close()
+        sys.exit(0)

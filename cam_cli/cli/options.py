@@ -1,0 +1,215 @@
+"""What every command shares: its options, how it reports, how an error ends it.
+
+No torch here (nor in the command modules' top level), so `cam-cli --help` answers at once.
+Exit codes: 0 all good, 1 some inputs failed (each named on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cam_cli.errors import SetupError
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+LOGGER = "cam_cli"
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"cam-cli: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def errors_as_exit() -> Iterator[None]:
+    """A `SetupError` (or an OS error: a folder that cannot be written) ends the command with
+    one line and exit code 2, never a traceback."""
+    try:
+        yield
+    except SetupError as error:
+        raise fail(str(error)) from None
+    except OSError as error:
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        raise fail(f"{where}{error.strerror or error}") from None
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never stop a run
+            self.handleError(record)
+
+
+def configure_logging(quiet: bool = False) -> None:
+    """The library's notes (INFO) and per-image problems (WARNING) as ``cam-cli: ...`` lines
+    on stderr; ``--quiet`` keeps the problems only."""
+    logger = logging.getLogger(LOGGER)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("cam-cli: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def progress(quiet: bool) -> bool | None:
+    """A progress bar unless --quiet; ``None`` lets tqdm show it only on a terminal."""
+    return False if quiet else None
+
+
+class Normalization(StrEnum):
+    imagenet = "imagenet"
+    caffe = "caffe"
+
+
+class OutputFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class NpyMaps(StrEnum):
+    none = "none"
+    feature = "feature"
+    image = "image"
+    both = "both"
+
+
+# ---- options shared by every command that runs a model ---------------------------------------
+Arch = Annotated[
+    str | None,
+    typer.Option("--arch", "-a", help="Network from `cam-cli models`.", show_default=False),
+]
+Weights = Annotated[
+    str | None,
+    typer.Option(
+        help="'imagenet' (torchvision's download) or a state_dict FILE. "
+        "Leave out with --checkpoint.",
+        show_default=False,
+    ),
+]
+Checkpoint = Annotated[
+    Path | None,
+    typer.Option(
+        help="A checkpoint written by `cam-cli train` (self-describing).", show_default=False
+    ),
+]
+ClassesFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--classes",
+        help="LOC_synset_mapping.txt: class order, wnids and names.",
+        show_default=False,
+    ),
+]
+Normalize = Annotated[
+    Normalization | None,
+    typer.Option(
+        help="Input normalization of the weights: 'imagenet' (RGB, mean/std; default) or 'caffe' "
+        "(BGR, 0..255, minus 104/117/123).",
+        show_default=False,
+    ),
+]
+InputSize = Annotated[
+    int | None,
+    typer.Option(
+        help="Network input size; the whole image is resized to it (no crop).", show_default=False
+    ),
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Images per forward pass.")]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="DataLoader processes decoding images; 0 decodes in a thread beside the forward. "
+        "Default: 0 on a CPU of up to 8 cores, one per 8 cores above that, up to 8 with CUDA.",
+        show_default=False,
+    ),
+]
+Fast = Annotated[
+    bool | None,
+    typer.Option(
+        "--fast/--no-fast",
+        help="Low precision: bf16 autocast on the CPU, bf16 (or fp16) on CUDA; localization "
+        "within 0.5 points of fp32. Default: on for CUDA and for CPUs with native bf16, off "
+        "elsewhere. --no-fast: fp32.",
+        show_default=False,
+    ),
+]
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile the network first: a one-time cost (reported; ~35 s for GoogLeNet "
+        "on a 2-core CPU, where it gained ~3%) that pays off where the compiler speeds the "
+        "forward up. Same results; falls back to eager if it fails.",
+    ),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Images = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--images",
+        "-i",
+        help="Image file, directory (walked recursively) or '-' (paths from stdin). Repeatable; "
+        "extra arguments are taken as images too.",
+        show_default=False,
+    ),
+]
+ExtraImages = Annotated[list[str] | None, typer.Argument(show_default=False, hidden=True)]
+TopK = Annotated[
+    int, typer.Option("--topk", "-k", min=1, help="Boxes for the k most probable classes.")
+]
+Threshold = Annotated[
+    float,
+    typer.Option(min=0.0, max=0.999, help="Segment CAM values above this fraction of the max."),
+]
+ClassQuery = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--class",
+        help="Use this class (index, wnid or name) for every image instead of the top-k. "
+        "Repeatable.",
+        show_default=False,
+    ),
+]
+
+
+def model_options(
+    arch: str | None,
+    weights: str | None,
+    checkpoint: Path | None,
+    classes: Path | None,
+    normalize: Normalization | None,
+    input_size: int | None,
+):
+    """The model options as the library's `ModelOptions` (imported here: it pulls in torch)."""
+    from cam_cli.models.loading import ModelOptions
+
+    return ModelOptions(
+        arch=arch,
+        weights=weights,
+        checkpoint=checkpoint,
+        classes_file=classes,
+        normalize=None if normalize is None else normalize.value,
+        input_size=input_size,
+    )
+
+
+def end_of_run(summary) -> None:
+    """`RunSummary` -> the closing line and exit code 1 when some inputs failed."""
+    if summary.failed:
+        typer.echo(f"cam-cli: {summary.failed} of {summary.images} images failed", err=True)
+        raise typer.Exit(EXIT_SOME_FAILED)

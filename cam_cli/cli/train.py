@@ -1,0 +1,160 @@
+"""`cam-cli train`: options -> `training.loop.train_from_options` -> a JSON summary.
+
+Every option defaults to None ("not given"), so the config layers underneath show through:
+option > --config FILE > the run's saved config (--resume) > the arch's recipe > built-ins.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cam_cli.cli import options as o
+
+HELP = """Train a CAM network (last conv -> GAP -> linear) on image labels.
+
+--data DIR holds train/<class>/<images> (ImageNet's train/<wnid>/*.JPEG layout; names from
+DIR/LOC_synset_mapping.txt when present) and optionally val/: class folders, or flat ILSVRC
+images with DIR/annotations/*.xml or DIR/LOC_val_solution.csv (top-1 accuracy each epoch).
+
+--out RUN_DIR receives config.toml, metrics.jsonl (one line per epoch), last.pt (resume)
+and best.pt; both checkpoints work with `cam-cli bbox/cam/eval --checkpoint`. A bad image
+is named once on stderr and skipped. A NaN/inf loss stops the run (exit 1) and keeps the
+last good checkpoint.
+
+--batch-size is the GLOBAL batch: with torchrun each of N processes takes batch/N images per
+step (DistributedDataParallel; nccl on GPUs, gloo on CPU; only rank 0 writes).
+
+Examples:
+
+\b
+  cam-cli train --arch vgg16-gap --data imagenet/ --out runs/vgg \\
+      --backbone-weights vgg16-397923af.pth
+  cam-cli train --config configs/small-cpu.toml --data synth/ --out runs/small
+  torchrun --nproc_per_node=8 -m cam_cli train --data imagenet/ \\
+      --config configs/googlenet-gap.toml --out runs/googlenet --resume
+"""
+
+Opt = typer.Option
+
+
+def train(
+    data: Annotated[Path, Opt("--data", help="Dataset folder (train/ [val/]).")],
+    out: Annotated[Path, Opt("--out", help="Run folder for checkpoints and metrics.")],
+    arch: Annotated[
+        str | None, Opt("--arch", "-a", help="Network from `cam-cli models`.", show_default=False)
+    ] = None,
+    config: Annotated[
+        Path | None, Opt("--config", help="TOML file of training settings.", show_default=False)
+    ] = None,
+    resume: Annotated[
+        bool, Opt("--resume", help="Continue RUN_DIR/last.pt (a fresh start if there is none).")
+    ] = False,
+    epochs: Annotated[int | None, Opt(min=1, help="Epochs in all.", show_default=False)] = None,
+    batch_size: Annotated[
+        int | None, Opt(min=1, help="Global batch size.", show_default=False)
+    ] = None,
+    lr: Annotated[float | None, Opt(help="Backbone learning rate.", show_default=False)] = None,
+    new_layers_lr_mult: Annotated[
+        float | None, Opt(help="lr multiplier of the added CAM conv + fc.", show_default=False)
+    ] = None,
+    lr_schedule: Annotated[
+        str | None, Opt(help="step, multistep, cosine or constant.", show_default=False)
+    ] = None,
+    lr_step_size: Annotated[
+        float | None, Opt(help="Epochs between decays (step).", show_default=False)
+    ] = None,
+    lr_milestones: Annotated[
+        str | None, Opt(help="Comma-separated decay epochs (multistep).", show_default=False)
+    ] = None,
+    lr_gamma: Annotated[float | None, Opt(help="Decay factor.", show_default=False)] = None,
+    warmup_epochs: Annotated[
+        float | None, Opt(help="Linear lr warm-up epochs.", show_default=False)
+    ] = None,
+    weight_decay: Annotated[float | None, Opt(show_default=False)] = None,
+    momentum: Annotated[float | None, Opt(show_default=False)] = None,
+    image_size: Annotated[
+        int | None, Opt(help="Training crop / network input size.", show_default=False)
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        Opt("--augment/--no-augment", help="Random resized crop + flip.", show_default=False),
+    ] = None,
+    workers: Annotated[
+        int | None, Opt(min=0, help="DataLoader decoding processes.", show_default=False)
+    ] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu, cuda.", show_default=False)] = None,
+    pretrained: Annotated[
+        bool | None,
+        Opt(
+            "--pretrained/--no-pretrained",
+            help="Start from torchvision's ImageNet weights (default when the arch has them).",
+            show_default=False,
+        ),
+    ] = None,
+    backbone_weights: Annotated[
+        Path | None,
+        Opt(
+            help="Local torchvision state_dict (or cam-cli checkpoint) to start from: the "
+            "backbone of a paper net, else the whole net. Used instead of the download.",
+            show_default=False,
+        ),
+    ] = None,
+    amp: Annotated[
+        bool | None,
+        Opt("--amp/--no-amp", help="Mixed precision (fp16 CUDA, bf16 CPU).", show_default=False),
+    ] = None,
+    seed: Annotated[int | None, Opt(min=0, show_default=False)] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        Opt(min=0, help="Also write last.pt every N steps (0: epoch ends).", show_default=False),
+    ] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    milestones = None
+    if lr_milestones is not None:
+        try:
+            milestones = [float(v) for v in lr_milestones.split(",") if v.strip()]
+        except ValueError:
+            message = f"--lr-milestones: expected numbers like 30,60,80, got {lr_milestones!r}"
+            raise o.fail(message) from None
+    overrides = {
+        "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+        "new_layers_lr_mult": new_layers_lr_mult, "lr_schedule": lr_schedule,
+        "lr_step_size": lr_step_size, "lr_milestones": milestones, "lr_gamma": lr_gamma,
+        "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, "momentum": momentum,
+        "image_size": image_size, "augment": augment, "workers": workers, "device": device,
+        "pretrained": pretrained, "amp": amp, "seed": seed, "checkpoint_every": checkpoint_every,
+        "backbone_weights": str(backbone_weights) if backbone_weights is not None else None,
+    }  # fmt: skip
+    o.configure_logging(quiet)
+    from cam_cli.errors import SetupError
+    from cam_cli.training.config import TrainingDiverged
+    from cam_cli.training.distributed import is_main_process
+    from cam_cli.training.loop import train_from_options
+
+    with o.errors_as_exit():
+        try:
+            result = train_from_options(
+                overrides, data, out, config_file=config, resume=resume,
+                progress=o.progress(quiet),
+            )  # fmt: skip
+        except TrainingDiverged as error:
+            if is_main_process():
+                typer.echo(f"cam-cli: error: {error}. Lower --lr and start again.", err=True)
+            raise typer.Exit(o.EXIT_SOME_FAILED) from None
+        except SetupError:
+            if not is_main_process():  # rank 0 says it once for all
+                raise typer.Exit(o.EXIT_USAGE) from None
+            raise
+    if result.main_process:
+        best = "-" if result.best_metric is None else f"{100 * result.best_metric:.2f}%"
+        typer.echo(
+            f"done: {result.epochs} epochs; best {result.best_metric_name} {best} "
+            f"(epoch {result.best_epoch}) in {result.best_checkpoint}",
+            err=True,
+        )
+        typer.echo(json.dumps(result.as_dict()))

@@ -1,0 +1,142 @@
+"""Finding image files and decoding them robustly (in a decode thread or DataLoader workers).
+
+One bad file must never stop a 50,000-image run: decoding returns an error string instead of
+raising, and the batch carries it to the output as a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
+# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; we refuse above it.
+DEFAULT_MAX_PIXELS = 178_956_970
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, not a grey half-image
+
+
+def is_image_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files under ``folder``, recursively (symlinked folders followed, each folder once),
+    sorted as paths. The one image walk of the tool: `bbox`, `cam`, `eval` and training's
+    folders all take exactly these files."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a directory")
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        info = os.stat(root)
+        if (info.st_dev, info.st_ino) in seen:  # a symlink loop, or a folder linked twice
+            dirs.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        found.extend(Path(root, name) for name in files if is_image_file(name))
+    return sorted(path for path in found if path.is_file())
+
+
+def find_images(sources: Iterable[str]) -> Iterator[tuple[Path, str | None]]:
+    """Expand image sources into ``(path, problem)``: directories give `list_images`, ``-``
+    reads one path per line from stdin, files are taken as given (whatever their extension).
+
+    A source that does not exist is yielded with its problem, so the caller reports and counts it.
+    """
+    for source in sources:
+        if source == "-":
+            for line in sys.stdin:
+                line = line.strip()
+                if line:
+                    yield from find_images([line])
+            continue
+        path = Path(source)
+        if path.is_dir():
+            for child in list_images(path):
+                yield child, None
+        elif path.exists():
+            yield path, None
+        else:
+            yield path, "no such file or directory"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB: alpha composited on white, 16-bit scaled, CMYK converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        if image.mode == "F":
+            low, top = float(array.min()), float(array.max())
+            array = (array - low) / max(top - low, 1e-12) * 255.0
+        else:
+            array = array / top * 255.0
+        image = Image.fromarray(np.clip(array + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
+
+
+def open_rgb(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode an image as upright 8-bit RGB, refusing decompression bombs before decoding.
+
+    Returns the image and its full upright ``(width, height)``: with ``draft_size`` a JPEG may be
+    decoded at a reduced scale (libjpeg's DCT scaling, never below ``draft_size``), which makes
+    decoding large photos cheap, while boxes are still reported in full-size pixels.
+    Raises ValueError with a short reason for anything that is not a usable image.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ValueError(
+                        f"refused: {width}x{height} = {width * height} pixels exceeds the "
+                        f"limit of {max_pixels} (decompression bomb?)"
+                    )
+                if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
+                    width, height = height, width
+                if draft_size is not None and image.format == "JPEG":
+                    image.draft("RGB", (draft_size, draft_size))
+                image.load()
+                image = ImageOps.exif_transpose(image) or image
+                return _to_rgb(image), (width, height)
+    except ValueError:
+        raise
+    except UnidentifiedImageError:
+        raise ValueError("not an image (unrecognised format)") from None
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"refused: {error}") from None
+    except (OSError, SyntaxError, EOFError) as error:
+        reason = str(error) or type(error).__name__
+        if "truncated" in reason.lower():
+            reason = f"truncated or corrupt image ({reason})"
+        raise ValueError(reason) from None
+    except Exception as error:  # any decoder bug is still one line, never a crash
+        raise ValueError(f"{type(error).__name__}: {error}") from None
+
+
+def load_resized(path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Decode and resize the whole image (no crop) to ``size x size``; returns (pixels, w, h)."""
+    image, (width, height) = open_rgb(path, max_pixels, draft_size=size)
+    resized = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+    pixels = np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1)
+    return np.ascontiguousarray(pixels), width, height

@@ -1,0 +1,1 @@
+"""Localization figures: ground truth readers, matching, metrics, resumable runs, the report."""

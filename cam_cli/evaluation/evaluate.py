@@ -1,0 +1,467 @@
+"""Localization evaluation: a model over annotated images, or the records of a `cam-cli bbox` run.
+
+Two doors, one report (a JSON-serialisable dict; `report.format_report` makes the table):
+
+- `evaluate_model(loaded, images, annotations, ...)` runs the model and scores every image:
+  top-1/top-5 classification and localization error (ILSVRC rule), GT-known localization error
+  (the box from the true class's CAM, asked of the pipeline as an extra class) and, on request,
+  MaxBoxAccV2 from the true class's CAM at network input resolution.
+- `evaluate_predictions(records, annotations, ...)` scores the JSON Lines of
+  ``cam-cli bbox --topk 5`` without any model; GT-known and MaxBoxAccV2 need a model's CAM of the
+  true class, so they are not available there.
+
+`evaluate(...)` is what `cam-cli eval` runs: it reads the ground truth from files, loads the
+model if one is asked for, and takes one of the two doors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from cam_cli.common.atomic import atomic_file
+from cam_cli.evaluation.annotations import ImageAnnotation, read_annotations, read_cub
+from cam_cli.evaluation.matching import (
+    EvaluationError,
+    Missing,
+    _check_record_classes,
+    _label_indices,
+    check_class_order,
+    check_known_labels,
+    check_missing,
+    pair_images,
+)
+from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2
+from cam_cli.evaluation.resume import (
+    PerImageLog,
+    read_per_image,
+    record_from_line,
+    settings_fingerprint,
+)
+from cam_cli.models.classes import ClassInfo, read_synset_mapping
+
+if TYPE_CHECKING:
+    from cam_cli.models.loading import LoadedModel, ModelOptions
+
+logger = logging.getLogger(__name__)
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+def _without_guessed_size(record: Mapping) -> Mapping:
+    """A failed image's record, with its size marked unknown.
+
+    The evaluator falls back on the annotation's image size when a record has none, and the
+    median-box baseline then counts the failed image's boxes. Only XML annotations state sizes,
+    so XML and CSV ground truth would give different figures whenever an image fails; with the
+    size unknown, a failed image never enters the median, whatever the annotation format.
+    """
+    if record.get("error") is None:
+        return record
+    return {**record, "width": None, "height": None}
+
+
+class _Scorer:
+    """The evaluator, MaxBoxAccV2 (optional) and the per-image line of every scored image."""
+
+    def __init__(self, maxboxacc: bool, fingerprint: str | None) -> None:
+        self.evaluator = LocalizationEvaluator()
+        self.maxbox = MaxBoxAccV2() if maxboxacc else None
+        self.fingerprint = fingerprint
+        self.resumed = 0
+
+    def add(
+        self,
+        record: Mapping,
+        annotation: ImageAnnotation,
+        gt_known_box: Sequence[int] | None = None,
+        maxbox_ious: np.ndarray | None = None,
+    ) -> dict:
+        """Score one image; ``maxbox_ious`` come from `maxbox_finisher` (MaxBoxAcc)."""
+        result = self.evaluator.add(_without_guessed_size(record), annotation, gt_known_box)
+        line = {**result, "width": record.get("width"), "height": record.get("height")}
+        if self.maxbox is not None:
+            ious = np.zeros(len(self.maxbox.thresholds))
+            if maxbox_ious is not None and result["gt_boxes"] and result["error"] is None:
+                ious = maxbox_ious
+            # else: failed image or no box, a miss at every threshold
+            self._add_maxbox_ious(ious)
+            line["maxboxacc_ious"] = [float(v) for v in ious]
+        if self.fingerprint is not None:
+            line["run"] = self.fingerprint
+        return line
+
+    def maxbox_finisher(self, annotation_of: Mapping[str, ImageAnnotation]):
+        """The per-image MaxBoxAcc work (100 thresholds, every component) as a `localize`
+        ``finish``: it runs beside the network, and the CAM is dropped once it is done."""
+        maxbox = self.maxbox
+        if maxbox is None:
+            return None
+
+        def finish(result) -> None:
+            if result.extra_cams is not None:
+                annotation = annotation_of[result.path]
+                cam = result.extra_cams[0]
+                result.analysis = maxbox.image_ious(cam, annotation, result.width, result.height)
+                result.extra_cams = None
+
+        return finish
+
+    def _add_maxbox_ious(self, ious: Sequence[float]) -> None:
+        self.maxbox.add_best_ious(np.asarray(ious, dtype=np.float64))
+
+    def readd(self, line: Mapping, annotation: ImageAnnotation) -> None:
+        """Feed back a per-image line of an earlier (interrupted) run, exactly as first scored."""
+        record = _without_guessed_size(record_from_line(line))
+        self.evaluator.add(record, annotation, line.get("gt_known_box"))
+        if self.maxbox is not None:
+            ious = line.get("maxboxacc_ious")
+            if ious is None or len(ious) != len(self.maxbox.thresholds):
+                raise EvaluationError(f"per-image line of {line.get('path')} has no MaxBoxAcc IoUs")
+            self._add_maxbox_ious(ious)
+        self.resumed += 1
+
+    def report(self, missing: Missing, settings: Mapping, gt_known_available: bool) -> dict:
+        return {
+            **self.evaluator.summary(),
+            "maxboxacc_v2": None if self.maxbox is None else self.maxbox.summary(),
+            "gt_known_available": gt_known_available,
+            "missing": missing.as_dict(),
+            "resumed_images": self.resumed,
+            "settings": dict(settings),
+        }
+
+
+# --- predictions mode -------------------------------------------------------------------------
+
+
+def read_prediction_records(source: str | Path | IO[str]) -> Iterator[dict]:
+    """JSON Lines records of `cam-cli bbox` from a file, ``-`` (stdin) or an open stream."""
+    if isinstance(source, (str, Path)) and str(source) != "-":
+        path = Path(source)
+        if not path.is_file():
+            raise EvaluationError(f"{path}: no such predictions file")
+        with path.open(encoding="utf-8") as handle:
+            yield from _parse_records(handle, str(path))
+    else:
+        stream = sys.stdin if not hasattr(source, "read") else source
+        yield from _parse_records(stream, "<stdin>" if stream is sys.stdin else "<stream>")
+
+
+def _parse_records(lines: Iterable[str], name: str) -> Iterator[dict]:
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError as error:
+            raise EvaluationError(
+                f"{name}:{number}: not JSON ({error.args[0][:60]}); expected the JSON Lines "
+                "output of `cam-cli bbox` (not --format csv)"
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+            raise EvaluationError(f"{name}:{number}: not a `cam-cli bbox` record (no 'path')")
+        yield record
+
+
+def evaluate_predictions(
+    records: Iterable[Mapping],
+    annotations: Mapping[str, ImageAnnotation],
+    *,
+    allow_missing: bool = False,
+    classes: list[ClassInfo] | None = None,
+    per_image: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> dict:
+    """Score `cam-cli bbox` records (ideally ``--topk 5``) against ground truth; no model needed.
+
+    Records are matched to annotations by the file stem of their ``path``. A record with
+    ``error`` counts as wrong for every figure. ``classes`` (a ``--classes`` file, or CUB's
+    classes.txt) lets the records' class indices and wnids be checked against a class list.
+    ``per_image``: a JSON Lines file of per-image results, written atomically (fresh).
+    Raises `EvaluationError` on mismatches (see `check_missing`).
+    """
+    settings = {"mode": "predictions", **(settings or {})}
+    scorer = _Scorer(maxboxacc=False, fingerprint=None)
+    missing = Missing()
+    seen: dict[str, str] = {}
+    matched: list[ImageAnnotation] = []
+
+    def score_all(write: Callable[[dict], None] | None) -> None:
+        for number, record in enumerate(records, start=1):
+            path = str(record.get("path"))
+            stem = Path(path).stem
+            if stem in seen:
+                raise EvaluationError(
+                    f"two prediction records for image {stem}: {seen[stem]} and {path}"
+                )
+            seen[stem] = path
+            annotation = annotations.get(stem)
+            if annotation is None:
+                missing.without_annotation.append(path)
+                continue
+            _check_record_labels(record, annotation, number)
+            if classes is not None:
+                check_known_labels([annotation], classes)
+                _check_record_classes(record, classes, f"record {number} ({path})")
+            matched.append(annotation)
+            try:
+                line = scorer.add(record, annotation)
+            except ValueError as error:  # e.g. a record without image size and no XML size
+                raise EvaluationError(f"record {number}: {error}") from None
+            if write is not None:
+                write(line)
+        missing.without_image.extend(sorted(s for s in annotations if s not in seen))
+        check_missing(missing, allow_missing, "prediction records")
+        if not matched:
+            raise EvaluationError("no prediction record matches an annotation: nothing to score")
+
+    if per_image is None:
+        score_all(None)
+    else:
+        with atomic_file(per_image) as handle:
+            score_all(lambda line: handle.write(json.dumps(line, ensure_ascii=False) + "\n"))
+    return scorer.report(missing, settings, gt_known_available=False)
+
+
+def _check_record_labels(record: Mapping, annotation: ImageAnnotation, number: int) -> None:
+    """Wnid labels need wnids in the predictions (a `bbox` run without --classes has none)."""
+    wnid_labels = any(not label.isdigit() for label in annotation.labels)
+    predictions = record.get("predictions") or []
+    if wnid_labels and predictions and all(p.get("wnid") is None for p in predictions):
+        raise EvaluationError(
+            f"record {number} ({record.get('path')}): the predictions carry no wnids but the "
+            "ground truth is labelled by wnid; run `cam-cli bbox` with "
+            "--classes LOC_synset_mapping.txt"
+        )
+
+
+# --- model mode -------------------------------------------------------------------------------
+
+
+def _annotations_digest(annotations: Mapping[str, ImageAnnotation]) -> str:
+    """A hash of the ground truth itself: a resumed run must score against the same boxes."""
+    digest = hashlib.sha256()
+    for image_id in sorted(annotations):
+        a = annotations[image_id]
+        digest.update(json.dumps([image_id, a.labels, a.boxes, a.width, a.height]).encode())
+    return digest.hexdigest()[:16]
+
+
+def evaluate_model(
+    loaded: LoadedModel,
+    images: str | Path | Mapping[str, str | Path],
+    annotations: Mapping[str, ImageAnnotation],
+    *,
+    classes: list[ClassInfo] | None = None,
+    allow_missing: bool = False,
+    threshold: float = 0.2,
+    topk: int = 5,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device: str = "auto",
+    fast: bool | None = None,
+    compile_model: bool = False,
+    maxboxacc: bool = False,
+    per_image: str | Path | None = None,
+    progress: bool | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> dict:
+    """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
+
+    ``images``: a folder (matched to ``annotations`` by file stem) or ``{stem: path}`` (CUB).
+    ``classes``: the class list the annotation labels index (CUB's classes.txt); checked
+    against the model's (a model without class names takes it). GT-known error uses the box of
+    the CAM of the image's first ground-truth class; ``fast=None``: low precision where the
+    hardware gains from it (as `cam-cli bbox`); ``maxboxacc`` adds MaxBoxAccV2 from that
+    CAM at network input size. ``per_image``: JSON Lines of per-image results, appended as the
+    run goes; an existing file is resumed (its images are not run again) when it was written by
+    the same model (weights compared by content), ground truth and settings. ``settings`` are
+    extra entries for the report (e.g. the input paths). ``loaded`` is left as it was.
+    Raises `EvaluationError` on mismatches.
+    """
+    from cam_cli.inference.pipeline import Localizer, compile_or_warn
+
+    items, missing = pair_images(images, annotations)
+    check_missing(missing, allow_missing)
+    if not items:
+        raise EvaluationError("no annotated image to evaluate")
+    if classes is not None:
+        order = check_class_order(loaded.classes, classes, "the annotations' classes")
+        loaded = replace(loaded, classes=order)
+    check_known_labels((annotation for _, annotation in items), loaded.classes)
+    has_boxes = any(annotation.boxes for _, annotation in items)
+    if maxboxacc and not has_boxes:
+        raise EvaluationError("--maxboxacc needs ground-truth boxes; these annotations have none")
+
+    localizer = Localizer(loaded, topk=topk, threshold=threshold, device=device, fast=fast)
+    settings = {
+        "mode": "model",
+        **(settings or {}),
+        **loaded.describe(),
+        "threshold": threshold,
+        "topk": localizer.topk,
+        "fast": localizer.precision.enabled,  # resolved: None means "where the hardware gains"
+        "maxboxacc": maxboxacc,
+        "device": str(localizer.device),
+    }
+    fingerprint = None
+    if per_image is not None:
+        # What decides every per-image result, by content: never file names or devices.
+        fingerprint = settings_fingerprint(
+            {
+                "model": loaded.digest(),
+                "ground_truth": _annotations_digest(annotations),
+                **{key: settings[key] for key in ("threshold", "topk", "fast", "maxboxacc")},
+            }
+        )
+    scorer = _Scorer(maxboxacc, fingerprint)
+    by_stem = {annotation.image_id: annotation for _, annotation in items}
+    done: set[str] = set()
+    if per_image is not None:
+        for line in read_per_image(per_image, fingerprint):
+            image_id = line.get("image_id")
+            if image_id not in by_stem or image_id in done:
+                problem = "is listed twice" if image_id in done else "is not being evaluated now"
+                raise EvaluationError(
+                    f"{per_image}: image {image_id} {problem}; the file belongs to another run "
+                    "(give another --per-image file)"
+                )
+            scorer.readd(line, by_stem[image_id])
+            done.add(image_id)
+        if done:
+            logger.info(
+                "resuming: %d of %d images already scored in %s", len(done), len(items), per_image
+            )
+
+    todo = [(str(path), annotation) for path, annotation in items if path.stem not in done]
+    to_index = _label_indices(loaded.classes)
+    # The pipeline wants as many extra classes for every image: an image without a label
+    # (scored wrong anyway) asks for class 0 and gets no GT-known box.
+    true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
+    annotation_of = dict(todo)
+    if compile_model and todo:
+        compile_or_warn(localizer, batch_size)
+    writer = PerImageLog(per_image) if per_image is not None and todo else None
+    try:
+        if todo:
+            results = localizer.localize(
+                [path for path, _ in todo],
+                batch_size=batch_size,
+                workers=workers,
+                extra_classes=lambda path: [true_class[path]],
+                keep_extra_cams=maxboxacc,
+                progress=progress,
+                finish=scorer.maxbox_finisher(annotation_of),
+            )
+            for result in results:
+                annotation = annotation_of[result.path]
+                wanted = has_boxes and annotation.labels and result.extra
+                gt_known = result.extra[0].box if wanted else None
+                line = scorer.add(result.as_record(), annotation, gt_known, result.analysis)
+                if writer is not None:
+                    writer.write(line)
+    finally:
+        localizer.close()
+        if writer is not None:
+            writer.close()
+    return scorer.report(missing, settings, gt_known_available=True)
+
+
+def _absolute(path: str | Path) -> str:
+    """Paths in the report are absolute, so a report says where its inputs were."""
+    return str(Path(path).resolve()) if str(path) != "-" and Path(path).exists() else str(path)
+
+
+def evaluate(
+    *,
+    annotations: str | Path | None = None,
+    cub: str | Path | None = None,
+    split: str = "test",
+    meta: str | Path | None = None,
+    images: str | Path | None = None,
+    predictions: str | Path | IO[str] | None = None,
+    model: LoadedModel | ModelOptions | None = None,
+    classes_file: str | Path | None = None,
+    allow_missing: bool = False,
+    threshold: float = 0.2,
+    maxboxacc: bool = False,
+    per_image: str | Path | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device: str = "auto",
+    fast: bool | None = None,
+    compile_model: bool = False,
+    progress: bool | None = None,
+) -> dict:
+    """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
+    then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream) or a
+    ``model`` over ``images`` (CUB brings its own images and classes). ``classes_file`` checks
+    the predictions' classes; for a model it belongs in its `ModelOptions`."""
+    from cam_cli.models.loading import ModelOptions, load_model
+
+    if (annotations is None) == (cub is None):
+        raise EvaluationError("give the ground truth: annotations or a CUB root (one of them)")
+    options = model if isinstance(model, ModelOptions) else None
+    paths = {
+        "predictions": predictions if isinstance(predictions, str | Path) else None,
+        "images": images,
+        "annotations": annotations,
+        "meta": meta,
+        "cub": cub,
+        "classes": classes_file or (options.classes_file if options else None),
+        "weights": options.weights if options else None,
+        "checkpoint": options.checkpoint if options else None,
+    }
+    settings: dict[str, Any] = {k: _absolute(v) for k, v in paths.items() if v is not None}
+    try:
+        if cub is not None:
+            settings["split"] = split
+            truth, label_classes, image_source = read_cub(cub, split)
+        else:
+            truth, label_classes, image_source = read_annotations(annotations, meta), None, images
+        if predictions is not None and label_classes is None and classes_file is not None:
+            label_classes = read_synset_mapping(classes_file)
+    except (ValueError, OSError) as error:  # unreadable or malformed ground truth
+        raise EvaluationError(str(error)) from None
+
+    if predictions is not None:
+        return evaluate_predictions(
+            read_prediction_records(predictions),
+            truth,
+            allow_missing=allow_missing,
+            classes=label_classes,
+            per_image=per_image,
+            settings=settings,
+        )
+    if model is None:
+        raise EvaluationError("give a model, or the predictions of `cam-cli bbox`")
+    if image_source is None:
+        raise EvaluationError("give the images to run the model over")
+    loaded = load_model(model, device=device) if isinstance(model, ModelOptions) else model
+    return evaluate_model(
+        loaded,
+        image_source,
+        truth,
+        classes=label_classes,
+        allow_missing=allow_missing,
+        threshold=threshold,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        fast=fast,
+        compile_model=compile_model,
+        maxboxacc=maxboxacc,
+        per_image=per_image,
+        progress=progress,
+        settings=settings,
+    )

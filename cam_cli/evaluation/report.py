@@ -1,0 +1,63 @@
+"""The evaluation report as a table for people (the JSON report is the dict itself)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from cam_cli.evaluation.metrics import format_table
+
+GT_KNOWN_NEEDS_MODEL = "n/a (needs a model)"
+
+
+def format_report(report: Mapping, failed_shown: int = 10) -> str:
+    """The table for people: what was evaluated, the figures (`metrics.format_table`), then
+    what was left out and which images failed."""
+    settings = report.get("settings", {})
+    lines = [_describe_source(settings)]
+    table = format_table(report, report.get("maxboxacc_v2"))
+    if not report.get("gt_known_available", True):
+        rows = table.splitlines()
+        name_width = len(rows[1]) - 18  # the header: name column, then two 2+7-wide columns
+        for i, row in enumerate(rows):
+            if row.startswith("GT-known localization error"):
+                rows[i] = f"{row[:name_width]}  {GT_KNOWN_NEEDS_MODEL}"
+        table = "\n".join(rows)
+    lines.append(table)
+    count = report.get("min_predictions")
+    if count is not None and count < 5:
+        lines.append(
+            f"note: some images have only {count} prediction(s); top-5 figures need "
+            "`cam-cli bbox --topk 5`"
+        )
+    missing = report.get("missing") or {}
+    if missing.get("left_out"):
+        word = "prediction records" if settings.get("mode") == "predictions" else "images"
+        kind = "record" if word == "prediction records" else "image"
+        lines.append(
+            f"left out (--allow-missing): {missing['images_without_annotation']} {word} without "
+            f"annotation, {missing['annotations_without_image']} annotations without {kind}; "
+            "figures are over the matched images only"
+        )
+    if report.get("resumed_images"):
+        lines.append(f"resumed: {report['resumed_images']} images read back from --per-image")
+    failed = report.get("failed") or []
+    if report.get("failed_images"):
+        lines.append(f"{report['failed_images']} images failed (counted as wrong):")
+        lines += [f"  {item['path']}: {item['error']}" for item in failed[:failed_shown]]
+        if report["failed_images"] > failed_shown:
+            lines.append(f"  ... and {report['failed_images'] - failed_shown} more (see --json)")
+    return "\n".join(lines)
+
+
+def _describe_source(settings: Mapping) -> str:
+    if settings.get("mode") == "predictions":
+        head = f"predictions: {settings.get('predictions', '(records given in Python)')}"
+    else:
+        source = settings.get("checkpoint") or settings.get("weights") or "untrained"
+        head = (
+            f"model: {settings.get('arch')} ({source}), input {settings.get('input_size')}, "
+            f"{settings.get('preprocessing')} preprocessing, CAM threshold "
+            f"{settings.get('threshold')}{', --fast' if settings.get('fast') else ''}"
+        )
+    truth = settings.get("cub") or settings.get("annotations")
+    return f"{head}\nground truth: {truth}" if truth else head

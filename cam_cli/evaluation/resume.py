@@ -1,0 +1,118 @@
+"""Resumable evaluation: the per-image log of a run, and the identity that keeps runs apart.
+
+A 50,000-image model run can be resumed: every scored image is appended (and flushed) to a JSON
+Lines file; on start the lines already there are fed back into the evaluator and only the
+remaining images go through the model. Each line holds everything needed to re-add it exactly
+(its prediction record, image size, GT-known box, MaxBoxAccV2 IoUs), plus the run's identity,
+so lines of another run are refused, never mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from cam_cli.evaluation.matching import EvaluationError
+
+FSYNC_EVERY_LINES = 500  # per-image log: flush every line, fsync this often (or every 10 s)
+FSYNC_EVERY_SECONDS = 10.0
+
+
+def settings_fingerprint(identity: Mapping[str, Any]) -> str:
+    """A short hash of what shapes every per-image result (the model's weights by content, the
+    ground truth, the box settings): a run's identity, written on each of its lines."""
+    text = json.dumps(dict(identity), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def record_from_line(line: Mapping) -> dict:
+    """The `cam-cli bbox` record a per-image line was scored from (what `add` needs again)."""
+    if line.get("error") is not None:
+        return {"path": line.get("path"), "error": line["error"]}
+    record: dict = {"path": line.get("path"), "predictions": line.get("predictions") or []}
+    for key in ("width", "height"):
+        if line.get(key) is not None:
+            record[key] = line[key]
+    return record
+
+
+def read_per_image(path: str | Path, fingerprint: str) -> Iterator[dict]:
+    """The complete lines of a per-image file, in order; truncates a torn tail in place.
+
+    A crash can leave a last line without its newline (or, after a power cut, garbage): that
+    line is dropped and the file cut back to the last complete line, so appending continues
+    cleanly. A broken line anywhere else, or a line written with other settings, stops.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    good_end = 0
+    with path.open("rb") as handle:
+        previous: bytes | None = None
+        number = 0
+        for raw in handle:  # one line behind, to know which line is the last
+            if previous is not None:
+                yield _per_image_line(previous, number, path, fingerprint, last=False)
+                good_end += len(previous)
+            previous, number = raw, number + 1
+        if previous is not None:
+            line = _per_image_line(previous, number, path, fingerprint, last=True)
+            if line is not None:
+                yield line
+                good_end += len(previous)
+    if good_end < path.stat().st_size:
+        os.truncate(path, good_end)
+
+
+def _per_image_line(raw: bytes, number: int, path: Path, fingerprint: str, last: bool):
+    """Parse one line of a per-image file; None for a torn last line."""
+    try:
+        line = json.loads(raw) if raw.endswith(b"\n") else None
+    except ValueError:
+        line = None
+    if not isinstance(line, dict):
+        if last:
+            return None
+        raise EvaluationError(f"{path}:{number}: not a per-image line; is this the right file?")
+    if line.get("run") != fingerprint:
+        raise EvaluationError(
+            f"{path}: was written by an evaluation with other settings (model, threshold, "
+            "input size, --fast, --maxboxacc or annotations); resume with the same settings, "
+            "or give another --per-image file"
+        )
+    return line
+
+
+class PerImageLog:
+    """Appends per-image lines: flushed at once, fsynced every few hundred lines or seconds, so
+    a crash loses at most the image being written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("a", encoding="utf-8")
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def write(self, line: Mapping) -> None:
+        self.handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self.handle.flush()
+        self._unsynced += 1
+        now = time.monotonic()
+        if self._unsynced >= FSYNC_EVERY_LINES or now - self._last_sync >= FSYNC_EVERY_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        self.sync()
+        self.handle.close()

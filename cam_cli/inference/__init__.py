@@ -1,0 +1,1 @@
+"""Image files -> (logits, features) -> CAMs -> boxes -> records, files and pictures."""

@@ -1,0 +1,413 @@
+"""image files -> decoded batches -> (logits, features) -> top-k CAMs -> boxes -> results.
+
+The forward pass is the only real cost, and how it is kept busy depends on the device
+(measured with scripts/bench_bbox.py):
+- CPU: images are decoded in a thread beside the network; each batch is cut into one slice per
+  core ("lanes"), and each lane runs its slice end to end (preprocess, single-threaded forward,
+  CAMs, boxes). Single-threaded forwards spend no time in per-operator thread barriers, and the
+  next batch is queued before the current one is collected, so no core waits for another.
+- CUDA: DataLoader worker processes decode into pinned memory; the boxes of batch i are
+  computed in a thread while batch i+1 is in the network.
+Results stream out in input order; nothing per image is kept once it is yielded.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cam_cli.common.batches import ImageBatch, ImageListDataset, collate_images
+from cam_cli.common.device import Precision, keep_freed_memory, resolve_device
+from cam_cli.errors import SetupError
+from cam_cli.inference.boxes import boxes_from_cams, scale_boxes
+from cam_cli.inference.cam import class_scores, compute_cams, top_classes, upsample_cams
+from cam_cli.inference.results import ImageResult, Prediction
+from cam_cli.inference.threads import prefetched, single_threaded_pool
+from cam_cli.models.classes import ClassInfo
+from cam_cli.models.loading import LoadedModel
+from cam_cli.models.speedups import fold_batch_norms
+
+logger = logging.getLogger(__name__)
+Finish = Callable[[ImageResult], None]
+
+
+@dataclass
+class _ForwardOutput:
+    """What the box thread needs from one batch, already on the CPU."""
+
+    batch: ImageBatch
+    class_indices: np.ndarray | None  # [B, k]
+    scores: np.ndarray | None  # [B, k]
+    upsampled: np.ndarray | None  # [B, k + m, S, S] float32
+    feature_cams: np.ndarray | None  # [B, k, h, w]
+    extra_indices: np.ndarray | None  # [B, m]
+    extra_scores: np.ndarray | None
+
+
+def default_workers(device: torch.device, cpus: int | None = None) -> int:
+    """DataLoader processes: none on a CPU of up to 8 cores, where they would take cores from
+    the forward; a decode thread is used instead.
+
+    Measured with scripts/bench_bbox.py on 2 cores: decoding in a thread beside the forward
+    (about 1 ms per image, a tenth of a single-threaded GoogLeNet bf16 forward) beats worker
+    processes, which cost CPU time to start and to pass batches. One thread keeps up with about
+    8 cores; beyond that, and with a GPU (which leaves the cores free), processes decode.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    if device.type == "cpu":
+        return 0 if cpus <= 8 else min(8, cpus // 8)
+    return max(1, min(8, cpus - 1))
+
+
+class Localizer:
+    """A loaded model plus the CAM/box settings; `localize` runs it over image files."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        topk: int = 5,
+        threshold: float = 0.2,
+        class_indices: Sequence[int] | None = None,
+        device: str = "cpu",
+        fast: bool | None = None,
+        lanes: int | None = None,
+    ) -> None:
+        if not 0.0 <= threshold < 1.0:
+            raise SetupError(f"--threshold must be in [0, 1), got {threshold}")
+        if topk < 1:
+            raise SetupError(f"--topk must be >= 1, got {topk}")
+        self.classes: list[ClassInfo] = loaded.classes
+        self.preprocessing = loaded.preprocessing
+        self.topk = min(topk, len(loaded.classes))
+        self.threshold = threshold
+        self.fixed_classes = list(class_indices) if class_indices else None
+        self.device = resolve_device(device)
+        self.precision = Precision(self.device, fast)
+        if self.device.type == "cpu":
+            keep_freed_memory()
+        # Our own copy, prepared for inference only: the caller's model keeps its batch norms,
+        # its memory format and its device.
+        model = copy.deepcopy(loaded.model).eval()
+        fold_batch_norms(model)
+        # channels_last in every precision: same arithmetic, faster kernels (oneDNN, cuDNN).
+        self.model = model.to(self.device, memory_format=torch.channels_last)
+        self.input_size = loaded.input_size
+        # Lanes are for the CPU; elsewhere one forward at a time.
+        wanted = torch.get_num_threads() if lanes is None else lanes
+        self.lanes = max(1, wanted) if self.device.type == "cpu" else 1
+        self._lanes_pool: ThreadPoolExecutor | None = None
+        self._network_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = self.model
+        self._compiled_slice: int | None = None  # every slice is padded to this many images
+
+    def compile(self, batch_size: int) -> float:
+        """torch.compile the network and run it once; returns the seconds that took.
+
+        A one-time cost (tens of seconds on a CPU) repaid on long runs where it speeds the
+        forward up. Every slice of a batch is then padded to the size compiled for, so short
+        last batches and batches with failed images never compile again. On failure (e.g. no
+        C++ compiler) the Localizer stays uncompiled and the error is raised.
+        """
+        slice_size = -(-batch_size // self.lanes)
+        start = time.perf_counter()
+        self._network_fn = torch.compile(self.model, dynamic=False)
+        self._compiled_slice = slice_size
+        # On a CPU-only machine inductor warns that it found no CUDA runtime: noise there.
+        cpp_extension_log = logging.getLogger("torch.utils.cpp_extension")
+        level = cpp_extension_log.level
+        if self.device.type == "cpu":
+            cpp_extension_log.setLevel(logging.ERROR)
+        try:
+            with torch.inference_mode():  # as in forward_batch, or the first batch recompiles
+                size = (batch_size, 3, self.input_size, self.input_size)
+                pixels = torch.zeros(size, dtype=torch.uint8, device=self.device)
+                x = _channels_last(self.preprocessing.apply(pixels))
+                pool = self._lane_pool()
+                if pool is None:
+                    self._network(x)
+                else:  # one lane first: lanes compiling at once would compile twice
+                    pool.submit(self._network, x[:slice_size]).result()
+                    list(pool.map(self._network, x.split(slice_size)))
+        except Exception:
+            self._network_fn, self._compiled_slice = self.model, None
+            raise
+        finally:
+            cpp_extension_log.setLevel(level)
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        """Stop the lane threads (they also stop with the process)."""
+        if self._lanes_pool is not None:
+            self._lanes_pool.shutdown()
+            self._lanes_pool = None
+
+    def _lane_pool(self) -> ThreadPoolExecutor | None:
+        """CPU only: one single-threaded forward per core on a slice of the batch.
+
+        On a few cores a 2-thread forward of a small-op network (GoogLeNet, MobileNetV2) spends
+        much of its time in per-operator thread barriers; one slice per core, each run with one
+        thread, has none and gives the same values (each image's arithmetic is unchanged).
+        """
+        if self.lanes < 2:
+            return None
+        if self._lanes_pool is None:
+            self._lanes_pool = single_threaded_pool(self.lanes)
+        return self._lanes_pool
+
+    def _network(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count = len(x)
+        with torch.inference_mode():  # per thread: the lanes need it too
+            if self._compiled_slice is not None and count < self._compiled_slice:
+                padding = x[:1].expand(self._compiled_slice - count, -1, -1, -1)
+                x = _channels_last(torch.cat([x, padding]))
+            with self.precision.autocast():
+                logits, features = self._network_fn(x)
+            return logits[:count], features[:count].float()
+
+    @torch.inference_mode()
+    def forward_batch(
+        self, batch: ImageBatch, extra_indices: torch.Tensor | None = None, keep_cams: bool = False
+    ) -> _ForwardOutput:
+        if not batch.items:  # every image of the batch failed: nothing to run, keep the order
+            return _ForwardOutput(batch, *([None] * 6))
+        pixels = batch.pixels.to(self.device, non_blocking=True)
+        x = _channels_last(self.preprocessing.apply(pixels))
+        logits, features = self._network(x)
+        if self.fixed_classes is not None:
+            indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(x), -1)
+            scores = class_scores(logits, indices)
+        else:
+            scores, indices = top_classes(logits, self.topk)
+        weight, _ = self.model.class_weights()
+        weight = None if weight is None else weight.float()
+        all_indices = indices
+        extra_scores = None
+        if extra_indices is not None:
+            extra_indices = extra_indices.to(self.device)
+            extra_scores = class_scores(logits, extra_indices)
+            all_indices = torch.cat([indices, extra_indices], dim=1)
+        cams = compute_cams(features, weight, all_indices)  # [B, k + m, h, w]
+        upsampled = upsample_cams(cams, (self.input_size, self.input_size))
+        k = indices.shape[1]
+        return _ForwardOutput(
+            batch=batch,
+            class_indices=indices.cpu().numpy(),
+            scores=scores.cpu().numpy(),
+            upsampled=upsampled.cpu().numpy(),
+            feature_cams=cams[:, :k].cpu().numpy() if keep_cams else None,
+            extra_indices=None if extra_indices is None else extra_indices.cpu().numpy(),
+            extra_scores=None if extra_scores is None else extra_scores.cpu().numpy(),
+        )
+
+    def _prediction(self, rank: int, index: int, score: float, box: np.ndarray) -> Prediction:
+        info = self.classes[index]
+        return Prediction(rank, int(index), info.wnid, info.name, float(score), box.tolist())
+
+    def boxes_and_results(
+        self, out: _ForwardOutput, keep_extra_cams: bool, finish: Finish | None = None
+    ) -> list[ImageResult]:
+        """The CPU half of a batch: threshold, label, box, scale to each image's own pixels."""
+        return _in_input_order(self._indexed_results(out, keep_extra_cams, finish))
+
+    def _indexed_results(
+        self, out: _ForwardOutput, keep_extra_cams: bool, finish: Finish | None = None
+    ) -> list[tuple[int, ImageResult]]:
+        batch = out.batch
+        results = [(s.index, ImageResult(s.path, error=s.error)) for s in batch.failed]
+        if not batch.items:
+            return results
+        b, n, size, _ = out.upsampled.shape
+        boxes = boxes_from_cams(out.upsampled.reshape(b * n, size, size), self.threshold)
+        sizes = np.repeat([[s.width, s.height] for s in batch.items], n, axis=0)
+        boxes = scale_boxes(boxes, (size, size), sizes).reshape(b, n, 4)
+        k = out.class_indices.shape[1]
+        for i, item in enumerate(batch.items):
+            result = ImageResult(item.path, item.width, item.height)
+            result.predictions = [
+                self._prediction(r + 1, out.class_indices[i, r], out.scores[i, r], boxes[i, r])
+                for r in range(k)
+            ]
+            if out.feature_cams is not None:
+                result.cams = out.feature_cams[i]
+            if out.extra_indices is not None:
+                result.extra = [
+                    self._prediction(0, index, out.extra_scores[i, j], boxes[i, k + j])
+                    for j, index in enumerate(out.extra_indices[i])
+                ]
+                if keep_extra_cams:
+                    result.extra_cams = out.upsampled[i, k:]
+            if finish is not None:
+                finish(result)
+            results.append((item.index, result))
+        return results
+
+    def _slice_results(
+        self,
+        batch: ImageBatch,
+        extra: torch.Tensor | None,
+        keep_cams: bool,
+        keep_extra_cams: bool,
+        finish: Finish | None,
+    ) -> list[tuple[int, ImageResult]]:
+        """Everything for one slice of a batch, in one lane: forward, CAMs, boxes, results."""
+        out = self.forward_batch(batch, extra, keep_cams)
+        return self._indexed_results(out, keep_extra_cams, finish)
+
+    def _lane_slices(
+        self, batch: ImageBatch, extra: torch.Tensor | None
+    ) -> list[tuple[ImageBatch, torch.Tensor | None]]:
+        """A batch cut into one slice per lane (the first also carries the failed images)."""
+        count = len(batch.items)
+        bounds = np.linspace(0, count, min(self.lanes, max(count, 1)) + 1).round().astype(int)
+        slices = []
+        for i, (start, stop) in enumerate(itertools.pairwise(bounds)):
+            part = ImageBatch(
+                batch.pixels[start:stop], batch.items[start:stop], batch.failed if i == 0 else []
+            )
+            slices.append((part, None if extra is None else extra[start:stop]))
+        return slices
+
+    def localize(
+        self,
+        paths: Sequence[str],
+        *,
+        batch_size: int = 32,
+        workers: int | None = None,
+        keep_cams: bool = False,
+        extra_classes: Callable[[str], Sequence[int]] | None = None,
+        keep_extra_cams: bool = False,
+        progress: bool | None = None,
+        max_pixels: int | None = None,
+        finish: Finish | None = None,
+    ) -> Iterator[ImageResult]:
+        """Results for every path, in input order (a failed image yields a result with `error`).
+
+        ``extra_classes(path)`` names classes whose CAM and box are wanted for that image in
+        addition to the top-k (the same number for every image), e.g. its true class.
+        ``workers=None`` picks `default_workers` for the device; 0 decodes in a thread.
+        ``finish(result)`` is called for every good image where its boxes are made (a lane or
+        the box thread), so heavy per-image work runs beside the network; it may set
+        ``result.analysis`` and must be thread-safe. ``progress``: a bar on stderr; ``None``
+        shows it when stderr is a terminal.
+        """
+        from torch.utils.data import DataLoader
+        from tqdm import tqdm
+
+        dataset = ImageListDataset(list(paths), self.input_size)
+        if max_pixels is not None:
+            dataset.max_pixels = max_pixels
+        if workers is None:
+            workers = default_workers(self.device)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            collate_fn=collate_images,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        bar = tqdm(
+            total=len(dataset),
+            unit="img",
+            disable=None if progress is None else not progress,
+            file=sys.stderr,
+            leave=False,
+        )
+        batches = loader if workers > 0 else prefetched(loader, depth=2)
+        pool = self._lane_pool()
+        if pool is not None:
+            results = self._localize_in_lanes(
+                pool, batches, extra_classes, keep_cams, keep_extra_cams, finish
+            )
+        else:
+            results = self._localize_with_box_thread(
+                batches, extra_classes, keep_cams, keep_extra_cams, finish
+            )
+        for finished in results:
+            bar.update(len(finished))
+            yield from finished
+        bar.close()
+
+    def _localize_in_lanes(
+        self, pool, batches, extra_classes, keep_cams: bool, keep_extra_cams: bool, finish
+    ) -> Iterator[list[ImageResult]]:
+        """CPU: each lane runs a slice end to end; the next batch is queued before this one is
+        collected, so a lane that finishes early starts on it instead of waiting."""
+        pending: deque[list[Future]] = deque()
+        for batch in batches:
+            extra = _extra_tensor(batch, extra_classes)
+            pending.append(
+                [
+                    pool.submit(
+                        self._slice_results, part, part_extra, keep_cams, keep_extra_cams, finish
+                    )
+                    for part, part_extra in self._lane_slices(batch, extra)
+                ]
+            )
+            if len(pending) > 1:
+                yield _in_input_order(_gather(pending.popleft()))
+        while pending:
+            yield _in_input_order(_gather(pending.popleft()))
+
+    def _localize_with_box_thread(
+        self, batches, extra_classes, keep_cams: bool, keep_extra_cams: bool, finish
+    ) -> Iterator[list[ImageResult]]:
+        """One forward at a time (all threads, or the GPU); the boxes of batch i are computed in
+        a thread while batch i+1 is in the network."""
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(max_workers=1) as box_thread:
+            for batch in batches:
+                out = self.forward_batch(batch, _extra_tensor(batch, extra_classes), keep_cams)
+                pending.append(
+                    box_thread.submit(self.boxes_and_results, out, keep_extra_cams, finish)
+                )
+                while len(pending) > 1 or (pending and pending[0].done()):
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+
+def _extra_tensor(batch: ImageBatch, extra_classes) -> torch.Tensor | None:
+    if extra_classes is None or not batch.items:
+        return None
+    return torch.tensor([list(extra_classes(s.path)) for s in batch.items])
+
+
+def _gather(futures: list[Future]) -> list[tuple[int, ImageResult]]:
+    return [pair for future in futures for pair in future.result()]
+
+
+def _in_input_order(indexed: list[tuple[int, ImageResult]]) -> list[ImageResult]:
+    return [result for _, result in sorted(indexed, key=lambda pair: pair[0])]
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def compile_or_warn(localizer: Localizer, batch_size: int) -> bool:
+    """--compile as the commands run it: say what it cost, or why it failed and go on eager.
+
+    Eager gives the same results, so a compiler or backend failure never stops a run.
+    """
+    logger.info("compiling the model (a one-time cost)...")
+    try:
+        seconds = localizer.compile(batch_size)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        logger.warning("--compile failed (%s); running uncompiled", reason)
+        return False
+    logger.info("compiled in %.1f s", seconds)
+    return True

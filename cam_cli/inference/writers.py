@@ -1,0 +1,64 @@
+"""Writing results: JSON Lines (default) or CSV, to stdout or atomically to a file.
+
+A file output is written to a temporary sibling and renamed into place when the run ends, so a
+reader never sees a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from cam_cli.common.atomic import atomic_file
+
+CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
+               "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
+
+
+@contextmanager
+def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
+    """stdout for None or ``-``, an open stream as it is, otherwise an atomic file."""
+    if hasattr(path, "write"):
+        yield path
+    elif path is None or str(path) == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+    else:
+        with atomic_file(path) as handle:
+            yield handle
+
+
+FORMATS = ("jsonl", "csv")
+
+
+class RecordWriter:
+    """Streams `ImageResult.as_record()` dicts as JSON Lines or CSV (one row per prediction)."""
+
+    def __init__(self, handle: IO[str], fmt: str = "jsonl") -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; use jsonl or csv")
+        self.handle = handle
+        self.fmt = fmt
+        self._csv = None
+        if fmt == "csv":
+            self._csv = csv.writer(handle)
+            self._csv.writerow(CSV_COLUMNS)
+
+    def write(self, record: dict) -> None:
+        if self._csv is None:
+            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif "error" in record:
+            self._csv.writerow([record["path"], "", "", "", "", "", "", "", "", "", "", "",
+                                record["error"]])  # fmt: skip
+        else:
+            for p in record["predictions"]:
+                self._csv.writerow([record["path"], record["width"], record["height"], p["rank"],
+                                    p["class_index"], p["wnid"] or "", p["name"] or "",
+                                    p["score"], *p["box"], ""])  # fmt: skip
+        if self.handle is sys.stdout:
+            self.handle.flush()  # keep pipelines (`bbox | eval --predictions -`) streaming

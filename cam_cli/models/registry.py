@@ -1,0 +1,363 @@
+"""One registry of CAM-capable networks; every command (train, cam, bbox, eval) goes through it.
+
+Every entry builds a `CAMNet`: a module whose single forward pass returns the logits and the
+feature maps the CAM is built from, and which exposes the linear classifier's weight and bias.
+CAM, boxes and metrics are generic over entries, so adding a network is one small function.
+
+Two families:
+- the paper's networks (section 2 of METHOD.md): a torchvision backbone truncated after its last
+  useful conv layer, plus conv 3x3/1/1 with 1024 units + ReLU (two such convs for AlexNet*),
+  GAP, linear. Backbones take torchvision ImageNet weights; the new layers start fresh.
+- networks that already end in GAP + linear (ResNet, GoogLeNet, MobileNetV2) or in a 1x1 conv
+  classifier + GAP (SqueezeNet, whose class maps are the classifier's own output maps).
+
+The wrapped torchvision model is kept whole under ``CAMNet.net``, so torchvision state_dicts
+load unchanged (``--weights FILE``) and torchvision's own weight enums still apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from cam_cli.models.nets import PaperGAPNet, SmallGAPNet
+
+FeatureFn = Callable[[nn.Module, Tensor], Tensor]
+ClassifierFn = Callable[[nn.Module], "nn.Linear | None"]
+
+
+class CAMNet(nn.Module):
+    """``x -> f = features(x) [B,K,h,w] -> GAP -> dropout -> linear -> logits``.
+
+    ``forward`` returns ``(logits, f)``: the one forward pass that gives both the prediction and
+    the map every class's CAM is computed from (``M_c = sum_k w_k^c f_k``, paper eq. 2).
+    With no linear classifier (SqueezeNet) ``f`` already holds one map per class and the logits
+    are their spatial means.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        features: FeatureFn,
+        classifier: ClassifierFn,
+        *,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self._features = features
+        self._classifier = classifier
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    @property
+    def classifier(self) -> nn.Linear | None:
+        return self._classifier(self.net)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self._features(self.net, x)
+        pooled = features.mean(dim=(2, 3))  # GAP: F_k = mean_{x,y} f_k(x, y)
+        classifier = self.classifier
+        logits = pooled if classifier is None else classifier(self.dropout(pooled))
+        return logits, features
+
+    def class_weights(self) -> tuple[Tensor | None, Tensor | None]:
+        """``(W [C, K], b [C])`` of the classifier; ``(None, None)`` when maps are per class."""
+        classifier = self.classifier
+        if classifier is None:
+            return None, None
+        return classifier.weight, classifier.bias
+
+    def load_weights(self, state_dict: dict[str, Tensor]) -> None:
+        """Load either our own state_dict (``net.`` keys) or the wrapped model's torchvision one."""
+        if not any(key.startswith("net.") for key in state_dict):
+            state_dict = {f"net.{key}": value for key, value in state_dict.items()}
+        own_keys = set(self.state_dict())
+        # torchvision GoogLeNet files carry auxiliary classifiers that inference never uses.
+        state_dict = {
+            k: v for k, v in state_dict.items() if k in own_keys or not k.startswith("net.aux")
+        }
+        self.load_state_dict(state_dict, strict=True)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A registry entry: how to build the network and what is known about it."""
+
+    name: str
+    build: Callable[[int], CAMNet]
+    cam_size_at_224: int
+    description: str
+    torchvision_weights: str | None = None  # a `torchvision.models.get_weight` name
+    backbone_weights: str | None = None  # for paper nets: the backbone's torchvision weights
+    paper: bool = False
+    default_input_size: int = 224
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+REGISTRY: dict[str, ArchSpec] = {}
+
+
+def register(spec: ArchSpec) -> ArchSpec:
+    for key in (spec.name, *spec.aliases):
+        if key in REGISTRY:
+            raise ValueError(f"architecture {key!r} registered twice")
+        REGISTRY[key] = spec
+    return spec
+
+
+def get_arch(name: str) -> ArchSpec:
+    key = name.lower().replace("_", "-")
+    for candidate in (name, key):
+        if candidate in REGISTRY:
+            return REGISTRY[candidate]
+    known = ", ".join(sorted({spec.name for spec in REGISTRY.values()}))
+    raise KeyError(f"unknown architecture {name!r}; known: {known}")
+
+
+def list_archs() -> list[ArchSpec]:
+    seen: dict[str, ArchSpec] = {}
+    for spec in REGISTRY.values():
+        seen.setdefault(spec.name, spec)
+    return list(seen.values())
+
+
+def build_model(name: str, num_classes: int = 1000) -> CAMNet:
+    """A freshly initialised network of the registry (no weights loaded)."""
+    return get_arch(name).build(num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's GAP networks (METHOD.md section 2)
+
+
+def _paper_features(net: nn.Module, x: Tensor) -> Tensor:
+    return net.features(x)
+
+
+def _paper_classifier(net: nn.Module) -> nn.Linear:
+    return net.fc
+
+
+def _alexnet_trunk() -> tuple[nn.Module, int]:
+    from torchvision.models import alexnet
+
+    trunk = alexnet()
+    trunk.features = trunk.features[:12]  # up to conv5 + ReLU; pool5 and after removed
+    del trunk.avgpool, trunk.classifier
+    return trunk, 256
+
+
+def _vgg16_trunk() -> tuple[nn.Module, int]:
+    from torchvision.models import vgg16
+
+    trunk = vgg16()
+    trunk.features = trunk.features[:30]  # up to conv5_3 + ReLU; pool5 and after removed
+    del trunk.avgpool, trunk.classifier
+    return trunk, 512
+
+
+def _sequential_features(trunk: nn.Module, x: Tensor) -> Tensor:
+    return trunk.features(x)
+
+
+_GOOGLENET_STEM = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a",
+                   "inception3b", "maxpool3", "inception4a", "inception4b", "inception4c",
+                   "inception4d", "inception4e")  # fmt: skip
+_GOOGLENET_HEAD = ("maxpool4", "inception5a", "inception5b")
+
+
+def _googlenet_input(net: nn.Module, x: Tensor) -> Tensor:
+    # torchvision's GoogLeNet ImageNet weights expect this re-normalisation of ImageNet-normalised
+    # input (transform_input=True); kept for every GoogLeNet so those weights load as they are.
+    return net._transform_input(x)
+
+
+def _googlenet_trunk_forward(trunk: nn.Module, x: Tensor) -> Tensor:
+    x = _googlenet_input(trunk, x)
+    for name in _GOOGLENET_STEM:
+        x = getattr(trunk, name)(x)
+    return x
+
+
+def _googlenet_trunk() -> tuple[nn.Module, int]:
+    from torchvision.models import googlenet
+
+    trunk = googlenet(aux_logits=False, transform_input=True, init_weights=False)
+    for name in (*_GOOGLENET_HEAD, "avgpool", "dropout", "fc"):
+        delattr(trunk, name)
+    return trunk, 832
+
+
+def _paper_net(
+    trunk_factory: Callable[[], tuple[nn.Module, int]],
+    trunk_forward: Callable[[nn.Module, Tensor], Tensor],
+    added_convs: int,
+    dropout: float,
+) -> Callable[[int], CAMNet]:
+    def build(num_classes: int) -> CAMNet:
+        trunk, channels = trunk_factory()
+        net = PaperGAPNet(trunk, trunk_forward, channels, num_classes, added_convs)
+        return CAMNet(net, _paper_features, _paper_classifier, dropout=dropout)
+
+    return build
+
+
+register(ArchSpec(
+    "alexnet-gap", _paper_net(_alexnet_trunk, _sequential_features, 1, 0.0), 13,
+    "AlexNet to conv5, + conv3x3 1024 + ReLU, GAP, linear (paper)",
+    backbone_weights="AlexNet_Weights.IMAGENET1K_V1", paper=True,
+))  # fmt: skip
+register(ArchSpec(
+    "alexnet-star-gap", _paper_net(_alexnet_trunk, _sequential_features, 2, 0.0), 13,
+    "AlexNet*-GAP: AlexNet-GAP with two added conv layers (paper)",
+    backbone_weights="AlexNet_Weights.IMAGENET1K_V1", paper=True,
+    aliases=("alexnet*-gap",),
+))  # fmt: skip
+register(ArchSpec(
+    "vgg16-gap", _paper_net(_vgg16_trunk, _sequential_features, 1, 0.5), 14,
+    "VGG16 to conv5_3, + conv3x3 1024 + ReLU, GAP, dropout 0.5, linear (paper)",
+    backbone_weights="VGG16_Weights.IMAGENET1K_V1", paper=True,
+    aliases=("vggnet-gap",),
+))  # fmt: skip
+register(ArchSpec(
+    "googlenet-gap", _paper_net(_googlenet_trunk, _googlenet_trunk_forward, 1, 0.0), 14,
+    "GoogLeNet to inception4e, + conv3x3 1024 + ReLU, GAP, linear (paper)",
+    backbone_weights="GoogLeNet_Weights.IMAGENET1K_V1", paper=True,
+))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Networks that already end in GAP + linear, or in a conv classifier + GAP
+
+
+def _resnet(factory_name: str) -> Callable[[int], CAMNet]:
+    def features(net: nn.Module, x: Tensor) -> Tensor:
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+
+    def build(num_classes: int) -> CAMNet:
+        import torchvision.models as tvm
+
+        net = getattr(tvm, factory_name)(num_classes=num_classes)
+        return CAMNet(net, features, lambda n: n.fc)
+
+    return build
+
+
+def _googlenet_features(net: nn.Module, x: Tensor) -> Tensor:
+    x = _googlenet_trunk_forward(net, x)
+    for name in _GOOGLENET_HEAD:
+        x = getattr(net, name)(x)
+    return x
+
+
+def _build_googlenet(num_classes: int) -> CAMNet:
+    from torchvision.models import googlenet
+
+    net = googlenet(
+        num_classes=num_classes, aux_logits=False, transform_input=True, init_weights=True
+    )
+    return CAMNet(net, _googlenet_features, lambda n: n.fc, dropout=0.2)
+
+
+def _mobilenet_v2_features(net: nn.Module, x: Tensor) -> Tensor:
+    return net.features(x)
+
+
+def _build_mobilenet_v2(num_classes: int) -> CAMNet:
+    from torchvision.models import mobilenet_v2
+
+    net = mobilenet_v2(num_classes=num_classes)
+    return CAMNet(net, _mobilenet_v2_features, lambda n: n.classifier[1], dropout=0.2)
+
+
+def _squeezenet_class_maps(net: nn.Module, x: Tensor) -> Tensor:
+    # classifier = Dropout, Conv1x1(512 -> C), ReLU, AdaptiveAvgPool: its ReLU output is one
+    # map per class, and the logits are their means, so the CAM is that map (b_c = 0).
+    x = net.features(x)
+    for layer in list(net.classifier)[:3]:
+        x = layer(x)
+    return x
+
+
+def _build_squeezenet1_1(num_classes: int) -> CAMNet:
+    from torchvision.models import squeezenet1_1
+
+    net = squeezenet1_1(num_classes=num_classes)
+    return CAMNet(net, _squeezenet_class_maps, lambda n: None)
+
+
+for _name, _size in (("resnet18", "ResNet18"), ("resnet34", "ResNet34"), ("resnet50", "ResNet50")):
+    register(ArchSpec(
+        _name, _resnet(_name), 7, f"torchvision {_size}: ends in GAP + linear",
+        torchvision_weights=f"{_size}_Weights.IMAGENET1K_V1",
+    ))  # fmt: skip
+register(ArchSpec(
+    "googlenet", _build_googlenet, 7,
+    "torchvision GoogLeNet: ends in GAP + linear (the paper's 7x7 baseline)",
+    torchvision_weights="GoogLeNet_Weights.IMAGENET1K_V1",
+))  # fmt: skip
+register(ArchSpec(
+    "mobilenet_v2", _build_mobilenet_v2, 7, "torchvision MobileNetV2: ends in GAP + linear",
+    torchvision_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
+    aliases=("mobilenet-v2",),
+))  # fmt: skip
+register(ArchSpec(
+    "squeezenet1_1", _build_squeezenet1_1, 13,
+    "torchvision SqueezeNet 1.1: 1x1 conv classifier + GAP; class maps are its output maps",
+    torchvision_weights="SqueezeNet1_1_Weights.IMAGENET1K_V1",
+    aliases=("squeezenet1-1",),
+))  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# A small GAP network for CPU training (the synthetic benchmark and the tests)
+
+
+def _small_gap(batch_norm: bool) -> Callable[[int], CAMNet]:
+    def build(num_classes: int) -> CAMNet:
+        return CAMNet(SmallGAPNet(num_classes, batch_norm=batch_norm), _paper_features,
+                      _paper_classifier)  # fmt: skip
+
+    return build
+
+
+register(ArchSpec(
+    "small-gap", _small_gap(True), 56, "4 conv blocks + conv 3x3 + GAP + linear, for CPU training",
+    default_input_size=64,
+))  # fmt: skip
+register(ArchSpec(
+    "small-gap-nobn", _small_gap(False), 56, "small-gap without batch norm (exact DDP checks)",
+    default_input_size=64,
+))  # fmt: skip
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def cam_size(model: CAMNet, input_size: int = 224) -> tuple[int, int]:
+    """Feature (CAM) resolution at a given input size, measured by a forward pass on meta."""
+    with torch.no_grad():
+        _, features = model(torch.zeros(1, 3, input_size, input_size))
+    return tuple(features.shape[-2:])
+
+
+def describe_archs() -> list[tuple[str, str, str, str, str]]:
+    """Rows for `cam-cli models`; models are built on the meta device, so this takes no memory."""
+    rows = []
+    for spec in list_archs():
+        with torch.device("meta"):
+            count = parameter_count(build_model(spec.name, 1000))
+        size = spec.cam_size_at_224
+        if spec.torchvision_weights:
+            weights = "yes"
+        elif spec.backbone_weights:
+            weights = "backbone only"
+        else:
+            weights = "no"
+        rows.append((spec.name, f"{size}x{size}", f"{count / 1e6:.1f}M", weights, spec.description))
+    return rows

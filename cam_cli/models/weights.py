@@ -1,0 +1,83 @@
+"""Weights files and torchvision's weights: reading them safely and fitting them to a network.
+
+Every file is read with ``torch.load(..., weights_only=True)``: a checkpoint cannot run code.
+torchvision's weights are named as `torchvision.models.get_weight` names them
+(``"ResNet18_Weights.IMAGENET1K_V1"``), and carry their class names, as a user expects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cam_cli.errors import SetupError
+
+_WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+
+
+class ModelLoadError(SetupError):
+    """A model could not be set up from the options given; the message says what to do."""
+
+
+def torchvision_weights(name: str) -> Any:
+    """``"ResNet18_Weights.IMAGENET1K_V1"`` -> torchvision's weights enum member."""
+    from torchvision.models import get_weight
+
+    return get_weight(name)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet class names in torchvision's (sorted-wnid) order, shipped with it."""
+    return list(torchvision_weights("ResNet18_Weights.IMAGENET1K_V1").meta["categories"])
+
+
+def download_torchvision_state_dict(name: str, what: str) -> dict[str, torch.Tensor]:
+    """torchvision's weights (from torch's cache or the network); offline -> one clear error."""
+    weights = torchvision_weights(name)
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as error:  # URLError, socket errors, HTTP errors, partial files
+        reason = str(getattr(error, "reason", error)).splitlines()[0][:120]
+        raise ModelLoadError(
+            f"cannot get torchvision's ImageNet weights for {what} ({weights.url}): {reason}. "
+            "Offline? Download that file elsewhere and pass it as a local state_dict "
+            "(e.g. --weights FILE, or --backbone-weights FILE for training)."
+        ) from None
+
+
+def read_state_file(path: str | Path) -> dict[str, Any]:
+    """A weights or checkpoint file as a dict, read without running any code in it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such weights file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise ModelLoadError(f"{path}: not a loadable weights file ({first_line})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a state_dict or a checkpoint dict")
+    return data
+
+
+def unwrap_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Accept a bare state_dict, a cam-cli checkpoint, or the common {"state_dict": ...} form."""
+    for key in _WRAPPER_KEYS:
+        if isinstance(data.get(key), dict):
+            data = data[key]
+            break
+    return {
+        next((k[len(p) :] for p in _PREFIXES if k.startswith(p)), k): v for k, v in data.items()
+    }
+
+
+def load_weights_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str):
+    """`CAMNet.load_weights`, with a shape or key mismatch said in one line."""
+    try:
+        model.load_weights(state_dict)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:300]
+        raise ModelLoadError(f"{source}: weights do not fit this architecture: {detail}") from None

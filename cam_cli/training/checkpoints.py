@@ -1,0 +1,125 @@
+"""A run folder's files, each written atomically: last.pt and best.pt, metrics.jsonl and
+config.toml; plus the RNG states a mid-epoch resume restores.
+
+Checkpoints hold only tensors and plain containers, so ``torch.load(weights_only=True)`` reads
+them; `common.atomic` writes them, so ``kill -9`` at any moment leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cam_cli.common.atomic import save_torch_atomic, temp_path, write_text_atomic
+from cam_cli.training.config import TrainConfig, dump_toml
+
+LAST, BEST, METRICS, CONFIG_FILE = "last.pt", "best.pt", "metrics.jsonl", "config.toml"
+# Test hook: "step:N" kills the process (SIGKILL) right after global step N; "save:N" kills it
+# in the middle of the N-th checkpoint write. It exists to prove --resume, nothing else.
+DEBUG_KILL_ENV = "CAM_CLI_DEBUG_KILL_AT"
+
+
+def _rng_state() -> dict[str, Any]:
+    """RNG states as tensors and plain values (weights_only-loadable); they matter for dropout.
+    Data order and augmentation are seeded per epoch/image and need no saved state."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {
+            "version": version,
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))  # fmt: skip
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively, so a checkpoint holds only weights_only-safe containers."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _debug_kill(kind: str, count: int) -> bool:
+    return os.environ.get(DEBUG_KILL_ENV) == f"{kind}:{count}"
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CheckpointWriter:
+    """Writes last.pt / best.pt atomically (rank 0 only) and counts writes for the test hook."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.saves = 0
+
+    def save(self, obj: dict[str, Any], name: str) -> Path:
+        path = self.run_dir / name
+        self.saves += 1
+        if _debug_kill("save", self.saves):
+            with open(temp_path(path), "wb") as handle:
+                handle.write(b"PK\x03\x04 half a checkpoint")  # what a kill mid-write leaves
+            _kill_self()
+        save_torch_atomic(obj, path)
+        return path
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # cannot happen with atomic rewrites; tolerate hand edits
+    return rows
+
+
+def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl atomically: one line per epoch, never a torn line."""
+    by_epoch = {int(row["epoch"]): row for row in rows}
+    text = "".join(json.dumps(by_epoch[epoch]) + "\n" for epoch in sorted(by_epoch))
+    write_text_atomic(text, run_dir / METRICS)
+
+
+def write_run_config(run_dir: Path, config: TrainConfig) -> None:
+    header = "Resolved by `cam-cli train`; pass it as --config to repeat this run."
+    write_text_atomic(dump_toml(config.to_dict(), header), run_dir / CONFIG_FILE)

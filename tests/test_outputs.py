@@ -1,0 +1,302 @@
+"""What `bbox` and `cam` write, checked value by value on non-square real images.
+
+A review planted five bugs in a copy of the code (an inverted overlay alpha, a reversed jet map,
+CSV box columns out of order, `.image.npy` upsampled to W x H, `bbox --draw` drawing only the
+rank-1 box) and the rest of the suite caught none of them: it only looked at square images,
+file names and shapes. These tests drive the real command line, as a user does, and read the
+files it writes with numpy, PIL, json and csv only, so they do not depend on how `cam_cli` is
+laid out inside. The images are 300x200 and 180x260, so that any mix-up of width and height
+shows, and the expected values come from the images and the maps themselves: the paper's box
+rule, the MATLAB jet formula, and a blend computed here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+REPO = Path(__file__).resolve().parents[1]
+
+# name -> (source image in the real val sample, (width, height) it is resized to)
+IMAGES = {
+    "wide": ("ILSVRC2012_val_00002255.JPEG", (300, 200)),
+    "tall": ("ILSVRC2012_val_00003268.JPEG", (180, 260)),
+}
+TOPK = 3
+CAM_SIZE = (7, 7)  # mobilenet_v2 at 224
+CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
+               "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
+RANK_COLOURS = {1: (255, 40, 40), 2: (40, 220, 40), 3: (40, 120, 255)}
+NEAR = 4  # pixels within this distance of another box's outline may be drawn over
+CORNER = 6  # edge pixels this close to a box's corner are left out
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cam_cli", *args],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def images(sample_dir, tmp_path_factory) -> dict[str, Path]:
+    """Real photos resized to non-square sizes, saved as PNG (lossless: pixels compare exactly)."""
+    folder = tmp_path_factory.mktemp("images")
+    paths = {}
+    for name, (source, size) in IMAGES.items():
+        paths[name] = folder / f"{name}.png"
+        Image.open(sample_dir / "val" / source).convert("RGB").resize(size).save(paths[name])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def model(sample_dir, mobilenet_weights) -> list[str]:
+    # fp32 (--no-fast), so that the `bbox` and `cam` runs compute exactly the same maps
+    return ["--arch", "mobilenet_v2", "--weights", str(mobilenet_weights),
+            "--classes", str(sample_dir / "LOC_synset_mapping.txt"),
+            "--device", "cpu", "--no-fast"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def boxes(images, model, tmp_path_factory) -> tuple[dict[str, dict], Path]:
+    """`bbox --topk 3 --draw DIR` as JSON Lines: the record of each image, and DIR."""
+    draw = tmp_path_factory.mktemp("draw")
+    paths = [str(images[name]) for name in IMAGES]
+    result = cli("bbox", "--images", *paths, *model, "--topk", str(TOPK), "--draw", str(draw))
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in records] == paths
+    return {Path(r["path"]).stem: r for r in records}, draw
+
+
+@pytest.fixture(scope="module")
+def csv_text(images, model) -> str:
+    paths = [str(images[name]) for name in IMAGES]
+    return cli("bbox", "--images", *paths, *model, "--topk", str(TOPK), "--format", "csv").stdout
+
+
+def run_cam(images, model, out: Path, alpha: float, *extra: str) -> Path:
+    cli("cam", "--images", *[str(images[n]) for n in IMAGES], *model, "--alpha", str(alpha),
+        "--out", str(out), *extra)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def cams(images, model, tmp_path_factory) -> Path:
+    """`cam --topk 3 --npy both --alpha 1.0`: pure heat maps, and both raw maps."""
+    out = tmp_path_factory.mktemp("cams")
+    return run_cam(images, model, out, 1.0, "--topk", str(TOPK), "--npy", "both")
+
+
+@pytest.fixture(scope="module")
+def overlays(images, model, tmp_path_factory) -> dict[float, Path]:
+    """`cam` at alpha 0 and 0.5 (rank 1 only); alpha 1 is the `cams` run."""
+    return {
+        alpha: run_cam(images, model, tmp_path_factory.mktemp(f"alpha{alpha}"), alpha)
+        for alpha in (0.0, 0.5)
+    }
+
+
+def cam_file(folder: Path, name: str, prediction: dict, suffix: str) -> Path:
+    label = f"{prediction['wnid']}-{prediction['name']}".replace(" ", "_")
+    return folder / f"{name}_rank{prediction['rank']}_{label}{suffix}"
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def jet(v: np.ndarray) -> np.ndarray:
+    """MATLAB's jet, written out: 0 -> dark blue (0, 0, 128), 1 -> dark red (128, 0, 0)."""
+    rgb = np.clip(1.5 - np.abs(4 * np.asarray(v)[..., None] - np.array([3, 2, 1])), 0, 1)
+    return np.round(rgb * 255).astype(np.int16)
+
+
+def display_map(feature: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The overlay's map: negatives at 0, divided by the peak, resized with PIL bilinear."""
+    normalised = (np.maximum(feature, 0) / feature.max()).astype(np.float32)
+    return np.asarray(Image.fromarray(normalised).resize(size, Image.Resampling.BILINEAR))
+
+
+def cell_centre(cell: tuple[int, int], grid: tuple[int, int], size: tuple[int, int]):
+    """The image pixel (row, column) nearest the centre of a feature-map cell."""
+    (i, j), (h, w), (width, height) = cell, grid, size
+    return int((i + 0.5) * height / h), int((j + 0.5) * width / w)
+
+
+def paper_box(cam: np.ndarray, threshold: float = 0.2) -> list[int]:
+    """Zhou et al.: pixels strictly above 20% of the max, box of the largest 8-connected part."""
+    labels, _ = ndimage.label(cam > threshold * cam.max(), structure=np.ones((3, 3)))
+    largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    ys, xs = np.nonzero(labels == largest)
+    return [int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())]
+
+
+# ---- bbox: JSON Lines and CSV ---------------------------------------------------------------
+
+
+def test_jsonl_sizes_are_the_images_own(boxes):
+    records, _ = boxes
+    for name, (_, (width, height)) in IMAGES.items():
+        record = records[name]
+        assert (record["width"], record["height"]) == (width, height)
+        assert [p["rank"] for p in record["predictions"]] == list(range(1, TOPK + 1))
+        for p in record["predictions"]:
+            x0, y0, x1, y1 = p["box"]
+            assert 0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height
+
+
+def test_csv_rows_equal_the_jsonl_records(boxes, csv_text):
+    records, _ = boxes
+    reader = csv.reader(io.StringIO(csv_text))
+    assert next(reader) == CSV_COLUMNS
+    rows = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in reader]
+    assert len(rows) == len(IMAGES) * TOPK
+    for row in rows:
+        record = records[Path(row["path"]).stem]
+        p = record["predictions"][int(row["rank"]) - 1]
+        assert (int(row["width"]), int(row["height"])) == (record["width"], record["height"])
+        assert (int(row["rank"]), int(row["class_index"])) == (p["rank"], p["class_index"])
+        assert (row["wnid"], row["name"]) == (p["wnid"], p["name"])
+        assert float(row["score"]) == pytest.approx(p["score"])
+        box = [int(row[c]) for c in ("xmin", "ymin", "xmax", "ymax")]
+        assert box == p["box"], f"{row['path']} rank {row['rank']}"
+        assert row["error"] == ""
+    sizes = {Path(r["path"]).stem: (int(r["width"]), int(r["height"])) for r in rows}
+    assert sizes == {name: size for name, (_, size) in IMAGES.items()}  # (300, 200), not swapped
+
+
+# ---- cam --npy both --------------------------------------------------------------------------
+
+
+def test_npy_shapes(boxes, cams):
+    records, _ = boxes
+    for name, (_, (width, height)) in IMAGES.items():
+        for p in records[name]["predictions"]:
+            assert np.load(cam_file(cams, name, p, ".image.npy")).shape == (height, width)
+            assert np.load(cam_file(cams, name, p, ".feature.npy")).shape == CAM_SIZE
+
+
+def test_image_npy_is_the_feature_map_upsampled_upright(boxes, cams):
+    """Its peak lies in or next to the feature map's peak cell, and it is the bilinear resize
+    of the feature map (a transposed map would not even have the image's shape)."""
+    records, _ = boxes
+    for name, (_, size) in IMAGES.items():
+        width, height = size
+        for p in records[name]["predictions"]:
+            feature = np.load(cam_file(cams, name, p, ".feature.npy"))
+            full = np.load(cam_file(cams, name, p, ".image.npy"))
+            y, x = np.unravel_index(np.argmax(full), full.shape)
+            cell = (y * CAM_SIZE[0] // height, x * CAM_SIZE[1] // width)
+            peak = np.unravel_index(np.argmax(feature), feature.shape)
+            assert max(abs(cell[0] - peak[0]), abs(cell[1] - peak[1])) <= 1, (name, p["rank"])
+            resized = Image.fromarray(feature).resize(size, Image.Resampling.BILINEAR)
+            spread = float(feature.max() - feature.min())
+            np.testing.assert_allclose(full, np.asarray(resized), atol=1e-3 * spread)
+
+
+def test_bbox_box_is_the_paper_rule_on_image_npy(boxes, cams):
+    """`bbox` thresholds the map upsampled to 224x224 and scales the box to the image,
+    rounding outwards, so it may differ from the rule on `.image.npy` by a pixel or two."""
+    records, _ = boxes
+    for name in IMAGES:
+        for p in records[name]["predictions"]:
+            path = cam_file(cams, name, p, ".image.npy")
+            assert path.exists(), f"`cam` ranked the classes differently: no {path.name}"
+            expected = paper_box(np.load(path))
+            assert np.abs(np.subtract(p["box"], expected)).max() <= 2, (name, p, expected)
+
+
+# ---- cam overlays ----------------------------------------------------------------------------
+
+
+def test_overlay_at_alpha_1_is_the_jet_colour_of_the_map(boxes, cams):
+    records, _ = boxes
+    for name, (_, size) in IMAGES.items():
+        p = records[name]["predictions"][0]
+        overlay = pixels(cam_file(cams, name, p, ".png"))
+        feature = np.load(cam_file(cams, name, p, ".feature.npy"))
+        assert overlay.shape == (size[1], size[0], 3)
+        heat = display_map(feature, size)
+        assert np.abs(overlay - jet(heat)).max() <= 1
+
+        normalised = np.maximum(feature, 0) / feature.max()
+        assert normalised.min() == 0, "pick an image whose map has a negative cell"
+        hot = cell_centre(np.unravel_index(np.argmax(normalised), CAM_SIZE), CAM_SIZE, size)
+        cold = cell_centre(np.unravel_index(np.argmin(normalised), CAM_SIZE), CAM_SIZE, size)
+        # a pixel may sit half a pixel off the cell's centre, hence the tolerance on 128
+        red, green, blue = overlay[hot]
+        assert abs(red - 128) <= 16 and green == blue == 0, f"{name}: peak {overlay[hot]}"
+        red, green, blue = overlay[cold]
+        assert abs(blue - 128) <= 16 and red == green == 0, f"{name}: zero {overlay[cold]}"
+
+
+def test_overlay_at_alpha_0_is_the_image(images, boxes, overlays):
+    records, _ = boxes
+    for name in IMAGES:
+        overlay = pixels(cam_file(overlays[0.0], name, records[name]["predictions"][0], ".png"))
+        assert np.abs(overlay - pixels(images[name])).max() <= 1
+
+
+def test_overlay_at_alpha_half_is_the_average_of_image_and_heat(images, boxes, cams, overlays):
+    records, _ = boxes
+    for name in IMAGES:
+        p = records[name]["predictions"][0]
+        half = pixels(cam_file(overlays[0.5], name, p, ".png"))
+        heat = pixels(cam_file(cams, name, p, ".png"))  # alpha 1
+        assert np.abs(half - (pixels(images[name]) + heat) / 2).max() <= 1
+
+
+# ---- bbox --draw -----------------------------------------------------------------------------
+
+
+def near_drawing(predictions: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    """Where these boxes' outlines (within NEAR pixels) and labels may have drawn something."""
+    ys, xs = np.mgrid[: shape[0], : shape[1]]
+    near = np.zeros(shape, dtype=bool)
+    for p in predictions:
+        x0, y0, x1, y1 = p["box"]
+        across = (xs >= x0 - NEAR) & (xs <= x1 + NEAR)
+        down = (ys >= y0 - NEAR) & (ys <= y1 + NEAR)
+        near |= down & ((np.abs(xs - x0) <= NEAR) | (np.abs(xs - x1) <= NEAR))
+        near |= across & ((np.abs(ys - y0) <= NEAR) | (np.abs(ys - y1) <= NEAR))
+        label = f"{p['rank']}. {p['name']} {p['score']:.2f}"  # at the top-left corner
+        near |= (xs >= x0) & (xs <= x0 + 7 * len(label) + 8) & (ys >= y0) & (ys <= y0 + 16)
+    return near
+
+
+def test_bbox_draw_outlines_every_rank_in_its_colour(images, boxes):
+    records, draw = boxes
+    for name in IMAGES:
+        predictions = records[name]["predictions"]
+        distinct = {tuple(p["box"]) for p in predictions}
+        assert len(distinct) == TOPK, "pick an image whose boxes differ"
+        original = pixels(images[name])
+        drawn = pixels(draw / f"{name}_boxes.png")
+        assert drawn.shape == original.shape
+        for p in predictions:
+            x0, y0, x1, y1 = p["box"]
+            edge = np.zeros(drawn.shape[:2], dtype=bool)
+            edge[y1, x0 + CORNER : x1 - CORNER + 1] = True  # bottom
+            edge[y0 + CORNER : y1 - CORNER + 1, x1] = True  # right
+            others = [q for q in predictions if q is not p]
+            edge &= ~near_drawing(others, edge.shape)
+            assert edge.sum() >= 20, f"{name} rank {p['rank']}: too few clean edge pixels"
+            colours = drawn[edge]
+            expected = RANK_COLOURS[p["rank"]]
+            assert (colours == expected).all(), f"{name} rank {p['rank']}: {colours[:3]}"
+        untouched = ~near_drawing(predictions, drawn.shape[:2])
+        assert untouched.sum() >= 1000
+        assert (drawn[untouched] == original[untouched]).all()
