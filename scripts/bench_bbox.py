@@ -74,12 +74,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
-from cam_cli.common.images import list_images
-from cam_cli.evaluation.metrics import iou_inclusive
-from cam_cli.models.preprocess import IMAGENET
-
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "ilsvrc2012-val-sample"
 DEFAULT_IMAGES = SAMPLE / "val"
@@ -126,6 +120,7 @@ PEER_PACKAGES = {"d": ("torchcam", "torchcam"), "e": ("pytorch_grad_cam", "grad-
 
 def generate_images(folder: Path, count: int = 64) -> list[str]:
     """Stand-in JPEGs (smooth background + a bright ellipse) when the real sample is absent."""
+    import numpy as np
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(0)
@@ -216,6 +211,7 @@ def _timed(warm_up, one_pass, repeats: int) -> dict:
 
 def run_forward_only(config: dict) -> dict:
     """(a): the bound. Images decoded by cam-cli's own decoder before the clock starts."""
+    import numpy
     import torch
 
     from cam_cli.common.batches import ImageListDataset
@@ -225,7 +221,7 @@ def run_forward_only(config: dict) -> dict:
     unique = list(dict.fromkeys(config["paths"]))
     dataset = ImageListDataset(unique, loaded.input_size)
     decoded = [d.pixels for d in (dataset[i] for i in range(len(dataset))) if d.error is None]
-    pool = torch.from_numpy(np.stack(decoded))  # [U, 3, S, S] uint8
+    pool = torch.from_numpy(numpy.stack(decoded))  # [U, 3, S, S] uint8
     n, bs = config["num_images"], config["batch_size"]
     index_batches = [torch.arange(i, min(i + bs, n)) % len(pool) for i in range(0, n, bs)]
 
@@ -289,6 +285,8 @@ class _PeerDataset:
     def __init__(self, paths: list[str], size: int) -> None:
         from torchvision import transforms as T
 
+        from cam_cli.models.preprocess import IMAGENET
+
         self.paths = paths
         self.transform = T.Compose(
             [T.Resize((size, size)), T.ToTensor(), T.Normalize(IMAGENET.mean, IMAGENET.std)]
@@ -327,6 +325,7 @@ def _peer_model(loaded):
 
 def _skimage_box(cam, threshold: float, width: int, height: int) -> list[int]:
     """Largest 8-connected component of ``cam > threshold * max`` -> box in image pixels."""
+    import numpy as np
     from skimage.measure import label, regionprops
 
     size_y, size_x = cam.shape
@@ -374,6 +373,7 @@ def _peer_records(paths, batch, cams, top, scores, classes) -> list[str]:
 
 def run_peers(config: dict, method: str) -> dict:
     """(d) torchcam CAM, or (e) pytorch-grad-cam GradCAM; then skimage boxes, JSON Lines."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
@@ -569,6 +569,9 @@ def summarize(runs: list[dict], warm_images: int) -> dict:
 
 def agreement(reference: str, other: str) -> dict | None:
     """Rank-1 class agreement and mean rank-1 box IoU (same class) of two JSON Lines files."""
+    import numpy as np
+
+    from cam_cli.evaluation.metrics import iou_inclusive
 
     def read(path: str) -> dict:
         records = {}
@@ -896,6 +899,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_bbox_") as tmp_name:
         tmp = Path(tmp_name)
+        from cam_cli.common.images import list_images  # after torch in the children, as before
+
         folder = args.images if args.images is not None else DEFAULT_IMAGES
         paths = [str(p) for p in list_images(folder)] if folder.is_dir() else []
         images_label = str(folder)
