@@ -243,7 +243,7 @@ def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
     (the `Localizer`; (f) compiles it, a one-time cost counted as set-up) timed apart from its
     run over the images (`inference.jobs.localize_to_records`), minus argument parsing."""
     from cam_cli.inference.jobs import localize_to_records
-    from cam_cli.inference.pipeline import Localizer
+    from cam_cli.inference.pipeline import Localizer, RunOptions
 
     loaded, load_s = _load(config)
     start = time.perf_counter()
@@ -260,14 +260,10 @@ def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
     setup_s = time.perf_counter() - start
 
     def one_pass(paths: list[str], out) -> None:
-        localize_to_records(
-            localizer,
-            paths,
-            output=out,
-            batch_size=config["batch_size"],
-            workers=config["workers"],
-            progress=False,
+        run = RunOptions(
+            batch_size=config["batch_size"], workers=config["workers"], device="cpu", progress=False
         )
+        localize_to_records(localizer, paths, output=out, run=run)
 
     warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
     with open(os.devnull, "w") as devnull:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cam_cli.inference.pipeline import Localizer, default_workers
+from cam_cli.inference.pipeline import Localizer, RunOptions, default_workers
 from cam_cli.inference.threads import prefetched, single_threaded_pool
 from cam_cli.models.loading import load_model
 
@@ -201,7 +201,11 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
     )
     reports = {
         fast: evaluate_model(
-            loaded, sample_dir / "val", truth, device="cpu", fast=fast, maxboxacc=True
+            loaded,
+            sample_dir / "val",
+            truth,
+            run=RunOptions(device="cpu", fast=fast),
+            maxboxacc=True,
         )
         for fast in (False, True)
     }
@@ -235,7 +239,7 @@ def test_real_sample_figures_squeezenet_caffe(sample_dir, squeezenet_weights):
         normalize="caffe",
     )
     truth = read_annotations(sample_dir / "LOC_val_solution.csv")
-    report = evaluate_model(loaded, sample_dir / "val", truth, device="cpu", fast=False)
+    report = evaluate_model(loaded, sample_dir / "val", truth, run=RunOptions(fast=False))
     figures = [
         round(report[key], 2)
         for key in ("top1_cls_error", "top5_cls_error", "top1_loc_error", "top5_loc_error")
@@ -266,7 +270,8 @@ def test_localizer_and_evaluate_leave_the_callers_model_alone(tmp_path):
     }
     classes = [ClassInfo(i, None, f"class {i}") for i in range(3)]
     classes_before = list(loaded.classes)
-    report = evaluate_model(loaded, tmp_path, truth, classes=classes, device="cpu", fast=False)
+    run = RunOptions(fast=False)
+    report = evaluate_model(loaded, tmp_path, truth, classes=classes, run=run)
     assert report["images"] == 2
     assert loaded.classes == classes_before and loaded.classes != classes
     assert list(loaded.model.state_dict()) == keys

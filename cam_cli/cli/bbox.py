@@ -64,11 +64,6 @@ def bbox(
             threshold=threshold,
             classes=class_query,
             draw=draw,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            fast=fast,
-            compile_model=compile_model,
-            progress=o.progress(quiet),
+            run=o.run_options(batch_size, workers, device, fast, compile_model, quiet),
         )
     o.end_of_run(summary)

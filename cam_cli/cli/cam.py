@@ -58,11 +58,6 @@ def cam(
             classes=class_query,
             npy=npy.value,
             alpha=alpha,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            fast=fast,
-            compile_model=compile_model,
-            progress=o.progress(quiet),
+            run=o.run_options(batch_size, workers, device, fast, compile_model, quiet),
         )
     o.end_of_run(summary)

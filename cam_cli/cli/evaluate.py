@@ -186,12 +186,9 @@ def eval_command(
             threshold=threshold,
             maxboxacc=maxboxacc,
             per_image=per_image,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            fast=fast,
-            compile_model=compile_model,
-            progress=o.progress(quiet),
+            run=None
+            if predictions is not None
+            else o.run_options(batch_size, workers, device, fast, compile_model, quiet),
         )
     _write_outputs(report, format_report(report), json_out)
     raise typer.Exit(o.EXIT_SOME_FAILED if report["failed_images"] else o.EXIT_OK)

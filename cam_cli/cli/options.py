@@ -208,6 +208,20 @@ def model_options(
     )
 
 
+def run_options(batch_size, workers, device, fast, compile_model, quiet):
+    """The run options as the library's `RunOptions` (imported here: it pulls in torch)."""
+    from cam_cli.inference.pipeline import RunOptions
+
+    return RunOptions(
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        fast=fast,
+        compile_model=compile_model,
+        progress=progress(quiet),
+    )
+
+
 def end_of_run(summary) -> None:
     """`RunSummary` -> the closing line and exit code 1 when some inputs failed."""
     if summary.failed:

@@ -48,7 +48,8 @@ from cam_cli.evaluation.resume import (
 )
 from cam_cli.models.classes import ClassInfo, read_synset_mapping
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported only when a model runs: scoring records needs none
+    from cam_cli.inference.pipeline import RunOptions
     from cam_cli.models.loading import LoadedModel, ModelOptions
 
 logger = logging.getLogger(__name__)
@@ -266,14 +267,9 @@ def evaluate_model(
     allow_missing: bool = False,
     threshold: float = 0.2,
     topk: int = 5,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str = "auto",
-    fast: bool | None = None,
-    compile_model: bool = False,
     maxboxacc: bool = False,
     per_image: str | Path | None = None,
-    progress: bool | None = None,
+    run: RunOptions | None = None,
     settings: Mapping[str, Any] | None = None,
 ) -> dict:
     """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
@@ -281,16 +277,17 @@ def evaluate_model(
     ``images``: a folder (matched to ``annotations`` by file stem) or ``{stem: path}`` (CUB).
     ``classes``: the class list the annotation labels index (CUB's classes.txt); checked
     against the model's (a model without class names takes it). GT-known error uses the box of
-    the CAM of the image's first ground-truth class; ``fast=None``: low precision where the
-    hardware gains from it (as `cam-cli bbox`); ``maxboxacc`` adds MaxBoxAccV2 from that
-    CAM at network input size. ``per_image``: JSON Lines of per-image results, appended as the
-    run goes; an existing file is resumed (its images are not run again) when it was written by
-    the same model (weights compared by content), ground truth and settings. ``settings`` are
-    extra entries for the report (e.g. the input paths). ``loaded`` is left as it was.
-    Raises `EvaluationError` on mismatches.
+    the CAM of the image's first ground-truth class; ``maxboxacc`` adds MaxBoxAccV2 from that
+    CAM at network input size; ``run`` says how it runs (batch, device, precision...).
+    ``per_image``: JSON Lines of per-image results, appended as the run goes; an existing file
+    is resumed (its images are not run again) when it was written by the same model (weights
+    compared by content), ground truth and settings. ``settings`` are extra entries for the
+    report (e.g. the input paths). ``loaded`` is left as it was. Raises `EvaluationError` on
+    mismatches.
     """
-    from cam_cli.inference.pipeline import Localizer, compile_or_warn
+    from cam_cli.inference.pipeline import RunOptions, compile_or_warn
 
+    run = run or RunOptions()
     items, missing = pair_images(images, annotations)
     check_missing(missing, allow_missing)
     if not items:
@@ -303,7 +300,7 @@ def evaluate_model(
     if maxboxacc and not has_boxes:
         raise EvaluationError("--maxboxacc needs ground-truth boxes; these annotations have none")
 
-    localizer = Localizer(loaded, topk=topk, threshold=threshold, device=device, fast=fast)
+    localizer = run.localizer(loaded, compile_now=False, topk=topk, threshold=threshold)
     settings = {
         "mode": "model",
         **(settings or {}),
@@ -349,18 +346,16 @@ def evaluate_model(
     # (scored wrong anyway) asks for class 0 and gets no GT-known box.
     true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
     annotation_of = dict(todo)
-    if compile_model and todo:
-        compile_or_warn(localizer, batch_size)
+    if run.compile_model and todo:
+        compile_or_warn(localizer, run.batch_size)
     writer = PerImageLog(per_image) if per_image is not None and todo else None
     try:
         if todo:
-            results = localizer.localize(
+            results = run.localize(
+                localizer,
                 [path for path, _ in todo],
-                batch_size=batch_size,
-                workers=workers,
                 extra_classes=lambda path: [true_class[path]],
                 keep_extra_cams=maxboxacc,
-                progress=progress,
                 finish=scorer.maxbox_finisher(annotation_of),
             )
             for result in results:
@@ -396,12 +391,7 @@ def evaluate(
     threshold: float = 0.2,
     maxboxacc: bool = False,
     per_image: str | Path | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str = "auto",
-    fast: bool | None = None,
-    compile_model: bool = False,
-    progress: bool | None = None,
+    run: RunOptions | None = None,
 ) -> dict:
     """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
     then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream) or a
@@ -447,6 +437,7 @@ def evaluate(
         raise EvaluationError("give a model, or the predictions of `cam-cli bbox`")
     if image_source is None:
         raise EvaluationError("give the images to run the model over")
+    device = run.device if run is not None else "auto"
     loaded = load_model(model, device=device) if isinstance(model, ModelOptions) else model
     return evaluate_model(
         loaded,
@@ -455,13 +446,8 @@ def evaluate(
         classes=label_classes,
         allow_missing=allow_missing,
         threshold=threshold,
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        fast=fast,
-        compile_model=compile_model,
         maxboxacc=maxboxacc,
         per_image=per_image,
-        progress=progress,
+        run=run,
         settings=settings,
     )

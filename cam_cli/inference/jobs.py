@@ -17,7 +17,7 @@ from cam_cli.common.atomic import write_bytes_atomic
 from cam_cli.common.images import find_images
 from cam_cli.errors import SetupError
 from cam_cli.inference.draw import boxes_png, output_stem
-from cam_cli.inference.pipeline import Localizer, compile_or_warn
+from cam_cli.inference.pipeline import Localizer, RunOptions
 from cam_cli.inference.results import ImageResult
 from cam_cli.inference.writers import RecordWriter, open_output
 from cam_cli.models.classes import resolve_class
@@ -45,23 +45,21 @@ def collect_images(sources: Sequence[str]) -> tuple[list[str], list[tuple[str, s
 def _localizer(
     model: LoadedModel | ModelOptions,
     classes: Sequence[str] | None,
-    device: str,
-    compile_for: int | None,
+    run: RunOptions,
+    compile_now: bool,
     **settings,
 ) -> Localizer:
-    """The model loaded (from options) and prepared; ``--class`` queries resolved against its
-    classes; compiled for batches of ``compile_for`` images if asked."""
-    loaded = load_model(model, device=device) if isinstance(model, ModelOptions) else model
+    """The model loaded (from options) and prepared for ``run``, with ``--class`` queries
+    resolved against its classes."""
+    if isinstance(model, ModelOptions):
+        model = load_model(model, device=run.device)
     indices = None
     if classes:
         try:
-            indices = [resolve_class(query, loaded.classes) for query in classes]
+            indices = [resolve_class(query, model.classes) for query in classes]
         except ValueError as error:
             raise SetupError(str(error)) from None
-    localizer = Localizer(loaded, class_indices=indices, device=device, **settings)
-    if compile_for:
-        compile_or_warn(localizer, compile_for)
-    return localizer
+    return run.localizer(model, compile_now=compile_now, class_indices=indices, **settings)
 
 
 def _failed(path: str, reason: str) -> None:
@@ -87,33 +85,16 @@ def write_boxes(
     threshold: float = 0.2,
     classes: Sequence[str] | None = None,
     draw: str | Path | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str = "auto",
-    fast: bool | None = None,
-    compile_model: bool = False,
-    progress: bool | None = None,
-    lanes: int | None = None,
+    run: RunOptions = RunOptions(),
 ) -> RunSummary:
     """Boxes for the top-k classes (or the given ``classes``) of every image, one record per
     image in input order, to ``output`` (a file written atomically, an open stream, or stdout
     for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes."""
     paths, missing = collect_images(images)
-    compile_for = batch_size if compile_model and paths else None
-    localizer = _localizer(
-        model, classes, device, compile_for, topk=topk, threshold=threshold, fast=fast, lanes=lanes
-    )
+    localizer = _localizer(model, classes, run, bool(paths), topk=topk, threshold=threshold)
     try:
         return localize_to_records(
-            localizer,
-            paths,
-            missing,
-            output=output,
-            fmt=fmt,
-            draw=draw,
-            batch_size=batch_size,
-            workers=workers,
-            progress=progress,
+            localizer, paths, missing, output=output, fmt=fmt, draw=draw, run=run
         )
     finally:
         localizer.close()
@@ -127,9 +108,7 @@ def localize_to_records(
     output: str | Path | IO[str] | None = None,
     fmt: str = "jsonl",
     draw: str | Path | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    progress: bool | None = None,
+    run: RunOptions = RunOptions(),
 ) -> RunSummary:
     """The run of `write_boxes` with a prepared `Localizer` (scripts/bench_bbox.py times this,
     the model set-up apart): ``missing`` are inputs that were not found, written as errors."""
@@ -143,13 +122,7 @@ def localize_to_records(
         for path, problem in missing:
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
-        results = localizer.localize(
-            paths,
-            batch_size=batch_size,
-            workers=workers,
-            progress=progress,
-            finish=None if draw_dir is None else _render_boxes,
-        )
+        results = run.localize(localizer, paths, finish=None if draw_dir is None else _render_boxes)
         for result in results:
             writer.write(result.as_record())
             if result.error is not None:
@@ -182,12 +155,7 @@ def write_cams(
     classes: Sequence[str] | None = None,
     npy: str = "none",
     alpha: float = 0.5,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str = "auto",
-    fast: bool | None = None,
-    compile_model: bool = False,
-    progress: bool | None = None,
+    run: RunOptions = RunOptions(),
 ) -> RunSummary:
     """For each image and class, ``IMAGE_rankR_CLASS.png`` (a jet overlay of the CAM) in
     ``out``, and with ``npy`` the raw maps: ``.feature.npy`` (h x w) and/or ``.image.npy``
@@ -195,8 +163,7 @@ def write_cams(
     from cam_cli.inference.cam_files import CamWriter
 
     paths, missing = collect_images(images)
-    compile_for = batch_size if compile_model and paths else None
-    localizer = _localizer(model, classes, device, compile_for, topk=topk, fast=fast)
+    localizer = _localizer(model, classes, run, bool(paths), topk=topk)
     try:
         writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha)
     except ValueError as error:
@@ -206,14 +173,7 @@ def write_cams(
         _failed(path, problem)
     failures = len(missing)
     try:
-        results = localizer.localize(
-            paths,
-            batch_size=batch_size,
-            workers=workers,
-            keep_cams=True,
-            progress=progress,
-            finish=writer.render,
-        )
+        results = run.localize(localizer, paths, keep_cams=True, finish=writer.render)
         for result in results:
             if result.error is not None:
                 failures += 1

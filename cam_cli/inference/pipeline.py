@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +41,46 @@ from cam_cli.models.speedups import fold_batch_norms
 
 logger = logging.getLogger(__name__)
 Finish = Callable[[ImageResult], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run goes, never what it computes (``fast`` aside: bf16 moves figures by at most
+    a few tenths of a point): shared by `write_boxes`, `write_cams` and `evaluate`.
+
+    ``workers=None``: `default_workers` for the device; ``fast=None``: low precision where the
+    hardware gains (`common.device.Precision`); ``progress=None``: a bar when stderr is a
+    terminal; ``lanes=None``: one per torch thread on the CPU.
+    """
+
+    batch_size: int = 32
+    workers: int | None = None
+    device: str = "auto"
+    fast: bool | None = None
+    compile_model: bool = False
+    progress: bool | None = None
+    lanes: int | None = None
+
+    def localizer(
+        self, loaded: LoadedModel, *, compile_now: bool = True, **settings: Any
+    ) -> Localizer:
+        """A `Localizer` with these run settings (compiled when asked and ``compile_now``)."""
+        localizer = Localizer(
+            loaded, device=self.device, fast=self.fast, lanes=self.lanes, **settings
+        )
+        if self.compile_model and compile_now:
+            compile_or_warn(localizer, self.batch_size)
+        return localizer
+
+    def localize(self, localizer: Localizer, paths: Sequence[str], **kwargs: Any):
+        """`Localizer.localize` with these run settings."""
+        return localizer.localize(
+            paths,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            progress=self.progress,
+            **kwargs,
+        )
 
 
 @dataclass
