@@ -275,3 +275,45 @@ def test_localizer_and_evaluate_leave_the_callers_model_alone(tmp_path):
     assert report["images"] == 2
     assert loaded.classes == classes_before and loaded.classes != classes
     assert list(loaded.model.state_dict()) == keys
+
+
+def test_boxes_made_on_the_device_equal_the_host_ones(sample_dir, mobilenet_weights):
+    """box_step="torch" (the CUDA default) on the CPU: every record of the real sample equals
+    the scipy path's, top-5 and the GT-known extra class; only boxes leave the device."""
+    loaded = load_model(
+        arch="mobilenet_v2",
+        weights=str(mobilenet_weights),
+        classes_file=sample_dir / "LOC_synset_mapping.txt",
+    )
+    paths = sorted(str(p) for p in (sample_dir / "val").iterdir())
+    records = {}
+    for step in ("scipy", "torch"):
+        localizer = Localizer(loaded, topk=5, fast=False, box_step=step)
+        assert localizer.boxes_on_device == (step == "torch")
+        results = localizer.localize(paths, extra_classes=lambda path: [7], batch_size=32)
+        records[step] = [(r.as_record(), [p.box for p in r.extra]) for r in results]
+    assert len(records["torch"]) == 434
+    assert records["torch"] == records["scipy"]
+
+
+def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_weights, tmp_path):
+    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.evaluation.evaluate import evaluate_model
+
+    for path in sorted((sample_dir / "val").iterdir())[:12]:
+        (tmp_path / path.name).symlink_to(path)
+    truth = read_annotations(sample_dir / "LOC_val_solution.csv")
+    truth = {stem: a for stem, a in truth.items() if (tmp_path / f"{stem}.JPEG").exists()}
+    loaded = load_model(
+        arch="mobilenet_v2",
+        weights=str(mobilenet_weights),
+        classes_file=sample_dir / "LOC_synset_mapping.txt",
+    )
+    reports = [
+        evaluate_model(
+            loaded, tmp_path, truth, maxboxacc=True, run=RunOptions(fast=False, box_step=step)
+        )
+        for step in ("scipy", "torch")
+    ]
+    assert reports[0]["maxboxacc_v2"]["images"] == 12
+    assert reports[0] == reports[1]

@@ -39,7 +39,7 @@ from cam_cli.evaluation.matching import (
     check_missing,
     pair_images,
 )
-from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2
+from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2, gt_boxes_in_grid
 from cam_cli.evaluation.resume import (
     PerImageLog,
     read_per_image,
@@ -102,8 +102,8 @@ class _Scorer:
         return line
 
     def maxbox_finisher(self, annotation_of: Mapping[str, ImageAnnotation]):
-        """The per-image MaxBoxAcc work (100 thresholds, every component) as a `localize`
-        ``finish``: it runs beside the network, and the CAM is dropped once it is done."""
+        """The per-image MaxBoxAcc work (100 thresholds, every component) on the host, as a
+        `localize` ``finish``: it runs beside the network, and the CAM is dropped once done."""
         maxbox = self.maxbox
         if maxbox is None:
             return None
@@ -116,6 +116,27 @@ class _Scorer:
                 result.extra_cams = None
 
         return finish
+
+    def maxbox_on_device(self, annotation_of: Mapping[str, ImageAnnotation]):
+        """The same work where the CAMs are, a batch at a time, as a `localize` ``extra_maps``:
+        only the best IoUs per threshold leave the device."""
+        from cam_cli.evaluation.maxboxacc_torch import best_ious_torch, pad_gt_boxes
+
+        maxbox = self.maxbox
+        if maxbox is None:
+            return None
+
+        def extra_maps(items, cams) -> list[np.ndarray]:
+            grid = tuple(cams.shape[-2:])
+            gt = [
+                gt_boxes_in_grid(annotation_of[item.path], item.width, item.height, grid)
+                for item in items
+            ]
+            boxes, valid = pad_gt_boxes(gt, cams.device)
+            best = best_ious_torch(cams[:, 0], boxes, valid, maxbox.thresholds)
+            return list(best.cpu().numpy())
+
+        return extra_maps
 
     def _add_maxbox_ious(self, ious: Sequence[float]) -> None:
         self.maxbox.add_best_ious(np.asarray(ious, dtype=np.float64))
@@ -351,12 +372,16 @@ def evaluate_model(
     writer = PerImageLog(per_image) if per_image is not None and todo else None
     try:
         if todo:
+            # MaxBoxAcc's sweep runs where the boxes are made: on the device with the CAMs
+            # when they are boxed there, else on the host beside the network.
+            on_device = localizer.boxes_on_device
             results = run.localize(
                 localizer,
                 [path for path, _ in todo],
                 extra_classes=lambda path: [true_class[path]],
-                keep_extra_cams=maxboxacc,
-                finish=scorer.maxbox_finisher(annotation_of),
+                keep_extra_cams=maxboxacc and not on_device,
+                extra_maps=scorer.maxbox_on_device(annotation_of) if on_device else None,
+                finish=None if on_device else scorer.maxbox_finisher(annotation_of),
             )
             for result in results:
                 annotation = annotation_of[result.path]

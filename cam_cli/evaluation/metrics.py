@@ -330,6 +330,18 @@ class LocalizationEvaluator:
 # --- MaxBoxAccV2 ------------------------------------------------------------------------------
 
 
+def gt_boxes_in_grid(
+    annotation: ImageAnnotation, width: int, height: int, grid_shape: tuple[int, int]
+) -> np.ndarray:
+    """An image's ground-truth boxes ``[n, 4]`` mapped from its ``width x height`` pixels to a
+    CAM grid of ``grid_shape`` (rows, cols), where MaxBoxAccV2 compares them."""
+    _, gt_boxes, _ = _gt_arrays(annotation, width, height)
+    if len(gt_boxes) == 0:
+        return gt_boxes
+    grid = np.array([grid_shape[::-1]])  # (width, height) of the CAM grid
+    return scale_boxes(gt_boxes, (width, height), grid)
+
+
 class MaxBoxAccV2:
     """MaxBoxAccV2 (Choe et al., CVPR 2020), matching clovaai/wsolevaluation's BoxEvaluator
     with ``multi_contour_eval=True``, ``multi_iou_eval=True``.
@@ -413,11 +425,10 @@ class MaxBoxAccV2:
     ) -> np.ndarray:
         """`best_ious` of a CAM (any grid) for an image of ``width x height`` and its annotation;
         the ground-truth boxes are mapped to the CAM's grid. All zeros without boxes."""
-        _, gt_boxes, _ = _gt_arrays(annotation, width, height)
+        gt_boxes = gt_boxes_in_grid(annotation, width, height, cam.shape)
         if len(gt_boxes) == 0:
             return np.zeros(len(self.thresholds))
-        grid = np.array([cam.shape[::-1]])  # (width, height) of the CAM grid
-        return self.best_ious(cam, scale_boxes(gt_boxes, (width, height), grid))
+        return self.best_ious(cam, gt_boxes)
 
     def add_best_ious(self, best: np.ndarray) -> None:
         """Count one image from its best IoU per threshold (as `add` returns them), so a resumed
