@@ -21,7 +21,6 @@ neighbours within a map but never across maps, so one `scipy.ndimage.label` serv
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 # 8-connectivity inside each map, no connection between consecutive maps of the stack.
 _EIGHT_CONNECTED_WITHIN_MAP = np.zeros((3, 3, 3), dtype=bool)
@@ -47,6 +46,8 @@ def _label_stack(masks: np.ndarray, dtype=np.int32) -> tuple[np.ndarray, int, np
     scipy numbers components in raster order of their first pixel, so all labels of map i are
     smaller than those of map i+1; the map of each label follows from the per-map maximum.
     """
+    from scipy import ndimage  # here, not at import: a run that boxes on the GPU never needs it
+
     labels, count = ndimage.label(masks, structure=_EIGHT_CONNECTED_WITHIN_MAP, output=dtype)
     if count == 0:
         return labels, 0, np.zeros(0, dtype=np.int64)
@@ -131,6 +132,8 @@ def component_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if count == 0:
         return map_of_label, np.zeros((0, 4), dtype=np.int64)
     # int32 labels: find_objects is ~2.5x faster on them than on intp ones.
+    from scipy import ndimage
+
     return map_of_label, _slices_to_boxes(ndimage.find_objects(labels))
 
 

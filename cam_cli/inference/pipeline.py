@@ -106,6 +106,46 @@ class _Asked:
 
 
 @dataclass
+class _DeviceOutput:
+    """A batch's network outputs, still on the device (`Localizer.launch_batch`)."""
+
+    batch: ImageBatch
+    indices: torch.Tensor | None = None  # [B, k]
+    scores: torch.Tensor | None = None
+    cams: torch.Tensor | None = None  # [B, k + m, h, w]
+    upsampled: torch.Tensor | None = None  # [B, k + m, S, S]
+    extra_indices: torch.Tensor | None = None  # [B, m]
+    extra_scores: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def to_host(self, localizer: Localizer, asked: _Asked) -> _ForwardOutput:
+        """What the host needs of the batch: classes, scores, and the boxes made on the device
+        (only they cross) or the maps to box on the host; ``asked.extra_maps`` runs here."""
+        out = _ForwardOutput(self.batch)
+        if not self.batch.items:
+            return out
+        upsampled, k = self.upsampled, self.indices.shape[1]
+        out.class_indices = self.indices.cpu().numpy()
+        out.scores = self.scores.cpu().numpy()
+        if asked.keep_cams:
+            out.feature_cams = self.cams[:, :k].cpu().numpy()
+        if localizer.boxes_on_device:
+            boxes = boxes_from_cams_torch(upsampled.flatten(0, 1), localizer.threshold)
+            out.boxes = boxes.view(*upsampled.shape[:2], 4).cpu().numpy()
+        else:
+            out.upsampled = upsampled.cpu().numpy()
+        if self.extra_indices is not None:
+            out.extra_indices = self.extra_indices.cpu().numpy()
+            out.extra_scores = self.extra_scores.cpu().numpy()
+            if asked.keep_extra_cams:
+                host = out.upsampled if out.upsampled is not None else None
+                out.extra_cams = host[:, k:] if host is not None else upsampled[:, k:].cpu().numpy()
+            if asked.extra_maps is not None:
+                out.analyses = asked.extra_maps(self.batch.items, upsampled[:, k:])
+        return out
+
+
+@dataclass
 class _ForwardOutput:
     """What the box thread needs from one batch, already on the CPU."""
 
@@ -254,8 +294,17 @@ class Localizer:
     def forward_batch(
         self, batch: ImageBatch, extra_indices: torch.Tensor | None = None, asked: _Asked = _Asked()
     ) -> _ForwardOutput:
+        """One batch through the network to what the host needs (`_DeviceOutput.to_host`)."""
+        return self.launch_batch(batch, extra_indices).to_host(self, asked)
+
+    @torch.inference_mode()
+    def launch_batch(
+        self, batch: ImageBatch, extra_indices: torch.Tensor | None = None
+    ) -> _DeviceOutput:
+        """The network and the CAMs of a batch, left on the device. Nothing here waits for the
+        device, so on a GPU the next batch is queued while the box thread collects this one."""
         if not batch.items:  # every image of the batch failed: nothing to run, keep the order
-            return _ForwardOutput(batch)
+            return _DeviceOutput(batch)
         pixels = batch.pixels.to(self.device, non_blocking=True)
         x = _channels_last(self.preprocessing.apply(pixels))
         logits, features = self._network(x)
@@ -269,42 +318,24 @@ class Localizer:
         all_indices = indices
         extra_scores = None
         if extra_indices is not None:
-            extra_indices = extra_indices.to(self.device)
+            extra_indices = extra_indices.to(self.device, non_blocking=True)
             extra_scores = class_scores(logits, extra_indices)
             all_indices = torch.cat([indices, extra_indices], dim=1)
         cams = compute_cams(features, weight, all_indices)  # [B, k + m, h, w]
         upsampled = upsample_cams(cams, (self.input_size, self.input_size))
-        k = indices.shape[1]
-        out = _ForwardOutput(
-            batch=batch,
-            class_indices=indices.cpu().numpy(),
-            scores=scores.cpu().numpy(),
-            feature_cams=cams[:, :k].cpu().numpy() if asked.keep_cams else None,
-        )
-        if self.boxes_on_device:  # only the boxes cross to the host
-            boxes = boxes_from_cams_torch(upsampled.flatten(0, 1), self.threshold)
-            out.boxes = boxes.view(*upsampled.shape[:2], 4).cpu().numpy()
-        else:
-            out.upsampled = upsampled.cpu().numpy()
-        if extra_indices is not None:
-            out.extra_indices = extra_indices.cpu().numpy()
-            out.extra_scores = extra_scores.cpu().numpy()
-            if asked.keep_extra_cams:
-                extra = upsampled[:, k:]
-                out.extra_cams = (
-                    out.upsampled[:, k:] if out.upsampled is not None else extra.cpu().numpy()
-                )
-            if asked.extra_maps is not None:
-                out.analyses = asked.extra_maps(batch.items, upsampled[:, k:])
-        return out
+        return _DeviceOutput(batch, indices, scores, cams, upsampled, extra_indices, extra_scores)
 
     def _prediction(self, rank: int, index: int, score: float, box: list[int]) -> Prediction:
         info = self.classes[index]
         return Prediction(rank, index, info.wnid, info.name, score, box)
 
-    def boxes_and_results(self, out: _ForwardOutput, asked: _Asked = _Asked()) -> list[ImageResult]:
+    def boxes_and_results(
+        self, out: _ForwardOutput | _DeviceOutput, asked: _Asked = _Asked()
+    ) -> list[ImageResult]:
         """The host half of a batch: boxes (unless made on the device), scaled to each image's
         own pixels, the results, and ``asked.finish``."""
+        if isinstance(out, _DeviceOutput):
+            out = out.to_host(self, asked)
         return _in_input_order(self._indexed_results(out, asked))
 
     def _indexed_results(self, out: _ForwardOutput, asked: _Asked) -> list[tuple[int, ImageResult]]:
@@ -454,13 +485,14 @@ class Localizer:
             yield _in_input_order(_gather(pending.popleft()))
 
     def _localize_with_box_thread(self, batches, asked: _Asked) -> Iterator[list[ImageResult]]:
-        """One forward at a time (all threads, or the GPU); the boxes of batch i are computed in
-        a thread while batch i+1 is in the network."""
+        """One forward at a time (all threads, or the GPU); batch i is collected (copied to the
+        host, boxed) in a thread while batch i+1 is launched, so the main thread never waits
+        for the device."""
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=1) as box_thread:
             for batch in batches:
-                out = self.forward_batch(batch, _extra_tensor(batch, asked.extra_classes), asked)
-                pending.append(box_thread.submit(self.boxes_and_results, out, asked))
+                launched = self.launch_batch(batch, _extra_tensor(batch, asked.extra_classes))
+                pending.append(box_thread.submit(self.boxes_and_results, launched, asked))
                 while len(pending) > 1 or (pending and pending[0].done()):
                     yield pending.popleft().result()
             while pending:
