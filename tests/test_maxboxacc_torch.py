@@ -43,7 +43,10 @@ def _cases(rng) -> tuple[list[np.ndarray], list[np.ndarray]]:
 def test_equal_to_the_host_sweep(device, wsol_boxes):
     cams, gts = _cases(np.random.default_rng(0))
     reference = MaxBoxAccV2(reproduce_wsol_boxes=wsol_boxes)
-    want = [reference.best_ious(c, g) if len(g) else np.zeros(100) for c, g in zip(cams, gts)]
+    want = [
+        reference.best_ious(c, g) if len(g) else np.zeros(100)
+        for c, g in zip(cams, gts, strict=True)
+    ]
     boxes, valid = pad_gt_boxes(gts, torch.device(device))
     stack = torch.from_numpy(np.stack(cams)).to(device)
     got = best_ious_torch(stack, boxes, valid, reference.thresholds, wsol_boxes).cpu().numpy()

@@ -27,6 +27,7 @@ def bbox(
     device: o.Device = "auto",
     fast: o.Fast = None,
     compile_model: o.Compile = False,
+    decode: o.Decode = o.DecodeMode.auto,
     output_format: Annotated[
         o.OutputFormat, typer.Option("--format", help="jsonl or csv.")
     ] = o.OutputFormat.jsonl,
@@ -64,6 +65,6 @@ def bbox(
             threshold=threshold,
             classes=class_query,
             draw=draw,
-            run=o.run_options(batch_size, workers, device, fast, compile_model, quiet),
+            run=o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
         )
     o.end_of_run(summary)

@@ -32,6 +32,7 @@ def cam(
     device: o.Device = "auto",
     fast: o.Fast = None,
     compile_model: o.Compile = False,
+    decode: o.Decode = o.DecodeMode.auto,
     quiet: o.Quiet = False,
 ) -> None:
     """Write each image's class activation maps as colour overlays (PNG), optionally raw (.npy).
@@ -58,6 +59,6 @@ def cam(
             classes=class_query,
             npy=npy.value,
             alpha=alpha,
-            run=o.run_options(batch_size, workers, device, fast, compile_model, quiet),
+            run=o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
         )
     o.end_of_run(summary)

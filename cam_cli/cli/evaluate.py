@@ -31,6 +31,7 @@ MODEL_OPTIONS = (
     "threshold",
     "fast",
     "compile_model",
+    "decode",
 )
 
 
@@ -138,6 +139,7 @@ def eval_command(
     device: o.Device = "auto",
     fast: o.Fast = None,
     compile_model: o.Compile = False,
+    decode: o.Decode = o.DecodeMode.auto,
     quiet: o.Quiet = False,
 ) -> None:
     """ILSVRC localization error (top-1/top-5, GT-known, baselines; MaxBoxAccV2 on request).
@@ -188,7 +190,7 @@ def eval_command(
             per_image=per_image,
             run=None
             if predictions is not None
-            else o.run_options(batch_size, workers, device, fast, compile_model, quiet),
+            else o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
         )
     _write_outputs(report, format_report(report), json_out)
     raise typer.Exit(o.EXIT_SOME_FAILED if report["failed_images"] else o.EXIT_OK)

@@ -79,6 +79,12 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
+class DecodeMode(StrEnum):
+    auto = "auto"
+    pil = "pil"
+    device = "device"
+
+
 class NpyMaps(StrEnum):
     none = "none"
     feature = "feature"
@@ -157,6 +163,14 @@ Compile = Annotated[
         "forward up. Same results; falls back to eager if it fails.",
     ),
 ]
+Decode = Annotated[
+    DecodeMode,
+    typer.Option(
+        help="Where JPEGs are decoded: 'device' decodes baseline JPEGs in batches on the "
+        "model's device (nvJPEG on CUDA) and everything else with PIL; 'pil' decodes all with "
+        "PIL in the workers; 'auto' is 'device' on CUDA and 'pil' elsewhere.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 Images = Annotated[
     list[str] | None,
@@ -208,7 +222,7 @@ def model_options(
     )
 
 
-def run_options(batch_size, workers, device, fast, compile_model, quiet):
+def run_options(batch_size, workers, device, fast, compile_model, quiet, decode=DecodeMode.auto):
     """The run options as the library's `RunOptions` (imported here: it pulls in torch)."""
     from cam_cli.inference.pipeline import RunOptions
 
@@ -219,6 +233,7 @@ def run_options(batch_size, workers, device, fast, compile_model, quiet):
         fast=fast,
         compile_model=compile_model,
         progress=progress(quiet),
+        decode=DecodeMode(decode).value,
     )
 
 

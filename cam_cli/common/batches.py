@@ -4,6 +4,10 @@ Inference and training both decode with `load_resized` into uint8 ``[3, S, S]`` 
 move between processes than floats; the network's normalisation runs on its device), and both
 batch with `collate_images`: good images stacked, failed ones carried along so every failure is
 reported once and counted, never silently dropped.
+
+With device decoding (`common.device_decode`) an item may instead carry its JPEG file's bytes
+(``encoded``); the collate packs those back to back into ``ImageBatch.pending``, and the main
+process decodes them on the device before the batch reaches the network.
 """
 
 from __future__ import annotations
@@ -24,6 +28,18 @@ class DecodedImage:
     pixels: np.ndarray | None  # uint8 [3, S, S] resized to the network input, None on error
     error: str | None = None
     label: int | None = None  # the class, for training items
+    encoded: np.ndarray | None = None  # uint8 JPEG file bytes, to decode on the device instead
+
+
+def decode_item(
+    index: int, path: str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> DecodedImage:
+    """The robust PIL path for one file: pixels resized to ``size``, or the one-line error."""
+    try:
+        pixels, width, height = load_resized(path, size, max_pixels)
+    except ValueError as error:
+        return DecodedImage(index, path, 0, 0, None, str(error))
+    return DecodedImage(index, path, width, height, pixels)
 
 
 class ImageListDataset:
@@ -38,12 +54,21 @@ class ImageListDataset:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> DecodedImage:
-        path = self.paths[index]
-        try:
-            pixels, width, height = load_resized(path, self.size, self.max_pixels)
-        except ValueError as error:
-            return DecodedImage(index, path, 0, 0, None, str(error))
-        return DecodedImage(index, path, width, height, pixels)
+        return decode_item(index, self.paths[index], self.size, self.max_pixels)
+
+
+@dataclass
+class PendingJpegs:
+    """JPEG files of a batch still to be decoded on the device: their bytes back to back in
+    one uint8 tensor (one shared-memory block from a DataLoader worker, not one per file)."""
+
+    items: list[DecodedImage]  # in input order; `pixels` None, width/height from the header
+    data: object  # torch.Tensor uint8 [total bytes]
+    sizes: list[int]  # bytes of each file
+
+    def files(self) -> list:
+        """One 1-D uint8 tensor per file (views of `data`)."""
+        return list(self.data.split(self.sizes))
 
 
 @dataclass
@@ -53,6 +78,7 @@ class ImageBatch:
     pixels: object  # torch.Tensor uint8 [B, 3, S, S] (B may be 0)
     items: list[DecodedImage]  # the good ones, in the order of `pixels`
     failed: list[DecodedImage]
+    pending: PendingJpegs | None = None  # device decoding: not in `pixels` yet
 
     def pin_memory(self) -> ImageBatch:
         self.pixels = self.pixels.pin_memory()
@@ -62,7 +88,7 @@ class ImageBatch:
 def collate_images(samples: list[DecodedImage]) -> ImageBatch:
     import torch
 
-    good = [s for s in samples if s.error is None]
+    good = [s for s in samples if s.error is None and s.encoded is None]
     failed = [s for s in samples if s.error is not None]
     if good:
         pixels = torch.from_numpy(np.stack([s.pixels for s in good]))
@@ -70,4 +96,11 @@ def collate_images(samples: list[DecodedImage]) -> ImageBatch:
         pixels = torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
     for s in good:
         s.pixels = None  # the stacked tensor holds them now
-    return ImageBatch(pixels, good, failed)
+    pending = None
+    encoded = [s for s in samples if s.error is None and s.encoded is not None]
+    if encoded:
+        data = torch.from_numpy(np.concatenate([s.encoded for s in encoded]))
+        pending = PendingJpegs(encoded, data, [len(s.encoded) for s in encoded])
+        for s in encoded:
+            s.encoded = None  # `data` holds the bytes now
+    return ImageBatch(pixels, good, failed, pending)

@@ -306,6 +306,7 @@ def evaluate_model(
     report (e.g. the input paths). ``loaded`` is left as it was. Raises `EvaluationError` on
     mismatches.
     """
+    from cam_cli.common.device_decode import resolve_decode
     from cam_cli.inference.pipeline import RunOptions, compile_or_warn
 
     run = run or RunOptions()
@@ -331,6 +332,7 @@ def evaluate_model(
         "fast": localizer.precision.enabled,  # resolved: None means "where the hardware gains"
         "maxboxacc": maxboxacc,
         "device": str(localizer.device),
+        "decode": resolve_decode(run.decode, localizer.device),  # "pil" or "device"
     }
     fingerprint = None
     if per_image is not None:
@@ -340,6 +342,8 @@ def evaluate_model(
                 "model": loaded.digest(),
                 "ground_truth": _annotations_digest(annotations),
                 **{key: settings[key] for key in ("threshold", "topk", "fast", "maxboxacc")},
+                # device decoding moves pixels slightly; PIL runs keep their old fingerprints
+                **({"decode": "device"} if settings["decode"] == "device" else {}),
             }
         )
     scorer = _Scorer(maxboxacc, fingerprint)

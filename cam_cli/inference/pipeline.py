@@ -30,6 +30,7 @@ import torch
 
 from cam_cli.common.batches import ImageBatch, ImageListDataset, collate_images
 from cam_cli.common.device import Precision, keep_freed_memory, resolve_device
+from cam_cli.common.device_decode import JpegRoutingDataset, decode_batches, resolve_decode
 from cam_cli.errors import SetupError
 from cam_cli.inference.boxes import boxes_from_cams, scale_boxes
 from cam_cli.inference.boxes_torch import boxes_from_cams_torch
@@ -66,6 +67,7 @@ class RunOptions:
     progress: bool | None = None
     lanes: int | None = None
     box_step: str = "auto"  # see `Localizer`: where CAMs become boxes
+    decode: str = "auto"  # JPEG decoding: auto, pil or device (`common.device_decode`)
 
     def localizer(
         self, loaded: LoadedModel, *, compile_now: bool = True, **settings: Any
@@ -90,6 +92,7 @@ class RunOptions:
             batch_size=self.batch_size,
             workers=self.workers,
             progress=self.progress,
+            decode=self.decode,
             **kwargs,
         )
 
@@ -417,6 +420,7 @@ class Localizer:
         progress: bool | None = None,
         max_pixels: int | None = None,
         finish: Finish | None = None,
+        decode: str = "auto",
     ) -> Iterator[ImageResult]:
         """Results for every path, in input order (a failed image yields a result with `error`).
 
@@ -429,12 +433,17 @@ class Localizer:
         ``finish(result)`` is called for every good image where its boxes are made (a lane or
         the box thread), so heavy per-image work runs beside the network; it may set
         ``result.analysis`` and must be thread-safe. ``progress``: a bar on stderr; ``None``
-        shows it when stderr is a terminal.
+        shows it when stderr is a terminal. ``decode``: where JPEGs are decoded, "pil" (the
+        workers or the decode thread), "device" (`common.device_decode`: batched on the
+        model's device, other files by PIL) or "auto" (the device on CUDA, PIL elsewhere).
         """
         from torch.utils.data import DataLoader
         from tqdm import tqdm
 
-        dataset = ImageListDataset(list(paths), self.input_size)
+        # --- device JPEG decoding (common.device_decode): workers route, this process decodes
+        on_device = resolve_decode(decode, self.device) == "device"
+        dataset_type = JpegRoutingDataset if on_device else ImageListDataset
+        dataset = dataset_type(list(paths), self.input_size)
         if max_pixels is not None:
             dataset.max_pixels = max_pixels
         if workers is None:
@@ -456,6 +465,9 @@ class Localizer:
             leave=False,
         )
         batches = loader if workers > 0 else prefetched(loader, depth=2)
+        if on_device:  # in this thread, never beside it: see common.device_decode
+            batches = decode_batches(batches, self.device, self.input_size, dataset.max_pixels)
+        # --- end of device JPEG decoding
         asked = _Asked(keep_cams, extra_classes, keep_extra_cams, extra_maps, finish)
         pool = self._lane_pool()
         if pool is not None:
