@@ -192,6 +192,8 @@ def eval_command(
             if predictions is not None
             else o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
         )
+    if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
+        return
     _write_outputs(report, format_report(report), json_out)
     raise typer.Exit(o.EXIT_SOME_FAILED if report["failed_images"] else o.EXIT_OK)
 

@@ -10,6 +10,7 @@ import sys
 import typer
 
 from cam_cli.cli import bbox, cam, evaluate, models, synth, train
+from cam_cli.cli.options import main_process
 
 app = typer.Typer(
     name="cam-cli",
@@ -39,10 +40,25 @@ app.command(help=train.HELP)(train.train)
 def main() -> None:
     """Console entry point: click's usage errors exit 2, our own errors say what to do."""
     try:
-        app()
+        if main_process():
+            app()
+        else:
+            sys.exit(_other_rank())
     except KeyboardInterrupt:
         typer.echo("cam-cli: interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:  # `cam-cli bbox ... | head` closes the pipe early; not an error
         sys.stderr.close()
         sys.exit(0)
+
+
+def _other_rank() -> int:
+    """A rank other than 0 under torchrun: the same command, but click's usage errors go
+    unprinted (rank 0 prints them once for all). Exit code 2 for a usage error, as on rank 0;
+    0 at the end of a run, whose code is rank 0's (`options.main_process`)."""
+    try:
+        return app(standalone_mode=False) or 0  # typer.Exit(code) comes back as the code
+    except Exception as error:
+        if not hasattr(error, "show") or not isinstance(getattr(error, "exit_code", None), int):
+            raise
+        return error.exit_code  # a click usage error (ClickException)

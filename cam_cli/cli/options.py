@@ -7,6 +7,7 @@ Exit codes: 0 all good, 1 some inputs failed (each named on stderr), 2 usage err
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +23,17 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 LOGGER = "cam_cli"
 
 
+def main_process() -> bool:
+    """Not one of the other ranks torchrun started. Rank 0 speaks for them all: it prints the
+    errors (every rank exits 2 on a usage error) and the end of the run, whose exit code is its
+    own (the others exit 0, since torchrun stops every rank once one exits non-zero, and rank 0
+    may still be writing then)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    typer.echo(f"cam-cli: error: {message}", err=True)
+    if main_process():
+        typer.echo(f"cam-cli: error: {message}", err=True)
     return typer.Exit(code)
 
 
@@ -53,14 +63,14 @@ class _StderrHandler(logging.Handler):
 
 def configure_logging(quiet: bool = False) -> None:
     """The library's notes (INFO) and per-image problems (WARNING) as ``cam-cli: ...`` lines
-    on stderr; ``--quiet`` keeps the problems only."""
+    on stderr; ``--quiet`` keeps the problems only, as do the other ranks under torchrun."""
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("cam-cli: %(message)s"))
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(logging.WARNING if quiet or not main_process() else logging.INFO)
     logger.propagate = False
 
 
@@ -239,6 +249,6 @@ def run_options(batch_size, workers, device, fast, compile_model, quiet, decode=
 
 def end_of_run(summary) -> None:
     """`RunSummary` -> the closing line and exit code 1 when some inputs failed."""
-    if summary.failed:
+    if summary.failed and main_process():
         typer.echo(f"cam-cli: {summary.failed} of {summary.images} images failed", err=True)
         raise typer.Exit(EXIT_SOME_FAILED)

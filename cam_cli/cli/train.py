@@ -131,9 +131,9 @@ def train(
         "backbone_weights": str(backbone_weights) if backbone_weights is not None else None,
     }  # fmt: skip
     o.configure_logging(quiet)
+    from cam_cli.common.distributed import is_main_process
     from cam_cli.errors import SetupError
     from cam_cli.training.config import TrainingDiverged
-    from cam_cli.training.distributed import is_main_process
     from cam_cli.training.loop import train_from_options
 
     with o.errors_as_exit():

@@ -304,9 +304,12 @@ def evaluate_model(
     is resumed (its images are not run again) when it was written by the same model (weights
     compared by content), ground truth and settings. ``settings`` are extra entries for the
     report (e.g. the input paths). ``loaded`` is left as it was. Raises `EvaluationError` on
-    mismatches.
+    mismatches. In a group of processes (``with run.processes() as run:``, as `evaluate` does
+    under torchrun) every rank runs its share of the images, rank 0 alone reads and writes
+    ``per_image``, and every rank returns rank 0's report.
     """
     from cam_cli.common.device_decode import resolve_decode
+    from cam_cli.inference import sharding
     from cam_cli.inference.pipeline import RunOptions, compile_or_warn
 
     run = run or RunOptions()
@@ -348,9 +351,11 @@ def evaluate_model(
         )
     scorer = _Scorer(maxboxacc, fingerprint)
     by_stem = {annotation.image_id: annotation for _, annotation in items}
-    done: set[str] = set()
-    if per_image is not None:
-        for line in read_per_image(per_image, fingerprint):
+
+    def left_to_do() -> list[str]:
+        """The images not in the per-image file yet (its lines are fed to the scorer)."""
+        done: set[str] = set()
+        for line in read_per_image(per_image, fingerprint) if per_image is not None else ():
             image_id = line.get("image_id")
             if image_id not in by_stem or image_id in done:
                 problem = "is listed twice" if image_id in done else "is not being evaluated now"
@@ -364,8 +369,11 @@ def evaluate_model(
             logger.info(
                 "resuming: %d of %d images already scored in %s", len(done), len(items), per_image
             )
+        return [str(path) for path, _ in items if path.stem not in done]
 
-    todo = [(str(path), annotation) for path, annotation in items if path.stem not in done]
+    # Under torchrun rank 0 alone reads (and trims) the file, and tells every rank what is left.
+    annotation_of_path = {str(path): annotation for path, annotation in items}
+    todo = [(path, annotation_of_path[path]) for path in sharding.from_rank_zero(left_to_do)]
     to_index = _label_indices(loaded.classes)
     # The pipeline wants as many extra classes for every image: an image without a label
     # (scored wrong anyway) asks for class 0 and gets no GT-known box.
@@ -373,7 +381,8 @@ def evaluate_model(
     annotation_of = dict(todo)
     if run.compile_model and todo:
         compile_or_warn(localizer, run.batch_size)
-    writer = PerImageLog(per_image) if per_image is not None and todo else None
+    main = sharding.is_rank_zero()  # under torchrun the other ranks run, never score or write
+    writer = PerImageLog(per_image) if per_image is not None and todo and main else None
     try:
         if todo:
             # MaxBoxAcc's sweep runs where the boxes are made: on the device with the CAMs
@@ -398,7 +407,9 @@ def evaluate_model(
         localizer.close()
         if writer is not None:
             writer.close()
-    return scorer.report(missing, settings, gt_known_available=True)
+    return sharding.from_rank_zero(
+        lambda: scorer.report(missing, settings, gt_known_available=True)
+    )
 
 
 def _absolute(path: str | Path) -> str:
@@ -466,17 +477,19 @@ def evaluate(
         raise EvaluationError("give a model, or the predictions of `cam-cli bbox`")
     if image_source is None:
         raise EvaluationError("give the images to run the model over")
-    device = run.device if run is not None else "auto"
-    loaded = load_model(model, device=device) if isinstance(model, ModelOptions) else model
-    return evaluate_model(
-        loaded,
-        image_source,
-        truth,
-        classes=label_classes,
-        allow_missing=allow_missing,
-        threshold=threshold,
-        maxboxacc=maxboxacc,
-        per_image=per_image,
-        run=run,
-        settings=settings,
-    )
+    from cam_cli.inference.pipeline import RunOptions
+
+    with (run or RunOptions()).processes() as run:  # torchrun: the group, this process's device
+        loaded = load_model(model, device=run.device) if isinstance(model, ModelOptions) else model
+        return evaluate_model(
+            loaded,
+            image_source,
+            truth,
+            classes=label_classes,
+            allow_missing=allow_missing,
+            threshold=threshold,
+            maxboxacc=maxboxacc,
+            per_image=per_image,
+            run=run,
+            settings=settings,
+        )

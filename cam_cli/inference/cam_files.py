@@ -26,11 +26,19 @@ class RenderedCams:
 class CamWriter:
     """Names say image, rank and class: ``IMAGE_rank1_n01440764-tench.png``."""
 
-    def __init__(self, out_dir: Path, inputs: list[str], npy: str = "none", alpha: float = 0.5):
+    def __init__(
+        self,
+        out_dir: Path,
+        inputs: list[str],
+        npy: str = "none",
+        alpha: float = 0.5,
+        make_dir: bool = True,  # False: only `render` will be used (a rank that never writes)
+    ):
         if npy not in NPY_CHOICES:
             raise ValueError(f"npy must be one of {', '.join(NPY_CHOICES)}, not {npy!r}")
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if make_dir:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.inputs = {Path(p).resolve() for p in inputs}
         self.npy = npy
         self.alpha = alpha

@@ -2,7 +2,9 @@
 
 Both take image sources as the command line does (files, folders, ``-`` for paths on stdin),
 never stop for one bad image (it gets an error record or is skipped, is named in one line on
-the ``cam_cli`` logger, and is counted), and write every file atomically.
+the ``cam_cli`` logger, and is counted), and write every file atomically. Under torchrun they
+share the images out among the processes, and rank 0 writes what one process would write
+(`inference.sharding`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import IO
 from cam_cli.common.atomic import write_bytes_atomic
 from cam_cli.common.images import find_images
 from cam_cli.errors import SetupError
+from cam_cli.inference import sharding
 from cam_cli.inference.draw import boxes_png, output_stem
 from cam_cli.inference.pipeline import Localizer, RunOptions
 from cam_cli.inference.results import ImageResult
@@ -90,14 +93,15 @@ def write_boxes(
     """Boxes for the top-k classes (or the given ``classes``) of every image, one record per
     image in input order, to ``output`` (a file written atomically, an open stream, or stdout
     for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes."""
-    paths, missing = collect_images(images)
-    localizer = _localizer(model, classes, run, bool(paths), topk=topk, threshold=threshold)
-    try:
-        return localize_to_records(
-            localizer, paths, missing, output=output, fmt=fmt, draw=draw, run=run
-        )
-    finally:
-        localizer.close()
+    with run.processes() as run:  # under torchrun: the group, this process's device
+        paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
+        localizer = _localizer(model, classes, run, bool(paths), topk=topk, threshold=threshold)
+        try:
+            return localize_to_records(
+                localizer, paths, missing, output=output, fmt=fmt, draw=draw, run=run
+            )
+        finally:
+            localizer.close()
 
 
 def localize_to_records(
@@ -111,7 +115,13 @@ def localize_to_records(
     run: RunOptions = RunOptions(),
 ) -> RunSummary:
     """The run of `write_boxes` with a prepared `Localizer` (scripts/bench_bbox.py times this,
-    the model set-up apart): ``missing`` are inputs that were not found, written as errors."""
+    the model set-up apart): ``missing`` are inputs that were not found, written as errors.
+    In a group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
+    finish = None if draw is None else _render_boxes
+    if not sharding.is_rank_zero():  # another rank of a torchrun group: its share, no output
+        for _ in run.localize(localizer, paths, finish=finish):
+            pass
+        return sharding.shared(None)
     draw_dir = None if draw is None else Path(draw)
     if draw_dir is not None:
         draw_dir.mkdir(parents=True, exist_ok=True)
@@ -122,15 +132,14 @@ def localize_to_records(
         for path, problem in missing:
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
-        results = run.localize(localizer, paths, finish=None if draw_dir is None else _render_boxes)
-        for result in results:
+        for result in run.localize(localizer, paths, finish=finish):
             writer.write(result.as_record())
             if result.error is not None:
                 failures += 1
                 _failed(result.path, result.error)
             elif draw_dir is not None:
                 failures += not _save_drawing(result, draw_dir, taken)
-    return RunSummary(len(paths) + len(missing), failures)
+    return sharding.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> bool:
@@ -162,28 +171,30 @@ def write_cams(
     (upsampled bilinearly to the image's H x W). Inputs are never overwritten."""
     from cam_cli.inference.cam_files import CamWriter
 
-    paths, missing = collect_images(images)
-    localizer = _localizer(model, classes, run, bool(paths), topk=topk)
-    try:
-        writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha)
-    except ValueError as error:
-        localizer.close()
-        raise SetupError(str(error)) from None
-    for path, problem in missing:
-        _failed(path, problem)
-    failures = len(missing)
-    try:
-        results = run.localize(localizer, paths, keep_cams=True, finish=writer.render)
-        for result in results:
-            if result.error is not None:
-                failures += 1
-                _failed(result.path, result.error)
-                continue
-            try:
-                writer.write(result)
-            except (ValueError, OSError) as error:
-                failures += 1
-                _failed(result.path, str(error))
-    finally:
-        localizer.close()
-    return RunSummary(len(paths) + len(missing), failures)
+    with run.processes() as run:  # under torchrun: the group, this process's device
+        paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
+        localizer = _localizer(model, classes, run, bool(paths), topk=topk)
+        main = sharding.is_rank_zero()  # the others of a torchrun group render, never write
+        try:
+            writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
+        except ValueError as error:
+            localizer.close()
+            raise SetupError(str(error)) from None
+        for path, problem in missing if main else ():
+            _failed(path, problem)
+        failures = len(missing)
+        try:
+            results = run.localize(localizer, paths, keep_cams=True, finish=writer.render)
+            for result in results:  # none on the other ranks
+                if result.error is not None:
+                    failures += 1
+                    _failed(result.path, result.error)
+                    continue
+                try:
+                    writer.write(result)
+                except (ValueError, OSError) as error:
+                    failures += 1
+                    _failed(result.path, str(error))
+        finally:
+            localizer.close()
+        return sharding.shared(RunSummary(len(paths) + len(missing), failures))

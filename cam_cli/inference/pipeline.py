@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from cam_cli.common.batches import ImageBatch, ImageListDataset, collate_images
 from cam_cli.common.device import Precision, keep_freed_memory, resolve_device
 from cam_cli.common.device_decode import JpegRoutingDataset, decode_batches, resolve_decode
 from cam_cli.errors import SetupError
+from cam_cli.inference import sharding
 from cam_cli.inference.boxes import boxes_from_cams, scale_boxes
 from cam_cli.inference.boxes_torch import boxes_from_cams_torch
 from cam_cli.inference.cam import class_scores, compute_cams, top_classes, upsample_cams
@@ -86,15 +88,26 @@ class RunOptions:
         return localizer
 
     def localize(self, localizer: Localizer, paths: Sequence[str], **kwargs: Any):
-        """`Localizer.localize` with these run settings."""
-        return localizer.localize(
-            paths,
+        """`Localizer.localize` with these run settings. In a group of several processes (see
+        `processes`), each runs its share of ``paths``, and rank 0 yields every result in input
+        order while the others yield none (`sharding.localize_shards`)."""
+        settings = dict(
             batch_size=self.batch_size,
             workers=self.workers,
             progress=self.progress,
             decode=self.decode,
-            **kwargs,
         )
+        if not sharding.active():
+            return localizer.localize(paths, **settings, **kwargs)
+        if self.workers is None:  # the machine's cores are shared by the processes on it
+            settings["workers"] = default_workers(localizer.device, sharding.cpus_per_process())
+        return sharding.localize_shards(localizer.localize, paths, **settings, **kwargs)
+
+    def processes(self) -> AbstractContextManager[RunOptions]:
+        """``with run.processes() as run:`` one job's processes: under torchrun, a process
+        group for the job and these options with this process's device (cuda:LOCAL_RANK or the
+        CPU); in one process, these options and nothing else (`sharding.processes`)."""
+        return sharding.processes(self)
 
 
 @dataclass(frozen=True)

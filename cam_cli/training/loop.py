@@ -38,6 +38,8 @@ from torch import Tensor, nn
 from cam_cli.common.atomic import remove_stale_temp_files
 from cam_cli.common.batches import ImageBatch, collate_images
 from cam_cli.common.device import Precision
+from cam_cli.common.distributed import Dist, setup_distributed
+from cam_cli.errors import SetupError
 from cam_cli.models.loading import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET, Preprocessing
 from cam_cli.models.registry import get_arch
@@ -65,7 +67,6 @@ from cam_cli.training.config import (
     resume_differences,
 )
 from cam_cli.training.data import EpochSampler, LabeledImages, TrainData, ValSampler, scan_data
-from cam_cli.training.distributed import Dist, setup_distributed
 from cam_cli.training.model import build_optimizer, initial_model, lr_factor, set_lr
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
@@ -473,7 +474,10 @@ def train(
     """
     run_dir = Path(out_dir)
     data = scan_data(data_dir)
-    ddp, device = setup_distributed(config.device)
+    try:
+        ddp, device = setup_distributed(config.device)
+    except SetupError as error:  # a --device that is not here
+        raise TrainError(str(error)) from None
     log = _main_log(ddp)
     try:
         for note in data.notes:

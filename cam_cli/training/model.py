@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cam_cli.common.distributed import is_main_process
 from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
     ModelLoadError,
@@ -27,7 +28,6 @@ from cam_cli.models.weights import (
     unwrap_state_dict,
 )
 from cam_cli.training.config import TrainConfig, TrainError
-from cam_cli.training.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
-"""One process, or the processes torchrun starts: the whole distributed set-up of training.
+"""One process, or the processes torchrun starts: the one distributed set-up of training and of
+sharded inference (`inference.sharding`).
 
 torchrun describes the group in RANK / WORLD_SIZE / LOCAL_RANK; nccl joins CUDA processes, gloo
-CPU ones. Only rank 0 writes files and logs; `is_main_process` answers that anywhere.
+CPU ones, and each CUDA process uses the GPU cuda:LOCAL_RANK. Only rank 0 writes files and logs;
+`is_main_process` answers that anywhere.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import torch
 import torch.distributed as dist
 
 from cam_cli.common.device import resolve_device
-from cam_cli.errors import SetupError
-from cam_cli.training.config import TrainError
 
 
 def is_main_process() -> bool:
@@ -22,6 +22,11 @@ def is_main_process() -> bool:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank() == 0
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def launched_processes() -> int:
+    """How many processes torchrun started (WORLD_SIZE); 1 without torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 @dataclass
@@ -42,15 +47,12 @@ class Dist:
 
 def setup_distributed(device: str) -> tuple[Dist, torch.device]:
     """Single process, or the process group torchrun describes in RANK/WORLD_SIZE/LOCAL_RANK
-    (nccl on CUDA, gloo on CPU). An already initialised group is used as it is."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    (nccl on CUDA, gloo on CPU). An already initialised group is used as it is. Raises
+    `SetupError` for a ``device`` that is not here."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    try:
-        chosen = resolve_device(device)
-    except SetupError as error:
-        raise TrainError(str(error)) from None
+    chosen = resolve_device(device)
     wants_cuda = chosen.type == "cuda"
-    if world <= 1 and not dist.is_initialized():
+    if launched_processes() <= 1 and not dist.is_initialized():
         return Dist(), chosen
     torch_device = torch.device("cuda", local_rank) if wants_cuda else torch.device("cpu")
     if wants_cuda:
