@@ -46,12 +46,42 @@ give random classes and boxes, which cost the same to compute.
 image list repeated, given on stdin with ``--images -``, output to /dev/null) and reports the
 peak RSS of both and their difference: streaming means it must not grow with the input.
 
+GPU-scale mode (``--device cuda``, or ``--device cpu`` to try it here), for each network of
+``--archs`` (default ``--arch``), each in a subprocess of its own:
+
+  forward   uint8 images decoded before the clock starts and already on the device ->
+            preprocessing -> the network as the `Localizer` prepares it (batch norm folded,
+            channels_last, the precision of ``--fast``: cam-cli's default unless given, bf16 on
+            CUDA), batch ``--batch-size`` (default 256 on CUDA, 32 on the CPU).
+  decode    JPEG files -> uint8 [B, 3, S, S] batches on the device by cam-cli's own decode path
+            (`ImageListDataset` + `collate_images` in a DataLoader with `default_workers(device)`
+            processes, pinned memory, non-blocking copies; a decode thread with 0 workers). It
+            does not depend on the network: measured once per input size, shown for each.
+  pipeline  JPEG files -> JSON Lines: `inference.jobs.localize_to_records` with a prepared
+            `Localizer` and ``RunOptions(device, batch_size, workers)``, top-k.
+  eval      (``--eval [ARCHS]``) what `cam-cli eval --maxboxacc` runs
+            (`evaluation.evaluate.evaluate_model`, its Localizer set-up included) over the
+            annotated sample files themselves (``--eval-images``), minus model and annotation
+            loading.
+Every pass is timed between two ``torch.cuda.synchronize()``; each variant reports its host
+peak RSS and its GPU memory peak (``torch.cuda.max_memory_allocated``, its own process, reset
+at its start). Then the ratios pipeline / min(forward, decode) and pipeline / forward, and the
+issue's targets as PASS/FAIL lines (N/A, with the figure, when the run is not under the
+targets' conditions: CUDA, top-5, batch 256, bf16). ``--replicate-to N`` makes N distinct files
+(hard links, or symlinks across file systems) from the sample in a temp dir. ``--rss-check``
+with ``--device`` runs the real CLI through a wrapper that also reads its GPU memory peak.
+``--time-limit S`` skips what would start after S seconds and stops a variant still running.
+
 Examples (from the repository root):
 
   .venv/bin/pip install -e ".[bench]"        # torchcam, grad-cam, psutil
   .venv/bin/python scripts/bench_bbox.py --arch mobilenet_v2 --num-images 256 --rounds 2
   .venv/bin/python scripts/bench_bbox.py --arch googlenet --variants a,b,c,d,e --json
   .venv/bin/python scripts/bench_bbox.py --rss-only --fast
+  python3 scripts/bench_bbox.py --device cuda --archs mobilenet_v2,googlenet,resnet50,vgg16-gap \
+      --replicate-to 4330 --eval mobilenet_v2 --rss-check
+  .venv/bin/python scripts/bench_bbox.py --device cpu --archs mobilenet_v2,googlenet \
+      --replicate-to 48 --batch-size 8 --repeats 1
 
 Timings on a shared machine are noisy: repeat, and compare medians.
 """
@@ -66,6 +96,7 @@ import math
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -75,10 +106,25 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO.parent / "shared" / "data" / "ilsvrc2012-val-sample"
+# The real sample and weights: ../shared, else the copy that scripts/prepare_device_data.sh
+# makes in device_data/ (carried to a machine that has no ../shared).
+SHARED_SAMPLE = REPO.parent / "shared" / "data" / "ilsvrc2012-val-sample"
+DEVICE_DATA = REPO / "device_data"
+SAMPLE = SHARED_SAMPLE if SHARED_SAMPLE.is_dir() or not DEVICE_DATA.is_dir() else DEVICE_DATA
 DEFAULT_IMAGES = SAMPLE / "val"
 DEFAULT_CLASSES = SAMPLE / "LOC_synset_mapping.txt"
-MOBILENET_WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_v2-imagenet.pth"
+DEFAULT_ANNOTATIONS = SAMPLE / "LOC_val_solution.csv"
+MOBILENET_WEIGHTS = next(
+    (
+        path
+        for path in (
+            REPO.parent / "shared" / "weights" / "mobilenet_v2-imagenet.pth",
+            DEVICE_DATA / "weights" / "mobilenet_v2-imagenet.pth",
+        )
+        if path.is_file()
+    ),
+    REPO.parent / "shared" / "weights" / "mobilenet_v2-imagenet.pth",
+)
 
 VARIANTS = {
     "a": "forward only (decoded uint8 in memory, fp32)",
@@ -96,6 +142,21 @@ TARGETS = [
     ("c", "d", 4.0, {"googlenet"}),
 ]
 RSS_TARGET_MB = 150.0
+
+# GPU-scale mode (``--device``): the variants, and the targets of the issue "GPU-scale
+# localization", which hold under TARGET_CONDITIONS.
+DEVICE_VARIANTS = {
+    "forward": "forward only (uint8 on the device)",
+    "decode": "decode only (JPEG -> uint8 on the device)",
+    "pipeline": "pipeline (JPEG -> JSON Lines)",
+    "eval": "eval --maxboxacc",
+}
+TARGET_CONDITIONS = {"device": "cuda", "topk": 5, "batch_size": 256, "precision": "bf16"}
+PIPELINE_SHARE = 0.80  # pipeline >= 80% of min(forward only, decode only), every network
+MOBILENET_RATE = 5000.0  # mobilenet_v2 pipeline img/s ...
+MOBILENET_FILES = 4330  # ... over the sample replicated to this many files
+EVAL_SHARE = 0.50  # eval --maxboxacc >= 50% of the pipeline's rate
+GPU_GROWTH_TARGET_MB = RSS_TARGET_MB  # GPU memory peak, 500 vs 5000 images
 # A pass counts as quiet when other processes used at most this share of the machine's CPUs.
 QUIET_SHARE = 0.10
 
@@ -187,19 +248,25 @@ def _machine_busy_seconds() -> float | None:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _timed(warm_up, one_pass, repeats: int) -> dict:
+def _timed(warm_up, one_pass, repeats: int, sync=None) -> dict:
     """Run the warm-up once (timed apart), then `repeats` passes: wall and CPU seconds each.
 
     ``foreign`` is the share of the machine's CPU capacity that *other* processes used during
     a pass (machine busy time minus ours): passes with little of it are the trustworthy ones.
+    ``sync`` (``torch.cuda.synchronize`` on CUDA) runs before the clock starts and before it
+    stops, so a pass counts all the device work it queued.
     """
+    sync = sync or (lambda: None)
     start = time.perf_counter()
     warm_up()
+    sync()
     warmup_s = time.perf_counter() - start
     times, cpu, foreign = [], [], []
     for _ in range(repeats):
+        sync()
         busy_start, cpu_start, start = _machine_busy_seconds(), _cpu_seconds(), time.perf_counter()
         one_pass()
+        sync()
         times.append(time.perf_counter() - start)
         cpu.append(_cpu_seconds() - cpu_start)
         busy_end = _machine_busy_seconds()
@@ -458,6 +525,269 @@ def child_main(config_file: str, variant: str, result_file: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Child side, GPU-scale mode (--device): forward, decode, pipeline, eval; the CLI wrapper
+
+
+def _device_start(config: dict):
+    """The device of this variant, with its CUDA context made and its memory peak reset."""
+    import torch
+
+    from cam_cli.common.device import resolve_device
+
+    device = resolve_device(config["device"])
+    if device.type == "cuda":
+        if device.index is not None:  # set_device refuses a device without an index
+            torch.cuda.set_device(device)
+        torch.zeros(1, device=device)  # the context now, not in the first timed batch
+        torch.cuda.reset_peak_memory_stats(device)
+    return device
+
+
+def _device_sync(device):
+    import torch
+
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+
+
+def _device_facts(device, precision=None) -> dict:
+    """What the parent prints: the device's name, the precision run, the GPU memory peaks."""
+    import torch
+
+    facts: dict = {"device": str(device)}
+    if precision is not None:  # a `common.device.Precision`
+        facts["precision"] = (
+            {torch.bfloat16: "bf16", torch.float16: "fp16"}[precision.dtype]
+            if precision.enabled
+            else "fp32"
+        )
+    if device.type == "cuda":
+        facts["device_name"] = torch.cuda.get_device_name(device)
+        facts["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        facts["gpu_reserved_peak_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
+    return facts
+
+
+def _unique_files(paths: list[str]) -> list[str]:
+    """One path per file (replicated hard links and symlinks are the same file)."""
+    seen, unique = set(), []
+    for path in paths:
+        stat = os.stat(path)
+        if (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            unique.append(path)
+    return unique
+
+
+def run_device_forward(config: dict) -> dict:
+    """forward: decoded uint8 images already on the device -> preprocessing -> the network as
+    the `Localizer` prepares it (BN folded, channels_last, its precision). Nothing else."""
+    import numpy
+    import torch
+
+    from cam_cli.common.batches import ImageListDataset
+    from cam_cli.inference.pipeline import Localizer
+
+    device = _device_start(config)
+    loaded, load_s = _load(config)
+    start = time.perf_counter()
+    localizer = Localizer(loaded, topk=config["topk"], device=config["device"], fast=config["fast"])
+    model, prep, precision = localizer.model, localizer.preprocessing, localizer.precision
+    setup_s = time.perf_counter() - start
+    dataset = ImageListDataset(_unique_files(config["paths"]), loaded.input_size)
+    decoded = [d.pixels for d in (dataset[i] for i in range(len(dataset))) if d.error is None]
+    pool = torch.from_numpy(numpy.stack(decoded)).to(device)  # [U, 3, S, S] uint8
+    n, bs = config["num_images"], config["batch_size"]
+    index_batches = [
+        (torch.arange(i, min(i + bs, n)) % len(pool)).to(device) for i in range(0, n, bs)
+    ]
+
+    def one_pass(batches) -> None:
+        with torch.inference_mode():
+            for index in batches:
+                x = prep.apply(pool[index]).contiguous(memory_format=torch.channels_last)
+                with precision.autocast():
+                    model(x)
+
+    timing = _timed(
+        lambda: one_pass(index_batches[: config["warmup_batches"]]),
+        lambda: one_pass(index_batches),
+        config["repeats"],
+        sync=_device_sync(device),
+    )
+    localizer.close()
+    return {
+        "load_s": load_s,
+        "setup_s": setup_s,
+        **timing,
+        "decoded_pool_mb": pool.numel() / 2**20,
+        **_device_facts(device, precision),
+    }
+
+
+def run_device_decode(config: dict) -> dict:
+    """decode: JPEG files -> uint8 batches on the device, the way `Localizer.localize` loads
+    them (same dataset, collate, workers, pinning, prefetch), and nothing else."""
+    from torch.utils.data import DataLoader
+
+    from cam_cli.common.batches import ImageListDataset, collate_images
+    from cam_cli.inference.pipeline import default_workers
+    from cam_cli.inference.threads import prefetched
+
+    device = _device_start(config)
+    workers = config["workers"]
+    if workers is None:
+        workers = default_workers(device)
+
+    def one_pass(paths: list[str]) -> None:
+        loader = DataLoader(
+            ImageListDataset(list(paths), config["input_size"]),
+            batch_size=config["batch_size"],
+            num_workers=workers,
+            collate_fn=collate_images,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        for batch in loader if workers > 0 else prefetched(loader, depth=2):
+            batch.pixels.to(device, non_blocking=True)
+
+    warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
+    timing = _timed(
+        lambda: one_pass(warm),
+        lambda: one_pass(config["paths"]),
+        config["repeats"],
+        sync=_device_sync(device),
+    )
+    return {"load_s": 0.0, "setup_s": 0.0, **timing, "workers": workers, **_device_facts(device)}
+
+
+def run_device_pipeline(config: dict) -> dict:
+    """pipeline: `localize_to_records` (the run of `cam-cli bbox`) with a prepared `Localizer`
+    and ``RunOptions(device, batch_size, workers)``: JPEG files -> JSON Lines."""
+    from cam_cli.inference.jobs import localize_to_records
+    from cam_cli.inference.pipeline import Localizer, RunOptions
+
+    device = _device_start(config)
+    loaded, load_s = _load(config)
+    start = time.perf_counter()
+    localizer = Localizer(
+        loaded, topk=config["topk"], threshold=0.2, device=config["device"], fast=config["fast"]
+    )
+    setup_s = time.perf_counter() - start
+    run = RunOptions(
+        batch_size=config["batch_size"],
+        workers=config["workers"],
+        device=config["device"],
+        fast=config["fast"],
+        progress=False,
+    )
+
+    def one_pass(paths: list[str], out) -> None:
+        localize_to_records(localizer, paths, output=out, run=run)
+
+    warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
+    with open(os.devnull, "w") as devnull:
+        timing = _timed(
+            lambda: one_pass(warm, devnull),
+            lambda: one_pass(config["paths"], config["records"]),
+            config["repeats"],
+            sync=_device_sync(device),
+        )
+    localizer.close()
+    facts = _device_facts(device, localizer.precision)
+    return {"load_s": load_s, "setup_s": setup_s, **timing, **facts}
+
+
+def run_device_eval(config: dict) -> dict:
+    """eval: `evaluate_model(..., maxboxacc=True)`, what `cam-cli eval --maxboxacc` runs once
+    the model and the annotations are loaded, over the annotated sample files themselves."""
+    from cam_cli.common.device import Precision
+    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.evaluation.evaluate import evaluate_model
+    from cam_cli.inference.pipeline import RunOptions
+
+    device = _device_start(config)
+    loaded, load_s = _load(config)
+    truth = read_annotations(config["annotations"])
+    files = [p for p in _unique_files(config["source_paths"]) if Path(p).stem in truth]
+    files = files[: config["eval_images"]]
+    run = RunOptions(
+        batch_size=config["batch_size"],
+        workers=config["workers"],
+        device=config["device"],
+        fast=config["fast"],
+        progress=False,
+    )
+    reports = []
+
+    def one_pass(paths: list[str]) -> None:
+        stems = {Path(p).stem: p for p in paths}
+        annotations = {stem: truth[stem] for stem in stems}
+        reports.append(evaluate_model(loaded, stems, annotations, maxboxacc=True, run=run))
+
+    timing = _timed(
+        lambda: one_pass(files[: config["warmup_batches"] * config["batch_size"]]),
+        lambda: one_pass(files),
+        config["repeats"],
+        sync=_device_sync(device),
+    )
+    report = reports[-1]
+    figures = {
+        "top1_loc_error": report["top1_loc_error"],
+        "top5_loc_error": report["top5_loc_error"],
+        "gt_known_loc_error": report.get("gt_known_loc_error"),
+        "maxboxacc_v2": (report.get("maxboxacc_v2") or {}).get("maxboxacc_v2"),
+    }
+    return {
+        "load_s": load_s,
+        "setup_s": 0.0,
+        **timing,
+        "images": len(files),
+        "figures": figures,
+        **_device_facts(device, Precision(device, config["fast"])),
+    }
+
+
+def device_child_main(config_file: str, variant: str, result_file: str) -> None:
+    import torch
+
+    config = json.loads(Path(config_file).read_text())
+    config["records"] = str(Path(config["out_dir"]) / f"{config['arch']}-{variant}.jsonl")
+    runners = {
+        "forward": run_device_forward,
+        "decode": run_device_decode,
+        "pipeline": run_device_pipeline,
+        "eval": run_device_eval,
+    }
+    result = runners[variant](config)
+    result.setdefault("images", config["num_images"])
+    result["torch_threads"] = torch.get_num_threads()
+    Path(result_file).write_text(json.dumps(result))
+
+
+def cli_child_main(config_file: str, result_file: str) -> int:
+    """The real `cam-cli` (its `main`, given the arguments in ``config_file``) in this process,
+    so that its GPU memory peak can be read when it ends: the RSS check with ``--device``."""
+    import torch
+
+    from cam_cli.cli.main import main as cli_main
+
+    sys.argv = ["cam-cli", *json.loads(Path(config_file).read_text())]
+    code: int = 0
+    try:
+        cli_main()
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+    finally:
+        facts: dict = {"cli_returncode": code}
+        if torch.cuda.is_initialized():
+            facts["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+            facts["gpu_reserved_peak_mb"] = torch.cuda.max_memory_reserved() / 2**20
+        Path(result_file).write_text(json.dumps(facts))
+    return code
+
+
+# ---------------------------------------------------------------------------------------------
 # Parent side: subprocesses, memory, tables
 
 
@@ -492,19 +822,42 @@ class TreeSampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
-def run_measured(command: list[str], stdin=None, stdout=None) -> dict:
-    """Run a command; its wall time, exit code, ru_maxrss (os.wait4) and psutil tree peak."""
+def run_measured(command: list[str], stdin=None, stdout=None, timeout: float | None = None) -> dict:
+    """Run a command; its wall time, exit code, ru_maxrss (os.wait4) and psutil tree peak.
+
+    With ``timeout`` the command runs in a process group of its own, which is killed (with its
+    DataLoader workers) after that many seconds; the result then has ``timed_out``.
+    """
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdin=stdin, stdout=stdout, cwd=REPO)
+    own_group = {"start_new_session": True} if timeout is not None else {}
+    process = subprocess.Popen(command, stdin=stdin, stdout=stdout, cwd=REPO, **own_group)
     sampler = TreeSampler(process.pid)
     sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    timed_out = threading.Event()
+
+    def stop_group() -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(max(0.0, timeout), lambda: (timed_out.set(), stop_group()))
+        timer.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:  # interrupted: the variant's group must not outlive us
+        if timeout is not None:
+            stop_group()
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
     sampler.stop.set()
     sampler.join()
-    return {
+    result = {
         "returncode": process.returncode,
         "wall_s": wall,
         "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux: KiB
@@ -512,15 +865,21 @@ def run_measured(command: list[str], stdin=None, stdout=None) -> dict:
         # 1-minute load average before and after: how busy the machine was meanwhile.
         "loadavg": [load_before, os.getloadavg()[0]],
     }
+    if timed_out.is_set():
+        result["timed_out"] = True
+    return result
 
 
-def run_variant(variant: str, config_file: Path, tmp: Path) -> dict:
-    """One variant in a fresh subprocess: its own timings plus its process's memory and CPU."""
+def run_variant(variant: str, config_file: Path, tmp: Path, timeout: float | None = None) -> dict:
+    """One variant in a fresh subprocess: its own timings plus its process's memory and CPU.
+    ``timeout`` (``--time-limit``): seconds it may run before its process group is killed."""
     result_file = tmp / f"result-{variant}.json"
     result_file.unlink(missing_ok=True)
     command = [sys.executable, str(Path(__file__).resolve()), "--child", variant]
     command += ["--child-config", str(config_file), "--child-result", str(result_file)]
-    measured = run_measured(command, stdout=sys.stderr)
+    measured = run_measured(command, stdout=sys.stderr, timeout=timeout)
+    if measured.get("timed_out"):
+        return {"error": "stopped at --time-limit", **measured}
     if measured["returncode"] != 0 or not result_file.exists():
         return {"error": f"failed: exit code {measured['returncode']}", **measured}
     return {**json.loads(result_file.read_text()), **measured}
@@ -635,11 +994,32 @@ def cli_command(args, fast: bool) -> list[str]:
     return command
 
 
-def rss_check(args, paths: list[str], tmp: Path) -> dict:
+def run_cli_wrapped(cli_args: list[str], tmp: Path, stdin, deadline: float | None) -> dict:
+    """The real CLI through ``--child cli`` (`cli_child_main`): `run_measured`'s figures plus
+    the GPU memory peaks the CLI's own process saw."""
+    config_file, result_file = tmp / "cli-args.json", tmp / "cli-result.json"
+    config_file.write_text(json.dumps(cli_args))
+    result_file.unlink(missing_ok=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "cli"]
+    command += ["--child-config", str(config_file), "--child-result", str(result_file)]
+    timeout = None if deadline is None else max(1.0, deadline - time.monotonic())
+    run = run_measured(command, stdin=stdin, stdout=subprocess.DEVNULL, timeout=timeout)
+    if result_file.exists():
+        facts = json.loads(result_file.read_text())
+        run["gpu_peak_mb"] = facts.get("gpu_peak_mb")
+        run["gpu_reserved_peak_mb"] = facts.get("gpu_reserved_peak_mb")
+    return run
+
+
+def rss_check(
+    args, paths: list[str], tmp: Path, cli_args: list[str] | None = None, deadline=None
+) -> dict:
     """The real CLI over 500 and 5000 paths (stdin), output to /dev/null: peak RSS of each.
 
     With ``--rss-repeats N`` every count runs N times (interleaved) and medians are compared:
     a single peak can move by a few hundred MB from run to run with some allocator settings.
+    ``cli_args`` (``--device`` mode): these `cam-cli` arguments, run through the wrapper that
+    also reads the GPU memory peak, which must not grow either.
     """
     measured: dict[int, list[dict]] = {count: [] for count in args.rss_counts}
     for _ in range(args.rss_repeats):
@@ -647,9 +1027,12 @@ def rss_check(args, paths: list[str], tmp: Path) -> dict:
             list_file = tmp / f"paths-{count}.txt"
             list_file.write_text("\n".join(repeat_to(paths, count)) + "\n")
             with open(list_file) as stdin:
-                run = run_measured(
-                    cli_command(args, args.fast), stdin=stdin, stdout=subprocess.DEVNULL
-                )
+                if cli_args is None:
+                    run = run_measured(
+                        cli_command(args, args.fast), stdin=stdin, stdout=subprocess.DEVNULL
+                    )
+                else:
+                    run = run_cli_wrapped(cli_args, tmp, stdin, deadline)
             run["img_per_s"] = count / run["wall_s"]
             measured[count].append(run)
             print(f"  rss-check {count} images: {json.dumps(run)}", file=sys.stderr)
@@ -674,8 +1057,9 @@ def rss_check(args, paths: list[str], tmp: Path) -> dict:
     tree_growth = None
     if small["peak_tree_rss_mb"] and large["peak_tree_rss_mb"]:
         tree_growth = large["peak_tree_rss_mb"] - small["peak_tree_rss_mb"]
-    return {
-        "command": " ".join(cli_command(args, args.fast)) + " < PATHS",
+    command = cli_command(args, args.fast) if cli_args is None else ["cam-cli", *cli_args]
+    check = {
+        "command": " ".join(command) + " < PATHS",
         "repeats": args.rss_repeats,
         "runs": runs,
         "growth_mb": growth,
@@ -684,6 +1068,24 @@ def rss_check(args, paths: list[str], tmp: Path) -> dict:
         "target_mb": RSS_TARGET_MB,
         "passed": growth <= RSS_TARGET_MB,
     }
+    if cli_args is not None:  # --device mode: exit codes and the GPU memory peak count too
+        check["passed"] = check["passed"] and all(
+            run["returncode"] == 0 and not run.get("timed_out")
+            for r in measured.values()
+            for run in r
+        )
+        for count in args.rss_counts:
+            gpu = [run.get("gpu_peak_mb") for run in measured[count]]
+            runs[str(count)]["gpu_peak_mb_runs"] = gpu
+            runs[str(count)]["gpu_peak_mb"] = (
+                statistics.median(gpu) if gpu and None not in gpu else None
+            )
+            runs[str(count)]["timed_out"] = any(run.get("timed_out") for run in measured[count])
+        if small["gpu_peak_mb"] is not None and large["gpu_peak_mb"] is not None:
+            check["gpu_growth_mb"] = large["gpu_peak_mb"] - small["gpu_peak_mb"]
+            check["gpu_target_mb"] = GPU_GROWTH_TARGET_MB
+            check["passed"] = check["passed"] and check["gpu_growth_mb"] <= GPU_GROWTH_TARGET_MB
+    return check
 
 
 def _fmt(value, spec: str = ".1f") -> str:
@@ -694,24 +1096,38 @@ def _fmt(value, spec: str = ".1f") -> str:
     )
 
 
+def print_rss(rss: dict) -> None:
+    """The RSS check's lines; with ``--device`` also the GPU memory peaks (when on CUDA)."""
+    print(f"rss-check: {rss['command']}")
+    for count, run in rss["runs"].items():
+        each = " ".join(f"{v:.0f}" for v in run["peak_rss_mb_runs"])
+        gpu = ""
+        if run.get("gpu_peak_mb") is not None:
+            gpu = f", GPU peak {run['gpu_peak_mb']:.0f} MB"
+        print(
+            f"  {count} images: peak RSS {run['peak_rss_mb']:.0f} MB (runs: {each}; tree "
+            f"{_fmt(run['peak_tree_rss_mb'], '.0f')} MB){gpu}, {run['wall_s']:.1f} s, "
+            f"{run['img_per_s']:.1f} img/s incl. start-up, exit code {run['returncode']}"
+            + (" (stopped at --time-limit)" if run.get("timed_out") else "")
+        )
+    if "gpu_growth_mb" in rss:
+        print(
+            f"  GPU memory peak growth {rss['gpu_growth_mb']:+.1f} MB, "
+            f"target <= {rss['gpu_target_mb']:.0f} MB"
+        )
+    verdict = "PASS" if rss["growth_mb"] <= rss["target_mb"] else "FAIL"  # host RSS
+    print(
+        f"  growth {rss['growth_mb']:+.1f} MB (medians of {rss['repeats']}; worst pair "
+        f"{rss['worst_growth_mb']:+.1f} MB; tree {_fmt(rss['tree_growth_mb'], '+.1f')} MB)"
+        f", target <= {rss['target_mb']:.0f} MB: {verdict}"
+    )
+
+
 def print_report(report: dict) -> None:
     config, results = report["config"], report["results"]
     rss = report.get("rss_check")
     if rss:
-        print(f"rss-check: {rss['command']}")
-        for count, run in rss["runs"].items():
-            each = " ".join(f"{v:.0f}" for v in run["peak_rss_mb_runs"])
-            print(
-                f"  {count} images: peak RSS {run['peak_rss_mb']:.0f} MB (runs: {each}; tree "
-                f"{_fmt(run['peak_tree_rss_mb'], '.0f')} MB), {run['wall_s']:.1f} s, "
-                f"{run['img_per_s']:.1f} img/s incl. start-up, exit code {run['returncode']}"
-            )
-        verdict = "PASS" if rss["passed"] else "FAIL"
-        print(
-            f"  growth {rss['growth_mb']:+.1f} MB (medians of {rss['repeats']}; worst pair "
-            f"{rss['worst_growth_mb']:+.1f} MB; tree {_fmt(rss['tree_growth_mb'], '+.1f')} MB)"
-            f", target <= {rss['target_mb']:.0f} MB: {verdict}"
-        )
+        print_rss(rss)
     if not results:
         return
     workers = config["workers"]
@@ -777,6 +1193,434 @@ def print_report(report: dict) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Parent side, GPU-scale mode (--device)
+
+# A variant is not started with less time than this left before --time-limit.
+MIN_START_S = 10.0
+# Per-variant results the children report beyond the timings (`summarize` keeps the timings).
+DEVICE_FACTS = ("device", "device_name", "precision", "workers", "figures", "decoded_pool_mb")
+
+
+def replicate(sources: list[str], count: int, folder: Path) -> tuple[list[str], str]:
+    """``count`` distinct files made from ``sources`` in ``folder``: hard links where the file
+    system allows, else symlinks. Each name is new (``00042_<name>``); the data is not copied."""
+    folder.mkdir(parents=True, exist_ok=True)
+    made, linker = [], os.link
+    for i in range(count):
+        source = Path(sources[i % len(sources)])
+        target = folder / f"{i:05d}_{source.name}"
+        try:
+            linker(source.resolve(), target)
+        except OSError:
+            if linker is os.symlink:
+                raise
+            linker = os.symlink  # another file system, or no hard links here
+            linker(source.resolve(), target)
+        made.append(str(target))
+    return made, "hard links" if linker is os.link else "symlinks"
+
+
+def _per_arch(text: str | None) -> dict[str, int]:
+    """``vgg16-gap=1,resnet50=2`` -> {registry name: 1, ...}."""
+    from cam_cli.models.registry import get_arch
+
+    pairs = {}
+    for item in (text or "").split(","):
+        if item.strip():
+            name, _, value = item.partition("=")
+            pairs[get_arch(name.strip()).name] = int(value)
+    return pairs
+
+
+def _names(text: str) -> list[str]:
+    from cam_cli.models.registry import get_arch
+
+    return list(dict.fromkeys(get_arch(a.strip()).name for a in text.split(",") if a.strip()))
+
+
+def summarize_device(runs: list[dict], warm_images: int) -> dict:
+    """`summarize` plus what a device variant reports besides its timings."""
+    summary = summarize(runs, warm_images)
+    if "error" in summary:
+        return summary
+    for key in DEVICE_FACTS:
+        if key in runs[-1]:
+            summary[key] = runs[-1][key]
+    for key in ("gpu_peak_mb", "gpu_reserved_peak_mb"):
+        values = [run[key] for run in runs if run.get(key) is not None]
+        summary[key] = max(values) if values else None
+    return summary
+
+
+def device_ratios(results: dict, arch: str, size: int) -> dict:
+    """pipeline / min(forward, decode) and pipeline / forward (medians of per-round ratios)."""
+    pipeline, forward = results.get(f"{arch}/pipeline", {}), results.get(f"{arch}/forward", {})
+    decode = results.get(f"decode@{size}", {})
+    out: dict = {"pipeline_over_bound": None, "pipeline_over_forward": None, "bound": None}
+    if "img_per_s" in pipeline and "img_per_s" in forward:
+        out["pipeline_over_forward"] = ratio({"p": pipeline, "f": forward}, "p", "f")
+    if all("img_per_s" in r for r in (pipeline, forward, decode)):
+        rounds = zip(
+            pipeline["round_rates"], forward["round_rates"], decode["round_rates"], strict=True
+        )
+        out["pipeline_over_bound"] = statistics.median(p / min(f, d) for p, f, d in rounds)
+        out["bound"] = "forward" if forward["img_per_s"] <= decode["img_per_s"] else "decode"
+    evaluation = results.get(f"{arch}/eval", {})
+    if "img_per_s" in evaluation and "img_per_s" in pipeline:
+        out["eval_over_pipeline"] = evaluation["img_per_s"] / pipeline["img_per_s"]
+    return out
+
+
+def device_targets(report: dict) -> list[dict]:
+    """The issue's targets: value, PASS/FAIL, and whether this run is under their conditions."""
+    config, results, ratios = report["config"], report["results"], report["ratios"]
+    precision = next(
+        (r["precision"] for r in results.values() if r.get("precision")), "unknown precision"
+    )
+    unmet = [
+        f"{key.replace('_', ' ')} {value}"
+        for key, value in {
+            "device": config["device_type"],
+            "topk": config["topk"],
+            "batch_size": config["batch_size"],
+            "precision": precision,
+        }.items()
+        if value != TARGET_CONDITIONS[key]
+    ]
+    checks = []
+
+    def check(
+        target: str, value, minimum: float, more_unmet: list[str] = (), unit: str = ""
+    ) -> None:
+        checks.append(
+            {
+                "target": target,
+                "value": value,
+                "unit": unit,
+                "minimum": minimum,
+                "passed": None if value is None else value >= minimum,
+                "applies": not (unmet or more_unmet),
+                "unmet": [*unmet, *more_unmet],
+            }
+        )
+
+    for arch in config["archs"]:
+        check(
+            f"{arch}: pipeline >= {PIPELINE_SHARE:.0%} of min(forward only, decode only)",
+            ratios[arch]["pipeline_over_bound"],
+            PIPELINE_SHARE,
+        )
+    if "mobilenet_v2" in config["archs"]:
+        few = []
+        if config["distinct_files"] < MOBILENET_FILES or config["num_images"] < MOBILENET_FILES:
+            few = [f"{config['num_images']} images from {config['distinct_files']} files"]
+        check(
+            f"mobilenet_v2: pipeline >= {MOBILENET_RATE:.0f} img/s on the sample replicated to "
+            f"{MOBILENET_FILES} files",
+            results.get("mobilenet_v2/pipeline", {}).get("img_per_s"),
+            MOBILENET_RATE,
+            few,
+            unit=" img/s",
+        )
+    for arch in config["eval_archs"]:
+        check(
+            f"{arch}: eval --maxboxacc >= {EVAL_SHARE:.0%} of the pipeline's img/s",
+            ratios[arch].get("eval_over_pipeline"),
+            EVAL_SHARE,
+        )
+    return checks
+
+
+def target_verdict(check: dict) -> str:
+    """PASS / FAIL under the targets' conditions; N/A (with what it would be) elsewhere."""
+    if check["passed"] is None:
+        return "NOT MEASURED"
+    word = "PASS" if check["passed"] else "FAIL"
+    if check["applies"]:
+        return word
+    unmet = ", ".join(check["unmet"])
+    return f"N/A (would {word}; the target is for CUDA, top-5, batch 256, bf16; here {unmet})"
+
+
+def device_main(args) -> int:
+    import torch
+
+    from cam_cli.common.device import resolve_device
+    from cam_cli.common.images import list_images
+    from cam_cli.errors import SetupError
+    from cam_cli.inference.pipeline import default_workers
+    from cam_cli.models.registry import get_arch
+
+    started = time.monotonic()
+    deadline = None if args.time_limit is None else started + args.time_limit
+    try:
+        device = resolve_device(args.device)
+        archs = _names(args.archs or args.arch)
+        repeats_for = _per_arch(args.repeats_per_arch)
+        eval_archs = [] if args.eval is None else archs if args.eval == "all" else _names(args.eval)
+    except SetupError as error:
+        raise SystemExit(f"bench_bbox.py: {error}") from None
+    except KeyError as error:
+        raise SystemExit(f"bench_bbox.py: {error.args[0]}") from None
+    if not archs:
+        raise SystemExit("bench_bbox.py: --archs names no network")
+    if stray := [a for a in eval_archs if a not in archs]:
+        raise SystemExit(f"bench_bbox.py: --eval {','.join(stray)}: not in --archs")
+    if args.weights not in (None, "none") and len(archs) > 1:
+        raise SystemExit(
+            "bench_bbox.py: --weights goes with one network; with several, mobilenet_v2 "
+            "takes the real file and the others random weights"
+        )
+    annotations = args.annotations or (
+        DEFAULT_ANNOTATIONS if DEFAULT_ANNOTATIONS.is_file() else None
+    )
+    if eval_archs and annotations is None:
+        raise SystemExit("bench_bbox.py: --eval needs --annotations (no sample found)")
+    classes = args.classes or (str(DEFAULT_CLASSES) if DEFAULT_CLASSES.is_file() else None)
+    batch = args.batch_size or (256 if device.type == "cuda" else 32)
+    workers = args.workers if args.workers is not None else default_workers(device)
+
+    def weights_for(arch: str) -> str | None:
+        if args.weights is not None:
+            return None if args.weights == "none" else args.weights
+        real = arch == "mobilenet_v2" and MOBILENET_WEIGHTS.is_file()
+        return str(MOBILENET_WEIGHTS) if real else None
+
+    with tempfile.TemporaryDirectory(prefix="bench_bbox_") as tmp_name:
+        tmp = Path(tmp_name)
+        folder = args.images if args.images is not None else DEFAULT_IMAGES
+        sources = [str(p) for p in list_images(folder)] if folder.is_dir() else []
+        images_label = str(folder)
+        if not sources:
+            print(f"{folder}: no images; using generated JPEGs", file=sys.stderr)
+            sources = generate_images(tmp / "generated")
+            images_label = f"{len(sources)} generated JPEGs"
+        paths = sources
+        if args.replicate_to:
+            paths, how = replicate(sources, args.replicate_to, tmp / "replicated")
+            images_label += f", replicated to {len(paths)} files ({how}, in a temp dir)"
+        num_images = args.num_images or len(paths)
+        base = {
+            "device": args.device,
+            "fast": args.fast,
+            "classes": classes,
+            "num_images": num_images,
+            "paths": repeat_to(paths, num_images),
+            "source_paths": sources,
+            "annotations": None if annotations is None else str(annotations),
+            "eval_images": args.eval_images or len(sources),
+            "batch_size": batch,
+            "workers": args.workers,
+            "topk": args.topk,
+            "warmup_batches": args.warmup_batches,
+            "torch_threads": args.torch_threads,
+            "out_dir": str(tmp),
+        }
+        plan: list[tuple[str, str, Path]] = []  # (result key, child variant, config file)
+        sizes: dict[str, int] = {}
+        for arch in archs:
+            size = sizes[arch] = get_arch(arch).default_input_size
+            config = {
+                **base,
+                "arch": arch,
+                "weights": weights_for(arch),
+                "repeats": repeats_for.get(arch, args.repeats),
+                "input_size": size,
+            }
+            config_file = tmp / f"config-{arch}.json"
+            config_file.write_text(json.dumps(config))
+            variants = ["forward", "decode", "pipeline"] if not args.rss_only else []
+            for variant in variants:
+                key = f"decode@{size}" if variant == "decode" else f"{arch}/{variant}"
+                if all(key != k for k, _, _ in plan):  # decode: once per input size
+                    plan.append((key, variant, config_file))
+        # eval last: a --time-limit that runs short takes it rather than a network's rows
+        if not args.rss_only:
+            plan += [(f"{a}/eval", "eval", tmp / f"config-{a}.json") for a in eval_archs]
+        runs: dict[str, list[dict]] = {key: [] for key, _, _ in plan}
+        for index in range(args.rounds):
+            for key, variant, config_file in plan if index % 2 == 0 else plan[::-1]:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left < MIN_START_S:
+                    runs[key].append({"error": "skipped: --time-limit"})
+                    continue
+                print(f"round {index + 1}: {key}", file=sys.stderr)
+                runs[key].append(run_variant(variant, config_file, tmp, timeout=left))
+        warm_images = args.warmup_batches * batch
+        results = {key: summarize_device(key_runs, warm_images) for key, key_runs in runs.items()}
+        for result in results.values():
+            result.pop("records", None)
+        names = {r["device_name"] for r in results.values() if r.get("device_name")}
+        report = {
+            "mode": "device",
+            "config": {
+                "device": args.device,
+                "device_type": device.type,
+                "device_name": ", ".join(sorted(names)) or None,
+                "archs": archs,
+                "input_sizes": sizes,
+                "eval_archs": eval_archs,
+                "weights": {arch: weights_for(arch) for arch in archs},
+                "images_label": images_label,
+                "distinct_files": len(set(paths)),
+                "num_images": num_images,
+                "eval_images": min(base["eval_images"], len(sources)),
+                "batch_size": batch,
+                "workers": workers,
+                "fast": args.fast,
+                "topk": args.topk,
+                "rounds": args.rounds,
+                "repeats": {arch: repeats_for.get(arch, args.repeats) for arch in archs},
+                "warmup_batches": args.warmup_batches,
+                "time_limit_s": args.time_limit,
+            },
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cpus": os.cpu_count(),
+            "results": results,
+            "ratios": {arch: device_ratios(results, arch, sizes[arch]) for arch in archs},
+        }
+        report["targets"] = device_targets(report) if not args.rss_only else []
+        if args.rss_check or args.rss_only:
+            arch = archs[0]
+            cli_args = ["bbox", "--arch", arch, "--images", "-", "--topk", str(args.topk)]
+            cli_args += ["--batch-size", str(batch), "--device", args.device, "--quiet"]
+            if args.workers is not None:
+                cli_args += ["--workers", str(args.workers)]
+            if args.fast is not None:
+                cli_args.append("--fast" if args.fast else "--no-fast")
+            if weights_for(arch):
+                cli_args += ["--weights", weights_for(arch)]
+            if classes:
+                cli_args += ["--classes", classes]
+            report["rss_check"] = rss_check(args, paths, tmp, cli_args=cli_args, deadline=deadline)
+        report["wall_s"] = time.monotonic() - started
+    if args.save:
+        args.save.write_text(json.dumps(report, indent=1) + "\n")
+    if args.json:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    else:
+        print_device_report(report)
+    return 0
+
+
+def print_device_report(report: dict) -> None:
+    config, results, ratios = report["config"], report["results"], report["ratios"]
+    precision = next((r["precision"] for r in results.values() if r.get("precision")), None)
+    if results:
+        device = config["device"] + (f" ({config['device_name']})" if config["device_name"] else "")
+        repeats = ", ".join(f"{a} {n}" for a, n in config["repeats"].items())
+        print(
+            f"cam-cli GPU-scale benchmark: device {device}, torch {report['torch']} (CUDA "
+            f"{report['cuda']}), {report['cpus']} CPUs; {config['num_images']} images from "
+            f"{config['images_label']}; top-{config['topk']}, batch {config['batch_size']}, "
+            f"precision {precision or '-'}, decode workers {config['workers']}"
+            f"{' (pinned memory)' if config['device_type'] == 'cuda' else ''}; "
+            f"{config['rounds']} round(s) x timed passes ({repeats}), median pass"
+        )
+        header = ["network", "variant", "img/s", "best", "ms/batch", "CPU ms/img", "setup s",
+                  "warm-up s (excess)", "host peak RSS MB", "tree RSS MB", "GPU peak MB",
+                  "GPU reserved MB", "others %"]  # fmt: skip
+        rows = []
+        for arch in config["archs"]:
+            size = config["input_sizes"][arch]
+            keys = [f"{arch}/forward", f"decode@{size}", f"{arch}/pipeline", f"{arch}/eval"]
+            first = True
+            for key in keys:
+                if key not in results:
+                    continue
+                variant = "decode" if key.startswith("decode@") else key.split("/", 1)[1]
+                name = DEVICE_VARIANTS[variant]
+                result = results[key]
+                if variant == "decode":
+                    name += " [same run for every network]"
+                if variant == "eval" and "images" in result:
+                    name += f" [{result['images']} img]"
+                cells = [arch if first else "", name]
+                first = False
+                if "error" in result:
+                    rows.append(cells + [result["error"]] + [""] * (len(header) - 3))
+                    continue
+                others = result["foreign_cpu_share"]
+                rows.append(cells + [
+                    f"{result['img_per_s']:.1f}",
+                    f"{result['best_img_per_s']:.1f}",
+                    f"{1000 * config['batch_size'] / result['img_per_s']:.1f}",
+                    f"{result['cpu_ms_per_img']:.1f}",
+                    f"{result['setup_s']:.2f}",
+                    f"{result['warmup_s']:.2f} ({result['warmup_excess_s']:+.2f})",
+                    f"{result['peak_rss_mb']:.0f}",
+                    _fmt(result["peak_tree_rss_mb"], ".0f"),
+                    _fmt(result.get("gpu_peak_mb"), ".0f"),
+                    _fmt(result.get("gpu_reserved_peak_mb"), ".0f"),
+                    _fmt(others and 100 * statistics.median(others), ".0f"),
+                ])  # fmt: skip
+        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+            print("  ".join(cells).rstrip())
+        print()
+        header = ["network", "pipeline / min(forward, decode)", "pipeline / forward",
+                  "slower of forward, decode", "eval / pipeline"]  # fmt: skip
+        rows = [
+            [
+                arch,
+                _fmt(ratios[arch]["pipeline_over_bound"], ".2f"),
+                _fmt(ratios[arch]["pipeline_over_forward"], ".2f"),
+                ratios[arch]["bound"] or "-",
+                _fmt(ratios[arch].get("eval_over_pipeline"), ".2f"),
+            ]
+            for arch in config["archs"]
+        ]
+        widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            cells = (str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+            print("  ".join(cells).rstrip())
+        for arch in config["eval_archs"]:
+            figures = results.get(f"{arch}/eval", {}).get("figures")
+            if figures:
+                print(
+                    f"eval figures of {arch} ({results[f'{arch}/eval']['images']} images, "
+                    f"weights {Path(config['weights'][arch] or 'random init').name}): "
+                    f"localization error top-1 {_fmt(figures['top1_loc_error'], '.2f')}, "
+                    f"top-5 {_fmt(figures['top5_loc_error'], '.2f')}, GT-known "
+                    f"{_fmt(figures['gt_known_loc_error'], '.2f')}; MaxBoxAccV2 "
+                    f"{_fmt(figures['maxboxacc_v2'], '.2f')}"
+                )
+        weights = ", ".join(
+            f"{arch} {Path(w).name if w else 'random init'}"
+            for arch, w in config["weights"].items()
+        )
+        print(f"weights: {weights} (random weights cost the same to compute)")
+        for check in report["targets"]:
+            value = check["value"]
+            shown = "-" if value is None else f"{value:.1f}{check['unit']}"
+            if value is not None and not check["unit"]:
+                shown = f"{value:.2f}"
+            print(f"target {check['target']}: {shown}  {target_verdict(check)}")
+    rss = report.get("rss_check")
+    if rss:
+        print_rss(rss)
+        gpu = ""
+        if "gpu_growth_mb" in rss:
+            gpu = f", GPU memory peak {rss['gpu_growth_mb']:+.1f} MB <= {rss['gpu_target_mb']:.0f}"
+        counts = " vs ".join(rss["runs"])
+        print(
+            f"target flat memory ({counts} images): host RSS {rss['growth_mb']:+.1f} MB <= "
+            f"{rss['target_mb']:.0f}{gpu}, every run complete: "
+            + ("PASS" if rss["passed"] else "FAIL")
+        )
+    print(
+        f"img/s: median pass; best: fastest pass; ms/batch: per batch of {config['batch_size']} at "
+        "the median rate; GPU peak: torch.cuda.max_memory_allocated of the variant's own process "
+        f"(reserved: max_memory_reserved); ratios: medians of per-round ratios. "
+        f"Wall time {report['wall_s']:.0f} s."
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -784,6 +1628,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--arch", default="mobilenet_v2", help="a registry name (cam-cli models)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="GPU-scale mode on this device (cuda, cuda:N, or cpu to try it): forward only, "
+        "decode only, pipeline (and eval) per network; without it, the CPU variants a-f",
+    )
+    parser.add_argument(
+        "--archs",
+        default=None,
+        help="with --device: comma list of networks, e.g. mobilenet_v2,googlenet,resnet50,"
+        "vgg16-gap (default --arch)",
+    )
     parser.add_argument(
         "--weights",
         default=None,
@@ -807,7 +1663,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="images per timed pass; the list is repeated to reach it",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per forward")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per forward (default 32; 256 with --device cuda)",
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -817,6 +1678,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--topk", type=int, default=5, help="boxes for the k best classes")
     parser.add_argument("--variants", default="a,b,c,d", help="comma list of a,b,c,d,e")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per round")
+    parser.add_argument(
+        "--repeats-per-arch",
+        default=None,
+        help="with --device: NAME=N,... timed passes for these networks (e.g. vgg16-gap=1)",
+    )
+    parser.add_argument(
+        "--replicate-to",
+        type=int,
+        default=0,
+        help="with --device: make this many distinct files from the images (hard links or "
+        "symlinks in a temp dir) and time passes over them",
+    )
+    parser.add_argument(
+        "--eval",
+        nargs="?",
+        const="all",
+        default=None,
+        help="with --device: also time eval --maxboxacc (for these networks, comma list; "
+        "default all of --archs) over the annotated sample",
+    )
+    parser.add_argument(
+        "--eval-images",
+        type=int,
+        default=0,
+        help="images for --eval (default: every annotated sample file, once each)",
+    )
+    parser.add_argument(
+        "--annotations",
+        type=Path,
+        default=None,
+        help="ground truth for --eval (default: the sample's LOC_val_solution.csv)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="with --device: seconds for the whole run; a variant that would start later is "
+        "skipped and one still running then is stopped (its row says so)",
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -860,7 +1760,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[500, 5000],
         help=argparse.SUPPRESS,
     )
-    parser.add_argument("--fast", action="store_true", help="use --fast in the RSS check")
+    parser.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="use --fast in the RSS check (default --no-fast); with --device, the precision "
+        "of every variant (default cam-cli's own: bf16 on CUDA)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--save", type=Path, help="also write that JSON object to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -871,9 +1777,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.child == "cli":
+        return cli_child_main(args.child_config, args.child_result)
+    if args.child in DEVICE_VARIANTS:
+        device_child_main(args.child_config, args.child, args.child_result)
+        return 0
     if args.child:
         child_main(args.child_config, args.child, args.child_result)
         return 0
+    if args.device is not None:
+        return device_main(args)
+    device_only = {
+        "--archs": args.archs,
+        "--repeats-per-arch": args.repeats_per_arch,
+        "--replicate-to": args.replicate_to,
+        "--eval": args.eval,
+        "--eval-images": args.eval_images,
+        "--annotations": args.annotations,
+        "--time-limit": args.time_limit,
+    }
+    if given := [name for name, value in device_only.items() if value]:
+        raise SystemExit(f"bench_bbox.py: {', '.join(given)} go(es) with --device")
+    args.fast = bool(args.fast)
+    args.batch_size = args.batch_size or 32
 
     import torch
 
