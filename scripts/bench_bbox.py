@@ -626,10 +626,12 @@ def run_device_forward(config: dict) -> dict:
 
 def run_device_decode(config: dict) -> dict:
     """decode: JPEG files -> uint8 batches on the device, the way `Localizer.localize` loads
-    them (same dataset, collate, workers, pinning, prefetch), and nothing else."""
+    them by default (same dataset, collate, workers, pinning, prefetch; on CUDA the batched
+    device JPEG decoding of `common.device_decode`), and nothing else."""
     from torch.utils.data import DataLoader
 
     from cam_cli.common.batches import ImageListDataset, collate_images
+    from cam_cli.common.device_decode import JpegRoutingDataset, decode_batches, resolve_decode
     from cam_cli.inference.pipeline import default_workers
     from cam_cli.inference.threads import prefetched
 
@@ -637,10 +639,13 @@ def run_device_decode(config: dict) -> dict:
     workers = config["workers"]
     if workers is None:
         workers = default_workers(device)
+    on_device = resolve_decode("auto", device) == "device"
+    size = config["input_size"]
 
     def one_pass(paths: list[str]) -> None:
+        dataset = (JpegRoutingDataset if on_device else ImageListDataset)(list(paths), size)
         loader = DataLoader(
-            ImageListDataset(list(paths), config["input_size"]),
+            dataset,
             batch_size=config["batch_size"],
             num_workers=workers,
             collate_fn=collate_images,
@@ -648,7 +653,10 @@ def run_device_decode(config: dict) -> dict:
             persistent_workers=False,
             prefetch_factor=4 if workers > 0 else None,
         )
-        for batch in loader if workers > 0 else prefetched(loader, depth=2):
+        batches = loader if workers > 0 else prefetched(loader, depth=2)
+        if on_device:
+            batches = decode_batches(batches, device, size, dataset.max_pixels)
+        for batch in batches:
             batch.pixels.to(device, non_blocking=True)
 
     warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
@@ -658,7 +666,15 @@ def run_device_decode(config: dict) -> dict:
         config["repeats"],
         sync=_device_sync(device),
     )
-    return {"load_s": 0.0, "setup_s": 0.0, **timing, "workers": workers, **_device_facts(device)}
+    decode = "device" if on_device else "pil"
+    return {
+        "load_s": 0.0,
+        "setup_s": 0.0,
+        **timing,
+        "workers": workers,
+        "decode": decode,
+        **_device_facts(device),
+    }
 
 
 def run_device_pipeline(config: dict) -> dict:
