@@ -292,6 +292,7 @@ def evaluate_model(
     per_image: str | Path | None = None,
     run: RunOptions | None = None,
     settings: Mapping[str, Any] | None = None,
+    copy_model: bool = True,
 ) -> dict:
     """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
 
@@ -303,7 +304,8 @@ def evaluate_model(
     ``per_image``: JSON Lines of per-image results, appended as the run goes; an existing file
     is resumed (its images are not run again) when it was written by the same model (weights
     compared by content), ground truth and settings. ``settings`` are extra entries for the
-    report (e.g. the input paths). ``loaded`` is left as it was. Raises `EvaluationError` on
+    report (e.g. the input paths). ``loaded`` is left as it was (``copy_model=False``: its model
+    is prepared in place, for a caller that made it for this run). Raises `EvaluationError` on
     mismatches. In a group of processes (``with run.processes() as run:``, as `evaluate` does
     under torchrun) every rank runs its share of the images, rank 0 alone reads and writes
     ``per_image``, and every rank returns rank 0's report.
@@ -325,7 +327,12 @@ def evaluate_model(
     if maxboxacc and not has_boxes:
         raise EvaluationError("--maxboxacc needs ground-truth boxes; these annotations have none")
 
-    localizer = run.localizer(loaded, compile_now=False, topk=topk, threshold=threshold)
+    # The weights' digest before the pipeline prepares them (folded batch norm would change
+    # it), so every caller gets the same resume identity for the same weights.
+    model_digest = loaded.digest() if per_image is not None else None
+    localizer = run.localizer(
+        loaded, compile_now=False, topk=topk, threshold=threshold, copy_model=copy_model
+    )
     settings = {
         "mode": "model",
         **(settings or {}),
@@ -342,7 +349,7 @@ def evaluate_model(
         # What decides every per-image result, by content: never file names or devices.
         fingerprint = settings_fingerprint(
             {
-                "model": loaded.digest(),
+                "model": model_digest,
                 "ground_truth": _annotations_digest(annotations),
                 **{key: settings[key] for key in ("threshold", "topk", "fast", "maxboxacc")},
                 # device decoding moves pixels slightly; PIL runs keep their old fingerprints
@@ -437,7 +444,7 @@ def evaluate(
     then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream) or a
     ``model`` over ``images`` (CUB brings its own images and classes). ``classes_file`` checks
     the predictions' classes; for a model it belongs in its `ModelOptions`."""
-    from cam_cli.models.loading import ModelOptions, load_model
+    from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
 
     if (annotations is None) == (cub is None):
         raise EvaluationError("give the ground truth: annotations or a CUB root (one of them)")
@@ -492,4 +499,5 @@ def evaluate(
             per_image=per_image,
             run=run,
             settings=settings,
+            copy_model=not isinstance(model, LoadedModel),  # made here, for this run alone
         )

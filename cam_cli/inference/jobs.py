@@ -53,8 +53,9 @@ def _localizer(
     **settings,
 ) -> Localizer:
     """The model loaded (from options) and prepared for ``run``, with ``--class`` queries
-    resolved against its classes."""
-    if isinstance(model, ModelOptions):
+    resolved against its classes. A model loaded here is prepared in place, not copied."""
+    loaded_here = isinstance(model, ModelOptions)
+    if loaded_here:
         model = load_model(model, device=run.device)
     indices = None
     if classes:
@@ -62,7 +63,13 @@ def _localizer(
             indices = [resolve_class(query, model.classes) for query in classes]
         except ValueError as error:
             raise SetupError(str(error)) from None
-    return run.localizer(model, compile_now=compile_now, class_indices=indices, **settings)
+    return run.localizer(
+        model,
+        compile_now=compile_now,
+        class_indices=indices,
+        copy_model=not loaded_here,
+        **settings,
+    )
 
 
 def _failed(path: str, reason: str) -> None:

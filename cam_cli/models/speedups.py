@@ -7,6 +7,8 @@ Found with scripts/bench_bbox.py on a 2-core CPU, together with channels_last me
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -19,14 +21,14 @@ def fold_batch_norms(model: nn.Module) -> int:
     """
     if model.training:
         raise ValueError("fold_batch_norms is for eval-mode models only")
+    folded = _fold_in_sequentials(model)
     if not any(isinstance(module, nn.BatchNorm2d) for module in model.modules()):
-        return 0  # nothing to fold: no need to trace (a fifth of a second for a big network)
+        return folded  # nothing left: no need to trace (half a second for MobileNetV2 here)
     try:
         graph = torch.fx.symbolic_trace(model).graph
     except Exception:  # untraceable forward: no folding, same results, a little slower
         return 0
     modules = dict(model.named_modules())
-    folded = 0
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
             continue
@@ -41,4 +43,19 @@ def fold_batch_norms(model: nn.Module) -> int:
             model.set_submodule(source.target, fuse_conv_bn_eval(conv, batch_norm))
             model.set_submodule(node.target, nn.Identity())
             folded += 1
+    return folded
+
+
+def _fold_in_sequentials(model: nn.Module) -> int:
+    """The common case without tracing: a Conv2d followed by a BatchNorm2d in an nn.Sequential
+    (torchvision's Conv2dNormActivation, VGG-BN...) feeds that batch norm alone."""
+    folded = 0
+    for sequence in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        children = sequence._modules
+        for first, second in itertools.pairwise(list(children)):
+            conv, batch_norm = children[first], children[second]
+            if isinstance(conv, nn.Conv2d) and isinstance(batch_norm, nn.BatchNorm2d):
+                children[first] = fuse_conv_bn_eval(conv, batch_norm)
+                children[second] = nn.Identity()
+                folded += 1
     return folded
