@@ -51,12 +51,23 @@ def download_torchvision_state_dict(name: str, what: str) -> dict[str, torch.Ten
 def read_state_file(path: str | Path) -> dict[str, Any]:
     """A weights or checkpoint file as a dict, read without running any code in it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelLoadError(f"{path}: no such weights file")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: not a regular file (a weights file is one)")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: not a loadable weights file (empty file (0 bytes))")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        text = str(error).strip()
+        if "weights only load failed" in text.lower() or "weights_only" in text:
+            # torch's message goes on to suggest weights_only=False: the unsafe thing. Never.
+            raise ModelLoadError(
+                f"{path}: refused: it holds code or objects that cannot be loaded safely "
+                "(only tensors and plain containers are read; nothing in it was run)"
+            ) from None
+        first_line = text.splitlines()[0] if text else type(error).__name__
         raise ModelLoadError(f"{path}: not a loadable weights file ({first_line})") from None
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: expected a state_dict or a checkpoint dict")
