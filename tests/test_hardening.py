@@ -406,6 +406,10 @@ def test_weights_files_that_are_empty_fifos_or_pickles(fake, tmp_path):
     result = invoke(*base, tmp_path / "evil.pth")
     one_line_error(result, "cannot be loaded safely")
     assert "weights_only" not in result.stderr and not (tmp_path / "pwned").exists()
+    (tmp_path / "garbage.pth").write_bytes(b"not a torch file")
+    result = invoke(*base, tmp_path / "garbage.pth")
+    one_line_error(result, "not a loadable weights file")
+    assert "weights_only" not in result.stderr
 
 
 def test_fifo_image_is_not_an_empty_file(fake, tmp_path):
