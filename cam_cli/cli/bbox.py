@@ -53,12 +53,19 @@ def bbox(
       find photos -name '*.jpg' | cam-cli bbox --checkpoint runs/x/best.pt --images - --format csv
     """
     o.configure_logging(quiet)
+    sources = [*(images or []), *(extra_images or [])]
+    o.check_before_work(
+        inputs=o.model_inputs(weights, checkpoint, classes, sources),
+        outputs={"--output": output},
+        output_dirs={"--draw": draw},
+        input_size=input_size,
+    )
     from cam_cli.inference.jobs import write_boxes
 
     with o.errors_as_exit():
         summary = write_boxes(
             o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
-            [*(images or []), *(extra_images or [])],
+            sources,
             output=output,
             fmt=output_format.value,
             topk=topk,

@@ -48,12 +48,18 @@ def cam(
       cam-cli cam --checkpoint best.pt --images val/ --class n01440764 --npy both --out cams/
     """
     o.configure_logging(quiet)
+    sources = [*(images or []), *(extra_images or [])]
+    o.check_before_work(
+        inputs=o.model_inputs(weights, checkpoint, classes, sources),
+        output_dirs={"--out": out},
+        input_size=input_size,
+    )
     from cam_cli.inference.jobs import write_cams
 
     with o.errors_as_exit():
         summary = write_cams(
             o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
-            [*(images or []), *(extra_images or [])],
+            sources,
             out,
             topk=topk,
             classes=class_query,

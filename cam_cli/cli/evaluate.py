@@ -169,6 +169,13 @@ def eval_command(
     if json_out not in (None, "-") and per_image is not None and _same(json_out, per_image):
         raise o.fail("--json and --per-image must be different files")
     o.configure_logging(quiet)
+    inputs = {"--annotations": annotations, "--images": images, "--predictions": predictions,
+              "--meta": meta, "--cub": cub}  # fmt: skip
+    o.check_before_work(
+        inputs={**inputs, **o.model_inputs(weights, checkpoint, classes)},
+        outputs={"--json": json_out, "--per-image": per_image},
+        input_size=input_size,
+    )
     from cam_cli.evaluation.evaluate import evaluate
     from cam_cli.evaluation.report import format_report
 
@@ -194,7 +201,11 @@ def eval_command(
         )
     if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
         return
-    _write_outputs(report, format_report(report), json_out)
+    from cam_cli.common.checks import printable, strict_json
+
+    report = strict_json(printable(report))  # names that are not UTF-8 escaped, no NaN
+    with o.errors_as_exit():  # a closed stdout (`| head`) ends it quietly
+        _write_outputs(report, format_report(report), json_out)
     raise typer.Exit(o.EXIT_SOME_FAILED if report["failed_images"] else o.EXIT_OK)
 
 
@@ -227,7 +238,7 @@ def _write_outputs(report: dict, table: str, json_out: str | None) -> None:
     """Table on stdout (stderr when the JSON goes to stdout); JSON atomically to its file."""
     from cam_cli.common.atomic import write_text_atomic
 
-    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if json_out == "-":
         typer.echo(table, err=True)
         typer.echo(text, nl=False)

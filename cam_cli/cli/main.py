@@ -10,7 +10,7 @@ import sys
 import typer
 
 from cam_cli.cli import bbox, cam, evaluate, models, synth, train
-from cam_cli.cli.options import main_process
+from cam_cli.cli.options import main_process, reader_gone
 
 app = typer.Typer(
     name="cam-cli",
@@ -48,7 +48,7 @@ def main() -> None:
         typer.echo("cam-cli: interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:  # `cam-cli bbox ... | head` closes the pipe early; not an error
-        sys.stderr.close()
+        reader_gone()
         sys.exit(0)
 
 

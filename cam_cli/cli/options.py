@@ -37,6 +37,18 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
+def reader_gone() -> typer.Exit:
+    """stdout's reader has gone (``cam-cli bbox ... | head -1``): exit 0 without a message.
+    stdout is pointed at /dev/null first, so the flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test runner's buffer)
+        pass
+    return typer.Exit(EXIT_OK)
+
+
 @contextmanager
 def errors_as_exit() -> Iterator[None]:
     """A `SetupError` (or an OS error: a folder that cannot be written) ends the command with
@@ -45,9 +57,36 @@ def errors_as_exit() -> Iterator[None]:
         yield
     except SetupError as error:
         raise fail(str(error)) from None
+    except BrokenPipeError:  # `| head`: the reader is gone; not an error, nothing to say
+        raise reader_gone() from None
     except OSError as error:
         where = f"{error.filename}: " if getattr(error, "filename", None) else ""
         raise fail(f"{where}{error.strerror or error}") from None
+
+
+def check_before_work(
+    *,
+    inputs: dict | None = None,
+    outputs: dict | None = None,
+    output_dirs: dict | None = None,
+    input_size: int | None = None,
+    input_size_option: str = "--input-size",
+) -> None:
+    """What every command checks before its first image, each failure one line and exit 2:
+    sizes in range, output files and folders writable (a FILE not a directory), and no output
+    that is one of the inputs (``{option: path}``; see `common.checks`)."""
+    from cam_cli.common import checks
+
+    outputs, output_dirs = outputs or {}, output_dirs or {}
+    try:
+        checks.check_input_size(input_size, input_size_option)
+        for option, path in outputs.items():
+            checks.check_output_file(path, option)
+        for option, path in output_dirs.items():
+            checks.check_output_dir(path, option)
+        checks.check_not_an_input(outputs, inputs or {})
+    except SetupError as error:
+        raise fail(str(error)) from None
 
 
 class _StderrHandler(logging.Handler):
@@ -209,6 +248,13 @@ ClassQuery = Annotated[
         show_default=False,
     ),
 ]
+
+
+def model_inputs(weights, checkpoint, classes, images=None) -> dict:
+    """The input files of a model run, as `check_before_work` takes them."""
+    weights_file = None if weights in (None, "imagenet") else weights
+    return {"--weights": weights_file, "--checkpoint": checkpoint, "--classes": classes,
+            "--images": images}  # fmt: skip
 
 
 def model_options(

@@ -131,12 +131,16 @@ def train(
         "backbone_weights": str(backbone_weights) if backbone_weights is not None else None,
     }  # fmt: skip
     o.configure_logging(quiet)
+    o.check_before_work(output_dirs={"--out": out}, input_size=image_size,
+                        input_size_option="--image-size")  # fmt: skip
+    from cam_cli.common.checks import check_run_folder
     from cam_cli.common.distributed import is_main_process
     from cam_cli.errors import SetupError
     from cam_cli.training.config import TrainingDiverged
     from cam_cli.training.loop import train_from_options
 
     with o.errors_as_exit():
+        check_run_folder(out, data, backbone_weights)
         try:
             result = train_from_options(
                 overrides, data, out, config_file=config, resume=resume,

@@ -4,14 +4,15 @@ Every file the tool writes goes through `atomic_file`: the data goes to a temp f
 target's own folder (same file system, so the rename is atomic), is flushed and fsynced, and is
 renamed over the target only when complete. ``kill -9`` at any moment leaves either the old file
 or the new one. The temp names follow one pattern, ``.NAME.tmp-PID``, so
-`remove_stale_temp_files` can clear what a killed process left behind.
+`remove_stale_temp_files` can clear what a killed process left behind; `atomic_file` does so
+for each folder it writes to, once per process.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +31,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     that replaces it only when the block ends without an exception."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clean_once(path.parent)
     tmp = temp_path(path)
     text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     handle = open(tmp, mode, **text)  # noqa: SIM115 (closed below, on both paths)
@@ -71,6 +73,19 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+_cleaned: set[Path] = set()
+
+
+def _clean_once(folder: Path) -> None:
+    """`remove_stale_temp_files` for a folder this process writes to, the first time only
+    (a `cam` run writes thousands of files into one folder)."""
+    key = folder.resolve()
+    if key not in _cleaned:
+        _cleaned.add(key)
+        with suppress(OSError):  # cleaning is a courtesy; the write reports real problems
+            remove_stale_temp_files(key)
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:

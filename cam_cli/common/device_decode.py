@@ -215,6 +215,8 @@ class JpegRoutingDataset(ImageListDataset):
 
     def route(self, path: str) -> tuple[JpegRoute, bytearray | None]:
         """Where ``path`` is decoded, with its bytes when it goes to the device."""
+        if not os.path.isfile(path):  # a FIFO would block here; PIL's path names it
+            return _pil("not a regular file"), None
         try:
             with open(path, "rb") as handle:
                 if handle.read(3) != b"\xff\xd8\xff":

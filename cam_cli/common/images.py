@@ -7,6 +7,7 @@ raising, and the batch carries it to the output as a one-line message naming the
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import warnings
 from collections.abc import Iterable, Iterator
@@ -15,10 +16,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from cam_cli.errors import SetupError
+
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; we refuse above it.
 DEFAULT_MAX_PIXELS = 178_956_970
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, not a grey half-image
+
+
+def _file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words (a FIFO is not an empty file)."""
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -49,6 +59,7 @@ def find_images(sources: Iterable[str]) -> Iterator[tuple[Path, str | None]]:
     reads one path per line from stdin, files are taken as given (whatever their extension).
 
     A source that does not exist is yielded with its problem, so the caller reports and counts it.
+    A folder without a single image is a `SetupError` (a wrong folder, not an empty result).
     """
     for source in sources:
         if source == "-":
@@ -59,7 +70,11 @@ def find_images(sources: Iterable[str]) -> Iterator[tuple[Path, str | None]]:
             continue
         path = Path(source)
         if path.is_dir():
-            for child in list_images(path):
+            children = list_images(path)
+            if not children:
+                name = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+                raise SetupError(f"no images found in {name}")
+            for child in children:
                 yield child, None
         elif path.exists():
             yield path, None
@@ -101,7 +116,10 @@ def open_rgb(
     """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"not a regular file ({_file_kind(info.st_mode)})")
+        if info.st_size == 0:
             raise ValueError("empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from cam_cli.common.atomic import atomic_file
+from cam_cli.common.checks import printable_path
 from cam_cli.evaluation.annotations import ImageAnnotation, read_annotations, read_cub
 from cam_cli.evaluation.matching import (
     EvaluationError,
@@ -37,6 +38,7 @@ from cam_cli.evaluation.matching import (
     check_class_order,
     check_known_labels,
     check_missing,
+    check_prediction_record,
     pair_images,
 )
 from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2, gt_boxes_in_grid
@@ -46,6 +48,7 @@ from cam_cli.evaluation.resume import (
     record_from_line,
     settings_fingerprint,
 )
+from cam_cli.inference.writers import json_line
 from cam_cli.models.classes import ClassInfo, read_synset_mapping
 
 if TYPE_CHECKING:  # torch is imported only when a model runs: scoring records needs none
@@ -192,6 +195,7 @@ def _parse_records(lines: Iterable[str], name: str) -> Iterator[dict]:
             ) from None
         if not isinstance(record, dict) or not isinstance(record.get("path"), str):
             raise EvaluationError(f"{name}:{number}: not a `cam-cli bbox` record (no 'path')")
+        check_prediction_record(record, f"{name}:{number}")
         yield record
 
 
@@ -218,16 +222,19 @@ def evaluate_predictions(
     seen: dict[str, str] = {}
     matched: list[ImageAnnotation] = []
 
+    # Records name an image that is not valid UTF-8 escaped (`printable_path`): so are the ids.
+    by_id = {printable_path(image_id): a for image_id, a in annotations.items()}
+
     def score_all(write: Callable[[dict], None] | None) -> None:
         for number, record in enumerate(records, start=1):
             path = str(record.get("path"))
-            stem = Path(path).stem
+            stem = printable_path(Path(path).stem)
             if stem in seen:
                 raise EvaluationError(
                     f"two prediction records for image {stem}: {seen[stem]} and {path}"
                 )
             seen[stem] = path
-            annotation = annotations.get(stem)
+            annotation = by_id.get(stem)
             if annotation is None:
                 missing.without_annotation.append(path)
                 continue
@@ -242,7 +249,7 @@ def evaluate_predictions(
                 raise EvaluationError(f"record {number}: {error}") from None
             if write is not None:
                 write(line)
-        missing.without_image.extend(sorted(s for s in annotations if s not in seen))
+        missing.without_image.extend(sorted(s for s in by_id if s not in seen))
         check_missing(missing, allow_missing, "prediction records")
         if not matched:
             raise EvaluationError("no prediction record matches an annotation: nothing to score")
@@ -251,7 +258,7 @@ def evaluate_predictions(
         score_all(None)
     else:
         with atomic_file(per_image) as handle:
-            score_all(lambda line: handle.write(json.dumps(line, ensure_ascii=False) + "\n"))
+            score_all(lambda line: handle.write(json_line(line)))
     return scorer.report(missing, settings, gt_known_available=False)
 
 
@@ -357,7 +364,8 @@ def evaluate_model(
             }
         )
     scorer = _Scorer(maxboxacc, fingerprint)
-    by_stem = {annotation.image_id: annotation for _, annotation in items}
+    # keyed as the per-image lines write them (`printable_path`: names that are not UTF-8)
+    by_stem = {printable_path(annotation.image_id): annotation for _, annotation in items}
 
     def left_to_do() -> list[str]:
         """The images not in the per-image file yet (its lines are fed to the scorer)."""
@@ -376,7 +384,7 @@ def evaluate_model(
             logger.info(
                 "resuming: %d of %d images already scored in %s", len(done), len(items), per_image
             )
-        return [str(path) for path, _ in items if path.stem not in done]
+        return [str(path) for path, _ in items if printable_path(path.stem) not in done]
 
     # Under torchrun rank 0 alone reads (and trims) the file, and tells every rank what is left.
     annotation_of_path = {str(path): annotation for path, annotation in items}

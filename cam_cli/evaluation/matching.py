@@ -228,3 +228,38 @@ def _check_record_classes(record: Mapping, classes: list[ClassInfo], where: str)
                 f"{info.wnid or info.name} in the class list: the predictions were made with "
                 "another class order"
             )
+
+
+def check_prediction_record(record: Mapping, where: str) -> None:
+    """A `cam-cli bbox` record as the scorer needs it: an error record, or ``predictions`` a
+    list of objects each with an integer ``class_index`` and a ``box`` of 4 integers."""
+    if record.get("error") is not None:
+        return
+    predictions = record.get("predictions")
+    if predictions is None:
+        return  # scored as "no predictions", as before
+    problem = None
+    if not isinstance(predictions, list):
+        problem = "'predictions' is not a list"
+    else:
+        for i, p in enumerate(predictions, start=1):
+            if not isinstance(p, dict):
+                problem = f"prediction {i} is not an object"
+            elif not _is_int(p.get("class_index")):
+                problem = f"prediction {i} has no integer 'class_index'"
+            elif not (
+                isinstance(p.get("box"), list)
+                and len(p["box"]) == 4
+                and all(_is_int(v) for v in p["box"])
+            ):
+                problem = f"prediction {i} has no 'box' of 4 integers [xmin, ymin, xmax, ymax]"
+            if problem:
+                break
+    if problem:
+        raise EvaluationError(
+            f"{where}: not a `cam-cli bbox` record ({problem}); expected its JSON Lines output"
+        )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

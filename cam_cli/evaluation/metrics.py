@@ -19,14 +19,18 @@ small masks (needed by the median-box baseline, whose box size is only known at 
 
 from __future__ import annotations
 
+import logging
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from cam_cli.common.checks import printable_path
 from cam_cli.evaluation.annotations import ImageAnnotation
 from cam_cli.inference.boxes import component_boxes, scale_boxes
+
+logger = logging.getLogger(__name__)
 
 IOU_THRESHOLD = 0.5
 TOP_K = 5
@@ -100,7 +104,8 @@ def _gt_arrays(
     """Ground-truth labels and boxes in the prediction's pixel grid.
 
     When the annotation states an image size that differs from the image actually evaluated
-    (the user resized the images), the boxes are scaled to the evaluated size.
+    (the user resized the images), the boxes are scaled to the evaluated size. A box that
+    reaches outside the image is clipped to it, with a note.
     """
     labels = [label for label, _ in annotation.boxes]
     boxes = np.array([box for _, box in annotation.boxes], dtype=np.int64).reshape(-1, 4)
@@ -117,6 +122,14 @@ def _gt_arrays(
             boxes, (annotation.width, annotation.height), np.array([[width, height]])
         )
         rescaled = True
+    if len(boxes) and width is not None and height is not None:
+        clipped = np.clip(boxes, 0, [width - 1, height - 1, width - 1, height - 1])
+        if (clipped != boxes).any():
+            logger.info(
+                "note: %s: a ground-truth box reaches outside the %dx%d image; clipped to it",
+                printable_path(annotation.image_id), width, height,
+            )  # fmt: skip
+            boxes = clipped
     return labels, boxes, rescaled
 
 

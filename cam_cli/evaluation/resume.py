@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cam_cli.evaluation.matching import EvaluationError
+from cam_cli.inference.writers import json_line
 
 FSYNC_EVERY_LINES = 500  # per-image log: flush every line, fsync this often (or every 10 s)
 FSYNC_EVERY_SECONDS = 10.0
@@ -100,7 +101,7 @@ class PerImageLog:
         self._last_sync = time.monotonic()
 
     def write(self, line: Mapping) -> None:
-        self.handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self.handle.write(json_line(dict(line)))
         self.handle.flush()
         self._unsynced += 1
         now = time.monotonic()

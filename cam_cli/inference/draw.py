@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cam_cli.common.checks import printable_path
 from cam_cli.common.images import open_rgb
+from cam_cli.errors import SetupError
 
 BOX_COLOURS = [(255, 40, 40), (40, 220, 40), (40, 120, 255), (255, 200, 0), (220, 40, 220)]
 
@@ -68,6 +70,20 @@ def output_stem(image_path: str | Path, taken: set[str]) -> str:
         candidate = f"{stem}-{n}"
     taken.add(candidate)
     return candidate
+
+
+def check_drawings_spare_inputs(paths: list[str], draw_dir: str | Path) -> None:
+    """`bbox --draw DIR` names its PNGs as `output_stem` does, in input order: refuse, before
+    any work, a folder where one of them would be an input image."""
+    inputs = {Path(p).resolve() for p in paths}
+    taken: set[str] = set()
+    for path in paths:
+        target = Path(draw_dir) / f"{output_stem(path, taken)}_boxes.png"
+        if target.resolve() in inputs:
+            raise SetupError(
+                f"--draw {printable_path(draw_dir)}: its {printable_path(target.name)} would "
+                "overwrite that input image; give another folder"
+            )
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -19,7 +19,7 @@ from cam_cli.common.atomic import write_bytes_atomic
 from cam_cli.common.images import find_images
 from cam_cli.errors import SetupError
 from cam_cli.inference import sharding
-from cam_cli.inference.draw import boxes_png, output_stem
+from cam_cli.inference.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.inference.pipeline import Localizer, RunOptions
 from cam_cli.inference.results import ImageResult
 from cam_cli.inference.writers import RecordWriter, open_output
@@ -102,6 +102,8 @@ def write_boxes(
     for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes."""
     with run.processes() as run:  # under torchrun: the group, this process's device
         paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
+        if draw is not None:
+            check_drawings_spare_inputs(paths, draw)
         localizer = _localizer(model, classes, run, bool(paths), topk=topk, threshold=threshold)
         try:
             return localize_to_records(

@@ -398,6 +398,9 @@ class Localizer:
                 ]
                 if out.extra_cams is not None:
                     result.extra_cams = out.extra_cams[i]
+            if result.flag_non_finite():  # an error record (counted), never "score": NaN
+                results.append((item.index, result))
+                continue
             if out.analyses is not None:
                 result.analysis = out.analyses[i]
             if asked.finish is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,19 @@ class ImageResult:
     extra: list[Prediction] = field(default_factory=list)
     extra_cams: np.ndarray | None = None  # [m, S, S] at network input resolution
     analysis: Any = None  # what `localize(finish=...)` computed for this image
+
+    def flag_non_finite(self) -> bool:
+        """A model that gives NaN or infinite scores (NaN weights, an overflow) has no answer
+        for this image: it becomes an error (counted, exit code 1), never ``"score": NaN``,
+        which is not JSON. True when flagged."""
+        scores = [p.score for p in (*self.predictions, *self.extra)]
+        if all(math.isfinite(score) for score in scores):
+            return False
+        kind = "NaN" if any(math.isnan(score) for score in scores) else "inf"
+        self.error = f"non-finite scores ({kind}) from the model"
+        self.predictions, self.extra = [], []
+        self.cams = self.extra_cams = None
+        return True
 
     def as_record(self) -> dict:
         if self.error is not None:

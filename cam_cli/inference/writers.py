@@ -1,7 +1,8 @@
 """Writing results: JSON Lines (default) or CSV, to stdout or atomically to a file.
 
 A file output is written to a temporary sibling and renamed into place when the run ends, so a
-reader never sees a half-written file under the final name.
+reader never sees a half-written file under the final name. JSON is always strict (no NaN), and
+a path that is not valid UTF-8 is written escaped (`common.checks.printable_path`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from cam_cli.common.atomic import atomic_file
+from cam_cli.common.checks import printable, printable_path
 
 CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
                "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
@@ -36,6 +38,18 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
 FORMATS = ("jsonl", "csv")
 
 
+def json_line(record: dict) -> str:
+    """One strict JSON line (no NaN/Infinity, which JSON does not have: a ValueError instead)
+    that can always be written as UTF-8: a file name that is not valid UTF-8 is written with
+    its odd bytes as ``\\xNN`` (`common.checks.printable_path`)."""
+    text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # rare: only then is the record walked
+        text = json.dumps(printable(record), ensure_ascii=False, allow_nan=False)
+    return text + "\n"
+
+
 class RecordWriter:
     """Streams `ImageResult.as_record()` dicts as JSON Lines or CSV (one row per prediction)."""
 
@@ -50,14 +64,15 @@ class RecordWriter:
             self._csv.writerow(CSV_COLUMNS)
 
     def write(self, record: dict) -> None:
+        path = record["path"] if self._csv is None else printable_path(record["path"])
         if self._csv is None:
-            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.handle.write(json_line(record))
         elif "error" in record:
-            self._csv.writerow([record["path"], "", "", "", "", "", "", "", "", "", "", "",
+            self._csv.writerow([path, "", "", "", "", "", "", "", "", "", "", "",
                                 record["error"]])  # fmt: skip
         else:
             for p in record["predictions"]:
-                self._csv.writerow([record["path"], record["width"], record["height"], p["rank"],
+                self._csv.writerow([path, record["width"], record["height"], p["rank"],
                                     p["class_index"], p["wnid"] or "", p["name"] or "",
                                     p["score"], *p["box"], ""])  # fmt: skip
         if self.handle is sys.stdout:

@@ -29,7 +29,7 @@ def read_synset_mapping(path: str | Path) -> list[ClassInfo]:
     """
     path = Path(path)
     classes: list[ClassInfo] = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:  # a BOM is not part of the first wnid
         for line_number, line in enumerate(handle, start=1):
             line = line.strip()
             if not line:

@@ -51,16 +51,40 @@ def download_torchvision_state_dict(name: str, what: str) -> dict[str, torch.Ten
 def read_state_file(path: str | Path) -> dict[str, Any]:
     """A weights or checkpoint file as a dict, read without running any code in it."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ModelLoadError(f"{path}: no such weights file")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: not a regular file (a weights file is one)")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path}: not a loadable weights file (empty file (0 bytes))")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-        raise ModelLoadError(f"{path}: not a loadable weights file ({first_line})") from None
+        raise ModelLoadError(f"{path}: {_load_failure(error)}") from None
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: expected a state_dict or a checkpoint dict")
     return data
+
+
+_TORCH_ADVICE = ("weights_only", "pytorch 2.6", "please file an issue", "check the documentation")
+
+
+def _load_failure(error: Exception) -> str:
+    """torch's refusal in one line, without its advice to load with ``weights_only=False``
+    (the unsafe thing: it runs whatever code the file holds)."""
+    text = str(error).strip()
+    if "weights only load failed" not in text.lower():
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        return f"not a loadable weights file ({first_line})"
+    details = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+    details = [d for d in details if not any(a in d.lower() for a in _TORCH_ADVICE)]
+    if any("global" in d.lower() or "class" in d.lower() for d in details):
+        return (
+            "refused: it holds code or objects that cannot be loaded safely (only tensors and "
+            "plain containers are read; nothing in it was run)"
+        )
+    detail = details[0] if details else "unreadable pickle data"
+    return f"not a loadable weights file ({detail})"
 
 
 def unwrap_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:

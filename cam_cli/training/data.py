@@ -56,14 +56,17 @@ def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int
             names = {c.wnid: c.name for c in read_synset_mapping(mapping) if c.wnid and c.name}
         except ValueError as error:
             raise TrainError(str(error)) from None
-    classes = [ClassInfo(i, f.name, names.get(f.name, f.name)) for i, f in enumerate(folders)]
     items: list[tuple[str, int]] = []
     notes = []
-    for index, folder in enumerate(folders):
+    kept = []
+    for folder in folders:  # a folder without images is no class (it could never be learned)
         paths = [str(path) for path in list_images(folder)]
         if not paths:
-            notes.append(f"class folder {folder} has no images")
-        items.extend((path, index) for path in paths)
+            notes.append(f"class folder {folder} has no images; skipped (not a class)")
+            continue
+        items.extend((path, len(kept)) for path in paths)
+        kept.append(folder)
+    classes = [ClassInfo(i, f.name, names.get(f.name, f.name)) for i, f in enumerate(kept)]
     if not items:
         raise TrainError(f"{train_dir}: no images in the class folders")
     return classes, items, notes

@@ -39,6 +39,7 @@ from cam_cli.common.atomic import remove_stale_temp_files
 from cam_cli.common.batches import ImageBatch, collate_images
 from cam_cli.common.device import Precision
 from cam_cli.common.distributed import Dist, setup_distributed
+from cam_cli.common.lock import FolderLock
 from cam_cli.errors import SetupError
 from cam_cli.models.loading import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET, Preprocessing
@@ -479,7 +480,13 @@ def train(
     except SetupError as error:  # a --device that is not here
         raise TrainError(str(error)) from None
     log = _main_log(ddp)
+    lock = FolderLock(run_dir) if ddp.main else None  # rank 0 writes, so rank 0 holds it
     try:
+        if lock is not None:
+            try:
+                lock.acquire()
+            except SetupError as error:
+                raise TrainError(str(error)) from None
         for note in data.notes:
             log(f"note: {note}")
         last = run_dir / LAST
@@ -537,6 +544,8 @@ def train(
             )
             raise TrainingDiverged(f"{error}; stopped: {where}") from None
     finally:
+        if lock is not None:
+            lock.release()
         if ddp.owns_group and dist.is_initialized():
             dist.destroy_process_group()
 

@@ -1,0 +1,176 @@
+"""Checks every command makes before any work: outputs that would overwrite an input, outputs
+that cannot be written, sizes out of range. Each failure is a `SetupError` whose one line names
+the file (`cam-cli: error: ...`, exit 2). Also the one rule for writing a file name that is not
+valid UTF-8 (`printable_path`). No torch here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from cam_cli.common.images import is_image_file
+from cam_cli.errors import SetupError
+
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 4096  # 4096x4096 already takes GBs of activations/image
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """A file name as text that can always be written as UTF-8.
+
+    Python gives a name that is not valid UTF-8 (``bad\\xff.jpg`` on disk) with surrogates
+    (``os.fsdecode``); each byte that is not UTF-8 is written as ``\\xNN`` (backslashreplace of
+    the raw bytes). Valid names are returned unchanged. The rule is the same in every output
+    (bbox/eval records, per-image lines, reports), and `eval --predictions` applies it to the
+    annotations' image ids too, so such records still match their ground truth.
+    """
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
+
+
+def printable(value):
+    """`printable_path` applied to every string in a JSON-like value (dicts, lists)."""
+    if isinstance(value, str):
+        return printable_path(value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
+    return value
+
+
+def strict_json(value):
+    """NaN and infinities (not JSON) as null, in a JSON-like value; everything else as it is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def check_run_folder(
+    out: str | os.PathLike, data: str | os.PathLike, backbone: str | os.PathLike | None = None
+) -> None:
+    """`train --out` must not be the --data folder nor inside it (its files would mix with the
+    data, a folder under train/ would become a class), and must not write over the
+    --backbone-weights file (a run folder's last.pt or best.pt)."""
+    out, data = Path(out), Path(data)
+    for name in ("last.pt", "best.pt"):
+        check_not_an_input({"--out": out / name}, {"--backbone-weights": backbone})
+    if same_file(out, data) or (data.is_dir() and _inside(out, data)):
+        raise SetupError(
+            f"--out {printable_path(out)}: is inside the --data folder {printable_path(data)}; "
+            "give a run folder outside the data"
+        )
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Do ``a`` and ``b`` name one file (resolved paths, or the same inode where both exist)?"""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def check_not_an_input(
+    outputs: Mapping[str, str | os.PathLike | None],
+    inputs: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike] | None],
+) -> None:
+    """Refuse an output FILE that is one of the inputs: ``{option: path}`` on both sides (an
+    input option may hold several paths, e.g. --images; ``-`` is stdin/stdout and skipped). An
+    input folder (--images DIR) counts for the image files already in it."""
+    for out_option, output in outputs.items():
+        if output is None or str(output) == "-":
+            continue
+        for in_option, given in inputs.items():
+            if given is None:
+                continue
+            paths = [given] if isinstance(given, str | os.PathLike) else list(given)
+            for source in paths:
+                if str(source) == "-":
+                    continue
+                source = Path(source)
+                if same_file(output, source) or (
+                    source.is_dir()
+                    and is_image_file(output)
+                    and Path(output).is_file()
+                    and _inside(Path(output), source)
+                ):
+                    raise SetupError(
+                        f"{out_option} {printable_path(output)}: is an input ({in_option} "
+                        f"{printable_path(source)}); refusing to overwrite it, give another file"
+                    )
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_parent(path: Path, option: str) -> None:
+    parent = _nearest_existing(path.parent)
+    if not parent.is_dir():
+        raise SetupError(
+            f"{option} {printable_path(path)}: cannot be written ({printable_path(parent)} is "
+            "not a directory)"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SetupError(
+            f"{option} {printable_path(path)}: cannot be written (no write permission in "
+            f"{printable_path(parent)})"
+        )
+
+
+def check_output_file(path: str | os.PathLike | None, option: str) -> None:
+    """An output FILE that can be written (atomically: its folder must take a temp file):
+    not a directory, its folder (or the nearest one that exists) a writable directory."""
+    if path is None or str(path) == "-":
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise SetupError(f"{option} {printable_path(path)}: is a directory; give a FILE")
+    if path.exists() and not path.is_file():
+        raise SetupError(f"{option} {printable_path(path)}: not a regular file")
+    _check_parent(path, option)
+
+
+def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
+    """An output folder that exists as a writable directory or can be made."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise SetupError(f"{option} {printable_path(path)}: not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise SetupError(
+                f"{option} {printable_path(path)}: cannot be written (no write permission)"
+            )
+        return
+    _check_parent(path, option)
+
+
+def check_input_size(size: int | None, option: str = "--input-size") -> None:
+    if size is not None and not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
+        raise SetupError(f"{option} {size}: must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE}")
