@@ -55,3 +55,14 @@ def test_stale_temp_files_of_dead_processes_are_removed_live_ones_kept(tmp_path)
     keep.write_bytes(b"good")
     assert remove_stale_temp_files(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, parent.name, keep.name])
+
+
+def test_a_device_or_a_pipe_is_written_directly_never_replaced(tmp_path):
+    """`--output /dev/null` (benchmarks) or a named pipe: renaming a temp file over it would
+    put a regular file where the device was."""
+    import stat
+
+    with atomic_file(os.devnull) as handle:
+        handle.write("discarded\n")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert not list(tmp_path.iterdir())

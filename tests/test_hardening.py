@@ -429,3 +429,11 @@ def test_stale_temp_files_of_dead_processes_are_cleaned_where_outputs_go(tmp_pat
     with atomic_file(tmp_path / "o.jsonl") as handle:
         handle.write("{}\n")
     assert not stale.exists() and live.exists()
+
+
+def test_output_to_dev_null_is_written_not_replaced(fake):
+    import stat
+
+    result = invoke("bbox", *model_args(fake), "--images", fake / "imgs", "--output", os.devnull)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)

@@ -28,12 +28,20 @@ def temp_path(path: str | Path) -> Path:
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Open ``path`` for writing (``"w"``: UTF-8 text, ``"wb"``: bytes) through a temp file
-    that replaces it only when the block ends without an exception."""
+    that replaces it only when the block ends without an exception.
+
+    A target that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is
+    written directly: renaming over it would replace the device or the pipe with a file.
+    """
     path = Path(path)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, mode, **text) as stream:
+            yield stream
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_once(path.parent)
     tmp = temp_path(path)
-    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     handle = open(tmp, mode, **text)  # noqa: SIM115 (closed below, on both paths)
     try:
         yield handle

@@ -151,7 +151,7 @@ def check_output_file(path: str | os.PathLike | None, option: str) -> None:
     if path.is_dir():
         raise SetupError(f"{option} {printable_path(path)}: is a directory; give a FILE")
     if path.exists() and not path.is_file():
-        raise SetupError(f"{option} {printable_path(path)}: not a regular file")
+        return  # /dev/null, a FIFO: written directly (`common.atomic.atomic_file`)
     _check_parent(path, option)
 
 
