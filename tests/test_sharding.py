@@ -93,8 +93,13 @@ def rank_exit_codes(run: subprocess.CompletedProcess) -> dict[int, int]:
 
 def assert_same_exit(run: subprocess.CompletedProcess, single_exit_code: int) -> None:
     """Rank 0 ends the run with the single process's code; the other ranks with 0 (a non-zero
-    exit would make torchrun stop rank 0 while it writes)."""
-    assert rank_exit_codes(run) == {0: single_exit_code, 1: 0}, run.stderr[-3000:]
+    exit would make torchrun stop rank 0 while it writes). When rank 0 exits 1 (some images
+    failed), after every file is written, torchrun may stop a rank that is still exiting
+    (SIGTERM, -15): a race between two exits, nothing lost."""
+    codes = rank_exit_codes(run)
+    assert codes[0] == single_exit_code, run.stderr[-3000:]
+    allowed = {0} if single_exit_code == 0 else {0, -15}
+    assert codes[1] in allowed, run.stderr[-3000:]
 
 
 def assert_usage_error(run: subprocess.CompletedProcess) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from cam_cli.common.checks import check_input_size
 from cam_cli.common.device import resolve_device
 from cam_cli.errors import SetupError
 from cam_cli.models.classes import (
@@ -41,7 +42,6 @@ from cam_cli.models.weights import (
 
 CHECKPOINT_FORMAT = "cam-cli-checkpoint"
 IMAGENET_CLASSES = 1000
-MAX_INPUT_SIZE = 4096  # a 4096x4096 input already takes GBs of activations per image
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,6 @@ def _checkpoint_model(path: str | Path) -> LoadedModel:
     return LoadedModel(spec.name, model.eval(), classes, preprocessing, input_size)
 
 
-def _check_input_size(size: int | None) -> None:
-    if size is not None and not 32 <= size <= MAX_INPUT_SIZE:
-        raise ModelLoadError(f"--input-size {size}: must be between 32 and {MAX_INPUT_SIZE}")
-
-
 def load_model(
     options: ModelOptions | None = None,
     *,
@@ -139,7 +134,7 @@ def load_model(
     """
     options = options or ModelOptions(**fields)
     torch_device = resolve_device(device)
-    _check_input_size(options.input_size)
+    check_input_size(options.input_size)
     try:
         loaded = _load(options, num_classes)
     except KeyError as error:  # unknown architecture
