@@ -22,6 +22,8 @@ def bbox(
     topk: o.TopK = 5,
     threshold: o.Threshold = 0.2,
     class_query: o.ClassQuery = None,
+    box_rule: o.BoxRuleOption = o.BoxRule.paper,
+    ten_crop: o.TenCrop = False,
     batch_size: o.BatchSize = 32,
     workers: o.Workers = None,
     device: o.Device = "auto",
@@ -72,6 +74,8 @@ def bbox(
             threshold=threshold,
             classes=class_query,
             draw=draw,
+            box_rule=box_rule.value,
+            ten_crop=ten_crop,
             run=o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
         )
     o.end_of_run(summary)

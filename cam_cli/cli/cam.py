@@ -22,6 +22,7 @@ def cam(
     input_size: o.InputSize = None,
     topk: o.TopK = 1,
     class_query: o.ClassQuery = None,
+    ten_crop: o.TenCrop = False,
     npy: Annotated[
         o.NpyMaps,
         typer.Option(help="Also save raw maps: none, feature (h x w), image (H x W) or both."),
@@ -65,6 +66,7 @@ def cam(
             classes=class_query,
             npy=npy.value,
             alpha=alpha,
+            ten_crop=ten_crop,
             run=o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
         )
     o.end_of_run(summary)

@@ -32,6 +32,8 @@ MODEL_OPTIONS = (
     "fast",
     "compile_model",
     "decode",
+    "box_rule",
+    "ten_crop",
 )
 
 
@@ -100,6 +102,19 @@ def eval_command(
     normalize: o.Normalize = None,
     input_size: o.InputSize = None,
     threshold: o.Threshold = 0.2,
+    box_rule: o.BoxRuleOption = o.BoxRule.paper,
+    ten_crop: o.TenCrop = False,
+    boxes: Annotated[
+        int,
+        typer.Option(
+            "--boxes",
+            min=1,
+            max=2,
+            help="2: also score each class's second box, either box, and the released "
+            "bboxCombine, as ILSVRC_evaluate_bbox.m did (needs --box-rule zhou2016, or records "
+            "made with it).",
+        ),
+    ] = 1,
     maxboxacc: Annotated[
         bool,
         typer.Option(
@@ -195,6 +210,9 @@ def eval_command(
             threshold=threshold,
             maxboxacc=maxboxacc,
             per_image=per_image,
+            box_rule=box_rule.value,
+            ten_crop=ten_crop,
+            boxes=boxes,
             run=None
             if predictions is not None
             else o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from cam_cli.cli import bbox, cam, evaluate, models, synth, train
+from cam_cli.cli import bbox, boxes, cam, evaluate, models, synth, train
 from cam_cli.cli.options import main_process, reader_gone
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app = typer.Typer(
 app.command()(models.models)
 app.command()(bbox.bbox)
 app.command()(cam.cam)
+app.command()(boxes.boxes)
 app.command()(synth.synth)
 app.command("eval")(evaluate.eval_command)
 app.command(help=train.HELP)(train.train)

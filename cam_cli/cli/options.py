@@ -134,6 +134,12 @@ class DecodeMode(StrEnum):
     device = "device"
 
 
+class BoxRule(StrEnum):
+    paper = "paper"
+    zhou2016 = "zhou2016"
+    all_components = "all-components"
+
+
 class NpyMaps(StrEnum):
     none = "none"
     feature = "feature"
@@ -239,6 +245,25 @@ Threshold = Annotated[
     float,
     typer.Option(min=0.0, max=0.999, help="Segment CAM values above this fraction of the max."),
 ]
+BoxRuleOption = Annotated[
+    BoxRule,
+    typer.Option(
+        "--box-rule",
+        help="paper: the box of the largest component above --threshold x max (the paper's "
+        "text); zhou2016: the released code's generator (dt_box 20 100 110 on the 8-bit map at "
+        "the image's size), boxes ranked; all-components: every component's box, largest "
+        "first. Records of the ranked rules carry all boxes as 'boxes'.",
+    ),
+]
+TenCrop = Annotated[
+    bool,
+    typer.Option(
+        "--ten-crop",
+        help="The released ten-crop CAM: image resized to 256, four corner and centre 224 crops "
+        "and their mirrors, maps put back and their absolute values summed, then resized to "
+        "the image before boxing; classes from the mean of the crops' scores. 10x the work.",
+    ),
+]
 ClassQuery = Annotated[
     list[str] | None,
     typer.Option(
@@ -293,8 +318,8 @@ def run_options(batch_size, workers, device, fast, compile_model, quiet, decode=
     )
 
 
-def end_of_run(summary) -> None:
+def end_of_run(summary, what: str = "images") -> None:
     """`RunSummary` -> the closing line and exit code 1 when some inputs failed."""
     if summary.failed and main_process():
-        typer.echo(f"cam-cli: {summary.failed} of {summary.images} images failed", err=True)
+        typer.echo(f"cam-cli: {summary.failed} of {summary.images} {what} failed", err=True)
         raise typer.Exit(EXIT_SOME_FAILED)

@@ -10,7 +10,7 @@ import os
 import stat
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +31,15 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
-def is_image_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+def is_image_file(path: str | Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:
+    return Path(path).suffix.lower() in extensions
 
 
-def list_images(folder: str | Path) -> list[Path]:
+def list_images(folder: str | Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> list[Path]:
     """Image files under ``folder``, recursively (symlinked folders followed, each folder once),
     sorted as paths. The one image walk of the tool: `bbox`, `cam`, `eval` and training's
-    folders all take exactly these files."""
+    folders all take exactly these files; `boxes` walks the same way for ``extensions`` that
+    add ``.npy`` (lower-case suffixes)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a directory")
@@ -50,11 +51,13 @@ def list_images(folder: str | Path) -> list[Path]:
             dirs.clear()
             continue
         seen.add((info.st_dev, info.st_ino))
-        found.extend(Path(root, name) for name in files if is_image_file(name))
+        found.extend(Path(root, name) for name in files if is_image_file(name, extensions))
     return sorted(path for path in found if path.is_file())
 
 
-def find_images(sources: Iterable[str]) -> Iterator[tuple[Path, str | None]]:
+def find_images(
+    sources: Iterable[str], extensions: Collection[str] = IMAGE_EXTENSIONS
+) -> Iterator[tuple[Path, str | None]]:
     """Expand image sources into ``(path, problem)``: directories give `list_images`, ``-``
     reads one path per line from stdin, files are taken as given (whatever their extension).
 
@@ -66,11 +69,11 @@ def find_images(sources: Iterable[str]) -> Iterator[tuple[Path, str | None]]:
             for line in sys.stdin:
                 line = line.strip()
                 if line:
-                    yield from find_images([line])
+                    yield from find_images([line], extensions)
             continue
         path = Path(source)
         if path.is_dir():
-            children = list_images(path)
+            children = list_images(path, extensions)
             if not children:
                 name = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
                 raise SetupError(f"no images found in {name}")

@@ -48,6 +48,7 @@ from cam_cli.evaluation.resume import (
     record_from_line,
     settings_fingerprint,
 )
+from cam_cli.evaluation.second_box import SecondBoxScorer
 from cam_cli.inference.writers import json_line
 from cam_cli.models.classes import ClassInfo, read_synset_mapping
 
@@ -77,8 +78,9 @@ def _without_guessed_size(record: Mapping) -> Mapping:
 class _Scorer:
     """The evaluator, MaxBoxAccV2 (optional) and the per-image line of every scored image."""
 
-    def __init__(self, maxboxacc: bool, fingerprint: str | None) -> None:
+    def __init__(self, maxboxacc: bool, fingerprint: str | None, boxes: int = 1) -> None:
         self.evaluator = LocalizationEvaluator()
+        self.second = SecondBoxScorer() if boxes == 2 else None
         self.maxbox = MaxBoxAccV2() if maxboxacc else None
         self.fingerprint = fingerprint
         self.resumed = 0
@@ -92,6 +94,8 @@ class _Scorer:
     ) -> dict:
         """Score one image; ``maxbox_ious`` come from `maxbox_finisher` (MaxBoxAcc)."""
         result = self.evaluator.add(_without_guessed_size(record), annotation, gt_known_box)
+        if self.second is not None:
+            self.second.add(_without_guessed_size(record), annotation, result)
         line = {**result, "width": record.get("width"), "height": record.get("height")}
         if self.maxbox is not None:
             ious = np.zeros(len(self.maxbox.thresholds))
@@ -156,8 +160,10 @@ class _Scorer:
         self.resumed += 1
 
     def report(self, missing: Missing, settings: Mapping, gt_known_available: bool) -> dict:
+        extra = {} if self.second is None else {"second_box": self.second.summary()}
         return {
             **self.evaluator.summary(),
+            **extra,
             "maxboxacc_v2": None if self.maxbox is None else self.maxbox.summary(),
             "gt_known_available": gt_known_available,
             "missing": missing.as_dict(),
@@ -207,8 +213,11 @@ def evaluate_predictions(
     classes: list[ClassInfo] | None = None,
     per_image: str | Path | None = None,
     settings: Mapping[str, Any] | None = None,
+    boxes: int = 1,
 ) -> dict:
     """Score `cam-cli bbox` records (ideally ``--topk 5``) against ground truth; no model needed.
+    ``boxes=2`` also scores each prediction's second box (`second_box`), from records made with
+    a ranked ``--box-rule``.
 
     Records are matched to annotations by the file stem of their ``path``. A record with
     ``error`` counts as wrong for every figure. ``classes`` (a ``--classes`` file, or CUB's
@@ -216,8 +225,9 @@ def evaluate_predictions(
     ``per_image``: a JSON Lines file of per-image results, written atomically (fresh).
     Raises `EvaluationError` on mismatches (see `check_missing`).
     """
-    settings = {"mode": "predictions", **(settings or {})}
-    scorer = _Scorer(maxboxacc=False, fingerprint=None)
+    _check_boxes(boxes, per_image=None)
+    settings = {"mode": "predictions", **(settings or {}), **_box_settings(boxes=boxes)}
+    scorer = _Scorer(maxboxacc=False, fingerprint=None, boxes=boxes)
     missing = Missing()
     seen: dict[str, str] = {}
     matched: list[ImageAnnotation] = []
@@ -300,8 +310,15 @@ def evaluate_model(
     run: RunOptions | None = None,
     settings: Mapping[str, Any] | None = None,
     copy_model: bool = True,
+    box_rule: str = "paper",
+    ten_crop: bool = False,
+    boxes: int = 1,
 ) -> dict:
     """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
+
+    ``box_rule`` and ``ten_crop``: how CAMs become boxes (`pipeline.Localizer`); box 1 is the
+    box every figure uses, and ``boxes=2`` also scores box 2 as the released evaluation did
+    (`second_box`).
 
     ``images``: a folder (matched to ``annotations`` by file stem) or ``{stem: path}`` (CUB).
     ``classes``: the class list the annotation labels index (CUB's classes.txt); checked
@@ -334,16 +351,27 @@ def evaluate_model(
     if maxboxacc and not has_boxes:
         raise EvaluationError("--maxboxacc needs ground-truth boxes; these annotations have none")
 
+    _check_boxes(boxes, per_image, box_rule)
     # The weights' digest before the pipeline prepares them (folded batch norm would change
     # it), so every caller gets the same resume identity for the same weights.
     model_digest = loaded.digest() if per_image is not None else None
     localizer = run.localizer(
-        loaded, compile_now=False, topk=topk, threshold=threshold, copy_model=copy_model
+        loaded,
+        compile_now=False,
+        topk=topk,
+        threshold=threshold,
+        box_rule=box_rule,
+        ten_crop=ten_crop,
+        copy_model=copy_model,
     )
+    # Only what differs from the paper's defaults enters the report and the fingerprint, so a
+    # default run's report and its --per-image file stay exactly as they were.
+    rule_settings = _box_settings(box_rule, ten_crop, boxes)
     settings = {
         "mode": "model",
         **(settings or {}),
         **loaded.describe(),
+        **rule_settings,
         "threshold": threshold,
         "topk": localizer.topk,
         "fast": localizer.precision.enabled,  # resolved: None means "where the hardware gains"
@@ -359,11 +387,12 @@ def evaluate_model(
                 "model": model_digest,
                 "ground_truth": _annotations_digest(annotations),
                 **{key: settings[key] for key in ("threshold", "topk", "fast", "maxboxacc")},
+                **rule_settings,
                 # device decoding moves pixels slightly; PIL runs keep their old fingerprints
                 **({"decode": "device"} if settings["decode"] == "device" else {}),
             }
         )
-    scorer = _Scorer(maxboxacc, fingerprint)
+    scorer = _Scorer(maxboxacc, fingerprint, boxes)
     # keyed as the per-image lines write them (`printable_path`: names that are not UTF-8)
     by_stem = {printable_path(annotation.image_id): annotation for _, annotation in items}
 
@@ -427,6 +456,22 @@ def evaluate_model(
     )
 
 
+def _box_settings(box_rule: str = "paper", ten_crop: bool = False, boxes: int = 1) -> dict:
+    """The box settings that differ from the defaults (none for a default run)."""
+    given = {"box_rule": box_rule, "ten_crop": ten_crop, "boxes": boxes}
+    defaults = {"box_rule": "paper", "ten_crop": False, "boxes": 1}
+    return {key: value for key, value in given.items() if value != defaults[key]}
+
+
+def _check_boxes(boxes: int, per_image: str | Path | None, box_rule: str | None = None) -> None:
+    if boxes not in (1, 2):
+        raise EvaluationError(f"--boxes must be 1 or 2 (as the released evaluation), not {boxes}")
+    if boxes == 2 and box_rule == "paper":
+        raise EvaluationError("--boxes 2 needs a rule that ranks boxes: --box-rule zhou2016")
+    if boxes == 2 and per_image is not None:
+        raise EvaluationError("--boxes 2 cannot resume from --per-image yet; leave one out")
+
+
 def _absolute(path: str | Path) -> str:
     """Paths in the report are absolute, so a report says where its inputs were."""
     return str(Path(path).resolve()) if str(path) != "-" and Path(path).exists() else str(path)
@@ -447,6 +492,9 @@ def evaluate(
     maxboxacc: bool = False,
     per_image: str | Path | None = None,
     run: RunOptions | None = None,
+    box_rule: str = "paper",
+    ten_crop: bool = False,
+    boxes: int = 1,
 ) -> dict:
     """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
     then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream) or a
@@ -487,6 +535,7 @@ def evaluate(
             classes=label_classes,
             per_image=per_image,
             settings=settings,
+            boxes=boxes,
         )
     if model is None:
         raise EvaluationError("give a model, or the predictions of `cam-cli bbox`")
@@ -508,4 +557,7 @@ def evaluate(
             run=run,
             settings=settings,
             copy_model=not isinstance(model, LoadedModel),  # made here, for this run alone
+            box_rule=box_rule,
+            ten_crop=ten_crop,
+            boxes=boxes,
         )

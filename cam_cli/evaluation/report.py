@@ -23,6 +23,10 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
                 rows[i] = f"{row[:name_width]}  {GT_KNOWN_NEEDS_MODEL}"
         table = "\n".join(rows)
     lines.append(table)
+    if report.get("second_box"):
+        from cam_cli.evaluation.second_box import format_second_box
+
+        lines.append(format_second_box(report["second_box"]))
     count = report.get("min_predictions")
     if count is not None and count < 5:
         lines.append(
@@ -59,5 +63,8 @@ def _describe_source(settings: Mapping) -> str:
             f"{settings.get('preprocessing')} preprocessing, CAM threshold "
             f"{settings.get('threshold')}{', --fast' if settings.get('fast') else ''}"
         )
+        if settings.get("box_rule") or settings.get("ten_crop"):
+            rule = settings.get("box_rule", "paper")
+            head += f", box rule {rule}{', ten-crop' if settings.get('ten_crop') else ''}"
     truth = settings.get("cub") or settings.get("annotations")
     return f"{head}\nground truth: {truth}" if truth else head

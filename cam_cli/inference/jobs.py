@@ -96,15 +96,27 @@ def write_boxes(
     classes: Sequence[str] | None = None,
     draw: str | Path | None = None,
     run: RunOptions = RunOptions(),
+    box_rule: str = "paper",
+    ten_crop: bool = False,
 ) -> RunSummary:
     """Boxes for the top-k classes (or the given ``classes``) of every image, one record per
     image in input order, to ``output`` (a file written atomically, an open stream, or stdout
-    for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes."""
+    for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes.
+    ``box_rule`` and ``ten_crop``: see `pipeline.Localizer` (the defaults are the paper's)."""
     with run.processes() as run:  # under torchrun: the group, this process's device
         paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
         if draw is not None:
             check_drawings_spare_inputs(paths, draw)
-        localizer = _localizer(model, classes, run, bool(paths), topk=topk, threshold=threshold)
+        localizer = _localizer(
+            model,
+            classes,
+            run,
+            bool(paths),
+            topk=topk,
+            threshold=threshold,
+            box_rule=box_rule,
+            ten_crop=ten_crop,
+        )
         try:
             return localize_to_records(
                 localizer, paths, missing, output=output, fmt=fmt, draw=draw, run=run
@@ -174,15 +186,18 @@ def write_cams(
     npy: str = "none",
     alpha: float = 0.5,
     run: RunOptions = RunOptions(),
+    ten_crop: bool = False,
 ) -> RunSummary:
     """For each image and class, ``IMAGE_rankR_CLASS.png`` (a jet overlay of the CAM) in
     ``out``, and with ``npy`` the raw maps: ``.feature.npy`` (h x w) and/or ``.image.npy``
-    (upsampled bilinearly to the image's H x W). Inputs are never overwritten."""
+    (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``ten_crop``:
+    the maps are the merged ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
+    ``.feature.npy`` holds that frame."""
     from cam_cli.inference.cam_files import CamWriter
 
     with run.processes() as run:  # under torchrun: the group, this process's device
         paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
-        localizer = _localizer(model, classes, run, bool(paths), topk=topk)
+        localizer = _localizer(model, classes, run, bool(paths), topk=topk, ten_crop=ten_crop)
         main = sharding.is_rank_zero()  # the others of a torchrun group render, never write
         try:
             writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
@@ -207,3 +222,73 @@ def write_cams(
         finally:
             localizer.close()
         return sharding.shared(RunSummary(len(paths) + len(missing), failures))
+
+
+def write_heatmap_boxes(
+    sources: Sequence[str],
+    *,
+    output: str | Path | IO[str] | None = None,
+    fmt: str = "jsonl",
+    rule: str = "paper",
+    threshold: float = 0.2,
+    size: tuple[int, int] | None = None,
+    reference: str | Path | None = None,
+    upsample: int | None = None,
+) -> RunSummary:
+    """What `cam-cli boxes` does: boxes from saved heatmaps, with no model.
+
+    ``sources``: ``.npy`` maps (``[H, W]`` or ``[k, H, W]``) and grey image files, as files,
+    folders or ``-`` (`inference.heatmaps`). One record per map, in input order:
+    ``{"path", "width", "height", "boxes"}`` (``"map": i`` after the path for a stack), the
+    boxes ranked by ``rule`` (`box_rules`). ``upsample``: the map is first resized bilinearly
+    to ``N x N``, as `bbox` resizes a CAM to the network's input size. ``size`` (W, H) or the
+    size of the ``reference`` image: the boxes are given in that image's pixels, as `bbox`
+    does (the paper's and all-components' boxes are scaled, rounding outwards; ``zhou2016``
+    resizes the map to the image and boxes it there, as the released code did). Without
+    either, boxes are in the map's own pixels. A file that cannot be used gives
+    ``{"path", "error"}``, a line on the logger, and counts as failed; the run goes on."""
+    from cam_cli.inference.box_rules import boxes_for_image, check_rule, resize_map
+    from cam_cli.inference.heatmaps import HEATMAP_EXTENSIONS, read_maps, reference_size
+    from cam_cli.inference.writers import BoxRecordWriter
+
+    try:
+        check_rule(rule)
+    except ValueError as error:
+        raise SetupError(str(error)) from None
+    if not 0.0 <= threshold < 1.0:
+        raise SetupError(f"--threshold must be in [0, 1), got {threshold}")
+    if size is not None and reference is not None:
+        raise SetupError("give --size WxH or --reference IMAGE, not both")
+    if upsample is not None and upsample < 1:
+        raise SetupError(f"--upsample must be >= 1, got {upsample}")
+    if reference is not None:
+        try:
+            size = reference_size(reference)
+        except ValueError as error:
+            raise SetupError(str(error)) from None
+    if not sources:
+        raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
+    found = list(find_images(sources, HEATMAP_EXTENSIONS))
+    failures = 0
+    with open_output(output) as handle:
+        writer = BoxRecordWriter(handle, fmt)
+        for path, problem in found:
+            try:
+                if problem is not None:
+                    raise ValueError(problem)
+                maps, stacked = read_maps(path)
+            except ValueError as error:
+                failures += 1
+                _failed(str(path), str(error))
+                writer.write({"path": str(path), "error": str(error)})
+                continue
+            for index, cam in enumerate(maps):
+                if upsample is not None:
+                    cam = resize_map(cam, (upsample, upsample))
+                target = size or (cam.shape[1], cam.shape[0])
+                at_size = size is not None and rule == "zhou2016"
+                boxes = boxes_for_image(cam, target, rule, threshold, at_image_size=at_size)
+                record = {"path": str(path), **({"map": index} if stacked else {})}
+                record |= {"width": target[0], "height": target[1], "boxes": boxes.tolist()}
+                writer.write(record)
+    return RunSummary(len(found), failures)

@@ -34,6 +34,8 @@ from cam_cli.common.device import Precision, keep_freed_memory, resolve_device
 from cam_cli.common.device_decode import JpegRoutingDataset, decode_batches, resolve_decode
 from cam_cli.errors import SetupError
 from cam_cli.inference import sharding
+from cam_cli.inference import ten_crop as tc
+from cam_cli.inference.box_rules import BOX_RULES, PAPER, ZHOU2016, boxes_for_image
 from cam_cli.inference.boxes import boxes_from_cams, scale_boxes
 from cam_cli.inference.boxes_torch import boxes_from_cams_torch
 from cam_cli.inference.cam import class_scores, compute_cams, top_classes, upsample_cams
@@ -146,7 +148,9 @@ class _DeviceOutput:
         out.scores = self.scores.cpu().numpy()
         if asked.keep_cams:
             out.feature_cams = self.cams[:, :k].cpu().numpy()
-        if localizer.boxes_on_device:
+        if localizer.boxes_at_image_size:  # boxed per image at its own size, on the host
+            out.source_maps = self.cams.cpu().numpy()
+        elif localizer.boxes_on_device:
             boxes = boxes_from_cams_torch(upsampled.flatten(0, 1), localizer.threshold)
             out.boxes = boxes.view(*upsampled.shape[:2], 4).cpu().numpy()
         else:
@@ -176,6 +180,7 @@ class _ForwardOutput:
     extra_scores: np.ndarray | None = None
     extra_cams: np.ndarray | None = None  # [B, m, S, S], when asked to keep them
     analyses: list | None = None  # what `extra_maps` gave, one per good image
+    source_maps: np.ndarray | None = None  # [B, k + m, h, w]: maps boxed at each image's size
 
 
 def default_workers(device: torch.device, cpus: int | None = None) -> int:
@@ -207,14 +212,30 @@ class Localizer:
         fast: bool | None = None,
         lanes: int | None = None,
         box_step: str = "auto",
+        box_rule: str = PAPER,
+        ten_crop: bool = False,
         copy_model: bool = True,
     ) -> None:
-        """``copy_model=False`` prepares ``loaded.model`` in place instead of a copy (batch norm
+        """``box_step``: where CAMs become boxes: ``scipy`` on the host, ``torch`` on the
+        network's device (only boxes leave it); ``auto`` takes torch on CUDA and scipy on the
+        CPU, where scipy is ~5x faster per map (measured, one core). Both give equal boxes.
+
+        ``box_rule`` (`box_rules`): ``paper`` (one box per CAM, the default path, untouched),
+        ``zhou2016`` (the released generator, on the CAM resized to each image's own size) or
+        ``all-components``; the others rank several boxes per CAM (`Prediction.boxes`).
+        ``ten_crop``: the released ten-crop CAM (`ten_crop`); its maps are resized to each
+        image's size before boxing, whatever the rule.
+
+        ``copy_model=False`` prepares ``loaded.model`` in place instead of a copy (batch norm
         folded, channels_last, moved to ``device``): for a caller that made the model for this
-        run alone (a copy of MobileNetV2 costs ~0.2 s of start-up). ``box_step``: where CAMs
-        become boxes: ``scipy`` on the host, ``torch`` on the network's device (only boxes
-        leave it); ``auto`` takes torch on CUDA and scipy on the CPU, where scipy is ~5x
-        faster per map (measured, one core). Both give equal boxes."""
+        run alone (a copy of MobileNetV2 costs ~0.2 s of start-up)."""
+        if box_rule not in BOX_RULES:
+            raise SetupError(f"--box-rule must be one of {', '.join(BOX_RULES)}, not {box_rule!r}")
+        self.box_rule = box_rule
+        self.ten_crop = ten_crop
+        # The released code boxed at the image's own size; the paper rule boxes the map at the
+        # input size and scales the box (as it always has).
+        self.boxes_at_image_size = ten_crop or box_rule == ZHOU2016
         if not 0.0 <= threshold < 1.0:
             raise SetupError(f"--threshold must be in [0, 1), got {threshold}")
         if topk < 1:
@@ -227,8 +248,8 @@ class Localizer:
         self.device = resolve_device(device)
         if box_step not in BOX_STEPS:
             raise SetupError(f"box_step must be one of {', '.join(BOX_STEPS)}, not {box_step!r}")
-        self.boxes_on_device = box_step == "torch" or (
-            box_step == "auto" and self.device.type != "cpu"
+        self.boxes_on_device = box_rule == PAPER and (
+            box_step == "torch" or (box_step == "auto" and self.device.type != "cpu")
         )
         self.precision = Precision(self.device, fast)
         if self.device.type == "cpu":
@@ -240,6 +261,8 @@ class Localizer:
         # channels_last in every precision: same arithmetic, faster kernels (oneDNN, cuDNN).
         self.model = model.to(self.device, memory_format=torch.channels_last)
         self.input_size = loaded.input_size
+        # Ten-crop decodes a larger frame (256 for 224) and cuts the crops from it.
+        self.load_size = tc.frame_size(self.input_size) if ten_crop else self.input_size
         # Lanes are for the CPU; elsewhere one forward at a time.
         wanted = torch.get_num_threads() if lanes is None else lanes
         self.lanes = max(1, wanted) if self.device.type == "cpu" else 1
@@ -328,6 +351,8 @@ class Localizer:
             return _DeviceOutput(batch)
         pixels = batch.pixels.to(self.device, non_blocking=True)
         x = _channels_last(self.preprocessing.apply(pixels))
+        if self.ten_crop:
+            return self._launch_ten_crop(batch, x, extra_indices)
         logits, features = self._network(x)
         if self.fixed_classes is not None:
             indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(x), -1)
@@ -346,9 +371,50 @@ class Localizer:
         upsampled = upsample_cams(cams, (self.input_size, self.input_size))
         return _DeviceOutput(batch, indices, scores, cams, upsampled, extra_indices, extra_scores)
 
-    def _prediction(self, rank: int, index: int, score: float, box: list[int]) -> Prediction:
+    def _launch_ten_crop(
+        self, batch: ImageBatch, frames: torch.Tensor, extra_indices: torch.Tensor | None
+    ) -> _DeviceOutput:
+        """`launch_batch` for ten-crop: the ten crops of the batch in one forward pass, the
+        classes from the mean of the crops' scores, the merged maps (`ten_crop`) as the CAMs;
+        ``upsampled`` is those maps at the input size (MaxBoxAcc's grid)."""
+        crops = _channels_last(tc.ten_crops(frames, self.input_size))
+        logits, features = self._network(crops)
+        probabilities = tc.mean_crop_probabilities(logits)  # [B, classes]
+        if self.fixed_classes is not None:
+            indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(frames), -1)
+            scores = probabilities.gather(1, indices)
+        else:
+            scores, indices = probabilities.topk(min(self.topk, probabilities.shape[1]), dim=1)
+        weight, _ = self.model.class_weights()
+        weight = None if weight is None else weight.float()
+        all_indices, extra_scores = indices, None
+        if extra_indices is not None:
+            extra_indices = extra_indices.to(self.device, non_blocking=True)
+            extra_scores = probabilities.gather(1, extra_indices)
+            all_indices = torch.cat([indices, extra_indices], dim=1)
+        cams = tc.ten_crop_cams(features, weight, all_indices, self.input_size)  # [B, n, F, F]
+        upsampled = upsample_cams(cams, (self.input_size, self.input_size))
+        return _DeviceOutput(batch, indices, scores, cams, upsampled, extra_indices, extra_scores)
+
+    def _prediction(
+        self, rank: int, index: int, score: float, box: list[int], boxes: list | None = None
+    ) -> Prediction:
         info = self.classes[index]
-        return Prediction(rank, index, info.wnid, info.name, score, box)
+        return Prediction(rank, index, info.wnid, info.name, score, box, boxes)
+
+    def _ranked_boxes(self, out: _ForwardOutput) -> list[list[list[list[int]]]]:
+        """Every map's ranked boxes in its image's pixels, ``[image][map][rank]``, for the
+        rules other than the paper's one-crop path (`box_rules.boxes_for_image`)."""
+        at_size = out.source_maps is not None
+        maps = out.source_maps if at_size else out.upsampled
+        return [
+            [
+                boxes_for_image(cam, (item.width, item.height), self.box_rule, self.threshold,
+                                at_image_size=at_size).tolist()
+                for cam in maps[i]
+            ]
+            for i, item in enumerate(out.batch.items)
+        ]  # fmt: skip
 
     def boxes_and_results(
         self, out: _ForwardOutput | _DeviceOutput, asked: _Asked = _Asked()
@@ -364,6 +430,8 @@ class Localizer:
         results = [(s.index, ImageResult(s.path, error=s.error)) for s in batch.failed]
         if not batch.items:
             return results
+        if self.box_rule != PAPER or self.ten_crop:
+            return results + self._ranked_results(out, asked)
         size = self.input_size
         if out.boxes is None:
             b, n = out.upsampled.shape[:2]
@@ -401,6 +469,44 @@ class Localizer:
             if result.flag_non_finite():  # an error record (counted), never "score": NaN
                 results.append((item.index, result))
                 continue
+            if out.analyses is not None:
+                result.analysis = out.analyses[i]
+            if asked.finish is not None:
+                asked.finish(result)
+            results.append((item.index, result))
+        return results
+
+    def _ranked_results(self, out: _ForwardOutput, asked: _Asked) -> list[tuple[int, ImageResult]]:
+        """`_indexed_results` for the ranked rules: box 1 is ``box``, all are ``boxes``."""
+        ranked = self._ranked_boxes(out)
+        k = out.class_indices.shape[1]
+        every = self.box_rule != PAPER  # the paper's rule gives one box: no "boxes" then
+        indices, scores = out.class_indices.tolist(), out.scores.astype(np.float64).tolist()
+        results = []
+        for i, item in enumerate(out.batch.items):
+            result = ImageResult(item.path, item.width, item.height)
+            boxes = ranked[i]
+            result.predictions = [
+                self._prediction(
+                    r + 1, indices[i][r], scores[i][r], boxes[r][0], boxes[r] if every else None
+                )
+                for r in range(k)
+            ]
+            if out.feature_cams is not None:
+                result.cams = out.feature_cams[i]
+            if out.extra_indices is not None:
+                result.extra = [
+                    self._prediction(
+                        0,
+                        int(index),
+                        float(out.extra_scores[i, j]),
+                        boxes[k + j][0],
+                        boxes[k + j] if every else None,
+                    )
+                    for j, index in enumerate(out.extra_indices[i])
+                ]
+                if out.extra_cams is not None:
+                    result.extra_cams = out.extra_cams[i]
             if out.analyses is not None:
                 result.analysis = out.analyses[i]
             if asked.finish is not None:
@@ -464,7 +570,7 @@ class Localizer:
         # --- device JPEG decoding (common.device_decode): workers route, this process decodes
         on_device = resolve_decode(decode, self.device) == "device"
         dataset_type = JpegRoutingDataset if on_device else ImageListDataset
-        dataset = dataset_type(list(paths), self.input_size)
+        dataset = dataset_type(list(paths), self.load_size)
         if max_pixels is not None:
             dataset.max_pixels = max_pixels
         if workers is None:
@@ -487,7 +593,7 @@ class Localizer:
         )
         batches = loader if workers > 0 else prefetched(loader, depth=2)
         if on_device:  # in this thread, never beside it: see common.device_decode
-            batches = decode_batches(batches, self.device, self.input_size, dataset.max_pixels)
+            batches = decode_batches(batches, self.device, self.load_size, dataset.max_pixels)
         # --- end of device JPEG decoding
         asked = _Asked(keep_cams, extra_classes, keep_extra_cams, extra_maps, finish)
         pool = self._lane_pool()

@@ -17,9 +17,12 @@ class Prediction:
     name: str | None
     score: float
     box: list[int]
+    # Every box of the class's map, ranked (box 1 is `box`), for the rules that give several
+    # (`box_rules`); None for the paper's rule, whose records stay as they always were.
+    boxes: list[list[int]] | None = None
 
     def as_dict(self) -> dict:
-        return {
+        record = {
             "rank": self.rank,
             "class_index": self.class_index,
             "wnid": self.wnid,
@@ -27,6 +30,9 @@ class Prediction:
             "score": round(self.score, 6),
             "box": self.box,
         }
+        if self.boxes is not None:
+            record["boxes"] = self.boxes
+        return record
 
 
 @dataclass

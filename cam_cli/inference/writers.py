@@ -77,3 +77,32 @@ class RecordWriter:
                                     p["score"], *p["box"], ""])  # fmt: skip
         if self.handle is sys.stdout:
             self.handle.flush()  # keep pipelines (`bbox | eval --predictions -`) streaming
+
+
+BOX_CSV_COLUMNS = ["path", "map", "width", "height", "rank", "xmin", "ymin", "xmax", "ymax",
+                   "error"]  # fmt: skip
+
+
+class BoxRecordWriter:
+    """Streams `cam-cli boxes` records, ``{"path", ["map",] "width", "height", "boxes"}`` or
+    ``{"path", "error"}``, as JSON Lines or CSV (one row per box, ``rank`` 1 first)."""
+
+    def __init__(self, handle: IO[str], fmt: str = "jsonl") -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; use jsonl or csv")
+        self.handle = handle
+        self._csv = csv.writer(handle) if fmt == "csv" else None
+        if self._csv is not None:
+            self._csv.writerow(BOX_CSV_COLUMNS)
+
+    def write(self, record: dict) -> None:
+        if self._csv is None:
+            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif "error" in record:
+            self._csv.writerow([record["path"], *[""] * 8, record["error"]])
+        else:
+            head = [record["path"], record.get("map", ""), record["width"], record["height"]]
+            for rank, box in enumerate(record["boxes"], start=1):
+                self._csv.writerow([*head, rank, *box, ""])
+        if self.handle is sys.stdout:
+            self.handle.flush()

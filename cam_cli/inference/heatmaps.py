@@ -1,0 +1,90 @@
+"""Saved heatmaps as `cam-cli boxes` reads them: ``.npy`` arrays and grey image files.
+
+A ``.npy`` file holds one map ``[H, W]`` or a stack ``[k, H, W]`` (what `cam-cli cam --npy`
+writes, or any tool's maps: torchcam, pytorch-grad-cam, your own), of any real number type.
+An image file is read as an 8-bit grey map the way the released ``dt_box`` read its heatmaps
+(`zhou2016.load_heatmap`), so a released heatmap JPEG gives the released boxes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from cam_cli.common.images import IMAGE_EXTENSIONS
+
+HEATMAP_EXTENSIONS = frozenset(IMAGE_EXTENSIONS | {".npy"})
+
+
+def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
+    """``(maps [k, H, W], stacked)``: the maps of one file, and whether the file held a stack
+    (its records then say which map). Raises ValueError with a short reason for a file that is
+    not a usable map: unreadable, not an array, wrong shape, empty, not finite."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        return _read_npy(path)
+    from cam_cli.inference.zhou2016 import load_heatmap
+
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("empty file (0 bytes)")
+        return load_heatmap(path)[None], False
+    except ValueError:
+        raise
+    except Exception as error:  # PIL's many errors: one line, never a crash
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"not a readable grey image ({reason})") from None
+
+
+def _read_npy(path: Path) -> tuple[np.ndarray, bool]:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except Exception as error:  # a truncated header, pickled objects, not numpy at all
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"not a readable .npy array ({reason})") from None
+    if not isinstance(array, np.ndarray):
+        raise ValueError("not a single array")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"not a numeric map (dtype {array.dtype})")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"not a real-valued map (dtype {array.dtype})")
+    if array.ndim not in (2, 3):
+        raise ValueError(f"expected a map [H, W] or a stack [k, H, W], got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"empty map (shape {array.shape})")
+    if not np.isfinite(array).all():
+        raise ValueError("the map holds NaN or infinite values")
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)  # integer maps: compared exactly, never wrapped
+    return (array, True) if array.ndim == 3 else (array[None], False)
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` -> ``(width, height)``; ValueError for anything else."""
+    match = _SIZE.match(text)
+    if not match or int(match[1]) < 1 or int(match[2]) < 1:
+        raise ValueError(f"--size must be WIDTHxHEIGHT in pixels, e.g. 500x375, not {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def reference_size(path: str | Path) -> tuple[int, int]:
+    """The upright ``(width, height)`` of an image, as `bbox` reports it (EXIF rotation
+    applied), read from its header. ValueError when it cannot be read."""
+    from PIL import Image
+
+    from cam_cli.common.images import _SWAPPING_ORIENTATIONS
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
+                width, height = height, width
+            return width, height
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: cannot read the image's size ({reason})") from None
