@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cam_cli.common.images import find_images
+from cam_cli.errors import SetupError
 from cam_cli.inference.box_rules import boxes_for_image, check_rule, resize_map, rule_boxes
 from cam_cli.inference.boxes import boxes_from_cams, scale_boxes
 from cam_cli.inference.heatmaps import HEATMAP_EXTENSIONS, parse_size, read_maps
@@ -164,7 +165,8 @@ def test_read_maps_npy_shapes_and_bad_files(tmp_path):
 def test_discovery_takes_npy_only_when_asked(tmp_path):
     np.save(tmp_path / "a.npy", np.ones((2, 2)))
     (tmp_path / "b.txt").write_text("x")
-    assert [p.name for p, _ in find_images([str(tmp_path)])] == []  # bbox, cam, eval: as before
+    with pytest.raises(SetupError, match="no images found"):  # bbox, cam, eval: none here
+        list(find_images([str(tmp_path)]))
     assert [p.name for p, _ in find_images([str(tmp_path)], HEATMAP_EXTENSIONS)] == ["a.npy"]
 
 
