@@ -205,6 +205,20 @@ def generate_images(folder: Path, count: int = 64) -> list[str]:
     return paths
 
 
+def benchmark_images(images: Path | None, tmp: Path) -> tuple[list[str], str]:
+    """The images to time (``--images``, else the real sample) and how to name them; stand-in
+    JPEGs in ``tmp`` when there are none."""
+    from cam_cli.common.images import list_images  # after torch in the children, as before
+
+    folder = images if images is not None else DEFAULT_IMAGES
+    paths = [str(p) for p in list_images(folder)] if folder.is_dir() else []
+    if paths:
+        return paths, str(folder)
+    print(f"{folder}: no images; using generated JPEGs", file=sys.stderr)
+    paths = generate_images(tmp / "generated")
+    return paths, f"{len(paths)} generated JPEGs"
+
+
 def repeat_to(paths: list[str], count: int) -> list[str]:
     return [paths[i % len(paths)] for i in range(count)]
 
@@ -1363,7 +1377,6 @@ def device_main(args) -> int:
     import torch
 
     from cam_cli.common.device import resolve_device
-    from cam_cli.common.images import list_images
     from cam_cli.errors import SetupError
     from cam_cli.inference.pipeline import default_workers
     from cam_cli.models.registry import get_arch
@@ -1405,13 +1418,7 @@ def device_main(args) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_bbox_") as tmp_name:
         tmp = Path(tmp_name)
-        folder = args.images if args.images is not None else DEFAULT_IMAGES
-        sources = [str(p) for p in list_images(folder)] if folder.is_dir() else []
-        images_label = str(folder)
-        if not sources:
-            print(f"{folder}: no images; using generated JPEGs", file=sys.stderr)
-            sources = generate_images(tmp / "generated")
-            images_label = f"{len(sources)} generated JPEGs"
+        sources, images_label = benchmark_images(args.images, tmp)
         paths = sources
         if args.replicate_to:
             paths, how = replicate(sources, args.replicate_to, tmp / "replicated")
@@ -1837,15 +1844,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_bbox_") as tmp_name:
         tmp = Path(tmp_name)
-        from cam_cli.common.images import list_images  # after torch in the children, as before
-
-        folder = args.images if args.images is not None else DEFAULT_IMAGES
-        paths = [str(p) for p in list_images(folder)] if folder.is_dir() else []
-        images_label = str(folder)
-        if not paths:
-            print(f"{folder}: no images; using generated JPEGs", file=sys.stderr)
-            paths = generate_images(tmp / "generated")
-            images_label = f"{len(paths)} generated JPEGs"
+        paths, images_label = benchmark_images(args.images, tmp)
         num_images = args.num_images or len(paths)
         config = {
             "arch": args.arch,

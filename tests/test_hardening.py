@@ -322,6 +322,13 @@ def test_nan_weights_give_error_records_and_exit_1(fake, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["failed_images"] == 3
     for line in (tmp_path / "p.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    # the ranked rules and ten-crop build their records in the same loop: flagged alike
+    for extra in (["--box-rule", "zhou2016"], ["--ten-crop"]):
+        ranked = tmp_path / f"ranked{len(extra[-1])}.jsonl"
+        result = invoke("bbox", *args, *extra, "--images", fake / "imgs", "--output", ranked)
+        assert result.exit_code == 1, result.output
+        records = [json.loads(line) for line in ranked.read_text().splitlines()]
+        assert all(r["error"] == "non-finite scores (NaN) from the model" for r in records)
 
 
 # --- 8. a folder without images ---------------------------------------------------------------

@@ -430,38 +430,31 @@ class Localizer:
         results = [(s.index, ImageResult(s.path, error=s.error)) for s in batch.failed]
         if not batch.items:
             return results
-        if self.box_rule != PAPER or self.ten_crop:
-            return results + self._ranked_results(out, asked)
-        size = self.input_size
-        if out.boxes is None:
-            b, n = out.upsampled.shape[:2]
-            boxes = boxes_from_cams(out.upsampled.reshape(b * n, size, size), self.threshold)
-        else:
-            b, n = out.boxes.shape[:2]
-            boxes = out.boxes.reshape(b * n, 4)
-        sizes = np.repeat([[s.width, s.height] for s in batch.items], n, axis=0)
-        boxes = scale_boxes(boxes, (size, size), sizes).reshape(b, n, 4)
         k = out.class_indices.shape[1]
+        if self.box_rule != PAPER or self.ten_crop:
+            # `[image][map][rank]` boxes; the paper rule (ten-crop) gives one, and no "boxes"
+            ranked = self._ranked_boxes(out)
+            every = self.box_rule != PAPER
+        else:
+            ranked, every = [[[box] for box in maps] for maps in self._paper_boxes(out)], False
         # Plain Python numbers for the whole batch at once: per-value numpy conversions were
         # most of the per-image cost of this loop (measured 26 -> 13 us per image at top-5).
-        indices, scores, box_lists = (
-            out.class_indices.tolist(),
-            out.scores.astype(np.float64).tolist(),
-            boxes.tolist(),
-        )
+        indices, scores = out.class_indices.tolist(), out.scores.astype(np.float64).tolist()
+
+        def prediction(rank: int, index: int, score: float, boxes: list) -> Prediction:
+            return self._prediction(rank, index, score, boxes[0], boxes if every else None)
+
         for i, item in enumerate(batch.items):
+            boxes = ranked[i]
             result = ImageResult(item.path, item.width, item.height)
             result.predictions = [
-                self._prediction(r + 1, indices[i][r], scores[i][r], box_lists[i][r])
-                for r in range(k)
+                prediction(r + 1, indices[i][r], scores[i][r], boxes[r]) for r in range(k)
             ]
             if out.feature_cams is not None:
                 result.cams = out.feature_cams[i]
             if out.extra_indices is not None:
                 result.extra = [
-                    self._prediction(
-                        0, int(index), float(out.extra_scores[i, j]), box_lists[i][k + j]
-                    )
+                    prediction(0, int(index), float(out.extra_scores[i, j]), boxes[k + j])
                     for j, index in enumerate(out.extra_indices[i])
                 ]
                 if out.extra_cams is not None:
@@ -476,43 +469,18 @@ class Localizer:
             results.append((item.index, result))
         return results
 
-    def _ranked_results(self, out: _ForwardOutput, asked: _Asked) -> list[tuple[int, ImageResult]]:
-        """`_indexed_results` for the ranked rules: box 1 is ``box``, all are ``boxes``."""
-        ranked = self._ranked_boxes(out)
-        k = out.class_indices.shape[1]
-        every = self.box_rule != PAPER  # the paper's rule gives one box: no "boxes" then
-        indices, scores = out.class_indices.tolist(), out.scores.astype(np.float64).tolist()
-        results = []
-        for i, item in enumerate(out.batch.items):
-            result = ImageResult(item.path, item.width, item.height)
-            boxes = ranked[i]
-            result.predictions = [
-                self._prediction(
-                    r + 1, indices[i][r], scores[i][r], boxes[r][0], boxes[r] if every else None
-                )
-                for r in range(k)
-            ]
-            if out.feature_cams is not None:
-                result.cams = out.feature_cams[i]
-            if out.extra_indices is not None:
-                result.extra = [
-                    self._prediction(
-                        0,
-                        int(index),
-                        float(out.extra_scores[i, j]),
-                        boxes[k + j][0],
-                        boxes[k + j] if every else None,
-                    )
-                    for j, index in enumerate(out.extra_indices[i])
-                ]
-                if out.extra_cams is not None:
-                    result.extra_cams = out.extra_cams[i]
-            if out.analyses is not None:
-                result.analysis = out.analyses[i]
-            if asked.finish is not None:
-                asked.finish(result)
-            results.append((item.index, result))
-        return results
+    def _paper_boxes(self, out: _ForwardOutput) -> list[list[list[int]]]:
+        """The paper's one box per map, ``[image][map]``: made on the device, or here with
+        scipy, at the input size, then scaled to each image's own pixels."""
+        size = self.input_size
+        if out.boxes is None:
+            b, n = out.upsampled.shape[:2]
+            boxes = boxes_from_cams(out.upsampled.reshape(b * n, size, size), self.threshold)
+        else:
+            b, n = out.boxes.shape[:2]
+            boxes = out.boxes.reshape(b * n, 4)
+        sizes = np.repeat([[s.width, s.height] for s in out.batch.items], n, axis=0)
+        return scale_boxes(boxes, (size, size), sizes).reshape(b, n, 4).tolist()
 
     def _slice_results(
         self, batch: ImageBatch, extra: torch.Tensor | None, asked: _Asked
