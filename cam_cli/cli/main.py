@@ -6,11 +6,14 @@ The command modules never import this one, so the order of `--help` is the order
 from __future__ import annotations
 
 import sys
+import time
 
 import typer
 
 from cam_cli.cli import bbox, boxes, cam, evaluate, models, synth, train
-from cam_cli.cli.options import main_process, reader_gone
+from cam_cli.cli.options import EXIT_USAGE, main_process, reader_gone
+
+RANK_ZERO_SPEAKS_FIRST_S = 3.0
 
 app = typer.Typer(
     name="cam-cli",
@@ -56,10 +59,16 @@ def main() -> None:
 def _other_rank() -> int:
     """A rank other than 0 under torchrun: the same command, but click's usage errors go
     unprinted (rank 0 prints them once for all). Exit code 2 for a usage error, as on rank 0;
-    0 at the end of a run, whose code is rank 0's (`options.main_process`)."""
+    0 at the end of a run, whose code is rank 0's (`options.main_process`).
+
+    After a usage error this rank waits a moment before it exits: torchrun stops every rank as
+    soon as one exits non-zero, and rank 0 must have said what is wrong by then."""
     try:
-        return app(standalone_mode=False) or 0  # typer.Exit(code) comes back as the code
+        code = app(standalone_mode=False) or 0  # typer.Exit(code) comes back as the code
     except Exception as error:
         if not hasattr(error, "show") or not isinstance(getattr(error, "exit_code", None), int):
             raise
-        return error.exit_code  # a click usage error (ClickException)
+        code = error.exit_code  # a click usage error (ClickException)
+    if code == EXIT_USAGE:
+        time.sleep(RANK_ZERO_SPEAKS_FIRST_S)
+    return code
