@@ -206,7 +206,9 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
         arch=spec.name,
         model=model.eval(),
         classes=classes,
-        preprocessing=get_preprocessing(options.normalize) if options.normalize else IMAGENET,
+        preprocessing=get_preprocessing(options.normalize)
+        if options.normalize
+        else (spec.preprocessing or IMAGENET),
         input_size=options.input_size or spec.default_input_size,
     )
 

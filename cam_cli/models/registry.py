@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from cam_cli.models.nets import PaperGAPNet, SmallGAPNet
+from cam_cli.models.preprocess import Preprocessing
 
 FeatureFn = Callable[[nn.Module, Tensor], Tensor]
 ClassifierFn = Callable[[nn.Module], "nn.Linear | None"]
@@ -95,6 +96,7 @@ class ArchSpec:
     paper: bool = False
     default_input_size: int = 224
     aliases: tuple[str, ...] = field(default_factory=tuple)
+    preprocessing: Preprocessing | None = None  # the weights' own; None: ImageNet's
 
 
 REGISTRY: dict[str, ArchSpec] = {}
@@ -109,6 +111,11 @@ def register(spec: ArchSpec) -> ArchSpec:
 
 
 def get_arch(name: str) -> ArchSpec:
+    """The entry of ``name``; ``timm/<model_name>`` builds a timm entry (timm imported then)."""
+    if name.lower().startswith("timm/"):
+        from cam_cli.models.timm_models import timm_spec
+
+        return timm_spec(name)
     key = name.lower().replace("_", "-")
     for candidate in (name, key):
         if candidate in REGISTRY:

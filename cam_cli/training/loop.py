@@ -134,7 +134,7 @@ class Trainer:
         self.ddp, self.device, self.progress = ddp, device, progress
         self.log = _main_log(ddp)
         self.spec = get_arch(config.arch)
-        self.preprocessing: Preprocessing = IMAGENET
+        self.preprocessing: Preprocessing = self.spec.preprocessing or IMAGENET
         if config.batch_size % ddp.world:
             raise TrainError(
                 f"batch_size {config.batch_size} (global) is not divisible by the "

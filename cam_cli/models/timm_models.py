@@ -1,0 +1,202 @@
+"""timm networks as registry entries: ``--arch timm/<model_name>``, built generically.
+
+Any timm model whose head is CAM-exact works: the head must be global average pooling followed
+by one linear layer (dropout allowed), so that ``mean(M_c) = S_c - b_c``. The features are
+``model.forward_features(x)`` (``[B, C, h, w]``), the classifier ``model.get_classifier()``.
+The head is checked by running ``forward_head`` once on the meta device and recording every
+layer it calls: a norm, activation, hidden layer, conv after pooling, or any pooling other than
+the average is refused in one line naming that layer. Models whose features are tokens
+(``[B, N, C]``: ViT class tokens, attention pooling) have no spatial map and are refused too.
+
+timm is imported only here, and only when a ``timm/`` name is asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cam_cli.errors import SetupError
+from cam_cli.models.preprocess import Preprocessing
+
+PREFIX = "timm/"
+INSTALL_HINT = 'pip install "cam-cli[timm]"'
+
+# Leaf layers a CAM-exact head may call besides its one linear classifier.
+_NEUTRAL = ("Identity", "Flatten", "Dropout", "Dropout1d", "Dropout2d", "FastAdaptiveAvgPool")
+
+
+class NotCAMExact(SetupError):
+    """A timm model whose head breaks ``mean(M_c) = S_c - b_c``."""
+
+
+def is_timm_name(name: str) -> bool:
+    return name.lower().startswith(PREFIX)
+
+
+def model_name(name: str) -> str:
+    return name[len(PREFIX) :]
+
+
+def import_timm() -> Any:
+    try:
+        import timm
+    except ImportError:
+        raise SetupError(
+            f"--arch timm/...: timm is not installed; install it with: {INSTALL_HINT}"
+        ) from None
+    return timm
+
+
+def _features(net: nn.Module, x: Tensor) -> Tensor:
+    return net.forward_features(x)
+
+
+def _classifier(net: nn.Module) -> nn.Module:
+    return net.get_classifier()
+
+
+def _is_avg_pool(module: nn.Module) -> bool:
+    kind = type(module).__name__
+    if kind == "SelectAdaptivePool2d":
+        return getattr(module, "pool_type", "") == "avg"
+    if kind == "AdaptiveAvgPool2d":
+        size = module.output_size
+        return size in (1, (1, 1))
+    return kind in ("FastAdaptiveAvgPool", "GlobalAvgPool2d")
+
+
+def _is_pool_parent(module: nn.Module) -> bool:
+    kind = type(module).__name__
+    return kind == "SelectAdaptivePool2d" or "Attention" in kind or "AttnPool" in kind
+
+
+def head_problem(model: nn.Module, input_size: int = 224) -> str | None:
+    """Why ``model``'s head is not CAM-exact (one line), or None when it is GAP + one linear.
+
+    ``model`` may live on the meta device: only shapes and the layers called are looked at.
+    """
+    name = type(model).__name__
+    classifier = model.get_classifier()
+    if not isinstance(classifier, nn.Linear):
+        return f"its classifier is a {type(classifier).__name__}, not one linear layer"
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        features = model.forward_features(torch.zeros(1, 3, input_size, input_size, device=device))
+    if features.ndim != 4:
+        return (
+            f"forward_features gives tokens {list(features.shape)}, not a spatial map "
+            f"[B, C, h, w] ({name} pools a class token or attention, not a global average)"
+        )
+    names = {id(m): n for n, m in model.named_modules()}
+    called: list[nn.Module] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: called.append(mod))
+        for m in model.modules()
+        if not list(m.children()) or _is_pool_parent(m)
+    ]
+    try:
+        with torch.no_grad():
+            model.forward_head(features)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    pooled = linear = False
+    for module in called:
+        kind, where = type(module).__name__, names.get(id(module), "?")
+        if module is classifier:
+            if not pooled:
+                return f"its classifier {where} runs before any global average pooling"
+            linear = True
+        elif "Attention" in kind or "AttnPool" in kind:
+            return f"{where} ({kind}) pools by attention, not by a global average"
+        elif kind in ("SelectAdaptivePool2d", "AdaptiveAvgPool2d") or _is_avg_pool(module):
+            if not _is_avg_pool(module):
+                kind = f"{kind}(pool_type={getattr(module, 'pool_type', '?')!r})"
+                return f"{where} ({kind}) pools by something other than the average"
+            pooled = True
+        elif kind in ("AdaptiveMaxPool2d", "AdaptiveAvgMaxPool2d", "AdaptiveCatAvgMaxPool2d"):
+            continue  # inside a SelectAdaptivePool2d already refused above
+        elif kind.startswith(_NEUTRAL) or kind in _NEUTRAL:
+            continue
+        else:
+            if linear:
+                return f"{where} ({kind}) runs after the classifier"
+            if pooled:
+                return f"{where} ({kind}) runs after pooling"
+            return f"{where} ({kind}) runs in the head instead of a global average pooling"
+    if not pooled:
+        return "its head has no global average pooling layer"
+    if not linear:
+        return "its head never calls its classifier"
+    if features.shape[1] != classifier.in_features:
+        return (
+            f"its features have {features.shape[1]} channels but the classifier takes "
+            f"{classifier.in_features} (a layer between them)"
+        )
+    return None
+
+
+def _meta_model(timm: Any, name: str, num_classes: int = 1000) -> nn.Module:
+    with torch.device("meta"):
+        return timm.create_model(name, pretrained=False, num_classes=num_classes).eval()
+
+
+def default_input_size(model: nn.Module) -> int:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size") or (3, 224, 224)
+    return int(size[-1])
+
+
+def preprocessing_of(model: nn.Module) -> Preprocessing:
+    """The weights' own normalisation (timm's pretrained config), as torchvision's weights
+    carry theirs. timm's interpolation is part of the name, for the record: images are resized
+    the one way cam-cli resizes them."""
+    import timm.data
+
+    config = timm.data.resolve_data_config({}, model=model)
+    mean = tuple(float(v) for v in config["mean"])
+    std = tuple(float(v) for v in config["std"])
+    interpolation = config.get("interpolation", "bilinear")
+    return Preprocessing(f"timm:{interpolation}", mean, std, "rgb", 255.0)
+
+
+@functools.lru_cache(maxsize=64)
+def timm_spec(name: str) -> Any:
+    """The registry entry of ``timm/<model_name>``: checked CAM-exact once, on meta."""
+    from cam_cli.models.registry import ArchSpec, CAMNet
+
+    timm = import_timm()
+    short = model_name(name)
+    if not short or not timm.is_model(short):
+        raise KeyError(
+            f"unknown timm model {short!r}; list CAM-exact ones with `cam-cli models --timm "
+            "PATTERN`"
+        )
+    meta = _meta_model(timm, short)
+    size = default_input_size(meta)
+    problem = head_problem(meta, size)
+    if problem is not None:
+        raise NotCAMExact(
+            f"{PREFIX}{short} is not CAM-exact: {problem}, which breaks mean(M_c) = S_c - b_c "
+            "(a CAM needs global average pooling followed by one linear layer)"
+        )
+    with torch.no_grad():
+        at_224 = meta.forward_features(torch.zeros(1, 3, 224, 224, device="meta"))
+    dropout = float(getattr(meta, "drop_rate", 0.0) or 0.0)
+
+    def build(num_classes: int) -> CAMNet:
+        net = timm.create_model(short, pretrained=False, num_classes=num_classes)
+        return CAMNet(net, _features, _classifier, dropout=dropout)
+
+    return ArchSpec(
+        f"{PREFIX}{short}",
+        build,
+        int(at_224.shape[-1]),
+        f"timm {short}: ends in GAP + linear",
+        default_input_size=size,
+        preprocessing=preprocessing_of(meta),
+    )

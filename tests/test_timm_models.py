@@ -1,0 +1,116 @@
+"""timm networks through the registry (`--arch timm/<name>`), with random weights (no download):
+the CAM identity and size, the refusals with their reasons, weights files, preprocessing, train."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cam_cli.cli.main import app
+from cam_cli.errors import SetupError
+from cam_cli.inference.cam import compute_cams
+from cam_cli.models.registry import build_model, cam_size, get_arch
+from cam_cli.synthetic.dataset import generate_dataset
+
+timm = pytest.importorskip("timm")
+
+EXACT = {  # model -> CAM size at 224
+    "timm/resnet18": 7,
+    "timm/resnet50d": 7,
+    "timm/efficientnet_b0": 7,
+    "timm/regnetx_002": 7,
+    "timm/mobilenetv2_050": 7,
+}
+REFUSED = {
+    "timm/convnext_atto": "head.norm \\(LayerNorm2d\\) runs after pooling",
+    "timm/mobilenetv3_small_050": "conv_head \\(Conv2d\\) runs after pooling",
+    "timm/vit_tiny_patch16_224": "forward_features gives tokens \\[1, 197, 192\\]",
+}
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_timm_cam_identity_and_size(name):
+    torch.manual_seed(0)
+    spec = get_arch(name)
+    assert spec.name == name and spec.cam_size_at_224 == EXACT[name]
+    model = build_model(name, num_classes=5).eval()
+    size = EXACT[name]
+    assert cam_size(model, 224) == (size, size)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        logits, features = model(x)
+        reference = model.net(x)  # timm's own forward gives the same logits
+        weight, bias = model.class_weights()
+        cams = compute_cams(features, weight, torch.arange(5).expand(2, -1))
+    assert cams.shape == (2, 5, size, size)
+    assert torch.allclose(logits, reference, atol=1e-4, rtol=1e-4)
+    expected = (logits - bias).double()
+    assert torch.allclose(cams.double().mean(dim=(2, 3)), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_timm_heads_that_are_not_cam_exact_are_refused(name):
+    with pytest.raises(SetupError, match=REFUSED[name]) as info:
+        get_arch(name)
+    message = str(info.value)
+    assert "mean(M_c) = S_c - b_c" in message and "\n" not in message
+
+
+def test_timm_refusal_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "img" / "a.png")
+    result = cli("bbox", "--arch", "timm/convnext_atto", "--images", tmp_path / "img")
+    assert result.exit_code == 2, result.output
+    assert "head.norm" in result.output and "mean(M_c) = S_c - b_c" in result.output
+
+
+def test_unknown_timm_model_and_missing_timm_say_what_to_do(monkeypatch):
+    from cam_cli.models.loading import ModelLoadError, load_model
+    from cam_cli.models.timm_models import timm_spec
+
+    with pytest.raises(ModelLoadError, match="unknown timm model 'resnet1000'"):
+        load_model(arch="timm/resnet1000")
+    timm_spec.cache_clear()
+    monkeypatch.setitem(sys.modules, "timm", None)  # as if not installed
+    with pytest.raises(SetupError, match='pip install "cam-cli\\[timm\\]"'):
+        get_arch("timm/resnet18")
+    timm_spec.cache_clear()
+
+
+def test_timm_preprocessing_comes_from_the_models_config():
+    from cam_cli.models.loading import load_model
+
+    loaded = load_model(arch="timm/inception_v3")  # mean = std = 0.5, 299 px
+    assert loaded.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert loaded.preprocessing.std == (0.5, 0.5, 0.5)
+    assert loaded.preprocessing.name == "timm:bicubic"
+    assert loaded.input_size == 299
+    # registry networks keep ImageNet's
+    assert load_model(arch="resnet18").preprocessing.name == "imagenet"
+
+
+def test_timm_train_on_the_synthetic_set(tmp_path):
+    data = tmp_path / "data"
+    generate_dataset(data, num_classes=3, train_per_class=4, val_images=4, image_size=32, seed=0)
+    run = tmp_path / "run"
+    result = cli("train", "--arch", "timm/resnet18", "--no-pretrained", "--data", data,
+                 "--out", run, "--epochs", 1, "--image-size", 32, "--batch-size", 4,
+                 "--workers", 0, "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+    assert saved["arch"] == "timm/resnet18"
+    boxes = cli("bbox", "--checkpoint", run / "best.pt", "--images", data / "val",
+                "--workers", 0)  # fmt: skip
+    assert boxes.exit_code == 0, boxes.output
+    records = [json.loads(line) for line in boxes.stdout.splitlines()]
+    assert len(records) == 4
