@@ -114,3 +114,87 @@ def test_timm_train_on_the_synthetic_set(tmp_path):
     assert boxes.exit_code == 0, boxes.output
     records = [json.loads(line) for line in boxes.stdout.splitlines()]
     assert len(records) == 4
+
+
+def _timm_reference(name: str, num_classes: int = 4):
+    torch.manual_seed(3)
+    reference = timm.create_model(name, pretrained=False, num_classes=num_classes).eval()
+    for module in reference.modules():  # non-trivial BN statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return reference
+
+
+@pytest.mark.parametrize("layout", ["timm.pth", "timm.safetensors", "hf.safetensors"])
+def test_timm_weights_files_round_trip(layout, tmp_path):
+    """timm's own state_dict (.pth or .safetensors) and Hugging Face transformers' TimmWrapper
+    layout (``timm_model.`` keys) load unchanged and give timm's own logits."""
+    from safetensors.torch import save_file
+
+    from cam_cli.models.loading import load_model
+
+    reference = _timm_reference("resnet18")
+    state = {k: v.contiguous() for k, v in reference.state_dict().items()}
+    path = tmp_path / f"weights.{layout.split('.')[1]}"
+    if layout == "timm.pth":
+        torch.save(state, path)
+    elif layout == "timm.safetensors":
+        save_file(state, str(path))
+    else:
+        save_file({f"timm_model.{k}": v for k, v in state.items()}, str(path))
+    loaded = load_model(arch="timm/resnet18", weights=str(path))
+    assert len(loaded.classes) == 4  # class count read from the file
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        ours, _ = loaded.model(x)
+        theirs = reference(x)
+    assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_broken_safetensors_file_is_one_line(tmp_path):
+    from cam_cli.models.loading import ModelLoadError, load_model
+
+    path = tmp_path / "broken.safetensors"
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{notjson")
+    with pytest.raises(ModelLoadError, match="not a loadable .safetensors file") as info:
+        load_model(arch="timm/resnet18", weights=str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_hf_hub_weights_offline_say_how_to_pass_a_file(monkeypatch):
+    import huggingface_hub
+
+    from cam_cli.models.loading import ModelLoadError, load_model
+
+    def offline(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    for weights in ("hf-hub:timm/resnet18.a1_in1k", "imagenet"):
+        with pytest.raises(ModelLoadError, match="--weights FILE") as info:
+            load_model(arch="timm/resnet18", weights=weights)
+        assert "\n" not in str(info.value) and "timm/resnet18" in str(info.value)
+
+
+def test_hf_hub_weights_from_the_hub_cache(monkeypatch, tmp_path):
+    """Where the hub answers (here: its download function returns a local file), the weights
+    load, and 1000 classes are ImageNet's names."""
+    import huggingface_hub
+    from safetensors.torch import save_file
+
+    from cam_cli.models.loading import load_model
+
+    reference = _timm_reference("resnet18", num_classes=1000)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    asked = []
+
+    def download(repo, filename, **kwargs):
+        asked.append((repo, filename))
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    loaded = load_model(arch="timm/resnet18", weights="hf-hub:timm/resnet18.a1_in1k")
+    assert asked == [("timm/resnet18.a1_in1k", "model.safetensors")]
+    assert len(loaded.classes) == 1000 and loaded.classes[0].name

@@ -31,7 +31,9 @@ from cam_cli.models.classes import (
 from cam_cli.models.preprocess import IMAGENET, Preprocessing, get_preprocessing
 from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
+    HF_HUB,
     ModelLoadError,
+    download_hf_hub_state_dict,
     download_torchvision_state_dict,
     imagenet_class_names,
     load_weights_into,
@@ -172,6 +174,8 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     names: list[str] | None = None
     if weights is None:
         state_dict = None
+    elif weights == "imagenet" and spec.hub_weights is not None:
+        state_dict = download_hf_hub_state_dict(spec.hub_weights)
     elif weights == "imagenet":
         if spec.torchvision_weights is None:
             raise ModelLoadError(
@@ -180,6 +184,8 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
             )
         state_dict = download_torchvision_state_dict(spec.torchvision_weights, spec.name)
         names = list(torchvision_weights(spec.torchvision_weights).meta["categories"])
+    elif weights.startswith(HF_HUB):
+        state_dict = download_hf_hub_state_dict(weights)
     else:
         state_dict = unwrap_state_dict(read_state_file(weights))
 

@@ -164,6 +164,12 @@ def preprocessing_of(model: nn.Module) -> Preprocessing:
     return Preprocessing(f"timm:{interpolation}", mean, std, "rgb", 255.0)
 
 
+def hub_weights_of(model: nn.Module) -> str | None:
+    """``hf-hub:<repo>`` of the model's default ImageNet weights, when timm knows one."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return f"hf-hub:{cfg['hf_hub_id']}" if cfg.get("hf_hub_id") else None
+
+
 @functools.lru_cache(maxsize=64)
 def timm_spec(name: str) -> Any:
     """The registry entry of ``timm/<model_name>``: checked CAM-exact once, on meta."""
@@ -199,4 +205,5 @@ def timm_spec(name: str) -> Any:
         f"timm {short}: ends in GAP + linear",
         default_input_size=size,
         preprocessing=preprocessing_of(meta),
+        hub_weights=hub_weights_of(meta),
     )

@@ -15,7 +15,9 @@ import torch
 from cam_cli.errors import SetupError
 
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
-_PREFIXES = ("module.", "_orig_mod.")  # DistributedDataParallel, torch.compile
+# DistributedDataParallel, torch.compile, Hugging Face transformers' TimmWrapper
+_PREFIXES = ("module.", "_orig_mod.", "timm_model.")
+HF_HUB = "hf-hub:"
 
 
 class ModelLoadError(SetupError):
@@ -57,6 +59,8 @@ def read_state_file(path: str | Path) -> dict[str, Any]:
         raise ModelLoadError(f"{path}: not a regular file (a weights file is one)")
     if path.stat().st_size == 0:
         raise ModelLoadError(f"{path}: not a loadable weights file (empty file (0 bytes))")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -64,6 +68,47 @@ def read_state_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: expected a state_dict or a checkpoint dict")
     return data
+
+
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ModelLoadError(
+            f'{path}: reading .safetensors needs safetensors: pip install "cam-cli[timm]"'
+        ) from None
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelLoadError(f"{path}: not a loadable .safetensors file ({first_line})") from None
+
+
+def download_hf_hub_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """``hf-hub:<repo>`` (timm's hub names, e.g. ``hf-hub:timm/resnet50.a1_in1k``): its
+    ``model.safetensors`` (or ``pytorch_model.bin``) from the hub's cache or the network;
+    offline -> one line saying how to pass a local file."""
+    repo = name[len(HF_HUB) :]
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise ModelLoadError(
+            f'{name}: needs huggingface_hub: pip install "cam-cli[timm]"'
+        ) from None
+    failure: Exception | None = None
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            path = hf_hub_download(repo, filename)
+        except Exception as error:  # offline, no such repo or file
+            failure = failure or error
+            continue
+        return unwrap_state_dict(read_state_file(path))
+    reason = " ".join(str(failure).split())[:120] if failure else "no weights file"
+    raise ModelLoadError(
+        f"cannot get {name} from the Hugging Face hub ({reason}). Offline? Download its "
+        f"model.safetensors elsewhere (https://huggingface.co/{repo}) and pass it as "
+        "--weights FILE."
+    )
 
 
 _TORCH_ADVICE = ("weights_only", "pytorch 2.6", "please file an issue", "check the documentation")

@@ -23,6 +23,7 @@ from cam_cli.common.distributed import is_main_process
 from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
     ModelLoadError,
+    download_hf_hub_state_dict,
     download_torchvision_state_dict,
     read_state_file,
     unwrap_state_dict,
@@ -119,6 +120,11 @@ def starting_weights(config: TrainConfig, spec: ArchSpec) -> tuple[dict | None, 
             raise TrainError(str(error)) from None
     if not config.pretrained:
         return None, ""
+    if spec.hub_weights is not None:  # a timm entry: its default weights from the hub
+        try:
+            return download_hf_hub_state_dict(spec.hub_weights), spec.hub_weights
+        except ModelLoadError as error:
+            raise TrainError(str(error)) from None
     weights_name = spec.backbone_weights or spec.torchvision_weights
     if weights_name is None:
         raise TrainError(f"{spec.name} has no ImageNet weights; use --no-pretrained")
