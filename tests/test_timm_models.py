@@ -198,3 +198,17 @@ def test_hf_hub_weights_from_the_hub_cache(monkeypatch, tmp_path):
     loaded = load_model(arch="timm/resnet18", weights="hf-hub:timm/resnet18.a1_in1k")
     assert asked == [("timm/resnet18.a1_in1k", "model.safetensors")]
     assert len(loaded.classes) == 1000 and loaded.classes[0].name
+
+
+def test_models_timm_lists_only_cam_exact_models():
+    result = cli("models", "--timm", "mobilenetv*_050")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["name", "CAM", "input", "params"]
+    names = {line.split()[0] for line in lines[1:]}
+    assert "timm/mobilenetv2_050" in names
+    assert "timm/mobilenetv3_small_050" not in names  # conv_head after pooling
+    row = next(line.split() for line in lines if line.startswith("timm/mobilenetv2_050 "))
+    assert row[1:3] == ["7x7", "224"] and row[3].endswith("M")
+    too_many = cli("models", "--timm", "*")
+    assert too_many.exit_code == 2 and "narrower pattern" in too_many.output

@@ -5,11 +5,23 @@ from __future__ import annotations
 import typer
 
 
-def models() -> None:
+def models(
+    timm: str | None = typer.Option(
+        None,
+        "--timm",
+        metavar="PATTERN",
+        help="List the CAM-exact timm models matching PATTERN (e.g. '*resnet*'); use them as "
+        '--arch timm/NAME. Needs timm (pip install "cam-cli[timm]").',
+        show_default=False,
+    ),
+) -> None:
     """List the networks of the registry: CAM resolution at 224, parameters, ImageNet weights.
 
-    Example: cam-cli models
+    Example: cam-cli models;  cam-cli models --timm '*resnet*'
     """
+    if timm is not None:
+        _timm_models(timm)
+        return
     from cam_cli.models.registry import describe_archs
 
     rows = describe_archs()
@@ -18,3 +30,17 @@ def models() -> None:
     for row in [header, *rows]:
         cells = [str(c).ljust(w) for c, w in zip(row[:4], widths, strict=True)]
         typer.echo("  ".join([*cells, str(row[4])]))
+
+
+def _timm_models(pattern: str) -> None:
+    from cam_cli.cli.options import errors_as_exit
+    from cam_cli.models.timm_models import describe_timm
+
+    with errors_as_exit():
+        rows = describe_timm(pattern)
+    header = ("name", "CAM", "input", "params")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        typer.echo(f"no CAM-exact timm model matches {pattern!r}", err=True)

@@ -207,3 +207,34 @@ def timm_spec(name: str) -> Any:
         preprocessing=preprocessing_of(meta),
         hub_weights=hub_weights_of(meta),
     )
+
+
+MAX_LISTED = 300
+
+
+def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
+    """Rows ``(name, CAM size at the default input, input size, params)`` of the CAM-exact timm
+    models matching ``pattern`` (timm's wildcard syntax); built on meta, so no memory is used.
+    Models that are not CAM-exact, or cannot be built on meta, are left out."""
+    timm = import_timm()
+    names = timm.list_models(pattern)
+    if len(names) > MAX_LISTED:
+        raise SetupError(
+            f"--timm {pattern!r} matches {len(names)} timm models; give a narrower pattern "
+            f"(at most {MAX_LISTED}), e.g. '*resnet*' or 'efficientnet_b*'"
+        )
+    rows = []
+    for name in names:
+        try:
+            meta = _meta_model(timm, name)
+            size = default_input_size(meta)
+            if head_problem(meta, size) is not None:
+                continue
+            with torch.no_grad():
+                features = meta.forward_features(torch.zeros(1, 3, size, size, device="meta"))
+        except Exception:  # a model timm cannot build on meta: not listed
+            continue
+        count = sum(p.numel() for p in meta.parameters())
+        h, w = features.shape[-2:]
+        rows.append((f"{PREFIX}{name}", f"{h}x{w}", f"{size}", f"{count / 1e6:.1f}M"))
+    return rows
