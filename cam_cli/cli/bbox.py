@@ -31,8 +31,13 @@ def bbox(
     compile_model: o.Compile = False,
     decode: o.Decode = o.DecodeMode.auto,
     output_format: Annotated[
-        o.OutputFormat, typer.Option("--format", help="jsonl or csv.")
-    ] = o.OutputFormat.jsonl,
+        o.BboxFormat,
+        typer.Option(
+            "--format",
+            help="jsonl, csv, or coco: one COCO JSON document (images, categories, and "
+            "annotations as detection results, bbox [x, y, w, h]).",
+        ),
+    ] = o.BboxFormat.jsonl,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
     ] = None,

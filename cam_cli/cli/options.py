@@ -128,6 +128,12 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
+class BboxFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+    coco = "coco"
+
+
 class DecodeMode(StrEnum):
     auto = "auto"
     pil = "pil"

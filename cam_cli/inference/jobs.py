@@ -160,6 +160,7 @@ def localize_to_records(
                 _failed(result.path, result.error)
             elif draw_dir is not None:
                 failures += not _save_drawing(result, draw_dir, taken)
+        writer.close()
     return sharding.shared(RunSummary(len(paths) + len(missing), failures))
 
 

@@ -1,4 +1,4 @@
-"""Writing results: JSON Lines (default) or CSV, to stdout or atomically to a file.
+"""Writing results: JSON Lines (default), CSV or COCO JSON, to stdout or atomically to a file.
 
 A file output is written to a temporary sibling and renamed into place when the run ends, so a
 reader never sees a half-written file under the final name. JSON is always strict (no NaN), and
@@ -35,7 +35,8 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
             yield handle
 
 
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "coco")
+BOX_FORMATS = ("jsonl", "csv")
 
 
 def json_line(record: dict) -> str:
@@ -50,20 +51,67 @@ def json_line(record: dict) -> str:
     return text + "\n"
 
 
+class CocoDocument:
+    """`ImageResult.as_record()` dicts gathered into one COCO JSON document
+    ``{"images", "categories", "annotations"}``; the annotations are COCO detection results
+    (``image_id``, ``category_id``, ``bbox`` [x, y, w, h], ``score``), one per box, so
+    pycocotools' ``COCO`` loads the document and ``loadRes`` takes its annotations.
+
+    Our boxes are inclusive pixel boxes, so ``w = xmax - xmin + 1``; a category's id is the
+    model's class index. Images that failed are left out (they are reported on stderr)."""
+
+    def __init__(self) -> None:
+        self.images: list[dict] = []
+        self.categories: dict[int, dict] = {}
+        self.annotations: list[dict] = []
+
+    def add(self, record: dict) -> None:
+        if "error" in record:
+            return
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "file_name": printable_path(record["path"]),
+                            "width": record["width"], "height": record["height"]})  # fmt: skip
+        for p in record["predictions"]:
+            category = int(p["class_index"])
+            self.categories.setdefault(category, {
+                "id": category, "name": p["name"] or p["wnid"] or str(category),
+                "supercategory": "", "wnid": p["wnid"],
+            })  # fmt: skip
+            for x0, y0, x1, y1 in p.get("boxes") or [p["box"]]:
+                w, h = x1 - x0 + 1, y1 - y0 + 1
+                self.annotations.append({
+                    "id": len(self.annotations) + 1, "image_id": image_id,
+                    "category_id": category, "bbox": [x0, y0, w, h], "area": w * h,
+                    "iscrowd": 0, "score": p["score"], "rank": p["rank"],
+                })  # fmt: skip
+
+    def document(self) -> dict:
+        return {
+            "images": self.images,
+            "categories": [self.categories[k] for k in sorted(self.categories)],
+            "annotations": self.annotations,
+        }
+
+
 class RecordWriter:
-    """Streams `ImageResult.as_record()` dicts as JSON Lines or CSV (one row per prediction)."""
+    """Streams `ImageResult.as_record()` dicts as JSON Lines or CSV (one row per prediction),
+    or gathers them into one COCO document written by `close` (``fmt="coco"``)."""
 
     def __init__(self, handle: IO[str], fmt: str = "jsonl") -> None:
         if fmt not in FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; use jsonl or csv")
+            raise ValueError(f"unknown format {fmt!r}; use jsonl, csv or coco")
         self.handle = handle
         self.fmt = fmt
         self._csv = None
+        self._coco = CocoDocument() if fmt == "coco" else None
         if fmt == "csv":
             self._csv = csv.writer(handle)
             self._csv.writerow(CSV_COLUMNS)
 
     def write(self, record: dict) -> None:
+        if self._coco is not None:
+            self._coco.add(record)
+            return
         path = record["path"] if self._csv is None else printable_path(record["path"])
         if self._csv is None:
             self.handle.write(json_line(record))
@@ -78,6 +126,13 @@ class RecordWriter:
         if self.handle is sys.stdout:
             self.handle.flush()  # keep pipelines (`bbox | eval --predictions -`) streaming
 
+    def close(self) -> None:
+        """Ends the output: the COCO document is written here, all at once."""
+        if self._coco is not None:
+            text = json.dumps(self._coco.document(), ensure_ascii=False, allow_nan=False)
+            self.handle.write(text + "\n")
+            self.handle.flush()
+
 
 BOX_CSV_COLUMNS = ["path", "map", "width", "height", "rank", "xmin", "ymin", "xmax", "ymax",
                    "error"]  # fmt: skip
@@ -88,7 +143,7 @@ class BoxRecordWriter:
     ``{"path", "error"}``, as JSON Lines or CSV (one row per box, ``rank`` 1 first)."""
 
     def __init__(self, handle: IO[str], fmt: str = "jsonl") -> None:
-        if fmt not in FORMATS:
+        if fmt not in BOX_FORMATS:
             raise ValueError(f"unknown format {fmt!r}; use jsonl or csv")
         self.handle = handle
         self._csv = csv.writer(handle) if fmt == "csv" else None
