@@ -171,10 +171,13 @@ def test_hf_hub_weights_offline_say_how_to_pass_a_file(monkeypatch):
         raise OSError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    for weights in ("hf-hub:timm/resnet18.a1_in1k", "imagenet"):
-        with pytest.raises(ModelLoadError, match="--weights FILE") as info:
-            load_model(arch="timm/resnet18", weights=weights)
-        assert "\n" not in str(info.value) and "timm/resnet18" in str(info.value)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    for reachable in (True, False):  # the download fails / the hub does not answer at all
+        monkeypatch.setattr("cam_cli.models.weights._hub_reachable", lambda r=reachable: r)
+        for weights in ("hf-hub:timm/resnet18.a1_in1k", "imagenet"):
+            with pytest.raises(ModelLoadError, match="--weights FILE") as info:
+                load_model(arch="timm/resnet18", weights=weights)
+            assert "\n" not in str(info.value) and "timm/resnet18" in str(info.value)
 
 
 def test_hf_hub_weights_from_the_hub_cache(monkeypatch, tmp_path):
@@ -195,6 +198,8 @@ def test_hf_hub_weights_from_the_hub_cache(monkeypatch, tmp_path):
         return str(path)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr("cam_cli.models.weights._hub_reachable", lambda: True)
     loaded = load_model(arch="timm/resnet18", weights="hf-hub:timm/resnet18.a1_in1k")
     assert asked == [("timm/resnet18.a1_in1k", "model.safetensors")]
     assert len(loaded.classes) == 1000 and loaded.classes[0].name

@@ -84,26 +84,59 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
         raise ModelLoadError(f"{path}: not a loadable .safetensors file ({first_line})") from None
 
 
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face hub answers at all (so an offline run fails at once, not after
+    huggingface_hub's retries)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host or "huggingface.co", 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+_HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
 def download_hf_hub_state_dict(name: str) -> dict[str, torch.Tensor]:
     """``hf-hub:<repo>`` (timm's hub names, e.g. ``hf-hub:timm/resnet50.a1_in1k``): its
     ``model.safetensors`` (or ``pytorch_model.bin``) from the hub's cache or the network;
     offline -> one line saying how to pass a local file."""
+    import logging
+
     repo = name[len(HF_HUB) :]
     try:
-        from huggingface_hub import hf_hub_download
+        import huggingface_hub
     except ImportError:
         raise ModelLoadError(
             f'{name}: needs huggingface_hub: pip install "cam-cli[timm]"'
         ) from None
-    failure: Exception | None = None
-    for filename in ("model.safetensors", "pytorch_model.bin"):
+    for filename in _HUB_FILES:
+        cached = huggingface_hub.try_to_load_from_cache(repo, filename)
+        if isinstance(cached, str):
+            return unwrap_state_dict(read_state_file(cached))
+    failure: Exception | str = "the hub cannot be reached"
+    if _hub_reachable():
+        hub_logger = logging.getLogger("huggingface_hub")
+        level = hub_logger.level
+        hub_logger.setLevel(logging.ERROR)  # its retry messages; the one line below says it all
         try:
-            path = hf_hub_download(repo, filename)
-        except Exception as error:  # offline, no such repo or file
-            failure = failure or error
-            continue
-        return unwrap_state_dict(read_state_file(path))
-    reason = " ".join(str(failure).split())[:120] if failure else "no weights file"
+            for filename in _HUB_FILES:
+                try:
+                    path = huggingface_hub.hf_hub_download(repo, filename)
+                except Exception as error:  # offline, no such repo or file
+                    failure = error
+                    if "EntryNotFound" not in type(error).__name__:
+                        break
+                    continue
+                return unwrap_state_dict(read_state_file(path))
+        finally:
+            hub_logger.setLevel(level)
+    reason = " ".join(str(failure).split())[:120]
     raise ModelLoadError(
         f"cannot get {name} from the Hugging Face hub ({reason}). Offline? Download its "
         f"model.safetensors elsewhere (https://huggingface.co/{repo}) and pass it as "
