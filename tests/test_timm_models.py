@@ -29,6 +29,7 @@ REFUSED = {
     "timm/convnext_atto": "head.norm \\(LayerNorm2d\\) runs after pooling",
     "timm/mobilenetv3_small_050": "conv_head \\(Conv2d\\) runs after pooling",
     "timm/vit_tiny_patch16_224": "forward_features gives tokens \\[1, 197, 192\\]",
+    "timm/resnet50_clip.openai": "head \\(AttentionPool2d\\) pools by attention",
 }
 
 
@@ -217,3 +218,26 @@ def test_models_timm_lists_only_cam_exact_models():
     assert row[1:3] == ["7x7", "224"] and row[3].endswith("M")
     too_many = cli("models", "--timm", "*")
     assert too_many.exit_code == 2 and "narrower pattern" in too_many.output
+
+
+@pytest.mark.parametrize("name", ["timm/resnet18", "timm/efficientnet_b0"])
+def test_folding_batch_norm_keeps_timm_logits(name):
+    """--fast folds only plain BatchNorm2d after plain Conv2d: timm's BatchNormAct2d (a batch
+    norm with its activation inside) is kept, so the results stay the same."""
+    import copy
+
+    from cam_cli.models.speedups import fold_batch_norms
+
+    torch.manual_seed(2)
+    model = build_model(name, num_classes=5).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    folded = copy.deepcopy(model)
+    fold_batch_norms(folded)
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        (logits, features), (folded_logits, folded_features) = model(x), folded(x)
+    assert torch.allclose(logits, folded_logits, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(features, folded_features, atol=1e-3, rtol=1e-3)

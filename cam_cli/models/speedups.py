@@ -14,6 +14,16 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
+def _plain_batch_norm(module: nn.Module | None) -> bool:
+    # Exactly BatchNorm2d: subclasses may do more (timm's BatchNormAct2d holds an activation).
+    return type(module) is nn.BatchNorm2d
+
+
+def _plain_conv(module: nn.Module | None) -> bool:
+    # Exactly Conv2d: subclasses may transform their weight (timm's StdConv2d standardises it).
+    return type(module) is nn.Conv2d
+
+
 def fold_batch_norms(model: nn.Module) -> int:
     """Fold every eval-mode BatchNorm2d into the Conv2d that alone feeds it; returns the count.
 
@@ -22,7 +32,7 @@ def fold_batch_norms(model: nn.Module) -> int:
     if model.training:
         raise ValueError("fold_batch_norms is for eval-mode models only")
     folded = _fold_in_sequentials(model)
-    if not any(isinstance(module, nn.BatchNorm2d) for module in model.modules()):
+    if not any(_plain_batch_norm(module) for module in model.modules()):
         return folded  # nothing left: no need to trace (half a second for MobileNetV2 here)
     try:
         graph = torch.fx.symbolic_trace(model).graph
@@ -30,13 +40,13 @@ def fold_batch_norms(model: nn.Module) -> int:
         return 0
     modules = dict(model.named_modules())
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
+        if node.op != "call_module" or not _plain_batch_norm(modules.get(node.target)):
             continue
         source = node.args[0]
         if (
             isinstance(source, torch.fx.Node)
             and source.op == "call_module"
-            and isinstance(modules.get(source.target), nn.Conv2d)
+            and _plain_conv(modules.get(source.target))
             and len(source.users) == 1
         ):
             conv, batch_norm = modules[source.target], modules[node.target]
@@ -54,7 +64,7 @@ def _fold_in_sequentials(model: nn.Module) -> int:
         children = sequence._modules
         for first, second in itertools.pairwise(list(children)):
             conv, batch_norm = children[first], children[second]
-            if isinstance(conv, nn.Conv2d) and isinstance(batch_norm, nn.BatchNorm2d):
+            if _plain_conv(conv) and _plain_batch_norm(batch_norm):
                 children[first] = fuse_conv_bn_eval(conv, batch_norm)
                 children[second] = nn.Identity()
                 folded += 1
