@@ -319,11 +319,28 @@ def run_forward_only(config: dict) -> dict:
     return {"load_s": load_s, "setup_s": 0.0, **timing, "decoded_pool_mb": pool.numel() / 2**20}
 
 
+def _time_records(localizer, run, config: dict, sync=None) -> dict:
+    """`_timed` passes of `localize_to_records` (the run of `cam-cli bbox`) with a prepared
+    Localizer: a warm-up to /dev/null, then the timed passes into the records file."""
+    from cam_cli.inference.jobs import localize_to_records
+
+    def one_pass(paths: list[str], out) -> None:
+        localize_to_records(localizer, paths, output=out, run=run)
+
+    warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
+    with open(os.devnull, "w") as devnull:
+        return _timed(
+            lambda: one_pass(warm, devnull),
+            lambda: one_pass(config["paths"], config["records"]),
+            config["repeats"],
+            sync=sync,
+        )
+
+
 def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
     """(b), (c), (f): what `cam-cli bbox` runs (`inference.jobs.write_boxes`): its set-up
     (the `Localizer`; (f) compiles it, a one-time cost counted as set-up) timed apart from its
     run over the images (`inference.jobs.localize_to_records`), minus argument parsing."""
-    from cam_cli.inference.jobs import localize_to_records
     from cam_cli.inference.pipeline import Localizer, RunOptions
 
     loaded, load_s = _load(config)
@@ -340,19 +357,10 @@ def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
         localizer.compile(config["batch_size"])
     setup_s = time.perf_counter() - start
 
-    def one_pass(paths: list[str], out) -> None:
-        run = RunOptions(
-            batch_size=config["batch_size"], workers=config["workers"], device="cpu", progress=False
-        )
-        localize_to_records(localizer, paths, output=out, run=run)
-
-    warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
-    with open(os.devnull, "w") as devnull:
-        timing = _timed(
-            lambda: one_pass(warm, devnull),
-            lambda: one_pass(config["paths"], config["records"]),
-            config["repeats"],
-        )
+    run = RunOptions(
+        batch_size=config["batch_size"], workers=config["workers"], device="cpu", progress=False
+    )
+    timing = _time_records(localizer, run, config)
     return {"load_s": load_s, "setup_s": setup_s, **timing}
 
 
@@ -694,7 +702,6 @@ def run_device_decode(config: dict) -> dict:
 def run_device_pipeline(config: dict) -> dict:
     """pipeline: `localize_to_records` (the run of `cam-cli bbox`) with a prepared `Localizer`
     and ``RunOptions(device, batch_size, workers)``: JPEG files -> JSON Lines."""
-    from cam_cli.inference.jobs import localize_to_records
     from cam_cli.inference.pipeline import Localizer, RunOptions
 
     device = _device_start(config)
@@ -712,17 +719,7 @@ def run_device_pipeline(config: dict) -> dict:
         progress=False,
     )
 
-    def one_pass(paths: list[str], out) -> None:
-        localize_to_records(localizer, paths, output=out, run=run)
-
-    warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
-    with open(os.devnull, "w") as devnull:
-        timing = _timed(
-            lambda: one_pass(warm, devnull),
-            lambda: one_pass(config["paths"], config["records"]),
-            config["repeats"],
-            sync=_device_sync(device),
-        )
+    timing = _time_records(localizer, run, config, sync=_device_sync(device))
     localizer.close()
     facts = _device_facts(device, localizer.precision)
     return {"load_s": load_s, "setup_s": setup_s, **timing, **facts}
