@@ -20,7 +20,7 @@ def bbox(
     normalize: o.Normalize = None,
     input_size: o.InputSize = None,
     topk: o.TopK = 5,
-    threshold: o.Threshold = 0.2,
+    threshold: o.ModelThreshold = None,
     class_query: o.ClassQuery = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,

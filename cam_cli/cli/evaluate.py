@@ -101,7 +101,7 @@ def eval_command(
     classes: o.ClassesFile = None,
     normalize: o.Normalize = None,
     input_size: o.InputSize = None,
-    threshold: o.Threshold = 0.2,
+    threshold: o.ModelThreshold = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,
     boxes: Annotated[

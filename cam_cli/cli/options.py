@@ -251,6 +251,16 @@ Threshold = Annotated[
     float,
     typer.Option(min=0.0, max=0.999, help="Segment CAM values above this fraction of the max."),
 ]
+ModelThreshold = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=0.999,
+        help="Segment CAM values above this fraction of the max. Default: the threshold a "
+        "--checkpoint carries (chosen on training boxes), else 0.2.",
+        show_default=False,
+    ),
+]
 BoxRuleOption = Annotated[
     BoxRule,
     typer.Option(

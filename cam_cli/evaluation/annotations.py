@@ -247,9 +247,14 @@ def read_devkit_labels(
 def read_annotations(
     path: str | Path, meta_mat: str | Path | None = None
 ) -> dict[str, ImageAnnotation]:
-    """Read ground truth from whatever ``path`` is: a folder of XML, a Kaggle CSV, or the
-    devkit's ground-truth ``.txt`` (which needs ``meta_mat``)."""
+    """Read ground truth from whatever ``path`` is: a folder of XML, a Kaggle CSV, the
+    devkit's ground-truth ``.txt`` (which needs ``meta_mat``), or Tiny ImageNet's
+    ``val/val_annotations.txt`` or ``train/`` folder of ``<wnid>_boxes.txt`` (`tiny_imagenet`)."""
+    from cam_cli.evaluation import tiny_imagenet
+
     path = Path(path)
+    if tiny_imagenet.is_train_dir(path):
+        return tiny_imagenet.read_train_boxes(path)
     if path.is_dir():
         return read_xml_dir(path)
     if not path.is_file():
@@ -260,6 +265,8 @@ def read_annotations(
     if suffix == ".xml":
         annotation = read_xml_file(path)
         return {annotation.image_id: annotation}
+    if suffix == ".txt" and meta_mat is None and tiny_imagenet.is_val_annotations(path):
+        return tiny_imagenet.read_val_annotations(path)
     if suffix == ".txt":
         if meta_mat is None:
             raise ValueError(

@@ -303,7 +303,7 @@ def evaluate_model(
     *,
     classes: list[ClassInfo] | None = None,
     allow_missing: bool = False,
-    threshold: float = 0.2,
+    threshold: float | None = None,
     topk: int = 5,
     maxboxacc: bool = False,
     per_image: str | Path | None = None,
@@ -325,6 +325,7 @@ def evaluate_model(
     against the model's (a model without class names takes it). GT-known error uses the box of
     the CAM of the image's first ground-truth class; ``maxboxacc`` adds MaxBoxAccV2 from that
     CAM at network input size; ``run`` says how it runs (batch, device, precision...).
+    ``threshold=None``: the CAM threshold the checkpoint carries, else the paper's 0.2.
     ``per_image``: JSON Lines of per-image results, appended as the run goes; an existing file
     is resumed (its images are not run again) when it was written by the same model (weights
     compared by content), ground truth and settings. ``settings`` are extra entries for the
@@ -364,6 +365,7 @@ def evaluate_model(
         ten_crop=ten_crop,
         copy_model=copy_model,
     )
+    threshold = localizer.threshold  # None: the checkpoint's own, else 0.2 (`Localizer`)
     # Only what differs from the paper's defaults enters the report and the fingerprint, so a
     # default run's report and its --per-image file stay exactly as they were.
     rule_settings = _box_settings(box_rule, ten_crop, boxes)
@@ -488,7 +490,7 @@ def evaluate(
     model: LoadedModel | ModelOptions | None = None,
     classes_file: str | Path | None = None,
     allow_missing: bool = False,
-    threshold: float = 0.2,
+    threshold: float | None = None,
     maxboxacc: bool = False,
     per_image: str | Path | None = None,
     run: RunOptions | None = None,

@@ -168,6 +168,9 @@ class LocalizationEvaluator:
         self.whole_image_correct = {"top1_loc": 0, "top5_loc": 0}
         self._relative_sizes = array("d")  # (w, h) of every gt box over its image's (w, h)
         self._baseline_items: list[_BaselineItem] = []
+        # GT-known figures of the baselines (class ignored): what GT-known error compares with
+        self.whole_image_gt_known = 0
+        self._gt_known_items: list[tuple[int, int, np.ndarray]] = []
 
     def add(
         self,
@@ -224,6 +227,9 @@ class LocalizationEvaluator:
             whole_hits = iou_inclusive(whole, gt_boxes) >= self.iou_threshold
             self.whole_image_correct["top1_loc"] += bool((whole_hits & top1_mask).any())
             self.whole_image_correct["top5_loc"] += bool((whole_hits & top5_mask).any())
+            if gt_known_box is not None:
+                self.whole_image_gt_known += bool(whole_hits.any())
+                self._gt_known_items.append((width, height, gt_boxes.astype(np.int32)))
         for key, value in flags.items():
             self.correct[key] += value
             result[f"{key}_correct"] = value
@@ -292,9 +298,26 @@ class LocalizationEvaluator:
                 hits = iou_inclusive(box, item.gt_boxes) >= self.iou_threshold
                 correct["top1_loc"] += bool((hits & item.top1_mask).any())
                 correct["top5_loc"] += bool((hits & item.top5_mask).any())
-        return self._baseline_summary(correct) | {
-            "relative_size": None if relative is None else list(relative)
-        }
+        return (
+            self._baseline_summary(correct)
+            | {"relative_size": None if relative is None else list(relative)}
+            | self._baseline_gt_known(relative)
+        )
+
+    def _baseline_gt_known(self, relative: tuple[float, float] | None) -> dict:
+        """GT-known error of a baseline box (whole image when ``relative`` is None): counted
+        over the same images as the model's GT-known error, when that is reported."""
+        if not self.gt_known_images:
+            return {}
+        if relative is None:
+            correct = self.whole_image_gt_known
+        else:
+            correct = sum(
+                bool((iou_inclusive(centered_box(w, h, *relative), gt) >= self.iou_threshold).any())
+                for w, h, gt in self._gt_known_items
+            )
+        total = self.gt_known_images + len(self.failed)
+        return {"gt_known_correct": correct, "gt_known_loc_error": _percent_error(correct, total)}
 
     def _baseline_summary(self, correct: Mapping[str, int]) -> dict:
         has_boxes = self.images_without_boxes < self.images
@@ -334,7 +357,8 @@ class LocalizationEvaluator:
             "gt_known_correct": self.gt_known_correct,
             "gt_known_loc_error": _percent_error(self.gt_known_correct, gt_known_total),
             "baselines": {
-                "whole_image": self._baseline_summary(self.whole_image_correct),
+                "whole_image": self._baseline_summary(self.whole_image_correct)
+                | self._baseline_gt_known(None),
                 "centered_median_box": self._centered_median_baseline(),
             },
         }
@@ -503,6 +527,11 @@ def format_table(summary: Mapping, maxboxacc: Mapping | None = None) -> str:
         ),
         ("GT-known localization error", summary.get("gt_known_loc_error"), None),
     ]
+    if whole.get("gt_known_loc_error") is not None:  # the baselines' GT-known error, to compare
+        rows += [
+            ("  baseline: whole-image box", whole.get("gt_known_loc_error"), None),
+            ("  baseline: centred median-size box", median.get("gt_known_loc_error"), None),
+        ]
     width = max(len(name) for name, _, _ in rows)
     lines = [
         f"{summary.get('images', 0)} images, {summary.get('failed_images', 0)} failed; "

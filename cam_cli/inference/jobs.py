@@ -92,7 +92,7 @@ def write_boxes(
     output: str | Path | IO[str] | None = None,
     fmt: str = "jsonl",
     topk: int = 5,
-    threshold: float = 0.2,
+    threshold: float | None = None,
     classes: Sequence[str] | None = None,
     draw: str | Path | None = None,
     run: RunOptions = RunOptions(),
@@ -102,7 +102,8 @@ def write_boxes(
     """Boxes for the top-k classes (or the given ``classes``) of every image, one record per
     image in input order, to ``output`` (a file written atomically, an open stream, or stdout
     for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes.
-    ``box_rule`` and ``ten_crop``: see `pipeline.Localizer` (the defaults are the paper's)."""
+    ``box_rule`` and ``ten_crop``: see `pipeline.Localizer` (the defaults are the paper's);
+    ``threshold=None``: the checkpoint's own CAM threshold, else 0.2."""
     with run.processes() as run:  # under torchrun: the group, this process's device
         paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
         if draw is not None:

@@ -206,7 +206,7 @@ class Localizer:
         loaded: LoadedModel,
         *,
         topk: int = 5,
-        threshold: float = 0.2,
+        threshold: float | None = None,
         class_indices: Sequence[int] | None = None,
         device: str = "cpu",
         fast: bool | None = None,
@@ -228,7 +228,12 @@ class Localizer:
 
         ``copy_model=False`` prepares ``loaded.model`` in place instead of a copy (batch norm
         folded, channels_last, moved to ``device``): for a caller that made the model for this
-        run alone (a copy of MobileNetV2 costs ~0.2 s of start-up)."""
+        run alone (a copy of MobileNetV2 costs ~0.2 s of start-up).
+
+        ``threshold=None``: the one the checkpoint carries (chosen at training on boxed training
+        images, `training.threshold`), else the paper's 0.2; a given threshold always wins."""
+        if threshold is None:
+            threshold = loaded.cam_threshold if loaded.cam_threshold is not None else 0.2
         if box_rule not in BOX_RULES:
             raise SetupError(f"--box-rule must be one of {', '.join(BOX_RULES)}, not {box_rule!r}")
         self.box_rule = box_rule

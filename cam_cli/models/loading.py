@@ -65,6 +65,7 @@ class LoadedModel:
     classes: list[ClassInfo]
     preprocessing: Preprocessing
     input_size: int
+    cam_threshold: float | None = None  # chosen at training (`training.threshold`); None: 0.2
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -113,13 +114,15 @@ def _checkpoint_model(path: str | Path) -> LoadedModel:
         preprocessing = Preprocessing.from_dict(data["preprocessing"])
         input_size = int(data["input_size"])
         state_dict = data["model"]
+        threshold = data.get("cam_threshold")
+        threshold = None if threshold is None else float(threshold)
     except KeyError as error:
         raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint (no {error})") from None
     except (TypeError, ValueError, AttributeError) as error:
         raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint ({error})") from None
     model = build_model(spec.name, len(classes))
     load_weights_into(model, state_dict, str(path))
-    return LoadedModel(spec.name, model.eval(), classes, preprocessing, input_size)
+    return LoadedModel(spec.name, model.eval(), classes, preprocessing, input_size, threshold)
 
 
 def load_model(
@@ -165,6 +168,7 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
             loaded.classes,
             get_preprocessing(options.normalize) if options.normalize else loaded.preprocessing,
             options.input_size or loaded.input_size,
+            loaded.cam_threshold,
         )
 
     if arch is None:

@@ -71,6 +71,10 @@ class TrainConfig:
     amp: bool = False
     seed: int = 0
     checkpoint_every: int = 0  # also write last.pt every N steps (0: at epoch ends only)
+    freeze_backbone: bool = False  # train only the new layers (backbone fixed, its BN in eval)
+    train_images_per_class: int = 0  # the first N images (sorted) of every class; 0: all
+    threshold_images_per_class: int = 0  # choose the CAM threshold on N boxed train images
+    val_images: int = 0  # validate on the first N val images (sorted by path); 0: all
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,13 +103,15 @@ class TrainConfig:
 
 # --- per-key validation ---------------------------------------------------------------------
 
-_INT_KEYS = {"epochs": 1, "batch_size": 1, "workers": 0, "seed": 0, "checkpoint_every": 0}
+_INT_KEYS = {"epochs": 1, "batch_size": 1, "workers": 0, "seed": 0, "checkpoint_every": 0,
+             "train_images_per_class": 0, "threshold_images_per_class": 0,
+             "val_images": 0}  # fmt: skip
 _POSITIVE_FLOATS = {"lr", "lr_step_size"}
 _NONNEG_FLOATS = {
     "new_layers_lr_mult", "bias_lr_mult", "bias_decay_mult", "lr_gamma", "warmup_epochs",
     "weight_decay", "momentum",
 }  # fmt: skip
-_BOOL_KEYS = {"augment", "amp"}
+_BOOL_KEYS = {"augment", "amp", "freeze_backbone"}
 KNOWN_KEYS = tuple(f.name for f in fields(TrainConfig))
 
 

@@ -2,7 +2,10 @@
 
 ``DIR/train/<class>/**`` gives the classes (sorted folder names = ILSVRC's sorted-wnid order)
 and the training images; the optional ``DIR/val`` is class folders, or flat ILSVRC images
-labelled by ``DIR/annotations/*.xml`` or ``DIR/LOC_val_solution.csv``.
+labelled by ``DIR/annotations/*.xml`` or ``DIR/LOC_val_solution.csv``. Tiny ImageNet's download
+is taken as it is: ``train/<wnid>/images/`` (with ``<wnid>_boxes.txt`` beside it), ``wnids.txt``
+(checked against the folders), ``words.txt`` (the names) and ``val/images/`` labelled by
+``val/val_annotations.txt``.
 
 Randomness is a function of ``(seed, epoch, image index)`` only, never of a process's RNG: the
 crop and flip of an image come from its own generator, and the order of an epoch is a
@@ -51,7 +54,9 @@ def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int
         raise TrainError(f"{train_dir}: no class folders (expected train/<class>/<images>)")
     names: dict[str, str] = {}
     mapping = data_dir / "LOC_synset_mapping.txt"
-    if mapping.is_file():
+    if (data_dir / "wnids.txt").is_file():  # Tiny ImageNet
+        names = _tiny_names(data_dir, [f.name for f in folders])
+    elif mapping.is_file():
         try:
             names = {c.wnid: c.name for c in read_synset_mapping(mapping) if c.wnid and c.name}
         except ValueError as error:
@@ -72,6 +77,34 @@ def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int
     return classes, items, notes
 
 
+def _tiny_names(data_dir: Path, folders: list[str]) -> dict[str, str]:
+    """The folders must be wnids of ``wnids.txt``; their names come from ``words.txt``."""
+    from cam_cli.evaluation.tiny_imagenet import read_wnids, tiny_classes
+
+    try:
+        wnids = set(read_wnids(data_dir / "wnids.txt"))
+        unknown = [name for name in folders if name not in wnids]
+        if unknown:
+            raise TrainError(f"{data_dir / 'train'}: class folders not in "
+                             f"{data_dir / 'wnids.txt'}: {', '.join(unknown[:5])}")  # fmt: skip
+        return {c.wnid: c.name for c in tiny_classes(data_dir, folders)}
+    except (ValueError, OSError) as error:
+        raise TrainError(str(error)) from None
+
+
+def limit_per_class(items: list[tuple[str, int]], count: int) -> list[tuple[str, int]]:
+    """The first ``count`` items of every class (in their sorted order); 0 keeps all."""
+    if count <= 0:
+        return list(items)
+    taken: dict[int, int] = {}
+    kept = []
+    for path, label in items:
+        if taken.get(label, 0) < count:
+            taken[label] = taken.get(label, 0) + 1
+            kept.append((path, label))
+    return kept
+
+
 def scan_val_dir(data_dir: Path, classes: list[ClassInfo]) -> tuple[list[tuple[str, int]], list]:
     """Optional ``DIR/val``: class folders, or flat ILSVRC images with their annotations.
 
@@ -84,6 +117,10 @@ def scan_val_dir(data_dir: Path, classes: list[ClassInfo]) -> tuple[list[tuple[s
     index_of = {c.wnid: c.index for c in classes}
     folders = sorted(p for p in val_dir.iterdir() if p.is_dir())
     notes: list[str] = []
+    tiny = val_dir / "val_annotations.txt"  # Tiny ImageNet: val/images/ + this file
+    if tiny.is_file():
+        images = val_dir / "images" if (val_dir / "images").is_dir() else val_dir
+        return _labelled_flat(images, tiny, index_of)
     if folders:
         unknown = [f.name for f in folders if f.name not in index_of]
         if unknown:
@@ -98,6 +135,14 @@ def scan_val_dir(data_dir: Path, classes: list[ClassInfo]) -> tuple[list[tuple[s
     )
     if source is None:
         return [], [f"{val_dir}: no annotations/ or LOC_val_solution.csv; no validation"]
+    return _labelled_flat(val_dir, source, index_of)
+
+
+def _labelled_flat(
+    val_dir: Path, source: Path, index_of: dict[str | None, int]
+) -> tuple[list[tuple[str, int]], list[str]]:
+    """Flat val images labelled by their annotations' first class."""
+    notes: list[str] = []
     try:
         matched, unmatched, _ = match_images(val_dir, read_annotations(source))
     except ValueError as error:

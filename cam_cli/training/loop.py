@@ -67,8 +67,21 @@ from cam_cli.training.config import (
     resolve_config,
     resume_differences,
 )
-from cam_cli.training.data import EpochSampler, LabeledImages, TrainData, ValSampler, scan_data
-from cam_cli.training.model import build_optimizer, initial_model, lr_factor, set_lr
+from cam_cli.training.data import (
+    EpochSampler,
+    LabeledImages,
+    TrainData,
+    ValSampler,
+    limit_per_class,
+    scan_data,
+)
+from cam_cli.training.model import (
+    build_optimizer,
+    freeze_backbone,
+    initial_model,
+    lr_factor,
+    set_lr,
+)
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
@@ -152,6 +165,7 @@ class Trainer:
             config if initial_weights else config.replace(pretrained=False, backbone_weights=None)
         )
         self.module = initial_model(build_config, len(data.classes)).to(device)
+        self.frozen = freeze_backbone(self.module) if config.freeze_backbone else []
         self.optimizer = build_optimizer(self.module, config)
         self.model: nn.Module = self.module
         if ddp.enabled:
@@ -307,6 +321,8 @@ class Trainer:
 
     def train_epoch(self) -> EpochStats:
         self.model.train()
+        for module in self.frozen:  # a fixed backbone keeps its batch-norm statistics
+            module.eval()
         epoch, start = self.epoch, self.start_step
         self.sampler.set_epoch(epoch, start)
         # Dropout randomness per (seed, epoch, rank): an epoch-boundary resume is exact too.
@@ -475,6 +491,15 @@ def train(
     """
     run_dir = Path(out_dir)
     data = scan_data(data_dir)
+    if config.train_images_per_class:
+        kept = limit_per_class(data.train, config.train_images_per_class)
+        data.notes.append(f"training on the first {config.train_images_per_class} images of "
+                          f"every class: {len(kept)} of {len(data.train)}")  # fmt: skip
+        data = TrainData(data.classes, kept, data.val, data.notes)
+    if config.val_images and len(data.val) > config.val_images:
+        val = sorted(data.val)[: config.val_images]
+        data.notes.append(f"validating on the first {len(val)} of {len(data.val)} val images")
+        data = TrainData(data.classes, data.train, val, data.notes)
     try:
         ddp, device = setup_distributed(config.device)
     except SetupError as error:  # a --device that is not here
@@ -530,6 +555,9 @@ def train(
         try:
             result = trainer.run()
             result.main_process = ddp.main
+            per_class = config.threshold_images_per_class
+            if per_class and ddp.main and result.best_checkpoint is not None:
+                _choose_threshold(run_dir, data_dir, per_class, device, log)
             if ddp.world > 1:
                 # Rank 0 may still be writing checkpoints: a rank that tears gloo down alone can
                 # abort at exit ("terminate called without an active exception"), seen under load.
@@ -548,6 +576,19 @@ def train(
             lock.release()
         if ddp.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log) -> None:
+    """The CAM threshold of best.pt, chosen on boxed training images (`training.threshold`)."""
+    from cam_cli.training.threshold import calibrate_checkpoints
+
+    try:
+        choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device))
+    except ValueError as error:
+        raise TrainError(f"threshold_images_per_class: {error}") from None
+    sweep = ", ".join(f"{t} {100 * a:.1f}%" for t, a in choice["accuracy"].items())
+    log(f"CAM threshold {choice['cam_threshold']} (GT-known box accuracy on "
+        f"{choice['images']} training images: {sweep}); stored in best.pt and last.pt")  # fmt: skip
 
 
 def train_from_options(

@@ -168,6 +168,18 @@ def new_layer_modules(model: CAMNet) -> list[nn.Module]:
     return [model.classifier] if model.classifier is not None else []
 
 
+def freeze_backbone(model: CAMNet) -> list[nn.Module]:
+    """Fix the backbone (``net.trunk``): no gradients, and kept in eval mode by the loop so
+    its batch-norm statistics stay the ImageNet ones. Only the new layers then train, which
+    costs a forward pass through the backbone and no backward pass."""
+    trunk = getattr(model.net, "trunk", None)
+    if trunk is None:
+        raise TrainError("freeze_backbone needs a network with a backbone trunk (a -gap net)")
+    trunk.requires_grad_(False)
+    trunk.eval()
+    return [trunk]
+
+
 def param_groups(model: CAMNet, config: TrainConfig) -> list[dict[str, Any]]:
     """Caffe-style groups: (backbone | new layers) x (weights | biases and norm parameters).
 

@@ -1,0 +1,132 @@
+"""The CAM threshold of a trained network, chosen on a few hundred TRAINING images with boxes.
+
+The paper's 0.2 (segment above 20% of the CAM's max) suits maps that peak on a small part of
+the object; a network trained on large objects (Tiny ImageNet's median box is 86% x 72% of the
+image) peaks far above it and 0.2 keeps too little. Choe et al. (CVPR 2020) show that choosing
+such a hyper-parameter needs only a few full-supervision images; these are training images
+(the last N of every class, with their ``<wnid>_boxes.txt`` boxes), never the val split, so the
+choice does not depend on what it is then measured on. The winner goes into the checkpoint
+(``cam_threshold``) and is what `bbox` and `eval` use with it unless ``--threshold`` is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cam_cli.evaluation.annotations import ImageAnnotation
+from cam_cli.evaluation.metrics import IOU_THRESHOLD, iou_inclusive
+from cam_cli.models.classes import ClassInfo
+
+if TYPE_CHECKING:
+    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.models.loading import LoadedModel
+
+logger = logging.getLogger(__name__)
+
+CANDIDATES: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05..0.95
+
+
+def few_shot_images(
+    data_dir: str | Path, classes: Sequence[ClassInfo], per_class: int
+) -> list[tuple[str, int, ImageAnnotation]]:
+    """The last ``per_class`` images (sorted) of every class that have a training box:
+    ``(path, class index, annotation)``. Raises ValueError when the data has no such boxes."""
+    from cam_cli.common.images import list_images
+    from cam_cli.evaluation.tiny_imagenet import read_train_boxes
+
+    train_dir = Path(data_dir) / "train"
+    boxes = read_train_boxes(train_dir)
+    chosen = []
+    for info in classes:
+        paths = [p for p in list_images(train_dir / str(info.wnid)) if p.stem in boxes]
+        chosen += [(str(p), info.index, boxes[p.stem]) for p in paths[-per_class:]]
+    return chosen
+
+
+def threshold_accuracies(
+    loaded: LoadedModel,
+    images: Sequence[tuple[str, int, ImageAnnotation]],
+    run: RunOptions | None = None,
+    candidates: Sequence[float] = CANDIDATES,
+) -> tuple[np.ndarray, int]:
+    """GT-known box accuracy (IoU >= 0.5, the paper's box rule) at every candidate threshold:
+    one forward pass, the true class's CAM boxed at each threshold. Returns (accuracies in
+    [0, 1], images that failed to load, which count as wrong)."""
+    from cam_cli.inference.box_rules import boxes_for_image
+    from cam_cli.inference.pipeline import RunOptions
+
+    run = run or RunOptions(fast=False, progress=False)
+    label = {path: index for path, index, _ in images}
+    annotation = {path: a for path, _, a in images}
+    localizer = run.localizer(loaded, compile_now=False, topk=1, copy_model=True)
+    hits = np.zeros(len(candidates))
+    failed = 0
+    try:
+        results = run.localize(
+            localizer, list(label), extra_classes=lambda p: [label[p]], keep_extra_cams=True
+        )
+        for result in results:
+            if result.extra_cams is None:
+                failed += 1
+                continue
+            cam = np.asarray(result.extra_cams[0], dtype=np.float32)
+            gt = np.array([box for _, box in annotation[result.path].boxes], dtype=np.int64)
+            for i, threshold in enumerate(candidates):
+                box = boxes_for_image(cam, (result.width, result.height), "paper", threshold)[0]
+                hits[i] += float(iou_inclusive(box, gt).max(initial=0.0)) >= IOU_THRESHOLD
+    finally:
+        localizer.close()
+    return hits / max(len(images), 1), failed
+
+
+def choose_threshold(
+    loaded: LoadedModel,
+    images: Sequence[tuple[str, int, ImageAnnotation]],
+    run: RunOptions | None = None,
+) -> dict[str, Any]:
+    """The candidate with the best GT-known accuracy on ``images`` (the lowest on a tie), and
+    the sweep, for the log and the checkpoint."""
+    accuracies, failed = threshold_accuracies(loaded, images, run)
+    best = int(np.argmax(accuracies))
+    return {
+        "cam_threshold": CANDIDATES[best],
+        "images": len(images),
+        "failed_images": failed,
+        "accuracy": {
+            f"{t:.2f}": round(float(a), 4) for t, a in zip(CANDIDATES, accuracies, strict=True)
+        },
+    }
+
+
+def calibrate_checkpoints(
+    run_dir: str | Path, data_dir: str | Path, per_class: int, device: str = "cpu"
+) -> dict[str, Any]:
+    """Choose the threshold for ``run_dir/best.pt`` and write it into best.pt and last.pt
+    (atomically), as `train` does at the end when ``threshold_images_per_class`` is set."""
+    import torch
+
+    from cam_cli.common.atomic import save_torch_atomic
+    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.models.loading import ModelOptions, load_model
+
+    run_dir = Path(run_dir)
+    best = run_dir / "best.pt"
+    loaded = load_model(ModelOptions(checkpoint=best), device=device)
+    images = few_shot_images(data_dir, loaded.classes, per_class)
+    if not images:
+        raise ValueError(f"{data_dir}: no training images with boxes to choose a threshold on")
+    choice = choose_threshold(loaded, images, RunOptions(device=device, fast=False,
+                                                         progress=False, workers=0))  # fmt: skip
+    for name in ("best.pt", "last.pt"):
+        path = run_dir / name
+        if path.is_file():
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            data["cam_threshold"] = choice["cam_threshold"]
+            data["cam_threshold_choice"] = choice
+            save_torch_atomic(data, path)
+    return choice
