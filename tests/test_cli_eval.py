@@ -32,7 +32,13 @@ def figures(report: dict) -> dict:
 
 def without_gt_known(report: dict) -> dict:
     gt_known = ("gt_known_images", "gt_known_correct", "gt_known_loc_error", "gt_known_available")
-    return {k: v for k, v in figures(report).items() if k not in gt_known}
+    kept = {k: v for k, v in figures(report).items() if k not in gt_known}
+    if "baselines" in kept:  # a model run also gives the baselines' GT-known error
+        kept["baselines"] = {
+            name: {k: v for k, v in baseline.items() if k not in gt_known}
+            for name, baseline in kept["baselines"].items()
+        }
+    return kept
 
 
 def invoke(*args, input: str | None = None):
