@@ -580,10 +580,11 @@ def evaluate(
             label_classes = read_synset_mapping(classes_file)
     except (ValueError, OSError) as error:  # unreadable or malformed ground truth
         raise EvaluationError(str(error)) from None
-    written = {"--per-image": per_image, **(outputs or {})}
+    written = {k: v for k, v in {"--per-image": per_image, **(outputs or {})}.items() if v}
     for option, path in written.items():
         check_output_file(path, option)
-    check_outputs_spare_inputs(written, _input_files(paths, image_source, predictions is None))
+    if any(str(path) != "-" for path in written.values()):  # else no need to list the inputs
+        check_outputs_spare_inputs(written, _input_files(paths, image_source, predictions is None))
     if per_image is not None:
         check_per_image_file(per_image)  # never cut, append to or replace a file not ours
 
