@@ -258,6 +258,97 @@ def test_resume_after_a_crash_gives_the_one_shot_figures(fake, tmp_path):
     assert result.exit_code == 2 and "other settings" in result.stderr
 
 
+def test_resume_retries_images_that_failed_before(fake, tmp_path):
+    """Issue 19.13: a truncated image, since fixed, stayed failed on every resume. Its error
+    line is dropped and the image run again: one line per image, the one-shot figures."""
+    images = tmp_path / "val"
+    images.mkdir()
+    for path in sorted((fake / "val").iterdir()):
+        (images / path.name).write_bytes(path.read_bytes())
+    broken = images / "ILSVRC2012_val_00000004.JPEG"
+    good_bytes = broken.read_bytes()
+    broken.write_bytes(good_bytes[: len(good_bytes) // 2])
+    _, one_shot = run_eval(fake, tmp_path, "--maxboxacc", name="one_shot.json")
+    log = tmp_path / "per_image.jsonl"
+    result, first = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images)
+    assert result.exit_code == 1 and first["failed_images"] == 1, result.output
+    assert sum(json.loads(t)["error"] is not None for t in log.read_text().splitlines()) == 1
+    broken.write_bytes(good_bytes)  # fixed
+    result, resumed = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images,
+                               name="resumed.json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert resumed["resumed_images"] == IMAGES - 1 and resumed["failed_images"] == 0
+    assert figures(resumed) == figures(one_shot)
+    lines = [json.loads(t) for t in log.read_text().splitlines()]
+    assert sorted(line["image_id"] for line in lines) == sorted(
+        f"ILSVRC2012_val_{i + 1:08d}" for i in range(IMAGES)
+    )  # each image exactly once, by its new result
+    assert all(line["error"] is None for line in lines)
+    assert lines[-1]["image_id"] == broken.stem  # run again, after the kept lines
+    _, again = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images)
+    assert again["resumed_images"] == IMAGES and figures(again) == figures(one_shot)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"my notes, no newline",
+        b'{"name": "a minified JSON file"}',
+        b'{"a": 1}\n{"b": 2}\n',
+        b"\n",
+    ],  # fmt: skip
+)
+def test_per_image_file_that_is_not_ours_is_never_changed(fake, tmp_path, content):
+    """Issue 19.5: an unrelated one-line file was cut away as a "torn last line" and refilled."""
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    result, _ = run_eval(fake, tmp_path, "--per-image", notes)
+    assert result.exit_code == 2, result.output
+    assert "not a cam-cli per-image file" in result.stderr and "notes.txt" in result.stderr
+    assert notes.read_bytes() == content
+    records = tmp_path / "p.jsonl"
+    records.write_text(invoke("bbox", *model_args(fake), "--images", fake / "val").stdout)
+    result = invoke("eval", "--predictions", records, "--annotations", fake / "xml",
+                    "--per-image", notes)  # fmt: skip
+    assert result.exit_code == 2 and "not a cam-cli per-image file" in result.stderr
+    assert notes.read_bytes() == content
+
+
+def test_a_per_image_file_torn_in_its_first_line_is_resumed(fake, tmp_path):
+    log = tmp_path / "per_image.jsonl"
+    result, one_shot = run_eval(fake, tmp_path, "--per-image", log, name="one.json")
+    assert result.exit_code == 0, result.output
+    first = log.read_bytes().splitlines(keepends=True)[0]
+    log.write_bytes(first[: len(first) // 3])  # a kill -9 inside the very first line
+    result, resumed = run_eval(fake, tmp_path, "--per-image", log)
+    assert result.exit_code == 0, result.output
+    assert figures(resumed) == figures(one_shot) and len(log.read_text().splitlines()) == IMAGES
+
+
+def test_a_second_run_on_the_same_per_image_file_waits_for_none(fake, tmp_path):
+    """Issue 19.6: two runs 0.5 s apart both appended to one file (90 lines for 50 images).
+    The second one stops with exit 2 naming the first; a killed run's lock is taken over."""
+    log = tmp_path / "c.jsonl"
+    hold = (
+        "import sys, time; from cam_cli.common.lock import FileLock; "
+        f"FileLock({str(log)!r}).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        result, _ = run_eval(fake, tmp_path, "--per-image", log)
+        assert result.exit_code == 2, result.output
+        assert f"--per-image {log}: in use by another run (PID {holder.pid})" in result.stderr
+        assert not log.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    result, report = run_eval(fake, tmp_path, "--per-image", log)  # the dead run's lock
+    assert result.exit_code == 0, result.output
+    assert len(log.read_text().splitlines()) == IMAGES == report["images"]
+
+
 def test_resume_refuses_lines_of_other_weights_under_the_same_file_name(fake, tmp_path):
     """The run's identity holds the weights' content: a retrained model saved over the old file
     must not be credited with the old model's per-image results (nor a copy refused)."""

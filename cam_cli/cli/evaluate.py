@@ -213,6 +213,7 @@ def eval_command(
             box_rule=box_rule.value,
             ten_crop=ten_crop,
             boxes=boxes,
+            outputs={"--json": json_out},
             run=None
             if predictions is not None
             else o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),

@@ -28,8 +28,16 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from cam_cli.common.atomic import atomic_file
-from cam_cli.common.checks import printable_path
-from cam_cli.evaluation.annotations import ImageAnnotation, read_annotations, read_cub
+from cam_cli.common.checks import check_output_file, check_outputs_spare_inputs, printable_path
+from cam_cli.common.images import list_images
+from cam_cli.common.lock import FileLock
+from cam_cli.evaluation.annotations import (
+    CUB_FILES,
+    ImageAnnotation,
+    annotation_files,
+    read_annotations,
+    read_cub,
+)
 from cam_cli.evaluation.matching import (
     EvaluationError,
     Missing,
@@ -44,8 +52,11 @@ from cam_cli.evaluation.matching import (
 from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2, gt_boxes_in_grid
 from cam_cli.evaluation.resume import (
     PerImageLog,
-    read_per_image,
+    check_per_image_file,
+    cut_to,
+    per_image_lines,
     record_from_line,
+    rewrite_per_image,
     settings_fingerprint,
 )
 from cam_cli.evaluation.second_box import SecondBoxScorer
@@ -267,7 +278,8 @@ def evaluate_predictions(
     if per_image is None:
         score_all(None)
     else:
-        with atomic_file(per_image) as handle:
+        check_per_image_file(per_image)
+        with FileLock(per_image), atomic_file(per_image) as handle:
             score_all(lambda line: handle.write(json_line(line)))
     return scorer.report(missing, settings, gt_known_available=False)
 
@@ -396,19 +408,36 @@ def evaluate_model(
     # keyed as the per-image lines write them (`printable_path`: names that are not UTF-8)
     by_stem = {printable_path(annotation.image_id): annotation for _, annotation in items}
 
+    lock = FileLock(per_image) if per_image is not None else None
+
     def left_to_do() -> list[str]:
-        """The images not in the per-image file yet (its lines are fed to the scorer)."""
-        done: set[str] = set()
-        for line in read_per_image(per_image, fingerprint) if per_image is not None else ():
+        """The images not in the per-image file yet (its lines are fed to the scorer). An
+        image whose line is an error (a truncated file, since fixed?) is run again: its old
+        line is dropped from the file, so it ends up with exactly one line."""
+        if lock is None:
+            return [str(path) for path, _ in items]
+        lock.acquire()  # held until the last line is written; a second run stops here
+        lines, good_end = per_image_lines(per_image, fingerprint)
+        seen: set[str] = set()
+        kept: list[bytes] = []
+        for raw, line in lines:
             image_id = line.get("image_id")
-            if image_id not in by_stem or image_id in done:
-                problem = "is listed twice" if image_id in done else "is not being evaluated now"
+            if image_id not in by_stem or image_id in seen:
+                problem = "is listed twice" if image_id in seen else "is not being evaluated now"
                 raise EvaluationError(
                     f"{per_image}: image {image_id} {problem}; the file belongs to another run "
                     "(give another --per-image file)"
                 )
-            scorer.readd(line, by_stem[image_id])
-            done.add(image_id)
+            seen.add(image_id)
+            if line.get("error") is None:
+                kept.append(raw)
+                scorer.readd(line, by_stem[image_id])
+        done = {line["image_id"] for _, line in lines if line.get("error") is None}
+        if len(kept) < len(lines):
+            rewrite_per_image(per_image, kept)
+            logger.info("retrying %d images that failed before", len(lines) - len(kept))
+        else:
+            cut_to(per_image, good_end)
         if done:
             logger.info(
                 "resuming: %d of %d images already scored in %s", len(done), len(items), per_image
@@ -417,17 +446,19 @@ def evaluate_model(
 
     # Under torchrun rank 0 alone reads (and trims) the file, and tells every rank what is left.
     annotation_of_path = {str(path): annotation for path, annotation in items}
-    todo = [(path, annotation_of_path[path]) for path in sharding.from_rank_zero(left_to_do)]
-    to_index = _label_indices(loaded.classes)
-    # The pipeline wants as many extra classes for every image: an image without a label
-    # (scored wrong anyway) asks for class 0 and gets no GT-known box.
-    true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
-    annotation_of = dict(todo)
-    if run.compile_model and todo:
-        compile_or_warn(localizer, run.batch_size)
-    main = sharding.is_rank_zero()  # under torchrun the other ranks run, never score or write
-    writer = PerImageLog(per_image) if per_image is not None and todo and main else None
-    try:
+    writer = None
+    try:  # the lock (rank 0, taken in left_to_do) is held until the last line is written
+        todo = [(path, annotation_of_path[path]) for path in sharding.from_rank_zero(left_to_do)]
+        to_index = _label_indices(loaded.classes)
+        # The pipeline wants as many extra classes for every image: an image without a label
+        # (scored wrong anyway) asks for class 0 and gets no GT-known box.
+        true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
+        annotation_of = dict(todo)
+        if run.compile_model and todo:
+            compile_or_warn(localizer, run.batch_size)
+        main = sharding.is_rank_zero()  # under torchrun the other ranks run, never score or write
+        if per_image is not None and todo and main:
+            writer = PerImageLog(per_image)
         if todo:
             # MaxBoxAcc's sweep runs where the boxes are made: on the device with the CAMs
             # when they are boxed there, else on the host beside the network.
@@ -451,6 +482,8 @@ def evaluate_model(
         localizer.close()
         if writer is not None:
             writer.close()
+        if lock is not None:
+            lock.release()
     return sharding.from_rank_zero(
         lambda: scorer.report(missing, settings, gt_known_available=True)
     )
@@ -477,6 +510,23 @@ def _absolute(path: str | Path) -> str:
     return str(Path(path).resolve()) if str(path) != "-" and Path(path).exists() else str(path)
 
 
+def _input_files(paths: Mapping[str, Any], image_source: Any, model_run: bool) -> dict[str, Any]:
+    """Every file `evaluate` reads, by option (`check_outputs_spare_inputs`'s inputs)."""
+    files: dict[str, Any] = {
+        f"--{key}": value for key, value in paths.items() if key not in ("annotations", "cub")
+    }
+    files["--weights"] = None if paths["weights"] == "imagenet" else paths["weights"]
+    if paths["annotations"] is not None:
+        files["--annotations"] = annotation_files(paths["annotations"])
+    if paths["cub"] is not None:
+        files["--cub"] = [Path(paths["cub"], name) for name in CUB_FILES]
+    if isinstance(image_source, Mapping):  # CUB's images
+        files["--images"] = list(image_source.values())
+    elif model_run and image_source is not None and Path(image_source).is_dir():
+        files["--images"] = list_images(image_source)
+    return files
+
+
 def evaluate(
     *,
     annotations: str | Path | None = None,
@@ -495,11 +545,15 @@ def evaluate(
     box_rule: str = "paper",
     ten_crop: bool = False,
     boxes: int = 1,
+    outputs: Mapping[str, str | Path | None] | None = None,
 ) -> dict:
     """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
     then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream) or a
     ``model`` over ``images`` (CUB brings its own images and classes). ``classes_file`` checks
-    the predictions' classes; for a model it belongs in its `ModelOptions`."""
+    the predictions' classes; for a model it belongs in its `ModelOptions`. ``outputs``:
+    ``{option: FILE}`` the caller will write from the report (the CLI's --json); like
+    ``per_image`` they are refused, before any image is scored, when they are one of the files
+    read (an XML of the folder, the CSV, CUB's files or images, the model's files...)."""
     from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
 
     if (annotations is None) == (cub is None):
@@ -526,6 +580,13 @@ def evaluate(
             label_classes = read_synset_mapping(classes_file)
     except (ValueError, OSError) as error:  # unreadable or malformed ground truth
         raise EvaluationError(str(error)) from None
+    written = {k: v for k, v in {"--per-image": per_image, **(outputs or {})}.items() if v}
+    for option, path in written.items():
+        check_output_file(path, option)
+    if any(str(path) != "-" for path in written.values()):  # else no need to list the inputs
+        check_outputs_spare_inputs(written, _input_files(paths, image_source, predictions is None))
+    if per_image is not None:
+        check_per_image_file(per_image)  # never cut, append to or replace a file not ours
 
     if predictions is not None:
         return evaluate_predictions(
