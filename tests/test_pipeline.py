@@ -214,11 +214,16 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
     assert round(fp32["top1_cls_error"], 2) == 19.82 and round(fp32["top5_cls_error"], 2) == 6.22
     assert round(fp32["top1_loc_error"], 2) == 51.61 and round(fp32["top5_loc_error"], 2) == 42.63
     assert round(fp32["gt_known_loc_error"], 2) == 40.78
-    assert round(fp32["maxboxacc_v2"]["maxboxacc_v2"], 2) == 63.44
+    # wsolevaluation's BoxEvaluator gives these on the maps `--save-scoremaps` writes (README);
+    # cam-cli's own protocol before it gave 63.44 (87.79 / 67.28 / 35.25 at 0.50 / 0.36 / 0.28)
+    maxbox = fp32["maxboxacc_v2"]
+    assert maxbox["protocol"] == "wsol" and round(maxbox["maxboxacc_v2"], 2) == 63.13
+    assert [round(v, 2) for v in maxbox["accuracy"]] == [87.56, 67.28, 34.56]
+    assert [round(v, 2) for v in maxbox["best_threshold"]] == [0.53, 0.35, 0.27]
     fast = reports[True]
     for key in ("top1_loc_error", "top5_loc_error", "gt_known_loc_error"):
         assert abs(fast[key] - fp32[key]) <= 0.5, key
-    assert abs(fast["maxboxacc_v2"]["maxboxacc_v2"] - 63.44) <= 0.5
+    assert abs(fast["maxboxacc_v2"]["maxboxacc_v2"] - 63.13) <= 0.5
     if fast["settings"]["fast"]:  # bf16 where the CPU has it natively: the README's figures
         assert round(fast["top1_cls_error"], 2) == 19.82
         assert round(fast["top5_cls_error"], 2) == 5.76
@@ -311,7 +316,12 @@ def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_wei
     )
     reports = [
         evaluate_model(
-            loaded, tmp_path, truth, maxboxacc=True, run=RunOptions(fast=False, box_step=step)
+            loaded,
+            tmp_path,
+            truth,
+            maxboxacc=True,
+            run=RunOptions(fast=False, box_step=step),
+            maxboxacc_protocol="cam-cli",  # the protocol the GPU sweep computes
         )
         for step in ("scipy", "torch")
     ]

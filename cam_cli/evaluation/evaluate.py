@@ -41,7 +41,12 @@ from cam_cli.evaluation.matching import (
     check_prediction_record,
     pair_images,
 )
-from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2, gt_boxes_in_grid
+from cam_cli.evaluation.metrics import (
+    LocalizationEvaluator,
+    MaxBoxAccV2,
+    gt_boxes_in_grid,
+    maxboxacc_protocol,
+)
 from cam_cli.evaluation.resume import (
     PerImageLog,
     read_per_image,
@@ -78,10 +83,21 @@ def _without_guessed_size(record: Mapping) -> Mapping:
 class _Scorer:
     """The evaluator, MaxBoxAccV2 (optional) and the per-image line of every scored image."""
 
-    def __init__(self, maxboxacc: bool, fingerprint: str | None, boxes: int = 1) -> None:
+    def __init__(
+        self,
+        maxboxacc: bool,
+        fingerprint: str | None,
+        boxes: int = 1,
+        protocol: str = "wsol",
+        save_scoremaps: Callable[[str, np.ndarray], object] | None = None,
+        carried: Mapping | None = None,
+    ) -> None:
         self.evaluator = LocalizationEvaluator()
         self.second = SecondBoxScorer() if boxes == 2 else None
-        self.maxbox = MaxBoxAccV2() if maxboxacc else None
+        self.maxbox = MaxBoxAccV2(protocol=protocol) if maxboxacc else None
+        self.protocol = maxboxacc_protocol(protocol)
+        self.save_scoremaps = save_scoremaps  # (image path, map): `--save-scoremaps`
+        self.carried = carried  # `carried_thresholds`: thresholds chosen on another split
         self.fingerprint = fingerprint
         self.resumed = 0
 
@@ -109,18 +125,30 @@ class _Scorer:
         return line
 
     def maxbox_finisher(self, annotation_of: Mapping[str, ImageAnnotation]):
-        """The per-image MaxBoxAcc work (100 thresholds, every component) on the host, as a
-        `localize` ``finish``: it runs beside the network, and the CAM is dropped once done."""
-        maxbox = self.maxbox
-        if maxbox is None:
+        """The per-image MaxBoxAcc work (100 thresholds, every box) and the score map to save,
+        on the host, as a `localize` ``finish``: it runs beside the network, and the CAM is
+        dropped once done."""
+        maxbox, save = self.maxbox, self.save_scoremaps
+        if maxbox is None and save is None:
             return None
+        maker = maxbox or MaxBoxAccV2(protocol=self.protocol)
 
         def finish(result) -> None:
-            if result.extra_cams is not None:
-                annotation = annotation_of[result.path]
-                cam = result.extra_cams[0]
-                result.analysis = maxbox.image_ious(cam, annotation, result.width, result.height)
-                result.extra_cams = None
+            if result.extra_cams is None:
+                return
+            annotation = annotation_of[result.path]
+            cam = result.extra_cams[0]
+            if maker.protocol.input_size_cam:
+                result.analysis = maker.image_ious(cam, annotation, result.width, result.height)
+            else:
+                scoremap = maker.scoremap(cam)
+                if save is not None:
+                    save(result.path, scoremap)
+                if maxbox is not None:
+                    result.analysis = maxbox.scoremap_image_ious(
+                        scoremap, annotation, result.width, result.height
+                    )
+            result.extra_cams = None
 
         return finish
 
@@ -161,6 +189,8 @@ class _Scorer:
 
     def report(self, missing: Missing, settings: Mapping, gt_known_available: bool) -> dict:
         extra = {} if self.second is None else {"second_box": self.second.summary()}
+        if self.carried is not None and self.maxbox is not None:
+            extra["maxboxacc_v2_carried"] = self.maxbox.summary_at(self.carried)
         return {
             **self.evaluator.summary(),
             **extra,
@@ -272,6 +302,99 @@ def evaluate_predictions(
     return scorer.report(missing, settings, gt_known_available=False)
 
 
+# --- score maps mode ----------------------------------------------------------------------------
+
+
+def evaluate_scoremaps(
+    root: str | Path,
+    annotations: Mapping[str, ImageAnnotation],
+    *,
+    images: str | Path | Mapping[str, str | Path] | None = None,
+    allow_missing: bool = False,
+    protocol: str = "wsol",
+    cam_threshold_from: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> dict:
+    """MaxBoxAccV2 of score maps someone else made (no model), in wsolevaluation's layout
+    (`scoremaps`): each map is scored as their ``BoxEvaluator`` scores it, as it is (not
+    resized or normalised again). Maps are matched to annotations by the image's file stem.
+
+    The ground truth goes into the 224x224 grid from the annotated image size; annotations
+    without sizes (LOC_val_solution.csv) need ``images`` to read the sizes from. A map that
+    cannot be used (unreadable, not 2-D 224x224 float in [0, 1], NaN) is a failed image: a
+    miss at every threshold, named in the report.
+    """
+    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap
+
+    chosen, carried = _maxboxacc_setup(True, protocol, cam_threshold_from)
+    try:
+        maps = find_scoremaps(root)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    image_of: dict[str, Path] = {}
+    if images is not None:
+        paired, _ = pair_images(images, annotations)
+        image_of = {printable_path(a.image_id): path for path, a in paired}
+    by_id = {printable_path(image_id): a for image_id, a in annotations.items()}
+    metric = MaxBoxAccV2(protocol=chosen)
+    missing = Missing()
+    failed: list[dict] = []
+    for stem, path in maps.items():
+        annotation = by_id.get(stem)
+        if annotation is None:
+            missing.without_annotation.append(str(path))
+            continue
+        width, height = _image_size(annotation, image_of.get(stem), path)
+        try:
+            scoremap = load_scoremap(path)
+        except ValueError as error:
+            logger.error("%s: %s", printable_path(str(path)), error)
+            failed.append({"path": printable_path(str(path)), "error": str(error)})
+            metric.add_best_ious(np.zeros(len(metric.thresholds)))
+            continue
+        metric.add_best_ious(metric.scoremap_image_ious(scoremap, annotation, width, height))
+    missing.without_image.extend(sorted(s for s in by_id if s not in maps))
+    check_missing(missing, allow_missing, "score maps")
+    if metric.images == 0:
+        raise EvaluationError("no score map matches an annotation: nothing to score")
+    report = {
+        "images": metric.images,
+        "failed_images": len(failed),
+        "failed": failed,
+        "maxboxacc_v2": metric.summary(),
+        "missing": missing.as_dict(),
+        "settings": {
+            "mode": "scoremaps",
+            **(settings or {}),
+            **_maxboxacc_settings(True, chosen.name, None, carried),
+        },
+    }
+    if carried is not None:
+        report["maxboxacc_v2_carried"] = metric.summary_at(carried)
+    return report
+
+
+def _image_size(annotation: ImageAnnotation, image: Path | None, scoremap: Path) -> tuple[int, int]:
+    """The annotated image's size, from the annotation or else the image file's header."""
+    if annotation.width is not None and annotation.height is not None:
+        return annotation.width, annotation.height
+    if image is None:
+        raise EvaluationError(
+            f"{scoremap}: the size of image {annotation.image_id} is unknown (these annotations "
+            "state none); give --images to read it from the image files"
+        )
+    from PIL import Image
+
+    try:
+        with Image.open(image) as opened:
+            width, height = opened.size
+            if opened.getexif().get(0x0112) in (5, 6, 7, 8):  # turned by 90 degrees
+                width, height = height, width
+    except OSError as error:
+        raise EvaluationError(f"{image}: cannot read its size ({error})") from None
+    return width, height
+
+
 def _check_record_labels(record: Mapping, annotation: ImageAnnotation, number: int) -> None:
     """Wnid labels need wnids in the predictions (a `bbox` run without --classes has none)."""
     wnid_labels = any(not label.isdigit() for label in annotation.labels)
@@ -313,6 +436,10 @@ def evaluate_model(
     box_rule: str = "paper",
     ten_crop: bool = False,
     boxes: int = 1,
+    maxboxacc_protocol: str = "wsol",
+    save_scoremaps: str | Path | None = None,
+    scoremap_base: str | Path | None = None,
+    cam_threshold_from: str | Path | None = None,
 ) -> dict:
     """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
 
@@ -325,6 +452,12 @@ def evaluate_model(
     against the model's (a model without class names takes it). GT-known error uses the box of
     the CAM of the image's first ground-truth class; ``maxboxacc`` adds MaxBoxAccV2 from that
     CAM at network input size; ``run`` says how it runs (batch, device, precision...).
+    ``maxboxacc_protocol``: ``wsol`` (wsolevaluation's figure, the default) or ``cam-cli``
+    (the figure before, `metrics.MAXBOXACC_PROTOCOLS`). ``save_scoremaps``: a folder where each
+    image's true-class score map is written as wsolevaluation writes it (`scoremaps`), named
+    by its path below ``scoremap_base`` (default: the folder above ``images``).
+    ``cam_threshold_from``: an earlier report whose best MaxBoxAccV2 thresholds are applied
+    here too (`thresholds.carried_thresholds`; the report says which figure used which).
     ``per_image``: JSON Lines of per-image results, appended as the run goes; an existing file
     is resumed (its images are not run again) when it was written by the same model (weights
     compared by content), ground truth and settings. ``settings`` are extra entries for the
@@ -350,6 +483,10 @@ def evaluate_model(
     has_boxes = any(annotation.boxes for _, annotation in items)
     if maxboxacc and not has_boxes:
         raise EvaluationError("--maxboxacc needs ground-truth boxes; these annotations have none")
+    protocol, carried = _maxboxacc_setup(maxboxacc, maxboxacc_protocol, cam_threshold_from)
+    save = None
+    if save_scoremaps is not None:
+        save = _scoremap_saver(save_scoremaps, images, scoremap_base, protocol.input_size_cam)
 
     _check_boxes(boxes, per_image, box_rule)
     # The weights' digest before the pipeline prepares them (folded batch norm would change
@@ -376,6 +513,7 @@ def evaluate_model(
         "topk": localizer.topk,
         "fast": localizer.precision.enabled,  # resolved: None means "where the hardware gains"
         "maxboxacc": maxboxacc,
+        **_maxboxacc_settings(maxboxacc, protocol.name, save_scoremaps, carried),
         "device": str(localizer.device),
         "decode": resolve_decode(run.decode, localizer.device),  # "pil" or "device"
     }
@@ -387,12 +525,14 @@ def evaluate_model(
                 "model": model_digest,
                 "ground_truth": _annotations_digest(annotations),
                 **{key: settings[key] for key in ("threshold", "topk", "fast", "maxboxacc")},
+                # the wsol protocol changed MaxBoxAcc's per-image IoUs: older lines are not these
+                **({"maxboxacc_protocol": protocol.name} if maxboxacc else {}),
                 **rule_settings,
                 # device decoding moves pixels slightly; PIL runs keep their old fingerprints
                 **({"decode": "device"} if settings["decode"] == "device" else {}),
             }
         )
-    scorer = _Scorer(maxboxacc, fingerprint, boxes)
+    scorer = _Scorer(maxboxacc, fingerprint, boxes, protocol.name, save, carried)
     # keyed as the per-image lines write them (`printable_path`: names that are not UTF-8)
     by_stem = {printable_path(annotation.image_id): annotation for _, annotation in items}
 
@@ -429,14 +569,17 @@ def evaluate_model(
     writer = PerImageLog(per_image) if per_image is not None and todo and main else None
     try:
         if todo:
-            # MaxBoxAcc's sweep runs where the boxes are made: on the device with the CAMs
-            # when they are boxed there, else on the host beside the network.
-            on_device = localizer.boxes_on_device
+            # The cam-cli protocol's sweep runs where the boxes are made: on the device with
+            # the CAMs when they are boxed there. The wsol protocol (OpenCV's resize and
+            # contours) and the score maps run on the host beside the network, from the CAMs
+            # at feature resolution (7x7 for MobileNetV2: little to copy).
+            on_device = localizer.boxes_on_device and protocol.input_size_cam and maxboxacc
             results = run.localize(
                 localizer,
                 [path for path, _ in todo],
                 extra_classes=lambda path: [true_class[path]],
-                keep_extra_cams=maxboxacc and not on_device,
+                keep_extra_cams=(maxboxacc or save is not None) and not on_device,
+                extra_cams_at_feature=not protocol.input_size_cam,
                 extra_maps=scorer.maxbox_on_device(annotation_of) if on_device else None,
                 finish=None if on_device else scorer.maxbox_finisher(annotation_of),
             )
@@ -454,6 +597,65 @@ def evaluate_model(
     return sharding.from_rank_zero(
         lambda: scorer.report(missing, settings, gt_known_available=True)
     )
+
+
+def _maxboxacc_setup(
+    maxboxacc: bool, protocol: str, cam_threshold_from: str | Path | None
+) -> tuple:
+    """The protocol (by name), and the carried thresholds of ``cam_threshold_from`` if any."""
+    from cam_cli.evaluation.thresholds import carried_thresholds
+
+    try:
+        chosen = maxboxacc_protocol(protocol)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    if cam_threshold_from is None:
+        return chosen, None
+    if not maxboxacc:
+        raise EvaluationError(
+            "--cam-threshold-from carries MaxBoxAccV2's CAM thresholds; add --maxboxacc"
+        )
+    levels = MaxBoxAccV2(protocol=chosen).iou_thresholds
+    return chosen, carried_thresholds(cam_threshold_from, chosen.name, levels)
+
+
+def _maxboxacc_settings(
+    maxboxacc: bool, protocol: str, save_scoremaps: str | Path | None, carried: Mapping | None
+) -> dict:
+    """Report entries of the MaxBoxAcc options (none for a run without them)."""
+    settings: dict[str, Any] = {"maxboxacc_protocol": protocol} if maxboxacc else {}
+    if save_scoremaps is not None:
+        settings["save_scoremaps"] = str(Path(save_scoremaps).resolve())
+    if carried is not None:
+        settings["cam_threshold_from"] = carried["report"]
+    return settings
+
+
+def _scoremap_saver(
+    root: str | Path,
+    images: str | Path | Mapping[str, str | Path],
+    base: str | Path | None,
+    input_size_cam: bool,
+) -> Callable[[str, np.ndarray], object]:
+    """``save(image_path, scoremap)`` into ``root`` under wsolevaluation's image ids."""
+    from cam_cli.evaluation.scoremaps import save_scoremap, scoremap_id
+
+    if input_size_cam:
+        raise EvaluationError(
+            "--save-scoremaps writes wsolevaluation's maps (bicubic from the feature-resolution "
+            "CAM); use it with --maxboxacc-protocol wsol"
+        )
+    if base is None:
+        if isinstance(images, Mapping):
+            raise EvaluationError("--save-scoremaps needs the folder the image ids start from")
+        base = Path(images).resolve().parent
+    if Path(root).exists() and not Path(root).is_dir():
+        raise EvaluationError(f"{root}: --save-scoremaps needs a folder; this is a file")
+
+    def save(path: str, scoremap: np.ndarray) -> object:
+        return save_scoremap(root, scoremap_id(path, base), scoremap)
+
+    return save
 
 
 def _box_settings(box_rule: str = "paper", ten_crop: bool = False, boxes: int = 1) -> dict:
@@ -495,11 +697,16 @@ def evaluate(
     box_rule: str = "paper",
     ten_crop: bool = False,
     boxes: int = 1,
+    maxboxacc_protocol: str = "wsol",
+    save_scoremaps: str | Path | None = None,
+    scoremaps: str | Path | None = None,
+    cam_threshold_from: str | Path | None = None,
 ) -> dict:
     """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
-    then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream) or a
-    ``model`` over ``images`` (CUB brings its own images and classes). ``classes_file`` checks
-    the predictions' classes; for a model it belongs in its `ModelOptions`."""
+    then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream), the
+    ``scoremaps`` folder of anyone's score maps (`evaluate_scoremaps`), or a ``model`` over
+    ``images`` (CUB brings its own images and classes). ``classes_file`` checks the
+    predictions' classes; for a model it belongs in its `ModelOptions`."""
     from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
 
     if (annotations is None) == (cub is None):
@@ -514,6 +721,7 @@ def evaluate(
         "classes": classes_file or (options.classes_file if options else None),
         "weights": options.weights if options else None,
         "checkpoint": options.checkpoint if options else None,
+        "scoremaps": scoremaps,
     }
     settings: dict[str, Any] = {k: _absolute(v) for k, v in paths.items() if v is not None}
     try:
@@ -527,6 +735,16 @@ def evaluate(
     except (ValueError, OSError) as error:  # unreadable or malformed ground truth
         raise EvaluationError(str(error)) from None
 
+    if scoremaps is not None:
+        return evaluate_scoremaps(
+            scoremaps,
+            truth,
+            images=image_source,
+            allow_missing=allow_missing,
+            protocol=maxboxacc_protocol,
+            cam_threshold_from=cam_threshold_from,
+            settings=settings,
+        )
     if predictions is not None:
         return evaluate_predictions(
             read_prediction_records(predictions),
@@ -560,4 +778,8 @@ def evaluate(
             box_rule=box_rule,
             ten_crop=ten_crop,
             boxes=boxes,
+            maxboxacc_protocol=maxboxacc_protocol,
+            save_scoremaps=save_scoremaps,
+            scoremap_base=Path(cub) / "images" if cub is not None else None,
+            cam_threshold_from=cam_threshold_from,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cam_cli.evaluation.metrics import format_table
+from cam_cli.evaluation.metrics import format_maxboxacc, format_table
 
 GT_KNOWN_NEEDS_MODEL = "n/a (needs a model)"
 
@@ -14,7 +14,13 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
     what was left out and which images failed."""
     settings = report.get("settings", {})
     lines = [_describe_source(settings)]
-    table = format_table(report, report.get("maxboxacc_v2"))
+    if settings.get("mode") == "scoremaps":  # MaxBoxAccV2 alone: no classes, no boxes
+        table = f"{report.get('images', 0)} images, {report.get('failed_images', 0)} failed"
+        table += "\n" + "\n".join(
+            format_maxboxacc(report["maxboxacc_v2"], report.get("maxboxacc_v2_carried"))
+        )
+    else:
+        table = format_table(report, report.get("maxboxacc_v2"))
     if not report.get("gt_known_available", True):
         rows = table.splitlines()
         name_width = len(rows[1]) - 18  # the header: name column, then two 2+7-wide columns
@@ -35,7 +41,9 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
         )
     missing = report.get("missing") or {}
     if missing.get("left_out"):
-        word = "prediction records" if settings.get("mode") == "predictions" else "images"
+        word = {"predictions": "prediction records", "scoremaps": "score maps"}.get(
+            settings.get("mode"), "images"
+        )
         kind = "record" if word == "prediction records" else "image"
         lines.append(
             f"left out (--allow-missing): {missing['images_without_annotation']} {word} without "
@@ -56,6 +64,8 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
 def _describe_source(settings: Mapping) -> str:
     if settings.get("mode") == "predictions":
         head = f"predictions: {settings.get('predictions', '(records given in Python)')}"
+    elif settings.get("mode") == "scoremaps":
+        head = f"score maps: {settings.get('scoremaps', '(given in Python)')}"
     else:
         source = settings.get("checkpoint") or settings.get("weights") or "untrained"
         head = (
