@@ -165,6 +165,17 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    class_predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--class-predictions",
+            help='Another classifier\'s top-k classes per image (JSON Lines {"image", '
+            '"classes"} or CSV image,class1,class2,...; wnids or indices, best first): '
+            "classification and top-1/top-5 localization error use them, each class boxed "
+            "from its own CAM.",
+            show_default=False,
+        ),
+    ] = None,
     allow_missing: Annotated[
         bool,
         typer.Option(
@@ -222,6 +233,8 @@ def eval_command(
     """
     _check_options(ctx, annotations, images, predictions, meta, cub, classes, scoremaps)
     _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, cam_threshold_from, maxboxacc)
+    if class_predictions is not None and (predictions is not None or scoremaps is not None):
+        raise o.fail("--class-predictions goes with a model run (its boxes come from the CAMs)")
     if per_image is not None and str(per_image) == "-":
         raise o.fail("--per-image needs a FILE (stdout carries the table or the JSON)")
     if json_out not in (None, "-") and per_image is not None and _same(json_out, per_image):
@@ -229,7 +242,8 @@ def eval_command(
     o.configure_logging(quiet)
     inputs = {"--annotations": annotations, "--images": images, "--predictions": predictions,
               "--meta": meta, "--cub": cub, "--scoremaps": scoremaps,
-              "--cam-threshold-from": cam_threshold_from}  # fmt: skip
+              "--cam-threshold-from": cam_threshold_from,
+              "--class-predictions": class_predictions}  # fmt: skip
     o.check_before_work(
         inputs={**inputs, **o.model_inputs(weights, checkpoint, classes)},
         outputs={"--json": json_out, "--per-image": per_image},
@@ -261,6 +275,7 @@ def eval_command(
             save_scoremaps=save_scoremaps,
             scoremaps=scoremaps,
             cam_threshold_from=cam_threshold_from,
+            class_predictions=class_predictions,
             run=None
             if predictions is not None or scoremaps is not None
             else o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),

@@ -440,6 +440,7 @@ def evaluate_model(
     save_scoremaps: str | Path | None = None,
     scoremap_base: str | Path | None = None,
     cam_threshold_from: str | Path | None = None,
+    class_predictions: str | Path | None = None,
 ) -> dict:
     """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
 
@@ -458,6 +459,9 @@ def evaluate_model(
     by its path below ``scoremap_base`` (default: the folder above ``images``).
     ``cam_threshold_from``: an earlier report whose best MaxBoxAccV2 thresholds are applied
     here too (`thresholds.carried_thresholds`; the report says which figure used which).
+    ``class_predictions``: another classifier's top-k classes per image (`class_predictions`);
+    each image's predictions are then those classes, with the box of each class's CAM, so
+    classification and top-1/top-5 localization error are that classifier's with these boxes.
     ``per_image``: JSON Lines of per-image results, appended as the run goes; an existing file
     is resumed (its images are not run again) when it was written by the same model (weights
     compared by content), ground truth and settings. ``settings`` are extra entries for the
@@ -484,6 +488,16 @@ def evaluate_model(
     if maxboxacc and not has_boxes:
         raise EvaluationError("--maxboxacc needs ground-truth boxes; these annotations have none")
     protocol, carried = _maxboxacc_setup(maxboxacc, maxboxacc_protocol, cam_threshold_from)
+    listed = None
+    if class_predictions is not None:
+        from cam_cli.evaluation.class_predictions import class_indices, read_class_predictions
+
+        listed = class_indices(
+            read_class_predictions(class_predictions),
+            [printable_path(a.image_id) for _, a in items],
+            loaded.classes,
+            str(class_predictions),
+        )
     save = None
     if save_scoremaps is not None:
         save = _scoremap_saver(save_scoremaps, images, scoremap_base, protocol.input_size_cam)
@@ -514,6 +528,7 @@ def evaluate_model(
         "fast": localizer.precision.enabled,  # resolved: None means "where the hardware gains"
         "maxboxacc": maxboxacc,
         **_maxboxacc_settings(maxboxacc, protocol.name, save_scoremaps, carried),
+        **({} if listed is None else {"class_predictions": _absolute(class_predictions)}),
         "device": str(localizer.device),
         "decode": resolve_decode(run.decode, localizer.device),  # "pil" or "device"
     }
@@ -527,6 +542,9 @@ def evaluate_model(
                 **{key: settings[key] for key in ("threshold", "topk", "fast", "maxboxacc")},
                 # the wsol protocol changed MaxBoxAcc's per-image IoUs: older lines are not these
                 **({"maxboxacc_protocol": protocol.name} if maxboxacc else {}),
+                **(
+                    {} if listed is None else {"class_predictions": _file_digest(class_predictions)}
+                ),
                 **rule_settings,
                 # device decoding moves pixels slightly; PIL runs keep their old fingerprints
                 **({"decode": "device"} if settings["decode"] == "device" else {}),
@@ -562,6 +580,15 @@ def evaluate_model(
     # The pipeline wants as many extra classes for every image: an image without a label
     # (scored wrong anyway) asks for class 0 and gets no GT-known box.
     true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
+    # Another classifier's classes ride along as extra classes, after the true one, padded to
+    # one length (the pipeline wants as many for every image); the padding is never scored.
+    listed_of = {} if listed is None else {p: listed[printable_path(a.image_id)] for p, a in todo}
+    most = max((len(v) for v in listed_of.values()), default=0)
+
+    def extra_classes(path: str) -> list[int]:
+        own = listed_of.get(path, [])
+        return [true_class[path], *own, *[true_class[path]] * (most - len(own))]
+
     annotation_of = dict(todo)
     if run.compile_model and todo:
         compile_or_warn(localizer, run.batch_size)
@@ -577,7 +604,7 @@ def evaluate_model(
             results = run.localize(
                 localizer,
                 [path for path, _ in todo],
-                extra_classes=lambda path: [true_class[path]],
+                extra_classes=extra_classes,
                 keep_extra_cams=(maxboxacc or save is not None) and not on_device,
                 extra_cams_at_feature=not protocol.input_size_cam,
                 extra_maps=scorer.maxbox_on_device(annotation_of) if on_device else None,
@@ -587,7 +614,10 @@ def evaluate_model(
                 annotation = annotation_of[result.path]
                 wanted = has_boxes and annotation.labels and result.extra
                 gt_known = result.extra[0].box if wanted else None
-                line = scorer.add(result.as_record(), annotation, gt_known, result.analysis)
+                record = result.as_record()
+                if listed is not None and result.error is None:
+                    record["predictions"] = _listed_predictions(result, len(listed_of[result.path]))
+                line = scorer.add(record, annotation, gt_known, result.analysis)
                 if writer is not None:
                     writer.write(line)
     finally:
@@ -597,6 +627,18 @@ def evaluate_model(
     return sharding.from_rank_zero(
         lambda: scorer.report(missing, settings, gt_known_available=True)
     )
+
+
+def _listed_predictions(result, count: int) -> list[dict]:
+    """The record's predictions from another classifier's classes (extra classes 1..count):
+    rank as listed, each with its own CAM's box and the CAM network's score of it."""
+    return [{**p.as_dict(), "rank": rank} for rank, p in enumerate(result.extra[1 : 1 + count], 1)]
+
+
+def _file_digest(path: str | Path) -> str:
+    from cam_cli.evaluation.class_predictions import file_digest
+
+    return file_digest(path)
 
 
 def _maxboxacc_setup(
@@ -701,6 +743,7 @@ def evaluate(
     save_scoremaps: str | Path | None = None,
     scoremaps: str | Path | None = None,
     cam_threshold_from: str | Path | None = None,
+    class_predictions: str | Path | None = None,
 ) -> dict:
     """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
     then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream), the
@@ -782,4 +825,5 @@ def evaluate(
             save_scoremaps=save_scoremaps,
             scoremap_base=Path(cub) / "images" if cub is not None else None,
             cam_threshold_from=cam_threshold_from,
+            class_predictions=class_predictions,
         )

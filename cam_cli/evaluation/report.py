@@ -73,6 +73,8 @@ def _describe_source(settings: Mapping) -> str:
             f"{settings.get('preprocessing')} preprocessing, CAM threshold "
             f"{settings.get('threshold')}{', --fast' if settings.get('fast') else ''}"
         )
+        if settings.get("class_predictions"):
+            head += f", classes from {settings['class_predictions']}"
         if settings.get("box_rule") or settings.get("ten_crop"):
             rule = settings.get("box_rule", "paper")
             head += f", box rule {rule}{', ten-crop' if settings.get('ten_crop') else ''}"
