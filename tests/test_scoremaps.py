@@ -35,6 +35,10 @@ def test_layout_is_np_save_of_the_image_id(tmp_path):
     image.touch()
     image_id = scoremap_id(image, images.parent)
     assert image_id == "val/ILSVRC2012_val_00000001.JPEG"
+    link = images / "linked.JPEG"  # a link keeps its own id; nothing escapes the map folder
+    link.symlink_to(tmp_path / "elsewhere.JPEG")
+    assert scoremap_id(link, images.parent) == "val/linked.JPEG"
+    assert scoremap_id(tmp_path / "outside.JPEG", images) == "outside.JPEG"
     scoremap = np.linspace(0, 1, 224 * 224).reshape(224, 224)
     written = save_scoremap(tmp_path / "maps", image_id, scoremap)
     assert written == tmp_path / "maps" / "val" / "ILSVRC2012_val_00000001.JPEG.npy"
@@ -142,3 +146,34 @@ def test_a_bad_map_is_a_failed_image_and_unmatched_maps_are_listed(tmp_path):
     with pytest.raises(EvaluationError, match="1 score maps have no annotation"):
         evaluate_scoremaps(tmp_path, truth)
     assert evaluate_scoremaps(tmp_path, truth, allow_missing=True)["missing"]["left_out"] == 1
+
+
+def test_real_maps_saved_by_a_model_run_give_its_figure(sample_dir, mobilenet_weights, tmp_path):
+    """12 real images: `--save-scoremaps` then `--scoremaps` gives the model run's MaxBoxAccV2,
+    per IoU level and threshold (the check the README runs with wsolevaluation's own code)."""
+    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.evaluation.evaluate import evaluate_model
+    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.models.loading import load_model
+
+    images = tmp_path / "val"
+    images.mkdir()
+    for path in sorted((sample_dir / "val").iterdir())[:12]:
+        (images / path.name).symlink_to(path)
+    truth = read_annotations(sample_dir / "annotations")
+    truth = {stem: a for stem, a in truth.items() if (images / f"{stem}.JPEG").exists()}
+    loaded = load_model(
+        arch="mobilenet_v2",
+        weights=str(mobilenet_weights),
+        classes_file=sample_dir / "LOC_synset_mapping.txt",
+    )
+    run = evaluate_model(
+        loaded, images, truth, maxboxacc=True, run=RunOptions(fast=False),
+        save_scoremaps=tmp_path / "maps",
+    )  # fmt: skip
+    saved = find_scoremaps(tmp_path / "maps")
+    assert sorted(saved) == sorted(truth) and len(saved) == 12
+    first = load_scoremap(saved[min(saved)])
+    assert first.dtype == np.float64 and (first.min(), first.max()) == (0.0, 1.0)
+    scored = evaluate_scoremaps(tmp_path / "maps", truth)
+    assert scored["maxboxacc_v2"] == run["maxboxacc_v2"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -690,7 +691,7 @@ def _scoremap_saver(
     if base is None:
         if isinstance(images, Mapping):
             raise EvaluationError("--save-scoremaps needs the folder the image ids start from")
-        base = Path(images).resolve().parent
+        base = Path(os.path.abspath(images)).parent
     if Path(root).exists() and not Path(root).is_dir():
         raise EvaluationError(f"{root}: --save-scoremaps needs a folder; this is a file")
 

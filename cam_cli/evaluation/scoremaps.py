@@ -27,8 +27,13 @@ def scoremap_id(image: str | Path, base: str | Path) -> str:
 
     ``eval --images DIR`` uses the folder above DIR as ``base`` (``val/ILSVRC2012_val_...JPEG``,
     their ILSVRC ids); ``--cub ROOT`` uses ``ROOT/images`` (``001.Black_footed_Albatross/...``).
+    Symbolic links are not followed (a linked image keeps the id of its link). An image outside
+    ``base`` gets its file name, so no map is ever written outside the folder asked for.
     """
-    return Path(os.path.relpath(Path(image).resolve(), Path(base).resolve())).as_posix()
+    relative = Path(os.path.relpath(os.path.abspath(image), os.path.abspath(base)))
+    if relative.parts and relative.parts[0] == "..":
+        return Path(image).name
+    return relative.as_posix()
 
 
 def scoremap_path(root: str | Path, image_id: str) -> Path:
