@@ -124,8 +124,8 @@ def eval_command(
         bool,
         typer.Option(
             "--maxboxacc",
-            help="Also MaxBoxAccV2 (CAM threshold sweep, all components, IoU 0.3/0.5/0.7) from "
-            "the true class's CAM.",
+            help="Also MaxBoxAccV2 (CAM threshold sweep, every box, IoU 0.3/0.5/0.7) from the "
+            "true class's CAM, as wsolevaluation computes it (see --maxboxacc-protocol).",
         ),
     ] = False,
     maxboxacc_protocol: Annotated[
@@ -230,6 +230,10 @@ def eval_command(
 
     \b
       cam-cli eval --checkpoint cub.pt --cub CUB_200_2011 --maxboxacc --json report.json
+
+    \b
+      cam-cli eval ... --maxboxacc --save-scoremaps maps/        # wsolevaluation's layout
+      cam-cli eval --scoremaps maps/ --annotations val_xml/      # anyone's maps, no model
     """
     _check_options(ctx, annotations, images, predictions, meta, cub, classes, scoremaps)
     _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, cam_threshold_from, maxboxacc)

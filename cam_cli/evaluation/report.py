@@ -44,7 +44,7 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
         word = {"predictions": "prediction records", "scoremaps": "score maps"}.get(
             settings.get("mode"), "images"
         )
-        kind = "record" if word == "prediction records" else "image"
+        kind = {"prediction records": "record", "score maps": "score map"}.get(word, "image")
         lines.append(
             f"left out (--allow-missing): {missing['images_without_annotation']} {word} without "
             f"annotation, {missing['annotations_without_image']} annotations without {kind}; "
