@@ -508,6 +508,15 @@ def test_class_predictions_from_another_classifier(fake, tmp_path):
     _, same = run_eval(fake, tmp_path, "--class-predictions", own, name="own.json")
     for key in ("top1_cls_error", "top5_cls_error", "top1_loc_error", "top5_loc_error"):
         assert same[key] == plain[key], key
+    # an evaluated image missing from the file, or a class the model does not have: exit 2
+    short = tmp_path / "short.csv"
+    short.write_text("ILSVRC2012_val_00000001,n01440764\n")
+    result, _ = run_eval(fake, tmp_path, "--class-predictions", short, name="short.json")
+    assert result.exit_code == 2 and "no class predictions for 9 evaluated images" in result.stderr
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("".join(f"ILSVRC2012_val_{i + 1:08d},n99999999\n" for i in range(IMAGES)))
+    result, _ = run_eval(fake, tmp_path, "--class-predictions", unknown, name="unknown.json")
+    assert result.exit_code == 2 and "n99999999 is not one of the model's classes" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -516,6 +525,7 @@ def test_class_predictions_from_another_classifier(fake, tmp_path):
         (["--scoremaps", "m", "--annotations", "a", "--arch", "x"], "leave out --arch"),
         (["--predictions", "-", "--annotations", "a", "--class-predictions", "c"], "model run"),
         (["--annotations", "a", "--images", "i", "--cam-threshold-from", "r"], "--maxboxacc"),
+        (["--scoremaps", "m", "--annotations", "a", "--per-image", "p"], "leave out --per-image"),
     ],
 )
 def test_wsol_usage_errors(args, message):

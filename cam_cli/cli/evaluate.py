@@ -300,6 +300,7 @@ def _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, threshold_f
         extra = [_option(n) for n in (*MODEL_OPTIONS, "boxes") if _given(ctx, n)]
         extra += [name for name, value in (("--predictions", predictions),
                   ("--save-scoremaps", save_scoremaps)) if value is not None]  # fmt: skip
+        extra += ["--per-image"] if _given(ctx, "per_image") else []
         if extra:
             raise o.fail(
                 f"--scoremaps scores saved maps without a model; leave out {', '.join(extra)}"
