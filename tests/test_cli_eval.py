@@ -515,3 +515,110 @@ def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weigh
     assert without_gt_known(json.loads(evaluation.stdout)) == without_gt_known(from_xml)
     # Loose sanity on 32 images (the whole sample: ~20% top-1 error, ~40% GT-known error).
     assert from_xml["top1_cls_error"] <= 40 and from_xml["gt_known_loc_error"] <= 65
+
+
+# --- wsolevaluation: score maps, carried thresholds, another classifier's classes -------------
+
+
+def test_save_scoremaps_then_score_them_without_the_model(fake, tmp_path):
+    maps = tmp_path / "maps"
+    result, run = run_eval(fake, tmp_path, "--maxboxacc", "--save-scoremaps", maps)
+    assert result.exit_code == 0, result.output
+    # np.save of scoremaps/<image id>, the id being the path below the folder above --images
+    files = sorted(p.relative_to(maps).as_posix() for p in maps.rglob("*.npy"))
+    assert files == [f"val/ILSVRC2012_val_{i + 1:08d}.JPEG.npy" for i in range(IMAGES)]
+    scoremap = np.load(maps / files[0])
+    assert scoremap.dtype == np.float64 and scoremap.shape == (224, 224)
+    assert scoremap.min() == 0.0 and scoremap.max() == 1.0
+    assert run["settings"]["save_scoremaps"] == str(maps.resolve())
+    # the same figure from the saved maps alone (CSV ground truth: sizes from --images)
+    for truth in (fake / "xml", fake / "LOC_val_solution.csv"):
+        out = tmp_path / "maps.json"
+        args = ["--images", fake / "val"] if truth.suffix == ".csv" else []
+        scored = invoke("eval", "--scoremaps", maps, "--annotations", truth, *args,
+                        "--json", out)  # fmt: skip
+        assert scored.exit_code == 0, scored.output
+        assert json.loads(out.read_text())["maxboxacc_v2"] == run["maxboxacc_v2"]
+        assert f"score maps: {maps.resolve()}" in scored.stdout
+    # carried from the run's own report: the same thresholds, so the same figure
+    out = tmp_path / "carried.json"
+    carried = invoke("eval", "--scoremaps", maps, "--annotations", fake / "xml",
+                     "--cam-threshold-from", tmp_path / "r.json", "--json", out)  # fmt: skip
+    assert carried.exit_code == 0, carried.output
+    report = json.loads(out.read_text())
+    assert report["maxboxacc_v2_carried"]["threshold"] == run["maxboxacc_v2"]["best_threshold"]
+    assert report["maxboxacc_v2_carried"]["accuracy"] == run["maxboxacc_v2"]["accuracy"]
+    assert "MaxBoxAccV2 at CAM thresholds from" in carried.stdout
+
+
+def test_a_bad_score_map_exits_1_and_is_named(fake, tmp_path):
+    maps = tmp_path / "maps" / "val"
+    maps.mkdir(parents=True)
+    for i in range(IMAGES):
+        np.save(maps / f"ILSVRC2012_val_{i + 1:08d}.JPEG.npy", np.zeros((224, 224)))
+    np.save(maps / "ILSVRC2012_val_00000003.JPEG.npy", np.full((224, 224), 2.0))
+    result = invoke("eval", "--scoremaps", tmp_path / "maps", "--annotations", fake / "xml")
+    assert result.exit_code == 1
+    assert "ILSVRC2012_val_00000003.JPEG.npy" in result.stderr and "[0, 1]" in result.stderr
+    assert "10 images, 1 failed" in result.stdout
+
+
+def test_class_predictions_from_another_classifier(fake, tmp_path):
+    _, plain = run_eval(fake, tmp_path, name="plain.json")
+    # right class first for every image: top-1 localization is then the GT-known box's
+    right = tmp_path / "right.jsonl"
+    right.write_text(
+        "".join(
+            json.dumps({"image": f"ILSVRC2012_val_{i + 1:08d}.JPEG", "classes": [WNIDS[i % 3]]})
+            + "\n"
+            for i in range(IMAGES)
+        )
+    )
+    result, report = run_eval(fake, tmp_path, "--class-predictions", right, name="right.json")
+    assert result.exit_code == 0, result.output
+    assert report["top1_cls_error"] == 0.0
+    assert report["top1_loc_error"] == report["gt_known_loc_error"] == plain["gt_known_loc_error"]
+    assert report["settings"]["class_predictions"] == str(right.resolve())
+    # CSV, a wrong class first and the right one second: top-1 all wrong, top-5 = GT-known
+    wrong_first = tmp_path / "second.csv"
+    wrong_first.write_text(
+        "image,classes\n"
+        + "".join(
+            f"ILSVRC2012_val_{i + 1:08d},{WNIDS[(i + 1) % 3]} {WNIDS[i % 3]}\n"
+            for i in range(IMAGES)
+        )
+    )
+    _, second = run_eval(fake, tmp_path, "--class-predictions", wrong_first, name="second.json")
+    assert second["top1_cls_error"] == 100.0 and second["top1_loc_error"] == 100.0
+    assert second["top5_cls_error"] == 0.0
+    assert second["top5_loc_error"] == plain["gt_known_loc_error"]
+    # the model's own top-5 (a `bbox` run's records) give the plain run's figures
+    bbox = invoke("bbox", *model_args(fake), "--images", fake / "val", "--topk", "5")
+    own = tmp_path / "own.jsonl"
+    own.write_text(bbox.stdout)
+    _, same = run_eval(fake, tmp_path, "--class-predictions", own, name="own.json")
+    for key in ("top1_cls_error", "top5_cls_error", "top1_loc_error", "top5_loc_error"):
+        assert same[key] == plain[key], key
+    # an evaluated image missing from the file, or a class the model does not have: exit 2
+    short = tmp_path / "short.csv"
+    short.write_text("ILSVRC2012_val_00000001,n01440764\n")
+    result, _ = run_eval(fake, tmp_path, "--class-predictions", short, name="short.json")
+    assert result.exit_code == 2 and "no class predictions for 9 evaluated images" in result.stderr
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("".join(f"ILSVRC2012_val_{i + 1:08d},n99999999\n" for i in range(IMAGES)))
+    result, _ = run_eval(fake, tmp_path, "--class-predictions", unknown, name="unknown.json")
+    assert result.exit_code == 2 and "n99999999 is not one of the model's classes" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scoremaps", "m", "--annotations", "a", "--arch", "x"], "leave out --arch"),
+        (["--predictions", "-", "--annotations", "a", "--class-predictions", "c"], "model run"),
+        (["--annotations", "a", "--images", "i", "--cam-threshold-from", "r"], "--maxboxacc"),
+        (["--scoremaps", "m", "--annotations", "a", "--per-image", "p"], "leave out --per-image"),
+    ],
+)
+def test_wsol_usage_errors(args, message):
+    result = invoke("eval", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.output

@@ -226,14 +226,19 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
     assert round(fp32["top1_cls_error"], 2) == 19.82 and round(fp32["top5_cls_error"], 2) == 6.22
     assert round(fp32["top1_loc_error"], 2) == 51.61 and round(fp32["top5_loc_error"], 2) == 42.63
     assert round(fp32["gt_known_loc_error"], 2) == 40.78
-    assert round(fp32["maxboxacc_v2"]["maxboxacc_v2"], 2) == 63.44
+    # wsolevaluation's BoxEvaluator gives these on the maps `--save-scoremaps` writes (README);
+    # cam-cli's own protocol before it gave 63.44 (87.79 / 67.28 / 35.25 at 0.50 / 0.36 / 0.28)
+    maxbox = fp32["maxboxacc_v2"]
+    assert maxbox["protocol"] == "wsol" and round(maxbox["maxboxacc_v2"], 2) == 63.13
+    assert [round(v, 2) for v in maxbox["accuracy"]] == [87.56, 67.28, 34.56]
+    assert [round(v, 2) for v in maxbox["best_threshold"]] == [0.53, 0.35, 0.27]
     # The fast path (bf16 where the CPU has it natively) varies with the CPU's kernels (oneDNN
     # picks AMX, AVX-512 BF16 or AVX2 at run time): the README's bound, never its digits.
     fast = reports[True]
     for key in FIGURE_KEYS:
         assert abs(fast[key] - fp32[key]) <= FAST_PATH_BOUND, (key, fast[key], fp32[key])
     fast_maxboxacc = fast["maxboxacc_v2"]["maxboxacc_v2"]
-    assert abs(fast_maxboxacc - fp32["maxboxacc_v2"]["maxboxacc_v2"]) <= FAST_PATH_BOUND
+    assert abs(fast_maxboxacc - maxbox["maxboxacc_v2"]) <= FAST_PATH_BOUND
 
 
 def test_real_sample_figures_squeezenet_caffe(sample_dir, squeezenet_weights):
@@ -320,7 +325,12 @@ def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_wei
     )
     reports = [
         evaluate_model(
-            loaded, tmp_path, truth, maxboxacc=True, run=RunOptions(fast=False, box_step=step)
+            loaded,
+            tmp_path,
+            truth,
+            maxboxacc=True,
+            run=RunOptions(fast=False, box_step=step),
+            maxboxacc_protocol="cam-cli",  # the protocol the GPU sweep computes
         )
         for step in ("scipy", "torch")
     ]

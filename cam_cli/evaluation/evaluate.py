@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -49,7 +50,12 @@ from cam_cli.evaluation.matching import (
     check_prediction_record,
     pair_images,
 )
-from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2, gt_boxes_in_grid
+from cam_cli.evaluation.metrics import (
+    LocalizationEvaluator,
+    MaxBoxAccV2,
+    gt_boxes_in_grid,
+    maxboxacc_protocol,
+)
 from cam_cli.evaluation.resume import (
     PerImageLog,
     check_per_image_file,
@@ -89,10 +95,21 @@ def _without_guessed_size(record: Mapping) -> Mapping:
 class _Scorer:
     """The evaluator, MaxBoxAccV2 (optional) and the per-image line of every scored image."""
 
-    def __init__(self, maxboxacc: bool, fingerprint: str | None, boxes: int = 1) -> None:
+    def __init__(
+        self,
+        maxboxacc: bool,
+        fingerprint: str | None,
+        boxes: int = 1,
+        protocol: str = "wsol",
+        save_scoremaps: Callable[[str, np.ndarray], object] | None = None,
+        carried: Mapping | None = None,
+    ) -> None:
         self.evaluator = LocalizationEvaluator()
         self.second = SecondBoxScorer() if boxes == 2 else None
-        self.maxbox = MaxBoxAccV2() if maxboxacc else None
+        self.maxbox = MaxBoxAccV2(protocol=protocol) if maxboxacc else None
+        self.protocol = maxboxacc_protocol(protocol)
+        self.save_scoremaps = save_scoremaps  # (image path, map): `--save-scoremaps`
+        self.carried = carried  # `carried_thresholds`: thresholds chosen on another split
         self.fingerprint = fingerprint
         self.resumed = 0
 
@@ -120,18 +137,30 @@ class _Scorer:
         return line
 
     def maxbox_finisher(self, annotation_of: Mapping[str, ImageAnnotation]):
-        """The per-image MaxBoxAcc work (100 thresholds, every component) on the host, as a
-        `localize` ``finish``: it runs beside the network, and the CAM is dropped once done."""
-        maxbox = self.maxbox
-        if maxbox is None:
+        """The per-image MaxBoxAcc work (100 thresholds, every box) and the score map to save,
+        on the host, as a `localize` ``finish``: it runs beside the network, and the CAM is
+        dropped once done."""
+        maxbox, save = self.maxbox, self.save_scoremaps
+        if maxbox is None and save is None:
             return None
+        maker = maxbox or MaxBoxAccV2(protocol=self.protocol)
 
         def finish(result) -> None:
-            if result.extra_cams is not None:
-                annotation = annotation_of[result.path]
-                cam = result.extra_cams[0]
-                result.analysis = maxbox.image_ious(cam, annotation, result.width, result.height)
-                result.extra_cams = None
+            if result.extra_cams is None:
+                return
+            annotation = annotation_of[result.path]
+            cam = result.extra_cams[0]
+            if maker.protocol.input_size_cam:
+                result.analysis = maker.image_ious(cam, annotation, result.width, result.height)
+            else:
+                scoremap = maker.scoremap(cam)
+                if save is not None:
+                    save(result.path, scoremap)
+                if maxbox is not None:
+                    result.analysis = maxbox.scoremap_image_ious(
+                        scoremap, annotation, result.width, result.height
+                    )
+            result.extra_cams = None
 
         return finish
 
@@ -172,6 +201,8 @@ class _Scorer:
 
     def report(self, missing: Missing, settings: Mapping, gt_known_available: bool) -> dict:
         extra = {} if self.second is None else {"second_box": self.second.summary()}
+        if self.carried is not None and self.maxbox is not None:
+            extra["maxboxacc_v2_carried"] = self.maxbox.summary_at(self.carried)
         return {
             **self.evaluator.summary(),
             **extra,
@@ -284,6 +315,99 @@ def evaluate_predictions(
     return scorer.report(missing, settings, gt_known_available=False)
 
 
+# --- score maps mode ----------------------------------------------------------------------------
+
+
+def evaluate_scoremaps(
+    root: str | Path,
+    annotations: Mapping[str, ImageAnnotation],
+    *,
+    images: str | Path | Mapping[str, str | Path] | None = None,
+    allow_missing: bool = False,
+    protocol: str = "wsol",
+    cam_threshold_from: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> dict:
+    """MaxBoxAccV2 of score maps someone else made (no model), in wsolevaluation's layout
+    (`scoremaps`): each map is scored as their ``BoxEvaluator`` scores it, as it is (not
+    resized or normalised again). Maps are matched to annotations by the image's file stem.
+
+    The ground truth goes into the 224x224 grid from the annotated image size; annotations
+    without sizes (LOC_val_solution.csv) need ``images`` to read the sizes from. A map that
+    cannot be used (unreadable, not 2-D 224x224 float in [0, 1], NaN) is a failed image: a
+    miss at every threshold, named in the report.
+    """
+    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap
+
+    chosen, carried = _maxboxacc_setup(True, protocol, cam_threshold_from)
+    try:
+        maps = find_scoremaps(root)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    image_of: dict[str, Path] = {}
+    if images is not None:
+        paired, _ = pair_images(images, annotations)
+        image_of = {printable_path(a.image_id): path for path, a in paired}
+    by_id = {printable_path(image_id): a for image_id, a in annotations.items()}
+    metric = MaxBoxAccV2(protocol=chosen)
+    missing = Missing()
+    failed: list[dict] = []
+    for stem, path in maps.items():
+        annotation = by_id.get(stem)
+        if annotation is None:
+            missing.without_annotation.append(str(path))
+            continue
+        width, height = _image_size(annotation, image_of.get(stem), path)
+        try:
+            scoremap = load_scoremap(path)
+        except ValueError as error:
+            logger.error("%s: %s", printable_path(str(path)), error)
+            failed.append({"path": printable_path(str(path)), "error": str(error)})
+            metric.add_best_ious(np.zeros(len(metric.thresholds)))
+            continue
+        metric.add_best_ious(metric.scoremap_image_ious(scoremap, annotation, width, height))
+    missing.without_image.extend(sorted(s for s in by_id if s not in maps))
+    check_missing(missing, allow_missing, "score maps")
+    if metric.images == 0:
+        raise EvaluationError("no score map matches an annotation: nothing to score")
+    report = {
+        "images": metric.images,
+        "failed_images": len(failed),
+        "failed": failed,
+        "maxboxacc_v2": metric.summary(),
+        "missing": missing.as_dict(),
+        "settings": {
+            "mode": "scoremaps",
+            **(settings or {}),
+            **_maxboxacc_settings(True, chosen.name, None, carried),
+        },
+    }
+    if carried is not None:
+        report["maxboxacc_v2_carried"] = metric.summary_at(carried)
+    return report
+
+
+def _image_size(annotation: ImageAnnotation, image: Path | None, scoremap: Path) -> tuple[int, int]:
+    """The annotated image's size, from the annotation or else the image file's header."""
+    if annotation.width is not None and annotation.height is not None:
+        return annotation.width, annotation.height
+    if image is None:
+        raise EvaluationError(
+            f"{scoremap}: the size of image {annotation.image_id} is unknown (these annotations "
+            "state none); give --images to read it from the image files"
+        )
+    from PIL import Image
+
+    try:
+        with Image.open(image) as opened:
+            width, height = opened.size
+            if opened.getexif().get(0x0112) in (5, 6, 7, 8):  # turned by 90 degrees
+                width, height = height, width
+    except OSError as error:
+        raise EvaluationError(f"{image}: cannot read its size ({error})") from None
+    return width, height
+
+
 def _check_record_labels(record: Mapping, annotation: ImageAnnotation, number: int) -> None:
     """Wnid labels need wnids in the predictions (a `bbox` run without --classes has none)."""
     wnid_labels = any(not label.isdigit() for label in annotation.labels)
@@ -325,6 +449,11 @@ def evaluate_model(
     box_rule: str = "paper",
     ten_crop: bool = False,
     boxes: int = 1,
+    maxboxacc_protocol: str = "wsol",
+    save_scoremaps: str | Path | None = None,
+    scoremap_base: str | Path | None = None,
+    cam_threshold_from: str | Path | None = None,
+    class_predictions: str | Path | None = None,
 ) -> dict:
     """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
 
@@ -337,6 +466,15 @@ def evaluate_model(
     against the model's (a model without class names takes it). GT-known error uses the box of
     the CAM of the image's first ground-truth class; ``maxboxacc`` adds MaxBoxAccV2 from that
     CAM at network input size; ``run`` says how it runs (batch, device, precision...).
+    ``maxboxacc_protocol``: ``wsol`` (wsolevaluation's figure, the default) or ``cam-cli``
+    (the figure before, `metrics.MAXBOXACC_PROTOCOLS`). ``save_scoremaps``: a folder where each
+    image's true-class score map is written as wsolevaluation writes it (`scoremaps`), named
+    by its path below ``scoremap_base`` (default: the folder above ``images``).
+    ``cam_threshold_from``: an earlier report whose best MaxBoxAccV2 thresholds are applied
+    here too (`thresholds.carried_thresholds`; the report says which figure used which).
+    ``class_predictions``: another classifier's top-k classes per image (`class_predictions`);
+    each image's predictions are then those classes, with the box of each class's CAM, so
+    classification and top-1/top-5 localization error are that classifier's with these boxes.
     ``per_image``: JSON Lines of per-image results, appended as the run goes; an existing file
     is resumed (its images are not run again) when it was written by the same model (weights
     compared by content), ground truth and settings. ``settings`` are extra entries for the
@@ -362,6 +500,20 @@ def evaluate_model(
     has_boxes = any(annotation.boxes for _, annotation in items)
     if maxboxacc and not has_boxes:
         raise EvaluationError("--maxboxacc needs ground-truth boxes; these annotations have none")
+    protocol, carried = _maxboxacc_setup(maxboxacc, maxboxacc_protocol, cam_threshold_from)
+    listed = None
+    if class_predictions is not None:
+        from cam_cli.evaluation.class_predictions import class_indices, read_class_predictions
+
+        listed = class_indices(
+            read_class_predictions(class_predictions),
+            [printable_path(a.image_id) for _, a in items],
+            loaded.classes,
+            str(class_predictions),
+        )
+    save = None
+    if save_scoremaps is not None:
+        save = _scoremap_saver(save_scoremaps, images, scoremap_base, protocol.input_size_cam)
 
     _check_boxes(boxes, per_image, box_rule)
     # The weights' digest before the pipeline prepares them (folded batch norm would change
@@ -388,6 +540,8 @@ def evaluate_model(
         "topk": localizer.topk,
         "fast": localizer.precision.enabled,  # resolved: None means "where the hardware gains"
         "maxboxacc": maxboxacc,
+        **_maxboxacc_settings(maxboxacc, protocol.name, save_scoremaps, carried),
+        **({} if listed is None else {"class_predictions": _absolute(class_predictions)}),
         "device": str(localizer.device),
         "decode": resolve_decode(run.decode, localizer.device),  # "pil" or "device"
     }
@@ -399,12 +553,17 @@ def evaluate_model(
                 "model": model_digest,
                 "ground_truth": _annotations_digest(annotations),
                 **{key: settings[key] for key in ("threshold", "topk", "fast", "maxboxacc")},
+                # the wsol protocol changed MaxBoxAcc's per-image IoUs: older lines are not these
+                **({"maxboxacc_protocol": protocol.name} if maxboxacc else {}),
+                **(
+                    {} if listed is None else {"class_predictions": _file_digest(class_predictions)}
+                ),
                 **rule_settings,
                 # device decoding moves pixels slightly; PIL runs keep their old fingerprints
                 **({"decode": "device"} if settings["decode"] == "device" else {}),
             }
         )
-    scorer = _Scorer(maxboxacc, fingerprint, boxes)
+    scorer = _Scorer(maxboxacc, fingerprint, boxes, protocol.name, save, carried)
     # keyed as the per-image lines write them (`printable_path`: names that are not UTF-8)
     by_stem = {printable_path(annotation.image_id): annotation for _, annotation in items}
 
@@ -453,6 +612,18 @@ def evaluate_model(
         # The pipeline wants as many extra classes for every image: an image without a label
         # (scored wrong anyway) asks for class 0 and gets no GT-known box.
         true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
+        # Another classifier's classes ride along as extra classes, after the true one, padded
+        # to one length (the pipeline wants as many for every image); the padding is never
+        # scored.
+        listed_of = (
+            {} if listed is None else {p: listed[printable_path(a.image_id)] for p, a in todo}
+        )
+        most = max((len(v) for v in listed_of.values()), default=0)
+
+        def extra_classes(path: str) -> list[int]:
+            own = listed_of.get(path, [])
+            return [true_class[path], *own, *[true_class[path]] * (most - len(own))]
+
         annotation_of = dict(todo)
         if run.compile_model and todo:
             compile_or_warn(localizer, run.batch_size)
@@ -460,14 +631,17 @@ def evaluate_model(
         if per_image is not None and todo and main:
             writer = PerImageLog(per_image)
         if todo:
-            # MaxBoxAcc's sweep runs where the boxes are made: on the device with the CAMs
-            # when they are boxed there, else on the host beside the network.
-            on_device = localizer.boxes_on_device
+            # The cam-cli protocol's sweep runs where the boxes are made: on the device with
+            # the CAMs when they are boxed there. The wsol protocol (OpenCV's resize and
+            # contours) and the score maps run on the host beside the network, from the CAMs
+            # at feature resolution (7x7 for MobileNetV2: little to copy).
+            on_device = localizer.boxes_on_device and protocol.input_size_cam and maxboxacc
             results = run.localize(
                 localizer,
                 [path for path, _ in todo],
-                extra_classes=lambda path: [true_class[path]],
-                keep_extra_cams=maxboxacc and not on_device,
+                extra_classes=extra_classes,
+                keep_extra_cams=(maxboxacc or save is not None) and not on_device,
+                extra_cams_at_feature=not protocol.input_size_cam,
                 extra_maps=scorer.maxbox_on_device(annotation_of) if on_device else None,
                 finish=None if on_device else scorer.maxbox_finisher(annotation_of),
             )
@@ -475,7 +649,10 @@ def evaluate_model(
                 annotation = annotation_of[result.path]
                 wanted = has_boxes and annotation.labels and result.extra
                 gt_known = result.extra[0].box if wanted else None
-                line = scorer.add(result.as_record(), annotation, gt_known, result.analysis)
+                record = result.as_record()
+                if listed is not None and result.error is None:
+                    record["predictions"] = _listed_predictions(result, len(listed_of[result.path]))
+                line = scorer.add(record, annotation, gt_known, result.analysis)
                 if writer is not None:
                     writer.write(line)
     finally:
@@ -487,6 +664,77 @@ def evaluate_model(
     return sharding.from_rank_zero(
         lambda: scorer.report(missing, settings, gt_known_available=True)
     )
+
+
+def _listed_predictions(result, count: int) -> list[dict]:
+    """The record's predictions from another classifier's classes (extra classes 1..count):
+    rank as listed, each with its own CAM's box and the CAM network's score of it."""
+    return [{**p.as_dict(), "rank": rank} for rank, p in enumerate(result.extra[1 : 1 + count], 1)]
+
+
+def _file_digest(path: str | Path) -> str:
+    from cam_cli.evaluation.class_predictions import file_digest
+
+    return file_digest(path)
+
+
+def _maxboxacc_setup(
+    maxboxacc: bool, protocol: str, cam_threshold_from: str | Path | None
+) -> tuple:
+    """The protocol (by name), and the carried thresholds of ``cam_threshold_from`` if any."""
+    from cam_cli.evaluation.thresholds import carried_thresholds
+
+    try:
+        chosen = maxboxacc_protocol(protocol)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    if cam_threshold_from is None:
+        return chosen, None
+    if not maxboxacc:
+        raise EvaluationError(
+            "--cam-threshold-from carries MaxBoxAccV2's CAM thresholds; add --maxboxacc"
+        )
+    levels = MaxBoxAccV2(protocol=chosen).iou_thresholds
+    return chosen, carried_thresholds(cam_threshold_from, chosen.name, levels)
+
+
+def _maxboxacc_settings(
+    maxboxacc: bool, protocol: str, save_scoremaps: str | Path | None, carried: Mapping | None
+) -> dict:
+    """Report entries of the MaxBoxAcc options (none for a run without them)."""
+    settings: dict[str, Any] = {"maxboxacc_protocol": protocol} if maxboxacc else {}
+    if save_scoremaps is not None:
+        settings["save_scoremaps"] = str(Path(save_scoremaps).resolve())
+    if carried is not None:
+        settings["cam_threshold_from"] = carried["report"]
+    return settings
+
+
+def _scoremap_saver(
+    root: str | Path,
+    images: str | Path | Mapping[str, str | Path],
+    base: str | Path | None,
+    input_size_cam: bool,
+) -> Callable[[str, np.ndarray], object]:
+    """``save(image_path, scoremap)`` into ``root`` under wsolevaluation's image ids."""
+    from cam_cli.evaluation.scoremaps import save_scoremap, scoremap_id
+
+    if input_size_cam:
+        raise EvaluationError(
+            "--save-scoremaps writes wsolevaluation's maps (bicubic from the feature-resolution "
+            "CAM); use it with --maxboxacc-protocol wsol"
+        )
+    if base is None:
+        if isinstance(images, Mapping):
+            raise EvaluationError("--save-scoremaps needs the folder the image ids start from")
+        base = Path(os.path.abspath(images)).parent
+    if Path(root).exists() and not Path(root).is_dir():
+        raise EvaluationError(f"{root}: --save-scoremaps needs a folder; this is a file")
+
+    def save(path: str, scoremap: np.ndarray) -> object:
+        return save_scoremap(root, scoremap_id(path, base), scoremap)
+
+    return save
 
 
 def _box_settings(box_rule: str = "paper", ten_crop: bool = False, boxes: int = 1) -> dict:
@@ -546,11 +794,17 @@ def evaluate(
     ten_crop: bool = False,
     boxes: int = 1,
     outputs: Mapping[str, str | Path | None] | None = None,
+    maxboxacc_protocol: str = "wsol",
+    save_scoremaps: str | Path | None = None,
+    scoremaps: str | Path | None = None,
+    cam_threshold_from: str | Path | None = None,
+    class_predictions: str | Path | None = None,
 ) -> dict:
     """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
-    then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream) or a
-    ``model`` over ``images`` (CUB brings its own images and classes). ``classes_file`` checks
-    the predictions' classes; for a model it belongs in its `ModelOptions`. ``outputs``:
+    then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream), the
+    ``scoremaps`` folder of anyone's score maps (`evaluate_scoremaps`), or a ``model`` over
+    ``images`` (CUB brings its own images and classes). ``classes_file`` checks the
+    predictions' classes; for a model it belongs in its `ModelOptions`. ``outputs``:
     ``{option: FILE}`` the caller will write from the report (the CLI's --json); like
     ``per_image`` they are refused, before any image is scored, when they are one of the files
     read (an XML of the folder, the CSV, CUB's files or images, the model's files...)."""
@@ -568,6 +822,7 @@ def evaluate(
         "classes": classes_file or (options.classes_file if options else None),
         "weights": options.weights if options else None,
         "checkpoint": options.checkpoint if options else None,
+        "scoremaps": scoremaps,
     }
     settings: dict[str, Any] = {k: _absolute(v) for k, v in paths.items() if v is not None}
     try:
@@ -588,6 +843,16 @@ def evaluate(
     if per_image is not None:
         check_per_image_file(per_image)  # never cut, append to or replace a file not ours
 
+    if scoremaps is not None:
+        return evaluate_scoremaps(
+            scoremaps,
+            truth,
+            images=image_source,
+            allow_missing=allow_missing,
+            protocol=maxboxacc_protocol,
+            cam_threshold_from=cam_threshold_from,
+            settings=settings,
+        )
     if predictions is not None:
         return evaluate_predictions(
             read_prediction_records(predictions),
@@ -621,4 +886,9 @@ def evaluate(
             box_rule=box_rule,
             ten_crop=ten_crop,
             boxes=boxes,
+            maxboxacc_protocol=maxboxacc_protocol,
+            save_scoremaps=save_scoremaps,
+            scoremap_base=Path(cub) / "images" if cub is not None else None,
+            cam_threshold_from=cam_threshold_from,
+            class_predictions=class_predictions,
         )
