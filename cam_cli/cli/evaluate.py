@@ -254,7 +254,7 @@ def _check_options(ctx, annotations, images, predictions, meta, cub, classes, ws
     """Which mode, which ground truth; refuse options that would be silently ignored."""
     if sum(source is not None for source in (annotations, cub, wsol)) != 1:
         raise o.fail(
-            "give the ground truth: --annotations PATH, --cub ROOT or --wsol-metadata DIR "
+            "give the ground truth: --annotations PATH or --cub ROOT or --wsol-metadata DIR "
             "(one of them)"
         )
     if meta is not None and annotations is None:

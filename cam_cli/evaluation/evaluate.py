@@ -561,6 +561,8 @@ def evaluate(
         raise EvaluationError(str(error)) from None
 
     if predictions is not None:
+        if pxap_masks is not None:
+            logger.info("PxAP needs the maps: a model run, or pxap.pxap_from_scoremap_dir")
         return evaluate_predictions(
             read_prediction_records(predictions),
             truth,
