@@ -18,6 +18,7 @@ from cam_cli.evaluation.pxap import (
     PxAP,
     ground_truth_mask,
     pxap_from_scoremap_dir,
+    pxap_of_scoremaps,
     resize_nearest,
     wsol_thresholds,
 )
@@ -89,7 +90,6 @@ def test_mask_metadata_with_an_empty_ignore_field(tmp_path):
     [
         ({"localization": "a.jpg,1,2,3"}, "localization.txt:1: expected 3 or 5"),
         ({"localization": "a.jpg,5,2,3,4"}, "localization.txt:1: invalid box"),
-        ({"localization": "b.jpg,1,2,3,4"}, "b.jpg is not in image_ids.txt"),
         ({"class_labels": "a.jpg,x"}, "class_labels.txt:1: the class label is not an integer"),
         ({"class_labels": ""}, "no label for 1 image"),
         ({"localization": "a.jpg,m1.png,i1.png\na.jpg,m2.png,i2.png"}, "a second ignore mask"),
@@ -101,6 +101,20 @@ def test_malformed_metadata_names_file_and_line(tmp_path, files, message):
     folder = write_metadata(tmp_path / "m", **{**base, **files})
     with pytest.raises(ValueError, match=message):
         read_wsol_metadata(folder)
+
+
+def test_rows_of_unlisted_images_are_left_out_as_theirs(tmp_path):
+    """A trimmed image_ids.txt evaluates a subset: their evaluators loop over its ids only."""
+    folder = write_metadata(
+        tmp_path / "m",
+        image_ids="a.jpg\n",
+        class_labels="a.jpg,0\nb.jpg,1\n",
+        image_sizes="a.jpg,9,9\nb.jpg,9,9\n",
+        localization="a.jpg,1,2,3,4\nb.jpg,1,2,3,4\n",
+    )
+    metadata = read_wsol_metadata(folder)
+    assert metadata.image_ids == ("a.jpg",) and set(metadata.class_labels) == {"a.jpg"}
+    assert set(metadata.boxes) == {"a.jpg"} and set(metadata.image_sizes) == {"a.jpg"}
 
 
 def test_ids_sharing_a_stem_are_refused():
@@ -280,6 +294,10 @@ def test_pxap_by_hand_with_an_ignore_region():
     scorer = PxAP()
     scorer.add(SCORES_A, FOREGROUND_A, IGNORE_A)
     assert scorer.value() == pytest.approx(100 * 5 / 6, abs=1e-12)
+    # a batch of one is the same
+    batch = PxAP()
+    batch.add(SCORES_A[None], FOREGROUND_A[None], IGNORE_A[None])
+    assert batch.value() == scorer.value() and batch.images == 1
     # Without the ignore region the 1.0 background pixel counts: at 1.0 precision 0, then
     # 1/2 at recall 1/2 and 2/4 at recall 1: PxAP = 0.5 * 1/2 + 0.5 * 1/2 = 1/2.
     plain = PxAP()
@@ -310,6 +328,12 @@ def test_pxap_from_files_with_an_empty_ignore_field(tmp_path):
     assert summary["pxap"] == pytest.approx(100 * 2.75 / 3, abs=1e-12)
     assert summary["images"] == 2 and summary["foreground_pixels"] == 3
     assert summary["background_pixels"] == 4  # a: 3 (one ignored), b: 1
+    in_memory = pxap_of_scoremaps(
+        {"a": SCORES_A, "b": np.array([[1.0, 0.0]])},
+        {"a": [masks / "a_mc_00.png"], "b": [masks / "b_mc_01.png"]},
+        {"a": masks / "a_ignore.png", "b": None},
+    )
+    assert in_memory == summary
 
 
 def test_ground_truth_mask_unites_instances_and_ignores_only_outside_them(tmp_path):

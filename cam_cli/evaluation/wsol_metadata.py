@@ -25,11 +25,14 @@ malformed row is refused with its file and line (theirs fails with a bare unpack
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cam_cli.evaluation.annotations import Box, ImageAnnotation, _check_box
+
+logger = logging.getLogger(__name__)
 
 FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
 
@@ -80,8 +83,9 @@ def _int(text: str, where: str, what: str) -> int:
 
 def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
     """The metadata of one split (a folder with the four files; image_sizes.txt may be empty,
-    as OpenImages' is). Every id of image_ids.txt needs a class label; ids in the other files
-    that image_ids.txt does not list are refused, as a misspelt id would silently drop out."""
+    as OpenImages' is). Every id of image_ids.txt needs a class label. Rows of ids that
+    image_ids.txt does not list are left out, as their evaluators leave them out (a trimmed
+    image_ids.txt evaluates a subset); a note says how many."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory}: not a directory (expected wsolevaluation metadata)")
@@ -98,13 +102,19 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
         raise ValueError(f"{directory / 'image_ids.txt'}: no image ids")
     known = set(ids)
 
-    def check_known(image_id: str, where: str) -> None:
-        if image_id not in known:
-            raise ValueError(f"{where}: image id {image_id} is not in image_ids.txt")
+    unlisted: dict[str, int] = {}
+
+    def check_known(image_id: str, where: str) -> bool:
+        if image_id in known:
+            return True
+        name = where.rsplit(":", 1)[0]
+        unlisted[name] = unlisted.get(name, 0) + 1
+        return False
 
     labels: dict[str, int] = {}
     for where, (image_id, label) in _rows(directory / "class_labels.txt", 2):
-        check_known(image_id, where)
+        if not check_known(image_id, where):
+            continue
         if image_id in labels:
             raise ValueError(f"{where}: a second class label for {image_id} (one per image)")
         labels[image_id] = _int(label, where, "the class label")
@@ -119,7 +129,8 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
 
     sizes: dict[str, tuple[int, int]] = {}
     for where, (image_id, width, height) in _rows(directory / "image_sizes.txt", 3):
-        check_known(image_id, where)
+        if not check_known(image_id, where):
+            continue
         size = (_int(width, where, "the width"), _int(height, where, "the height"))
         if min(size) < 1:
             raise ValueError(f"{where}: image size {size[0]}x{size[1]} is not positive")
@@ -130,7 +141,8 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
     ignore: dict[str, str | None] = {}
     for where, parts in _rows(directory / "localization.txt", (3, 5)):
         image_id = parts[0]
-        check_known(image_id, where)
+        if not check_known(image_id, where):
+            continue
         if len(parts) == 5:
             if masks:
                 raise ValueError(f"{where}: a box row in a localization.txt of mask rows")
@@ -151,6 +163,8 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
             raise ValueError(
                 f"{where}: a second ignore mask for {image_id} (one per image, on its first row)"
             )
+    for name, count in unlisted.items():
+        logger.info("%s: %d row(s) of images not in image_ids.txt, left out", name, count)
     if boxes and sizes:
         unsized = [image_id for image_id in boxes if image_id not in sizes]
         if unsized:
