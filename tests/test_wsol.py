@@ -516,3 +516,12 @@ def test_model_run_with_wsol_metadata_equals_xml(ilsvrc, tmp_path):
 def test_eval_wsol_usage_errors(args, message):
     result = invoke("eval", *args)
     assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_eval_missing_mask_file_stops_before_any_image(synth_masks, tmp_path):
+    result = invoke(
+        "eval", "--arch", "small-gap", "--wsol-metadata", synth_masks / "wsol" / "val",
+        "--images", synth_masks, "--mask-root", tmp_path, "--classes",
+        synth_masks / "LOC_synset_mapping.txt", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 2 and "no such mask file" in result.stderr, result.output

@@ -627,4 +627,8 @@ def _wsol_ground_truth(metadata_dir, images, mask_root):
         )
         for image_id, paths in metadata.masks.items()
     }
+    for paths, ignore in masks.values():  # before the first image, not in the middle of a run
+        for path in [*paths, *([ignore] if ignore is not None else [])]:
+            if not path.is_file():
+                raise EvaluationError(f"{path}: no such mask file (--mask-root {root})")
     return truth, source, masks
