@@ -100,6 +100,24 @@ def eval_command(
         ),
     ] = None,
     split: Annotated[CubSplit, typer.Option(help="CUB split: test, train or all.")] = CubSplit.test,
+    wsol_metadata: Annotated[
+        Path | None,
+        typer.Option(
+            "--wsol-metadata",
+            help="Ground truth in wsolevaluation's metadata: a split folder with image_ids.txt, "
+            "class_labels.txt, image_sizes.txt, localization.txt (boxes, or masks: PxAP). "
+            "Images are --images ROOT/<id>.",
+            show_default=False,
+        ),
+    ] = None,
+    mask_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask-root",
+            help="Folder the mask paths of --wsol-metadata are relative to (default: --images).",
+            show_default=False,
+        ),
+    ] = None,
     arch: o.Arch = None,
     weights: o.Weights = None,
     checkpoint: o.Checkpoint = None,
@@ -235,10 +253,14 @@ def eval_command(
       cam-cli eval ... --maxboxacc --save-scoremaps maps/        # wsolevaluation's layout
       cam-cli eval --scoremaps maps/ --annotations val_xml/      # anyone's maps, no model
     """
-    _check_options(ctx, annotations, images, predictions, meta, cub, classes, scoremaps)
+    _check_options(
+        ctx, annotations, images, predictions, meta, cub, classes, scoremaps, wsol_metadata
+    )
     _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, cam_threshold_from, maxboxacc)
     if class_predictions is not None and (predictions is not None or scoremaps is not None):
         raise o.fail("--class-predictions goes with a model run (its boxes come from the CAMs)")
+    if mask_root is not None and wsol_metadata is None:
+        raise o.fail("--mask-root goes with --wsol-metadata")
     if per_image is not None and str(per_image) == "-":
         raise o.fail("--per-image needs a FILE (stdout carries the table or the JSON)")
     if json_out not in (None, "-") and per_image is not None and _same(json_out, per_image):
@@ -247,7 +269,8 @@ def eval_command(
     inputs = {"--annotations": annotations, "--images": images, "--predictions": predictions,
               "--meta": meta, "--cub": cub, "--scoremaps": scoremaps,
               "--cam-threshold-from": cam_threshold_from,
-              "--class-predictions": class_predictions}  # fmt: skip
+              "--class-predictions": class_predictions,
+              "--wsol-metadata": wsol_metadata, "--mask-root": mask_root}  # fmt: skip
     o.check_before_work(
         inputs={**inputs, **o.model_inputs(weights, checkpoint, classes)},
         outputs={"--json": json_out, "--per-image": per_image},
@@ -281,6 +304,8 @@ def eval_command(
             scoremaps=scoremaps,
             cam_threshold_from=cam_threshold_from,
             class_predictions=class_predictions,
+            wsol_metadata=wsol_metadata,
+            mask_root=mask_root,
             run=None
             if predictions is not None or scoremaps is not None
             else o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
@@ -317,10 +342,15 @@ def _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, threshold_f
         raise o.fail(f"{save_scoremaps}: --save-scoremaps needs a folder; this is a file")
 
 
-def _check_options(ctx, annotations, images, predictions, meta, cub, classes, scoremaps=None):
+def _check_options(
+    ctx, annotations, images, predictions, meta, cub, classes, scoremaps=None, wsol=None
+) -> None:
     """Which mode, which ground truth; refuse options that would be silently ignored."""
-    if (annotations is None) == (cub is None):
-        raise o.fail("give the ground truth: --annotations PATH or --cub ROOT (one of them)")
+    if sum(source is not None for source in (annotations, cub, wsol)) != 1:
+        raise o.fail(
+            "give the ground truth: --annotations PATH or --cub ROOT or --wsol-metadata DIR "
+            "(one of them)"
+        )
     if meta is not None and annotations is None:
         raise o.fail("--meta goes with --annotations ILSVRC2012_validation_ground_truth.txt")
     if _given(ctx, "split") and cub is None:
@@ -338,6 +368,8 @@ def _check_options(ctx, annotations, images, predictions, meta, cub, classes, sc
                 f"--predictions scores records without a model; leave out {', '.join(extra)} "
                 "(GT-known error and --maxboxacc need a model run)"
             )
+    elif cub is None and images is None and wsol is not None:
+        raise o.fail("give the images: --images ROOT, the folder the ids of image_ids.txt are in")
     elif cub is None and images is None:
         raise o.fail("give the images: --images DIR (or --predictions FILE|- from `cam-cli bbox`)")
     elif cub is not None and images is not None:

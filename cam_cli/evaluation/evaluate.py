@@ -454,6 +454,7 @@ def evaluate_model(
     scoremap_base: str | Path | None = None,
     cam_threshold_from: str | Path | None = None,
     class_predictions: str | Path | None = None,
+    pxap_masks: Mapping[str, tuple[Sequence[Path], Path | None]] | None = None,
 ) -> dict:
     """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
 
@@ -480,7 +481,9 @@ def evaluate_model(
     compared by content), ground truth and settings. ``settings`` are extra entries for the
     report (e.g. the input paths). ``loaded`` is left as it was (``copy_model=False``: its model
     is prepared in place, for a caller that made it for this run). Raises `EvaluationError` on
-    mismatches. In a group of processes (``with run.processes() as run:``, as `evaluate` does
+    mismatches. ``pxap_masks`` (``{image stem: (mask paths, ignore path or None)}``, from
+    wsolevaluation mask metadata) adds PxAP from the true class's CAM (`pxap.ModelPxAP`).
+    In a group of processes (``with run.processes() as run:``, as `evaluate` does
     under torchrun) every rank runs its share of the images, rank 0 alone reads and writes
     ``per_image``, and every rank returns rank 0's report.
     """
@@ -516,6 +519,8 @@ def evaluate_model(
         save = _scoremap_saver(save_scoremaps, images, scoremap_base, protocol.input_size_cam)
 
     _check_boxes(boxes, per_image, box_rule)
+    if pxap_masks is not None and per_image is not None:
+        raise EvaluationError("PxAP cannot resume from --per-image yet; leave one out")
     # The weights' digest before the pipeline prepares them (folded batch norm would change
     # it), so every caller gets the same resume identity for the same weights.
     model_digest = loaded.digest() if per_image is not None else None
@@ -564,6 +569,11 @@ def evaluate_model(
             }
         )
     scorer = _Scorer(maxboxacc, fingerprint, boxes, protocol.name, save, carried)
+    pxap = None
+    if pxap_masks is not None:
+        from cam_cli.evaluation.pxap import ModelPxAP
+
+        pxap = ModelPxAP(pxap_masks)
     # keyed as the per-image lines write them (`printable_path`: names that are not UTF-8)
     by_stem = {printable_path(annotation.image_id): annotation for _, annotation in items}
 
@@ -636,19 +646,26 @@ def evaluate_model(
             # contours) and the score maps run on the host beside the network, from the CAMs
             # at feature resolution (7x7 for MobileNetV2: little to copy).
             on_device = localizer.boxes_on_device and protocol.input_size_cam and maxboxacc
+            finish = None if on_device else scorer.maxbox_finisher(annotation_of)
+            if pxap is not None:  # masks have no boxes, so there is no MaxBoxAcc to run
+                finish = pxap.finisher(annotation_of)
             results = run.localize(
                 localizer,
                 [path for path, _ in todo],
                 extra_classes=extra_classes,
-                keep_extra_cams=(maxboxacc or save is not None) and not on_device,
-                extra_cams_at_feature=not protocol.input_size_cam,
+                keep_extra_cams=((maxboxacc or save is not None) and not on_device)
+                or pxap is not None,
+                extra_cams_at_feature=not protocol.input_size_cam and pxap is None,
                 extra_maps=scorer.maxbox_on_device(annotation_of) if on_device else None,
-                finish=None if on_device else scorer.maxbox_finisher(annotation_of),
+                finish=finish,
             )
             for result in results:
                 annotation = annotation_of[result.path]
                 wanted = has_boxes and annotation.labels and result.extra
                 gt_known = result.extra[0].box if wanted else None
+                if pxap is not None:
+                    pxap.add(result)
+                    result.analysis = None
                 record = result.as_record()
                 if listed is not None and result.error is None:
                     record["predictions"] = _listed_predictions(result, len(listed_of[result.path]))
@@ -661,9 +678,14 @@ def evaluate_model(
             writer.close()
         if lock is not None:
             lock.release()
-    return sharding.from_rank_zero(
-        lambda: scorer.report(missing, settings, gt_known_available=True)
-    )
+
+    def report() -> dict:
+        figures = scorer.report(missing, settings, gt_known_available=True)
+        if pxap is not None:
+            figures["pxap"] = pxap.summary()
+        return figures
+
+    return sharding.from_rank_zero(report)
 
 
 def _listed_predictions(result, count: int) -> list[dict]:
@@ -799,9 +821,13 @@ def evaluate(
     scoremaps: str | Path | None = None,
     cam_threshold_from: str | Path | None = None,
     class_predictions: str | Path | None = None,
+    wsol_metadata: str | Path | None = None,
+    mask_root: str | Path | None = None,
 ) -> dict:
-    """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
-    then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream), the
+    """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root,
+    or a split of wsolevaluation metadata: ``wsol_metadata``, images at ``images``/<id>, mask
+    paths under ``mask_root``, default ``images``; masks add PxAP to a model run), then
+    either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream), the
     ``scoremaps`` folder of anyone's score maps (`evaluate_scoremaps`), or a ``model`` over
     ``images`` (CUB brings its own images and classes). ``classes_file`` checks the
     predictions' classes; for a model it belongs in its `ModelOptions`. ``outputs``:
@@ -810,8 +836,10 @@ def evaluate(
     read (an XML of the folder, the CSV, CUB's files or images, the model's files...)."""
     from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
 
-    if (annotations is None) == (cub is None):
-        raise EvaluationError("give the ground truth: annotations or a CUB root (one of them)")
+    if sum(source is not None for source in (annotations, cub, wsol_metadata)) != 1:
+        raise EvaluationError(
+            "give the ground truth: annotations, a CUB root or wsolevaluation metadata (one)"
+        )
     options = model if isinstance(model, ModelOptions) else None
     paths = {
         "predictions": predictions if isinstance(predictions, str | Path) else None,
@@ -819,14 +847,20 @@ def evaluate(
         "annotations": annotations,
         "meta": meta,
         "cub": cub,
+        "wsol_metadata": wsol_metadata,
+        "mask_root": mask_root,
         "classes": classes_file or (options.classes_file if options else None),
         "weights": options.weights if options else None,
         "checkpoint": options.checkpoint if options else None,
         "scoremaps": scoremaps,
     }
     settings: dict[str, Any] = {k: _absolute(v) for k, v in paths.items() if v is not None}
+    pxap_masks = None
     try:
-        if cub is not None:
+        if wsol_metadata is not None:
+            truth, image_source, pxap_masks = _wsol_ground_truth(wsol_metadata, images, mask_root)
+            label_classes = None
+        elif cub is not None:
             settings["split"] = split
             truth, label_classes, image_source = read_cub(cub, split)
         else:
@@ -854,6 +888,8 @@ def evaluate(
             settings=settings,
         )
     if predictions is not None:
+        if pxap_masks is not None:
+            logger.info("PxAP needs the maps: a model run, or pxap.pxap_from_scoremap_dir")
         return evaluate_predictions(
             read_prediction_records(predictions),
             truth,
@@ -886,9 +922,48 @@ def evaluate(
             box_rule=box_rule,
             ten_crop=ten_crop,
             boxes=boxes,
-            maxboxacc_protocol=maxboxacc_protocol,
             save_scoremaps=save_scoremaps,
-            scoremap_base=Path(cub) / "images" if cub is not None else None,
+            scoremap_base=Path(cub) / "images"
+            if cub is not None
+            else Path(images)
+            if wsol_metadata is not None and images is not None
+            else None,
             cam_threshold_from=cam_threshold_from,
             class_predictions=class_predictions,
+            pxap_masks=pxap_masks,
         )
+
+
+def _wsol_ground_truth(metadata_dir, images, mask_root):
+    """wsolevaluation metadata -> (annotations, ``{stem: images/<id>}`` or None, the PxAP masks
+    ``{stem: (paths, ignore)}`` or None)."""
+    from cam_cli.evaluation.wsol_metadata import (
+        annotations_from_metadata,
+        image_paths,
+        read_wsol_metadata,
+    )
+
+    metadata = read_wsol_metadata(metadata_dir)
+    truth = annotations_from_metadata(metadata)
+    source = image_paths(metadata, images) if images is not None else None
+    if metadata.kind != "masks":
+        return truth, source, None
+    unmasked = [image_id for image_id in metadata.image_ids if image_id not in metadata.masks]
+    if unmasked:
+        raise EvaluationError(
+            f"{metadata_dir}: localization.txt has no mask for {len(unmasked)} image(s), "
+            f"e.g. {unmasked[0]}"
+        )
+    root = Path(mask_root if mask_root is not None else images if images is not None else ".")
+    masks = {
+        Path(image_id).stem: (
+            [root / p for p in paths],
+            root / metadata.ignore[image_id] if metadata.ignore.get(image_id) else None,
+        )
+        for image_id, paths in metadata.masks.items()
+    }
+    for paths, ignore in masks.values():  # before the first image, not in the middle of a run
+        for path in [*paths, *([ignore] if ignore is not None else [])]:
+            if not path.is_file():
+                raise EvaluationError(f"{path}: no such mask file (--mask-root {root})")
+    return truth, source, masks

@@ -29,6 +29,10 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
                 rows[i] = f"{row[:name_width]}  {GT_KNOWN_NEEDS_MODEL}"
         table = "\n".join(rows)
     lines.append(table)
+    if report.get("pxap"):
+        from cam_cli.evaluation.pxap import format_pxap
+
+        lines.append(format_pxap(report["pxap"]))
     if report.get("second_box"):
         from cam_cli.evaluation.second_box import format_second_box
 
@@ -78,5 +82,5 @@ def _describe_source(settings: Mapping) -> str:
         if settings.get("box_rule") or settings.get("ten_crop"):
             rule = settings.get("box_rule", "paper")
             head += f", box rule {rule}{', ten-crop' if settings.get('ten_crop') else ''}"
-    truth = settings.get("cub") or settings.get("annotations")
+    truth = settings.get("cub") or settings.get("annotations") or settings.get("wsol_metadata")
     return f"{head}\nground truth: {truth}" if truth else head
