@@ -424,12 +424,14 @@ def test_synth_cli_masks_flag_and_default_without_masks(tmp_path):
 
 def test_eval_model_run_gives_pxap_on_synth_masks(synth_masks, tmp_path):
     """A seeded untrained small-gap over the 12 mask images: PxAP is reported, its pixel counts
-    are those of the masks at the network's input grid, and the table has its line."""
+    are those of the masks at wsolevaluation's 224x224 score-map grid, the table has its line,
+    and it equals PxAP of the maps the same run saves with --save-scoremaps (what their
+    MaskEvaluator would score)."""
     import torch
 
-    from cam_cli.models.registry import build_model, get_arch
+    from cam_cli.models.registry import build_model
 
-    size = get_arch("small-gap").default_input_size
+    size = 224
 
     torch.manual_seed(0)
     torch.save(build_model("small-gap", 3).state_dict(), tmp_path / "w.pth")
@@ -437,11 +439,13 @@ def test_eval_model_run_gives_pxap_on_synth_masks(synth_masks, tmp_path):
         "eval", "--arch", "small-gap", "--weights", tmp_path / "w.pth", "--classes",
         synth_masks / "LOC_synset_mapping.txt", "--wsol-metadata", synth_masks / "wsol" / "val",
         "--images", synth_masks, "--workers", "0", "--no-fast", "--quiet",
-        "--json", tmp_path / "r.json",
+        "--json", tmp_path / "r.json", "--save-scoremaps", tmp_path / "maps",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
     pxap = report["pxap"]
+    saved = pxap_from_scoremap_dir(synth_masks / "wsol" / "val", tmp_path / "maps", synth_masks)
+    assert saved["pxap"] == pytest.approx(pxap["pxap"], abs=1e-9) and saved["images"] == 12
     assert pxap["images"] == 12 and pxap["failed_images"] == 0
     metadata = read_wsol_metadata(synth_masks / "wsol" / "val")
     foreground = sum(
@@ -525,3 +529,33 @@ def test_eval_missing_mask_file_stops_before_any_image(synth_masks, tmp_path):
         synth_masks / "LOC_synset_mapping.txt", "-q",
     )  # fmt: skip
     assert result.exit_code == 2 and "no such mask file" in result.stderr, result.output
+
+
+def test_eval_scoremaps_with_mask_metadata_gives_pxap(synth_masks, tmp_path):
+    """`eval --scoremaps DIR --wsol-metadata M --mask-root R` scores anyone's maps against masks
+    with no model: the masks themselves as maps give PxAP 100; a damaged map is a failed image
+    (exit 1), named, and left out of the curve."""
+    metadata = read_wsol_metadata(synth_masks / "wsol" / "val")
+    maps = tmp_path / "maps"
+    (maps / "val").mkdir(parents=True)
+    for image_id in metadata.image_ids:
+        foreground, _ = ground_truth_mask(
+            [synth_masks / p for p in metadata.masks[image_id]],
+            synth_masks / metadata.ignore[image_id],
+            (224, 224),
+        )
+        np.save(maps / f"{image_id}.npy", foreground.astype(np.float64))
+    args = ["eval", "--scoremaps", maps, "--wsol-metadata", synth_masks / "wsol" / "val",
+            "--mask-root", synth_masks, "--json", tmp_path / "r.json"]  # fmt: skip
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["pxap"]["pxap"] == pytest.approx(100.0) and report["pxap"]["images"] == 12
+    assert report["images"] == 12 and report["failed_images"] == 0
+    assert "PxAP (12 images" in result.stdout
+    np.save(maps / metadata.image_ids[0].replace(".JPEG", ".JPEG.npy"), np.full((224, 224), 2.0))
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["failed_images"] == 1 and report["pxap"]["images"] == 11
+    assert report["pxap"]["pxap"] == pytest.approx(100.0)

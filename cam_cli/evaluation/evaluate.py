@@ -387,6 +387,56 @@ def evaluate_scoremaps(
     return report
 
 
+def evaluate_mask_scoremaps(
+    root: str | Path,
+    masks: Mapping[str, tuple[Sequence[Path], Path | None]],
+    *,
+    allow_missing: bool = False,
+    settings: Mapping[str, Any] | None = None,
+) -> dict:
+    """PxAP of score maps someone else made (no model) against mask ground truth
+    (``{image stem: (instance mask paths, ignore path or None)}``, from wsolevaluation mask
+    metadata), each map taken as it is, as their ``MaskEvaluator`` takes it. A map that cannot
+    be used is a failed image, named in the report, and left out of the curve."""
+    from cam_cli.evaluation.pxap import PxAP, ground_truth_mask
+    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap
+
+    try:
+        maps = find_scoremaps(root)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    metric = PxAP()
+    missing = Missing()
+    failed: list[dict] = []
+    for stem, path in maps.items():
+        if stem not in masks:
+            missing.without_annotation.append(str(path))
+            continue
+        try:
+            scoremap = load_scoremap(path)
+        except ValueError as error:
+            logger.error("%s: %s", printable_path(str(path)), error)
+            failed.append({"path": printable_path(str(path)), "error": str(error)})
+            continue
+        try:
+            foreground, ignored = ground_truth_mask(*masks[stem], scoremap.shape)
+        except (OSError, ValueError) as error:  # a damaged mask file: the ground truth is wrong
+            raise EvaluationError(f"{masks[stem][0][0]}: cannot read the mask ({error})") from None
+        metric.add(scoremap, foreground, ignored)
+    missing.without_image.extend(sorted(s for s in masks if s not in maps))
+    check_missing(missing, allow_missing, "score maps")
+    if metric.images == 0 and not failed:
+        raise EvaluationError("no score map matches a mask: nothing to score")
+    return {
+        "images": metric.images + len(failed),
+        "failed_images": len(failed),
+        "failed": failed,
+        "pxap": metric.summary(),
+        "missing": missing.as_dict(),
+        "settings": {"mode": "scoremaps", **(settings or {})},
+    }
+
+
 def _image_size(annotation: ImageAnnotation, image: Path | None, scoremap: Path) -> tuple[int, int]:
     """The annotated image's size, from the annotation or else the image file's header."""
     if annotation.width is not None and annotation.height is not None:
@@ -571,9 +621,15 @@ def evaluate_model(
     scorer = _Scorer(maxboxacc, fingerprint, boxes, protocol.name, save, carried)
     pxap = None
     if pxap_masks is not None:
-        from cam_cli.evaluation.pxap import ModelPxAP
+        from cam_cli.evaluation.pxap import ModelPxAP, normalize_scoremap
 
-        pxap = ModelPxAP(pxap_masks)
+        # the score map of the protocol: wsolevaluation's (bicubic from the feature CAM) by
+        # default, the input-size CAM as it comes with the cam-cli protocol
+        pxap = ModelPxAP(
+            pxap_masks,
+            scoremap=normalize_scoremap if protocol.input_size_cam else None,
+            save=save,
+        )
     # keyed as the per-image lines write them (`printable_path`: names that are not UTF-8)
     by_stem = {printable_path(annotation.image_id): annotation for _, annotation in items}
 
@@ -655,7 +711,7 @@ def evaluate_model(
                 extra_classes=extra_classes,
                 keep_extra_cams=((maxboxacc or save is not None) and not on_device)
                 or pxap is not None,
-                extra_cams_at_feature=not protocol.input_size_cam and pxap is None,
+                extra_cams_at_feature=not protocol.input_size_cam,
                 extra_maps=scorer.maxbox_on_device(annotation_of) if on_device else None,
                 finish=finish,
             )
@@ -877,6 +933,10 @@ def evaluate(
     if per_image is not None:
         check_per_image_file(per_image)  # never cut, append to or replace a file not ours
 
+    if scoremaps is not None and pxap_masks is not None:
+        return evaluate_mask_scoremaps(
+            scoremaps, pxap_masks, allow_missing=allow_missing, settings=settings
+        )
     if scoremaps is not None:
         return evaluate_scoremaps(
             scoremaps,

@@ -22,7 +22,7 @@ pixels, never a loop over thresholds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -238,29 +238,42 @@ def pxap_from_scoremap_dir(
 
 
 class ModelPxAP:
-    """PxAP of a model run: each good image's true-class CAM (at network input size, as
-    MaxBoxAccV2 takes it) min-max normalised and histogrammed against its masks resized to that
-    grid, in the pipeline's ``finish`` (beside the network); only the histograms are kept.
+    """PxAP of a model run: each good image's true-class score map histogrammed against its
+    masks resized to that grid, in the pipeline's ``finish`` (beside the network); only the
+    histograms are kept.
 
-    ``masks``: ``{image stem: (instance mask paths, ignore path or None)}``."""
+    ``masks``: ``{image stem: (instance mask paths, ignore path or None)}``. ``scoremap``: the
+    CAM -> score map rule, by default wsolevaluation's (`wsol_protocol.scoremap_from_cam`:
+    bicubic to 224x224 from the feature-resolution CAM, then min-max), so that a model run
+    gives the PxAP their ``MaskEvaluator`` gives on the maps ``--save-scoremaps`` writes; with
+    ``scoremap=normalize_scoremap`` the CAM is taken as it comes (cam-cli's protocol: the CAM
+    upsampled bilinearly to the input size). ``save(path, scoremap)`` also writes each map."""
 
     def __init__(
         self,
         masks: Mapping[str, tuple[Sequence[str | Path], str | Path | None]],
         interval: float = DEFAULT_INTERVAL,
+        scoremap: Callable[[np.ndarray], np.ndarray] | None = None,
+        save: Callable[[str, np.ndarray], object] | None = None,
     ) -> None:
+        from cam_cli.evaluation.wsol_protocol import scoremap_from_cam
+
         self.masks = masks
         self.scorer = PxAP(interval)
         self.failed = 0
+        self.scoremap = scoremap or scoremap_from_cam
+        self.save = save
 
     def finisher(self, annotation_of: Mapping):
         """A `localize` ``finish``: the histograms of one result, left on ``result.analysis``."""
-        scorer, masks = self.scorer, self.masks
+        scorer, masks, to_scoremap, save = self.scorer, self.masks, self.scoremap, self.save
 
         def finish(result) -> None:
             if result.extra_cams is None:
                 return
-            cam = normalize_scoremap(result.extra_cams[0])
+            cam = to_scoremap(result.extra_cams[0])
+            if save is not None:
+                save(result.path, cam)
             mask_paths, ignore_path = masks[annotation_of[result.path].image_id]
             foreground, ignored = ground_truth_mask(mask_paths, ignore_path, cam.shape)
             result.analysis = scorer.histograms(cam, foreground, ignored)

@@ -16,9 +16,10 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
     lines = [_describe_source(settings)]
     if settings.get("mode") == "scoremaps":  # MaxBoxAccV2 alone: no classes, no boxes
         table = f"{report.get('images', 0)} images, {report.get('failed_images', 0)} failed"
-        table += "\n" + "\n".join(
-            format_maxboxacc(report["maxboxacc_v2"], report.get("maxboxacc_v2_carried"))
-        )
+        if report.get("maxboxacc_v2"):  # box ground truth (masks give PxAP alone, below)
+            table += "\n" + "\n".join(
+                format_maxboxacc(report["maxboxacc_v2"], report.get("maxboxacc_v2_carried"))
+            )
     else:
         table = format_table(report, report.get("maxboxacc_v2"))
     if not report.get("gt_known_available", True):
