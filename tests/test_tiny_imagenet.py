@@ -262,3 +262,16 @@ def test_real_run_trains_chooses_a_threshold_and_evaluates(dev_root, tmp_path):
     assert train_eval.exit_code == 0, train_eval.output
     assert json.loads(train_eval.stdout)["images"] == 4
     assert np.isclose(json.loads(train_eval.stdout)["settings"]["threshold"], 0.2)
+
+
+@pytest.mark.parametrize("name", ["cpu", "cpu-gmp", "scratch", "finetune"])
+def test_the_tiny_imagenet_recipes_resolve(name):
+    """Every recipe is valid as it stands; the GMP one differs from the CPU one in pooling only."""
+    from cam_cli.training.config import resolve_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    config = resolve_config(config_file=configs / f"tiny-imagenet-{name}.toml").config
+    assert config.threshold_images_per_class == 3
+    if name == "cpu-gmp":
+        cpu = resolve_config(config_file=configs / "tiny-imagenet-cpu.toml").config
+        assert config.replace(arch=cpu.arch) == cpu and config.arch == "mobilenet_v2-gmp"
