@@ -22,7 +22,7 @@ from cam_cli.models.loading import LoadedModel
 from cam_cli.models.preprocess import IMAGENET
 from cam_cli.models.registry import build_model
 from cam_cli.training.config import TrainConfig
-from cam_cli.training.data import limit_per_class, scan_data
+from cam_cli.training.data import LabeledImages, limit_per_class, scan_data
 from cam_cli.training.loop import TrainError, train
 from cam_cli.training.threshold import CANDIDATES
 
@@ -131,6 +131,8 @@ def test_scan_data_takes_the_download_as_it_is(root):
     ]
     assert any("1 val images have no annotation" in note for note in data.notes)
     assert limit_per_class(data.train, 2) == [data.train[i] for i in (0, 1, 3, 4)]
+    grey = LabeledImages(data.train, 8, augment=True, seed=0, scale_min=0.35)[(0, 0)]
+    assert "_0.JPEG" in grey.path and grey.error is None and grey.pixels.shape == (3, 8, 8)
 
 
 def test_a_class_folder_not_in_wnids_txt(root):
