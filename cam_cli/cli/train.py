@@ -19,6 +19,8 @@ HELP = """Train a CAM network (last conv -> GAP -> linear) on image labels.
 --data DIR holds train/<class>/<images> (ImageNet's train/<wnid>/*.JPEG layout; names from
 DIR/LOC_synset_mapping.txt when present) and optionally val/: class folders, or flat ILSVRC
 images with DIR/annotations/*.xml or DIR/LOC_val_solution.csv (top-1 accuracy each epoch).
+A Tiny ImageNet root is taken as downloaded (train/<wnid>/images/, wnids.txt, words.txt,
+val/images/ with val/val_annotations.txt).
 
 --out RUN_DIR receives config.toml, metrics.jsonl (one line per epoch), last.pt (resume)
 and best.pt; both checkpoints work with `cam-cli bbox/cam/eval --checkpoint`. A bad image
