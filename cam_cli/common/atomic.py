@@ -10,6 +10,7 @@ for each folder it writes to, once per process.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -49,10 +50,29 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         os.fsync(handle.fileno())
         handle.close()
         os.replace(tmp, path)
-    except BaseException:
-        handle.close()
+    except BaseException as error:
+        with suppress(OSError):  # the buffer cannot be flushed to a full disk either
+            handle.close()
         tmp.unlink(missing_ok=True)
+        full = _write_failure(error)
+        if full is not None:  # "No space left on device" said of the file, not of nothing
+            raise OSError(full.errno, full.strerror, str(path)) from None
         raise
+
+
+_WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _write_failure(error: BaseException) -> OSError | None:
+    """The disk-full (quota, file-size limit, I/O) error behind a failed write, if that is what
+    it was: raised as it is by a write, or as the context of torch.save's own RuntimeError
+    (``inline_container.cc: unexpected pos``), which names neither the cause nor the file."""
+    seen = 0
+    while error is not None and seen < 4:
+        if isinstance(error, OSError) and error.errno in _WRITE_FAILURES:
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:

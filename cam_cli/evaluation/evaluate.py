@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from cam_cli.common.atomic import atomic_file
-from cam_cli.common.checks import printable_path
+from cam_cli.common.checks import printable_path, record_name
 from cam_cli.evaluation.annotations import ImageAnnotation, read_annotations, read_cub
 from cam_cli.evaluation.matching import (
     EvaluationError,
@@ -238,7 +238,7 @@ def evaluate_predictions(
     def score_all(write: Callable[[dict], None] | None) -> None:
         for number, record in enumerate(records, start=1):
             path = str(record.get("path"))
-            stem = printable_path(Path(path).stem)
+            stem = record_name(Path(path).stem)  # printed already, unless made in Python
             if stem in seen:
                 raise EvaluationError(
                     f"two prediction records for image {stem}: {seen[stem]} and {path}"
