@@ -110,7 +110,13 @@ def test_boxes_never_opens_a_fifo(tmp_path):
     """Issue 19 (10): a FIFO as a map or as --reference is refused as `bbox` refuses it,
     never opened (which would wait for a writer forever)."""
     import os
+    import signal
 
+    def hung(*_):
+        raise TimeoutError("boxes opened the FIFO and waits for a writer")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # a fail, not a hang, where a FIFO is opened
     os.mkfifo(tmp_path / "fifo.npy")
     os.mkfifo(tmp_path / "fifo.jpg")
     np.save(tmp_path / "a.npy", np.ones((3, 3)))
@@ -121,6 +127,7 @@ def test_boxes_never_opens_a_fifo(tmp_path):
     result = _invoke("boxes", tmp_path / "a.npy", "--reference", tmp_path / "fifo.jpg")
     assert result.exit_code == 2 and "fifo.jpg" in result.stderr
     assert "not a regular file (a FIFO)" in result.stderr and result.stdout == ""
+    signal.alarm(0)
 
 
 @pytest.mark.parametrize(
