@@ -196,12 +196,12 @@ def test_resume_after_kill_during_a_checkpoint_write(data, tmp_path, uninterrupt
     # writes per epoch end: best.pt (if better), last.pt. Die inside the third write or so.
     killed = subprocess_cli(*args, env={DEBUG_KILL_ENV: "save:3"})
     assert killed.returncode == -9, killed.stderr
-    assert list(run.glob(".*.tmp-*")), "the hook leaves a half-written temp file"
+    assert list(run.glob(".*.cam-cli-tmp-*")), "the hook leaves a half-written temp file"
     torch.load(run / "last.pt", weights_only=True)  # the previous last.pt is intact
 
     resumed = cli("train", "--data", data, "--out", run, "--resume")
     assert resumed.exit_code == 0, resumed.output
-    assert not list(run.glob(".*.tmp-*"))
+    assert not list(run.glob(".*.cam-cli-tmp-*"))
     rows = metrics(run)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert [r["train_loss"] for r in rows] == pytest.approx(
@@ -377,7 +377,6 @@ def test_resume_from_a_last_pt_with_a_damaged_optimizer(data, tmp_path):
 def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
     """Issue 19 (9): a checkpoint write on a full disk was torch's RuntimeError
     ``inline_container.cc:672 unexpected pos``, with neither "disk full" nor the path."""
-    import builtins
     import errno
     import io
 
@@ -400,11 +399,13 @@ def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
             self.real.close()
             super().close()
 
-    def open_on_a_full_disk(path, mode="r", **kwargs):
-        real = builtins.open(path, mode, **kwargs)  # noqa: SIM115 (closed by atomic_file)
-        return FullDisk(real) if ".pt.tmp-" in str(path) else real
+    fdopen = os.fdopen
 
-    monkeypatch.setattr(atomic, "open", open_on_a_full_disk, raising=False)
+    def fdopen_on_a_full_disk(fd, *args, **kwargs):
+        real = fdopen(fd, *args, **kwargs)
+        return FullDisk(real) if ".pt.cam-cli-tmp-" in os.readlink(f"/proc/self/fd/{fd}") else real
+
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen_on_a_full_disk)
     run = tmp_path / "run"
     result = cli("train", "--arch", "small-gap", "--data", data, "--out", run, "--epochs", 1,
                  *TINY)  # fmt: skip
@@ -412,7 +413,7 @@ def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
     lines = result.stderr.strip().splitlines()
     assert lines[-1] in (f"cam-cli: error: {run / name}: No space left on device"
                          for name in ("best.pt", "last.pt")), result.stderr  # fmt: skip
-    assert not list(run.glob(".*.tmp-*"))  # no temp file left on the full disk
+    assert not list(run.glob(".*tmp*"))  # no temp file left on the full disk
 
 
 def test_offline_pretrained_says_to_pass_backbone_weights(data, tmp_path):
