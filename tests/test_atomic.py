@@ -146,3 +146,25 @@ def test_a_device_or_a_pipe_is_written_directly_never_replaced(tmp_path):
         handle.write("discarded\n")
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_is_said_of_the_target_file(tmp_path):
+    """Issue 19 (9): ENOSPC from a write, or torch.save's RuntimeError ("inline_container.cc:
+    unexpected pos") over it, is an OSError naming the target; no temp file is left."""
+    import errno
+
+    target = tmp_path / "last.pt"
+    with pytest.raises(OSError) as caught, atomic_file(target, "wb"):
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos") from None
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert str(caught.value) == f"[Errno 28] No space left on device: '{target}'"
+    with pytest.raises(OSError) as caught, atomic_file(tmp_path / "m.jsonl") as handle:
+        handle.write("x")
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    assert caught.value.filename == str(tmp_path / "m.jsonl")
+    with pytest.raises(RuntimeError, match="other"), atomic_file(tmp_path / "o.txt"):
+        raise RuntimeError("other")  # not a write failure: as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

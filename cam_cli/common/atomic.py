@@ -17,6 +17,7 @@ to once per process.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -96,12 +97,31 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         os.fsync(handle.fileno())
         os.replace(tmp, path)  # still locked: a clean-up never sees an unlocked, complete temp
         handle.close()
-    except BaseException:
-        handle.close()
+    except BaseException as error:
+        with suppress(OSError):  # the buffer cannot be flushed to a full disk either
+            handle.close()
         tmp.unlink(missing_ok=True)
+        full = _write_failure(error)
+        if full is not None:  # "No space left on device" said of the file, not of nothing
+            raise OSError(full.errno, full.strerror, str(path)) from None
         raise
     finally:
         _forget(tmp)
+
+
+_WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _write_failure(error: BaseException) -> OSError | None:
+    """The disk-full (quota, file-size limit, I/O) error behind a failed write, if that is what
+    it was: raised as it is by a write, or as the context of torch.save's own RuntimeError
+    (``inline_container.cc: unexpected pos``), which names neither the cause nor the file."""
+    seen = 0
+    while error is not None and seen < 4:
+        if isinstance(error, OSError) and error.errno in _WRITE_FAILURES:
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:

@@ -31,6 +31,15 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
+def regular_file(path: str | Path) -> os.stat_result:
+    """``os.stat`` of a file about to be read, or ValueError when it is not a regular file:
+    reading a FIFO waits forever for a writer, a device never ends (OSError if it is missing)."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"not a regular file ({_file_kind(info.st_mode)})")
+    return info
+
+
 def is_image_file(path: str | Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:
     return Path(path).suffix.lower() in extensions
 
@@ -119,9 +128,7 @@ def open_rgb(
     """
     path = Path(path)
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"not a regular file ({_file_kind(info.st_mode)})")
+        info = regular_file(path)
         if info.st_size == 0:
             raise ValueError("empty file (0 bytes)")
         with warnings.catch_warnings():

@@ -30,6 +30,9 @@ from cam_cli.models.classes import ClassInfo
 Box = tuple[int, int, int, int]
 
 KAGGLE_HEADER = ["ImageId", "PredictionString"]
+# No image has a pixel this far out (PIL decodes at most a few hundred million pixels); a
+# larger coordinate is a broken file, refused while reading, before any model runs.
+MAX_COORDINATE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,9 @@ def _check_box(box: Box, where: str) -> Box:
     xmin, ymin, xmax, ymax = box
     if xmin < 0 or ymin < 0 or xmax < xmin or ymax < ymin:
         raise ValueError(f"{where}: invalid box {list(box)} (need 0 <= min <= max)")
+    if xmax > MAX_COORDINATE or ymax > MAX_COORDINATE:
+        raise ValueError(f"{where}: invalid box {list(box)} (a coordinate above "
+                         f"{MAX_COORDINATE}, outside any image)")  # fmt: skip
     return box
 
 
@@ -68,6 +74,8 @@ def _xml_int(element: ET.Element, tag: str, path: Path) -> int:
         raise ValueError(f"{path}: <{tag}> is not a number: {text.strip()!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{path}: <{tag}> is not finite: {text.strip()!r}")
+    if abs(value) > MAX_COORDINATE:
+        raise ValueError(f"{path}: <{tag}> {text.strip()} is outside any image")
     return round(value)
 
 
@@ -149,12 +157,34 @@ def _parse_prediction_string(text: str, where: str) -> list[tuple[str, Box]]:
     return boxes
 
 
+class _CsvRows:
+    """`csv.reader` whose own errors (a field over its limit of 131,072 characters, a NUL)
+    are a ValueError naming the file and line, as every other problem of the file is."""
+
+    def __init__(self, handle, path: Path) -> None:
+        self._reader, self._path = csv.reader(handle), path
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list[str]:
+        try:
+            return next(self._reader)
+        except csv.Error as error:
+            where = f"{self._path}:{self._reader.line_num}"
+            raise ValueError(f"{where}: not a readable CSV row ({error})") from None
+
+
 def read_loc_solution_csv(path: str | Path) -> dict[str, ImageAnnotation]:
     """Kaggle ``LOC_val_solution.csv``: ``ImageId,PredictionString`` (no image sizes)."""
     path = Path(path)
     annotations: dict[str, ImageAnnotation] = {}
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+        reader = _CsvRows(handle, path)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != KAGGLE_HEADER:
             raise ValueError(f"{path}:1: expected header 'ImageId,PredictionString', got {header}")
@@ -311,6 +341,8 @@ def cub_box(x: float, y: float, w: float, h: float) -> Box:
     ``x .. x + w - 1``), likewise for y; clamped so that ``0 <= min <= max``. The image size is
     not in the CUB files, so the upper clamp is left to whoever knows the image.
     """
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in (x, y, w, h)):
+        raise ValueError(f"invalid box {[x, y, w, h]} (not finite, or outside any image)")
     xmin, ymin = max(0, round(x)), max(0, round(y))
     xmax = max(xmin, round(x + w) - 1)
     ymax = max(ymin, round(y + h) - 1)
@@ -371,7 +403,11 @@ def read_cub(
         if stem in annotations:
             raise ValueError(f"{root / 'images.txt'}: two images with the file stem {stem}")
         label = str(class_index)
-        box = cub_box(*(float(v) for v in boxes[image_id]))
+        try:
+            box = cub_box(*(float(v) for v in boxes[image_id]))
+        except ValueError as error:  # "inf", "nan", "1e30", or not a number at all
+            where = f"{root / 'bounding_boxes.txt'}: image id {image_id}"
+            raise ValueError(f"{where}: {error}") from None
         annotations[stem] = ImageAnnotation(stem, (label,), ((label, box),))
         paths[stem] = root / "images" / relpath
     return annotations, classes, paths

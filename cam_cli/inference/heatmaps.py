@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.common.images import IMAGE_EXTENSIONS
+from cam_cli.common.images import IMAGE_EXTENSIONS, regular_file
 
 HEATMAP_EXTENSIONS = frozenset(IMAGE_EXTENSIONS | {".npy"})
 
@@ -21,14 +21,19 @@ HEATMAP_EXTENSIONS = frozenset(IMAGE_EXTENSIONS | {".npy"})
 def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
     """``(maps [k, H, W], stacked)``: the maps of one file, and whether the file held a stack
     (its records then say which map). Raises ValueError with a short reason for a file that is
-    not a usable map: unreadable, not an array, wrong shape, empty, not finite."""
+    not a usable map: unreadable, not an array, wrong shape, empty, not finite, not a regular
+    file (a FIFO is never opened: reading it would wait for a writer)."""
     path = Path(path)
+    try:
+        info = regular_file(path)
+    except OSError as error:
+        raise ValueError(error.strerror or str(error)) from None
     if path.suffix.lower() == ".npy":
         return _read_npy(path)
     from cam_cli.inference.zhou2016 import load_heatmap
 
     try:
-        if path.stat().st_size == 0:
+        if info.st_size == 0:
             raise ValueError("empty file (0 bytes)")
         return load_heatmap(path)[None], False
     except ValueError:
@@ -80,6 +85,7 @@ def reference_size(path: str | Path) -> tuple[int, int]:
     from cam_cli.common.images import _SWAPPING_ORIENTATIONS
 
     try:
+        regular_file(path)  # a FIFO would block the open
         with Image.open(path) as image:
             width, height = image.size
             if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:

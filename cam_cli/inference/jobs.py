@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import IO
 
 from cam_cli.common.atomic import write_bytes_atomic
-from cam_cli.common.checks import check_output_file, check_outputs_spare_inputs
+from cam_cli.common.checks import (
+    check_image_size,
+    check_input_size,
+    check_output_file,
+    check_outputs_spare_inputs,
+    printable_path,
+)
 from cam_cli.common.images import find_images
 from cam_cli.errors import SetupError
 from cam_cli.inference import sharding
@@ -280,13 +286,14 @@ def write_heatmap_boxes(
         raise SetupError(f"--threshold must be in [0, 1), got {threshold}")
     if size is not None and reference is not None:
         raise SetupError("give --size WxH or --reference IMAGE, not both")
-    if upsample is not None and upsample < 1:
-        raise SetupError(f"--upsample must be >= 1, got {upsample}")
+    check_input_size(upsample, "--upsample", low=1)
+    check_image_size(size)
     if reference is not None:
         try:
             size = reference_size(reference)
         except ValueError as error:
             raise SetupError(str(error)) from None
+        check_image_size(size, f"--reference {printable_path(reference)}: its size")
     if not sources:
         raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
     found = list(find_images(sources, HEATMAP_EXTENSIONS))

@@ -17,6 +17,7 @@ from typing import IO
 
 from cam_cli.common.atomic import atomic_file
 from cam_cli.common.checks import printable, printable_path
+from cam_cli.errors import SetupError
 
 CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
                "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
@@ -24,10 +25,14 @@ CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name",
 
 @contextmanager
 def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
-    """stdout for None or ``-``, an open stream as it is, otherwise an atomic file."""
+    """stdout for None or ``-``, an open stream as it is, otherwise an atomic file. A closed
+    stdout (``cam-cli bbox ... >&-``: Python then has none) is a `SetupError`, before any
+    record is made: the results would go nowhere."""
     if hasattr(path, "write"):
         yield path
     elif path is None or str(path) == "-":
+        if sys.stdout is None:
+            raise SetupError("stdout is closed: give --output FILE, or let stdout be written")
         yield sys.stdout
         sys.stdout.flush()
     else:
@@ -46,7 +51,10 @@ def json_line(record: dict) -> str:
     text = json.dumps(record, ensure_ascii=False, allow_nan=False)
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:  # rare: only then is the record walked
+        escaped = "\\\\x" in text  # a backslash before "x" (`printable_path` may escape it)
+    except UnicodeEncodeError:
+        escaped = True
+    if escaped:  # rare: only then is the record walked
         text = json.dumps(printable(record), ensure_ascii=False, allow_nan=False)
     return text + "\n"
 
@@ -140,7 +148,8 @@ BOX_CSV_COLUMNS = ["path", "map", "width", "height", "rank", "xmin", "ymin", "xm
 
 class BoxRecordWriter:
     """Streams `cam-cli boxes` records, ``{"path", ["map",] "width", "height", "boxes"}`` or
-    ``{"path", "error"}``, as JSON Lines or CSV (one row per box, ``rank`` 1 first)."""
+    ``{"path", "error"}``, as JSON Lines or CSV (one row per box, ``rank`` 1 first), names
+    that are not UTF-8 escaped as `RecordWriter` writes them (`common.checks.printable_path`)."""
 
     def __init__(self, handle: IO[str], fmt: str = "jsonl") -> None:
         if fmt not in BOX_FORMATS:
@@ -151,12 +160,13 @@ class BoxRecordWriter:
             self._csv.writerow(BOX_CSV_COLUMNS)
 
     def write(self, record: dict) -> None:
+        path = printable_path(record["path"])
         if self._csv is None:
-            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.handle.write(json_line(record))
         elif "error" in record:
-            self._csv.writerow([record["path"], *[""] * 8, record["error"]])
+            self._csv.writerow([path, *[""] * 8, printable_path(record["error"])])
         else:
-            head = [record["path"], record.get("map", ""), record["width"], record["height"]]
+            head = [path, record.get("map", ""), record["width"], record["height"]]
             for rank, box in enumerate(record["boxes"], start=1):
                 self._csv.writerow([*head, rank, *box, ""])
         if self.handle is sys.stdout:

@@ -33,6 +33,7 @@ from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
     HF_HUB,
     ModelLoadError,
+    check_state_dict,
     download_hf_hub_state_dict,
     download_torchvision_state_dict,
     imagenet_class_names,
@@ -112,11 +113,14 @@ def _checkpoint_model(path: str | Path) -> LoadedModel:
         ]
         preprocessing = Preprocessing.from_dict(data["preprocessing"])
         input_size = int(data["input_size"])
-        state_dict = data["model"]
+        state_dict = check_state_dict(data["model"], str(path))
     except KeyError as error:
         raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint (no {error})") from None
-    except (TypeError, ValueError, AttributeError) as error:
+    except (TypeError, ValueError, AttributeError, OverflowError) as error:
         raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint ({error})") from None
+    if not classes:
+        raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint (its class list is empty)")
+    check_input_size(input_size, f"{path}: its input_size")
     model = build_model(spec.name, len(classes))
     load_weights_into(model, state_dict, str(path))
     return LoadedModel(spec.name, model.eval(), classes, preprocessing, input_size)
@@ -187,11 +191,13 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     elif weights.startswith(HF_HUB):
         state_dict = download_hf_hub_state_dict(weights)
     else:
-        state_dict = unwrap_state_dict(read_state_file(weights))
+        state_dict = unwrap_state_dict(read_state_file(weights), weights)
 
     count = num_classes
     if count is None and state_dict is not None:
         count = _num_classes_in(state_dict, spec)
+        if count == 0:
+            raise ModelLoadError(f"{weights}: its classifier has 0 classes (0 output rows)")
     if count is None:
         count = len(file_classes) if file_classes else IMAGENET_CLASSES
     model = build_model(spec.name, count)

@@ -98,7 +98,7 @@ def apply_initial_weights(
     torchvision state_dict (``features.0.weight``...) goes into ``net.trunk``; a file with our own
     ``net.`` keys (a cam-cli checkpoint) is a whole network, for continued fine-tuning.
     """
-    state_dict = unwrap_state_dict(state_dict)
+    state_dict = unwrap_state_dict(state_dict, source)
     trunk = getattr(model.net, "trunk", None)
     if spec.paper and trunk is not None and not any(k.startswith("net.") for k in state_dict):
         fitting = _check_trunk_weights(trunk, state_dict, source)
