@@ -90,6 +90,10 @@ def resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     if cam.shape == (height, width):
         return cam
+    cam = np.asarray(cam)
+    peak = float(np.abs(cam).max()) if cam.size else 0.0
+    if peak > float(np.finfo(np.float32).max):  # beyond float32: scaled down first, never inf/NaN
+        cam = cam / peak
     tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))
     return upsample_cams(tensor[None, None], (height, width))[0, 0].numpy()
 
