@@ -100,12 +100,10 @@ def parse_size(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, in
 def reference_size(path: str | Path) -> tuple[int, int]:
     """The upright ``(width, height)`` of an image, as `bbox` reports it (EXIF rotation
     applied), read from its header. ValueError when it cannot be read."""
-    from PIL import Image
-
-    from cam_cli.common.images import _SWAPPING_ORIENTATIONS
+    from cam_cli.common.images import _SWAPPING_ORIENTATIONS, open_image
 
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             width, height = image.size
             if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
                 width, height = height, width
