@@ -162,3 +162,53 @@ def test_cam_writer_renders_in_a_worker_and_reports_errors_at_write(tmp_path):
     assert isinstance(gone.analysis, ValueError | OSError)
     with pytest.raises((ValueError, OSError), match="gone.png|No such file|not found"):
         writer.write(gone)
+
+
+def _invoke(*args, input: str | None = None):
+    from typer.testing import CliRunner
+
+    from cam_cli.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def test_empty_stdin_is_a_usage_error():
+    for command in (["bbox", "--arch", "small-gap", "--images", "-"], ["boxes", "--maps", "-"]):
+        result = _invoke(*command, "-q", input="\n  \n")
+        assert result.exit_code == 2, result.output
+        assert result.stderr == "cam-cli: error: '-' (paths on stdin): stdin gave no paths\n"
+        assert result.stdout == ""
+
+
+def test_quiet_hides_progress_messages_but_keeps_notes_and_problems(capsys):
+    import logging
+
+    from cam_cli.cli.options import configure_logging
+
+    log = logging.getLogger("cam_cli.test")
+    for quiet in (False, True):
+        configure_logging(quiet)
+        log.info("resuming: 3 of 5 images already scored")
+        log.info("note: %s: a ground-truth box reaches outside the image; clipped", "a")
+        log.warning("b.jpg: truncated")
+        progress = [] if quiet else ["cam-cli: resuming: 3 of 5 images already scored"]
+        assert capsys.readouterr().err.splitlines() == [
+            *progress,
+            "cam-cli: note: a: a ground-truth box reaches outside the image; clipped",
+            "cam-cli: b.jpg: truncated",
+        ]
+    configure_logging(False)
+
+
+def test_quiet_eval_still_says_a_box_was_clipped(tmp_path):
+    ann = tmp_path / "ann.csv"
+    ann.write_text("ImageId,PredictionString\na,n01440764 2 3 300 33\n")
+    record = {"path": "a.jpg", "width": 48, "height": 40, "predictions": [
+        {"rank": 1, "class_index": 0, "wnid": "n01440764", "name": "x", "score": 0.9,
+         "box": [2, 3, 47, 33]}]}  # fmt: skip
+    result = _invoke("eval", "--predictions", "-", "--annotations", ann, "-q",
+                     input=json.dumps(record) + "\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "cam-cli: note: a: a ground-truth box reaches outside the 48x40 image; clipped to it\n"
+    )

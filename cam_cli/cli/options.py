@@ -100,16 +100,26 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+def _keeps_notes(record: logging.LogRecord) -> bool:
+    """``--quiet``'s filter: progress messages (INFO) go, notes that change what a result
+    means (INFO lines starting ``note:``, e.g. clipped boxes, skipped classes) and problems
+    (WARNING) stay."""
+    return record.levelno > logging.INFO or str(record.msg).startswith("note:")
+
+
 def configure_logging(quiet: bool = False) -> None:
-    """The library's notes (INFO) and per-image problems (WARNING) as ``cam-cli: ...`` lines
-    on stderr; ``--quiet`` keeps the problems only, as do the other ranks under torchrun."""
+    """The library's messages (INFO) and per-image problems (WARNING) as ``cam-cli: ...``
+    lines on stderr; ``--quiet`` keeps the notes and the problems only (`_keeps_notes`), the
+    other ranks under torchrun the problems only."""
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("cam-cli: %(message)s"))
+    if quiet:
+        handler.addFilter(_keeps_notes)
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet or not main_process() else logging.INFO)
+    logger.setLevel(logging.INFO if main_process() else logging.WARNING)
     logger.propagate = False
 
 
@@ -232,7 +242,12 @@ Decode = Annotated[
         "PIL in the workers; 'auto' is 'device' on CUDA and 'pil' elsewhere.",
     ),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress bar nor progress messages; notes and problems stay."
+    ),
+]
 Images = Annotated[
     list[str] | None,
     typer.Option(

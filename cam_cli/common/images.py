@@ -11,7 +11,7 @@ import re
 import stat
 import sys
 import warnings
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,11 +40,16 @@ def is_image_file(path: str | Path, extensions: Collection[str] = IMAGE_EXTENSIO
     return Path(path).suffix.lower() in extensions
 
 
-def list_images(folder: str | Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> list[Path]:
+def list_images(
+    folder: str | Path,
+    extensions: Collection[str] = IMAGE_EXTENSIONS,
+    follow: Callable[[Path], bool] | None = None,
+) -> list[Path]:
     """Image files under ``folder``, recursively (symlinked folders followed, each folder once),
     sorted as paths. The one image walk of the tool: `bbox`, `cam`, `eval` and training's
     folders all take exactly these files; `boxes` walks the same way for ``extensions`` that
-    add ``.npy`` (lower-case suffixes)."""
+    add ``.npy`` (lower-case suffixes). ``follow(link)``, when given, decides for each
+    symlinked folder whether it is walked (training: not into another class)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a directory")
@@ -56,6 +61,8 @@ def list_images(folder: str | Path, extensions: Collection[str] = IMAGE_EXTENSIO
             dirs.clear()
             continue
         seen.add((info.st_dev, info.st_ino))
+        if follow is not None:
+            dirs[:] = [d for d in dirs if not Path(root, d).is_symlink() or follow(Path(root, d))]
         found.extend(Path(root, name) for name in files if is_image_file(name, extensions))
     return sorted(path for path in found if path.is_file())
 
@@ -67,14 +74,19 @@ def find_images(
     reads one path per line from stdin, files are taken as given (whatever their extension).
 
     A source that does not exist is yielded with its problem, so the caller reports and counts it.
-    A folder without a single image is a `SetupError` (a wrong folder, not an empty result).
+    A folder without a single image, or a ``-`` whose stdin holds no path (``find`` found
+    nothing), is a `SetupError` (a wrong folder or pipeline, not an empty result).
     """
     for source in sources:
         if source == "-":
+            given = False
             for line in sys.stdin:
                 line = line.strip()
                 if line:
+                    given = True
                     yield from find_images([line], extensions)
+            if not given:
+                raise SetupError("'-' (paths on stdin): stdin gave no paths")
             continue
         path = Path(source)
         if path.is_dir():
