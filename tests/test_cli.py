@@ -212,3 +212,11 @@ def test_quiet_eval_still_says_a_box_was_clipped(tmp_path):
     assert result.stderr == (
         "cam-cli: note: a: a ground-truth box reaches outside the 48x40 image; clipped to it\n"
     )
+
+
+def test_models_into_a_closed_pipe_exits_0():
+    read, write = os.pipe()
+    os.close(read)  # closed before the table is written: EPIPE every time, not half the time
+    proc = subprocess.run([*CLI, "models"], stdout=write, stderr=subprocess.PIPE, timeout=120)
+    os.close(write)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
