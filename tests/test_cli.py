@@ -220,3 +220,18 @@ def test_models_into_a_closed_pipe_exits_0():
     proc = subprocess.run([*CLI, "models"], stdout=write, stderr=subprocess.PIPE, timeout=120)
     os.close(write)
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+
+
+def test_control_characters_in_file_names_are_escaped_on_stderr(tmp_path, capsys):
+    import logging
+
+    from cam_cli.cli.options import configure_logging
+
+    configure_logging(True)
+    logging.getLogger("cam_cli.test").warning("%s: truncated", "a\x1b[2J\x9b1mb\rc.jpg")
+    assert capsys.readouterr().err == "cam-cli: a\\x1b[2J\\x9b1mb\\x0dc.jpg: truncated\n"
+    configure_logging(False)
+    result = _invoke("boxes", tmp_path / "m.npy", "--reference", tmp_path / "x\x1b]0;owned\x07.png")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("cam-cli: error: ") and "\x1b" not in result.stderr
+    assert "x\\x1b]0;owned\\x07.png: cannot read the image's size" in result.stderr

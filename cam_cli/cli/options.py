@@ -33,7 +33,9 @@ def main_process() -> bool:
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     if main_process():
-        typer.echo(f"cam-cli: error: {message}", err=True)
+        from cam_cli.common.checks import printable_line
+
+        typer.echo(f"cam-cli: error: {printable_line(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -93,8 +95,10 @@ class _StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from cam_cli.common.checks import printable_line
+
         try:
-            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.write(printable_line(self.format(record)) + "\n")
             sys.stderr.flush()
         except Exception:  # noqa: BLE001 - logging must never stop a run
             self.handleError(record)
