@@ -36,7 +36,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path = Path(path)
     text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     if path.exists() and not path.is_file() and not path.is_dir():
-        with open(path, mode, **text) as stream:
+        with named_errors(path), open(path, mode, **text) as stream:
             yield stream
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,15 +44,33 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     tmp = temp_path(path)
     handle = open(tmp, mode, **text)  # noqa: SIM115 (closed below, on both paths)
     try:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
+        with named_errors(path):
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
         os.replace(tmp, path)
     except BaseException:
-        handle.close()
+        with suppress(OSError):  # a full disk fails the close's flush again: still remove it
+            handle.close()
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def named_errors(name: str | os.PathLike) -> Iterator[None]:
+    """An OS error that names no file (a ``write`` that fails with "No space left on device"
+    or "File too large") raised again naming ``name``, so its one line says which output
+    failed. Errors that name their file, and a closed pipe (the reader has gone), pass as
+    they are."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, os.fspath(name)) from None
 
 
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:

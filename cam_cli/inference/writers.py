@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from cam_cli.common.atomic import atomic_file
+from cam_cli.common.atomic import atomic_file, named_errors
 from cam_cli.common.checks import printable, printable_path
 
 CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
@@ -52,8 +52,9 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
     if hasattr(path, "write"):
         yield path
     elif path is None or str(path) == "-":
-        yield sys.stdout
-        sys.stdout.flush()
+        with named_errors("<stdout>"):  # `> /dev/full`: "<stdout>: No space left on device"
+            yield sys.stdout
+            sys.stdout.flush()
     else:
         with atomic_file(path) as handle:
             yield handle

@@ -40,7 +40,7 @@ def read_synset_mapping(path: str | Path) -> list[ClassInfo]:
                 name = names.split(",")[0].strip() or wnid
                 classes.append(ClassInfo(len(classes), wnid, name))
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
     if not classes:
         raise ValueError(f"{path}: no classes found")
     check_unique_wnids(classes, str(path))
