@@ -235,3 +235,30 @@ def test_resize_map_scales_maps_beyond_float32_instead_of_overflowing(recwarn):
         == rule_boxes(resize_map(cam / 1e308, (14, 14)), "zhou2016")[0].tolist()
     )
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_boxing_at_the_image_size_is_bounded_for_huge_images(monkeypatch):
+    from cam_cli.inference import box_rules
+
+    assert box_rules.MAX_BOX_PIXELS == 2048 * 2048
+    assert box_rules.box_grid((500, 375)) == (500, 375)  # every usual photo: as before
+    assert box_rules.box_grid((2048, 2048)) == (2048, 2048)
+    assert box_rules.box_grid((9000, 9000)) == (2048, 2048)
+    assert box_rules.box_grid((9000, 3000)) == (3547, 1182)  # aspect kept, 4,192,554 pixels
+    monkeypatch.setattr(box_rules, "MAX_BOX_PIXELS", 200 * 200)  # the same rule, cheaply
+    cam = np.zeros((7, 7), dtype=np.float32)
+    cam[2:4, 1:3] = 1.0
+    asked = []
+    resize = box_rules.resize_map
+    monkeypatch.setattr(box_rules, "resize_map", lambda m, s: asked.append(s) or resize(m, s))
+    for rule in ("zhou2016", "paper"):
+        boxes = boxes_for_image(cam, (900, 900), rule, at_image_size=True)
+        grid = rule_boxes(resize(cam, (200, 200)), rule)
+        assert (
+            boxes.tolist()
+            == scale_boxes(grid, (200, 200), np.tile((900, 900), (len(grid), 1))).tolist()
+        )
+    assert asked == [(200, 200), (200, 200)]  # never a 900 x 900 map
+    assert boxes_for_image(cam, (150, 100), "zhou2016", at_image_size=True).tolist() == (
+        rule_boxes(resize(cam, (150, 100)), "zhou2016").tolist()
+    )
