@@ -235,3 +235,15 @@ def test_control_characters_in_file_names_are_escaped_on_stderr(tmp_path, capsys
     assert result.exit_code == 2
     assert result.stderr.startswith("cam-cli: error: ") and "\x1b" not in result.stderr
     assert "x\\x1b]0;owned\\x07.png: cannot read the image's size" in result.stderr
+
+
+def test_an_untrained_model_says_so_on_stderr_even_with_quiet(tmp_path):
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(tmp_path / "a.png")
+    result = _invoke("bbox", "--arch", "small-gap", "--images", tmp_path / "a.png", "-q",
+                     "--topk", "1", "--no-fast")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "cam-cli: note: --arch small-gap without --weights or --checkpoint: its parameters are "
+        "random (untrained), so its classes, scores and boxes mean nothing\n"
+    )
+    assert len(json.loads(result.stdout)["predictions"]) == 1

@@ -212,7 +212,7 @@ def test_checkpoint_with_duplicate_wnids_is_refused(tmp_path):
 
 
 def test_a_model_without_weights_says_it_is_untrained(tmp_path, caplog):
-    caplog.set_level("WARNING", logger="cam_cli")
+    caplog.set_level("INFO", logger="cam_cli")
     load_model(arch="small-gap", num_classes=3)
     assert [r.getMessage() for r in caplog.records] == [
         "note: --arch small-gap without --weights or --checkpoint: its parameters are random "

@@ -182,7 +182,7 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     names: list[str] | None = None
     if weights is None:
         state_dict = None
-        logger.warning(
+        logger.info(  # a note: shown with -q too, by rank 0 only under torchrun
             "note: --arch %s without --weights or --checkpoint: its parameters are random "
             "(untrained), so its classes, scores and boxes mean nothing",
             spec.name,
