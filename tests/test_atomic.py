@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cam_cli.common import atomic
 from cam_cli.common.atomic import (
+    TEMP_MARK,
     atomic_file,
+    is_temp_name,
     remove_stale_temp_files,
     temp_path,
     write_bytes_atomic,
@@ -19,9 +24,22 @@ from cam_cli.common.atomic import (
 )
 
 
-def test_the_temp_file_sits_beside_the_target_and_names_the_process(tmp_path):
+def test_the_temp_file_sits_beside_the_target_with_a_marker_and_a_random_token(tmp_path):
     target = tmp_path / "boxes.jsonl"
-    assert temp_path(target) == tmp_path / f".boxes.jsonl.tmp-{os.getpid()}"
+    first, second = temp_path(target), temp_path(target)
+    assert first.parent == tmp_path and first != second  # a fresh token each time
+    assert re.fullmatch(r"\.boxes\.jsonl\.cam-cli-tmp-[0-9a-f]{16}", first.name)
+    assert is_temp_name(first.name)
+    others = [
+        ".notes.tmp-999999",
+        f".boxes.jsonl.tmp-{os.getpid()}",
+        "boxes.jsonl",
+        ".x.cam-cli-tmp-0123",
+        ".x.cam-cli-tmp-0123456789abcdefg",
+        ".cam-cli-tmp-" + "a" * 16,
+    ]
+    for other in others:
+        assert not is_temp_name(other), other
 
 
 def test_an_error_keeps_the_old_file_and_leaves_no_temp(tmp_path):
@@ -38,25 +56,87 @@ def test_the_target_appears_only_when_complete(tmp_path):
     target = tmp_path / "sub" / "out.bin"  # missing folders are made
     with atomic_file(target, "wb") as handle:
         handle.write(b"abc")
-        assert not target.exists() and temp_path(target).exists()
-    assert target.read_bytes() == b"abc" and not temp_path(target).exists()
+        assert not target.exists() and len(temps(target.parent)) == 1
+    assert target.read_bytes() == b"abc" and not temps(target.parent)
     write_bytes_atomic(b"xyz", target)
     assert target.read_bytes() == b"xyz"
 
 
-def test_stale_temp_files_of_dead_processes_are_removed_live_ones_kept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    stale = tmp_path / f".last.pt.tmp-{dead.stdout.strip()}"
-    stale.write_bytes(b"PK half a checkpoint")
-    mine = temp_path(tmp_path / "best.pt")  # this (live) process is writing it
-    mine.write_bytes(b"in progress")
-    parent = tmp_path / f".metrics.jsonl.tmp-{os.getppid()}"  # a live process too
-    parent.write_text("x")
-    keep = tmp_path / "last.pt"
-    keep.write_bytes(b"good")
-    assert remove_stale_temp_files(tmp_path) == [stale]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, parent.name, keep.name])
+def temps(folder):
+    return sorted(p.name for p in folder.iterdir() if TEMP_MARK in p.name)
+
+
+HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, b"in progress")
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_clean_up_deletes_only_its_own_temp_files_whose_writer_is_gone(tmp_path):
+    """Only names of the exact temp form whose lock is free; never the user's files, never a
+    live writer's (whatever its PID or machine: the lock, not the PID, is the proof)."""
+    stale = temp_path(tmp_path / "last.pt")
+    stale.write_bytes(b"PK half a checkpoint")  # written, then its writer died: no lock
+    live = temp_path(tmp_path / "metrics.jsonl")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(live)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        users = [".notes.tmp-999999", f".last.pt.tmp-{os.getpid() + 10**6}", "last.pt",
+                 ".x.cam-cli-tmp-0123", ".y.cam-cli-tmp-0123456789ABCDEF"]  # fmt: skip
+        for name in users:
+            (tmp_path / name).write_text("precious")
+        linked = temp_path(tmp_path / "link")  # a symlink of the temp form: not followed
+        linked.symlink_to(tmp_path / "last.pt")
+        folder = temp_path(tmp_path / "dir")
+        folder.mkdir()
+        assert remove_stale_temp_files(tmp_path) == [stale]
+        kept = sorted([live.name, linked.name, folder.name, *users])
+        assert sorted(p.name for p in tmp_path.iterdir()) == kept
+        assert all((tmp_path / name).read_text() == "precious" for name in users)
+        assert live.read_bytes() == b"in progress"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert remove_stale_temp_files(tmp_path) == [live]  # its writer is gone now
+
+
+def test_a_temp_file_being_written_by_this_process_is_never_cleaned(tmp_path):
+    target = tmp_path / "out.jsonl"
+    with atomic_file(target) as handle:
+        handle.write("part\n")
+        assert remove_stale_temp_files(tmp_path) == []
+        with atomic_file(tmp_path / "other.jsonl") as second:  # a second write, same folder
+            second.write("x\n")
+        handle.write("rest\n")
+    assert target.read_text() == "part\nrest\n" and not temps(tmp_path)
+
+
+KILLED = """
+import os, signal, sys
+from cam_cli.common.atomic import atomic_file
+with atomic_file(sys.argv[1]) as handle:
+    handle.write("half of the new")
+    handle.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_kill_9_mid_write_leaves_the_old_file_and_the_next_write_clears_the_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    write_text_atomic("old\n", target)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run([sys.executable, "-c", KILLED, str(target)], env=env, check=False)
+    assert killed.returncode == -9
+    assert target.read_text() == "old\n"
+    (left,) = temps(tmp_path)
+    assert (tmp_path / left).read_text() == "half of the new"
+    atomic._cleaned.clear()  # a new process: it clears each folder it writes to, once
+    write_text_atomic("new\n", tmp_path / "another.txt")
+    assert not temps(tmp_path) and target.read_text() == "old\n"
 
 
 def test_a_device_or_a_pipe_is_written_directly_never_replaced(tmp_path):

@@ -258,6 +258,97 @@ def test_resume_after_a_crash_gives_the_one_shot_figures(fake, tmp_path):
     assert result.exit_code == 2 and "other settings" in result.stderr
 
 
+def test_resume_retries_images_that_failed_before(fake, tmp_path):
+    """Issue 19.13: a truncated image, since fixed, stayed failed on every resume. Its error
+    line is dropped and the image run again: one line per image, the one-shot figures."""
+    images = tmp_path / "val"
+    images.mkdir()
+    for path in sorted((fake / "val").iterdir()):
+        (images / path.name).write_bytes(path.read_bytes())
+    broken = images / "ILSVRC2012_val_00000004.JPEG"
+    good_bytes = broken.read_bytes()
+    broken.write_bytes(good_bytes[: len(good_bytes) // 2])
+    _, one_shot = run_eval(fake, tmp_path, "--maxboxacc", name="one_shot.json")
+    log = tmp_path / "per_image.jsonl"
+    result, first = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images)
+    assert result.exit_code == 1 and first["failed_images"] == 1, result.output
+    assert sum(json.loads(t)["error"] is not None for t in log.read_text().splitlines()) == 1
+    broken.write_bytes(good_bytes)  # fixed
+    result, resumed = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images,
+                               name="resumed.json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert resumed["resumed_images"] == IMAGES - 1 and resumed["failed_images"] == 0
+    assert figures(resumed) == figures(one_shot)
+    lines = [json.loads(t) for t in log.read_text().splitlines()]
+    assert sorted(line["image_id"] for line in lines) == sorted(
+        f"ILSVRC2012_val_{i + 1:08d}" for i in range(IMAGES)
+    )  # each image exactly once, by its new result
+    assert all(line["error"] is None for line in lines)
+    assert lines[-1]["image_id"] == broken.stem  # run again, after the kept lines
+    _, again = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images)
+    assert again["resumed_images"] == IMAGES and figures(again) == figures(one_shot)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"my notes, no newline",
+        b'{"name": "a minified JSON file"}',
+        b'{"a": 1}\n{"b": 2}\n',
+        b"\n",
+    ],  # fmt: skip
+)
+def test_per_image_file_that_is_not_ours_is_never_changed(fake, tmp_path, content):
+    """Issue 19.5: an unrelated one-line file was cut away as a "torn last line" and refilled."""
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(content)
+    result, _ = run_eval(fake, tmp_path, "--per-image", notes)
+    assert result.exit_code == 2, result.output
+    assert "not a cam-cli per-image file" in result.stderr and "notes.txt" in result.stderr
+    assert notes.read_bytes() == content
+    records = tmp_path / "p.jsonl"
+    records.write_text(invoke("bbox", *model_args(fake), "--images", fake / "val").stdout)
+    result = invoke("eval", "--predictions", records, "--annotations", fake / "xml",
+                    "--per-image", notes)  # fmt: skip
+    assert result.exit_code == 2 and "not a cam-cli per-image file" in result.stderr
+    assert notes.read_bytes() == content
+
+
+def test_a_per_image_file_torn_in_its_first_line_is_resumed(fake, tmp_path):
+    log = tmp_path / "per_image.jsonl"
+    result, one_shot = run_eval(fake, tmp_path, "--per-image", log, name="one.json")
+    assert result.exit_code == 0, result.output
+    first = log.read_bytes().splitlines(keepends=True)[0]
+    log.write_bytes(first[: len(first) // 3])  # a kill -9 inside the very first line
+    result, resumed = run_eval(fake, tmp_path, "--per-image", log)
+    assert result.exit_code == 0, result.output
+    assert figures(resumed) == figures(one_shot) and len(log.read_text().splitlines()) == IMAGES
+
+
+def test_a_second_run_on_the_same_per_image_file_waits_for_none(fake, tmp_path):
+    """Issue 19.6: two runs 0.5 s apart both appended to one file (90 lines for 50 images).
+    The second one stops with exit 2 naming the first; a killed run's lock is taken over."""
+    log = tmp_path / "c.jsonl"
+    hold = (
+        "import sys, time; from cam_cli.common.lock import FileLock; "
+        f"FileLock({str(log)!r}).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        result, _ = run_eval(fake, tmp_path, "--per-image", log)
+        assert result.exit_code == 2, result.output
+        assert f"--per-image {log}: in use by another run (PID {holder.pid})" in result.stderr
+        assert not log.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    result, report = run_eval(fake, tmp_path, "--per-image", log)  # the dead run's lock
+    assert result.exit_code == 0, result.output
+    assert len(log.read_text().splitlines()) == IMAGES == report["images"]
+
+
 def test_resume_refuses_lines_of_other_weights_under_the_same_file_name(fake, tmp_path):
     """The run's identity holds the weights' content: a retrained model saved over the old file
     must not be credited with the old model's per-image results (nor a copy refused)."""
@@ -424,3 +515,110 @@ def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weigh
     assert without_gt_known(json.loads(evaluation.stdout)) == without_gt_known(from_xml)
     # Loose sanity on 32 images (the whole sample: ~20% top-1 error, ~40% GT-known error).
     assert from_xml["top1_cls_error"] <= 40 and from_xml["gt_known_loc_error"] <= 65
+
+
+# --- wsolevaluation: score maps, carried thresholds, another classifier's classes -------------
+
+
+def test_save_scoremaps_then_score_them_without_the_model(fake, tmp_path):
+    maps = tmp_path / "maps"
+    result, run = run_eval(fake, tmp_path, "--maxboxacc", "--save-scoremaps", maps)
+    assert result.exit_code == 0, result.output
+    # np.save of scoremaps/<image id>, the id being the path below the folder above --images
+    files = sorted(p.relative_to(maps).as_posix() for p in maps.rglob("*.npy"))
+    assert files == [f"val/ILSVRC2012_val_{i + 1:08d}.JPEG.npy" for i in range(IMAGES)]
+    scoremap = np.load(maps / files[0])
+    assert scoremap.dtype == np.float64 and scoremap.shape == (224, 224)
+    assert scoremap.min() == 0.0 and scoremap.max() == 1.0
+    assert run["settings"]["save_scoremaps"] == str(maps.resolve())
+    # the same figure from the saved maps alone (CSV ground truth: sizes from --images)
+    for truth in (fake / "xml", fake / "LOC_val_solution.csv"):
+        out = tmp_path / "maps.json"
+        args = ["--images", fake / "val"] if truth.suffix == ".csv" else []
+        scored = invoke("eval", "--scoremaps", maps, "--annotations", truth, *args,
+                        "--json", out)  # fmt: skip
+        assert scored.exit_code == 0, scored.output
+        assert json.loads(out.read_text())["maxboxacc_v2"] == run["maxboxacc_v2"]
+        assert f"score maps: {maps.resolve()}" in scored.stdout
+    # carried from the run's own report: the same thresholds, so the same figure
+    out = tmp_path / "carried.json"
+    carried = invoke("eval", "--scoremaps", maps, "--annotations", fake / "xml",
+                     "--cam-threshold-from", tmp_path / "r.json", "--json", out)  # fmt: skip
+    assert carried.exit_code == 0, carried.output
+    report = json.loads(out.read_text())
+    assert report["maxboxacc_v2_carried"]["threshold"] == run["maxboxacc_v2"]["best_threshold"]
+    assert report["maxboxacc_v2_carried"]["accuracy"] == run["maxboxacc_v2"]["accuracy"]
+    assert "MaxBoxAccV2 at CAM thresholds from" in carried.stdout
+
+
+def test_a_bad_score_map_exits_1_and_is_named(fake, tmp_path):
+    maps = tmp_path / "maps" / "val"
+    maps.mkdir(parents=True)
+    for i in range(IMAGES):
+        np.save(maps / f"ILSVRC2012_val_{i + 1:08d}.JPEG.npy", np.zeros((224, 224)))
+    np.save(maps / "ILSVRC2012_val_00000003.JPEG.npy", np.full((224, 224), 2.0))
+    result = invoke("eval", "--scoremaps", tmp_path / "maps", "--annotations", fake / "xml")
+    assert result.exit_code == 1
+    assert "ILSVRC2012_val_00000003.JPEG.npy" in result.stderr and "[0, 1]" in result.stderr
+    assert "10 images, 1 failed" in result.stdout
+
+
+def test_class_predictions_from_another_classifier(fake, tmp_path):
+    _, plain = run_eval(fake, tmp_path, name="plain.json")
+    # right class first for every image: top-1 localization is then the GT-known box's
+    right = tmp_path / "right.jsonl"
+    right.write_text(
+        "".join(
+            json.dumps({"image": f"ILSVRC2012_val_{i + 1:08d}.JPEG", "classes": [WNIDS[i % 3]]})
+            + "\n"
+            for i in range(IMAGES)
+        )
+    )
+    result, report = run_eval(fake, tmp_path, "--class-predictions", right, name="right.json")
+    assert result.exit_code == 0, result.output
+    assert report["top1_cls_error"] == 0.0
+    assert report["top1_loc_error"] == report["gt_known_loc_error"] == plain["gt_known_loc_error"]
+    assert report["settings"]["class_predictions"] == str(right.resolve())
+    # CSV, a wrong class first and the right one second: top-1 all wrong, top-5 = GT-known
+    wrong_first = tmp_path / "second.csv"
+    wrong_first.write_text(
+        "image,classes\n"
+        + "".join(
+            f"ILSVRC2012_val_{i + 1:08d},{WNIDS[(i + 1) % 3]} {WNIDS[i % 3]}\n"
+            for i in range(IMAGES)
+        )
+    )
+    _, second = run_eval(fake, tmp_path, "--class-predictions", wrong_first, name="second.json")
+    assert second["top1_cls_error"] == 100.0 and second["top1_loc_error"] == 100.0
+    assert second["top5_cls_error"] == 0.0
+    assert second["top5_loc_error"] == plain["gt_known_loc_error"]
+    # the model's own top-5 (a `bbox` run's records) give the plain run's figures
+    bbox = invoke("bbox", *model_args(fake), "--images", fake / "val", "--topk", "5")
+    own = tmp_path / "own.jsonl"
+    own.write_text(bbox.stdout)
+    _, same = run_eval(fake, tmp_path, "--class-predictions", own, name="own.json")
+    for key in ("top1_cls_error", "top5_cls_error", "top1_loc_error", "top5_loc_error"):
+        assert same[key] == plain[key], key
+    # an evaluated image missing from the file, or a class the model does not have: exit 2
+    short = tmp_path / "short.csv"
+    short.write_text("ILSVRC2012_val_00000001,n01440764\n")
+    result, _ = run_eval(fake, tmp_path, "--class-predictions", short, name="short.json")
+    assert result.exit_code == 2 and "no class predictions for 9 evaluated images" in result.stderr
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("".join(f"ILSVRC2012_val_{i + 1:08d},n99999999\n" for i in range(IMAGES)))
+    result, _ = run_eval(fake, tmp_path, "--class-predictions", unknown, name="unknown.json")
+    assert result.exit_code == 2 and "n99999999 is not one of the model's classes" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scoremaps", "m", "--annotations", "a", "--arch", "x"], "leave out --arch"),
+        (["--predictions", "-", "--annotations", "a", "--class-predictions", "c"], "model run"),
+        (["--annotations", "a", "--images", "i", "--cam-threshold-from", "r"], "--maxboxacc"),
+        (["--scoremaps", "m", "--annotations", "a", "--per-image", "p"], "leave out --per-image"),
+    ],
+)
+def test_wsol_usage_errors(args, message):
+    result = invoke("eval", *args)
+    assert result.exit_code == 2 and message in result.stderr, result.output

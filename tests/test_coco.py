@@ -36,7 +36,7 @@ def test_bbox_coco_loads_with_pycocotools_and_equals_the_jsonl_boxes(tmp_path):
     out = tmp_path / "boxes.json"
     coco = cli("bbox", *common, "--format", "coco", "--output", out)
     assert coco.exit_code == 0, coco.output
-    assert not list(tmp_path.glob("*.tmp*"))  # written atomically: no temporary left
+    assert not list(tmp_path.glob("*cam-cli-tmp*"))  # written atomically: no temporary left
     document = json.loads(out.read_text())
     assert set(document) == {"images", "categories", "annotations"}
 

@@ -12,7 +12,11 @@ from cam_cli.evaluation.annotations import ImageAnnotation, read_annotations
 from cam_cli.evaluation.evaluate import evaluate_predictions, read_prediction_records
 from cam_cli.evaluation.matching import EvaluationError, Missing, check_class_order, check_missing
 from cam_cli.evaluation.report import format_report
-from cam_cli.evaluation.resume import read_per_image, settings_fingerprint
+from cam_cli.evaluation.resume import (
+    check_per_image_file,
+    read_per_image,
+    settings_fingerprint,
+)
 from cam_cli.models.classes import ClassInfo
 
 SNAKE, TENCH, FOX = "n01751748", "n01440764", "n02119789"
@@ -246,7 +250,9 @@ def test_per_image_reader_drops_a_torn_last_line_and_checks_settings(tmp_path):
     assert run != settings_fingerprint({"model": "d1", "threshold": 0.3})
     assert run != settings_fingerprint({"model": "d2", "threshold": 0.2})
     path = tmp_path / "per_image.jsonl"
-    good = [json.dumps({"image_id": f"i{n}", "run": run}) + "\n" for n in range(3)]
+    good = [
+        json.dumps({"path": f"{n}.jpg", "image_id": f"i{n}", "run": run}) + "\n" for n in range(3)
+    ]
     path.write_text("".join(good) + good[0][:9])
     assert [line["image_id"] for line in read_per_image(path, run)] == ["i0", "i1", "i2"]
     assert path.read_text() == "".join(good)  # cut back to the last complete line
@@ -256,3 +262,32 @@ def test_per_image_reader_drops_a_torn_last_line_and_checks_settings(tmp_path):
     with pytest.raises(EvaluationError, match=":2: not a per-image line"):
         list(read_per_image(path, run))
     assert list(read_per_image(tmp_path / "absent.jsonl", run)) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "ours"),
+    [
+        (b"", True),  # empty: nothing to lose
+        (b'{"path": "a.jpg", "image_id": "a", "run": "x"}\n', True),
+        (b'{"path": "a.jpg", "image_id": "a", "ru', True),  # torn inside the first line
+        (b'{"path": "a.jpg", "image_id": "a"}\n', True),  # a --predictions run's line
+        (b"my notes, no newline", False),
+        (b'{"image_id": "a", "run": "x"}', False),  # a one-line JSON file, not from us
+        (b'{"path": "a.jpg"}\n', False),  # complete, but no image_id
+        (b'{"path": broken\n', False),
+        (b"\n", False),
+    ],
+)
+def test_per_image_files_that_are_not_ours_are_refused_untouched(tmp_path, content, ours):
+    path = tmp_path / "per_image.jsonl"
+    path.write_bytes(content)
+    if ours:
+        check_per_image_file(path)
+    else:
+        with pytest.raises(EvaluationError, match="not a cam-cli per-image file"):
+            check_per_image_file(path)
+        with pytest.raises(EvaluationError, match="not a cam-cli per-image file"):
+            list(read_per_image(path, "x"))
+    assert path.read_bytes() == content
+    with pytest.raises(EvaluationError, match="not a regular file"):
+        check_per_image_file(tmp_path)

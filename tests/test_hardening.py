@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cam_cli.cli.main import app
-from cam_cli.common.atomic import atomic_file
+from cam_cli.common.atomic import atomic_file, temp_path
 from cam_cli.common.checks import printable_path
 from cam_cli.common.lock import LOCK_NAME, FolderLock
 from cam_cli.models.loading import CHECKPOINT_FORMAT
@@ -158,6 +157,82 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(fake, tmp_path):
     result = invoke("eval", "--predictions", preds, "--annotations", ann, "--per-image", preds)
     one_line_error(result, "--per-image", "--predictions")
     assert ann.read_text().startswith("ImageId") and preds.read_text() == ""
+
+
+def test_outputs_are_checked_against_every_file_read_stdin_paths_and_links_too(fake, tmp_path):
+    """Issue 19.1: paths read from stdin skipped the check; a hard link or a symlink to an
+    input is that input."""
+    imgs = tmp_path / "ow"
+    imgs.mkdir()
+    for i, stem in enumerate("ab"):
+        write_image(imgs / f"{stem}.JPEG", seed=i)
+    before = {p.name: p.read_bytes() for p in imgs.iterdir()}
+    listing = "".join(f"{p}\n" for p in sorted(imgs.iterdir()))
+    result = invoke("bbox", *model_args(fake), "--images", "-", "-o", imgs / "b.JPEG",
+                    input=listing)  # fmt: skip
+    one_line_error(result, "--output", "b.JPEG", "is an input (--images")
+    os.link(imgs / "a.JPEG", tmp_path / "hard.jsonl")
+    (tmp_path / "soft.jsonl").symlink_to(imgs / "b.JPEG")
+    for name in ("hard.jsonl", "soft.jsonl"):
+        result = invoke("bbox", *model_args(fake), "--images", "-", "-o", tmp_path / name,
+                        input=listing)  # fmt: skip
+        one_line_error(result, "--output", name, "is an input (--images")
+    assert {p.name: p.read_bytes() for p in imgs.iterdir()} == before
+    result = invoke("bbox", *model_args(fake), "--images", "-", "-o", tmp_path / "ok.jsonl",
+                    input=listing)  # fmt: skip
+    assert result.exit_code == 0, result.output  # a good output still is one
+    assert len((tmp_path / "ok.jsonl").read_text().splitlines()) == 2
+
+
+def test_boxes_outputs_are_checked_against_its_maps_and_reference(tmp_path):
+    """Issue 19.2: `boxes` checked no output at all; ``-o FOLDER`` failed late."""
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    np.save(mp / "f16.npy", np.eye(16, dtype=np.float32))
+    write_image(mp / "ref.jpg")
+    before = {p.name: p.read_bytes() for p in mp.iterdir()}
+    cases = [
+        ([mp / "f16.npy", "-o", mp / "f16.npy"], None, "--output", "is an input (--maps"),
+        (["--maps", mp, "-o", mp / "f16.npy"], None, "--output", "is an input (--maps"),
+        (["--maps", "-", "-o", mp / "f16.npy"], f"{mp / 'f16.npy'}\n", "is an input (--maps"),
+        ([mp / "f16.npy", "--reference", mp / "ref.jpg", "-o", mp / "ref.jpg"], None,
+         "is an input (--reference"),
+        ([mp / "f16.npy", "-o", mp], None, "--output", "is a directory"),
+    ]  # fmt: skip
+    for args, stdin, *words in cases:
+        one_line_error(invoke("boxes", *args, input=stdin), *words)
+    assert {p.name: p.read_bytes() for p in mp.iterdir()} == before
+    result = invoke("boxes", mp / "f16.npy", "-o", tmp_path / "b.jsonl")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b.jsonl").read_text())["boxes"] == [[0, 0, 15, 15]]
+
+
+def test_eval_outputs_are_checked_against_every_annotation_file(fake, tmp_path):
+    """Issue 19.3: only image files inside input folders were protected: an XML of the
+    --annotations folder, CUB's box file, were replaced by the report."""
+    xml = fake / "xml"
+    before = {p.name: p.read_bytes() for p in xml.iterdir()}
+    args = ["eval", *model_args(fake), "--images", fake / "imgs", "--annotations", xml]
+    one_line_error(invoke(*args, "--json", xml / "a.xml"), "--json", "a.xml", "is an input")
+    one_line_error(invoke(*args, "--per-image", xml / "b.xml"), "--per-image", "is an input")
+    os.link(xml / "a.xml", tmp_path / "linked.json")
+    one_line_error(invoke(*args, "--json", tmp_path / "linked.json"), "is an input")
+    assert {p.name: p.read_bytes() for p in xml.iterdir()} == before
+    cub = tmp_path / "cub"
+    (cub / "images" / "001.A").mkdir(parents=True)
+    write_image(cub / "images" / "001.A" / "x.jpg")
+    tables = {"images.txt": "1 001.A/x.jpg\n", "image_class_labels.txt": "1 1\n",
+              "train_test_split.txt": "1 0\n", "bounding_boxes.txt": "1 2 3 20 20\n",
+              "classes.txt": "1 001.A\n"}  # fmt: skip
+    for name, text in tables.items():
+        (cub / name).write_text(text)
+    cub_args = ["eval", "--arch", "small-gap", "--weights", fake / "weights.pth", "--cub", cub]
+    for name in ("bounding_boxes.txt", "images.txt"):
+        result = invoke(*cub_args, "--json", cub / name)
+        one_line_error(result, "--json", name, "is an input (--cub")
+    os.link(cub / "images" / "001.A" / "x.jpg", tmp_path / "x.json")
+    one_line_error(invoke(*cub_args, "--json", tmp_path / "x.json"), "is an input (--images")
+    assert all((cub / name).read_text() == text for name, text in tables.items())
 
 
 def test_draw_folder_whose_names_would_hit_inputs(fake, tmp_path):
@@ -426,16 +501,27 @@ def test_fifo_image_is_not_an_empty_file(fake, tmp_path):
 
 
 def test_stale_temp_files_of_dead_processes_are_cleaned_where_outputs_go(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / f".o.jsonl.tmp-{dead.pid}"
-    stale.write_text("half")
-    live = tmp_path / f".x.tmp-{os.getppid()}"
-    live.write_text("someone else's")
-    time.sleep(0.01)
+    stale = temp_path(tmp_path / "o.jsonl")
+    stale.write_text("half")  # its writer is gone: nobody holds its lock
     with atomic_file(tmp_path / "o.jsonl") as handle:
         handle.write("{}\n")
-    assert not stale.exists() and live.exists()
+    assert not stale.exists()
+
+
+def test_the_clean_up_never_deletes_a_users_file_that_looks_like_an_old_temp(fake, tmp_path):
+    """Issue 19.4: any ``.*.tmp-N`` whose PID N was not alive here was deleted, so a user's
+    file (or a live run's temp file in another PID namespace or on another NFS node) went."""
+    out = tmp_path / "kb2"
+    out.mkdir()
+    notes = out / ".notes.tmp-999999"
+    notes.write_text("precious\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    other_node = out / f".out.jsonl.tmp-{dead.pid}"  # the old form, a PID not alive here
+    other_node.write_text("a live run elsewhere\n")
+    result = invoke("bbox", *model_args(fake), "--images", fake / "imgs", "-o", out / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    assert notes.read_text() == "precious\n" and other_node.exists()
 
 
 def test_output_to_dev_null_is_written_not_replaced(fake):

@@ -42,7 +42,7 @@ def _cases(rng) -> tuple[list[np.ndarray], list[np.ndarray]]:
 @pytest.mark.parametrize("wsol_boxes", [False, True])
 def test_equal_to_the_host_sweep(device, wsol_boxes):
     cams, gts = _cases(np.random.default_rng(0))
-    reference = MaxBoxAccV2(reproduce_wsol_boxes=wsol_boxes)
+    reference = MaxBoxAccV2(reproduce_wsol_boxes=wsol_boxes, protocol="cam-cli")
     want = [
         reference.best_ious(c, g) if len(g) else np.zeros(100)
         for c, g in zip(cams, gts, strict=True)

@@ -252,6 +252,7 @@ def test_baseline_needs_the_right_class():
 
 
 # --- MaxBoxAccV2 ------------------------------------------------------------------------------
+# The cam-cli protocol (tight boxes of components) first; wsolevaluation's rules after.
 
 # Two blobs: a strong 2x2 blob (value 9) at rows/cols 1..2, a weak one (4) at rows/cols 4..5.
 # Normalised: 9 -> 1.0 -> 8-bit 255; 4 -> 4/9 -> int(113.3) = 113; 0 -> 0.
@@ -271,7 +272,7 @@ TWO_BLOBS = np.array(
 
 
 def test_maxboxacc_v2_on_a_hand_made_map():
-    metric = MaxBoxAccV2(thresholds=[0.0, 0.5])
+    metric = MaxBoxAccV2(thresholds=[0.0, 0.5], protocol="cam-cli")
     # 1: gt on the weak blob: IoU 1 at threshold 0, 0 at threshold 0.5.
     np.testing.assert_allclose(metric.add(TWO_BLOBS, [[4, 4, 5, 5]]), [1.0, 0.0])
     # 2: gt on the strong blob: IoU 1 at both.
@@ -305,7 +306,7 @@ def test_maxboxacc_threshold_rule_is_wsolevaluations():
 
 
 def test_maxboxacc_constant_map_has_no_box():
-    metric = MaxBoxAccV2(thresholds=[0.0, 0.5])
+    metric = MaxBoxAccV2(thresholds=[0.0, 0.5], protocol="cam-cli")
     np.testing.assert_array_equal(metric.add(np.ones((4, 4)), [[0, 0, 3, 3]]), [0.0, 0.0])
     assert metric.summary()["accuracy"] == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="ground-truth box"):
@@ -316,11 +317,13 @@ def test_maxboxacc_reproduce_wsol_boxes():
     # wsolevaluation boxes a component as (x, y, x + w, y + h), one pixel wider and taller than
     # the tight box: the strong blob becomes [1, 1, 3, 3] instead of [1, 1, 2, 2] (4 / 9 of it).
     gt = [[1, 1, 3, 3]]
-    np.testing.assert_allclose(MaxBoxAccV2(thresholds=[0.5]).add(TWO_BLOBS, gt), [4 / 9])
-    wsol = MaxBoxAccV2(thresholds=[0.5], reproduce_wsol_boxes=True)
+    np.testing.assert_allclose(
+        MaxBoxAccV2(thresholds=[0.5], protocol="cam-cli").add(TWO_BLOBS, gt), [4 / 9]
+    )
+    wsol = MaxBoxAccV2(thresholds=[0.5], reproduce_wsol_boxes=True, protocol="cam-cli")
     np.testing.assert_allclose(wsol.add(TWO_BLOBS, gt), [1.0])
     # At the border the weak blob's [4, 4, 6, 6] is clamped back to [4, 4, 5, 5].
-    border = MaxBoxAccV2(thresholds=[0.0], reproduce_wsol_boxes=True)
+    border = MaxBoxAccV2(thresholds=[0.0], reproduce_wsol_boxes=True, protocol="cam-cli")
     np.testing.assert_allclose(border.add(TWO_BLOBS, [[4, 4, 5, 5]]), [1.0])
 
 
@@ -328,7 +331,7 @@ def test_maxboxacc_matches_a_per_threshold_reference():
     rng = np.random.default_rng(0)
     cam = ndimage.gaussian_filter(rng.random((28, 28)), 2)
     gt = np.array([[3, 4, 15, 20], [18, 2, 26, 10]])
-    metric = MaxBoxAccV2(thresholds=np.arange(0, 1, 0.05))
+    metric = MaxBoxAccV2(thresholds=np.arange(0, 1, 0.05), protocol="cam-cli")
     best = metric.add(cam, gt)
     quantised = ((cam - cam.min()) / (cam.max() - cam.min()) * 255).astype(np.uint8)
     for t, got in zip(metric.thresholds, best, strict=True):
@@ -349,7 +352,7 @@ def test_format_table():
     evaluator.add(record(pred(1, SNAKE, GT)), annotation((SNAKE, GT)))
     evaluator.add(record(pred(1, TENCH, GT)), annotation((SNAKE, GT)))
     evaluator.add({"path": "x", "error": "boom"}, annotation((SNAKE, GT)))
-    metric = MaxBoxAccV2(thresholds=[0.0, 0.5])
+    metric = MaxBoxAccV2(thresholds=[0.0, 0.5], protocol="cam-cli")
     metric.add(TWO_BLOBS, [[4, 4, 5, 5]])
     metric.add(TWO_BLOBS, [[1, 1, 2, 2]])
     metric.add(TWO_BLOBS, [[0, 0, 3, 3]])

@@ -196,12 +196,12 @@ def test_resume_after_kill_during_a_checkpoint_write(data, tmp_path, uninterrupt
     # writes per epoch end: best.pt (if better), last.pt. Die inside the third write or so.
     killed = subprocess_cli(*args, env={DEBUG_KILL_ENV: "save:3"})
     assert killed.returncode == -9, killed.stderr
-    assert list(run.glob(".*.tmp-*")), "the hook leaves a half-written temp file"
+    assert list(run.glob(".*.cam-cli-tmp-*")), "the hook leaves a half-written temp file"
     torch.load(run / "last.pt", weights_only=True)  # the previous last.pt is intact
 
     resumed = cli("train", "--data", data, "--out", run, "--resume")
     assert resumed.exit_code == 0, resumed.output
-    assert not list(run.glob(".*.tmp-*"))
+    assert not list(run.glob(".*.cam-cli-tmp-*"))
     rows = metrics(run)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert [r["train_loss"] for r in rows] == pytest.approx(

@@ -73,6 +73,10 @@ def boxes(
       find maps -name '*.npy' | cam-cli boxes --maps - --format csv
     """
     o.configure_logging(quiet)
+    sources = [*(maps or []), *(extra_maps or [])]
+    o.check_before_work(
+        inputs={"--maps": sources, "--reference": reference}, outputs={"--output": output}
+    )
     from cam_cli.inference.heatmaps import parse_size
     from cam_cli.inference.jobs import write_heatmap_boxes
 
@@ -82,7 +86,7 @@ def boxes(
         except ValueError as error:
             raise o.fail(str(error)) from None
         summary = write_heatmap_boxes(
-            [*(maps or []), *(extra_maps or [])],
+            sources,
             output=output,
             fmt=output_format.value,
             rule=box_rule.value,

@@ -16,6 +16,11 @@ import typer
 from cam_cli.cli import options as o
 
 
+class MaxBoxAccProtocolName(StrEnum):
+    wsol = "wsol"
+    cam_cli = "cam-cli"
+
+
 class CubSplit(StrEnum):
     test = "test"
     train = "train"
@@ -95,6 +100,24 @@ def eval_command(
         ),
     ] = None,
     split: Annotated[CubSplit, typer.Option(help="CUB split: test, train or all.")] = CubSplit.test,
+    wsol_metadata: Annotated[
+        Path | None,
+        typer.Option(
+            "--wsol-metadata",
+            help="Ground truth in wsolevaluation's metadata: a split folder with image_ids.txt, "
+            "class_labels.txt, image_sizes.txt, localization.txt (boxes, or masks: PxAP). "
+            "Images are --images ROOT/<id>.",
+            show_default=False,
+        ),
+    ] = None,
+    mask_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask-root",
+            help="Folder the mask paths of --wsol-metadata are relative to (default: --images).",
+            show_default=False,
+        ),
+    ] = None,
     arch: o.Arch = None,
     weights: o.Weights = None,
     checkpoint: o.Checkpoint = None,
@@ -119,10 +142,58 @@ def eval_command(
         bool,
         typer.Option(
             "--maxboxacc",
-            help="Also MaxBoxAccV2 (CAM threshold sweep, all components, IoU 0.3/0.5/0.7) from "
-            "the true class's CAM.",
+            help="Also MaxBoxAccV2 (CAM threshold sweep, every box, IoU 0.3/0.5/0.7) from the "
+            "true class's CAM, as wsolevaluation computes it (see --maxboxacc-protocol).",
         ),
     ] = False,
+    maxboxacc_protocol: Annotated[
+        MaxBoxAccProtocolName,
+        typer.Option(
+            "--maxboxacc-protocol",
+            help="wsol: wsolevaluation's BoxEvaluator rule for rule (bicubic 224x224 score map, "
+            "truncated ground truth, every contour's boundingRect). cam-cli: the figure before "
+            "(bilinear CAM, outward-rounded ground truth, tight component boxes).",
+        ),
+    ] = MaxBoxAccProtocolName.wsol,
+    save_scoremaps: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-scoremaps",
+            help="Write each image's true-class score map as wsolevaluation's inference.py "
+            "does: DIR/<image id>.npy (e.g. DIR/val/ILSVRC2012_val_00000001.JPEG.npy), 224x224 "
+            "float64 in [0, 1]; the id is the image's path below the folder above --images.",
+            show_default=False,
+        ),
+    ] = None,
+    scoremaps: Annotated[
+        Path | None,
+        typer.Option(
+            "--scoremaps",
+            help="Score the .npy score maps in DIR (wsolevaluation's layout, anyone's) with "
+            "MaxBoxAccV2, no model; matched to the annotations by image file stem.",
+            show_default=False,
+        ),
+    ] = None,
+    cam_threshold_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--cam-threshold-from",
+            help="An earlier `eval --maxboxacc --json` report (another split): also report "
+            "MaxBoxAccV2 at its best CAM thresholds, not this split's.",
+            show_default=False,
+        ),
+    ] = None,
+    class_predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--class-predictions",
+            help='Another classifier\'s top-k classes per image (JSON Lines {"image", '
+            '"classes"} or CSV image,class1,class2,...; wnids or indices, best first): '
+            "classification and top-1/top-5 localization error use them, each class boxed "
+            "from its own CAM.",
+            show_default=False,
+        ),
+    ] = None,
     allow_missing: Annotated[
         bool,
         typer.Option(
@@ -177,15 +248,29 @@ def eval_command(
 
     \b
       cam-cli eval --checkpoint cub.pt --cub CUB_200_2011 --maxboxacc --json report.json
+
+    \b
+      cam-cli eval ... --maxboxacc --save-scoremaps maps/        # wsolevaluation's layout
+      cam-cli eval --scoremaps maps/ --annotations val_xml/      # anyone's maps, no model
     """
-    _check_options(ctx, annotations, images, predictions, meta, cub, classes)
+    _check_options(
+        ctx, annotations, images, predictions, meta, cub, classes, scoremaps, wsol_metadata
+    )
+    _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, cam_threshold_from, maxboxacc)
+    if class_predictions is not None and (predictions is not None or scoremaps is not None):
+        raise o.fail("--class-predictions goes with a model run (its boxes come from the CAMs)")
+    if mask_root is not None and wsol_metadata is None:
+        raise o.fail("--mask-root goes with --wsol-metadata")
     if per_image is not None and str(per_image) == "-":
         raise o.fail("--per-image needs a FILE (stdout carries the table or the JSON)")
     if json_out not in (None, "-") and per_image is not None and _same(json_out, per_image):
         raise o.fail("--json and --per-image must be different files")
     o.configure_logging(quiet)
     inputs = {"--annotations": annotations, "--images": images, "--predictions": predictions,
-              "--meta": meta, "--cub": cub}  # fmt: skip
+              "--meta": meta, "--cub": cub, "--scoremaps": scoremaps,
+              "--cam-threshold-from": cam_threshold_from,
+              "--class-predictions": class_predictions,
+              "--wsol-metadata": wsol_metadata, "--mask-root": mask_root}  # fmt: skip
     o.check_before_work(
         inputs={**inputs, **o.model_inputs(weights, checkpoint, classes)},
         outputs={"--json": json_out, "--per-image": per_image},
@@ -203,7 +288,7 @@ def eval_command(
             images=images,
             predictions=predictions,
             model=None
-            if predictions is not None
+            if predictions is not None or scoremaps is not None
             else o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
             classes_file=classes if predictions is not None else None,
             allow_missing=allow_missing,
@@ -213,8 +298,16 @@ def eval_command(
             box_rule=box_rule.value,
             ten_crop=ten_crop,
             boxes=boxes,
+            outputs={"--json": json_out},
+            maxboxacc_protocol=maxboxacc_protocol.value,
+            save_scoremaps=save_scoremaps,
+            scoremaps=scoremaps,
+            cam_threshold_from=cam_threshold_from,
+            class_predictions=class_predictions,
+            wsol_metadata=wsol_metadata,
+            mask_root=mask_root,
             run=None
-            if predictions is not None
+            if predictions is not None or scoremaps is not None
             else o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
         )
     if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
@@ -227,16 +320,45 @@ def eval_command(
     raise typer.Exit(o.EXIT_SOME_FAILED if report["failed_images"] else o.EXIT_OK)
 
 
-def _check_options(ctx, annotations, images, predictions, meta, cub, classes) -> None:
+def _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, threshold_from, maxboxacc):
+    """The wsolevaluation options: which mode each belongs to."""
+    if scoremaps is not None:
+        extra = [_option(n) for n in (*MODEL_OPTIONS, "boxes") if _given(ctx, n)]
+        extra += [name for name, value in (("--predictions", predictions),
+                  ("--save-scoremaps", save_scoremaps)) if value is not None]  # fmt: skip
+        extra += ["--per-image"] if _given(ctx, "per_image") else []
+        if extra:
+            raise o.fail(
+                f"--scoremaps scores saved maps without a model; leave out {', '.join(extra)}"
+            )
+    elif save_scoremaps is not None and predictions is not None:
+        raise o.fail("--save-scoremaps needs a model run; leave out --predictions")
+    model_run = scoremaps is None and predictions is None
+    if model_run and threshold_from is not None and not maxboxacc:
+        raise o.fail("--cam-threshold-from carries MaxBoxAccV2's thresholds: add --maxboxacc")
+    if predictions is not None and threshold_from is not None:
+        raise o.fail("--cam-threshold-from needs MaxBoxAccV2: a model run or --scoremaps")
+    if save_scoremaps is not None and save_scoremaps.exists() and not save_scoremaps.is_dir():
+        raise o.fail(f"{save_scoremaps}: --save-scoremaps needs a folder; this is a file")
+
+
+def _check_options(
+    ctx, annotations, images, predictions, meta, cub, classes, scoremaps=None, wsol=None
+) -> None:
     """Which mode, which ground truth; refuse options that would be silently ignored."""
-    if (annotations is None) == (cub is None):
-        raise o.fail("give the ground truth: --annotations PATH or --cub ROOT (one of them)")
+    if sum(source is not None for source in (annotations, cub, wsol)) != 1:
+        raise o.fail(
+            "give the ground truth: --annotations PATH or --cub ROOT or --wsol-metadata DIR "
+            "(one of them)"
+        )
     if meta is not None and annotations is None:
         raise o.fail("--meta goes with --annotations ILSVRC2012_validation_ground_truth.txt")
     if _given(ctx, "split") and cub is None:
         raise o.fail("--split goes with --cub")
     if cub is not None and classes is not None:
         raise o.fail("with --cub the classes come from CUB's classes.txt; leave out --classes")
+    if scoremaps is not None:
+        return  # the images are optional there (image sizes); see _check_wsol_options
     if predictions is not None:
         extra = [_option(n) for n in (*MODEL_OPTIONS, "maxboxacc") if _given(ctx, n)]
         if images is not None:
@@ -246,6 +368,8 @@ def _check_options(ctx, annotations, images, predictions, meta, cub, classes) ->
                 f"--predictions scores records without a model; leave out {', '.join(extra)} "
                 "(GT-known error and --maxboxacc need a model run)"
             )
+    elif cub is None and images is None and wsol is not None:
+        raise o.fail("give the images: --images ROOT, the folder the ids of image_ids.txt are in")
     elif cub is None and images is None:
         raise o.fail("give the images: --images DIR (or --predictions FILE|- from `cam-cli bbox`)")
     elif cub is not None and images is not None:

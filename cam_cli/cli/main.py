@@ -10,7 +10,7 @@ import time
 
 import typer
 
-from cam_cli.cli import bbox, boxes, cam, evaluate, models, synth, train
+from cam_cli.cli import bbox, boxes, cam, convert, evaluate, models, synth, train
 from cam_cli.cli.options import EXIT_USAGE, main_process, reader_gone
 
 RANK_ZERO_SPEAKS_FIRST_S = 3.0
@@ -38,6 +38,7 @@ app.command()(cam.cam)
 app.command()(boxes.boxes)
 app.command()(synth.synth)
 app.command("eval")(evaluate.eval_command)
+app.command()(convert.convert)
 app.command(help=train.HELP)(train.train)
 
 

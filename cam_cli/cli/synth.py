@@ -18,6 +18,14 @@ def synth(
     image_size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 64,
     seed: Annotated[int, typer.Option(help="Same seed, byte-identical dataset.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset this command made.")] = False,
+    masks: Annotated[
+        bool,
+        typer.Option(
+            "--masks",
+            help="Also write each val object's pixel mask (OpenImages30k layout, masks/val/) "
+            "and wsolevaluation metadata (wsol/val/), for PxAP.",
+        ),
+    ] = False,
 ) -> None:
     """Generate a synthetic localization benchmark in exactly the ILSVRC layout and formats.
 
@@ -38,6 +46,7 @@ def synth(
             image_size=image_size,
             seed=seed,
             overwrite=overwrite,
+            masks=masks,
         )
     except (ValueError, FileExistsError, OSError) as error:
         raise fail(str(error)) from None

@@ -3,26 +3,67 @@
 Every file the tool writes goes through `atomic_file`: the data goes to a temp file in the
 target's own folder (same file system, so the rename is atomic), is flushed and fsynced, and is
 renamed over the target only when complete. ``kill -9`` at any moment leaves either the old file
-or the new one. The temp names follow one pattern, ``.NAME.tmp-PID``, so
-`remove_stale_temp_files` can clear what a killed process left behind; `atomic_file` does so
-for each folder it writes to, once per process.
+or the new one.
+
+A temp file is named ``.NAME.cam-cli-tmp-TOKEN`` (TOKEN: 16 random hex digits, so two writers,
+whatever their machine or PID namespace, never share a name), and its writer holds an exclusive
+``flock`` on it from its creation until it is renamed. The kernel (or the NFS lock manager)
+drops that lock when the writer ends, however it ends. `remove_stale_temp_files` deletes only
+files whose name has exactly that form AND whose lock it can take without waiting: a writer
+that is provably gone. Anything else (``.notes.tmp-999999``, a live run's temp file on another
+NFS node or in another container) is never touched. `atomic_file` clears each folder it writes
+to once per process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import secrets
+import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-TEMP_MARK = ".tmp-"
+TEMP_MARK = ".cam-cli-tmp-"
+_TEMP_NAME = re.compile(r"\..+\.cam-cli-tmp-[0-9a-f]{16}", re.DOTALL)
+
+_live: set[str] = set()  # names of the temp files this process is writing (tokens: unique)
+_live_guard = threading.Lock()
 
 
 def temp_path(path: str | Path) -> Path:
-    """Where the content of ``path`` is written before the rename."""
+    """A fresh temp name for the content of ``path``, beside it (a new token on each call)."""
     path = Path(path)
-    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+    return path.with_name(f".{path.name}{TEMP_MARK}{secrets.token_hex(8)}")
+
+
+def is_temp_name(name: str) -> bool:
+    """Is ``name`` exactly the form `temp_path` gives (the only files the clean-up touches)?"""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def _open_locked_temp(path: Path) -> tuple[Path, int]:
+    """Create a new temp file for ``path`` and hold its lock. A clean-up that locked the file
+    in the instant between its creation and our lock may have deleted it: then take another."""
+    while True:
+        tmp = temp_path(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        with suppress(OSError):  # a file system without locks: no clean-up can take it either
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink > 0:
+            with _live_guard:
+                _live.add(tmp.name)
+            return tmp, fd
+        os.close(fd)
+
+
+def _forget(tmp: Path) -> None:
+    with _live_guard:
+        _live.discard(tmp.name)
 
 
 @contextmanager
@@ -41,20 +82,28 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_once(path.parent)
-    tmp = temp_path(path)
-    handle = open(tmp, mode, **text)  # noqa: SIM115 (closed below, on both paths)
+    tmp, fd = _open_locked_temp(path)
+    try:
+        handle = os.fdopen(fd, mode, **text)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        _forget(tmp)
+        raise
     try:
         with named_errors(path):
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-            handle.close()
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # still locked: a clean-up never sees an unlocked, complete temp
+        handle.close()
     except BaseException:
         with suppress(OSError):  # a full disk fails the close's flush again: still remove it
             handle.close()
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _forget(tmp)
 
 
 @contextmanager
@@ -91,16 +140,6 @@ def save_torch_atomic(obj: Any, path: str | Path) -> None:
         torch.save(obj, handle)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 _cleaned: set[Path] = set()
 
 
@@ -114,16 +153,46 @@ def _clean_once(folder: Path) -> None:
             remove_stale_temp_files(key)
 
 
-def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Delete the temp files of writes whose process is gone; returns what was removed.
+def _remove_if_abandoned(candidate: Path) -> bool:
+    """Delete one temp file if its writer is gone: a regular file (links are not followed)
+    whose lock we take without waiting, still under its name when we hold the lock."""
+    try:
+        fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO, a device, a folder: never ours
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held (a live writer) or no locks here: nothing is proven
+            return False
+        now = os.lstat(candidate)  # the writer may have renamed it into place meanwhile
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            return False
+        candidate.unlink()
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # drops our lock
 
-    Their targets are intact (the rename never happened), so nothing is lost. Temp files of a
-    live process (another run writing into the same folder) are left alone.
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files of writes whose writer is gone; returns what was removed.
+
+    Their targets are intact (the rename never happened), so nothing is lost. Only names of
+    `temp_path`'s exact form are looked at, and of those only files whose lock is free (their
+    writer ended, on whatever machine); this process's own are skipped.
     """
     removed = []
-    for candidate in Path(folder).glob(f".*{TEMP_MARK}*"):
-        pid = candidate.name.rpartition(TEMP_MARK)[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
-            candidate.unlink(missing_ok=True)
+    for candidate in sorted(Path(folder).glob(f".*{TEMP_MARK}*")):
+        if not is_temp_name(candidate.name):
+            continue
+        with _live_guard:
+            if candidate.name in _live:
+                continue
+        if _remove_if_abandoned(candidate):
             removed.append(candidate)
     return removed

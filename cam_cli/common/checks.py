@@ -133,6 +133,49 @@ def check_not_an_input(
                     )
 
 
+def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The file ``path`` names (links followed) as (device, inode); None where there is none."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
+
+
+def check_outputs_spare_inputs(
+    outputs: Mapping[str, str | os.PathLike | None],
+    inputs: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike] | None],
+) -> None:
+    """Refuse an output that is one of the files a command reads: ``{option: path}`` outputs,
+    ``{option: path or paths}`` inputs, every input a FILE the command reads (folders walked
+    by the caller, paths read from stdin included). Compared by what the names resolve to
+    (device and inode): a symlink or a hard link to an input is that input. An output that
+    does not exist yet cannot be one; ``-`` (stdin/stdout) is skipped. Raises `SetupError`."""
+    targets: dict[tuple[int, int], tuple[str, str | os.PathLike]] = {}
+    for option, output in outputs.items():
+        if output is None or str(output) == "-":
+            continue
+        identity = _identity(output)
+        if identity is not None and Path(output).is_file():
+            targets.setdefault(identity, (option, output))
+    if not targets:
+        return
+    for in_option, given in inputs.items():
+        if given is None:
+            continue
+        paths = [given] if isinstance(given, str | os.PathLike) else given
+        for source in paths:
+            if str(source) == "-":
+                continue
+            hit = targets.get(_identity(source))
+            if hit is not None:
+                out_option, output = hit
+                raise SetupError(
+                    f"{out_option} {printable_path(output)}: is an input ({in_option} "
+                    f"{printable_path(source)}); refusing to overwrite it, give another file"
+                )
+
+
 def _nearest_existing(path: Path) -> Path:
     path = Path(os.path.abspath(path))
     while not path.exists() and path != path.parent:

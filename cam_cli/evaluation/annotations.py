@@ -104,16 +104,19 @@ def read_xml_file(path: str | Path) -> ImageAnnotation:
     )
 
 
-def read_xml_dir(directory: str | Path) -> dict[str, ImageAnnotation]:
-    """All ``*.xml`` under ``directory`` (recursively), keyed by file stem."""
+def xml_files(directory: str | Path) -> list[Path]:
+    """The ``*.xml`` files under ``directory`` (recursively, sorted): what `read_xml_dir` reads."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"{directory}: not a directory")
+    return [p for p in sorted(directory.rglob("*")) if p.suffix.lower() == ".xml" and p.is_file()]
+
+
+def read_xml_dir(directory: str | Path) -> dict[str, ImageAnnotation]:
+    """All ``*.xml`` under ``directory`` (recursively), keyed by file stem."""
     annotations: dict[str, ImageAnnotation] = {}
     where: dict[str, Path] = {}
-    for path in sorted(directory.rglob("*")):
-        if path.suffix.lower() != ".xml" or not path.is_file():
-            continue
+    for path in xml_files(directory):
         if path.stem in annotations:
             raise ValueError(
                 f"two annotation files for image {path.stem}: {where[path.stem]}, {path}"
@@ -257,6 +260,13 @@ def read_devkit_labels(
 # --- dispatch ---------------------------------------------------------------------------------
 
 
+def annotation_files(path: str | Path) -> list[Path]:
+    """The files `read_annotations` reads for ``path`` (a folder: its XML files), so that no
+    output is ever written over one of them."""
+    path = Path(path)
+    return xml_files(path) if path.is_dir() else [path]
+
+
 def read_annotations(
     path: str | Path, meta_mat: str | Path | None = None
 ) -> dict[str, ImageAnnotation]:
@@ -320,6 +330,15 @@ def cub_box(x: float, y: float, w: float, h: float) -> Box:
     return (xmin, ymin, xmax, ymax)
 
 
+CUB_FILES = (
+    "images.txt",
+    "image_class_labels.txt",
+    "train_test_split.txt",
+    "bounding_boxes.txt",
+    "classes.txt",
+)
+
+
 def read_cub(
     root: str | Path, split: str = "test"
 ) -> tuple[dict[str, ImageAnnotation], list[ClassInfo], dict[str, Path]]:
@@ -329,13 +348,7 @@ def read_cub(
     if split not in ("test", "train", "all"):
         raise ValueError(f"split must be 'test', 'train' or 'all', got {split!r}")
     root = Path(root)
-    for name in (
-        "images.txt",
-        "image_class_labels.txt",
-        "train_test_split.txt",
-        "bounding_boxes.txt",
-        "classes.txt",
-    ):
+    for name in CUB_FILES:
         if not (root / name).is_file():
             raise ValueError(f"{root}: missing {name} (is this the CUB_200_2011 folder?)")
     classes_table = _read_id_table(root / "classes.txt", 1)

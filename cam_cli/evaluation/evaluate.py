@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -28,8 +29,16 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from cam_cli.common.atomic import atomic_file
-from cam_cli.common.checks import printable_path
-from cam_cli.evaluation.annotations import ImageAnnotation, read_annotations, read_cub
+from cam_cli.common.checks import check_output_file, check_outputs_spare_inputs, printable_path
+from cam_cli.common.images import list_images
+from cam_cli.common.lock import FileLock
+from cam_cli.evaluation.annotations import (
+    CUB_FILES,
+    ImageAnnotation,
+    annotation_files,
+    read_annotations,
+    read_cub,
+)
 from cam_cli.evaluation.matching import (
     EvaluationError,
     Missing,
@@ -41,11 +50,19 @@ from cam_cli.evaluation.matching import (
     check_prediction_record,
     pair_images,
 )
-from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2, gt_boxes_in_grid
+from cam_cli.evaluation.metrics import (
+    LocalizationEvaluator,
+    MaxBoxAccV2,
+    gt_boxes_in_grid,
+    maxboxacc_protocol,
+)
 from cam_cli.evaluation.resume import (
     PerImageLog,
-    read_per_image,
+    check_per_image_file,
+    cut_to,
+    per_image_lines,
     record_from_line,
+    rewrite_per_image,
     settings_fingerprint,
 )
 from cam_cli.evaluation.second_box import SecondBoxScorer
@@ -78,10 +95,21 @@ def _without_guessed_size(record: Mapping) -> Mapping:
 class _Scorer:
     """The evaluator, MaxBoxAccV2 (optional) and the per-image line of every scored image."""
 
-    def __init__(self, maxboxacc: bool, fingerprint: str | None, boxes: int = 1) -> None:
+    def __init__(
+        self,
+        maxboxacc: bool,
+        fingerprint: str | None,
+        boxes: int = 1,
+        protocol: str = "wsol",
+        save_scoremaps: Callable[[str, np.ndarray], object] | None = None,
+        carried: Mapping | None = None,
+    ) -> None:
         self.evaluator = LocalizationEvaluator()
         self.second = SecondBoxScorer() if boxes == 2 else None
-        self.maxbox = MaxBoxAccV2() if maxboxacc else None
+        self.maxbox = MaxBoxAccV2(protocol=protocol) if maxboxacc else None
+        self.protocol = maxboxacc_protocol(protocol)
+        self.save_scoremaps = save_scoremaps  # (image path, map): `--save-scoremaps`
+        self.carried = carried  # `carried_thresholds`: thresholds chosen on another split
         self.fingerprint = fingerprint
         self.resumed = 0
 
@@ -109,18 +137,30 @@ class _Scorer:
         return line
 
     def maxbox_finisher(self, annotation_of: Mapping[str, ImageAnnotation]):
-        """The per-image MaxBoxAcc work (100 thresholds, every component) on the host, as a
-        `localize` ``finish``: it runs beside the network, and the CAM is dropped once done."""
-        maxbox = self.maxbox
-        if maxbox is None:
+        """The per-image MaxBoxAcc work (100 thresholds, every box) and the score map to save,
+        on the host, as a `localize` ``finish``: it runs beside the network, and the CAM is
+        dropped once done."""
+        maxbox, save = self.maxbox, self.save_scoremaps
+        if maxbox is None and save is None:
             return None
+        maker = maxbox or MaxBoxAccV2(protocol=self.protocol)
 
         def finish(result) -> None:
-            if result.extra_cams is not None:
-                annotation = annotation_of[result.path]
-                cam = result.extra_cams[0]
-                result.analysis = maxbox.image_ious(cam, annotation, result.width, result.height)
-                result.extra_cams = None
+            if result.extra_cams is None:
+                return
+            annotation = annotation_of[result.path]
+            cam = result.extra_cams[0]
+            if maker.protocol.input_size_cam:
+                result.analysis = maker.image_ious(cam, annotation, result.width, result.height)
+            else:
+                scoremap = maker.scoremap(cam)
+                if save is not None:
+                    save(result.path, scoremap)
+                if maxbox is not None:
+                    result.analysis = maxbox.scoremap_image_ious(
+                        scoremap, annotation, result.width, result.height
+                    )
+            result.extra_cams = None
 
         return finish
 
@@ -161,6 +201,8 @@ class _Scorer:
 
     def report(self, missing: Missing, settings: Mapping, gt_known_available: bool) -> dict:
         extra = {} if self.second is None else {"second_box": self.second.summary()}
+        if self.carried is not None and self.maxbox is not None:
+            extra["maxboxacc_v2_carried"] = self.maxbox.summary_at(self.carried)
         return {
             **self.evaluator.summary(),
             **extra,
@@ -267,9 +309,153 @@ def evaluate_predictions(
     if per_image is None:
         score_all(None)
     else:
-        with atomic_file(per_image) as handle:
+        check_per_image_file(per_image)
+        with FileLock(per_image), atomic_file(per_image) as handle:
             score_all(lambda line: handle.write(json_line(line)))
     return scorer.report(missing, settings, gt_known_available=False)
+
+
+# --- score maps mode ----------------------------------------------------------------------------
+
+
+def evaluate_scoremaps(
+    root: str | Path,
+    annotations: Mapping[str, ImageAnnotation],
+    *,
+    images: str | Path | Mapping[str, str | Path] | None = None,
+    allow_missing: bool = False,
+    protocol: str = "wsol",
+    cam_threshold_from: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> dict:
+    """MaxBoxAccV2 of score maps someone else made (no model), in wsolevaluation's layout
+    (`scoremaps`): each map is scored as their ``BoxEvaluator`` scores it, as it is (not
+    resized or normalised again). Maps are matched to annotations by the image's file stem.
+
+    The ground truth goes into the 224x224 grid from the annotated image size; annotations
+    without sizes (LOC_val_solution.csv) need ``images`` to read the sizes from. A map that
+    cannot be used (unreadable, not 2-D 224x224 float in [0, 1], NaN) is a failed image: a
+    miss at every threshold, named in the report.
+    """
+    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap
+
+    chosen, carried = _maxboxacc_setup(True, protocol, cam_threshold_from)
+    try:
+        maps = find_scoremaps(root)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    image_of: dict[str, Path] = {}
+    if images is not None:
+        paired, _ = pair_images(images, annotations)
+        image_of = {printable_path(a.image_id): path for path, a in paired}
+    by_id = {printable_path(image_id): a for image_id, a in annotations.items()}
+    metric = MaxBoxAccV2(protocol=chosen)
+    missing = Missing()
+    failed: list[dict] = []
+    for stem, path in maps.items():
+        annotation = by_id.get(stem)
+        if annotation is None:
+            missing.without_annotation.append(str(path))
+            continue
+        width, height = _image_size(annotation, image_of.get(stem), path)
+        try:
+            scoremap = load_scoremap(path)
+        except ValueError as error:
+            logger.error("%s: %s", printable_path(str(path)), error)
+            failed.append({"path": printable_path(str(path)), "error": str(error)})
+            metric.add_best_ious(np.zeros(len(metric.thresholds)))
+            continue
+        metric.add_best_ious(metric.scoremap_image_ious(scoremap, annotation, width, height))
+    missing.without_image.extend(sorted(s for s in by_id if s not in maps))
+    check_missing(missing, allow_missing, "score maps")
+    if metric.images == 0:
+        raise EvaluationError("no score map matches an annotation: nothing to score")
+    report = {
+        "images": metric.images,
+        "failed_images": len(failed),
+        "failed": failed,
+        "maxboxacc_v2": metric.summary(),
+        "missing": missing.as_dict(),
+        "settings": {
+            "mode": "scoremaps",
+            **(settings or {}),
+            **_maxboxacc_settings(True, chosen.name, None, carried),
+        },
+    }
+    if carried is not None:
+        report["maxboxacc_v2_carried"] = metric.summary_at(carried)
+    return report
+
+
+def evaluate_mask_scoremaps(
+    root: str | Path,
+    masks: Mapping[str, tuple[Sequence[Path], Path | None]],
+    *,
+    allow_missing: bool = False,
+    settings: Mapping[str, Any] | None = None,
+) -> dict:
+    """PxAP of score maps someone else made (no model) against mask ground truth
+    (``{image stem: (instance mask paths, ignore path or None)}``, from wsolevaluation mask
+    metadata), each map taken as it is, as their ``MaskEvaluator`` takes it. A map that cannot
+    be used is a failed image, named in the report, and left out of the curve."""
+    from cam_cli.evaluation.pxap import PxAP, ground_truth_mask
+    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap
+
+    try:
+        maps = find_scoremaps(root)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    metric = PxAP()
+    missing = Missing()
+    failed: list[dict] = []
+    for stem, path in maps.items():
+        if stem not in masks:
+            missing.without_annotation.append(str(path))
+            continue
+        try:
+            scoremap = load_scoremap(path)
+        except ValueError as error:
+            logger.error("%s: %s", printable_path(str(path)), error)
+            failed.append({"path": printable_path(str(path)), "error": str(error)})
+            continue
+        try:
+            foreground, ignored = ground_truth_mask(*masks[stem], scoremap.shape)
+        except (OSError, ValueError) as error:  # a damaged mask file: the ground truth is wrong
+            raise EvaluationError(f"{masks[stem][0][0]}: cannot read the mask ({error})") from None
+        metric.add(scoremap, foreground, ignored)
+    missing.without_image.extend(sorted(s for s in masks if s not in maps))
+    check_missing(missing, allow_missing, "score maps")
+    if metric.images == 0 and not failed:
+        raise EvaluationError("no score map matches a mask: nothing to score")
+    return {
+        "images": metric.images + len(failed),
+        "failed_images": len(failed),
+        "failed": failed,
+        "pxap": metric.summary(),
+        "missing": missing.as_dict(),
+        "settings": {"mode": "scoremaps", **(settings or {})},
+    }
+
+
+def _image_size(annotation: ImageAnnotation, image: Path | None, scoremap: Path) -> tuple[int, int]:
+    """The annotated image's size, from the annotation or else the image file's header."""
+    if annotation.width is not None and annotation.height is not None:
+        return annotation.width, annotation.height
+    if image is None:
+        raise EvaluationError(
+            f"{scoremap}: the size of image {annotation.image_id} is unknown (these annotations "
+            "state none); give --images to read it from the image files"
+        )
+    from PIL import Image
+
+    try:
+        with Image.open(image) as opened:
+            width, height = opened.size
+            if opened.getexif().get(0x0112) in (5, 6, 7, 8):  # turned by 90 degrees
+                width, height = height, width
+    except OSError as error:
+        raise EvaluationError(f"{image}: cannot read its size ({error})") from None
+    return width, height
 
 
 def _check_record_labels(record: Mapping, annotation: ImageAnnotation, number: int) -> None:
@@ -313,6 +499,12 @@ def evaluate_model(
     box_rule: str = "paper",
     ten_crop: bool = False,
     boxes: int = 1,
+    maxboxacc_protocol: str = "wsol",
+    save_scoremaps: str | Path | None = None,
+    scoremap_base: str | Path | None = None,
+    cam_threshold_from: str | Path | None = None,
+    class_predictions: str | Path | None = None,
+    pxap_masks: Mapping[str, tuple[Sequence[Path], Path | None]] | None = None,
 ) -> dict:
     """Run ``loaded`` (from `models.loading.load_model`) over annotated images and score them.
 
@@ -325,12 +517,23 @@ def evaluate_model(
     against the model's (a model without class names takes it). GT-known error uses the box of
     the CAM of the image's first ground-truth class; ``maxboxacc`` adds MaxBoxAccV2 from that
     CAM at network input size; ``run`` says how it runs (batch, device, precision...).
+    ``maxboxacc_protocol``: ``wsol`` (wsolevaluation's figure, the default) or ``cam-cli``
+    (the figure before, `metrics.MAXBOXACC_PROTOCOLS`). ``save_scoremaps``: a folder where each
+    image's true-class score map is written as wsolevaluation writes it (`scoremaps`), named
+    by its path below ``scoremap_base`` (default: the folder above ``images``).
+    ``cam_threshold_from``: an earlier report whose best MaxBoxAccV2 thresholds are applied
+    here too (`thresholds.carried_thresholds`; the report says which figure used which).
+    ``class_predictions``: another classifier's top-k classes per image (`class_predictions`);
+    each image's predictions are then those classes, with the box of each class's CAM, so
+    classification and top-1/top-5 localization error are that classifier's with these boxes.
     ``per_image``: JSON Lines of per-image results, appended as the run goes; an existing file
     is resumed (its images are not run again) when it was written by the same model (weights
     compared by content), ground truth and settings. ``settings`` are extra entries for the
     report (e.g. the input paths). ``loaded`` is left as it was (``copy_model=False``: its model
     is prepared in place, for a caller that made it for this run). Raises `EvaluationError` on
-    mismatches. In a group of processes (``with run.processes() as run:``, as `evaluate` does
+    mismatches. ``pxap_masks`` (``{image stem: (mask paths, ignore path or None)}``, from
+    wsolevaluation mask metadata) adds PxAP from the true class's CAM (`pxap.ModelPxAP`).
+    In a group of processes (``with run.processes() as run:``, as `evaluate` does
     under torchrun) every rank runs its share of the images, rank 0 alone reads and writes
     ``per_image``, and every rank returns rank 0's report.
     """
@@ -350,8 +553,24 @@ def evaluate_model(
     has_boxes = any(annotation.boxes for _, annotation in items)
     if maxboxacc and not has_boxes:
         raise EvaluationError("--maxboxacc needs ground-truth boxes; these annotations have none")
+    protocol, carried = _maxboxacc_setup(maxboxacc, maxboxacc_protocol, cam_threshold_from)
+    listed = None
+    if class_predictions is not None:
+        from cam_cli.evaluation.class_predictions import class_indices, read_class_predictions
+
+        listed = class_indices(
+            read_class_predictions(class_predictions),
+            [printable_path(a.image_id) for _, a in items],
+            loaded.classes,
+            str(class_predictions),
+        )
+    save = None
+    if save_scoremaps is not None:
+        save = _scoremap_saver(save_scoremaps, images, scoremap_base, protocol.input_size_cam)
 
     _check_boxes(boxes, per_image, box_rule)
+    if pxap_masks is not None and per_image is not None:
+        raise EvaluationError("PxAP cannot resume from --per-image yet; leave one out")
     # The weights' digest before the pipeline prepares them (folded batch norm would change
     # it), so every caller gets the same resume identity for the same weights.
     model_digest = loaded.digest() if per_image is not None else None
@@ -376,6 +595,8 @@ def evaluate_model(
         "topk": localizer.topk,
         "fast": localizer.precision.enabled,  # resolved: None means "where the hardware gains"
         "maxboxacc": maxboxacc,
+        **_maxboxacc_settings(maxboxacc, protocol.name, save_scoremaps, carried),
+        **({} if listed is None else {"class_predictions": _absolute(class_predictions)}),
         "device": str(localizer.device),
         "decode": resolve_decode(run.decode, localizer.device),  # "pil" or "device"
     }
@@ -387,28 +608,61 @@ def evaluate_model(
                 "model": model_digest,
                 "ground_truth": _annotations_digest(annotations),
                 **{key: settings[key] for key in ("threshold", "topk", "fast", "maxboxacc")},
+                # the wsol protocol changed MaxBoxAcc's per-image IoUs: older lines are not these
+                **({"maxboxacc_protocol": protocol.name} if maxboxacc else {}),
+                **(
+                    {} if listed is None else {"class_predictions": _file_digest(class_predictions)}
+                ),
                 **rule_settings,
                 # device decoding moves pixels slightly; PIL runs keep their old fingerprints
                 **({"decode": "device"} if settings["decode"] == "device" else {}),
             }
         )
-    scorer = _Scorer(maxboxacc, fingerprint, boxes)
+    scorer = _Scorer(maxboxacc, fingerprint, boxes, protocol.name, save, carried)
+    pxap = None
+    if pxap_masks is not None:
+        from cam_cli.evaluation.pxap import ModelPxAP, normalize_scoremap
+
+        # the score map of the protocol: wsolevaluation's (bicubic from the feature CAM) by
+        # default, the input-size CAM as it comes with the cam-cli protocol
+        pxap = ModelPxAP(
+            pxap_masks,
+            scoremap=normalize_scoremap if protocol.input_size_cam else None,
+            save=save,
+        )
     # keyed as the per-image lines write them (`printable_path`: names that are not UTF-8)
     by_stem = {printable_path(annotation.image_id): annotation for _, annotation in items}
 
+    lock = FileLock(per_image) if per_image is not None else None
+
     def left_to_do() -> list[str]:
-        """The images not in the per-image file yet (its lines are fed to the scorer)."""
-        done: set[str] = set()
-        for line in read_per_image(per_image, fingerprint) if per_image is not None else ():
+        """The images not in the per-image file yet (its lines are fed to the scorer). An
+        image whose line is an error (a truncated file, since fixed?) is run again: its old
+        line is dropped from the file, so it ends up with exactly one line."""
+        if lock is None:
+            return [str(path) for path, _ in items]
+        lock.acquire()  # held until the last line is written; a second run stops here
+        lines, good_end = per_image_lines(per_image, fingerprint)
+        seen: set[str] = set()
+        kept: list[bytes] = []
+        for raw, line in lines:
             image_id = line.get("image_id")
-            if image_id not in by_stem or image_id in done:
-                problem = "is listed twice" if image_id in done else "is not being evaluated now"
+            if image_id not in by_stem or image_id in seen:
+                problem = "is listed twice" if image_id in seen else "is not being evaluated now"
                 raise EvaluationError(
                     f"{per_image}: image {image_id} {problem}; the file belongs to another run "
                     "(give another --per-image file)"
                 )
-            scorer.readd(line, by_stem[image_id])
-            done.add(image_id)
+            seen.add(image_id)
+            if line.get("error") is None:
+                kept.append(raw)
+                scorer.readd(line, by_stem[image_id])
+        done = {line["image_id"] for _, line in lines if line.get("error") is None}
+        if len(kept) < len(lines):
+            rewrite_per_image(per_image, kept)
+            logger.info("retrying %d images that failed before", len(lines) - len(kept))
+        else:
+            cut_to(per_image, good_end)
         if done:
             logger.info(
                 "resuming: %d of %d images already scored in %s", len(done), len(items), per_image
@@ -417,43 +671,148 @@ def evaluate_model(
 
     # Under torchrun rank 0 alone reads (and trims) the file, and tells every rank what is left.
     annotation_of_path = {str(path): annotation for path, annotation in items}
-    todo = [(path, annotation_of_path[path]) for path in sharding.from_rank_zero(left_to_do)]
-    to_index = _label_indices(loaded.classes)
-    # The pipeline wants as many extra classes for every image: an image without a label
-    # (scored wrong anyway) asks for class 0 and gets no GT-known box.
-    true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
-    annotation_of = dict(todo)
-    if run.compile_model and todo:
-        compile_or_warn(localizer, run.batch_size)
-    main = sharding.is_rank_zero()  # under torchrun the other ranks run, never score or write
-    writer = PerImageLog(per_image) if per_image is not None and todo and main else None
-    try:
+    writer = None
+    try:  # the lock (rank 0, taken in left_to_do) is held until the last line is written
+        todo = [(path, annotation_of_path[path]) for path in sharding.from_rank_zero(left_to_do)]
+        to_index = _label_indices(loaded.classes)
+        # The pipeline wants as many extra classes for every image: an image without a label
+        # (scored wrong anyway) asks for class 0 and gets no GT-known box.
+        true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
+        # Another classifier's classes ride along as extra classes, after the true one, padded
+        # to one length (the pipeline wants as many for every image); the padding is never
+        # scored.
+        listed_of = (
+            {} if listed is None else {p: listed[printable_path(a.image_id)] for p, a in todo}
+        )
+        most = max((len(v) for v in listed_of.values()), default=0)
+
+        def extra_classes(path: str) -> list[int]:
+            own = listed_of.get(path, [])
+            return [true_class[path], *own, *[true_class[path]] * (most - len(own))]
+
+        annotation_of = dict(todo)
+        if run.compile_model and todo:
+            compile_or_warn(localizer, run.batch_size)
+        main = sharding.is_rank_zero()  # under torchrun the other ranks run, never score or write
+        if per_image is not None and todo and main:
+            writer = PerImageLog(per_image)
         if todo:
-            # MaxBoxAcc's sweep runs where the boxes are made: on the device with the CAMs
-            # when they are boxed there, else on the host beside the network.
-            on_device = localizer.boxes_on_device
+            # The cam-cli protocol's sweep runs where the boxes are made: on the device with
+            # the CAMs when they are boxed there. The wsol protocol (OpenCV's resize and
+            # contours) and the score maps run on the host beside the network, from the CAMs
+            # at feature resolution (7x7 for MobileNetV2: little to copy).
+            on_device = localizer.boxes_on_device and protocol.input_size_cam and maxboxacc
+            finish = None if on_device else scorer.maxbox_finisher(annotation_of)
+            if pxap is not None:  # masks have no boxes, so there is no MaxBoxAcc to run
+                finish = pxap.finisher(annotation_of)
             results = run.localize(
                 localizer,
                 [path for path, _ in todo],
-                extra_classes=lambda path: [true_class[path]],
-                keep_extra_cams=maxboxacc and not on_device,
+                extra_classes=extra_classes,
+                keep_extra_cams=((maxboxacc or save is not None) and not on_device)
+                or pxap is not None,
+                extra_cams_at_feature=not protocol.input_size_cam,
                 extra_maps=scorer.maxbox_on_device(annotation_of) if on_device else None,
-                finish=None if on_device else scorer.maxbox_finisher(annotation_of),
+                finish=finish,
             )
             for result in results:
                 annotation = annotation_of[result.path]
                 wanted = has_boxes and annotation.labels and result.extra
                 gt_known = result.extra[0].box if wanted else None
-                line = scorer.add(result.as_record(), annotation, gt_known, result.analysis)
+                if pxap is not None:
+                    pxap.add(result)
+                    result.analysis = None
+                record = result.as_record()
+                if listed is not None and result.error is None:
+                    record["predictions"] = _listed_predictions(result, len(listed_of[result.path]))
+                line = scorer.add(record, annotation, gt_known, result.analysis)
                 if writer is not None:
                     writer.write(line)
     finally:
         localizer.close()
         if writer is not None:
             writer.close()
-    return sharding.from_rank_zero(
-        lambda: scorer.report(missing, settings, gt_known_available=True)
-    )
+        if lock is not None:
+            lock.release()
+
+    def report() -> dict:
+        figures = scorer.report(missing, settings, gt_known_available=True)
+        if pxap is not None:
+            figures["pxap"] = pxap.summary()
+        return figures
+
+    return sharding.from_rank_zero(report)
+
+
+def _listed_predictions(result, count: int) -> list[dict]:
+    """The record's predictions from another classifier's classes (extra classes 1..count):
+    rank as listed, each with its own CAM's box and the CAM network's score of it."""
+    return [{**p.as_dict(), "rank": rank} for rank, p in enumerate(result.extra[1 : 1 + count], 1)]
+
+
+def _file_digest(path: str | Path) -> str:
+    from cam_cli.evaluation.class_predictions import file_digest
+
+    return file_digest(path)
+
+
+def _maxboxacc_setup(
+    maxboxacc: bool, protocol: str, cam_threshold_from: str | Path | None
+) -> tuple:
+    """The protocol (by name), and the carried thresholds of ``cam_threshold_from`` if any."""
+    from cam_cli.evaluation.thresholds import carried_thresholds
+
+    try:
+        chosen = maxboxacc_protocol(protocol)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+    if cam_threshold_from is None:
+        return chosen, None
+    if not maxboxacc:
+        raise EvaluationError(
+            "--cam-threshold-from carries MaxBoxAccV2's CAM thresholds; add --maxboxacc"
+        )
+    levels = MaxBoxAccV2(protocol=chosen).iou_thresholds
+    return chosen, carried_thresholds(cam_threshold_from, chosen.name, levels)
+
+
+def _maxboxacc_settings(
+    maxboxacc: bool, protocol: str, save_scoremaps: str | Path | None, carried: Mapping | None
+) -> dict:
+    """Report entries of the MaxBoxAcc options (none for a run without them)."""
+    settings: dict[str, Any] = {"maxboxacc_protocol": protocol} if maxboxacc else {}
+    if save_scoremaps is not None:
+        settings["save_scoremaps"] = str(Path(save_scoremaps).resolve())
+    if carried is not None:
+        settings["cam_threshold_from"] = carried["report"]
+    return settings
+
+
+def _scoremap_saver(
+    root: str | Path,
+    images: str | Path | Mapping[str, str | Path],
+    base: str | Path | None,
+    input_size_cam: bool,
+) -> Callable[[str, np.ndarray], object]:
+    """``save(image_path, scoremap)`` into ``root`` under wsolevaluation's image ids."""
+    from cam_cli.evaluation.scoremaps import save_scoremap, scoremap_id
+
+    if input_size_cam:
+        raise EvaluationError(
+            "--save-scoremaps writes wsolevaluation's maps (bicubic from the feature-resolution "
+            "CAM); use it with --maxboxacc-protocol wsol"
+        )
+    if base is None:
+        if isinstance(images, Mapping):
+            raise EvaluationError("--save-scoremaps needs the folder the image ids start from")
+        base = Path(os.path.abspath(images)).parent
+    if Path(root).exists() and not Path(root).is_dir():
+        raise EvaluationError(f"{root}: --save-scoremaps needs a folder; this is a file")
+
+    def save(path: str, scoremap: np.ndarray) -> object:
+        return save_scoremap(root, scoremap_id(path, base), scoremap)
+
+    return save
 
 
 def _box_settings(box_rule: str = "paper", ten_crop: bool = False, boxes: int = 1) -> dict:
@@ -477,6 +836,23 @@ def _absolute(path: str | Path) -> str:
     return str(Path(path).resolve()) if str(path) != "-" and Path(path).exists() else str(path)
 
 
+def _input_files(paths: Mapping[str, Any], image_source: Any, model_run: bool) -> dict[str, Any]:
+    """Every file `evaluate` reads, by option (`check_outputs_spare_inputs`'s inputs)."""
+    files: dict[str, Any] = {
+        f"--{key}": value for key, value in paths.items() if key not in ("annotations", "cub")
+    }
+    files["--weights"] = None if paths["weights"] == "imagenet" else paths["weights"]
+    if paths["annotations"] is not None:
+        files["--annotations"] = annotation_files(paths["annotations"])
+    if paths["cub"] is not None:
+        files["--cub"] = [Path(paths["cub"], name) for name in CUB_FILES]
+    if isinstance(image_source, Mapping):  # CUB's images
+        files["--images"] = list(image_source.values())
+    elif model_run and image_source is not None and Path(image_source).is_dir():
+        files["--images"] = list_images(image_source)
+    return files
+
+
 def evaluate(
     *,
     annotations: str | Path | None = None,
@@ -495,15 +871,31 @@ def evaluate(
     box_rule: str = "paper",
     ten_crop: bool = False,
     boxes: int = 1,
+    outputs: Mapping[str, str | Path | None] | None = None,
+    maxboxacc_protocol: str = "wsol",
+    save_scoremaps: str | Path | None = None,
+    scoremaps: str | Path | None = None,
+    cam_threshold_from: str | Path | None = None,
+    class_predictions: str | Path | None = None,
+    wsol_metadata: str | Path | None = None,
+    mask_root: str | Path | None = None,
 ) -> dict:
-    """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root),
-    then either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream) or a
-    ``model`` over ``images`` (CUB brings its own images and classes). ``classes_file`` checks
-    the predictions' classes; for a model it belongs in its `ModelOptions`."""
+    """What `cam-cli eval` does: ground truth from files (``annotations``, or a CUB root,
+    or a split of wsolevaluation metadata: ``wsol_metadata``, images at ``images``/<id>, mask
+    paths under ``mask_root``, default ``images``; masks add PxAP to a model run), then
+    either the ``predictions`` of a `cam-cli bbox` run (FILE, ``-`` or a stream), the
+    ``scoremaps`` folder of anyone's score maps (`evaluate_scoremaps`), or a ``model`` over
+    ``images`` (CUB brings its own images and classes). ``classes_file`` checks the
+    predictions' classes; for a model it belongs in its `ModelOptions`. ``outputs``:
+    ``{option: FILE}`` the caller will write from the report (the CLI's --json); like
+    ``per_image`` they are refused, before any image is scored, when they are one of the files
+    read (an XML of the folder, the CSV, CUB's files or images, the model's files...)."""
     from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
 
-    if (annotations is None) == (cub is None):
-        raise EvaluationError("give the ground truth: annotations or a CUB root (one of them)")
+    if sum(source is not None for source in (annotations, cub, wsol_metadata)) != 1:
+        raise EvaluationError(
+            "give the ground truth: annotations, a CUB root or wsolevaluation metadata (one)"
+        )
     options = model if isinstance(model, ModelOptions) else None
     paths = {
         "predictions": predictions if isinstance(predictions, str | Path) else None,
@@ -511,13 +903,20 @@ def evaluate(
         "annotations": annotations,
         "meta": meta,
         "cub": cub,
+        "wsol_metadata": wsol_metadata,
+        "mask_root": mask_root,
         "classes": classes_file or (options.classes_file if options else None),
         "weights": options.weights if options else None,
         "checkpoint": options.checkpoint if options else None,
+        "scoremaps": scoremaps,
     }
     settings: dict[str, Any] = {k: _absolute(v) for k, v in paths.items() if v is not None}
+    pxap_masks = None
     try:
-        if cub is not None:
+        if wsol_metadata is not None:
+            truth, image_source, pxap_masks = _wsol_ground_truth(wsol_metadata, images, mask_root)
+            label_classes = None
+        elif cub is not None:
             settings["split"] = split
             truth, label_classes, image_source = read_cub(cub, split)
         else:
@@ -526,8 +925,31 @@ def evaluate(
             label_classes = read_synset_mapping(classes_file)
     except (ValueError, OSError) as error:  # unreadable or malformed ground truth
         raise EvaluationError(str(error)) from None
+    written = {k: v for k, v in {"--per-image": per_image, **(outputs or {})}.items() if v}
+    for option, path in written.items():
+        check_output_file(path, option)
+    if any(str(path) != "-" for path in written.values()):  # else no need to list the inputs
+        check_outputs_spare_inputs(written, _input_files(paths, image_source, predictions is None))
+    if per_image is not None:
+        check_per_image_file(per_image)  # never cut, append to or replace a file not ours
 
+    if scoremaps is not None and pxap_masks is not None:
+        return evaluate_mask_scoremaps(
+            scoremaps, pxap_masks, allow_missing=allow_missing, settings=settings
+        )
+    if scoremaps is not None:
+        return evaluate_scoremaps(
+            scoremaps,
+            truth,
+            images=image_source,
+            allow_missing=allow_missing,
+            protocol=maxboxacc_protocol,
+            cam_threshold_from=cam_threshold_from,
+            settings=settings,
+        )
     if predictions is not None:
+        if pxap_masks is not None:
+            logger.info("PxAP needs the maps: a model run, or pxap.pxap_from_scoremap_dir")
         return evaluate_predictions(
             read_prediction_records(predictions),
             truth,
@@ -560,4 +982,48 @@ def evaluate(
             box_rule=box_rule,
             ten_crop=ten_crop,
             boxes=boxes,
+            save_scoremaps=save_scoremaps,
+            scoremap_base=Path(cub) / "images"
+            if cub is not None
+            else Path(images)
+            if wsol_metadata is not None and images is not None
+            else None,
+            cam_threshold_from=cam_threshold_from,
+            class_predictions=class_predictions,
+            pxap_masks=pxap_masks,
         )
+
+
+def _wsol_ground_truth(metadata_dir, images, mask_root):
+    """wsolevaluation metadata -> (annotations, ``{stem: images/<id>}`` or None, the PxAP masks
+    ``{stem: (paths, ignore)}`` or None)."""
+    from cam_cli.evaluation.wsol_metadata import (
+        annotations_from_metadata,
+        image_paths,
+        read_wsol_metadata,
+    )
+
+    metadata = read_wsol_metadata(metadata_dir)
+    truth = annotations_from_metadata(metadata)
+    source = image_paths(metadata, images) if images is not None else None
+    if metadata.kind != "masks":
+        return truth, source, None
+    unmasked = [image_id for image_id in metadata.image_ids if image_id not in metadata.masks]
+    if unmasked:
+        raise EvaluationError(
+            f"{metadata_dir}: localization.txt has no mask for {len(unmasked)} image(s), "
+            f"e.g. {unmasked[0]}"
+        )
+    root = Path(mask_root if mask_root is not None else images if images is not None else ".")
+    masks = {
+        Path(image_id).stem: (
+            [root / p for p in paths],
+            root / metadata.ignore[image_id] if metadata.ignore.get(image_id) else None,
+        )
+        for image_id, paths in metadata.masks.items()
+    }
+    for paths, ignore in masks.values():  # before the first image, not in the middle of a run
+        for path in [*paths, *([ignore] if ignore is not None else [])]:
+            if not path.is_file():
+                raise EvaluationError(f"{path}: no such mask file (--mask-root {root})")
+    return truth, source, masks

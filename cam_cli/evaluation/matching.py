@@ -92,7 +92,8 @@ class Missing:
                 f"(e.g. {_examples(self.without_annotation)})"
             )
         if self.without_image:
-            kind = "image" if image_word == "images" else "prediction record"
+            kinds = {"images": "image", "score maps": "score map"}
+            kind = kinds.get(image_word, "prediction record")
             parts.append(
                 f"{len(self.without_image)} annotations have no {kind} "
                 f"(e.g. {_examples(self.without_image)})"

@@ -355,25 +355,70 @@ def gt_boxes_in_grid(
     return scale_boxes(gt_boxes, (width, height), grid)
 
 
+@dataclass(frozen=True)
+class MaxBoxAccProtocol:
+    """How MaxBoxAccV2 turns a CAM and ground truth into boxes, one field per ingredient, so
+    each difference from wsolevaluation can be switched on alone and measured.
+
+    ``resize``: the CAM from feature resolution to 224x224, ``cubic`` (``cv2.INTER_CUBIC``,
+    theirs) or ``bilinear`` (cam-cli's pipeline upsampling). ``gt_boxes``: ground truth into
+    that grid, ``truncate`` (their ``resize_bbox``) or ``outward`` (cam-cli's `scale_boxes`).
+    ``boxes``: ``contours`` (every ``findContours`` contour, holes too, ``boundingRect``'s
+    ``x + w``, ``[0, 0, 0, 0]`` for an empty mask) or ``components`` (the tight box of each
+    8-connected component; an empty mask has none). ``input_size_cam``: score the CAM the
+    pipeline upsampled to the network input (cam-cli before this protocol existed; the GPU
+    sweep computes this one) instead of resizing the feature-resolution CAM here.
+    """
+
+    name: str
+    resize: str = "cubic"
+    gt_boxes: str = "truncate"
+    boxes: str = "contours"
+    input_size_cam: bool = False
+
+
+MAXBOXACC_PROTOCOLS = {
+    # wsolevaluation's BoxEvaluator, rule for rule: the default
+    "wsol": MaxBoxAccProtocol("wsol"),
+    # what cam-cli computed before: the bilinear input-size CAM, outward-rounded ground truth,
+    # tight component boxes (the README's old 63.44); also what the GPU sweep computes
+    "cam-cli": MaxBoxAccProtocol(
+        "cam-cli", resize="bilinear", gt_boxes="outward", boxes="components", input_size_cam=True
+    ),
+}
+
+
+def maxboxacc_protocol(protocol: str | MaxBoxAccProtocol) -> MaxBoxAccProtocol:
+    """A protocol by name (`MAXBOXACC_PROTOCOLS`), or the one given."""
+    if isinstance(protocol, MaxBoxAccProtocol):
+        return protocol
+    if protocol not in MAXBOXACC_PROTOCOLS:
+        names = ", ".join(MAXBOXACC_PROTOCOLS)
+        raise ValueError(f"unknown MaxBoxAccV2 protocol {protocol!r}; expected one of {names}")
+    return MAXBOXACC_PROTOCOLS[protocol]
+
+
 class MaxBoxAccV2:
-    """MaxBoxAccV2 (Choe et al., CVPR 2020), matching clovaai/wsolevaluation's BoxEvaluator
-    with ``multi_contour_eval=True``, ``multi_iou_eval=True``.
+    """MaxBoxAccV2 (Choe et al., CVPR 2020): by default (``protocol="wsol"``) exactly
+    clovaai/wsolevaluation's BoxEvaluator with ``multi_contour_eval=True``,
+    ``multi_iou_eval=True`` and ``cam_curve_interval=0.01`` (`wsol_protocol` has the rules).
 
-    Per CAM: min-max normalise to [0, 1] (a constant or NaN map becomes all zeros, as their
-    ``normalize_scoremap``), quantise to 8 bits as ``uint8(cam * 255)`` (truncation), and for
-    each threshold t keep the pixels ``q > int(t * max(q))`` (their ``cv2.threshold`` with
-    ``THRESH_BINARY``: strictly greater, on the 8-bit map). Every 8-connected component of
-    every mask gives a box; an image is a hit at (t, IoU level) when one of the boxes at t has
-    IoU >= level with any ground-truth box. Accuracy per IoU level is the best over t;
-    MaxBoxAccV2 is the mean of those over the IoU levels (0.3, 0.5, 0.7).
+    Per CAM: a 224x224 score map (`wsol_protocol.scoremap_from_cam`), min-max normalised to
+    [0, 1] (a constant or NaN map becomes all zeros), quantised to 8 bits as
+    ``uint8(map * 255)`` (truncation), and for each threshold t the pixels
+    ``q > int(t * max(q))`` (``cv2.threshold``, ``THRESH_BINARY``: strictly greater, on the
+    8-bit map). Every box of every mask counts; an image is a hit at (t, IoU level) when one of
+    the boxes at t has IoU >= level with any ground-truth box. Accuracy per IoU level is the
+    best over t (the lowest t on ties, as ``numpy.argmax``; wsolevaluation reports no
+    threshold); MaxBoxAccV2 is the mean of those over the IoU levels (0.3, 0.5, 0.7).
 
-    Known differences from wsolevaluation, all tiny: boxes here are tight inclusive boxes,
-    while theirs are ``(x, y, x + w, y + h)`` from ``cv2.boundingRect`` scored with the same
-    inclusive IoU, i.e. one pixel wider and taller (``reproduce_wsol_boxes=True`` copies that);
-    their ``RETR_TREE`` also boxes the holes inside components; and their empty mask scores a
-    box ``[0, 0, 0, 0]`` where here an empty mask simply has no box.
+    The ``cam-cli`` protocol (the figure before) differs from wsolevaluation in three rules;
+    each, switched alone on the 434-image real sample, is measured in the README section
+    "MaxBoxAccV2: wsolevaluation's figure". ``reproduce_wsol_boxes`` (components only) widens
+    each tight box by one pixel right and down, as ``boundingRect``'s ``x + w``.
 
-    Ground-truth boxes must be given in the CAM's pixel grid (wsolevaluation: 224x224).
+    `add` and `best_ious` take a map already in the scoring grid and ground-truth boxes in
+    that grid; `image_ious` takes a CAM and an image's annotation and does the rest.
     """
 
     def __init__(
@@ -381,12 +426,15 @@ class MaxBoxAccV2:
         thresholds: Sequence[float] | np.ndarray | None = None,
         iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7),
         reproduce_wsol_boxes: bool = False,
+        *,
+        protocol: str | MaxBoxAccProtocol = "wsol",
     ) -> None:
         self.thresholds = (
             np.arange(0, 1, 0.01) if thresholds is None else np.asarray(thresholds, np.float64)
         )
         self.iou_thresholds = np.asarray(iou_thresholds, dtype=np.float64)
         self.reproduce_wsol_boxes = reproduce_wsol_boxes
+        self.protocol = maxboxacc_protocol(protocol)
         self.hits = np.zeros((len(self.thresholds), len(self.iou_thresholds)), dtype=np.int64)
         self.images = 0
 
@@ -414,13 +462,18 @@ class MaxBoxAccV2:
         return best
 
     def best_ious(self, cam: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
-        """The best IoU at each threshold ``[T]`` for one CAM, without counting it.
+        """The best IoU at each threshold ``[T]`` for one map in the scoring grid (normalised
+        here) and gt boxes in that grid, without counting it.
 
         Pure (no state changes), so it can run in the pipeline's worker threads.
         """
         gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
         if len(gt_boxes) == 0:
             raise ValueError("MaxBoxAccV2 needs at least one ground-truth box per image")
+        if self.protocol.boxes == "contours":
+            from cam_cli.evaluation.wsol_protocol import normalize_scoremap
+
+            return self.scoremap_ious(normalize_scoremap(cam), gt_boxes)
         masks = self.masks(cam)
         map_index, boxes = component_boxes(masks)
         if self.reproduce_wsol_boxes and len(boxes):
@@ -433,15 +486,62 @@ class MaxBoxAccV2:
             np.maximum.at(best, map_index, pairwise_iou_inclusive(boxes, gt_boxes).max(axis=1))
         return best
 
+    def scoremap_ious(self, scoremap: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+        """`best_ious` of a score map in [0, 1] taken as it is (not normalised again), with
+        every contour's box: what their ``BoxEvaluator.accumulate`` does with a map."""
+        from cam_cli.evaluation.wsol_protocol import scoremap_boxes
+
+        gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
+        if len(gt_boxes) == 0:
+            raise ValueError("MaxBoxAccV2 needs at least one ground-truth box per image")
+        map_index, boxes = scoremap_boxes(scoremap, self.thresholds)
+        best = np.zeros(len(self.thresholds))
+        np.maximum.at(best, map_index, pairwise_iou_inclusive(boxes, gt_boxes).max(axis=1))
+        return best
+
+    def scoremap(self, cam: np.ndarray) -> np.ndarray:
+        """The 224x224 score map of a feature-resolution CAM, by this protocol's resize."""
+        from cam_cli.evaluation.wsol_protocol import scoremap_from_cam
+
+        return scoremap_from_cam(cam, self.protocol.resize)
+
+    def gt_boxes(self, annotation: ImageAnnotation, width: int, height: int) -> np.ndarray:
+        """An image's ground-truth boxes in the 224x224 scoring grid, by this protocol's rule.
+
+        ``truncate`` maps the boxes as annotated, from the annotated image size (the evaluated
+        image's when the annotation states none), unclipped, as their metadata is mapped.
+        """
+        from cam_cli.evaluation.wsol_protocol import SCOREMAP_SIZE, truncated_gt_boxes
+
+        if self.protocol.gt_boxes == "outward":
+            return gt_boxes_in_grid(annotation, width, height, (SCOREMAP_SIZE, SCOREMAP_SIZE))
+        boxes = np.array([box for _, box in annotation.boxes], dtype=np.int64).reshape(-1, 4)
+        size = (annotation.width or width, annotation.height or height)
+        return truncated_gt_boxes(boxes, size) if len(boxes) else boxes
+
     def image_ious(
         self, cam: np.ndarray, annotation: ImageAnnotation, width: int, height: int
     ) -> np.ndarray:
-        """`best_ious` of a CAM (any grid) for an image of ``width x height`` and its annotation;
-        the ground-truth boxes are mapped to the CAM's grid. All zeros without boxes."""
-        gt_boxes = gt_boxes_in_grid(annotation, width, height, cam.shape)
+        """`best_ious` of a CAM for an image of ``width x height`` and its annotation; all
+        zeros without boxes. The CAM is at feature resolution (resized here, `scoremap`), or,
+        with ``protocol.input_size_cam``, already upsampled (scored in its own grid)."""
+        if self.protocol.input_size_cam:
+            gt_boxes = gt_boxes_in_grid(annotation, width, height, cam.shape)
+            if len(gt_boxes) == 0:
+                return np.zeros(len(self.thresholds))
+            return self.best_ious(cam, gt_boxes)
+        return self.scoremap_image_ious(self.scoremap(cam), annotation, width, height)
+
+    def scoremap_image_ious(
+        self, scoremap: np.ndarray, annotation: ImageAnnotation, width: int, height: int
+    ) -> np.ndarray:
+        """`image_ious` of a 224x224 score map (`scoremap`, or one read from a file)."""
+        gt_boxes = self.gt_boxes(annotation, width, height)
         if len(gt_boxes) == 0:
             return np.zeros(len(self.thresholds))
-        return self.best_ious(cam, gt_boxes)
+        if self.protocol.boxes == "contours":
+            return self.scoremap_ious(scoremap, gt_boxes)
+        return self.best_ious(scoremap, gt_boxes)
 
     def add_best_ious(self, best: np.ndarray) -> None:
         """Count one image from its best IoU per threshold (as `add` returns them), so a resumed
@@ -456,6 +556,7 @@ class MaxBoxAccV2:
         """Per IoU level: best accuracy (%) and the CAM threshold reaching it (the lowest one
         on ties); their mean is MaxBoxAccV2. Accuracies are None before any image."""
         levels = [float(v) for v in self.iou_thresholds]
+        common = {"protocol": self.protocol.name, "threshold_source": "best on these images"}
         if self.images == 0:
             return {
                 "images": 0,
@@ -463,6 +564,7 @@ class MaxBoxAccV2:
                 "accuracy": [None] * len(levels),
                 "best_threshold": [None] * len(levels),
                 "maxboxacc_v2": None,
+                **common,
             }
         accuracy = 100.0 * self.hits / self.images  # [T, I]
         best_index = accuracy.argmax(axis=0)
@@ -473,6 +575,37 @@ class MaxBoxAccV2:
             "accuracy": [float(v) for v in best],
             "best_threshold": [float(self.thresholds[i]) for i in best_index],
             "maxboxacc_v2": float(best.mean()),
+            **common,
+        }
+
+    def summary_at(self, carried: Mapping) -> dict:
+        """The accuracies at CAM thresholds chosen elsewhere, one per IoU level
+        (``carried["thresholds"]``, e.g. another split's best, `thresholds.carried_thresholds`):
+        the threshold protocol, where the figure is not maximised on the images it scores."""
+        chosen = [float(t) for t in carried["thresholds"]]
+        if len(chosen) != len(self.iou_thresholds):
+            raise ValueError(
+                f"{len(chosen)} carried thresholds for {len(self.iou_thresholds)} IoU levels"
+            )
+        index = []
+        for t in chosen:
+            near = np.flatnonzero(np.isclose(self.thresholds, t, rtol=0, atol=1e-9))
+            if len(near) == 0:
+                raise ValueError(f"carried CAM threshold {t} is not on this run's grid")
+            index.append(int(near[0]))
+        accuracy = (
+            [None] * len(index)
+            if self.images == 0
+            else [float(100.0 * self.hits[i, level] / self.images) for level, i in enumerate(index)]
+        )
+        return {
+            "images": self.images,
+            "iou_thresholds": [float(v) for v in self.iou_thresholds],
+            "accuracy": accuracy,
+            "threshold": [float(self.thresholds[i]) for i in index],
+            "maxboxacc_v2": None if self.images == 0 else float(np.mean(accuracy)),
+            "protocol": self.protocol.name,
+            "threshold_source": str(carried["source"]),
         }
 
 
@@ -515,16 +648,33 @@ def format_table(summary: Mapping, maxboxacc: Mapping | None = None) -> str:
         rel_w, rel_h = median["relative_size"]
         lines.append(f"(median-size box: {100 * rel_w:.1f}% x {100 * rel_h:.1f}% of the image)")
     if maxboxacc:
+        lines += format_maxboxacc(maxboxacc, summary.get("maxboxacc_v2_carried"))
+    return "\n".join(lines)
+
+
+def format_maxboxacc(maxboxacc: Mapping, carried: Mapping | None = None) -> list[str]:
+    """The MaxBoxAccV2 lines of the table: the figure, then each IoU level's accuracy and the
+    CAM threshold it used; with ``carried`` (`MaxBoxAccV2.summary_at`), the figure at the
+    thresholds chosen elsewhere, and where they came from."""
+    protocol = maxboxacc.get("protocol", "wsol")
+    named = "" if protocol == "wsol" else f", protocol {protocol}"
+    lines = [
+        f"MaxBoxAccV2 ({maxboxacc.get('images', 0)} images; accuracy in %, higher is better"
+        f"{named}): {_cell(maxboxacc.get('maxboxacc_v2'))}"
+    ]
+    for level, accuracy, threshold in zip(
+        maxboxacc["iou_thresholds"], maxboxacc["accuracy"], maxboxacc["best_threshold"], strict=True
+    ):
+        at = "" if threshold is None else f" at CAM threshold {threshold:.2f}"
+        lines.append(f"  IoU >= {level:.1f}: {_cell(accuracy)}{at}")
+    if carried:
         lines.append(
-            f"MaxBoxAccV2 ({maxboxacc.get('images', 0)} images; accuracy in %, higher is better): "
-            f"{_cell(maxboxacc.get('maxboxacc_v2'))}"
+            f"MaxBoxAccV2 at CAM thresholds from {carried['threshold_source']}: "
+            f"{_cell(carried.get('maxboxacc_v2'))}"
         )
         for level, accuracy, threshold in zip(
-            maxboxacc["iou_thresholds"],
-            maxboxacc["accuracy"],
-            maxboxacc["best_threshold"],
-            strict=True,
+            carried["iou_thresholds"], carried["accuracy"], carried["threshold"], strict=True
         ):
-            at = "" if threshold is None else f" at CAM threshold {threshold:.2f}"
+            at = f" at CAM threshold {threshold:.2f}"
             lines.append(f"  IoU >= {level:.1f}: {_cell(accuracy)}{at}")
-    return "\n".join(lines)
+    return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cam_cli.evaluation.metrics import format_table
+from cam_cli.evaluation.metrics import format_maxboxacc, format_table
 
 GT_KNOWN_NEEDS_MODEL = "n/a (needs a model)"
 
@@ -14,7 +14,14 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
     what was left out and which images failed."""
     settings = report.get("settings", {})
     lines = [_describe_source(settings)]
-    table = format_table(report, report.get("maxboxacc_v2"))
+    if settings.get("mode") == "scoremaps":  # MaxBoxAccV2 alone: no classes, no boxes
+        table = f"{report.get('images', 0)} images, {report.get('failed_images', 0)} failed"
+        if report.get("maxboxacc_v2"):  # box ground truth (masks give PxAP alone, below)
+            table += "\n" + "\n".join(
+                format_maxboxacc(report["maxboxacc_v2"], report.get("maxboxacc_v2_carried"))
+            )
+    else:
+        table = format_table(report, report.get("maxboxacc_v2"))
     if not report.get("gt_known_available", True):
         rows = table.splitlines()
         name_width = len(rows[1]) - 18  # the header: name column, then two 2+7-wide columns
@@ -23,6 +30,10 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
                 rows[i] = f"{row[:name_width]}  {GT_KNOWN_NEEDS_MODEL}"
         table = "\n".join(rows)
     lines.append(table)
+    if report.get("pxap"):
+        from cam_cli.evaluation.pxap import format_pxap
+
+        lines.append(format_pxap(report["pxap"]))
     if report.get("second_box"):
         from cam_cli.evaluation.second_box import format_second_box
 
@@ -35,8 +46,10 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
         )
     missing = report.get("missing") or {}
     if missing.get("left_out"):
-        word = "prediction records" if settings.get("mode") == "predictions" else "images"
-        kind = "record" if word == "prediction records" else "image"
+        word = {"predictions": "prediction records", "scoremaps": "score maps"}.get(
+            settings.get("mode"), "images"
+        )
+        kind = {"prediction records": "record", "score maps": "score map"}.get(word, "image")
         lines.append(
             f"left out (--allow-missing): {missing['images_without_annotation']} {word} without "
             f"annotation, {missing['annotations_without_image']} annotations without {kind}; "
@@ -56,6 +69,8 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
 def _describe_source(settings: Mapping) -> str:
     if settings.get("mode") == "predictions":
         head = f"predictions: {settings.get('predictions', '(records given in Python)')}"
+    elif settings.get("mode") == "scoremaps":
+        head = f"score maps: {settings.get('scoremaps', '(given in Python)')}"
     else:
         source = settings.get("checkpoint") or settings.get("weights") or "untrained"
         head = (
@@ -63,8 +78,10 @@ def _describe_source(settings: Mapping) -> str:
             f"{settings.get('preprocessing')} preprocessing, CAM threshold "
             f"{settings.get('threshold')}{', --fast' if settings.get('fast') else ''}"
         )
+        if settings.get("class_predictions"):
+            head += f", classes from {settings['class_predictions']}"
         if settings.get("box_rule") or settings.get("ten_crop"):
             rule = settings.get("box_rule", "paper")
             head += f", box rule {rule}{', ten-crop' if settings.get('ten_crop') else ''}"
-    truth = settings.get("cub") or settings.get("annotations")
+    truth = settings.get("cub") or settings.get("annotations") or settings.get("wsol_metadata")
     return f"{head}\nground truth: {truth}" if truth else head

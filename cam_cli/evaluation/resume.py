@@ -4,7 +4,10 @@ A 50,000-image model run can be resumed: every scored image is appended (and flu
 Lines file; on start the lines already there are fed back into the evaluator and only the
 remaining images go through the model. Each line holds everything needed to re-add it exactly
 (its prediction record, image size, GT-known box, MaxBoxAccV2 IoUs), plus the run's identity,
-so lines of another run are refused, never mixed in.
+so lines of another run are refused, never mixed in. A file that is not a per-image file at all
+is never touched (`check_per_image_file`); the lines of images that failed are dropped when a
+run resumes (`rewrite_per_image`), so those images are tried again and end with one line each.
+The writer holds the file's lock (`common.lock.FileLock`) from reading it to its last line.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cam_cli.common.atomic import atomic_file
+from cam_cli.common.checks import printable_path
 from cam_cli.evaluation.matching import EvaluationError
 from cam_cli.inference.writers import json_line
 
@@ -42,32 +47,90 @@ def record_from_line(line: Mapping) -> dict:
     return record
 
 
-def read_per_image(path: str | Path, fingerprint: str) -> Iterator[dict]:
-    """The complete lines of a per-image file, in order; truncates a torn tail in place.
+# Every per-image line `json_line` writes starts so ("path" is the evaluator's first key).
+LINE_START = b'{"path": '
 
-    A crash can leave a last line without its newline (or, after a power cut, garbage): that
-    line is dropped and the file cut back to the last complete line, so appending continues
-    cleanly. A broken line anywhere else, or a line written with other settings, stops.
-    """
+
+def check_per_image_file(path: str | Path) -> None:
+    """Refuse a --per-image FILE that exists, is not empty and is not one cam-cli wrote: its
+    first line must be (or, torn by a crash, begin as) a per-image line. Such a file is never
+    cut, appended to or replaced; a folder or a device is refused too."""
     path = Path(path)
     if not path.exists():
         return
+    if not path.is_file():
+        raise EvaluationError(f"--per-image {printable_path(path)}: not a regular file")
+    with path.open("rb") as handle:
+        first = handle.readline(1 << 20)  # a line of ours is a few KB
+    if not first:
+        return
+    line = None
+    if first.startswith(LINE_START) and first.endswith(b"\n"):
+        try:
+            line = json.loads(first)
+        except ValueError:
+            line = None
+    torn_start = first.startswith(LINE_START) and not first.endswith(b"\n")
+    if torn_start or (isinstance(line, dict) and isinstance(line.get("image_id"), str)):
+        return
+    raise EvaluationError(
+        f"--per-image {printable_path(path)}: not a cam-cli per-image file (its first line is "
+        "not one of ours); refusing to change it, give another FILE"
+    )
+
+
+def per_image_lines(path: str | Path, fingerprint: str) -> tuple[list[tuple[bytes, dict]], int]:
+    """The complete lines of a per-image file, in order, each with its raw bytes, and the size
+    they fill (less than the file's after a crash left a torn last line).
+
+    A crash can leave a last line without its newline (or, after a power cut, garbage): that
+    line is not returned. A broken line anywhere else, a line written with other settings, or
+    a file that is not a per-image file at all (`check_per_image_file`) stops.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    check_per_image_file(path)
+    lines: list[tuple[bytes, dict]] = []
     good_end = 0
     with path.open("rb") as handle:
         previous: bytes | None = None
         number = 0
         for raw in handle:  # one line behind, to know which line is the last
             if previous is not None:
-                yield _per_image_line(previous, number, path, fingerprint, last=False)
+                line = _per_image_line(previous, number, path, fingerprint, last=False)
+                lines.append((previous, line))
                 good_end += len(previous)
             previous, number = raw, number + 1
         if previous is not None:
             line = _per_image_line(previous, number, path, fingerprint, last=True)
             if line is not None:
-                yield line
+                lines.append((previous, line))
                 good_end += len(previous)
-    if good_end < path.stat().st_size:
-        os.truncate(path, good_end)
+    return lines, good_end
+
+
+def read_per_image(path: str | Path, fingerprint: str) -> Iterator[dict]:
+    """The complete lines of a per-image file (`per_image_lines`); a torn tail is cut away in
+    place, so appending continues cleanly."""
+    lines, good_end = per_image_lines(path, fingerprint)
+    yield from (line for _, line in lines)
+    cut_to(path, good_end)
+
+
+def cut_to(path: str | Path, size: int) -> None:
+    """Drop what follows the last complete line (a torn tail)."""
+    path = Path(path)
+    if path.exists() and size < path.stat().st_size:
+        os.truncate(path, size)
+
+
+def rewrite_per_image(path: str | Path, raw_lines: list[bytes]) -> None:
+    """Replace the file by these of its lines (the failed images left out, to be run again),
+    atomically: a crash leaves the old file or the new one."""
+    with atomic_file(path, "wb") as handle:
+        for raw in raw_lines:
+            handle.write(raw)
 
 
 def _per_image_line(raw: bytes, number: int, path: Path, fingerprint: str, last: bool):

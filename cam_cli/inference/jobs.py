@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from cam_cli.common.atomic import write_bytes_atomic
+from cam_cli.common.checks import check_output_file, check_outputs_spare_inputs
 from cam_cli.common.images import find_images
 from cam_cli.errors import SetupError
 from cam_cli.inference import sharding
@@ -72,6 +73,24 @@ def _localizer(
     )
 
 
+def check_output_spares(output: str | Path | IO[str] | None, inputs: dict) -> None:
+    """``--output`` FILE, before any work: not a directory, and none of the files read
+    (``inputs``: ``{option: paths}``, as the walk and stdin gave them); a stream is the
+    caller's."""
+    if isinstance(output, str | Path):
+        check_output_file(output, "--output")
+        check_outputs_spare_inputs({"--output": output}, inputs)
+
+
+def _model_files(model: LoadedModel | ModelOptions) -> dict:
+    """The files a model is loaded from (already loaded: none left to protect)."""
+    if not isinstance(model, ModelOptions):
+        return {}
+    weights = None if model.weights in (None, "imagenet") else model.weights
+    return {"--weights": weights, "--checkpoint": model.checkpoint,
+            "--classes": model.classes_file}  # fmt: skip
+
+
 def _failed(path: str, reason: str) -> None:
     logger.warning("%s: %s", path, reason)
 
@@ -105,6 +124,7 @@ def write_boxes(
     ``box_rule`` and ``ten_crop``: see `pipeline.Localizer` (the defaults are the paper's)."""
     with run.processes() as run:  # under torchrun: the group, this process's device
         paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
+        check_output_spares(output, {"--images": paths, **_model_files(model)})
         if draw is not None:
             check_drawings_spare_inputs(paths, draw)
         localizer = _localizer(
@@ -278,6 +298,7 @@ def write_heatmap_boxes(
     if not sources:
         raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
     found = list(find_images(sources, HEATMAP_EXTENSIONS))
+    check_output_spares(output, {"--maps": [path for path, _ in found], "--reference": reference})
     failures = 0
     with open_output(output) as handle:
         writer = BoxRecordWriter(handle, fmt)

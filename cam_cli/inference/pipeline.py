@@ -122,6 +122,7 @@ class _Asked:
     keep_extra_cams: bool = False  # the extra classes' CAMs at input size, on the host
     extra_maps: ExtraMaps | None = None  # per-image work on the extra CAMs, on the device
     finish: Finish | None = None  # per-image work on the host, in a lane or the box thread
+    extra_cams_at_feature: bool = False  # keep_extra_cams at feature resolution, not input size
 
 
 @dataclass
@@ -158,7 +159,9 @@ class _DeviceOutput:
         if self.extra_indices is not None:
             out.extra_indices = self.extra_indices.cpu().numpy()
             out.extra_scores = self.extra_scores.cpu().numpy()
-            if asked.keep_extra_cams:
+            if asked.keep_extra_cams and asked.extra_cams_at_feature:
+                out.extra_cams = self.cams[:, k:].float().cpu().numpy()
+            elif asked.keep_extra_cams:
                 host = out.upsampled if out.upsampled is not None else None
                 out.extra_cams = host[:, k:] if host is not None else upsampled[:, k:].cpu().numpy()
             if asked.extra_maps is not None:
@@ -516,12 +519,14 @@ class Localizer:
         max_pixels: int | None = None,
         finish: Finish | None = None,
         decode: str = "auto",
+        extra_cams_at_feature: bool = False,
     ) -> Iterator[ImageResult]:
         """Results for every path, in input order (a failed image yields a result with `error`).
 
         ``extra_classes(path)`` names classes whose CAM and box are wanted for that image in
         addition to the top-k (the same number for every image), e.g. its true class;
-        ``keep_extra_cams`` keeps their CAMs (input size) on the results, and
+        ``keep_extra_cams`` keeps their CAMs (input size; feature resolution with
+        ``extra_cams_at_feature``) on the results, and
         ``extra_maps(items, cams)`` works on them on the device, batch by batch (see
         `ExtraMaps`). ``workers=None`` picks `default_workers` for the device; 0 decodes in a
         thread.
@@ -563,7 +568,9 @@ class Localizer:
         if on_device:  # in this thread, never beside it: see common.device_decode
             batches = decode_batches(batches, self.device, self.load_size, dataset.max_pixels)
         # --- end of device JPEG decoding
-        asked = _Asked(keep_cams, extra_classes, keep_extra_cams, extra_maps, finish)
+        asked = _Asked(
+            keep_cams, extra_classes, keep_extra_cams, extra_maps, finish, extra_cams_at_feature
+        )
         pool = self._lane_pool()
         if pool is not None:
             results = self._localize_in_lanes(pool, batches, asked)

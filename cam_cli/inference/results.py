@@ -45,7 +45,7 @@ class ImageResult:
     cams: np.ndarray | None = None  # [k, h, w] at feature resolution, when asked for
     # Extra classes asked per image (e.g. the true class for GT-known localization):
     extra: list[Prediction] = field(default_factory=list)
-    extra_cams: np.ndarray | None = None  # [m, S, S] at network input resolution
+    extra_cams: np.ndarray | None = None  # [m, S, S] at input resolution (or [m, h, w])
     analysis: Any = None  # what `localize(finish=...)` computed for this image
 
     def flag_non_finite(self) -> bool:

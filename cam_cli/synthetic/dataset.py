@@ -12,6 +12,19 @@ exact. What it writes under ``OUT_DIR``::
     LOC_synset_mapping.txt                     ``wnid name`` lines, sorted by wnid (= class index)
     synthetic.json                             the generation parameters (provenance)
 
+With ``masks=True`` (``cam-cli synth --masks``) it also writes each val object's pixel mask in
+OpenImages30k's layout, with wsolevaluation metadata for PxAP (`evaluation.pxap`)::
+
+    masks/val/<wnid>/<id>_m<wnid>_<hash>.png   one per object, 0/255 grey (its exact pixels)
+    masks/val/<wnid>/<id>_ignore.png           the 1-pixel ring just outside the objects,
+                                               where the JPEG blends object and background
+    wsol/val/{image_ids,class_labels,image_sizes,localization}.txt
+                                               ids ``val/<id>.JPEG``; mask paths relative to
+                                               ``OUT_DIR`` (``eval --wsol-metadata
+                                               OUT_DIR/wsol/val --images OUT_DIR``)
+
+The default output (no masks) is unchanged, byte for byte.
+
 The images. A class is a (shape, colour, texture) combination, e.g. "red striped disc": shape and
 colour alone already separate the default classes, texture is an extra cue. Each image holds one
 object of its class (two, well apart, in about 10% of images; every one gets a box), drawn at
@@ -37,6 +50,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -149,7 +163,7 @@ def _is_replaceable(path: Path) -> bool:
     return (path / MARKER_FILE).is_file() or not any(path.iterdir())
 
 
-_PARTIAL_CONTENT = {"train", "val", "annotations", "LOC_val_solution.csv",
+_PARTIAL_CONTENT = {"train", "val", "annotations", "masks", "wsol", "LOC_val_solution.csv",
                     "LOC_synset_mapping.txt", MARKER_FILE, LOCK_NAME}  # fmt: skip
 
 
@@ -189,6 +203,7 @@ def generate_dataset(
     image_size: int = 64,
     seed: int = 0,
     overwrite: bool = False,
+    masks: bool = False,
 ) -> SyntheticSummary:
     """Write the synthetic dataset to ``out_dir`` (see the module docstring) and summarise it.
 
@@ -228,6 +243,7 @@ def generate_dataset(
         labels = val_labels(val_images, num_classes, seed)
         rows = []
         val_boxes = 0
+        mask_rows: list[tuple[str, str, str, str]] = []  # (id, label, mask, ignore)
         for number in range(1, val_images + 1):
             spec = classes[int(labels[number - 1])]
             sample = render_sample(spec, classes, val_rng(seed, number), image_size)
@@ -240,11 +256,15 @@ def generate_dataset(
                 (image_id, " ".join(f"{w} {b[0]} {b[1]} {b[2]} {b[3]}" for w, b in objects))
             )
             val_boxes += len(objects)
+            if masks:
+                mask_rows += _write_masks(tmp, image_id, spec, sample.masks)
 
         with open(tmp / "LOC_val_solution.csv", "w", newline="") as f:
             writer = csv.writer(f)  # CRLF line ends, as in Kaggle's file
             writer.writerow(("ImageId", "PredictionString"))
             writer.writerows(rows)
+        if masks:
+            _write_mask_metadata(tmp, mask_rows, image_size)
         mapping = "".join(f"{spec.wnid} {spec.name}\n" for spec in classes)
         (tmp / "LOC_synset_mapping.txt").write_text(mapping)
         meta = {
@@ -261,6 +281,8 @@ def generate_dataset(
                 for c in classes
             ],
         }
+        if masks:  # only then: the default synthetic.json stays as it was
+            meta["masks"] = True
         (tmp / MARKER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / LOCK_NAME).unlink()  # not part of the dataset; the flock is held until the end
 
@@ -288,3 +310,55 @@ def generate_dataset(
         classes=[(c.wnid, c.name) for c in classes],
         seconds=time.perf_counter() - start,
     )
+
+
+def _ignore_ring(masks: list[np.ndarray]) -> np.ndarray:
+    """The pixels 8-adjacent to an object but outside every object."""
+    union = np.logical_or.reduce(masks)
+    padded = np.pad(union, 1)
+    grown = np.zeros_like(union)
+    height, width = union.shape
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            grown |= padded[dy : dy + height, dx : dx + width]
+    return grown & ~union
+
+
+def _save_mask(mask: np.ndarray, path: Path) -> None:
+    Image.fromarray(mask.astype(np.uint8) * 255, "L").save(path, format="PNG")
+
+
+def _write_masks(tmp: Path, image_id: str, spec: ClassSpec, masks: list[np.ndarray]):
+    """Each object's mask and the image's ignore mask, OpenImages30k names; the metadata rows."""
+    folder = Path("masks") / "val" / spec.wnid
+    (tmp / folder).mkdir(parents=True, exist_ok=True)
+    rows = []
+    ignore = (folder / f"{image_id}_ignore.png").as_posix()
+    _save_mask(_ignore_ring(masks), tmp / ignore)
+    for k, mask in enumerate(masks):
+        digest = hashlib.sha256(f"{image_id}/{k}".encode()).hexdigest()[:8]
+        name = (folder / f"{image_id}_m{spec.wnid}_{digest}.png").as_posix()
+        _save_mask(mask, tmp / name)
+        rows.append((f"val/{image_id}.JPEG", str(spec.index), name, ignore if k == 0 else ""))
+    return rows
+
+
+def _write_mask_metadata(tmp: Path, rows, image_size: int) -> None:
+    """wsolevaluation's four files for the val masks (`evaluation.wsol_metadata`)."""
+    from cam_cli.evaluation.wsol_metadata import WsolMetadata, metadata_texts
+
+    ids = tuple(dict.fromkeys(row[0] for row in rows))
+    masks: dict[str, list[str]] = {}
+    for image_id, _, mask, _ in rows:
+        masks.setdefault(image_id, []).append(mask)
+    metadata = WsolMetadata(
+        image_ids=ids,
+        class_labels={row[0]: int(row[1]) for row in rows},
+        image_sizes={image_id: (image_size, image_size) for image_id in ids},
+        masks={k: tuple(v) for k, v in masks.items()},
+        ignore={row[0]: row[3] for row in rows if row[3]},
+    )
+    folder = tmp / "wsol" / "val"
+    folder.mkdir(parents=True)
+    for name, text in metadata_texts(metadata).items():
+        (folder / name).write_text(text)

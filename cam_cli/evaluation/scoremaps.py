@@ -1,0 +1,80 @@
+"""Score maps in wsolevaluation's layout: what ``eval --save-scoremaps`` writes and
+``eval --scoremaps`` reads, so their ``BoxEvaluator`` (or anyone's code) can score cam-cli's maps
+and cam-cli can score anyone's.
+
+Their ``inference.py`` saves each image's map with ``np.save(scoremaps/<image_id>)``, and
+``np.save`` appends ``.npy``: the map of ``val/ILSVRC2012_val_00000001.JPEG`` is
+``DIR/val/ILSVRC2012_val_00000001.JPEG.npy``, 2-D float64 (their ``t2n`` casts to float64 and
+``cv2.resize`` keeps it), min-max normalised to [0, 1], 224x224.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cam_cli.common.atomic import atomic_file
+from cam_cli.common.checks import printable_path
+from cam_cli.evaluation.wsol_protocol import check_scoremap
+
+SUFFIX = ".npy"
+
+
+def scoremap_id(image: str | Path, base: str | Path) -> str:
+    """wsolevaluation's image id of an image: its path below ``base``, with ``/``.
+
+    ``eval --images DIR`` uses the folder above DIR as ``base`` (``val/ILSVRC2012_val_...JPEG``,
+    their ILSVRC ids); ``--cub ROOT`` uses ``ROOT/images`` (``001.Black_footed_Albatross/...``).
+    Symbolic links are not followed (a linked image keeps the id of its link). An image outside
+    ``base`` gets its file name, so no map is ever written outside the folder asked for.
+    """
+    relative = Path(os.path.relpath(os.path.abspath(image), os.path.abspath(base)))
+    if relative.parts and relative.parts[0] == "..":
+        return Path(image).name
+    return relative.as_posix()
+
+
+def scoremap_path(root: str | Path, image_id: str) -> Path:
+    """Where the map of ``image_id`` lives under ``root`` (``np.save`` adds ``.npy``)."""
+    return Path(root) / (image_id + SUFFIX)
+
+
+def save_scoremap(root: str | Path, image_id: str, scoremap: np.ndarray) -> Path:
+    """Write one map atomically (`common.atomic`), creating its folders; returns its path."""
+    target = scoremap_path(root, image_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(target, "wb") as handle:
+        np.save(handle, np.asarray(scoremap))
+    return target
+
+
+def find_scoremaps(root: str | Path) -> dict[str, Path]:
+    """Every ``.npy`` below ``root`` by the stem of the image it names
+    (``val/ILSVRC2012_val_00000001.JPEG.npy`` -> ``ILSVRC2012_val_00000001``, as `eval` matches
+    images to annotations). Two maps for one stem are refused (ValueError)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder of score maps")
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob("*" + SUFFIX)):
+        if not path.is_file() or path.name.startswith("."):  # temp files of a writer
+            continue
+        stem = printable_path(Path(path.name[: -len(SUFFIX)]).stem)
+        if stem in found:
+            raise ValueError(f"two score maps for image {stem}: {found[stem]} and {path}")
+        found[stem] = path
+    if not found:
+        raise ValueError(f"{root}: no .npy score maps in it")
+    return found
+
+
+def load_scoremap(path: str | Path) -> np.ndarray:
+    """One map, checked as their ``check_scoremap_validity`` checks it (ValueError if not)."""
+    try:
+        scoremap = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"not a readable .npy array ({error})") from None
+    check_scoremap(scoremap)
+    return scoremap

@@ -1,0 +1,179 @@
+"""Score maps in wsolevaluation's layout (`evaluation.scoremaps`), scored without a model
+(`evaluate.evaluate_scoremaps`), and CAM thresholds carried from another report
+(`evaluation.thresholds`): hand-made maps whose figures are worked out below."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cam_cli.evaluation.annotations import ImageAnnotation
+from cam_cli.evaluation.evaluate import evaluate_scoremaps
+from cam_cli.evaluation.matching import EvaluationError
+from cam_cli.evaluation.scoremaps import (
+    find_scoremaps,
+    load_scoremap,
+    save_scoremap,
+    scoremap_id,
+    scoremap_path,
+)
+
+SNAKE = "n01751748"
+
+
+def _annotation(stem: str, box) -> ImageAnnotation:
+    return ImageAnnotation(stem, (SNAKE,), ((SNAKE, tuple(box)),), 224, 224)
+
+
+def test_layout_is_np_save_of_the_image_id(tmp_path):
+    images = tmp_path / "data" / "val"
+    images.mkdir(parents=True)
+    image = images / "ILSVRC2012_val_00000001.JPEG"
+    image.touch()
+    image_id = scoremap_id(image, images.parent)
+    assert image_id == "val/ILSVRC2012_val_00000001.JPEG"
+    link = images / "linked.JPEG"  # a link keeps its own id; nothing escapes the map folder
+    link.symlink_to(tmp_path / "elsewhere.JPEG")
+    assert scoremap_id(link, images.parent) == "val/linked.JPEG"
+    assert scoremap_id(tmp_path / "outside.JPEG", images) == "outside.JPEG"
+    scoremap = np.linspace(0, 1, 224 * 224).reshape(224, 224)
+    written = save_scoremap(tmp_path / "maps", image_id, scoremap)
+    assert written == tmp_path / "maps" / "val" / "ILSVRC2012_val_00000001.JPEG.npy"
+    assert written == scoremap_path(tmp_path / "maps", image_id)
+    back = np.load(written)  # what their CamDataset does
+    assert back.dtype == np.float64 and back.shape == (224, 224)
+    np.testing.assert_array_equal(back, scoremap)
+    assert not [p for p in written.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    assert find_scoremaps(tmp_path / "maps") == {"ILSVRC2012_val_00000001": written}
+
+
+def two_maps(root: Path) -> dict[str, ImageAnnotation]:
+    """Image a: a strong blob (1.0) and a weak one (0.4, 8-bit 102) on the gt box; the weak
+    blob is in the mask while int(t * 255) < 102, i.e. t <= 0.39. Image b: a blob (1.0) on the
+    gt box over a background of 0.3 (8-bit 76); the background is out from t = 0.30 on
+    (int(76.5) = 76, strictly above); before that the mask is the whole image, IoU 3600/50176."""
+    a = np.zeros((224, 224))
+    a[10:20, 10:20] = 1.0
+    a[100:150, 100:150] = 0.4
+    b = np.full((224, 224), 0.3)
+    b[60:120, 60:120] = 1.0
+    save_scoremap(root, "val/a.JPEG", a)
+    save_scoremap(root, "val/b.JPEG", b)
+    return {"a": _annotation("a", (100, 100, 149, 149)), "b": _annotation("b", (60, 60, 119, 119))}
+
+
+def test_scoremaps_scored_as_boxevaluator(tmp_path):
+    truth = two_maps(tmp_path)
+    report = evaluate_scoremaps(tmp_path, truth)
+    maxbox = report["maxboxacc_v2"]
+    # a hits at t <= 0.39 (weak blob box [100, 100, 150, 150]: 2500 / 2601), b at t >= 0.30
+    # (blob box [60, 60, 120, 120]: 3600 / 3721): both at 0.30..0.39, the lowest is reported
+    assert report["images"] == 2 and report["failed_images"] == 0
+    assert maxbox["accuracy"] == [100.0, 100.0, 100.0]
+    assert maxbox["best_threshold"] == [pytest.approx(0.30)] * 3
+    assert maxbox["maxboxacc_v2"] == 100.0 and maxbox["protocol"] == "wsol"
+    assert maxbox["threshold_source"] == "best on these images"
+    assert report["settings"]["mode"] == "scoremaps"
+
+
+def test_thresholds_carried_from_a_report(tmp_path):
+    truth = two_maps(tmp_path / "maps")
+    chosen = tmp_path / "val-split.json"
+    chosen.write_text(
+        json.dumps(
+            {
+                "maxboxacc_v2": {
+                    "images": 7,
+                    "iou_thresholds": [0.3, 0.5, 0.7],
+                    "best_threshold": [0.35, 0.5, 0.2],
+                    "protocol": "wsol",
+                }
+            }
+        )
+    )
+    report = evaluate_scoremaps(tmp_path / "maps", truth, cam_threshold_from=chosen)
+    carried = report["maxboxacc_v2_carried"]
+    # 0.35: both hit; 0.5: b only; 0.2: a only
+    assert carried["threshold"] == pytest.approx([0.35, 0.5, 0.2])  # the grid's values
+    assert carried["accuracy"] == [100.0, 50.0, 50.0]
+    assert carried["maxboxacc_v2"] == pytest.approx(200 / 3)
+    assert carried["threshold_source"] == f"{chosen.resolve()} (best on its 7 images)"
+    assert report["maxboxacc_v2"]["maxboxacc_v2"] == 100.0  # this split's own best, beside it
+    assert report["settings"]["cam_threshold_from"] == str(chosen.resolve())
+    from cam_cli.evaluation.report import format_report
+
+    table = format_report(report)
+    assert f"MaxBoxAccV2 at CAM thresholds from {chosen.resolve()}" in table
+    assert "IoU >= 0.5: 50.00 at CAM threshold 0.50" in table
+
+
+def test_carried_thresholds_must_be_of_the_same_protocol(tmp_path):
+    truth = two_maps(tmp_path / "maps")
+    old = tmp_path / "old.json"  # a report from before the protocol existed: cam-cli's
+    old.write_text(
+        json.dumps(
+            {
+                "maxboxacc_v2": {
+                    "images": 3,
+                    "iou_thresholds": [0.3, 0.5, 0.7],
+                    "best_threshold": [0.5, 0.4, 0.3],
+                }
+            }
+        )  # fmt: skip
+    )
+    with pytest.raises(EvaluationError, match="protocol cam-cli"):
+        evaluate_scoremaps(tmp_path / "maps", truth, cam_threshold_from=old)
+    without = tmp_path / "no-maxbox.json"
+    without.write_text(json.dumps({"maxboxacc_v2": None}))
+    with pytest.raises(EvaluationError, match="no MaxBoxAccV2"):
+        evaluate_scoremaps(tmp_path / "maps", truth, cam_threshold_from=without)
+
+
+def test_a_bad_map_is_a_failed_image_and_unmatched_maps_are_listed(tmp_path):
+    truth = two_maps(tmp_path)
+    np.save(tmp_path / "val" / "c.JPEG.npy", np.zeros((100, 100)))
+    truth["c"] = _annotation("c", (0, 0, 10, 10))
+    report = evaluate_scoremaps(tmp_path, truth)
+    assert report["images"] == 3 and report["failed_images"] == 1
+    assert "224x224" in report["failed"][0]["error"]
+    assert report["maxboxacc_v2"]["accuracy"] == [pytest.approx(200 / 3)] * 3  # c: a miss
+    with pytest.raises(ValueError, match="224x224"):
+        load_scoremap(tmp_path / "val" / "c.JPEG.npy")
+    np.save(tmp_path / "val" / "d.JPEG.npy", np.zeros((224, 224)))
+    with pytest.raises(EvaluationError, match="1 score maps have no annotation"):
+        evaluate_scoremaps(tmp_path, truth)
+    assert evaluate_scoremaps(tmp_path, truth, allow_missing=True)["missing"]["left_out"] == 1
+
+
+def test_real_maps_saved_by_a_model_run_give_its_figure(sample_dir, mobilenet_weights, tmp_path):
+    """12 real images: `--save-scoremaps` then `--scoremaps` gives the model run's MaxBoxAccV2,
+    per IoU level and threshold (the check the README runs with wsolevaluation's own code)."""
+    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.evaluation.evaluate import evaluate_model
+    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.models.loading import load_model
+
+    images = tmp_path / "val"
+    images.mkdir()
+    for path in sorted((sample_dir / "val").iterdir())[:12]:
+        (images / path.name).symlink_to(path)
+    truth = read_annotations(sample_dir / "annotations")
+    truth = {stem: a for stem, a in truth.items() if (images / f"{stem}.JPEG").exists()}
+    loaded = load_model(
+        arch="mobilenet_v2",
+        weights=str(mobilenet_weights),
+        classes_file=sample_dir / "LOC_synset_mapping.txt",
+    )
+    run = evaluate_model(
+        loaded, images, truth, maxboxacc=True, run=RunOptions(fast=False),
+        save_scoremaps=tmp_path / "maps",
+    )  # fmt: skip
+    saved = find_scoremaps(tmp_path / "maps")
+    assert sorted(saved) == sorted(truth) and len(saved) == 12
+    first = load_scoremap(saved[min(saved)])
+    assert first.dtype == np.float64 and (first.min(), first.max()) == (0.0, 1.0)
+    scored = evaluate_scoremaps(tmp_path / "maps", truth)
+    assert scored["maxboxacc_v2"] == run["maxboxacc_v2"]
