@@ -436,3 +436,15 @@ def test_real_sample_xml_and_csv_agree_for_all_images():
     assert len(matched) == 434 and not images_without and not annotations_without
     classes = read_synset_mapping(SAMPLE / "LOC_synset_mapping.txt")
     assert check_labels_known(from_xml, classes) == []
+
+
+def test_a_latin1_csv_is_named_in_its_error(tmp_path):
+    from cam_cli.evaluation.annotations import read_annotations
+
+    path = tmp_path / "LOC_val_solution.csv"
+    path.write_bytes("ImageId,PredictionString\na,n01440764 1 2 3 4 caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError) as failed:
+        read_annotations(path)
+    assert str(failed.value) == (
+        f"{path}: not UTF-8 text (invalid continuation byte); save it as UTF-8"
+    )

@@ -425,3 +425,32 @@ def test_offline_pretrained_says_to_pass_backbone_weights(data, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--backbone-weights FILE" in lines[0], result.stderr
     assert lines[0].startswith("cam-cli: error:")
+
+
+def test_a_symlink_back_into_the_data_adds_no_other_class_images(tmp_path):
+    from PIL import Image
+
+    def image(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (9, 9, 9)).save(path)
+
+    data, outside = tmp_path / "data", tmp_path / "elsewhere"
+    for name in ("a/1.png", "a/2.png", "b/1.png"):
+        image(data / "train" / name)
+    image(outside / "x.png")
+    (data / "train" / "b" / "loop").symlink_to("..")  # train/b/loop -> train/
+    (data / "train" / "b" / "up").symlink_to("../../..")  # above the data root
+    (data / "train" / "a" / "more").symlink_to(outside)  # outside the data: a real subfolder
+    for name in ("a/1.png", "b/1.png"):
+        image(data / "val" / name)
+    (data / "val" / "a" / "other").symlink_to("../b")
+    found = scan_data(data)
+    assert [c.wnid for c in found.classes] == ["a", "b"]
+    assert [(Path(p).relative_to(tmp_path).as_posix(), i) for p, i in found.train] == [
+        ("data/train/a/1.png", 0), ("data/train/a/2.png", 0), ("data/train/a/more/x.png", 0),
+        ("data/train/b/1.png", 1),
+    ]  # fmt: skip
+    assert [(Path(p).name, i) for p, i in found.val] == [("1.png", 0), ("1.png", 1)]
+    links = sorted(Path(note.split(" links back")[0]).name for note in found.notes)
+    assert links == ["loop", "other", "up"]
+    assert all(n.endswith("; not followed") for n in found.notes)

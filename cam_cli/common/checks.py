@@ -56,6 +56,18 @@ def record_name(text: str) -> str:
     return text
 
 
+# C0 controls, DEL and C1 controls (CSI is U+009B): what a terminal acts on instead of showing
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def printable_line(text: str) -> str:
+    """A message as one line that a terminal shows as it is: each control character (an ANSI
+    escape ``\\x1b[2J`` or a newline in a file name) written as ``\\xNN``. Used for
+    everything the tool writes on stderr; outputs on stdout keep names as they are (JSON
+    escapes them itself)."""
+    return text.translate(_CONTROLS)
+
+
 def printable(value):
     """`printable_path` applied to every string in a JSON-like value (dicts, lists)."""
     if isinstance(value, str):

@@ -21,9 +21,11 @@ from __future__ import annotations
 import csv
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from cam_cli.models.classes import ClassInfo
 
@@ -179,11 +181,22 @@ class _CsvRows:
             raise ValueError(f"{where}: not a readable CSV row ({error})") from None
 
 
+@contextmanager
+def text_file(path: Path, encoding: str = "utf-8", **kwargs) -> Iterator[IO[str]]:
+    """A UTF-8 text file open for reading; bytes that are not UTF-8 (a latin-1 export) give a
+    ValueError naming the file and where, not the codec's bare message."""
+    with path.open(encoding=encoding, **kwargs) as handle:
+        try:
+            yield handle
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
+
+
 def read_loc_solution_csv(path: str | Path) -> dict[str, ImageAnnotation]:
     """Kaggle ``LOC_val_solution.csv``: ``ImageId,PredictionString`` (no image sizes)."""
     path = Path(path)
     annotations: dict[str, ImageAnnotation] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with text_file(path, encoding="utf-8-sig", newline="") as handle:
         reader = _CsvRows(handle, path)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != KAGGLE_HEADER:
@@ -255,7 +268,7 @@ def read_devkit_labels(
     ground_truth_txt = Path(ground_truth_txt)
     id_to_wnid = read_devkit_meta(meta_mat)
     annotations: dict[str, ImageAnnotation] = {}
-    with ground_truth_txt.open(encoding="utf-8") as handle:
+    with text_file(ground_truth_txt) as handle:
         for line_number, line in enumerate(handle, start=1):
             text = line.strip()
             where = f"{ground_truth_txt}:{line_number}"
@@ -319,7 +332,7 @@ def read_annotations(
 def _read_id_table(path: Path, fields: int) -> dict[str, list[str]]:
     """``id value...`` lines -> {id: [values]}, with file:line errors."""
     table: dict[str, list[str]] = {}
-    with path.open(encoding="utf-8") as handle:
+    with text_file(path) as handle:
         for line_number, line in enumerate(handle, start=1):
             parts = line.split()
             if not parts:

@@ -180,27 +180,35 @@ def localize_to_records(
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
         for result in run.localize(localizer, paths, finish=finish):
-            writer.write(result.as_record())
+            record = result.as_record()
             if result.error is not None:
                 failures += 1
                 _failed(result.path, result.error)
             elif draw_dir is not None:
-                failures += not _save_drawing(result, draw_dir, taken)
+                problem = _save_drawing(result, draw_dir, taken)
+                if problem is not None:  # counted as failed, so its record says why
+                    failures += 1
+                    record["error"] = problem
+            writer.write(record)
         writer.close()
     return sharding.shared(RunSummary(len(paths) + len(missing), failures))
 
 
-def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> bool:
+def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> str | None:
+    """Writes the image's `--draw` PNG; the problem (also logged) when it cannot be drawn or
+    written. The record then keeps its predictions and gains ``"error"`` with that problem."""
+    problem = None
     if isinstance(result.analysis, Exception):
-        _failed(result.path, f"--draw: {result.analysis}")
-        return False
-    target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
-    try:
-        write_bytes_atomic(result.analysis, target)
-    except OSError as error:
-        _failed(result.path, f"--draw: {error}")
-        return False
-    return True
+        problem = f"not drawn (--draw): {result.analysis}"
+    else:
+        target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
+        try:
+            write_bytes_atomic(result.analysis, target)
+        except OSError as error:
+            problem = f"not drawn (--draw): {target}: {error.strerror or error}"
+    if problem is not None:
+        _failed(result.path, problem)
+    return problem
 
 
 def write_cams(

@@ -15,12 +15,36 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from cam_cli.common.atomic import atomic_file
+from cam_cli.common.atomic import atomic_file, named_errors
 from cam_cli.common.checks import printable, printable_path
 from cam_cli.errors import SetupError
 
 CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
                "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP's "CSV
+# injection"): a file named "=HYPERLINK(...).jpg" must stay text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A text cell of a CSV output, neutralised for spreadsheets: one that starts like a
+    formula gets a leading ``'`` (shown by no spreadsheet, read back as text). Numbers and
+    other text are written as they are; JSON outputs are never changed."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class SafeCsvWriter:
+    """`csv.writer` whose rows go through `csv_cell`: every CSV the tool writes uses it."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._writer = csv.writer(handle)
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([csv_cell(value) for value in row])
 
 
 @contextmanager
@@ -33,8 +57,9 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
     elif path is None or str(path) == "-":
         if sys.stdout is None:
             raise SetupError("stdout is closed: give --output FILE, or let stdout be written")
-        yield sys.stdout
-        sys.stdout.flush()
+        with named_errors("<stdout>"):  # `> /dev/full`: "<stdout>: No space left on device"
+            yield sys.stdout
+            sys.stdout.flush()
     else:
         with atomic_file(path) as handle:
             yield handle
@@ -113,7 +138,7 @@ class RecordWriter:
         self._csv = None
         self._coco = CocoDocument() if fmt == "coco" else None
         if fmt == "csv":
-            self._csv = csv.writer(handle)
+            self._csv = SafeCsvWriter(handle)
             self._csv.writerow(CSV_COLUMNS)
 
     def write(self, record: dict) -> None:
@@ -123,14 +148,14 @@ class RecordWriter:
         path = record["path"] if self._csv is None else printable_path(record["path"])
         if self._csv is None:
             self.handle.write(json_line(record))
-        elif "error" in record:
+        elif "predictions" not in record:
             self._csv.writerow([path, "", "", "", "", "", "", "", "", "", "", "",
                                 record["error"]])  # fmt: skip
-        else:
+        else:  # an error beside predictions (the --draw PNG failed) is on each of its rows
             for p in record["predictions"]:
                 self._csv.writerow([path, record["width"], record["height"], p["rank"],
                                     p["class_index"], p["wnid"] or "", p["name"] or "",
-                                    p["score"], *p["box"], ""])  # fmt: skip
+                                    p["score"], *p["box"], record.get("error", "")])  # fmt: skip
         if self.handle is sys.stdout:
             self.handle.flush()  # keep pipelines (`bbox | eval --predictions -`) streaming
 
@@ -155,7 +180,7 @@ class BoxRecordWriter:
         if fmt not in BOX_FORMATS:
             raise ValueError(f"unknown format {fmt!r}; use jsonl or csv")
         self.handle = handle
-        self._csv = csv.writer(handle) if fmt == "csv" else None
+        self._csv = SafeCsvWriter(handle) if fmt == "csv" else None
         if self._csv is not None:
             self._csv.writerow(BOX_CSV_COLUMNS)
 

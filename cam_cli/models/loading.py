@@ -13,6 +13,7 @@ ImageNet model and gets torchvision's ImageNet class names.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from cam_cli.errors import SetupError
 from cam_cli.models.classes import (
     ClassInfo,
     anonymous_classes,
+    check_unique_wnids,
     classes_from_names,
     read_synset_mapping,
 )
@@ -42,6 +44,8 @@ from cam_cli.models.weights import (
     torchvision_weights,
     unwrap_state_dict,
 )
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "cam-cli-checkpoint"
 IMAGENET_CLASSES = 1000
@@ -121,6 +125,10 @@ def _checkpoint_model(path: str | Path) -> LoadedModel:
     if not classes:
         raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint (its class list is empty)")
     check_input_size(input_size, f"{path}: its input_size")
+    try:
+        check_unique_wnids(classes, f"{path}: a damaged cam-cli checkpoint's class list")
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
     model = build_model(spec.name, len(classes))
     load_weights_into(model, state_dict, str(path))
     return LoadedModel(spec.name, model.eval(), classes, preprocessing, input_size)
@@ -178,6 +186,11 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     names: list[str] | None = None
     if weights is None:
         state_dict = None
+        logger.info(  # a note: shown with -q too, by rank 0 only under torchrun
+            "note: --arch %s without --weights or --checkpoint: its parameters are random "
+            "(untrained), so its classes, scores and boxes mean nothing",
+            spec.name,
+        )
     elif weights == "imagenet" and spec.hub_weights is not None:
         state_dict = download_hf_hub_state_dict(spec.hub_weights)
     elif weights == "imagenet":

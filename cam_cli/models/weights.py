@@ -195,8 +195,26 @@ def unwrap_state_dict(data: dict[str, Any], source: str = "weights") -> dict[str
     }
 
 
+def check_weight_dtypes(state_dict: dict[str, Any], source: str) -> None:
+    """Weights are real floating-point numbers: ``load_state_dict`` would silently cast int,
+    bool or complex tensors into the network (complex ones losing their imaginary part), which
+    is never what a file of trained weights means. The one integer tensor torch's modules
+    hold, BatchNorm's ``num_batches_tracked`` counter, is let through."""
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor) or value.is_floating_point():
+            continue
+        integer = not value.is_complex() and value.dtype != torch.bool
+        if integer and str(key).endswith("num_batches_tracked"):
+            continue
+        raise ModelLoadError(
+            f"{source}: {key} holds {str(value.dtype).removeprefix('torch.')} values; weights "
+            "must be floating-point tensors"
+        )
+
+
 def load_weights_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str):
     """`CAMNet.load_weights`, with a shape or key mismatch said in one line."""
+    check_weight_dtypes(state_dict, source)
     try:
         model.load_weights(state_dict)
     except RuntimeError as error:
