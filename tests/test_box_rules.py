@@ -220,9 +220,12 @@ def test_read_maps_refuses_an_image_shaped_array_and_files_that_are_not_npy(tmp_
     assert read_maps(tmp_path / "chw.npy")[0].shape == (3, 224, 224)
     np.save(tmp_path / "small.npy", np.ones((2, 7, 3)))  # 3 is not below 2: a stack of 2
     assert read_maps(tmp_path / "small.npy")[0].shape == (2, 7, 3)
-    (tmp_path / "zero.npy").symlink_to("/dev/zero")
-    with pytest.raises(ValueError, match=r"^not a \.npy map file \(no NumPy header\)$"):
+    (tmp_path / "zero.npy").symlink_to("/dev/zero")  # never opened: no numpy pickle advice
+    with pytest.raises(ValueError, match=r"^not a regular file \(a character device\)$"):
         read_maps(tmp_path / "zero.npy")
+    (tmp_path / "jpeg.npy").write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))  # a renamed JPEG
+    with pytest.raises(ValueError, match=r"^not a \.npy map file \(no NumPy header\)$"):
+        read_maps(tmp_path / "jpeg.npy")
 
 
 def test_resize_map_scales_maps_beyond_float32_instead_of_overflowing(recwarn):

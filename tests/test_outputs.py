@@ -209,14 +209,26 @@ def test_image_npy_is_the_feature_map_upsampled_upright(boxes, cams):
 
 def test_bbox_box_is_the_paper_rule_on_image_npy(boxes, cams):
     """`bbox` thresholds the map upsampled to 224x224 and scales the box to the image,
-    rounding outwards, so it may differ from the rule on `.image.npy` by a pixel or two."""
+    rounding outwards; `.image.npy` is the map upsampled straight to H x W. The two grids
+    usually give the same box to a pixel or two, but where two components nearly tie (or
+    nearly touch) one grid can keep a part the other drops: 19 px apart was seen on another
+    CPU and Pillow. So: the same object (IoU >= 0.75; a transposed or flipped map gives far
+    less on these non-square images), and most boxes to within 2 px. The exact relation is
+    tested in test_boxes_cli (`boxes --upsample 224 --reference` on `.feature.npy`)."""
+    from cam_cli.evaluation.metrics import iou_inclusive
+
     records, _ = boxes
+    close = total = 0
     for name in IMAGES:
         for p in records[name]["predictions"]:
             path = cam_file(cams, name, p, ".image.npy")
             assert path.exists(), f"`cam` ranked the classes differently: no {path.name}"
             expected = paper_box(np.load(path))
-            assert np.abs(np.subtract(p["box"], expected)).max() <= 2, (name, p, expected)
+            iou = iou_inclusive(p["box"], np.array([expected]))[0]
+            assert iou >= 0.75, (name, p, expected, iou)
+            close += np.abs(np.subtract(p["box"], expected)).max() <= 2
+            total += 1
+    assert close >= total - 1, (close, total)
 
 
 # ---- cam overlays ----------------------------------------------------------------------------
