@@ -151,6 +151,24 @@ def test_loc_solution_csv_errors_give_file_and_line(tmp_path):
         read_loc_solution_csv(path)
 
 
+def test_coordinates_outside_any_image_and_huge_csv_fields_are_errors(tmp_path):
+    """Issue 19 (9): ``<xmax>1e30</xmax>``, a CSV coordinate of 10^23 and a CSV field over csv's
+    131,072-character limit are ValueErrors naming the file (and line), found while reading:
+    before, they were an OverflowError after the model ran, or csv.Error."""
+    write_xml(tmp_path / "a.xml", 10, 10, [("n01", (0, 0, 5, 5))])
+    (tmp_path / "a.xml").write_text((tmp_path / "a.xml").read_text()
+                                    .replace("<xmax>5</xmax>", "<xmax>1e30</xmax>"))  # fmt: skip
+    with pytest.raises(ValueError, match=r"a\.xml: <xmax> 1e30 is outside any image"):
+        read_xml_dir(tmp_path)
+    path = tmp_path / "LOC_val_solution.csv"
+    path.write_text(f"ImageId,PredictionString\na,n01 0 0 1 1\nb,n01 0 0 {10**23} 1\n")
+    with pytest.raises(ValueError, match=r"LOC_val_solution\.csv:3: invalid box .*outside"):
+        read_loc_solution_csv(path)
+    path.write_text(f"ImageId,PredictionString\na,n01 0 0 1 1\nb,n01 0 0 {'1' * 140_000} 1\n")
+    with pytest.raises(ValueError, match=r"LOC_val_solution\.csv:3: not a readable CSV row"):
+        read_loc_solution_csv(path)
+
+
 # --- devkit ground truth + meta.mat -----------------------------------------------------------
 
 
@@ -324,6 +342,17 @@ def test_read_cub_other_splits_and_errors(tmp_path):
         read_cub(root)
 
 
+@pytest.mark.parametrize("value", ["inf", "nan", "1e30"])
+def test_cub_box_that_is_not_finite_or_outside_any_image(tmp_path, value):
+    """Issue 19 (9): a CUB box of ``inf`` was an OverflowError traceback."""
+    root = write_cub(tmp_path / "CUB_200_2011")
+    (root / "bounding_boxes.txt").write_text(
+        f"1 60.0 27.0 {value} 304.0\n2 139.0 30.0 153.0 264.0\n3 10.4 20.6 30.2 40.5\n"
+    )
+    with pytest.raises(ValueError, match=r"bounding_boxes\.txt: image id 1: invalid box"):
+        read_cub(root)
+
+
 # --- matching images to annotations -----------------------------------------------------------
 
 
@@ -407,3 +436,15 @@ def test_real_sample_xml_and_csv_agree_for_all_images():
     assert len(matched) == 434 and not images_without and not annotations_without
     classes = read_synset_mapping(SAMPLE / "LOC_synset_mapping.txt")
     assert check_labels_known(from_xml, classes) == []
+
+
+def test_a_latin1_csv_is_named_in_its_error(tmp_path):
+    from cam_cli.evaluation.annotations import read_annotations
+
+    path = tmp_path / "LOC_val_solution.csv"
+    path.write_bytes("ImageId,PredictionString\na,n01440764 1 2 3 4 caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError) as failed:
+        read_annotations(path)
+    assert str(failed.value) == (
+        f"{path}: not UTF-8 text (invalid continuation byte); save it as UTF-8"
+    )

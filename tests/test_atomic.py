@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cam_cli.common import atomic
@@ -146,3 +148,61 @@ def test_a_device_or_a_pipe_is_written_directly_never_replaced(tmp_path):
         handle.write("discarded\n")
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_full_disk_is_said_of_the_target_file(tmp_path):
+    """Issue 19 (9): ENOSPC from a write, or torch.save's RuntimeError ("inline_container.cc:
+    unexpected pos") over it, is an OSError naming the target; no temp file is left."""
+    import errno
+
+    target = tmp_path / "last.pt"
+    with pytest.raises(OSError) as caught, atomic_file(target, "wb"):
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos") from None
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert str(caught.value) == f"[Errno 28] No space left on device: '{target}'"
+    with pytest.raises(OSError) as caught, atomic_file(tmp_path / "m.jsonl") as handle:
+        handle.write("x")
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+    assert caught.value.filename == str(tmp_path / "m.jsonl")
+    with pytest.raises(RuntimeError, match="other"), atomic_file(tmp_path / "o.txt"):
+        raise RuntimeError("other")  # not a write failure: as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_names_the_output():
+    with pytest.raises(OSError) as failed, atomic_file("/dev/full") as handle:
+        handle.write("x" * 10_000)
+    assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, "/dev/full")
+    assert str(failed.value) == "[Errno 28] No space left on device: '/dev/full'"
+
+
+def test_a_file_size_limit_names_the_output_and_leaves_no_temp_file(tmp_path):
+    import resource
+
+    (tmp_path / "out.jsonl").write_text("old\n")
+    script = (
+        "import sys\nfrom cam_cli.common.atomic import atomic_file\n"
+        "try:\n    with atomic_file(sys.argv[1]) as f:\n        f.write('x' * 100_000)\n"
+        "except OSError as e:\n    print(e.errno, e.filename, e.strerror)\n"
+    )
+
+    def limit() -> None:  # Python ignores SIGXFSZ, so the write fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.jsonl")],
+                          preexec_fn=limit, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.stdout == f"{errno.EFBIG} {tmp_path / 'out.jsonl'} File too large\n", proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+    assert (tmp_path / "out.jsonl").read_text() == "old\n"
+
+
+def test_stdout_on_a_full_disk_is_named(tmp_path):
+    np.save(tmp_path / "m.npy", np.eye(4))
+    with open("/dev/full", "w") as full:
+        command = [sys.executable, "-m", "cam_cli", "boxes", str(tmp_path / "m.npy")]
+        proc = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == "cam-cli: error: <stdout>: No space left on device\n"

@@ -148,14 +148,14 @@ def test_read_maps_npy_shapes_and_bad_files(tmp_path):
         "nan.npy": (np.full((3, 3), np.nan), "NaN"),
         "empty.npy": (np.ones((0, 3)), "empty map"),
         "text.npy": (np.array([["a"]]), "not a numeric map"),
-        "objects.npy": (np.array([[{}]], dtype=object), "not a readable .npy"),
+        "objects.npy": (np.array([[{}]], dtype=object), r"\.npy array \(it holds Python obj"),
     }
     for name, (array, reason) in bad.items():
         np.save(tmp_path / name, array, allow_pickle=True)
         with pytest.raises(ValueError, match=reason):
             read_maps(tmp_path / name)
     (tmp_path / "junk.npy").write_bytes(b"nope")
-    with pytest.raises(ValueError, match="not a readable .npy"):
+    with pytest.raises(ValueError, match=r"^not a \.npy map file \(no NumPy header\)$"):
         read_maps(tmp_path / "junk.npy")
     (tmp_path / "junk.png").write_bytes(b"nope")
     with pytest.raises(ValueError, match="not a readable grey image"):
@@ -199,3 +199,69 @@ def test_box_writer_jsonl_and_csv():
         "s.npy,1,5,4,1,0,0,1,1,",
         "bad.npy,,,,,,,,,empty map",
     ]
+
+
+def test_parse_size_refuses_sizes_beyond_the_pixel_limit():
+    # 178,956,970 pixels is the image limit (common.images): 13377 x 13378 = 178,957,506 is over
+    assert parse_size("13000x13000") == (13000, 13000)
+    for text in ("99999999999999999999x2", "13377x13378", "60000x60000"):
+        with pytest.raises(ValueError, match="exceeds the limit of 178956970"):
+            parse_size(text)
+
+
+def test_read_maps_refuses_an_image_shaped_array_and_files_that_are_not_npy(tmp_path):
+    np.save(tmp_path / "hwc.npy", np.random.default_rng(0).random((224, 224, 3)))
+    with pytest.raises(ValueError, match=r"shape \[224, 224, 3\] looks like an image"):
+        read_maps(tmp_path / "hwc.npy")
+    np.save(tmp_path / "rgba.npy", np.ones((9, 6, 4)))
+    with pytest.raises(ValueError, match="looks like an image"):
+        read_maps(tmp_path / "rgba.npy")
+    np.save(tmp_path / "chw.npy", np.ones((3, 224, 224)))  # channels first: three maps
+    assert read_maps(tmp_path / "chw.npy")[0].shape == (3, 224, 224)
+    np.save(tmp_path / "small.npy", np.ones((2, 7, 3)))  # 3 is not below 2: a stack of 2
+    assert read_maps(tmp_path / "small.npy")[0].shape == (2, 7, 3)
+    (tmp_path / "zero.npy").symlink_to("/dev/zero")  # never opened: no numpy pickle advice
+    with pytest.raises(ValueError, match=r"^not a regular file \(a character device\)$"):
+        read_maps(tmp_path / "zero.npy")
+    (tmp_path / "jpeg.npy").write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))  # a renamed JPEG
+    with pytest.raises(ValueError, match=r"^not a \.npy map file \(no NumPy header\)$"):
+        read_maps(tmp_path / "jpeg.npy")
+
+
+def test_resize_map_scales_maps_beyond_float32_instead_of_overflowing(recwarn):
+    cam = np.zeros((7, 7))
+    cam[3, 3], cam[0, 0] = 1e308, -1e308
+    resized = resize_map(cam, (14, 14))
+    assert np.isfinite(resized).all() and resized.max() == pytest.approx(resized[6:8, 6:8].max())
+    assert (
+        rule_boxes(resized, "zhou2016")[0].tolist()
+        == rule_boxes(resize_map(cam / 1e308, (14, 14)), "zhou2016")[0].tolist()
+    )
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_boxing_at_the_image_size_is_bounded_for_huge_images(monkeypatch):
+    from cam_cli.inference import box_rules
+
+    assert box_rules.MAX_BOX_PIXELS == 2048 * 2048
+    assert box_rules.box_grid((500, 375)) == (500, 375)  # every usual photo: as before
+    assert box_rules.box_grid((2048, 2048)) == (2048, 2048)
+    assert box_rules.box_grid((9000, 9000)) == (2048, 2048)
+    assert box_rules.box_grid((9000, 3000)) == (3547, 1182)  # aspect kept, 4,192,554 pixels
+    monkeypatch.setattr(box_rules, "MAX_BOX_PIXELS", 200 * 200)  # the same rule, cheaply
+    cam = np.zeros((7, 7), dtype=np.float32)
+    cam[2:4, 1:3] = 1.0
+    asked = []
+    resize = box_rules.resize_map
+    monkeypatch.setattr(box_rules, "resize_map", lambda m, s: asked.append(s) or resize(m, s))
+    for rule in ("zhou2016", "paper"):
+        boxes = boxes_for_image(cam, (900, 900), rule, at_image_size=True)
+        grid = rule_boxes(resize(cam, (200, 200)), rule)
+        assert (
+            boxes.tolist()
+            == scale_boxes(grid, (200, 200), np.tile((900, 900), (len(grid), 1))).tolist()
+        )
+    assert asked == [(200, 200), (200, 200)]  # never a 900 x 900 map
+    assert boxes_for_image(cam, (150, 100), "zhou2016", at_image_size=True).tolist() == (
+        rule_boxes(resize(cam, (150, 100)), "zhou2016").tolist()
+    )

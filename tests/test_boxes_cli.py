@@ -69,6 +69,82 @@ def test_boxes_usage_errors_exit_2(tmp_path):
         assert result.stderr.strip().count("\n") <= 3
 
 
+def _invoke(*args):
+    from typer.testing import CliRunner
+
+    from cam_cli.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_boxes_names_that_are_not_utf8_escaped_one_to_one(tmp_path):
+    """Issue 19 (7): a name with the byte 0xFF and one literally called ``m\\xff.npy`` give
+    two different paths, in JSON Lines (file and strict UTF-8 stdout) and CSV, as `bbox` does."""
+    import os
+    import subprocess
+    import sys
+
+    cam = np.zeros((14, 14), dtype=np.float32)
+    cam[3:7, 4:9] = 1.0
+    folder = tmp_path / "bx"
+    folder.mkdir()
+    for name in (b"m\xff.npy", b"m\\xff.npy"):
+        with open(os.path.join(os.fsencode(folder), name), "wb") as handle:
+            np.save(handle, cam)
+    out = tmp_path / "o.jsonl"
+    result = _invoke("boxes", folder, "-o", out)
+    assert result.exit_code == 0, result.output
+    records = _records(out.read_text(encoding="utf-8"))
+    assert [Path(r["path"]).name for r in records] == ["m\\x5cxff.npy", "m\\xff.npy"]
+    assert all(r["boxes"] == [[4, 3, 8, 6]] for r in records)
+    proc = subprocess.run([sys.executable, "-m", "cam_cli", "boxes", str(folder)],
+                          capture_output=True, timeout=300,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode("utf-8") == out.read_text(encoding="utf-8")  # no raw 0xFF
+    rows = list(csv.reader(io.StringIO(_invoke("boxes", folder, "--format", "csv").stdout)))
+    assert [Path(row[0]).name for row in rows[1:]] == ["m\\x5cxff.npy", "m\\xff.npy"]
+
+
+def test_boxes_never_opens_a_fifo(tmp_path):
+    """Issue 19 (10): a FIFO as a map or as --reference is refused as `bbox` refuses it,
+    never opened (which would wait for a writer forever)."""
+    import os
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("boxes opened the FIFO and waits for a writer")
+
+    signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # a fail, not a hang, where a FIFO is opened
+    os.mkfifo(tmp_path / "fifo.npy")
+    os.mkfifo(tmp_path / "fifo.jpg")
+    np.save(tmp_path / "a.npy", np.ones((3, 3)))
+    result = _invoke("boxes", tmp_path / "fifo.npy")
+    assert result.exit_code == 1
+    assert _records(result.stdout) == [{"path": str(tmp_path / "fifo.npy"),
+                                        "error": "not a regular file (a FIFO)"}]  # fmt: skip
+    result = _invoke("boxes", tmp_path / "a.npy", "--reference", tmp_path / "fifo.jpg")
+    assert result.exit_code == 2 and "fifo.jpg" in result.stderr
+    assert "not a regular file (a FIFO)" in result.stderr and result.stdout == ""
+    signal.alarm(0)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [(["--upsample", "100000"], "--upsample 100000: must be between 1 and 4096"),
+     (["--size", "60000x60000"], "--size 60000x60000: must be at least 1x1 and at most"),
+     (["--size", "99999999999999999999x2"], "--size 99999999999999999999x2")],
+)  # fmt: skip
+def test_boxes_sizes_out_of_range_exit_2(tmp_path, args, words):
+    """Issue 19 (8): no 100000 x 100000 map is allocated, no box overflows int64."""
+    np.save(tmp_path / "a.npy", np.ones((3, 3)))
+    result = _invoke("boxes", tmp_path / "a.npy", *args)
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cam-cli: error: ") and words in lines[0]
+
+
 def test_boxes_reproduces_the_released_example():
     heatmap = EXAMPLE / "heatmap_6.jpg"
     if not heatmap.exists():

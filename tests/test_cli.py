@@ -162,3 +162,88 @@ def test_cam_writer_renders_in_a_worker_and_reports_errors_at_write(tmp_path):
     assert isinstance(gone.analysis, ValueError | OSError)
     with pytest.raises((ValueError, OSError), match="gone.png|No such file|not found"):
         writer.write(gone)
+
+
+def _invoke(*args, input: str | None = None):
+    from typer.testing import CliRunner
+
+    from cam_cli.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def test_empty_stdin_is_a_usage_error():
+    for command in (["bbox", "--arch", "small-gap", "--images", "-"], ["boxes", "--maps", "-"]):
+        result = _invoke(*command, "-q", input="\n  \n")
+        assert result.exit_code == 2, result.output
+        assert result.stderr == "cam-cli: error: '-' (paths on stdin): stdin gave no paths\n"
+        assert result.stdout == ""
+
+
+def test_quiet_hides_progress_messages_but_keeps_notes_and_problems(capsys):
+    import logging
+
+    from cam_cli.cli.options import configure_logging
+
+    log = logging.getLogger("cam_cli.test")
+    for quiet in (False, True):
+        configure_logging(quiet)
+        log.info("resuming: 3 of 5 images already scored")
+        log.info("note: %s: a ground-truth box reaches outside the image; clipped", "a")
+        log.warning("b.jpg: truncated")
+        progress = [] if quiet else ["cam-cli: resuming: 3 of 5 images already scored"]
+        assert capsys.readouterr().err.splitlines() == [
+            *progress,
+            "cam-cli: note: a: a ground-truth box reaches outside the image; clipped",
+            "cam-cli: b.jpg: truncated",
+        ]
+    configure_logging(False)
+
+
+def test_quiet_eval_still_says_a_box_was_clipped(tmp_path):
+    ann = tmp_path / "ann.csv"
+    ann.write_text("ImageId,PredictionString\na,n01440764 2 3 300 33\n")
+    record = {"path": "a.jpg", "width": 48, "height": 40, "predictions": [
+        {"rank": 1, "class_index": 0, "wnid": "n01440764", "name": "x", "score": 0.9,
+         "box": [2, 3, 47, 33]}]}  # fmt: skip
+    result = _invoke("eval", "--predictions", "-", "--annotations", ann, "-q",
+                     input=json.dumps(record) + "\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "cam-cli: note: a: a ground-truth box reaches outside the 48x40 image; clipped to it\n"
+    )
+
+
+def test_models_into_a_closed_pipe_exits_0():
+    read, write = os.pipe()
+    os.close(read)  # closed before the table is written: EPIPE every time, not half the time
+    proc = subprocess.run([*CLI, "models"], stdout=write, stderr=subprocess.PIPE, timeout=120)
+    os.close(write)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+
+
+def test_control_characters_in_file_names_are_escaped_on_stderr(tmp_path, capsys):
+    import logging
+
+    from cam_cli.cli.options import configure_logging
+
+    configure_logging(True)
+    logging.getLogger("cam_cli.test").warning("%s: truncated", "a\x1b[2J\x9b1mb\rc.jpg")
+    assert capsys.readouterr().err == "cam-cli: a\\x1b[2J\\x9b1mb\\x0dc.jpg: truncated\n"
+    configure_logging(False)
+    result = _invoke("boxes", tmp_path / "m.npy", "--reference", tmp_path / "x\x1b]0;owned\x07.png")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("cam-cli: error: ") and "\x1b" not in result.stderr
+    assert "x\\x1b]0;owned\\x07.png: cannot read the image's size" in result.stderr
+
+
+def test_an_untrained_model_says_so_on_stderr_even_with_quiet(tmp_path):
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(tmp_path / "a.png")
+    result = _invoke("bbox", "--arch", "small-gap", "--images", tmp_path / "a.png", "-q",
+                     "--topk", "1", "--no-fast")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "cam-cli: note: --arch small-gap without --weights or --checkpoint: its parameters are "
+        "random (untrained), so its classes, scores and boxes mean nothing\n"
+    )
+    assert len(json.loads(result.stdout)["predictions"]) == 1

@@ -325,3 +325,21 @@ def test_an_image_the_device_cannot_resize_goes_to_pil(files, monkeypatch):
     )
     assert [s.path for s in done.items] == paths and not done.failed
     np.testing.assert_array_equal(done.pixels[1].numpy(), ImageListDataset(paths, SIZE)[1].pixels)
+
+
+def test_torchvisions_deprecation_warning_does_not_reach_stderr(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from cam_cli.models.registry import build_model
+
+    Image.fromarray(np.full((40, 48, 3), 128, np.uint8)).save(tmp_path / "a.jpg")
+    torch.save(build_model("small-gap", 2).state_dict(), tmp_path / "w.pth")
+    env = {**os.environ, "PYTHONWARNINGS": "default"}  # DeprecationWarnings shown, as in pytest
+    args = ["bbox", "--arch", "small-gap", "--weights", tmp_path / "w.pth", "--images",
+            tmp_path / "a.jpg", "--decode", "device", "--device", "cpu", "-q"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "cam_cli", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 1, proc.stderr
+    assert proc.stderr == ""

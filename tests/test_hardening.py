@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 from cam_cli.cli.main import app
 from cam_cli.common.atomic import atomic_file, temp_path
-from cam_cli.common.checks import printable_path
+from cam_cli.common.checks import bounded_workers, max_workers, printable_path, record_name
 from cam_cli.common.lock import LOCK_NAME, FolderLock
+from cam_cli.inference.writers import json_line
 from cam_cli.models.loading import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET
 from cam_cli.models.registry import build_model
@@ -88,6 +89,49 @@ def model_args(fake: Path, weights: Path | None = None) -> list:
 def test_printable_path_rule():
     assert printable_path(BAD + ".jpg") == "bad\\xff.jpg"
     assert printable_path("ok-é.jpg") == "ok-é.jpg"  # valid names unchanged
+
+
+def test_printable_path_is_one_to_one():
+    """Issue 19 (7): the byte 0xFF and a name literally holding ``\\xff`` print apart; a
+    backslash that cannot be read as an escape, and every ordinary name, print unchanged."""
+    raw, literal = os.fsdecode(b"a\xff.JPEG"), "a\\xff.JPEG"
+    assert printable_path(raw) == "a\\xff.JPEG"
+    assert printable_path(literal) == "a\\x5cxff.JPEG"
+    assert printable_path("a\\xzz\\n.jpg") == "a\\xzz\\n.jpg"
+    assert printable_path(os.fsdecode(b"a\\\xff")) == "a\\\\xff"  # "\\" then the byte
+    assert record_name("a\\xff.JPEG") == "a\\xff.JPEG"  # a record's text: printed already
+    assert record_name(raw) == "a\\xff.JPEG"
+    assert json_line({"path": literal}) == '{"path": "a\\\\x5cxff.JPEG"}\n'
+    assert json_line({"path": "ok-é.jpg"}) == '{"path": "ok-é.jpg"}\n'
+
+
+def test_a_raw_byte_and_its_literal_escape_stay_two_images(fake, tmp_path):
+    """Issue 19 (7): ``a<0xFF>.jpg`` and ``a\\xff.jpg`` were one image id: resume said
+    "listed twice" and `eval --predictions` refused two records for one image."""
+    imgs, xml = tmp_path / "imgs", tmp_path / "xml"
+    imgs.mkdir()
+    xml.mkdir()
+    for i, stem in enumerate([os.fsdecode(b"a\xff"), "a\\xff"]):
+        write_image(imgs / f"{stem}.jpg", seed=i)
+        (xml / f"{stem}.xml").write_text((fake / "xml" / "a.xml").read_text())
+    boxes = invoke("bbox", *model_args(fake), "--images", imgs, "--output", tmp_path / "b.jsonl")
+    assert boxes.exit_code == 0, boxes.output
+    records = [json.loads(x) for x in (tmp_path / "b.jsonl").read_text("utf-8").splitlines()]
+    assert sorted(Path(r["path"]).name for r in records) == ["a\\x5cxff.jpg", "a\\xff.jpg"]
+    args = ["eval", *model_args(fake), "--images", imgs, "--annotations", xml,
+            "--per-image", tmp_path / "per.jsonl"]  # fmt: skip
+    first = invoke(*args, "--json", tmp_path / "1.json")
+    assert first.exit_code == 0, first.output
+    ids = [json.loads(x)["image_id"] for x in (tmp_path / "per.jsonl").read_text().splitlines()]
+    assert sorted(ids) == ["a\\x5cxff", "a\\xff"]
+    again = invoke(*args, "--json", tmp_path / "2.json")
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "2.json").read_text())["resumed_images"] == 2
+    scored = invoke("eval", "--predictions", tmp_path / "b.jsonl", "--annotations", xml,
+                    "--json", tmp_path / "p.json")  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    report, one = (json.loads((tmp_path / n).read_text()) for n in ("p.json", "1.json"))
+    assert report["images"] == 2 and report["top1_loc_error"] == one["top1_loc_error"]
 
 
 def test_bbox_output_file_and_strict_stdout_with_a_non_utf8_name(fake, tmp_path):
@@ -318,7 +362,14 @@ def _checkpoint(fake: Path, path: Path, **changes) -> Path:
 @pytest.mark.parametrize(
     "changes, words",
     [({"arch": "no-such-net"}, "no-such-net"), ({"arch": None}, "arch"),
-     ({"classes": "abc"}, "damaged"), ({"classes": [{"wnid": "x"}]}, "damaged")],
+     ({"classes": "abc"}, "damaged"), ({"classes": [{"wnid": "x"}]}, "damaged"),
+     # issue 19 (8, 9): tracebacks or per-image ZeroDivisionErrors before
+     ({"preprocessing": {**IMAGENET.to_dict(), "mean": [0.5, 0.5]}}, "mean must be 3"),
+     ({"model": [1, 2]}, "its weights are a list, not a state_dict"),
+     ({"classes": []}, "its class list is empty"),
+     ({"input_size": 0}, "its input_size 0: must be between 32 and 4096"),
+     ({"input_size": -5}, "its input_size -5: must be between 32 and 4096"),
+     ({"input_size": 100000}, "its input_size 100000: must be between 32 and 4096")],
 )  # fmt: skip
 def test_broken_checkpoints(fake, tmp_path, changes, words):
     checkpoint = _checkpoint(fake, tmp_path / "c.pt", **changes)
@@ -492,6 +543,41 @@ def test_weights_files_that_are_empty_fifos_or_pickles(fake, tmp_path):
     result = invoke(*base, tmp_path / "garbage.pth")
     one_line_error(result, "not a loadable weights file")
     assert "weights_only" not in result.stderr
+
+
+def test_state_dicts_with_an_int_key_or_no_classes(fake, tmp_path):
+    """Issue 19 (9): an int key was an AttributeError traceback, a classifier of 0 rows a
+    RuntimeError on the first image."""
+    weights = torch.load(fake / "weights.pth", weights_only=True)
+    torch.save({**weights, 3: torch.zeros(1)}, tmp_path / "int.pth")
+    torch.save({k: v[:0] if v.shape[:1] == (3,) else v for k, v in weights.items()},
+               tmp_path / "zero.pth")  # fmt: skip
+    base = ["bbox", "--arch", "small-gap", "--images", fake / "imgs", "-q", "--weights"]
+    one_line_error(invoke(*base, tmp_path / "int.pth"), "int.pth", "the key 3 is not a string")
+    one_line_error(invoke(*base, tmp_path / "zero.pth"), "zero.pth", "has 0 classes")
+
+
+def test_closed_stdout_is_one_line_and_exit_2(fake):
+    """Issue 19 (9): ``cam-cli bbox ... >&-`` was an AttributeError traceback (Python has no
+    sys.stdout then)."""
+    proc = run_cli("bbox", *model_args(fake), "--images", fake / "imgs",
+                   preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.decode().strip() == (
+        "cam-cli: error: stdout is closed: give --output FILE, or let stdout be written"
+    )
+
+
+def test_workers_are_capped(caplog):
+    """Issue 19 (9): ``workers = 1000`` would start a thousand DataLoader processes."""
+    top = max_workers()
+    assert top == max(8, 2 * os.cpu_count()) and max_workers(64) == 128
+    with caplog.at_level("INFO", logger="cam_cli"):
+        assert bounded_workers(1000, "workers") == top
+        assert bounded_workers(top) == top and bounded_workers(0) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        f"note: workers 1000 capped to {top} (at most 2 per CPU core, or 8)"
+    ]
 
 
 def test_fifo_image_is_not_an_empty_file(fake, tmp_path):

@@ -129,3 +129,59 @@ def test_one_extension_set_for_every_command(tmp_path):
     assert {p.name for p, _ in matched} == images and not unmatched and not missing
     data = scan_data(tmp_path)
     assert {Path(path).name for path, _ in data.train} == images
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width x height``: what is refused from the header is
+    never decoded, so its pixel data need not be there."""
+    import struct
+    import zlib
+
+    Image.new("1", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = bytes(data[12:16]) + struct.pack(">II", width, height) + bytes(data[24:29])
+    data[12:33] = ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def large_pngs(tmp_path_factory):
+    """PNGs over Pillow's default warning limit (a real 1-bit one), just under ours (169 MP),
+    just over ours, and over twice ours (headers only)."""
+    folder = tmp_path_factory.mktemp("large")
+    Image.new("1", (9500, 9500), 1).save(folder / "90mp.png")
+    for name, size in {"169mp": 13000, "180mp": 13400, "400mp": 20000}.items():
+        _png_claiming(folder / f"{name}.png", size, size)
+    return folder
+
+
+def test_one_pixel_limit_for_pillow_and_the_tool(large_pngs):
+    from cam_cli.common.images import DEFAULT_MAX_PIXELS, open_image
+
+    assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS == 178_956_970
+    pixels, width, height = load_resized(large_pngs / "90mp.png", 32)  # Pillow's default: refused
+    assert (width, height) == (9500, 9500) and pixels.shape == (3, 32, 32) and pixels.min() == 255
+    with open_image(large_pngs / "169mp.png") as image:  # under the limit: opens for decoding
+        assert image.size == (13000, 13000)
+    with pytest.raises(ValueError) as refused:
+        open_rgb(large_pngs / "180mp.png")
+    assert str(refused.value) == (
+        "refused: 13400x13400 = 179560000 pixels exceeds the limit of 178956970 "
+        "(decompression bomb?)"
+    )
+    with pytest.raises(ValueError) as refused:  # Pillow's own error (over twice its limit)
+        open_rgb(large_pngs / "400mp.png")
+    assert str(refused.value) == (
+        "refused: 400000000 pixels exceeds the limit of 178956970 (decompression bomb?)"
+    )
+
+
+def test_heatmap_images_and_reference_sizes_have_the_same_limit(large_pngs):
+    from cam_cli.inference.heatmaps import read_maps, reference_size
+
+    assert reference_size(large_pngs / "90mp.png") == (9500, 9500)
+    with pytest.raises(ValueError, match="180mp.png: cannot read .*exceeds the limit of 17895"):
+        reference_size(large_pngs / "180mp.png")
+    with pytest.raises(ValueError, match="13400x13400 = 179560000 pixels exceeds the limit"):
+        read_maps(large_pngs / "180mp.png")

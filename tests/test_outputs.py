@@ -209,14 +209,26 @@ def test_image_npy_is_the_feature_map_upsampled_upright(boxes, cams):
 
 def test_bbox_box_is_the_paper_rule_on_image_npy(boxes, cams):
     """`bbox` thresholds the map upsampled to 224x224 and scales the box to the image,
-    rounding outwards, so it may differ from the rule on `.image.npy` by a pixel or two."""
+    rounding outwards; `.image.npy` is the map upsampled straight to H x W. The two grids
+    usually give the same box to a pixel or two, but where two components nearly tie (or
+    nearly touch) one grid can keep a part the other drops: 19 px apart was seen on another
+    CPU and Pillow. So: the same object (IoU >= 0.75; a transposed or flipped map gives far
+    less on these non-square images), and most boxes to within 2 px. The exact relation is
+    tested in test_boxes_cli (`boxes --upsample 224 --reference` on `.feature.npy`)."""
+    from cam_cli.evaluation.metrics import iou_inclusive
+
     records, _ = boxes
+    close = total = 0
     for name in IMAGES:
         for p in records[name]["predictions"]:
             path = cam_file(cams, name, p, ".image.npy")
             assert path.exists(), f"`cam` ranked the classes differently: no {path.name}"
             expected = paper_box(np.load(path))
-            assert np.abs(np.subtract(p["box"], expected)).max() <= 2, (name, p, expected)
+            iou = iou_inclusive(p["box"], np.array([expected]))[0]
+            assert iou >= 0.75, (name, p, expected, iou)
+            close += np.abs(np.subtract(p["box"], expected)).max() <= 2
+            total += 1
+    assert close >= total - 1, (close, total)
 
 
 # ---- cam overlays ----------------------------------------------------------------------------
@@ -300,3 +312,73 @@ def test_bbox_draw_outlines_every_rank_in_its_colour(images, boxes):
         untouched = ~near_drawing(predictions, drawn.shape[:2])
         assert untouched.sum() >= 1000
         assert (drawn[untouched] == original[untouched]).all()
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised_jsonl_is_not():
+    from cam_cli.inference.writers import BoxRecordWriter, RecordWriter
+
+    prediction = {"rank": 1, "class_index": 0, "wnid": "n1", "name": "@SUM(A1)", "score": 0.5,
+                  "box": [0, 1, 2, 3]}  # fmt: skip
+    records = [{"path": "=HYPERLINK(\"http://x\").jpg", "width": 4, "height": 5,
+                "predictions": [prediction]},
+               {"path": "+1.jpg", "error": "-bad"}, {"path": "ok-=.jpg", "error": "x"}]  # fmt: skip
+    text = io.StringIO()
+    writer = RecordWriter(text, "csv")
+    for record in records:
+        writer.write(record)
+    rows = list(csv.reader(io.StringIO(text.getvalue())))
+    assert rows[1] == ["'=HYPERLINK(\"http://x\").jpg", "4", "5", "1", "0", "n1", "'@SUM(A1)",
+                       "0.5", "0", "1", "2", "3", ""]  # fmt: skip
+    assert (rows[2][0], rows[2][-1]) == ("'+1.jpg", "'-bad")
+    assert (rows[3][0], rows[3][-1]) == ("ok-=.jpg", "x")
+    text = io.StringIO()
+    writer = RecordWriter(text, "jsonl")
+    writer.write(records[0])
+    assert json.loads(text.getvalue()) == records[0]
+    text = io.StringIO()
+    BoxRecordWriter(text, "csv").write({"path": "-m.npy", "width": 2, "height": 2,
+                                        "boxes": [[0, 0, 1, 1]]})  # fmt: skip
+    assert text.getvalue().splitlines()[1] == "'-m.npy,,2,2,1,0,0,1,1,"
+
+
+def test_a_draw_failure_is_in_the_images_record_as_it_is_in_the_count(tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from cam_cli.cli.main import app
+    from cam_cli.models.registry import build_model
+
+    for name in ("a", "b"):
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / f"{name}.png")
+    torch.manual_seed(0)
+    torch.save(build_model("small-gap", 2).state_dict(), tmp_path / "w.pth")
+    draw = tmp_path / "draw"
+    (draw / "b_boxes.png").mkdir(parents=True)  # b's picture cannot be written
+    args = [
+        "bbox",
+        "--arch",
+        "small-gap",
+        "--weights",
+        tmp_path / "w.pth",
+        "--images",
+        tmp_path / "a.png",
+        tmp_path / "b.png",
+        "--topk",
+        "1",
+        "--no-fast",
+        "--draw",
+        draw,
+    ]
+    for fmt in ("jsonl", "csv"):
+        result = CliRunner().invoke(app, [*map(str, args), "--format", fmt, "-q"])
+        assert result.exit_code == 1, result.output
+        problem = f"not drawn (--draw): {draw / 'b_boxes.png'}: Is a directory"
+        assert result.stderr.splitlines() == [
+            f"cam-cli: {tmp_path / 'b.png'}: {problem}", "cam-cli: 1 of 2 images failed"
+        ]  # fmt: skip
+        if fmt == "jsonl":
+            a, b = map(json.loads, result.stdout.splitlines())
+            assert "error" not in a and b["error"] == problem and len(b["predictions"]) == 1
+        else:
+            rows = list(csv.DictReader(io.StringIO(result.stdout)))
+            assert [(r["rank"], r["error"]) for r in rows] == [("1", ""), ("1", problem)]

@@ -171,3 +171,58 @@ def test_weights_digest_follows_the_content_not_the_file(tmp_path):
     digest = load_model(arch="small-gap", weights=str(first)).digest()
     assert load_model(arch="small-gap", weights=str(copy)).digest() == digest
     assert load_model(arch="small-gap", weights=str(other)).digest() != digest
+
+
+def test_classes_file_splits_wnid_and_names_on_any_whitespace(tmp_path):
+    from cam_cli.models.classes import read_synset_mapping
+
+    path = tmp_path / "classes.txt"
+    path.write_text("n02951358\tcanoe\nn03873416 \t paddle, boat paddle\nn09332890\n")
+    classes = read_synset_mapping(path)
+    assert [(c.wnid, c.name) for c in classes] == [
+        ("n02951358", "canoe"), ("n03873416", "paddle"), ("n09332890", "n09332890")
+    ]  # fmt: skip
+    path.write_text("n02951358\tcanoe\nn02951358 canoe again\n")
+    with pytest.raises(ValueError, match="classes.txt: duplicate wnid n02951358 \\(class 1\\)"):
+        read_synset_mapping(path)
+    path.write_bytes("n02951358 caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="classes.txt: not UTF-8 text"):
+        read_synset_mapping(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, torch.complex64, torch.uint8])
+def test_weights_that_are_not_floating_point_are_refused(tmp_path, dtype):
+    state = build_model("small-gap", 3).state_dict()
+    key = next(k for k in state if k.endswith("weight"))
+    state[key] = torch.ones(state[key].shape).to(dtype)
+    path = tmp_path / "w.pth"
+    torch.save(state, path)
+    kind = str(dtype).removeprefix("torch.")
+    with pytest.raises(ModelLoadError, match=f"w.pth: {key} holds {kind} values; weights must"):
+        load_model(arch="small-gap", weights=str(path))
+
+
+def test_checkpoint_with_duplicate_wnids_is_refused(tmp_path):
+    from cam_cli.models.loading import CHECKPOINT_FORMAT
+    from cam_cli.models.preprocess import IMAGENET
+
+    wnids = ["n01440764", "n01751748", "n01440764"]
+    torch.save({"format": CHECKPOINT_FORMAT, "arch": "small-gap", "input_size": 64,
+                "classes": [{"index": i, "wnid": w, "name": w} for i, w in enumerate(wnids)],
+                "model": build_model("small-gap", 3).state_dict(),
+                "preprocessing": IMAGENET.to_dict()}, tmp_path / "c.pt")  # fmt: skip
+    with pytest.raises(ModelLoadError, match="c.pt: .*duplicate wnid n01440764 \\(class 2\\)"):
+        load_model(checkpoint=tmp_path / "c.pt")
+
+
+def test_a_model_without_weights_says_it_is_untrained(tmp_path, caplog):
+    caplog.set_level("INFO", logger="cam_cli")
+    load_model(arch="small-gap", num_classes=3)
+    assert [r.getMessage() for r in caplog.records] == [
+        "note: --arch small-gap without --weights or --checkpoint: its parameters are random "
+        "(untrained), so its classes, scores and boxes mean nothing"
+    ]
+    caplog.clear()
+    torch.save(build_model("small-gap", 3).state_dict(), tmp_path / "w.pth")
+    load_model(arch="small-gap", weights=str(tmp_path / "w.pth"))
+    assert not caplog.records

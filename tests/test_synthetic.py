@@ -298,3 +298,40 @@ def test_the_synth_command(tmp_path):
         assert im.size == (40, 40)
     again = CliRunner().invoke(app, ["synth", str(out)])  # exists: refused, with a message
     assert again.exit_code == 2 and "exists" in again.stderr
+
+
+def test_partials_of_killed_runs_are_removed_on_the_next_run_and_only_those(tmp_path):
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ds"
+    script = (
+        "import os, sys\n"
+        "from cam_cli.synthetic import dataset\n"
+        "def die(*args, **kwargs): os._exit(9)\n"  # killed while writing the first image
+        "dataset._save_jpeg = die\n"
+        f"dataset.generate_dataset({str(out)!r}, num_classes=2, train_per_class=1, val_images=1)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script], timeout=120)
+    assert killed.returncode == 9
+    [abandoned] = tmp_path.glob(".ds.partial-*")
+    live = tmp_path / ".ds.partial-live"  # a run still writing (its lock held)
+    (live / "train").mkdir(parents=True)
+    held = os.open(live / ".cam-cli.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    foreign = tmp_path / ".ds.partial-notes"  # not ours: holds a file we never write
+    foreign.mkdir()
+    (foreign / ".cam-cli.lock").write_text("1\n")
+    (foreign / "notes.txt").write_text("precious")
+    unlocked = tmp_path / ".ds.partial-old"  # no lock file: an older version's; left alone
+    (unlocked / "val").mkdir(parents=True)
+    generate_dataset(out, num_classes=2, train_per_class=1, val_images=1)
+    os.close(held)
+    assert not abandoned.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".ds.partial-live", ".ds.partial-notes", ".ds.partial-old", "ds"
+    ]  # fmt: skip
+    assert (foreign / "notes.txt").read_text() == "precious"
+    assert not (out / ".cam-cli.lock").exists()

@@ -241,3 +241,10 @@ def test_folding_batch_norm_keeps_timm_logits(name):
         (logits, features), (folded_logits, folded_features) = model(x), folded(x)
     assert torch.allclose(logits, folded_logits, atol=1e-4, rtol=1e-4)
     assert torch.allclose(features, folded_features, atol=1e-3, rtol=1e-3)
+
+
+def test_models_timm_bare_word_means_names_containing_it():
+    result = cli("models", "--timm", "mobilenetv2_05")  # no wildcard: *mobilenetv2_05*
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert names == ["timm/mobilenetv2_050"]

@@ -346,6 +346,76 @@ def test_training_starts_from_a_local_backbone_file(data, tmp_path):
     assert "backbone: 10 tensors (1 of removed layers ignored)" in result.stderr
 
 
+def test_backbone_weights_with_an_int_key_is_one_line(data, tmp_path):
+    """Issue 19 (9): an AttributeError traceback before."""
+    weights = tmp_path / "int.pth"
+    torch.save({"features.0.weight": torch.zeros(1), 7: torch.zeros(1)}, weights)
+    result = cli("train", "--arch", "alexnet-gap", "--pretrained", "--backbone-weights", weights,
+                 "--data", data, "--out", tmp_path / "run", *TINY)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"cam-cli: error: {weights}: not a state_dict (the key 7 is not a string; "
+                     "tensor names are)"]  # fmt: skip
+
+
+def test_resume_from_a_last_pt_with_a_damaged_optimizer(data, tmp_path):
+    """Issue 19 (9): torch's ValueError traceback from ``optimizer.load_state_dict`` before."""
+    run = tmp_path / "run"
+    args = ["train", "--arch", "small-gap", "--data", data, "--out", run, *TINY]
+    assert cli(*args, "--epochs", 1).exit_code == 0
+    saved = torch.load(run / "last.pt", weights_only=True)
+    saved["optimizer"] = {"state": {}, "param_groups": [{"params": [0]}]}
+    torch.save(saved, run / "last.pt")
+    result = cli(*args, "--epochs", 2, "--resume")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"cam-cli: error: {run / 'last.pt'}: a damaged checkpoint, cannot resume from it ("
+    ), result.stderr
+
+
+def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
+    """Issue 19 (9): a checkpoint write on a full disk was torch's RuntimeError
+    ``inline_container.cc:672 unexpected pos``, with neither "disk full" nor the path."""
+    import errno
+    import io
+
+    from cam_cli.common import atomic
+
+    class FullDisk(io.RawIOBase):
+        def __init__(self, real):
+            self.real = real
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def fileno(self):
+            return self.real.fileno()
+
+        def close(self):
+            self.real.close()
+            super().close()
+
+    fdopen = os.fdopen
+
+    def fdopen_on_a_full_disk(fd, *args, **kwargs):
+        real = fdopen(fd, *args, **kwargs)
+        return FullDisk(real) if ".pt.cam-cli-tmp-" in os.readlink(f"/proc/self/fd/{fd}") else real
+
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen_on_a_full_disk)
+    run = tmp_path / "run"
+    result = cli("train", "--arch", "small-gap", "--data", data, "--out", run, "--epochs", 1,
+                 *TINY)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] in (f"cam-cli: error: {run / name}: No space left on device"
+                         for name in ("best.pt", "last.pt")), result.stderr  # fmt: skip
+    assert not list(run.glob(".*tmp*"))  # no temp file left on the full disk
+
+
 def test_offline_pretrained_says_to_pass_backbone_weights(data, tmp_path):
     result = cli("train", "--arch", "vgg16-gap", "--pretrained", "--data", data,
                  "--out", tmp_path / "run", *TINY)  # fmt: skip
@@ -355,3 +425,32 @@ def test_offline_pretrained_says_to_pass_backbone_weights(data, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--backbone-weights FILE" in lines[0], result.stderr
     assert lines[0].startswith("cam-cli: error:")
+
+
+def test_a_symlink_back_into_the_data_adds_no_other_class_images(tmp_path):
+    from PIL import Image
+
+    def image(path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (9, 9, 9)).save(path)
+
+    data, outside = tmp_path / "data", tmp_path / "elsewhere"
+    for name in ("a/1.png", "a/2.png", "b/1.png"):
+        image(data / "train" / name)
+    image(outside / "x.png")
+    (data / "train" / "b" / "loop").symlink_to("..")  # train/b/loop -> train/
+    (data / "train" / "b" / "up").symlink_to("../../..")  # above the data root
+    (data / "train" / "a" / "more").symlink_to(outside)  # outside the data: a real subfolder
+    for name in ("a/1.png", "b/1.png"):
+        image(data / "val" / name)
+    (data / "val" / "a" / "other").symlink_to("../b")
+    found = scan_data(data)
+    assert [c.wnid for c in found.classes] == ["a", "b"]
+    assert [(Path(p).relative_to(tmp_path).as_posix(), i) for p, i in found.train] == [
+        ("data/train/a/1.png", 0), ("data/train/a/2.png", 0), ("data/train/a/more/x.png", 0),
+        ("data/train/b/1.png", 1),
+    ]  # fmt: skip
+    assert [(Path(p).name, i) for p, i in found.val] == [("1.png", 0), ("1.png", 1)]
+    links = sorted(Path(note.split(" links back")[0]).name for note in found.notes)
+    assert links == ["loop", "other", "up"]
+    assert all(n.endswith("; not followed") for n in found.notes)

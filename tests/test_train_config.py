@@ -89,6 +89,10 @@ def test_small_cpu_config_resolves():
         ("arch = 'no-such-net'\n", "unknown architecture"),
         ("[train]\nlr = 1\n", "top level"),
         ("lr = \n", "not valid TOML"),
+        # issue 19 (8): the input-size range holds in a config too (100000 tried 30 GB)
+        ("arch = 'small-gap'\nimage_size = 100000\n", "image_size 100000: must be between 32"),
+        ("arch = 'small-gap'\nimage_size = 0\n", "image_size 0: must be between 32 and 4096"),
+        ("arch = 'small-gap'\nimage_size = -5\n", "image_size -5: must be between 32"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(tmp_path, text, message):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 
@@ -10,7 +12,8 @@ def models(
         None,
         "--timm",
         metavar="PATTERN",
-        help="List the CAM-exact timm models matching PATTERN (e.g. '*resnet*'); use them as "
+        help="List the CAM-exact timm models matching PATTERN (e.g. '*resnet*'; a bare word "
+        "such as 'resnet' means names containing it); use them as "
         '--arch timm/NAME. Needs timm (pip install "cam-cli[timm]").',
         show_default=False,
     ),
@@ -27,9 +30,24 @@ def models(
     rows = describe_archs()
     header = ("name", "CAM@224", "params", "torchvision weights", "description")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
+    lines = []
     for row in [header, *rows]:
         cells = [str(c).ljust(w) for c, w in zip(row[:4], widths, strict=True)]
-        typer.echo("  ".join([*cells, str(row[4])]))
+        lines.append("  ".join([*cells, str(row[4])]))
+    _print(lines)
+
+
+def _print(lines: list[str]) -> None:
+    """The table on stdout; a reader that has gone (``cam-cli models | head -1``) ends the
+    command quietly with 0, as `bbox` does (click would exit 1)."""
+    from cam_cli.cli.options import reader_gone
+
+    try:
+        for line in lines:
+            typer.echo(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise reader_gone() from None
 
 
 def _timm_models(pattern: str) -> None:
@@ -40,7 +58,9 @@ def _timm_models(pattern: str) -> None:
         rows = describe_timm(pattern)
     header = ("name", "CAM", "input", "params")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(4)]
-    for row in [header, *rows]:
-        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    _print(
+        ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+         for row in [header, *rows]]
+    )  # fmt: skip
     if not rows:
         typer.echo(f"no CAM-exact timm model matches {pattern!r}", err=True)

@@ -33,7 +33,9 @@ def main_process() -> bool:
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     if main_process():
-        typer.echo(f"cam-cli: error: {message}", err=True)
+        from cam_cli.common.checks import printable_line
+
+        typer.echo(f"cam-cli: error: {printable_line(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -93,23 +95,35 @@ class _StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        from cam_cli.common.checks import printable_line
+
         try:
-            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.write(printable_line(self.format(record)) + "\n")
             sys.stderr.flush()
         except Exception:  # noqa: BLE001 - logging must never stop a run
             self.handleError(record)
 
 
+def _keeps_notes(record: logging.LogRecord) -> bool:
+    """``--quiet``'s filter: progress messages (INFO) go, notes that change what a result
+    means (INFO lines starting ``note:``, e.g. clipped boxes, skipped classes) and problems
+    (WARNING) stay."""
+    return record.levelno > logging.INFO or str(record.msg).startswith("note:")
+
+
 def configure_logging(quiet: bool = False) -> None:
-    """The library's notes (INFO) and per-image problems (WARNING) as ``cam-cli: ...`` lines
-    on stderr; ``--quiet`` keeps the problems only, as do the other ranks under torchrun."""
+    """The library's messages (INFO) and per-image problems (WARNING) as ``cam-cli: ...``
+    lines on stderr; ``--quiet`` keeps the notes and the problems only (`_keeps_notes`), the
+    other ranks under torchrun the problems only."""
     logger = logging.getLogger(LOGGER)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("cam-cli: %(message)s"))
+    if quiet:
+        handler.addFilter(_keeps_notes)
     logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet or not main_process() else logging.INFO)
+    logger.setLevel(logging.INFO if main_process() else logging.WARNING)
     logger.propagate = False
 
 
@@ -232,7 +246,12 @@ Decode = Annotated[
         "PIL in the workers; 'auto' is 'device' on CUDA and 'pil' elsewhere.",
     ),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+Quiet = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress bar nor progress messages; notes and problems stay."
+    ),
+]
 Images = Annotated[
     list[str] | None,
     typer.Option(

@@ -114,7 +114,12 @@ def train(
         int | None,
         Opt(min=0, help="Also write last.pt every N steps (0: epoch ends).", show_default=False),
     ] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool,
+        Opt(
+            "--quiet", "-q", help="No progress bar nor progress messages; notes and problems stay."
+        ),
+    ] = False,
 ) -> None:
     milestones = None
     if lr_milestones is not None:

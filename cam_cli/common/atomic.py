@@ -17,6 +17,7 @@ to once per process.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -77,7 +78,7 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path = Path(path)
     text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     if path.exists() and not path.is_file() and not path.is_dir():
-        with open(path, mode, **text) as stream:
+        with named_errors(path), open(path, mode, **text) as stream:
             yield stream
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,17 +92,53 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         _forget(tmp)
         raise
     try:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
+        with named_errors(path):
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)  # still locked: a clean-up never sees an unlocked, complete temp
         handle.close()
-    except BaseException:
-        handle.close()
+    except BaseException as error:
+        with suppress(OSError):  # a full disk fails the close's flush again: still remove it
+            handle.close()
         tmp.unlink(missing_ok=True)
+        full = _write_failure(error)
+        if full is not None:  # "No space left on device" said of the file, not of nothing
+            raise OSError(full.errno, full.strerror, str(path)) from None
         raise
     finally:
         _forget(tmp)
+
+
+_WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _write_failure(error: BaseException) -> OSError | None:
+    """The disk-full (quota, file-size limit, I/O) error behind a failed write, if that is what
+    it was: raised as it is by a write, or as the context of torch.save's own RuntimeError
+    (``inline_container.cc: unexpected pos``), which names neither the cause nor the file."""
+    seen = 0
+    while error is not None and seen < 4:
+        if isinstance(error, OSError) and error.errno in _WRITE_FAILURES:
+            return error
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
+
+
+@contextmanager
+def named_errors(name: str | os.PathLike) -> Iterator[None]:
+    """An OS error that names no file (a ``write`` that fails with "No space left on device"
+    or "File too large") raised again naming ``name``, so its one line says which output
+    failed. Errors that name their file, and a closed pipe (the reader has gone), pass as
+    they are."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        if error.filename is not None or error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, os.fspath(name)) from None
 
 
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:

@@ -6,32 +6,66 @@ valid UTF-8 (`printable_path`). No torch here.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cam_cli.common.images import is_image_file
+from cam_cli.common.images import DEFAULT_MAX_PIXELS, is_image_file
 from cam_cli.errors import SetupError
 
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 4096  # 4096x4096 already takes GBs of activations/image
+logger = logging.getLogger(__name__)
+
+
+_LOOKS_ESCAPED = re.compile(r"\\(?=x[0-9a-fA-F]{2})")  # a backslash that reads as \xNN
 
 
 def printable_path(path: str | os.PathLike) -> str:
-    """A file name as text that can always be written as UTF-8.
+    """A file name as text that can always be written as UTF-8, one-to-one.
 
     Python gives a name that is not valid UTF-8 (``bad\\xff.jpg`` on disk) with surrogates
     (``os.fsdecode``); each byte that is not UTF-8 is written as ``\\xNN`` (backslashreplace of
-    the raw bytes). Valid names are returned unchanged. The rule is the same in every output
-    (bbox/eval records, per-image lines, reports), and `eval --predictions` applies it to the
-    annotations' image ids too, so such records still match their ground truth.
+    the raw bytes). So that two names never print alike, a backslash of the name that would read
+    as such an escape (followed by ``x`` and two hex digits) is itself written ``\\x5c``: the
+    name literally called ``a\\xff.jpg`` prints ``a\\x5cxff.jpg``, the one with the byte 0xFF
+    prints ``a\\xff.jpg``. Every other name (all ordinary UTF-8 names) is returned unchanged.
+    The rule is the same in every output (bbox/boxes/eval records, per-image lines, reports);
+    `eval --predictions` matches records by it (`record_name`).
     """
     text = os.fspath(path)
+    if "\\" in text:
+        text = _LOOKS_ESCAPED.sub(r"\\x5c", text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return os.fsencode(text).decode("utf-8", "backslashreplace")
     return text
+
+
+def record_name(text: str) -> str:
+    """A name as a record gives it, in `printable_path`'s form: a record read from JSON already
+    holds the printed text (kept as it is); one made in Python (``ImageResult.as_record()``)
+    may hold the raw name, with surrogates, which is printed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return printable_path(text)
+    return text
+
+
+# C0 controls, DEL and C1 controls (CSI is U+009B): what a terminal acts on instead of showing
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+
+
+def printable_line(text: str) -> str:
+    """A message as one line that a terminal shows as it is: each control character (an ANSI
+    escape ``\\x1b[2J`` or a newline in a file name) written as ``\\xNN``. Used for
+    everything the tool writes on stderr; outputs on stdout keep names as they are (JSON
+    escapes them itself)."""
+    return text.translate(_CONTROLS)
 
 
 def printable(value):
@@ -214,6 +248,42 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
     _check_parent(path, option)
 
 
-def check_input_size(size: int | None, option: str = "--input-size") -> None:
-    if size is not None and not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
-        raise SetupError(f"{option} {size}: must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE}")
+def check_input_size(
+    size: int | None, option: str = "--input-size", low: int = MIN_INPUT_SIZE
+) -> None:
+    """A network input size (or a map's, ``--upsample``) wherever it comes from: an option, a
+    training config, a checkpoint. ``option`` names where, e.g. ``"CKPT: its input_size"``."""
+    if size is not None and not (
+        isinstance(size, int) and not isinstance(size, bool) and low <= size <= MAX_INPUT_SIZE
+    ):
+        raise SetupError(f"{option} {size}: must be between {low} and {MAX_INPUT_SIZE}")
+
+
+def check_image_size(size: tuple[int, int] | None, option: str = "--size") -> None:
+    """An image size given as ``(width, height)``: no larger than an image the tool decodes
+    (`common.images.DEFAULT_MAX_PIXELS`), so boxes scaled to it stay exact integers."""
+    if size is None:
+        return
+    width, height = size
+    if width < 1 or height < 1 or width * height > DEFAULT_MAX_PIXELS:
+        raise SetupError(
+            f"{option} {width}x{height}: must be at least 1x1 and at most {DEFAULT_MAX_PIXELS} "
+            "pixels (the largest image cam-cli decodes)"
+        )
+
+
+def max_workers(cpus: int | None = None) -> int:
+    """The most DataLoader processes a run starts: 2 per CPU core, at least 8 (the recipes'
+    value). More only compete for the cores, and each holds a copy of the interpreter: a
+    thousand exhaust memory or the process limit."""
+    return max(8, 2 * (cpus or os.cpu_count() or 1))
+
+
+def bounded_workers(workers: int, option: str = "--workers") -> int:
+    """``workers`` capped at `max_workers`, with a note when it was more (results never
+    depend on the number of workers)."""
+    top = max_workers()
+    if workers > top:
+        logger.info("note: %s %d capped to %d (at most 2 per CPU core, or 8)", option, workers, top)
+        return top
+    return workers

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -45,6 +46,14 @@ from cam_cli.common.batches import DecodedImage, ImageBatch, ImageListDataset, d
 from cam_cli.errors import SetupError
 
 logger = logging.getLogger(__name__)
+# torchvision 0.29 deprecates its image codecs (for TorchCodec) with a DeprecationWarning on
+# every decode_jpeg call. That is a note to this module's author, not to the user: filtered
+# here, by its text, so no other warning is hidden.
+warnings.filterwarnings(
+    "ignore",
+    message="The image decoding and encoding capabilities of TorchVision are deprecated",
+    category=DeprecationWarning,
+)
 
 DECODE_CHOICES = ("auto", "pil", "device")
 # Bigger files go to PIL, which streams them (a valid JPEG within the pixel limit is smaller).

@@ -7,10 +7,12 @@ raising, and the batch carries it to the output as a one-line message naming the
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import warnings
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,11 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from cam_cli.errors import SetupError
 
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
-# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; we refuse above it.
+# The one pixel limit of the tool, for every image it opens. Pillow warns above its
+# MAX_IMAGE_PIXELS (89,478,485 by default) and refuses above twice that: it is set to our limit
+# here, and its warning is a refusal (`open_image`), so both say the same number.
 DEFAULT_MAX_PIXELS = 178_956_970
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, not a grey half-image
 
 
@@ -31,15 +36,29 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a plain file")
 
 
+def regular_file(path: str | Path) -> os.stat_result:
+    """``os.stat`` of a file about to be read, or ValueError when it is not a regular file:
+    reading a FIFO waits forever for a writer, a device never ends (OSError if it is missing)."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"not a regular file ({_file_kind(info.st_mode)})")
+    return info
+
+
 def is_image_file(path: str | Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:
     return Path(path).suffix.lower() in extensions
 
 
-def list_images(folder: str | Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> list[Path]:
+def list_images(
+    folder: str | Path,
+    extensions: Collection[str] = IMAGE_EXTENSIONS,
+    follow: Callable[[Path], bool] | None = None,
+) -> list[Path]:
     """Image files under ``folder``, recursively (symlinked folders followed, each folder once),
     sorted as paths. The one image walk of the tool: `bbox`, `cam`, `eval` and training's
     folders all take exactly these files; `boxes` walks the same way for ``extensions`` that
-    add ``.npy`` (lower-case suffixes)."""
+    add ``.npy`` (lower-case suffixes). ``follow(link)``, when given, decides for each
+    symlinked folder whether it is walked (training: not into another class)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a directory")
@@ -51,6 +70,8 @@ def list_images(folder: str | Path, extensions: Collection[str] = IMAGE_EXTENSIO
             dirs.clear()
             continue
         seen.add((info.st_dev, info.st_ino))
+        if follow is not None:
+            dirs[:] = [d for d in dirs if not Path(root, d).is_symlink() or follow(Path(root, d))]
         found.extend(Path(root, name) for name in files if is_image_file(name, extensions))
     return sorted(path for path in found if path.is_file())
 
@@ -62,14 +83,19 @@ def find_images(
     reads one path per line from stdin, files are taken as given (whatever their extension).
 
     A source that does not exist is yielded with its problem, so the caller reports and counts it.
-    A folder without a single image is a `SetupError` (a wrong folder, not an empty result).
+    A folder without a single image, or a ``-`` whose stdin holds no path (``find`` found
+    nothing), is a `SetupError` (a wrong folder or pipeline, not an empty result).
     """
     for source in sources:
         if source == "-":
+            given = False
             for line in sys.stdin:
                 line = line.strip()
                 if line:
+                    given = True
                     yield from find_images([line], extensions)
+            if not given:
+                raise SetupError("'-' (paths on stdin): stdin gave no paths")
             continue
         path = Path(source)
         if path.is_dir():
@@ -107,6 +133,32 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 _SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
 
 
+@contextmanager
+def open_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Image.Image]:
+    """`Image.open`, refusing an image over ``max_pixels`` from its header, before any
+    decoding, with one ValueError line (what Pillow's own bomb warning and error say too).
+    Every image the tool reads is opened here, so one limit holds everywhere."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            image = Image.open(path)
+    except Image.DecompressionBombError as error:  # over twice the limit: only its pixel count
+        count = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = count[1] if count else "more"
+        raise ValueError(f"refused: {pixels} pixels exceeds the limit of {max_pixels} "
+                         "(decompression bomb?)") from None  # fmt: skip
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ValueError(
+                f"refused: {width}x{height} = {width * height} pixels exceeds the limit of "
+                f"{max_pixels} (decompression bomb?)"
+            )
+        with warnings.catch_warnings():  # some plugins check again while loading
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield image
+
+
 def open_rgb(
     path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None
 ) -> tuple[Image.Image, tuple[int, int]]:
@@ -119,32 +171,23 @@ def open_rgb(
     """
     path = Path(path)
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"not a regular file ({_file_kind(info.st_mode)})")
+        info = regular_file(path)
         if info.st_size == 0:
             raise ValueError("empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ValueError(
-                        f"refused: {width}x{height} = {width * height} pixels exceeds the "
-                        f"limit of {max_pixels} (decompression bomb?)"
-                    )
-                if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
-                    width, height = height, width
-                if draft_size is not None and image.format == "JPEG":
-                    image.draft("RGB", (draft_size, draft_size))
-                image.load()
-                image = ImageOps.exif_transpose(image) or image
-                return _to_rgb(image), (width, height)
+        with open_image(path, max_pixels) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
+                width, height = height, width
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("RGB", (draft_size, draft_size))
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            return _to_rgb(image), (width, height)
     except ValueError:
         raise
     except UnidentifiedImageError:
         raise ValueError("not an image (unrecognised format)") from None
-    except Image.DecompressionBombError as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ValueError(f"refused: {error}") from None
     except (OSError, SyntaxError, EOFError) as error:
         reason = str(error) or type(error).__name__

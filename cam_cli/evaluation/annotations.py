@@ -21,15 +21,20 @@ from __future__ import annotations
 import csv
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from cam_cli.models.classes import ClassInfo
 
 Box = tuple[int, int, int, int]
 
 KAGGLE_HEADER = ["ImageId", "PredictionString"]
+# No image has a pixel this far out (PIL decodes at most a few hundred million pixels); a
+# larger coordinate is a broken file, refused while reading, before any model runs.
+MAX_COORDINATE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ def _check_box(box: Box, where: str) -> Box:
     xmin, ymin, xmax, ymax = box
     if xmin < 0 or ymin < 0 or xmax < xmin or ymax < ymin:
         raise ValueError(f"{where}: invalid box {list(box)} (need 0 <= min <= max)")
+    if xmax > MAX_COORDINATE or ymax > MAX_COORDINATE:
+        raise ValueError(f"{where}: invalid box {list(box)} (a coordinate above "
+                         f"{MAX_COORDINATE}, outside any image)")  # fmt: skip
     return box
 
 
@@ -68,6 +76,8 @@ def _xml_int(element: ET.Element, tag: str, path: Path) -> int:
         raise ValueError(f"{path}: <{tag}> is not a number: {text.strip()!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{path}: <{tag}> is not finite: {text.strip()!r}")
+    if abs(value) > MAX_COORDINATE:
+        raise ValueError(f"{path}: <{tag}> {text.strip()} is outside any image")
     return round(value)
 
 
@@ -149,12 +159,45 @@ def _parse_prediction_string(text: str, where: str) -> list[tuple[str, Box]]:
     return boxes
 
 
+class _CsvRows:
+    """`csv.reader` whose own errors (a field over its limit of 131,072 characters, a NUL)
+    are a ValueError naming the file and line, as every other problem of the file is."""
+
+    def __init__(self, handle, path: Path) -> None:
+        self._reader, self._path = csv.reader(handle), path
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list[str]:
+        try:
+            return next(self._reader)
+        except csv.Error as error:
+            where = f"{self._path}:{self._reader.line_num}"
+            raise ValueError(f"{where}: not a readable CSV row ({error})") from None
+
+
+@contextmanager
+def text_file(path: Path, encoding: str = "utf-8", **kwargs) -> Iterator[IO[str]]:
+    """A UTF-8 text file open for reading; bytes that are not UTF-8 (a latin-1 export) give a
+    ValueError naming the file and where, not the codec's bare message."""
+    with path.open(encoding=encoding, **kwargs) as handle:
+        try:
+            yield handle
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
+
+
 def read_loc_solution_csv(path: str | Path) -> dict[str, ImageAnnotation]:
     """Kaggle ``LOC_val_solution.csv``: ``ImageId,PredictionString`` (no image sizes)."""
     path = Path(path)
     annotations: dict[str, ImageAnnotation] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
+    with text_file(path, encoding="utf-8-sig", newline="") as handle:
+        reader = _CsvRows(handle, path)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != KAGGLE_HEADER:
             raise ValueError(f"{path}:1: expected header 'ImageId,PredictionString', got {header}")
@@ -225,7 +268,7 @@ def read_devkit_labels(
     ground_truth_txt = Path(ground_truth_txt)
     id_to_wnid = read_devkit_meta(meta_mat)
     annotations: dict[str, ImageAnnotation] = {}
-    with ground_truth_txt.open(encoding="utf-8") as handle:
+    with text_file(ground_truth_txt) as handle:
         for line_number, line in enumerate(handle, start=1):
             text = line.strip()
             where = f"{ground_truth_txt}:{line_number}"
@@ -296,7 +339,7 @@ def read_annotations(
 def _read_id_table(path: Path, fields: int) -> dict[str, list[str]]:
     """``id value...`` lines -> {id: [values]}, with file:line errors."""
     table: dict[str, list[str]] = {}
-    with path.open(encoding="utf-8") as handle:
+    with text_file(path) as handle:
         for line_number, line in enumerate(handle, start=1):
             parts = line.split()
             if not parts:
@@ -318,6 +361,8 @@ def cub_box(x: float, y: float, w: float, h: float) -> Box:
     ``x .. x + w - 1``), likewise for y; clamped so that ``0 <= min <= max``. The image size is
     not in the CUB files, so the upper clamp is left to whoever knows the image.
     """
+    if not all(math.isfinite(v) and abs(v) <= MAX_COORDINATE for v in (x, y, w, h)):
+        raise ValueError(f"invalid box {[x, y, w, h]} (not finite, or outside any image)")
     xmin, ymin = max(0, round(x)), max(0, round(y))
     xmax = max(xmin, round(x + w) - 1)
     ymax = max(ymin, round(y + h) - 1)
@@ -378,7 +423,11 @@ def read_cub(
         if stem in annotations:
             raise ValueError(f"{root / 'images.txt'}: two images with the file stem {stem}")
         label = str(class_index)
-        box = cub_box(*(float(v) for v in boxes[image_id]))
+        try:
+            box = cub_box(*(float(v) for v in boxes[image_id]))
+        except ValueError as error:  # "inf", "nan", "1e30", or not a number at all
+            where = f"{root / 'bounding_boxes.txt'}: image id {image_id}"
+            raise ValueError(f"{where}: {error}") from None
         annotations[stem] = ImageAnnotation(stem, (label,), ((label, box),))
         paths[stem] = root / "images" / relpath
     return annotations, classes, paths

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cam_cli.common.checks import printable_path
+from cam_cli.common.checks import record_name
 from cam_cli.evaluation.matching import EvaluationError
 from cam_cli.models.classes import ClassInfo
 
@@ -39,7 +39,7 @@ def read_class_predictions(path: str | Path) -> dict[str, list[str]]:
     rows = _json_rows(text, path) if first.lstrip().startswith("{") else _csv_rows(text, path)
     found: dict[str, list[str]] = {}
     for number, image, classes in rows:
-        stem = printable_path(Path(image).stem)
+        stem = record_name(Path(image).stem)  # as written (printed), like bbox records
         if not classes:
             raise EvaluationError(f"{path}:{number}: no classes for image {image}")
         if stem in found:

@@ -29,7 +29,12 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from cam_cli.common.atomic import atomic_file
-from cam_cli.common.checks import check_output_file, check_outputs_spare_inputs, printable_path
+from cam_cli.common.checks import (
+    check_output_file,
+    check_outputs_spare_inputs,
+    printable_path,
+    record_name,
+)
 from cam_cli.common.images import list_images
 from cam_cli.common.lock import FileLock
 from cam_cli.evaluation.annotations import (
@@ -280,7 +285,7 @@ def evaluate_predictions(
     def score_all(write: Callable[[dict], None] | None) -> None:
         for number, record in enumerate(records, start=1):
             path = str(record.get("path"))
-            stem = printable_path(Path(path).stem)
+            stem = record_name(Path(path).stem)  # printed already, unless made in Python
             if stem in seen:
                 raise EvaluationError(
                     f"two prediction records for image {stem}: {seen[stem]} and {path}"

@@ -15,6 +15,7 @@ the released program keeps) gets the whole-map box, as the paper rule already do
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -90,8 +91,30 @@ def resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     if cam.shape == (height, width):
         return cam
+    cam = np.asarray(cam)
+    peak = float(np.abs(cam).max()) if cam.size else 0.0
+    if peak > float(np.finfo(np.float32).max):  # beyond float32: scaled down first, never inf/NaN
+        cam = cam / peak
     tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))
     return upsample_cams(tensor[None, None], (height, width))[0, 0].numpy()
+
+
+# Boxing "at the image's size" works on at most this many pixels (2048 x 2048): the released
+# generator's three distance transforms cost ~1.5 us a pixel here, so a 9000 x 9000 photo
+# took minutes and GBs per map. A larger image's map is resized to the largest size of the
+# same aspect within it, boxed there, and its boxes scaled to the image (rounding outwards).
+MAX_BOX_PIXELS = 2048 * 2048
+
+
+def box_grid(size: tuple[int, int], max_pixels: int | None = None) -> tuple[int, int]:
+    """The ``(width, height)`` a map is boxed at for an image of ``size``: the size itself up
+    to ``max_pixels`` (`MAX_BOX_PIXELS`), else scaled down to fit, aspect kept."""
+    max_pixels = MAX_BOX_PIXELS if max_pixels is None else max_pixels
+    width, height = size
+    if width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
 def boxes_for_image(
@@ -104,10 +127,15 @@ def boxes_for_image(
     """Ranked boxes of one map in the pixels of an image of ``size = (width, height)``.
 
     ``at_image_size``: the map is first resized to the image and boxed there, as the released
-    code did (``zhou2016``, ten-crop); otherwise it is boxed on its own grid and the boxes are
-    scaled, rounding outwards (`boxes.scale_boxes`), as `bbox` does for the paper's rule."""
+    code did (``zhou2016``, ten-crop), at most at `MAX_BOX_PIXELS` (`box_grid`); otherwise it
+    is boxed on its own grid and the boxes are scaled, rounding outwards (`boxes.scale_boxes`),
+    as `bbox` does for the paper's rule."""
     if at_image_size:
-        return rule_boxes(resize_map(cam, size), rule, threshold)
+        grid = box_grid(size)
+        boxes = rule_boxes(resize_map(cam, grid), rule, threshold)
+        if grid == tuple(size):
+            return boxes
+        return scale_boxes(boxes, grid, np.tile(size, (len(boxes), 1)))
     boxes = rule_boxes(cam, rule, threshold)
     height, width = np.asarray(cam).shape
     return scale_boxes(boxes, (width, height), np.tile(size, (len(boxes), 1)))

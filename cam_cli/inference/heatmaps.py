@@ -13,22 +13,29 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.common.images import IMAGE_EXTENSIONS
+from cam_cli.common.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, regular_file
 
 HEATMAP_EXTENSIONS = frozenset(IMAGE_EXTENSIONS | {".npy"})
+NPY_MAGIC = b"\x93NUMPY"
+CHANNELS = (1, 3, 4)  # the last axis of an [H, W, C] image: grey, RGB, RGBA
 
 
 def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
     """``(maps [k, H, W], stacked)``: the maps of one file, and whether the file held a stack
     (its records then say which map). Raises ValueError with a short reason for a file that is
-    not a usable map: unreadable, not an array, wrong shape, empty, not finite."""
+    not a usable map: unreadable, not an array, wrong shape, empty, not finite, not a regular
+    file (a FIFO is never opened: reading it would wait for a writer)."""
     path = Path(path)
+    try:
+        info = regular_file(path)
+    except OSError as error:
+        raise ValueError(error.strerror or str(error)) from None
     if path.suffix.lower() == ".npy":
         return _read_npy(path)
     from cam_cli.inference.zhou2016 import load_heatmap
 
     try:
-        if path.stat().st_size == 0:
+        if info.st_size == 0:
             raise ValueError("empty file (0 bytes)")
         return load_heatmap(path)[None], False
     except ValueError:
@@ -40,8 +47,18 @@ def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
 
 def _read_npy(path: Path) -> tuple[np.ndarray, bool]:
     try:
-        array = np.load(path, allow_pickle=False)
-    except Exception as error:  # a truncated header, pickled objects, not numpy at all
+        with open(path, "rb") as handle:
+            if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:  # /dev/zero, a renamed JPEG, a pickle
+                raise ValueError("not a .npy map file (no NumPy header)")
+            handle.seek(0)
+            array = np.load(handle, allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error):  # numpy's advice would be to run the pickle: never
+            raise ValueError("not a readable .npy array (it holds Python objects)") from None
+        if str(error).startswith("not a .npy map file"):
+            raise
+        raise ValueError(f"not a readable .npy array ({str(error).splitlines()[0]})") from None
+    except Exception as error:  # a truncated header, an unreadable file
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"not a readable .npy array ({reason})") from None
     if not isinstance(array, np.ndarray):
@@ -52,6 +69,11 @@ def _read_npy(path: Path) -> tuple[np.ndarray, bool]:
         raise ValueError(f"not a real-valued map (dtype {array.dtype})")
     if array.ndim not in (2, 3):
         raise ValueError(f"expected a map [H, W] or a stack [k, H, W], got shape {array.shape}")
+    if array.ndim == 3 and array.shape[2] in CHANNELS and array.shape[2] < min(array.shape[:2]):
+        raise ValueError(
+            f"shape {list(array.shape)} looks like an image [H, W, channels], not a stack of "
+            "maps [k, H, W]; save the map as [H, W] (or its channels first as [k, H, W])"
+        )
     if array.size == 0:
         raise ValueError(f"empty map (shape {array.shape})")
     if not np.isfinite(array).all():
@@ -64,23 +86,30 @@ def _read_npy(path: Path) -> tuple[np.ndarray, bool]:
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"WxH"`` -> ``(width, height)``; ValueError for anything else."""
+def parse_size(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``"WxH"`` -> ``(width, height)``; ValueError for anything else, and for an image larger
+    than any image the tool decodes (``max_pixels``, `common.images`): such a size would give
+    boxes beyond int64, or maps of many GB."""
     match = _SIZE.match(text)
     if not match or int(match[1]) < 1 or int(match[2]) < 1:
         raise ValueError(f"--size must be WIDTHxHEIGHT in pixels, e.g. 500x375, not {text!r}")
-    return int(match[1]), int(match[2])
+    width, height = int(match[1]), int(match[2])
+    if width * height > max_pixels:
+        raise ValueError(
+            f"--size {text.strip()}: {width * height} pixels exceeds the limit of {max_pixels} "
+            "(the largest image cam-cli decodes)"
+        )
+    return width, height
 
 
 def reference_size(path: str | Path) -> tuple[int, int]:
     """The upright ``(width, height)`` of an image, as `bbox` reports it (EXIF rotation
     applied), read from its header. ValueError when it cannot be read."""
-    from PIL import Image
-
-    from cam_cli.common.images import _SWAPPING_ORIENTATIONS
+    from cam_cli.common.images import _SWAPPING_ORIENTATIONS, open_image
 
     try:
-        with Image.open(path) as image:
+        regular_file(path)  # a FIFO would block the open
+        with open_image(path) as image:
             width, height = image.size
             if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
                 width, height = height, width

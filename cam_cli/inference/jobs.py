@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import IO
 
 from cam_cli.common.atomic import write_bytes_atomic
-from cam_cli.common.checks import check_output_file, check_outputs_spare_inputs
+from cam_cli.common.checks import (
+    check_image_size,
+    check_input_size,
+    check_output_file,
+    check_outputs_spare_inputs,
+    printable_path,
+)
 from cam_cli.common.images import find_images
 from cam_cli.errors import SetupError
 from cam_cli.inference import sharding
@@ -175,27 +181,35 @@ def localize_to_records(
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
         for result in run.localize(localizer, paths, finish=finish):
-            writer.write(result.as_record())
+            record = result.as_record()
             if result.error is not None:
                 failures += 1
                 _failed(result.path, result.error)
             elif draw_dir is not None:
-                failures += not _save_drawing(result, draw_dir, taken)
+                problem = _save_drawing(result, draw_dir, taken)
+                if problem is not None:  # counted as failed, so its record says why
+                    failures += 1
+                    record["error"] = problem
+            writer.write(record)
         writer.close()
     return sharding.shared(RunSummary(len(paths) + len(missing), failures))
 
 
-def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> bool:
+def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> str | None:
+    """Writes the image's `--draw` PNG; the problem (also logged) when it cannot be drawn or
+    written. The record then keeps its predictions and gains ``"error"`` with that problem."""
+    problem = None
     if isinstance(result.analysis, Exception):
-        _failed(result.path, f"--draw: {result.analysis}")
-        return False
-    target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
-    try:
-        write_bytes_atomic(result.analysis, target)
-    except OSError as error:
-        _failed(result.path, f"--draw: {error}")
-        return False
-    return True
+        problem = f"not drawn (--draw): {result.analysis}"
+    else:
+        target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
+        try:
+            write_bytes_atomic(result.analysis, target)
+        except OSError as error:
+            problem = f"not drawn (--draw): {target}: {error.strerror or error}"
+    if problem is not None:
+        _failed(result.path, problem)
+    return problem
 
 
 def write_cams(
@@ -281,13 +295,14 @@ def write_heatmap_boxes(
         raise SetupError(f"--threshold must be in [0, 1), got {threshold}")
     if size is not None and reference is not None:
         raise SetupError("give --size WxH or --reference IMAGE, not both")
-    if upsample is not None and upsample < 1:
-        raise SetupError(f"--upsample must be >= 1, got {upsample}")
+    check_input_size(upsample, "--upsample", low=1)
+    check_image_size(size)
     if reference is not None:
         try:
             size = reference_size(reference)
         except ValueError as error:
             raise SetupError(str(error)) from None
+        check_image_size(size, f"--reference {printable_path(reference)}: its size")
     if not sources:
         raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
     found = list(find_images(sources, HEATMAP_EXTENSIONS))

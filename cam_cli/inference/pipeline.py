@@ -30,8 +30,10 @@ import numpy as np
 import torch
 
 from cam_cli.common.batches import ImageBatch, ImageListDataset, collate_images
+from cam_cli.common.checks import bounded_workers
 from cam_cli.common.device import Precision, keep_freed_memory, resolve_device
 from cam_cli.common.device_decode import JpegRoutingDataset, decode_batches, resolve_decode
+from cam_cli.common.memory import batch_for_memory, out_of_memory
 from cam_cli.errors import SetupError
 from cam_cli.inference import sharding
 from cam_cli.inference import ten_crop as tc
@@ -286,6 +288,7 @@ class Localizer:
         last batches and batches with failed images never compile again. On failure (e.g. no
         C++ compiler) the Localizer stays uncompiled and the error is raised.
         """
+        batch_size = self.batch_for_memory(batch_size)
         slice_size = -(-batch_size // self.lanes)
         start = time.perf_counter()
         self._network_fn = torch.compile(self.model, dynamic=False)
@@ -553,6 +556,8 @@ class Localizer:
             dataset.max_pixels = max_pixels
         if workers is None:
             workers = default_workers(self.device)
+        workers = bounded_workers(workers)
+        batch_size = self.batch_for_memory(batch_size, extra=int(extra_classes is not None))
         loader = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -581,10 +586,18 @@ class Localizer:
             results = self._localize_in_lanes(pool, batches, asked)
         else:
             results = self._localize_with_box_thread(batches, asked)
-        for finished in results:
-            bar.update(len(finished))
-            yield from finished
+        with out_of_memory(self.input_size, batch_size):
+            for finished in results:
+                bar.update(len(finished))
+                yield from finished
         bar.close()
+
+    def batch_for_memory(self, batch_size: int, extra: int = 0) -> int:
+        """``batch_size``, or fewer images where that many would not fit in memory at this
+        input size (`common.memory`); ``extra``: CAMs asked per image besides the top-k."""
+        maps = len(self.fixed_classes) if self.fixed_classes else self.topk
+        crops = 10 if self.ten_crop else 1
+        return batch_for_memory(batch_size, self.input_size, maps + extra, self.device, crops)
 
     def _localize_in_lanes(self, pool, batches, asked: _Asked) -> Iterator[list[ImageResult]]:
         """CPU: each lane runs a slice end to end; the next batch is queued before this one is

@@ -15,21 +15,51 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from cam_cli.common.atomic import atomic_file
+from cam_cli.common.atomic import atomic_file, named_errors
 from cam_cli.common.checks import printable, printable_path
+from cam_cli.errors import SetupError
 
 CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
                "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP's "CSV
+# injection"): a file named "=HYPERLINK(...).jpg" must stay text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A text cell of a CSV output, neutralised for spreadsheets: one that starts like a
+    formula gets a leading ``'`` (shown by no spreadsheet, read back as text). Numbers and
+    other text are written as they are; JSON outputs are never changed."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class SafeCsvWriter:
+    """`csv.writer` whose rows go through `csv_cell`: every CSV the tool writes uses it."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._writer = csv.writer(handle)
+
+    def writerow(self, row) -> None:
+        self._writer.writerow([csv_cell(value) for value in row])
+
+
 @contextmanager
 def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
-    """stdout for None or ``-``, an open stream as it is, otherwise an atomic file."""
+    """stdout for None or ``-``, an open stream as it is, otherwise an atomic file. A closed
+    stdout (``cam-cli bbox ... >&-``: Python then has none) is a `SetupError`, before any
+    record is made: the results would go nowhere."""
     if hasattr(path, "write"):
         yield path
     elif path is None or str(path) == "-":
-        yield sys.stdout
-        sys.stdout.flush()
+        if sys.stdout is None:
+            raise SetupError("stdout is closed: give --output FILE, or let stdout be written")
+        with named_errors("<stdout>"):  # `> /dev/full`: "<stdout>: No space left on device"
+            yield sys.stdout
+            sys.stdout.flush()
     else:
         with atomic_file(path) as handle:
             yield handle
@@ -46,7 +76,10 @@ def json_line(record: dict) -> str:
     text = json.dumps(record, ensure_ascii=False, allow_nan=False)
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:  # rare: only then is the record walked
+        escaped = "\\\\x" in text  # a backslash before "x" (`printable_path` may escape it)
+    except UnicodeEncodeError:
+        escaped = True
+    if escaped:  # rare: only then is the record walked
         text = json.dumps(printable(record), ensure_ascii=False, allow_nan=False)
     return text + "\n"
 
@@ -105,7 +138,7 @@ class RecordWriter:
         self._csv = None
         self._coco = CocoDocument() if fmt == "coco" else None
         if fmt == "csv":
-            self._csv = csv.writer(handle)
+            self._csv = SafeCsvWriter(handle)
             self._csv.writerow(CSV_COLUMNS)
 
     def write(self, record: dict) -> None:
@@ -115,14 +148,14 @@ class RecordWriter:
         path = record["path"] if self._csv is None else printable_path(record["path"])
         if self._csv is None:
             self.handle.write(json_line(record))
-        elif "error" in record:
+        elif "predictions" not in record:
             self._csv.writerow([path, "", "", "", "", "", "", "", "", "", "", "",
                                 record["error"]])  # fmt: skip
-        else:
+        else:  # an error beside predictions (the --draw PNG failed) is on each of its rows
             for p in record["predictions"]:
                 self._csv.writerow([path, record["width"], record["height"], p["rank"],
                                     p["class_index"], p["wnid"] or "", p["name"] or "",
-                                    p["score"], *p["box"], ""])  # fmt: skip
+                                    p["score"], *p["box"], record.get("error", "")])  # fmt: skip
         if self.handle is sys.stdout:
             self.handle.flush()  # keep pipelines (`bbox | eval --predictions -`) streaming
 
@@ -140,23 +173,25 @@ BOX_CSV_COLUMNS = ["path", "map", "width", "height", "rank", "xmin", "ymin", "xm
 
 class BoxRecordWriter:
     """Streams `cam-cli boxes` records, ``{"path", ["map",] "width", "height", "boxes"}`` or
-    ``{"path", "error"}``, as JSON Lines or CSV (one row per box, ``rank`` 1 first)."""
+    ``{"path", "error"}``, as JSON Lines or CSV (one row per box, ``rank`` 1 first), names
+    that are not UTF-8 escaped as `RecordWriter` writes them (`common.checks.printable_path`)."""
 
     def __init__(self, handle: IO[str], fmt: str = "jsonl") -> None:
         if fmt not in BOX_FORMATS:
             raise ValueError(f"unknown format {fmt!r}; use jsonl or csv")
         self.handle = handle
-        self._csv = csv.writer(handle) if fmt == "csv" else None
+        self._csv = SafeCsvWriter(handle) if fmt == "csv" else None
         if self._csv is not None:
             self._csv.writerow(BOX_CSV_COLUMNS)
 
     def write(self, record: dict) -> None:
+        path = printable_path(record["path"])
         if self._csv is None:
-            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.handle.write(json_line(record))
         elif "error" in record:
-            self._csv.writerow([record["path"], *[""] * 8, record["error"]])
+            self._csv.writerow([path, *[""] * 8, printable_path(record["error"])])
         else:
-            head = [record["path"], record.get("map", ""), record["width"], record["height"]]
+            head = [path, record.get("map", ""), record["width"], record["height"]]
             for rank, box in enumerate(record["boxes"], start=1):
                 self._csv.writerow([*head, rank, *box, ""])
         if self.handle is sys.stdout:

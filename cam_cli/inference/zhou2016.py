@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
+
+from cam_cli.common.images import open_image
 
 RELEASED_THRESHOLDS = (20, 100, 110)  # generate_bbox.m:15, ILSVRC_evaluate_bbox.m:63
 DT_KEEP_ABOVE = 10  # dt_box.cpp:60: cvThreshold(dt, dt, 10, 255, CV_THRESH_BINARY)
@@ -78,7 +79,7 @@ def load_heatmap(path: str | Path) -> np.ndarray:
     OpenCV's grey conversion exactly whenever R == G == B, as in the released heatmaps. For
     the released heatmap_6.jpg the result equals ``cv2.imread(path, 0)`` pixel for pixel.
     """
-    with Image.open(path) as image:
+    with open_image(path) as image:  # the tool's one pixel limit, checked before decoding
         if image.format == "JPEG":
             image.draft("L", None)
         return np.asarray(image.convert("L"), dtype=np.uint8)

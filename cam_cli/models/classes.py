@@ -24,27 +24,38 @@ class ClassInfo:
 def read_synset_mapping(path: str | Path) -> list[ClassInfo]:
     """Read ``LOC_synset_mapping.txt``: one ``wnid names`` line per class, line i = class i.
 
-    The name is the first comma-separated synonym ("tench, Tinca tinca" -> "tench"), as
-    torchvision's metadata names classes.
+    The wnid ends at the first whitespace (a space or a tab: a tab-separated file gives the
+    same classes as the space-separated original). The name is the first comma-separated
+    synonym ("tench, Tinca tinca" -> "tench"), as torchvision's metadata names classes.
     """
     path = Path(path)
     classes: list[ClassInfo] = []
-    with path.open(encoding="utf-8-sig") as handle:  # a BOM is not part of the first wnid
-        for line_number, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            wnid, _, names = line.partition(" ")
-            if not wnid:
-                raise ValueError(f"{path}:{line_number}: expected 'wnid name[, synonyms]'")
-            name = names.split(",")[0].strip() or wnid
-            classes.append(ClassInfo(len(classes), wnid, name))
+    try:
+        with path.open(encoding="utf-8-sig") as handle:  # a BOM is not part of the first wnid
+            for line in handle:
+                fields = line.split(None, 1)
+                if not fields:
+                    continue
+                wnid, names = fields[0], fields[1] if len(fields) > 1 else ""
+                name = names.split(",")[0].strip() or wnid
+                classes.append(ClassInfo(len(classes), wnid, name))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
     if not classes:
         raise ValueError(f"{path}: no classes found")
-    wnids = [c.wnid for c in classes]
-    if len(set(wnids)) != len(wnids):
-        raise ValueError(f"{path}: duplicate wnids")
+    check_unique_wnids(classes, str(path))
     return classes
+
+
+def check_unique_wnids(classes: list[ClassInfo], source: str) -> None:
+    """Two classes with one wnid make every wnid lookup (eval's labels, ``--class``) ambiguous:
+    ValueError naming the first one repeated. Classes without a wnid are not compared."""
+    seen: set[str] = set()
+    for info in classes:
+        if info.wnid is not None and info.wnid in seen:
+            raise ValueError(f"{source}: duplicate wnid {info.wnid} (class {info.index})")
+        if info.wnid is not None:
+            seen.add(info.wnid)
 
 
 def classes_from_names(

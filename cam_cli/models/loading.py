@@ -13,6 +13,7 @@ ImageNet model and gets torchvision's ImageNet class names.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from cam_cli.errors import SetupError
 from cam_cli.models.classes import (
     ClassInfo,
     anonymous_classes,
+    check_unique_wnids,
     classes_from_names,
     read_synset_mapping,
 )
@@ -33,6 +35,7 @@ from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
     HF_HUB,
     ModelLoadError,
+    check_state_dict,
     download_hf_hub_state_dict,
     download_torchvision_state_dict,
     imagenet_class_names,
@@ -41,6 +44,8 @@ from cam_cli.models.weights import (
     torchvision_weights,
     unwrap_state_dict,
 )
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "cam-cli-checkpoint"
 IMAGENET_CLASSES = 1000
@@ -113,13 +118,20 @@ def _checkpoint_model(path: str | Path) -> LoadedModel:
         ]
         preprocessing = Preprocessing.from_dict(data["preprocessing"])
         input_size = int(data["input_size"])
-        state_dict = data["model"]
+        state_dict = check_state_dict(data["model"], str(path))
         threshold = data.get("cam_threshold")
         threshold = None if threshold is None else float(threshold)
     except KeyError as error:
         raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint (no {error})") from None
-    except (TypeError, ValueError, AttributeError) as error:
+    except (TypeError, ValueError, AttributeError, OverflowError) as error:
         raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint ({error})") from None
+    if not classes:
+        raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint (its class list is empty)")
+    check_input_size(input_size, f"{path}: its input_size")
+    try:
+        check_unique_wnids(classes, f"{path}: a damaged cam-cli checkpoint's class list")
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
     model = build_model(spec.name, len(classes))
     load_weights_into(model, state_dict, str(path))
     return LoadedModel(spec.name, model.eval(), classes, preprocessing, input_size, threshold)
@@ -178,6 +190,11 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     names: list[str] | None = None
     if weights is None:
         state_dict = None
+        logger.info(  # a note: shown with -q too, by rank 0 only under torchrun
+            "note: --arch %s without --weights or --checkpoint: its parameters are random "
+            "(untrained), so its classes, scores and boxes mean nothing",
+            spec.name,
+        )
     elif weights == "imagenet" and spec.hub_weights is not None:
         state_dict = download_hf_hub_state_dict(spec.hub_weights)
     elif weights == "imagenet":
@@ -191,11 +208,13 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     elif weights.startswith(HF_HUB):
         state_dict = download_hf_hub_state_dict(weights)
     else:
-        state_dict = unwrap_state_dict(read_state_file(weights))
+        state_dict = unwrap_state_dict(read_state_file(weights), weights)
 
     count = num_classes
     if count is None and state_dict is not None:
         count = _num_classes_in(state_dict, spec)
+        if count == 0:
+            raise ModelLoadError(f"{weights}: its classifier has 0 classes (0 output rows)")
     if count is None:
         count = len(file_classes) if file_classes else IMAGENET_CLASSES
     model = build_model(spec.name, count)

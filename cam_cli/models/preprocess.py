@@ -7,6 +7,7 @@ per-channel affine map.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -36,13 +37,29 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
-        return cls(
+        """As a checkpoint stores it; ValueError for values that cannot normalise an RGB image
+        (the network would fail on every image, or give NaN)."""
+        preprocessing = cls(
             name=str(data["name"]),
             mean=tuple(float(v) for v in data["mean"]),
             std=tuple(float(v) for v in data["std"]),
             channel_order=str(data["channel_order"]),
             divide_by=float(data["divide_by"]),
         )
+        for key in ("mean", "std"):
+            values = getattr(preprocessing, key)
+            if len(values) != 3 or not all(math.isfinite(v) for v in values):
+                raise ValueError(
+                    f"preprocessing {key} must be 3 finite numbers, got {list(values)}"
+                )
+        if not all(v != 0 for v in preprocessing.std):
+            raise ValueError(f"preprocessing std must not be 0, got {list(preprocessing.std)}")
+        if preprocessing.channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"preprocessing channel_order must be rgb or bgr, "
+                             f"got {preprocessing.channel_order!r}")  # fmt: skip
+        if not (math.isfinite(preprocessing.divide_by) and preprocessing.divide_by > 0):
+            raise ValueError(f"preprocessing divide_by must be > 0, got {preprocessing.divide_by}")
+        return preprocessing
 
 
 IMAGENET = Preprocessing("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rgb", 255.0)

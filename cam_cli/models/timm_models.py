@@ -214,9 +214,12 @@ MAX_LISTED = 300
 
 def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
     """Rows ``(name, CAM size at the default input, input size, params)`` of the CAM-exact timm
-    models matching ``pattern`` (timm's wildcard syntax); built on meta, so no memory is used.
-    Models that are not CAM-exact, or cannot be built on meta, are left out."""
+    models matching ``pattern`` (timm's wildcard syntax; a bare word, with no ``*``, ``?`` or
+    ``[``, means the names containing it: ``resnet`` is ``*resnet*``); built on meta, so no
+    memory is used. Models that are not CAM-exact, or cannot be built on meta, are left out."""
     timm = import_timm()
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
     names = timm.list_models(pattern)
     if len(names) > MAX_LISTED:
         raise SetupError(

@@ -118,7 +118,7 @@ def download_hf_hub_state_dict(name: str) -> dict[str, torch.Tensor]:
     for filename in _HUB_FILES:
         cached = huggingface_hub.try_to_load_from_cache(repo, filename)
         if isinstance(cached, str):
-            return unwrap_state_dict(read_state_file(cached))
+            return unwrap_state_dict(read_state_file(cached), cached)
     failure: Exception | str = "the hub cannot be reached"
     if _hub_reachable():
         hub_logger = logging.getLogger("huggingface_hub")
@@ -133,7 +133,7 @@ def download_hf_hub_state_dict(name: str) -> dict[str, torch.Tensor]:
                     if "EntryNotFound" not in type(error).__name__:
                         break
                     continue
-                return unwrap_state_dict(read_state_file(path))
+                return unwrap_state_dict(read_state_file(path), path)
         finally:
             hub_logger.setLevel(level)
     reason = " ".join(str(failure).split())[:120]
@@ -165,19 +165,56 @@ def _load_failure(error: Exception) -> str:
     return f"not a loadable weights file ({detail})"
 
 
-def unwrap_state_dict(data: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Accept a bare state_dict, a cam-cli checkpoint, or the common {"state_dict": ...} form."""
+def check_state_dict(data: Any, source: str) -> dict[str, torch.Tensor]:
+    """A state_dict as a network takes it, names to tensors, or a `ModelLoadError` naming the
+    file: a list, a number or an int key would otherwise fail deep inside torch."""
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{source}: its weights are a {type(data).__name__}, not a state_dict")
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ModelLoadError(
+                f"{source}: not a state_dict (the key {key!r} is not a string; tensor names are)"
+            )
+        if not isinstance(value, torch.Tensor):
+            raise ModelLoadError(
+                f"{source}: not a state_dict ({key} is a {type(value).__name__}, not a tensor)"
+            )
+    return data
+
+
+def unwrap_state_dict(data: dict[str, Any], source: str = "weights") -> dict[str, torch.Tensor]:
+    """Accept a bare state_dict, a cam-cli checkpoint, or the common {"state_dict": ...} form;
+    ``source`` names the file in the error for anything that is not names to tensors."""
     for key in _WRAPPER_KEYS:
         if isinstance(data.get(key), dict):
             data = data[key]
             break
+    data = check_state_dict(data, source)
     return {
         next((k[len(p) :] for p in _PREFIXES if k.startswith(p)), k): v for k, v in data.items()
     }
 
 
+def check_weight_dtypes(state_dict: dict[str, Any], source: str) -> None:
+    """Weights are real floating-point numbers: ``load_state_dict`` would silently cast int,
+    bool or complex tensors into the network (complex ones losing their imaginary part), which
+    is never what a file of trained weights means. The one integer tensor torch's modules
+    hold, BatchNorm's ``num_batches_tracked`` counter, is let through."""
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor) or value.is_floating_point():
+            continue
+        integer = not value.is_complex() and value.dtype != torch.bool
+        if integer and str(key).endswith("num_batches_tracked"):
+            continue
+        raise ModelLoadError(
+            f"{source}: {key} holds {str(value.dtype).removeprefix('torch.')} values; weights "
+            "must be floating-point tensors"
+        )
+
+
 def load_weights_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str):
     """`CAMNet.load_weights`, with a shape or key mismatch said in one line."""
+    check_weight_dtypes(state_dict, source)
     try:
         model.load_weights(state_dict)
     except RuntimeError as error:

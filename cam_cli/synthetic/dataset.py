@@ -49,6 +49,7 @@ dataset under the requested name.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -61,6 +62,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cam_cli.common.lock import LOCK_NAME, FolderLock
 from cam_cli.synthetic.render import (
     ClassSpec,
     Sample,
@@ -161,6 +163,37 @@ def _is_replaceable(path: Path) -> bool:
     return (path / MARKER_FILE).is_file() or not any(path.iterdir())
 
 
+_PARTIAL_CONTENT = {"train", "val", "annotations", "masks", "wsol", "LOC_val_solution.csv",
+                    "LOC_synset_mapping.txt", MARKER_FILE, LOCK_NAME}  # fmt: skip
+
+
+def remove_abandoned_partials(out_dir: Path) -> list[Path]:
+    """Delete the ``.NAME.partial-*`` folders that killed runs for ``out_dir`` left; returns
+    them. A run holds a lock (`common.lock`, ``flock``) on its partial folder while it writes,
+    and the kernel drops it however the run ends. So a partial is deleted only when its lock
+    file is there and can be taken now (no live run holds it, in any PID namespace of this
+    machine), and it holds nothing this generator does not write. Anything else is left."""
+    removed = []
+    for candidate in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        lock = candidate / LOCK_NAME
+        if candidate.is_symlink() or not lock.is_file():
+            continue
+        if not {p.name for p in candidate.iterdir()} <= _PARTIAL_CONTENT:
+            continue
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live run is writing it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(candidate)
+            removed.append(candidate)
+        finally:
+            os.close(fd)
+    return removed
+
+
 def generate_dataset(
     out_dir: str | os.PathLike,
     *,
@@ -193,8 +226,11 @@ def generate_dataset(
             raise FileExistsError(f"{out_dir} is not a synthetic dataset; refusing to replace it")
     classes = class_specs(num_classes)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_partials(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    lock = FolderLock(tmp, "synth")
     try:
+        lock.acquire()
         for spec in classes:
             class_dir = tmp / "train" / spec.wnid
             class_dir.mkdir(parents=True)
@@ -248,6 +284,7 @@ def generate_dataset(
         if masks:  # only then: the default synthetic.json stays as it was
             meta["masks"] = True
         (tmp / MARKER_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / LOCK_NAME).unlink()  # not part of the dataset; the flock is held until the end
 
         if out_dir.exists():  # empty, or an earlier synthetic dataset (checked above)
             trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -259,6 +296,8 @@ def generate_dataset(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        lock.release()
 
     return SyntheticSummary(
         out_dir=out_dir,

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from cam_cli.common.checks import check_input_size
 from cam_cli.errors import SetupError
 
 
@@ -154,8 +155,12 @@ def _check_value(key: str, value: Any, source: str) -> Any:
     if key == "image_size":
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 16:
-            raise ConfigError(f"{where} must be an integer >= 16, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        try:
+            check_input_size(value, where)  # the range of every input size (`common.checks`)
+        except SetupError as error:
+            raise ConfigError(str(error)) from None
         return value
     if key == "backbone_weights":
         if value is None or value == "":

@@ -40,6 +40,25 @@ class TrainData:
     notes: list[str]  # what was left out and why, for the log
 
 
+def class_images(folder: Path, data_dir: Path, notes: list[str]) -> list[Path]:
+    """The images of one class folder: `list_images`, but a symlinked folder inside it that
+    leads back into the data (``loop -> ..``, a link to another class) is not walked, with a
+    note, so a class keeps only its own images. Links to folders outside the data (a class
+    kept on another disk) are followed."""
+    own, data = folder.resolve(), data_dir.resolve()
+
+    def follow(link: Path) -> bool:
+        target = link.resolve()
+        if target.is_relative_to(own) or not (
+            target.is_relative_to(data) or data.is_relative_to(target)
+        ):
+            return True
+        notes.append(f"{link} links back into the data ({target}); not followed")
+        return False
+
+    return list_images(folder, follow=follow)
+
+
 def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int]], list[str]]:
     """``DIR/train/<class>/**`` -> classes (sorted folder names) and ``(path, index)`` items.
 
@@ -65,7 +84,7 @@ def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int
     notes = []
     kept = []
     for folder in folders:  # a folder without images is no class (it could never be learned)
-        paths = [str(path) for path in list_images(folder)]
+        paths = [str(path) for path in class_images(folder, data_dir, notes)]
         if not paths:
             notes.append(f"class folder {folder} has no images; skipped (not a class)")
             continue
@@ -126,7 +145,9 @@ def scan_val_dir(data_dir: Path, classes: list[ClassInfo]) -> tuple[list[tuple[s
         if unknown:
             raise TrainError(f"{val_dir}: class folders not in train/: {', '.join(unknown[:5])}")
         items = [
-            (str(path), index_of[folder.name]) for folder in folders for path in list_images(folder)
+            (str(path), index_of[folder.name])
+            for folder in folders
+            for path in class_images(folder, data_dir, notes)
         ]
         return items, notes
     source = next(

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from cam_cli.common.atomic import remove_stale_temp_files
 from cam_cli.common.batches import ImageBatch, collate_images
+from cam_cli.common.checks import bounded_workers
 from cam_cli.common.device import Precision
 from cam_cli.common.distributed import Dist, setup_distributed
 from cam_cli.common.lock import FolderLock
@@ -178,6 +179,7 @@ class Trainer:
             len(data.train), self.batch, ddp.rank, ddp.world, config.seed, shuffle=True
         )
         size = config.image_size
+        self.workers = bounded_workers(config.workers, "workers")
         self.train_loader = self._loader(
             LabeledImages(data.train, size, config.augment, config.seed, config.crop_scale_min),
             self.sampler,
@@ -205,7 +207,7 @@ class Trainer:
             dataset,
             batch_size=self.batch,
             sampler=sampler,
-            num_workers=self.config.workers,
+            num_workers=self.workers,
             collate_fn=collate_images,
             pin_memory=self.device.type == "cuda",
             drop_last=drop_last,
@@ -540,7 +542,15 @@ def train(
             torch.backends.cudnn.benchmark = True
         trainer = Trainer(config, data, run_dir, ddp, device, progress, saved is None)
         if saved is not None:
-            trainer.restore(saved)
+            try:
+                trainer.restore(saved)
+            except (KeyError, ValueError, TypeError, AttributeError, IndexError,
+                    RuntimeError) as error:  # fmt: skip
+                detail = " ".join(str(error).split())[:200] or type(error).__name__
+                raise TrainError(
+                    f"{last}: a damaged checkpoint, cannot resume from it ({detail}); "
+                    "start a new run with another --out"
+                ) from None
             if ddp.main:  # drop lines of epochs about to be redone (written before a crash)
                 write_metrics(run_dir, [r for r in read_metrics(run_dir)
                                         if int(r["epoch"]) <= trainer.epoch])  # fmt: skip

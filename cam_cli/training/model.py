@@ -23,6 +23,7 @@ from cam_cli.common.distributed import is_main_process
 from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
     ModelLoadError,
+    check_weight_dtypes,
     download_hf_hub_state_dict,
     download_torchvision_state_dict,
     read_state_file,
@@ -98,7 +99,11 @@ def apply_initial_weights(
     torchvision state_dict (``features.0.weight``...) goes into ``net.trunk``; a file with our own
     ``net.`` keys (a cam-cli checkpoint) is a whole network, for continued fine-tuning.
     """
-    state_dict = unwrap_state_dict(state_dict)
+    state_dict = unwrap_state_dict(state_dict, source)
+    try:
+        check_weight_dtypes(state_dict, source)
+    except ModelLoadError as error:
+        raise TrainError(str(error)) from None
     trunk = getattr(model.net, "trunk", None)
     if spec.paper and trunk is not None and not any(k.startswith("net.") for k in state_dict):
         fitting = _check_trunk_weights(trunk, state_dict, source)
