@@ -266,7 +266,7 @@ def test_real_run_trains_chooses_a_threshold_and_evaluates(dev_root, tmp_path):
     assert np.isclose(json.loads(train_eval.stdout)["settings"]["threshold"], 0.2)
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-gmp", "scratch", "finetune"])
+@pytest.mark.parametrize("name", ["cpu", "cpu-gmp", "cpu-128", "scratch", "finetune"])
 def test_the_tiny_imagenet_recipes_resolve(name):
     """Every recipe is valid as it stands; the GMP one differs from the CPU one in pooling only."""
     from cam_cli.training.config import resolve_config
