@@ -987,6 +987,7 @@ def evaluate(
             box_rule=box_rule,
             ten_crop=ten_crop,
             boxes=boxes,
+            maxboxacc_protocol=maxboxacc_protocol,
             save_scoremaps=save_scoremaps,
             scoremap_base=Path(cub) / "images"
             if cub is not None
