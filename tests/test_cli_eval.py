@@ -526,6 +526,31 @@ def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weigh
 # --- wsolevaluation: score maps, carried thresholds, another classifier's classes -------------
 
 
+def test_maxboxacc_protocol_cam_cli_reaches_the_model_run(fake, tmp_path):
+    """`--maxboxacc-protocol cam-cli` on a model run is cam-cli's old figure, the one
+    `evaluate_model(maxboxacc_protocol="cam-cli")` gives, not wsolevaluation's (it was once
+    dropped on the way and the run silently scored the default protocol)."""
+    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.evaluation.evaluate import evaluate_model
+    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.models.loading import load_model
+
+    result, report = run_eval(fake, tmp_path, "--maxboxacc", "--maxboxacc-protocol", "cam-cli")
+    assert result.exit_code == 0, result.output
+    assert report["settings"]["maxboxacc_protocol"] == "cam-cli"
+    assert report["maxboxacc_v2"]["protocol"] == "cam-cli"
+    loaded = load_model(
+        arch="small-gap", weights=str(fake / "weights.pth"), classes_file=fake / "classes.txt"
+    )
+    truth = read_annotations(fake / "xml")
+    options = RunOptions(fast=False, workers=0)
+    old = evaluate_model(loaded, fake / "val", truth, maxboxacc=True, run=options,
+                         maxboxacc_protocol="cam-cli")  # fmt: skip
+    wsol = evaluate_model(loaded, fake / "val", truth, maxboxacc=True, run=options)
+    assert report["maxboxacc_v2"] == old["maxboxacc_v2"]
+    assert wsol["maxboxacc_v2"]["protocol"] == "wsol"
+
+
 def test_save_scoremaps_then_score_them_without_the_model(fake, tmp_path):
     maps = tmp_path / "maps"
     result, run = run_eval(fake, tmp_path, "--maxboxacc", "--save-scoremaps", maps)

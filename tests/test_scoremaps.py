@@ -177,3 +177,28 @@ def test_real_maps_saved_by_a_model_run_give_its_figure(sample_dir, mobilenet_we
     assert first.dtype == np.float64 and (first.min(), first.max()) == (0.0, 1.0)
     scored = evaluate_scoremaps(tmp_path / "maps", truth)
     assert scored["maxboxacc_v2"] == run["maxboxacc_v2"]
+
+
+def test_wsol_metadata_reads_only_its_ids_maps(tmp_path):
+    """With a metadata split, the maps are `root/<id>.npy` of its ids, as their evaluator
+    loads them: a folder that also holds another split's maps (one sharing a file stem, as
+    ImageNetV2's `val2/0/a.jpeg`) is scored, no --allow-missing; a listed id without its map
+    is still named."""
+    from cam_cli.evaluation.evaluate import evaluate
+    from cam_cli.evaluation.wsol_metadata import WsolMetadata, write_wsol_metadata
+
+    maps = tmp_path / "maps"
+    two_maps(maps)
+    save_scoremap(maps, "val2/0/a.jpeg", np.zeros((224, 224)))  # train-fullsup's, same stem
+    save_scoremap(maps, "val/c.JPEG", np.zeros((224, 224)))  # an image this split leaves out
+    ids = ("val/a.JPEG", "val/b.JPEG")
+    boxes = {"val/a.JPEG": ((100, 100, 149, 149),), "val/b.JPEG": ((60, 60, 119, 119),)}
+    sizes = dict.fromkeys(ids, (224, 224))
+    write_wsol_metadata(WsolMetadata(ids, dict.fromkeys(ids, 0), sizes, boxes), tmp_path / "m")
+    report = evaluate(scoremaps=maps, wsol_metadata=tmp_path / "m")
+    assert report["images"] == 2 and report["missing"]["left_out"] == 0
+    assert report["maxboxacc_v2"]["accuracy"] == [100.0, 100.0, 100.0]  # as test above
+    assert report["maxboxacc_v2"]["best_threshold"] == [pytest.approx(0.30)] * 3
+    (maps / "val" / "b.JPEG.npy").unlink()
+    with pytest.raises(EvaluationError, match="1 annotations have no score map"):
+        evaluate(scoremaps=maps, wsol_metadata=tmp_path / "m")

@@ -332,21 +332,24 @@ def evaluate_scoremaps(
     protocol: str = "wsol",
     cam_threshold_from: str | Path | None = None,
     settings: Mapping[str, Any] | None = None,
+    image_ids: Sequence[str] | None = None,
 ) -> dict:
     """MaxBoxAccV2 of score maps someone else made (no model), in wsolevaluation's layout
     (`scoremaps`): each map is scored as their ``BoxEvaluator`` scores it, as it is (not
-    resized or normalised again). Maps are matched to annotations by the image's file stem.
+    resized or normalised again). Maps are matched to annotations by the image's file stem;
+    with ``image_ids`` (a metadata split's) only ``root/<id>.npy`` of those ids are read, as
+    their evaluator reads them, so a folder holding other splits' maps too can be scored.
 
     The ground truth goes into the 224x224 grid from the annotated image size; annotations
     without sizes (LOC_val_solution.csv) need ``images`` to read the sizes from. A map that
     cannot be used (unreadable, not 2-D 224x224 float in [0, 1], NaN) is a failed image: a
     miss at every threshold, named in the report.
     """
-    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap
+    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap, scoremaps_of_ids
 
     chosen, carried = _maxboxacc_setup(True, protocol, cam_threshold_from)
     try:
-        maps = find_scoremaps(root)
+        maps = find_scoremaps(root) if image_ids is None else scoremaps_of_ids(root, image_ids)
     except ValueError as error:
         raise EvaluationError(str(error)) from None
     image_of: dict[str, Path] = {}
@@ -398,16 +401,18 @@ def evaluate_mask_scoremaps(
     *,
     allow_missing: bool = False,
     settings: Mapping[str, Any] | None = None,
+    image_ids: Sequence[str] | None = None,
 ) -> dict:
     """PxAP of score maps someone else made (no model) against mask ground truth
     (``{image stem: (instance mask paths, ignore path or None)}``, from wsolevaluation mask
     metadata), each map taken as it is, as their ``MaskEvaluator`` takes it. A map that cannot
-    be used is a failed image, named in the report, and left out of the curve."""
+    be used is a failed image, named in the report, and left out of the curve. ``image_ids``:
+    read only those ids' maps (`evaluate_scoremaps`)."""
     from cam_cli.evaluation.pxap import PxAP, ground_truth_mask
-    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap
+    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap, scoremaps_of_ids
 
     try:
-        maps = find_scoremaps(root)
+        maps = find_scoremaps(root) if image_ids is None else scoremaps_of_ids(root, image_ids)
     except ValueError as error:
         raise EvaluationError(str(error)) from None
     metric = PxAP()
@@ -918,10 +923,12 @@ def evaluate(
         "scoremaps": scoremaps,
     }
     settings: dict[str, Any] = {k: _absolute(v) for k, v in paths.items() if v is not None}
-    pxap_masks = None
+    pxap_masks = wsol_ids = None
     try:
         if wsol_metadata is not None:
-            truth, image_source, pxap_masks = _wsol_ground_truth(wsol_metadata, images, mask_root)
+            truth, image_source, pxap_masks, wsol_ids = _wsol_ground_truth(
+                wsol_metadata, images, mask_root
+            )
             label_classes = None
         elif cub is not None:
             settings["split"] = split
@@ -942,7 +949,11 @@ def evaluate(
 
     if scoremaps is not None and pxap_masks is not None:
         return evaluate_mask_scoremaps(
-            scoremaps, pxap_masks, allow_missing=allow_missing, settings=settings
+            scoremaps,
+            pxap_masks,
+            allow_missing=allow_missing,
+            settings=settings,
+            image_ids=wsol_ids,
         )
     if scoremaps is not None:
         return evaluate_scoremaps(
@@ -953,6 +964,7 @@ def evaluate(
             protocol=maxboxacc_protocol,
             cam_threshold_from=cam_threshold_from,
             settings=settings,
+            image_ids=wsol_ids,
         )
     if predictions is not None:
         if pxap_masks is not None:
@@ -989,6 +1001,7 @@ def evaluate(
             box_rule=box_rule,
             ten_crop=ten_crop,
             boxes=boxes,
+            maxboxacc_protocol=maxboxacc_protocol,
             save_scoremaps=save_scoremaps,
             scoremap_base=Path(cub) / "images"
             if cub is not None
@@ -1003,7 +1016,7 @@ def evaluate(
 
 def _wsol_ground_truth(metadata_dir, images, mask_root):
     """wsolevaluation metadata -> (annotations, ``{stem: images/<id>}`` or None, the PxAP masks
-    ``{stem: (paths, ignore)}`` or None)."""
+    ``{stem: (paths, ignore)}`` or None, the image ids)."""
     from cam_cli.evaluation.wsol_metadata import (
         annotations_from_metadata,
         image_paths,
@@ -1014,7 +1027,7 @@ def _wsol_ground_truth(metadata_dir, images, mask_root):
     truth = annotations_from_metadata(metadata)
     source = image_paths(metadata, images) if images is not None else None
     if metadata.kind != "masks":
-        return truth, source, None
+        return truth, source, None, metadata.image_ids
     unmasked = [image_id for image_id in metadata.image_ids if image_id not in metadata.masks]
     if unmasked:
         raise EvaluationError(
@@ -1033,4 +1046,4 @@ def _wsol_ground_truth(metadata_dir, images, mask_root):
         for path in [*paths, *([ignore] if ignore is not None else [])]:
             if not path.is_file():
                 raise EvaluationError(f"{path}: no such mask file (--mask-root {root})")
-    return truth, source, masks
+    return truth, source, masks, metadata.image_ids

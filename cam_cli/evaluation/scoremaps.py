@@ -11,6 +11,7 @@ Their ``inference.py`` saves each image's map with ``np.save(scoremaps/<image_id
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,21 @@ def find_scoremaps(root: str | Path) -> dict[str, Path]:
         found[stem] = path
     if not found:
         raise ValueError(f"{root}: no .npy score maps in it")
+    return found
+
+
+def scoremaps_of_ids(root: str | Path, image_ids: Sequence[str]) -> dict[str, Path]:
+    """The maps of a metadata split's ids, looked up as their evaluator loads them
+    (``root/<image_id>.npy``), by file stem; ids without a map are left out (the caller names
+    them). Other maps in ``root`` (another split's, a whole run's) are not looked at."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder of score maps")
+    found: dict[str, Path] = {}
+    for image_id in image_ids:
+        path = scoremap_path(root, image_id)
+        if path.is_file():
+            found[printable_path(Path(image_id).stem)] = path
     return found
 
 
