@@ -559,3 +559,33 @@ def test_eval_scoremaps_with_mask_metadata_gives_pxap(synth_masks, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["failed_images"] == 1 and report["pxap"]["images"] == 11
     assert report["pxap"]["pxap"] == pytest.approx(100.0)
+
+
+def test_convert_tiny_imagenet_val_annotations(tmp_path):
+    """Tiny ImageNet's val_annotations.txt (tab-separated, CRLF here) to wsolevaluation's
+    metadata: ids under the folder above --images, labels the sorted-wnid index of --classes,
+    boxes unchanged (both inclusive), sizes from the images (one is not 64x64)."""
+    root = tmp_path / "tiny" / "val"
+    write_image(root / "images" / "val_0.JPEG", (64, 64))
+    write_image(root / "images" / "val_1.JPEG", (64, 48))
+    (root / "val_annotations.txt").write_bytes(
+        b"val_0.JPEG\tn02000002\t0\t32\t44\t62\r\nval_1.JPEG\tn01000001\t3\t4\t60\t40\r\n"
+    )
+    (tmp_path / "wnids.txt").write_text("n01000001\nn02000002\n")  # sorted, as cam-cli trains
+    out = tmp_path / "meta"
+    result = invoke("convert", out, "--annotations", root / "val_annotations.txt",
+                    "--images", root / "images", "--classes", tmp_path / "wnids.txt")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (out / "image_ids.txt").read_text().split() == ["images/val_0.JPEG", "images/val_1.JPEG"]
+    assert (out / "class_labels.txt").read_text().split() == [
+        "images/val_0.JPEG,1",
+        "images/val_1.JPEG,0",
+    ]
+    assert (out / "image_sizes.txt").read_text().split() == [
+        "images/val_0.JPEG,64,64",
+        "images/val_1.JPEG,64,48",
+    ]
+    assert (out / "localization.txt").read_text().split() == [
+        "images/val_0.JPEG,0,32,44,62",
+        "images/val_1.JPEG,3,4,60,40",
+    ]
