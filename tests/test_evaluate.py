@@ -274,6 +274,8 @@ def test_per_image_reader_drops_a_torn_last_line_and_checks_settings(tmp_path):
         (b"my notes, no newline", False),
         (b'{"image_id": "a", "run": "x"}', False),  # a one-line JSON file, not from us
         (b'{"path": "a.jpg"}\n', False),  # complete, but no image_id
+        (b'{"path": "a.jpg"}', False),  # a minified JSON file that begins as ours do
+        (b'{"path": "a.jpg", "image_id": "a"}', True),  # ours, only its newline lost
         (b'{"path": broken\n', False),
         (b"\n", False),
     ],

@@ -580,6 +580,18 @@ def test_workers_are_capped(caplog):
     ]
 
 
+def test_capped_workers_say_one_note_and_torch_says_nothing(fake):
+    """Issue 19 (15): the cap (at least 8) is more than the cores torch suggests, and its
+    DataLoader's UserWarning reached stderr beside the note."""
+    args = [a for a in model_args(fake) if a not in ("--workers", "0")]
+    proc = run_cli("bbox", *args, "--workers", "1000", "--images", fake / "imgs" / "a.jpg")
+    assert proc.returncode == 0
+    top = max_workers()
+    assert proc.stderr.decode().splitlines() == [
+        f"cam-cli: note: --workers 1000 capped to {top} (at most 2 per CPU core, or 8)"
+    ]
+
+
 def test_fifo_image_is_not_an_empty_file(fake, tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")
     result = invoke("bbox", *model_args(fake), "--images", tmp_path / "pipe.jpg")

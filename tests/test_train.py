@@ -358,13 +358,19 @@ def test_backbone_weights_with_an_int_key_is_one_line(data, tmp_path):
                      "tensor names are)"]  # fmt: skip
 
 
-def test_resume_from_a_last_pt_with_a_damaged_optimizer(data, tmp_path):
-    """Issue 19 (9): torch's ValueError traceback from ``optimizer.load_state_dict`` before."""
+@pytest.mark.parametrize("damage", ["groups", "buffer"])
+def test_resume_from_a_last_pt_with_a_damaged_optimizer(data, tmp_path, damage):
+    """Issue 19 (9): torch's ValueError traceback from ``optimizer.load_state_dict`` before;
+    a momentum buffer of the wrong shape loaded fine and failed the first step, a traceback."""
     run = tmp_path / "run"
     args = ["train", "--arch", "small-gap", "--data", data, "--out", run, *TINY]
     assert cli(*args, "--epochs", 1).exit_code == 0
     saved = torch.load(run / "last.pt", weights_only=True)
-    saved["optimizer"] = {"state": {}, "param_groups": [{"params": [0]}]}
+    if damage == "groups":
+        saved["optimizer"] = {"state": {}, "param_groups": [{"params": [0]}]}
+    else:
+        state = saved["optimizer"]["state"]
+        state[next(iter(state))]["momentum_buffer"] = torch.zeros(3)
     torch.save(saved, run / "last.pt")
     result = cli(*args, "--epochs", 2, "--resume")
     assert result.exit_code == 2, result.output

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -270,6 +271,14 @@ def check_image_size(size: tuple[int, int] | None, option: str = "--size") -> No
             f"{option} {width}x{height}: must be at least 1x1 and at most {DEFAULT_MAX_PIXELS} "
             "pixels (the largest image cam-cli decodes)"
         )
+
+
+# torch's DataLoader warns when it starts more processes than the CPU has cores, which
+# `max_workers` allows (at least 8) and `bounded_workers` already notes in its own words.
+# Filtered by its text, so no other warning is hidden.
+warnings.filterwarnings(
+    "ignore", message="This DataLoader will create .* worker processes", category=UserWarning
+)
 
 
 def max_workers(cpus: int | None = None) -> int:

@@ -65,12 +65,14 @@ def check_per_image_file(path: str | Path) -> None:
     if not first:
         return
     line = None
-    if first.startswith(LINE_START) and first.endswith(b"\n"):
+    if first.startswith(LINE_START):
         try:
             line = json.loads(first)
         except ValueError:
             line = None
-    torn_start = first.startswith(LINE_START) and not first.endswith(b"\n")
+    # torn: a start of ours that is not yet JSON (a whole object, a minified JSON file that
+    # happens to begin so, is judged as the line it is)
+    torn_start = first.startswith(LINE_START) and not first.endswith(b"\n") and line is None
     if torn_start or (isinstance(line, dict) and isinstance(line.get("image_id"), str)):
         return
     raise EvaluationError(

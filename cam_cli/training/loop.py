@@ -131,6 +131,21 @@ class TrainResult:
         }
 
 
+def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """``load_state_dict`` checks the groups' sizes, not the state's tensors: a buffer of the
+    wrong shape would fail the first step after the resume, as a traceback. ValueError here."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, Tensor) and value.ndim > 0 and value.shape != param.shape:
+                    raise ValueError(
+                        f"optimizer state {key!r} has shape {list(value.shape)}, its parameter "
+                        f"{list(param.shape)}"
+                    )
+                if key == "momentum_buffer" and not isinstance(value, (Tensor, type(None))):
+                    raise ValueError(f"optimizer state {key!r} is a {type(value).__name__}")
+
+
 class Trainer:
     """One run: holds the model, optimizer and loaders; `run` goes epoch by epoch."""
 
@@ -253,6 +268,7 @@ class Trainer:
     def restore(self, saved: dict[str, Any]) -> None:
         self.module.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
+        _check_optimizer_state(self.optimizer)
         if self.scaler.is_enabled() and saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
         self.epoch = int(saved["epoch"])
