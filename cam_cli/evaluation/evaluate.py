@@ -345,13 +345,10 @@ def evaluate_scoremaps(
     cannot be used (unreadable, not 2-D 224x224 float in [0, 1], NaN) is a failed image: a
     miss at every threshold, named in the report.
     """
-    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap, scoremaps_of_ids
+    from cam_cli.evaluation.scoremaps import load_scoremap
 
     chosen, carried = _maxboxacc_setup(True, protocol, cam_threshold_from)
-    try:
-        maps = find_scoremaps(root) if image_ids is None else scoremaps_of_ids(root, image_ids)
-    except ValueError as error:
-        raise EvaluationError(str(error)) from None
+    maps = _scoremap_files(root, image_ids)
     image_of: dict[str, Path] = {}
     if images is not None:
         paired, _ = pair_images(images, annotations)
@@ -369,8 +366,7 @@ def evaluate_scoremaps(
         try:
             scoremap = load_scoremap(path)
         except ValueError as error:
-            logger.error("%s: %s", printable_path(str(path)), error)
-            failed.append({"path": printable_path(str(path)), "error": str(error)})
+            _map_failed(path, error, failed)
             metric.add_best_ious(np.zeros(len(metric.thresholds)))
             continue
         metric.add_best_ious(metric.scoremap_image_ious(scoremap, annotation, width, height))
@@ -409,12 +405,9 @@ def evaluate_mask_scoremaps(
     be used is a failed image, named in the report, and left out of the curve. ``image_ids``:
     read only those ids' maps (`evaluate_scoremaps`)."""
     from cam_cli.evaluation.pxap import PxAP, ground_truth_mask
-    from cam_cli.evaluation.scoremaps import find_scoremaps, load_scoremap, scoremaps_of_ids
+    from cam_cli.evaluation.scoremaps import load_scoremap
 
-    try:
-        maps = find_scoremaps(root) if image_ids is None else scoremaps_of_ids(root, image_ids)
-    except ValueError as error:
-        raise EvaluationError(str(error)) from None
+    maps = _scoremap_files(root, image_ids)
     metric = PxAP()
     missing = Missing()
     failed: list[dict] = []
@@ -425,8 +418,7 @@ def evaluate_mask_scoremaps(
         try:
             scoremap = load_scoremap(path)
         except ValueError as error:
-            logger.error("%s: %s", printable_path(str(path)), error)
-            failed.append({"path": printable_path(str(path)), "error": str(error)})
+            _map_failed(path, error, failed)
             continue
         try:
             foreground, ignored = ground_truth_mask(*masks[stem], scoremap.shape)
@@ -445,6 +437,23 @@ def evaluate_mask_scoremaps(
         "missing": missing.as_dict(),
         "settings": {"mode": "scoremaps", **(settings or {})},
     }
+
+
+def _scoremap_files(root: str | Path, image_ids: Sequence[str] | None) -> dict[str, Path]:
+    """The score maps to read, by image stem: every ``.npy`` below ``root``, or with a
+    metadata split's ``image_ids`` only ``root/<id>.npy`` of those."""
+    from cam_cli.evaluation.scoremaps import find_scoremaps, scoremaps_of_ids
+
+    try:
+        return find_scoremaps(root) if image_ids is None else scoremaps_of_ids(root, image_ids)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+
+
+def _map_failed(path: Path, error: ValueError, failed: list[dict]) -> None:
+    """A map that cannot be used: named on stderr and in the report's ``failed`` list."""
+    logger.error("%s: %s", printable_path(str(path)), error)
+    failed.append({"path": printable_path(str(path)), "error": str(error)})
 
 
 def _image_size(annotation: ImageAnnotation, image: Path | None, scoremap: Path) -> tuple[int, int]:
