@@ -7,7 +7,7 @@ On the same images and the same model, in one run, images/s of:
      inference settings). The bound for (b): everything else is overhead on top of it.
   b  cam-cli's top-k bbox pipeline, JPEG files -> JSON Lines: ``Localizer(fast=False).localize``
      + ``RecordWriter`` (the loop of ``cam-cli bbox``, in-process, records to a temp file),
-     with cam-cli's own execution (on the CPU: lanes and a decode thread; see pipeline.py).
+     with cam-cli's own execution (on the CPU: lanes and a decode thread; see inference/localizer.py).
   c  the same with the fast path (``fast=True``: bf16 autocast; bf16/fp16 on CUDA).
      Boxes of (c)-(e) are checked against (b): rank-1 class agreement and box IoU.
   d  what a user builds from the peers: PIL + torchvision transforms (resize the whole image,
@@ -208,7 +208,7 @@ def generate_images(folder: Path, count: int = 64) -> list[str]:
 def benchmark_images(images: Path | None, tmp: Path) -> tuple[list[str], str]:
     """The images to time (``--images``, else the real sample) and how to name them; stand-in
     JPEGs in ``tmp`` when there are none."""
-    from cam_cli.common.images import list_images  # after torch in the children, as before
+    from cam_cli.data.images import list_images  # after torch in the children, as before
 
     folder = images if images is not None else DEFAULT_IMAGES
     paths = [str(p) for p in list_images(folder)] if folder.is_dir() else []
@@ -295,7 +295,7 @@ def run_forward_only(config: dict) -> dict:
     import numpy
     import torch
 
-    from cam_cli.common.batches import ImageListDataset
+    from cam_cli.data.batches import ImageListDataset
 
     loaded, load_s = _load(config)
     model, prep = loaded.model.eval(), loaded.preprocessing
@@ -341,7 +341,7 @@ def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
     """(b), (c), (f): what `cam-cli bbox` runs (`inference.jobs.write_boxes`): its set-up
     (the `Localizer`; (f) compiles it, a one-time cost counted as set-up) timed apart from its
     run over the images (`inference.jobs.localize_to_records`), minus argument parsing."""
-    from cam_cli.inference.pipeline import Localizer, RunOptions
+    from cam_cli.inference.localizer import Localizer, RunOptions
 
     loaded, load_s = _load(config)
     start = time.perf_counter()
@@ -554,7 +554,7 @@ def _device_start(config: dict):
     """The device of this variant, with its CUDA context made and its memory peak reset."""
     import torch
 
-    from cam_cli.common.device import resolve_device
+    from cam_cli.runtime.device import resolve_device
 
     device = resolve_device(config["device"])
     if device.type == "cuda":
@@ -576,7 +576,7 @@ def _device_facts(device, precision=None) -> dict:
     import torch
 
     facts: dict = {"device": str(device)}
-    if precision is not None:  # a `common.device.Precision`
+    if precision is not None:  # a `runtime.device.Precision`
         facts["precision"] = (
             {torch.bfloat16: "bf16", torch.float16: "fp16"}[precision.dtype]
             if precision.enabled
@@ -606,8 +606,8 @@ def run_device_forward(config: dict) -> dict:
     import numpy
     import torch
 
-    from cam_cli.common.batches import ImageListDataset
-    from cam_cli.inference.pipeline import Localizer
+    from cam_cli.data.batches import ImageListDataset
+    from cam_cli.inference.localizer import Localizer
 
     device = _device_start(config)
     loaded, load_s = _load(config)
@@ -649,12 +649,12 @@ def run_device_forward(config: dict) -> dict:
 def run_device_decode(config: dict) -> dict:
     """decode: JPEG files -> uint8 batches on the device, the way `Localizer.localize` loads
     them by default (same dataset, collate, workers, pinning, prefetch; on CUDA the batched
-    device JPEG decoding of `common.device_decode`), and nothing else."""
+    device JPEG decoding of `data.decode`), and nothing else."""
     from torch.utils.data import DataLoader
 
-    from cam_cli.common.batches import ImageListDataset, collate_images
-    from cam_cli.common.device_decode import JpegRoutingDataset, decode_batches, resolve_decode
-    from cam_cli.inference.pipeline import default_workers
+    from cam_cli.data.batches import ImageListDataset, collate_images
+    from cam_cli.data.decode import JpegRoutingDataset, decode_batches, resolve_decode
+    from cam_cli.inference.localizer import default_workers
     from cam_cli.inference.threads import prefetched
 
     device = _device_start(config)
@@ -702,7 +702,7 @@ def run_device_decode(config: dict) -> dict:
 def run_device_pipeline(config: dict) -> dict:
     """pipeline: `localize_to_records` (the run of `cam-cli bbox`) with a prepared `Localizer`
     and ``RunOptions(device, batch_size, workers)``: JPEG files -> JSON Lines."""
-    from cam_cli.inference.pipeline import Localizer, RunOptions
+    from cam_cli.inference.localizer import Localizer, RunOptions
 
     device = _device_start(config)
     loaded, load_s = _load(config)
@@ -728,10 +728,10 @@ def run_device_pipeline(config: dict) -> dict:
 def run_device_eval(config: dict) -> dict:
     """eval: `evaluate_model(..., maxboxacc=True)`, what `cam-cli eval --maxboxacc` runs once
     the model and the annotations are loaded, over the annotated sample files themselves."""
-    from cam_cli.common.device import Precision
-    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.data.annotations import read_annotations
     from cam_cli.evaluation.evaluate import evaluate_model
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
+    from cam_cli.runtime.device import Precision
 
     device = _device_start(config)
     loaded, load_s = _load(config)
@@ -1373,10 +1373,10 @@ def target_verdict(check: dict) -> str:
 def device_main(args) -> int:
     import torch
 
-    from cam_cli.common.device import resolve_device
     from cam_cli.errors import SetupError
-    from cam_cli.inference.pipeline import default_workers
+    from cam_cli.inference.localizer import default_workers
     from cam_cli.models.registry import get_arch
+    from cam_cli.runtime.device import resolve_device
 
     started = time.monotonic()
     deadline = None if args.time_limit is None else started + args.time_limit

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from cam_cli.common.distributed import Dist
+from cam_cli.runtime.distributed import Dist
 from cam_cli.training.config import read_config_file, resolve_config
 from cam_cli.training.data import TrainData, limit_per_class, scan_data
-from cam_cli.training.loop import Trainer
+from cam_cli.training.trainer import Trainer
 
 
 def _busy() -> tuple[float, float]:

@@ -27,12 +27,12 @@ def main() -> None:
 
     import numpy as np
 
-    from cam_cli.common.batches import DecodedImage, ImageBatch
-    from cam_cli.inference.pipeline import Localizer, _ForwardOutput
-    from cam_cli.inference.writers import RecordWriter
-    from cam_cli.models.classes import classes_from_names
+    from cam_cli.data.batches import DecodedImage, ImageBatch
+    from cam_cli.data.classes import classes_from_names
+    from cam_cli.inference.localizer import Localizer, _ForwardOutput
     from cam_cli.models.loading import LoadedModel, load_model
     from cam_cli.models.weights import imagenet_class_names
+    from cam_cli.outputs.writers import RecordWriter
 
     small = load_model(arch="small-gap", num_classes=1000)
     named = classes_from_names(imagenet_class_names())

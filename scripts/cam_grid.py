@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cam_cli.common.images import list_images, open_rgb
-from cam_cli.evaluation.annotations import read_annotations
+from cam_cli.data.annotations import read_annotations
+from cam_cli.data.images import list_images, open_rgb
 from cam_cli.evaluation.metrics import iou_inclusive
-from cam_cli.inference.draw import heatmap_overlay
-from cam_cli.inference.pipeline import RunOptions
+from cam_cli.inference.localizer import RunOptions
 from cam_cli.models.loading import ModelOptions, load_model
+from cam_cli.outputs.draw import heatmap_overlay
 
 
 def main() -> None:

@@ -52,10 +52,10 @@ def main() -> None:
     parser.add_argument("--annotations", required=True)
     args = parser.parse_args()
 
-    from cam_cli.evaluation.annotations import read_annotations
-    from cam_cli.evaluation.matching import _label_indices, pair_images
+    from cam_cli.data.annotations import read_annotations
+    from cam_cli.data.matching import _label_indices, pair_images
     from cam_cli.evaluation.metrics import MaxBoxAccProtocol, MaxBoxAccV2, pairwise_iou_inclusive
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import load_model
 
     loaded = load_model(arch=args.arch, weights=args.weights, classes_file=args.classes)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cam_cli.evaluation.annotations import (
+from cam_cli.data.annotations import (
     ImageAnnotation,
     cub_box,
     read_annotations,
@@ -16,8 +16,8 @@ from cam_cli.evaluation.annotations import (
     read_loc_solution_csv,
     read_xml_dir,
 )
-from cam_cli.evaluation.matching import check_labels_known, match_images
-from cam_cli.models.classes import ClassInfo
+from cam_cli.data.classes import ClassInfo
+from cam_cli.data.matching import check_labels_known, match_images
 
 SHARED = Path(__file__).parents[2] / "shared"
 SAMPLE = SHARED / "data" / "ilsvrc2012-val-sample"
@@ -227,7 +227,7 @@ def test_devkit_trap_against_the_real_sorted_mapping(tmp_path):
     mapping = SAMPLE / "LOC_synset_mapping.txt"
     if not mapping.is_file():
         pytest.skip(f"shared sample absent ({mapping})")
-    from cam_cli.models.classes import read_synset_mapping
+    from cam_cli.data.classes import read_synset_mapping
 
     wnids = [c.wnid for c in read_synset_mapping(mapping)]
     meta = write_meta_mat(tmp_path / "meta.mat", META_SYNSETS)
@@ -420,7 +420,7 @@ def test_check_labels_known():
 
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"shared ILSVRC sample absent ({SAMPLE})")
 def test_real_sample_xml_and_csv_agree_for_all_images():
-    from cam_cli.models.classes import read_synset_mapping
+    from cam_cli.data.classes import read_synset_mapping
 
     from_xml = read_annotations(SAMPLE / "annotations")
     from_csv = read_annotations(SAMPLE / "LOC_val_solution.csv")
@@ -439,7 +439,7 @@ def test_real_sample_xml_and_csv_agree_for_all_images():
 
 
 def test_a_latin1_csv_is_named_in_its_error(tmp_path):
-    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.data.annotations import read_annotations
 
     path = tmp_path / "LOC_val_solution.csv"
     path.write_bytes("ImageId,PredictionString\na,n01440764 1 2 3 4 caf\xe9\n".encode("latin-1"))

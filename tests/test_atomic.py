@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cam_cli.common import atomic
-from cam_cli.common.atomic import (
+from cam_cli.files import atomic
+from cam_cli.files.atomic import (
     TEMP_MARK,
     atomic_file,
     is_temp_name,
@@ -117,7 +117,7 @@ def test_a_temp_file_being_written_by_this_process_is_never_cleaned(tmp_path):
 
 KILLED = """
 import os, signal, sys
-from cam_cli.common.atomic import atomic_file
+from cam_cli.files.atomic import atomic_file
 with atomic_file(sys.argv[1]) as handle:
     handle.write("half of the new")
     handle.flush()
@@ -184,7 +184,7 @@ def test_a_file_size_limit_names_the_output_and_leaves_no_temp_file(tmp_path):
 
     (tmp_path / "out.jsonl").write_text("old\n")
     script = (
-        "import sys\nfrom cam_cli.common.atomic import atomic_file\n"
+        "import sys\nfrom cam_cli.files.atomic import atomic_file\n"
         "try:\n    with atomic_file(sys.argv[1]) as f:\n        f.write('x' * 100_000)\n"
         "except OSError as e:\n    print(e.errno, e.filename, e.strerror)\n"
     )

@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from cam_cli.common.images import find_images
-from cam_cli.errors import SetupError
-from cam_cli.inference.box_rules import boxes_for_image, check_rule, resize_map, rule_boxes
-from cam_cli.inference.boxes import boxes_from_cams, scale_boxes
-from cam_cli.inference.heatmaps import HEATMAP_EXTENSIONS, parse_size, read_maps
-from cam_cli.inference.ten_crop import (
+from cam_cli.boxes.components import boxes_from_cams, scale_boxes
+from cam_cli.boxes.rules import boxes_for_image, check_rule, resize_map, rule_boxes
+from cam_cli.boxes.zhou2016 import quantize_heatmap, zhou2016_boxes
+from cam_cli.cam.ten_crop import (
     crop_cams,
     crop_offsets,
     frame_size,
@@ -22,8 +20,10 @@ from cam_cli.inference.ten_crop import (
     merge_crops,
     ten_crops,
 )
-from cam_cli.inference.writers import BoxRecordWriter
-from cam_cli.inference.zhou2016 import quantize_heatmap, zhou2016_boxes
+from cam_cli.data.heatmaps import HEATMAP_EXTENSIONS, parse_size, read_maps
+from cam_cli.data.images import find_images
+from cam_cli.errors import SetupError
+from cam_cli.outputs.writers import BoxRecordWriter
 
 
 def _two_blobs() -> np.ndarray:
@@ -202,7 +202,7 @@ def test_box_writer_jsonl_and_csv():
 
 
 def test_parse_size_refuses_sizes_beyond_the_pixel_limit():
-    # 178,956,970 pixels is the image limit (common.images): 13377 x 13378 = 178,957,506 is over
+    # 178,956,970 pixels is the image limit (data.images): 13377 x 13378 = 178,957,506 is over
     assert parse_size("13000x13000") == (13000, 13000)
     for text in ("99999999999999999999x2", "13377x13378", "60000x60000"):
         with pytest.raises(ValueError, match="exceeds the limit of 178956970"):
@@ -241,19 +241,19 @@ def test_resize_map_scales_maps_beyond_float32_instead_of_overflowing(recwarn):
 
 
 def test_boxing_at_the_image_size_is_bounded_for_huge_images(monkeypatch):
-    from cam_cli.inference import box_rules
+    from cam_cli.boxes import rules
 
-    assert box_rules.MAX_BOX_PIXELS == 2048 * 2048
-    assert box_rules.box_grid((500, 375)) == (500, 375)  # every usual photo: as before
-    assert box_rules.box_grid((2048, 2048)) == (2048, 2048)
-    assert box_rules.box_grid((9000, 9000)) == (2048, 2048)
-    assert box_rules.box_grid((9000, 3000)) == (3547, 1182)  # aspect kept, 4,192,554 pixels
-    monkeypatch.setattr(box_rules, "MAX_BOX_PIXELS", 200 * 200)  # the same rule, cheaply
+    assert rules.MAX_BOX_PIXELS == 2048 * 2048
+    assert rules.box_grid((500, 375)) == (500, 375)  # every usual photo: as before
+    assert rules.box_grid((2048, 2048)) == (2048, 2048)
+    assert rules.box_grid((9000, 9000)) == (2048, 2048)
+    assert rules.box_grid((9000, 3000)) == (3547, 1182)  # aspect kept, 4,192,554 pixels
+    monkeypatch.setattr(rules, "MAX_BOX_PIXELS", 200 * 200)  # the same rule, cheaply
     cam = np.zeros((7, 7), dtype=np.float32)
     cam[2:4, 1:3] = 1.0
     asked = []
-    resize = box_rules.resize_map
-    monkeypatch.setattr(box_rules, "resize_map", lambda m, s: asked.append(s) or resize(m, s))
+    resize = rules.resize_map
+    monkeypatch.setattr(rules, "resize_map", lambda m, s: asked.append(s) or resize(m, s))
     for rule in ("zhou2016", "paper"):
         boxes = boxes_for_image(cam, (900, 900), rule, at_image_size=True)
         grid = rule_boxes(resize(cam, (200, 200)), rule)

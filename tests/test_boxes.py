@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cam_cli.inference.boxes import boxes_from_cams, component_boxes, scale_boxes
+from cam_cli.boxes.components import boxes_from_cams, component_boxes, scale_boxes
 
 
 def maps(*rows_per_map: list[str]) -> np.ndarray:

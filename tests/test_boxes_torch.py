@@ -1,6 +1,6 @@
 """The PyTorch CAM-to-box step against hand-made maps and against the scipy reference.
 
-`cam_cli.inference.boxes_torch` must give exactly the boxes of `cam_cli.inference.boxes`: the
+`cam_cli.boxes.components_torch` must give exactly the boxes of `cam_cli.boxes.components`: the
 hand-made maps pin the conventions with answers visible in the test, the families below compare
 the two on thousands of random maps and on masks built to defeat label propagation (one-pixel-
 wide spirals, snakes and mazes, where a label has to travel tens of thousands of pixels).
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from cam_cli.inference.boxes import boxes_from_cams, boxes_from_masks
-from cam_cli.inference.boxes_torch import (
+from cam_cli.boxes.components import boxes_from_cams, boxes_from_masks
+from cam_cli.boxes.components_torch import (
     _component_roots,
     boxes_from_cams_torch,
     boxes_from_masks_torch,

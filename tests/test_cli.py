@@ -142,8 +142,8 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 def test_cam_writer_renders_in_a_worker_and_reports_errors_at_write(tmp_path):
-    from cam_cli.inference.cam_files import CamWriter, RenderedCams
     from cam_cli.inference.results import ImageResult, Prediction
+    from cam_cli.outputs.cam_files import CamWriter, RenderedCams
 
     picture = tmp_path / "img.png"
     Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(picture)

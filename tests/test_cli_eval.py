@@ -336,7 +336,7 @@ def test_a_second_run_on_the_same_per_image_file_waits_for_none(fake, tmp_path):
     The second one stops with exit 2 naming the first; a killed run's lock is taken over."""
     log = tmp_path / "c.jsonl"
     hold = (
-        "import sys, time; from cam_cli.common.lock import FileLock; "
+        "import sys, time; from cam_cli.files.lock import FileLock; "
         f"FileLock({str(log)!r}).acquire(); print('held', flush=True); time.sleep(60)"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -530,9 +530,9 @@ def test_maxboxacc_protocol_cam_cli_reaches_the_model_run(fake, tmp_path):
     """`--maxboxacc-protocol cam-cli` on a model run is cam-cli's old figure, the one
     `evaluate_model(maxboxacc_protocol="cam-cli")` gives, not wsolevaluation's (it was once
     dropped on the way and the run silently scored the default protocol)."""
-    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.data.annotations import read_annotations
     from cam_cli.evaluation.evaluate import evaluate_model
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import load_model
 
     result, report = run_eval(fake, tmp_path, "--maxboxacc", "--maxboxacc-protocol", "cam-cli")

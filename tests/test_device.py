@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cam_cli.common.device import Precision, low_precision_dtype, resolve_device
 from cam_cli.errors import SetupError
+from cam_cli.runtime.device import Precision, low_precision_dtype, resolve_device
 
 
 def test_auto_and_cpu():

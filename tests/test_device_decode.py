@@ -1,4 +1,4 @@
-"""Device JPEG decoding (`common.device_decode`): which file goes where, that a mixed batch
+"""Device JPEG decoding (`data.decode`): which file goes where, that a mixed batch
 keeps its order, sizes and the PIL path's error lines, that the pixels stay close to the PIL
 path's, and the real sample's figures. Run on the CPU (torchvision decodes CPU tensors with
 the same call), and on CUDA where there is one."""
@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cam_cli.common.batches import ImageListDataset, collate_images
-from cam_cli.common.device_decode import (
+from cam_cli.data.batches import ImageListDataset, collate_images
+from cam_cli.data.decode import (
     JpegRoutingDataset,
     decode_pending,
     draft_scale,
@@ -245,7 +245,7 @@ def test_real_sample_figures_with_device_decoding(sample_dir, mobilenet_weights,
     test_pipeline checks; on CUDA the PIL path is run too). Measured on the CPU: the same
     localization figures; top-5 classification 5.99 instead of 6.22 (one image)."""
     from cam_cli.evaluation.evaluate import evaluate
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import ModelOptions
 
     def figures(decode: str) -> dict:
@@ -308,16 +308,16 @@ def test_the_commands_take_decode(files, sample_dir, mobilenet_weights, tmp_path
 def test_an_image_the_device_cannot_resize_goes_to_pil(files, monkeypatch):
     """A resize the device refuses (CUDA's antialiasing has a shared-memory limit on extreme
     downscales) sends those images to the PIL path: PIL's exact pixels, nothing lost."""
-    from cam_cli.common import device_decode
+    from cam_cli.data import decode
 
-    real = device_decode.resize_like_pil
+    real = decode.resize_like_pil
 
     def refuse_96x64(images, size):
         if tuple(images.shape[-2:]) == (64, 96):
             raise RuntimeError("Too much shared memory required")
         return real(images, size)
 
-    monkeypatch.setattr(device_decode, "resize_like_pil", refuse_96x64)
+    monkeypatch.setattr(decode, "resize_like_pil", refuse_96x64)
     paths = [files["baseline_444"], files["baseline"], files["png"]]
     routed = JpegRoutingDataset(paths, SIZE)
     done = decode_pending(

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from cam_cli.evaluation.annotations import ImageAnnotation, read_annotations
+from cam_cli.data.annotations import ImageAnnotation, read_annotations
+from cam_cli.data.classes import ClassInfo
+from cam_cli.data.matching import EvaluationError, Missing, check_class_order, check_missing
 from cam_cli.evaluation.evaluate import evaluate_predictions, read_prediction_records
-from cam_cli.evaluation.matching import EvaluationError, Missing, check_class_order, check_missing
 from cam_cli.evaluation.report import format_report
 from cam_cli.evaluation.resume import (
     check_per_image_file,
     read_per_image,
     settings_fingerprint,
 )
-from cam_cli.models.classes import ClassInfo
 
 SNAKE, TENCH, FOX = "n01751748", "n01440764", "n02119789"
 CLASSES = [ClassInfo(0, TENCH, "tench"), ClassInfo(1, SNAKE, "sea snake"), ClassInfo(2, FOX, "fox")]

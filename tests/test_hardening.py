@@ -19,13 +19,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cam_cli.cli.main import app
-from cam_cli.common.atomic import atomic_file, temp_path
-from cam_cli.common.checks import bounded_workers, max_workers, printable_path, record_name
-from cam_cli.common.lock import LOCK_NAME, FolderLock
-from cam_cli.inference.writers import json_line
+from cam_cli.files.atomic import atomic_file, temp_path
+from cam_cli.files.checks import bounded_workers, max_workers, printable_path, record_name
+from cam_cli.files.lock import LOCK_NAME, FolderLock
 from cam_cli.models.loading import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET
 from cam_cli.models.registry import build_model
+from cam_cli.outputs.writers import json_line
 
 REPO = Path(__file__).resolve().parents[1]
 WNIDS = ["n01440764", "n01751748", "n02119789"]
@@ -306,7 +306,7 @@ def test_train_out_inside_data_or_over_backbone_weights(tmp_path):
 def test_train_run_folder_locked_by_another_process(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from cam_cli.common.lock import FolderLock; "
+        [sys.executable, "-c", "import sys, time; from cam_cli.files.lock import FolderLock; "
          f"FolderLock({str(run)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
@@ -515,7 +515,7 @@ def test_empty_class_folder_is_not_a_class(tmp_path):
 
 
 def test_bom_in_classes_file(tmp_path):
-    from cam_cli.models.classes import read_synset_mapping
+    from cam_cli.data.classes import read_synset_mapping
 
     path = tmp_path / "classes.txt"
     path.write_bytes("\ufeffn01440764 tench\nn01751748 sea snake\n".encode())

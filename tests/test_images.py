@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cam_cli.common.batches import ImageListDataset, collate_images
-from cam_cli.common.images import find_images, load_resized, open_rgb
+from cam_cli.data.batches import ImageListDataset, collate_images
+from cam_cli.data.images import find_images, load_resized, open_rgb
 
 
 def save(tmp_path, name, image, **kwargs):
@@ -112,8 +112,8 @@ def test_find_images_walks_directories_and_reports_missing(tmp_path):
 
 def test_one_extension_set_for_every_command(tmp_path):
     """bbox, eval's image matching and training's folders take exactly the same files."""
-    from cam_cli.evaluation.annotations import ImageAnnotation
-    from cam_cli.evaluation.matching import match_images
+    from cam_cli.data.annotations import ImageAnnotation
+    from cam_cli.data.matching import match_images
     from cam_cli.training.data import scan_data
 
     folder = tmp_path / "train" / "n01"
@@ -157,7 +157,7 @@ def large_pngs(tmp_path_factory):
 
 
 def test_one_pixel_limit_for_pillow_and_the_tool(large_pngs):
-    from cam_cli.common.images import DEFAULT_MAX_PIXELS, open_image
+    from cam_cli.data.images import DEFAULT_MAX_PIXELS, open_image
 
     assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS == 178_956_970
     pixels, width, height = load_resized(large_pngs / "90mp.png", 32)  # Pillow's default: refused
@@ -178,7 +178,7 @@ def test_one_pixel_limit_for_pillow_and_the_tool(large_pngs):
 
 
 def test_heatmap_images_and_reference_sizes_have_the_same_limit(large_pngs):
-    from cam_cli.inference.heatmaps import read_maps, reference_size
+    from cam_cli.data.heatmaps import read_maps, reference_size
 
     assert reference_size(large_pngs / "90mp.png") == (9500, 9500)
     with pytest.raises(ValueError, match="180mp.png: cannot read .*exceeds the limit of 17895"):

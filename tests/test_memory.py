@@ -1,4 +1,4 @@
-"""The inference batch bounded by memory (`common.memory`): issue 19 (8), where
+"""The inference batch bounded by memory (`runtime.memory`): issue 19 (8), where
 ``--input-size 4096`` with the default batch of 32 asked for ~2 GB per image at once and ended
 in an allocation traceback."""
 
@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from cam_cli.common import memory
+from cam_cli.data.classes import anonymous_classes
 from cam_cli.errors import SetupError
-from cam_cli.inference.pipeline import Localizer
-from cam_cli.models.classes import anonymous_classes
+from cam_cli.inference.localizer import Localizer
 from cam_cli.models.loading import LoadedModel
 from cam_cli.models.preprocess import IMAGENET
 from cam_cli.models.registry import build_model
+from cam_cli.runtime import memory
 
 CPU = torch.device("cpu")
 

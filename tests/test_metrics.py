@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cam_cli.evaluation.annotations import ImageAnnotation
+from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.evaluation.metrics import (
     LocalizationEvaluator,
     MaxBoxAccV2,

@@ -315,7 +315,7 @@ def test_bbox_draw_outlines_every_rank_in_its_colour(images, boxes):
 
 
 def test_csv_cells_that_look_like_formulas_are_neutralised_jsonl_is_not():
-    from cam_cli.inference.writers import BoxRecordWriter, RecordWriter
+    from cam_cli.outputs.writers import BoxRecordWriter, RecordWriter
 
     prediction = {"rank": 1, "class_index": 0, "wnid": "n1", "name": "@SUM(A1)", "score": 0.5,
                   "box": [0, 1, 2, 3]}  # fmt: skip

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cam_cli.inference.pipeline import Localizer, RunOptions, default_workers
+from cam_cli.inference.localizer import Localizer, RunOptions, default_workers
 from cam_cli.inference.threads import prefetched, single_threaded_pool
 from cam_cli.models.loading import load_model
 
@@ -172,7 +172,7 @@ def test_compile_keeps_results_and_never_recompiles_for_short_batches(tmp_path):
 
 
 def test_a_failed_compile_is_reported_and_the_run_goes_on_eager(tmp_path, monkeypatch, caplog):
-    from cam_cli.inference.pipeline import compile_or_warn
+    from cam_cli.inference.localizer import compile_or_warn
 
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no working C++ compiler found\nlong traceback text")
@@ -202,7 +202,7 @@ def test_a_batch_of_only_failed_images_keeps_its_place(tmp_path):
 def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
     """The whole 434-image sample, as the README reports it: the fp32 figures, and the fast
     path (bf16) within the README's bound of them, whatever the CPU."""
-    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.data.annotations import read_annotations
     from cam_cli.evaluation.evaluate import evaluate_model
 
     truth = read_annotations(sample_dir / "LOC_val_solution.csv")
@@ -243,7 +243,7 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
 
 def test_real_sample_figures_squeezenet_caffe(sample_dir, squeezenet_weights):
     """The README's SqueezeNet 1.1 figures (Caffe weights and normalisation, fp32)."""
-    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.data.annotations import read_annotations
     from cam_cli.evaluation.evaluate import evaluate_model
 
     loaded = load_model(
@@ -265,9 +265,9 @@ def test_real_sample_figures_squeezenet_caffe(sample_dir, squeezenet_weights):
 def test_localizer_and_evaluate_leave_the_callers_model_alone(tmp_path):
     """Batch norm folding and channels_last happen on the Localizer's own copy; evaluate_model
     replaces the class list on its own copy of `loaded`."""
-    from cam_cli.evaluation.annotations import ImageAnnotation
+    from cam_cli.data.annotations import ImageAnnotation
+    from cam_cli.data.classes import ClassInfo
     from cam_cli.evaluation.evaluate import evaluate_model
-    from cam_cli.models.classes import ClassInfo
 
     loaded = load_model(arch="resnet18", num_classes=3)
     keys = list(loaded.model.state_dict())
@@ -311,7 +311,7 @@ def test_boxes_made_on_the_device_equal_the_host_ones(sample_dir, mobilenet_weig
 
 
 def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_weights, tmp_path):
-    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.data.annotations import read_annotations
     from cam_cli.evaluation.evaluate import evaluate_model
 
     for path in sorted((sample_dir / "val").iterdir())[:12]:

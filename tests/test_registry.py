@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cam_cli.inference.cam import compute_cams
+from cam_cli.cam.maps import compute_cams
 from cam_cli.models.loading import ModelLoadError, load_model
 from cam_cli.models.registry import build_model, cam_size, get_arch, list_archs
 
@@ -174,7 +174,7 @@ def test_weights_digest_follows_the_content_not_the_file(tmp_path):
 
 
 def test_classes_file_splits_wnid_and_names_on_any_whitespace(tmp_path):
-    from cam_cli.models.classes import read_synset_mapping
+    from cam_cli.data.classes import read_synset_mapping
 
     path = tmp_path / "classes.txt"
     path.write_text("n02951358\tcanoe\nn03873416 \t paddle, boat paddle\nn09332890\n")

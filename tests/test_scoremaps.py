@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cam_cli.evaluation.annotations import ImageAnnotation
+from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.matching import EvaluationError
 from cam_cli.evaluation.evaluate import evaluate_scoremaps
-from cam_cli.evaluation.matching import EvaluationError
 from cam_cli.evaluation.scoremaps import (
     find_scoremaps,
     load_scoremap,
@@ -151,9 +151,9 @@ def test_a_bad_map_is_a_failed_image_and_unmatched_maps_are_listed(tmp_path):
 def test_real_maps_saved_by_a_model_run_give_its_figure(sample_dir, mobilenet_weights, tmp_path):
     """12 real images: `--save-scoremaps` then `--scoremaps` gives the model run's MaxBoxAccV2,
     per IoU level and threshold (the check the README runs with wsolevaluation's own code)."""
-    from cam_cli.evaluation.annotations import read_annotations
+    from cam_cli.data.annotations import read_annotations
     from cam_cli.evaluation.evaluate import evaluate_model
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import load_model
 
     images = tmp_path / "val"
@@ -184,8 +184,8 @@ def test_wsol_metadata_reads_only_its_ids_maps(tmp_path):
     loads them: a folder that also holds another split's maps (one sharing a file stem, as
     ImageNetV2's `val2/0/a.jpeg`) is scored, no --allow-missing; a listed id without its map
     is still named."""
+    from cam_cli.data.wsol_metadata import WsolMetadata, write_wsol_metadata
     from cam_cli.evaluation.evaluate import evaluate
-    from cam_cli.evaluation.wsol_metadata import WsolMetadata, write_wsol_metadata
 
     maps = tmp_path / "maps"
     two_maps(maps)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cam_cli.cam.maps import compute_cams
 from cam_cli.cli.main import app
 from cam_cli.errors import SetupError
-from cam_cli.inference.cam import compute_cams
 from cam_cli.models.registry import build_model, cam_size, get_arch
 from cam_cli.synthetic.dataset import generate_dataset
 

@@ -28,8 +28,8 @@ from cam_cli.synthetic.dataset import generate_dataset
 from cam_cli.training.checkpoints import DEBUG_KILL_ENV
 from cam_cli.training.config import TrainConfig, read_config_file, resolve_config
 from cam_cli.training.data import EpochSampler, LabeledImages, random_resized_crop_box, scan_data
-from cam_cli.training.loop import TrainError, train
-from cam_cli.training.model import apply_initial_weights, lr_factor, param_groups
+from cam_cli.training.optim import apply_initial_weights, lr_factor, param_groups
+from cam_cli.training.trainer import TrainError, train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -386,7 +386,7 @@ def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
     import errno
     import io
 
-    from cam_cli.common import atomic
+    from cam_cli.files import atomic
 
     class FullDisk(io.RawIOBase):
         def __init__(self, real):

@@ -13,7 +13,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cam_cli.cli.main import app
-from cam_cli.evaluation.annotations import read_annotations, read_cub
+from cam_cli.data.annotations import read_annotations, read_cub
+from cam_cli.data.wsol_metadata import (
+    WsolMetadata,
+    annotations_from_metadata,
+    metadata_texts,
+    read_wsol_metadata,
+)
 from cam_cli.evaluation.pxap import (
     PxAP,
     ground_truth_mask,
@@ -21,12 +27,6 @@ from cam_cli.evaluation.pxap import (
     pxap_of_scoremaps,
     resize_nearest,
     wsol_thresholds,
-)
-from cam_cli.evaluation.wsol_metadata import (
-    WsolMetadata,
-    annotations_from_metadata,
-    metadata_texts,
-    read_wsol_metadata,
 )
 from cam_cli.synthetic.dataset import generate_dataset
 from cam_cli.synthetic.render import class_specs, render_sample, val_labels, val_rng

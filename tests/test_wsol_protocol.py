@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cam_cli.evaluation.annotations import ImageAnnotation
+from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.evaluation.metrics import MaxBoxAccV2
 from cam_cli.evaluation.wsol_protocol import (
     check_scoremap,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cam_cli.inference.zhou2016 import (
+from cam_cli.boxes.zhou2016 import (
     _libstdcxx_sort,
     big_overlap,
     clip_rects,

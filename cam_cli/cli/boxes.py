@@ -77,7 +77,7 @@ def boxes(
     o.check_before_work(
         inputs={"--maps": sources, "--reference": reference}, outputs={"--output": output}
     )
-    from cam_cli.inference.heatmaps import parse_size
+    from cam_cli.data.heatmaps import parse_size
     from cam_cli.inference.jobs import write_heatmap_boxes
 
     with o.errors_as_exit():

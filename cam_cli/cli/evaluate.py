@@ -312,7 +312,7 @@ def eval_command(
         )
     if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
         return
-    from cam_cli.common.checks import printable, strict_json
+    from cam_cli.files.checks import printable, strict_json
 
     report = strict_json(printable(report))  # names that are not UTF-8 escaped, no NaN
     with o.errors_as_exit():  # a closed stdout (`| head`) ends it quietly
@@ -378,7 +378,7 @@ def _check_options(
 
 def _write_outputs(report: dict, table: str, json_out: str | None) -> None:
     """Table on stdout (stderr when the JSON goes to stdout); JSON atomically to its file."""
-    from cam_cli.common.atomic import write_text_atomic
+    from cam_cli.files.atomic import write_text_atomic
 
     text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if json_out == "-":

@@ -33,7 +33,7 @@ def main_process() -> bool:
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     if main_process():
-        from cam_cli.common.checks import printable_line
+        from cam_cli.files.checks import printable_line
 
         typer.echo(f"cam-cli: error: {printable_line(message)}", err=True)
     return typer.Exit(code)
@@ -76,8 +76,8 @@ def check_before_work(
 ) -> None:
     """What every command checks before its first image, each failure one line and exit 2:
     sizes in range, output files and folders writable (a FILE not a directory), and no output
-    that is one of the inputs (``{option: path}``; see `common.checks`)."""
-    from cam_cli.common import checks
+    that is one of the inputs (``{option: path}``; see `files.checks`)."""
+    from cam_cli.files import checks
 
     outputs, output_dirs = outputs or {}, output_dirs or {}
     try:
@@ -95,7 +95,7 @@ class _StderrHandler(logging.Handler):
     """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        from cam_cli.common.checks import printable_line
+        from cam_cli.files.checks import printable_line
 
         try:
             sys.stderr.write(printable_line(self.format(record)) + "\n")
@@ -340,7 +340,7 @@ def model_options(
 
 def run_options(batch_size, workers, device, fast, compile_model, quiet, decode=DecodeMode.auto):
     """The run options as the library's `RunOptions` (imported here: it pulls in torch)."""
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
 
     return RunOptions(
         batch_size=batch_size,

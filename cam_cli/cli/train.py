@@ -1,4 +1,4 @@
-"""`cam-cli train`: options -> `training.loop.train_from_options` -> a JSON summary.
+"""`cam-cli train`: options -> `training.trainer.train_from_options` -> a JSON summary.
 
 Every option defaults to None ("not given"), so the config layers underneath show through:
 option > --config FILE > the run's saved config (--resume) > the arch's recipe > built-ins.
@@ -140,11 +140,11 @@ def train(
     o.configure_logging(quiet)
     o.check_before_work(output_dirs={"--out": out}, input_size=image_size,
                         input_size_option="--image-size")  # fmt: skip
-    from cam_cli.common.checks import check_run_folder
-    from cam_cli.common.distributed import is_main_process
     from cam_cli.errors import SetupError
+    from cam_cli.files.checks import check_run_folder
+    from cam_cli.runtime.distributed import is_main_process
     from cam_cli.training.config import TrainingDiverged
-    from cam_cli.training.loop import train_from_options
+    from cam_cli.training.trainer import train_from_options
 
     with o.errors_as_exit():
         check_run_folder(out, data, backbone_weights)

@@ -21,9 +21,9 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cam_cli.common.checks import record_name
-from cam_cli.evaluation.matching import EvaluationError
-from cam_cli.models.classes import ClassInfo
+from cam_cli.data.classes import ClassInfo
+from cam_cli.data.matching import EvaluationError
+from cam_cli.files.checks import record_name
 
 HEADER_CELLS = {"image", "image_id", "imageid", "path"}
 
@@ -90,7 +90,7 @@ def class_indices(
 ) -> dict[str, list[int]]:
     """The model's class index of every listed class of each of ``stems`` (all must be in the
     file; other images in it are ignored). Unknown classes are refused, naming the image."""
-    from cam_cli.evaluation.matching import _label_indices
+    from cam_cli.data.matching import _label_indices
 
     to_index: Callable[[str], int] = _label_indices(classes)
     absent = [stem for stem in stems if stem not in predictions]

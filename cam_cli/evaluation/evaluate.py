@@ -28,23 +28,17 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from cam_cli.common.atomic import atomic_file
-from cam_cli.common.checks import (
-    check_output_file,
-    check_outputs_spare_inputs,
-    printable_path,
-    record_name,
-)
-from cam_cli.common.images import list_images
-from cam_cli.common.lock import FileLock
-from cam_cli.evaluation.annotations import (
+from cam_cli.boxes.second_box import SecondBoxScorer
+from cam_cli.data.annotations import (
     CUB_FILES,
     ImageAnnotation,
     annotation_files,
     read_annotations,
     read_cub,
 )
-from cam_cli.evaluation.matching import (
+from cam_cli.data.classes import ClassInfo, read_synset_mapping
+from cam_cli.data.images import list_images
+from cam_cli.data.matching import (
     EvaluationError,
     Missing,
     _check_record_classes,
@@ -70,12 +64,18 @@ from cam_cli.evaluation.resume import (
     rewrite_per_image,
     settings_fingerprint,
 )
-from cam_cli.evaluation.second_box import SecondBoxScorer
-from cam_cli.inference.writers import json_line
-from cam_cli.models.classes import ClassInfo, read_synset_mapping
+from cam_cli.files.atomic import atomic_file
+from cam_cli.files.checks import (
+    check_output_file,
+    check_outputs_spare_inputs,
+    printable_path,
+    record_name,
+)
+from cam_cli.files.lock import FileLock
+from cam_cli.outputs.writers import json_line
 
 if TYPE_CHECKING:  # torch is imported only when a model runs: scoring records needs none
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import LoadedModel, ModelOptions
 
 logger = logging.getLogger(__name__)
@@ -557,9 +557,9 @@ def evaluate_model(
     under torchrun) every rank runs its share of the images, rank 0 alone reads and writes
     ``per_image``, and every rank returns rank 0's report.
     """
-    from cam_cli.common.device_decode import resolve_decode
-    from cam_cli.inference import sharding
-    from cam_cli.inference.pipeline import RunOptions, compile_or_warn
+    from cam_cli.data.decode import resolve_decode
+    from cam_cli.inference import shards
+    from cam_cli.inference.localizer import RunOptions, compile_or_warn
 
     run = run or RunOptions()
     items, missing = pair_images(images, annotations)
@@ -694,7 +694,7 @@ def evaluate_model(
     annotation_of_path = {str(path): annotation for path, annotation in items}
     writer = None
     try:  # the lock (rank 0, taken in left_to_do) is held until the last line is written
-        todo = [(path, annotation_of_path[path]) for path in sharding.from_rank_zero(left_to_do)]
+        todo = [(path, annotation_of_path[path]) for path in shards.from_rank_zero(left_to_do)]
         to_index = _label_indices(loaded.classes)
         # The pipeline wants as many extra classes for every image: an image without a label
         # (scored wrong anyway) asks for class 0 and gets no GT-known box.
@@ -714,7 +714,7 @@ def evaluate_model(
         annotation_of = dict(todo)
         if run.compile_model and todo:
             compile_or_warn(localizer, run.batch_size)
-        main = sharding.is_rank_zero()  # under torchrun the other ranks run, never score or write
+        main = shards.is_rank_zero()  # under torchrun the other ranks run, never score or write
         if per_image is not None and todo and main:
             writer = PerImageLog(per_image)
         if todo:
@@ -762,7 +762,7 @@ def evaluate_model(
             figures["pxap"] = pxap.summary()
         return figures
 
-    return sharding.from_rank_zero(report)
+    return shards.from_rank_zero(report)
 
 
 def _listed_predictions(result, count: int) -> list[dict]:
@@ -991,7 +991,7 @@ def evaluate(
         raise EvaluationError("give a model, or the predictions of `cam-cli bbox`")
     if image_source is None:
         raise EvaluationError("give the images to run the model over")
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
 
     with (run or RunOptions()).processes() as run:  # torchrun: the group, this process's device
         loaded = load_model(model, device=run.device) if isinstance(model, ModelOptions) else model
@@ -1026,7 +1026,7 @@ def evaluate(
 def _wsol_ground_truth(metadata_dir, images, mask_root):
     """wsolevaluation metadata -> (annotations, ``{stem: images/<id>}`` or None, the PxAP masks
     ``{stem: (paths, ignore)}`` or None, the image ids)."""
-    from cam_cli.evaluation.wsol_metadata import (
+    from cam_cli.data.wsol_metadata import (
         annotations_from_metadata,
         image_paths,
         read_wsol_metadata,

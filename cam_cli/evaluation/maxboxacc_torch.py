@@ -3,7 +3,7 @@ for a whole batch, in plain torch.
 
 The sweep is 100 thresholds per CAM, each mask labelled and every component boxed: about 16 ms
 of CPU per image with scipy, which would hold a GPU pipeline back by two orders of magnitude.
-Here the masks of many images are labelled at once (`inference.boxes_torch`), the IoUs taken
+Here the masks of many images are labelled at once (`boxes.components_torch`), the IoUs taken
 against each image's ground truth, and only ``[B, T]`` best IoUs leave the device. The
 arithmetic is `MaxBoxAccV2`'s, in float64, so the results are equal, not close (tested).
 """
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cam_cli.inference.boxes_torch import component_boxes_torch
+from cam_cli.boxes.components_torch import component_boxes_torch
 
 IMAGES_PER_CHUNK = 8  # 8 CAMs x 100 thresholds x 224 x 224 masks: ~160 MB of int32 grid
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cam_cli.common.checks import printable_path
-from cam_cli.evaluation.annotations import ImageAnnotation
-from cam_cli.inference.boxes import component_boxes, scale_boxes
+from cam_cli.boxes.components import component_boxes, scale_boxes
+from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.files.checks import printable_path
 
 logger = logging.getLogger(__name__)
 

@@ -216,7 +216,7 @@ def pxap_from_scoremap_dir(
 ) -> dict:
     """PxAP of ``scoremap_dir/<image_id>.npy`` (what their ``inference.py`` saves) for every
     image of a mask metadata split, masks under ``mask_root`` (their ``--mask_root``/OpenImages)."""
-    from cam_cli.evaluation.wsol_metadata import read_wsol_metadata
+    from cam_cli.data.wsol_metadata import read_wsol_metadata
 
     metadata = read_wsol_metadata(metadata_dir)
     if metadata.kind != "masks":

@@ -7,7 +7,7 @@ remaining images go through the model. Each line holds everything needed to re-a
 so lines of another run are refused, never mixed in. A file that is not a per-image file at all
 is never touched (`check_per_image_file`); the lines of images that failed are dropped when a
 run resumes (`rewrite_per_image`), so those images are tried again and end with one line each.
-The writer holds the file's lock (`common.lock.FileLock`) from reading it to its last line.
+The writer holds the file's lock (`files.lock.FileLock`) from reading it to its last line.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cam_cli.common.atomic import atomic_file
-from cam_cli.common.checks import printable_path
-from cam_cli.evaluation.matching import EvaluationError
-from cam_cli.inference.writers import json_line
+from cam_cli.data.matching import EvaluationError
+from cam_cli.files.atomic import atomic_file
+from cam_cli.files.checks import printable_path
+from cam_cli.outputs.writers import json_line
 
 FSYNC_EVERY_LINES = 500  # per-image log: flush every line, fsync this often (or every 10 s)
 FSYNC_EVERY_SECONDS = 10.0

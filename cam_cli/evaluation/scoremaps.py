@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.common.atomic import atomic_file
-from cam_cli.common.checks import printable_path
 from cam_cli.evaluation.wsol_protocol import check_scoremap
+from cam_cli.files.atomic import atomic_file
+from cam_cli.files.checks import printable_path
 
 SUFFIX = ".npy"
 
@@ -43,7 +43,7 @@ def scoremap_path(root: str | Path, image_id: str) -> Path:
 
 
 def save_scoremap(root: str | Path, image_id: str, scoremap: np.ndarray) -> Path:
-    """Write one map atomically (`common.atomic`), creating its folders; returns its path."""
+    """Write one map atomically (`files.atomic`), creating its folders; returns its path."""
     target = scoremap_path(root, image_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(target, "wb") as handle:

@@ -4,7 +4,7 @@ Both take image sources as the command line does (files, folders, ``-`` for path
 never stop for one bad image (it gets an error record or is skipped, is named in one line on
 the ``cam_cli`` logger, and is counted), and write every file atomically. Under torchrun they
 share the images out among the processes, and rank 0 writes what one process would write
-(`inference.sharding`).
+(`inference.shards`).
 """
 
 from __future__ import annotations
@@ -15,23 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from cam_cli.common.atomic import write_bytes_atomic
-from cam_cli.common.checks import (
+from cam_cli.data.classes import resolve_class
+from cam_cli.data.images import find_images
+from cam_cli.errors import SetupError
+from cam_cli.files.atomic import write_bytes_atomic
+from cam_cli.files.checks import (
     check_image_size,
     check_input_size,
     check_output_file,
     check_outputs_spare_inputs,
     printable_path,
 )
-from cam_cli.common.images import find_images
-from cam_cli.errors import SetupError
-from cam_cli.inference import sharding
-from cam_cli.inference.draw import boxes_png, check_drawings_spare_inputs, output_stem
-from cam_cli.inference.pipeline import Localizer, RunOptions
+from cam_cli.inference import shards
+from cam_cli.inference.localizer import Localizer, RunOptions
 from cam_cli.inference.results import ImageResult
-from cam_cli.inference.writers import RecordWriter, open_output
-from cam_cli.models.classes import resolve_class
 from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
+from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
+from cam_cli.outputs.writers import RecordWriter, open_output
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def write_boxes(
     ``box_rule`` and ``ten_crop``: see `pipeline.Localizer` (the defaults are the paper's);
     ``threshold=None``: the checkpoint's own CAM threshold, else 0.2."""
     with run.processes() as run:  # under torchrun: the group, this process's device
-        paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
+        paths, missing = shards.from_rank_zero(lambda: collect_images(images))
         check_output_spares(output, {"--images": paths, **_model_files(model)})
         if draw is not None:
             check_drawings_spare_inputs(paths, draw)
@@ -166,10 +166,10 @@ def localize_to_records(
     the model set-up apart): ``missing`` are inputs that were not found, written as errors.
     In a group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
     finish = None if draw is None else _render_boxes
-    if not sharding.is_rank_zero():  # another rank of a torchrun group: its share, no output
+    if not shards.is_rank_zero():  # another rank of a torchrun group: its share, no output
         for _ in run.localize(localizer, paths, finish=finish):
             pass
-        return sharding.shared(None)
+        return shards.shared(None)
     draw_dir = None if draw is None else Path(draw)
     if draw_dir is not None:
         draw_dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ def localize_to_records(
                     record["error"] = problem
             writer.write(record)
         writer.close()
-    return sharding.shared(RunSummary(len(paths) + len(missing), failures))
+    return shards.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> str | None:
@@ -229,12 +229,12 @@ def write_cams(
     (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``ten_crop``:
     the maps are the merged ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
     ``.feature.npy`` holds that frame."""
-    from cam_cli.inference.cam_files import CamWriter
+    from cam_cli.outputs.cam_files import CamWriter
 
     with run.processes() as run:  # under torchrun: the group, this process's device
-        paths, missing = sharding.from_rank_zero(lambda: collect_images(images))
+        paths, missing = shards.from_rank_zero(lambda: collect_images(images))
         localizer = _localizer(model, classes, run, bool(paths), topk=topk, ten_crop=ten_crop)
-        main = sharding.is_rank_zero()  # the others of a torchrun group render, never write
+        main = shards.is_rank_zero()  # the others of a torchrun group render, never write
         try:
             writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
         except ValueError as error:
@@ -257,7 +257,7 @@ def write_cams(
                     _failed(result.path, str(error))
         finally:
             localizer.close()
-        return sharding.shared(RunSummary(len(paths) + len(missing), failures))
+        return shards.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def write_heatmap_boxes(
@@ -274,18 +274,18 @@ def write_heatmap_boxes(
     """What `cam-cli boxes` does: boxes from saved heatmaps, with no model.
 
     ``sources``: ``.npy`` maps (``[H, W]`` or ``[k, H, W]``) and grey image files, as files,
-    folders or ``-`` (`inference.heatmaps`). One record per map, in input order:
+    folders or ``-`` (`data.heatmaps`). One record per map, in input order:
     ``{"path", "width", "height", "boxes"}`` (``"map": i`` after the path for a stack), the
-    boxes ranked by ``rule`` (`box_rules`). ``upsample``: the map is first resized bilinearly
+    boxes ranked by ``rule`` (`boxes.rules`). ``upsample``: the map is first resized bilinearly
     to ``N x N``, as `bbox` resizes a CAM to the network's input size. ``size`` (W, H) or the
     size of the ``reference`` image: the boxes are given in that image's pixels, as `bbox`
     does (the paper's and all-components' boxes are scaled, rounding outwards; ``zhou2016``
     resizes the map to the image and boxes it there, as the released code did). Without
     either, boxes are in the map's own pixels. A file that cannot be used gives
     ``{"path", "error"}``, a line on the logger, and counts as failed; the run goes on."""
-    from cam_cli.inference.box_rules import boxes_for_image, check_rule, resize_map
-    from cam_cli.inference.heatmaps import HEATMAP_EXTENSIONS, read_maps, reference_size
-    from cam_cli.inference.writers import BoxRecordWriter
+    from cam_cli.boxes.rules import boxes_for_image, check_rule, resize_map
+    from cam_cli.data.heatmaps import HEATMAP_EXTENSIONS, read_maps, reference_size
+    from cam_cli.outputs.writers import BoxRecordWriter
 
     try:
         check_rule(rule)

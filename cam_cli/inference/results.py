@@ -18,7 +18,7 @@ class Prediction:
     score: float
     box: list[int]
     # Every box of the class's map, ranked (box 1 is `box`), for the rules that give several
-    # (`box_rules`); None for the paper's rule, whose records stay as they always were.
+    # (`boxes.rules`); None for the paper's rule, whose records stay as they always were.
     boxes: list[list[int]] | None = None
 
     def as_dict(self) -> dict:

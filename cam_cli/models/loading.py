@@ -20,16 +20,15 @@ from typing import Any
 
 import torch
 
-from cam_cli.common.checks import check_input_size
-from cam_cli.common.device import resolve_device
-from cam_cli.errors import SetupError
-from cam_cli.models.classes import (
+from cam_cli.data.classes import (
     ClassInfo,
     anonymous_classes,
     check_unique_wnids,
     classes_from_names,
     read_synset_mapping,
 )
+from cam_cli.errors import SetupError
+from cam_cli.files.checks import check_input_size
 from cam_cli.models.preprocess import IMAGENET, Preprocessing, get_preprocessing
 from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
@@ -44,6 +43,7 @@ from cam_cli.models.weights import (
     torchvision_weights,
     unwrap_state_dict,
 )
+from cam_cli.runtime.device import resolve_device
 
 logger = logging.getLogger(__name__)
 

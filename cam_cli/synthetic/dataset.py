@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cam_cli.common.lock import LOCK_NAME, FolderLock
+from cam_cli.files.lock import LOCK_NAME, FolderLock
 from cam_cli.synthetic.render import (
     ClassSpec,
     Sample,
@@ -169,7 +169,7 @@ _PARTIAL_CONTENT = {"train", "val", "annotations", "masks", "wsol", "LOC_val_sol
 
 def remove_abandoned_partials(out_dir: Path) -> list[Path]:
     """Delete the ``.NAME.partial-*`` folders that killed runs for ``out_dir`` left; returns
-    them. A run holds a lock (`common.lock`, ``flock``) on its partial folder while it writes,
+    them. A run holds a lock (`files.lock`, ``flock``) on its partial folder while it writes,
     and the kernel drops it however the run ends. So a partial is deleted only when its lock
     file is there and can be taken now (no live run holds it, in any PID namespace of this
     machine), and it holds nothing this generator does not write. Anything else is left."""
@@ -344,8 +344,8 @@ def _write_masks(tmp: Path, image_id: str, spec: ClassSpec, masks: list[np.ndarr
 
 
 def _write_mask_metadata(tmp: Path, rows, image_size: int) -> None:
-    """wsolevaluation's four files for the val masks (`evaluation.wsol_metadata`)."""
-    from cam_cli.evaluation.wsol_metadata import WsolMetadata, metadata_texts
+    """wsolevaluation's four files for the val masks (`data.wsol_metadata`)."""
+    from cam_cli.data.wsol_metadata import WsolMetadata, metadata_texts
 
     ids = tuple(dict.fromkeys(row[0] for row in rows))
     masks: dict[str, list[str]] = {}

@@ -2,7 +2,7 @@
 config.toml; plus the RNG states a mid-epoch resume restores.
 
 Checkpoints hold only tensors and plain containers, so ``torch.load(weights_only=True)`` reads
-them; `common.atomic` writes them, so ``kill -9`` at any moment leaves the previous file intact.
+them; `files.atomic` writes them, so ``kill -9`` at any moment leaves the previous file intact.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cam_cli.common.atomic import save_torch_atomic, temp_path, write_text_atomic
+from cam_cli.files.atomic import save_torch_atomic, temp_path, write_text_atomic
 from cam_cli.training.config import TrainConfig, dump_toml
 
 LAST, BEST, METRICS, CONFIG_FILE = "last.pt", "best.pt", "metrics.jsonl", "config.toml"

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from cam_cli.common.checks import check_input_size
 from cam_cli.errors import SetupError
+from cam_cli.files.checks import check_input_size
 
 
 class ConfigError(SetupError, ValueError):
@@ -158,7 +158,7 @@ def _check_value(key: str, value: Any, source: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         try:
-            check_input_size(value, where)  # the range of every input size (`common.checks`)
+            check_input_size(value, where)  # the range of every input size (`files.checks`)
         except SetupError as error:
             raise ConfigError(str(error)) from None
         return value

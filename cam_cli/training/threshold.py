@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cam_cli.evaluation.annotations import ImageAnnotation
+from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.classes import ClassInfo
 from cam_cli.evaluation.metrics import IOU_THRESHOLD, iou_inclusive
-from cam_cli.models.classes import ClassInfo
 
 if TYPE_CHECKING:
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ def few_shot_images(
 ) -> list[tuple[str, int, ImageAnnotation]]:
     """The last ``per_class`` images (sorted) of every class that have a training box:
     ``(path, class index, annotation)``. Raises ValueError when the data has no such boxes."""
-    from cam_cli.common.images import list_images
-    from cam_cli.evaluation.tiny_imagenet import read_train_boxes
+    from cam_cli.data.images import list_images
+    from cam_cli.data.tiny_imagenet import read_train_boxes
 
     train_dir = Path(data_dir) / "train"
     boxes = read_train_boxes(train_dir)
@@ -58,8 +58,8 @@ def threshold_accuracies(
     """GT-known box accuracy (IoU >= 0.5, the paper's box rule) at every candidate threshold:
     one forward pass, the true class's CAM boxed at each threshold. Returns (accuracies in
     [0, 1], images that failed to load, which count as wrong)."""
-    from cam_cli.inference.box_rules import boxes_for_image
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.boxes.rules import boxes_for_image
+    from cam_cli.inference.localizer import RunOptions
 
     run = run or RunOptions(fast=False, progress=False)
     label = {path: index for path, index, _ in images}
@@ -112,8 +112,8 @@ def calibrate_checkpoints(
     (atomically), as `train` does at the end when ``threshold_images_per_class`` is set."""
     import torch
 
-    from cam_cli.common.atomic import save_torch_atomic
-    from cam_cli.inference.pipeline import RunOptions
+    from cam_cli.files.atomic import save_torch_atomic
+    from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import ModelOptions, load_model
 
     run_dir = Path(run_dir)

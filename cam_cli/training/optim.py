@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cam_cli.common.distributed import is_main_process
 from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
     ModelLoadError,
@@ -29,6 +28,7 @@ from cam_cli.models.weights import (
     read_state_file,
     unwrap_state_dict,
 )
+from cam_cli.runtime.distributed import is_main_process
 from cam_cli.training.config import TrainConfig, TrainError
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cam_cli.common.images import open_image
+from cam_cli.data.images import open_image
 
 RELEASED_THRESHOLDS = (20, 100, 110)  # generate_bbox.m:15, ILSVRC_evaluate_bbox.m:63
 DT_KEEP_ABOVE = 10  # dt_box.cpp:60: cvThreshold(dt, dt, 10, 255, CV_THRESH_BINARY)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cam_cli.inference.boxes import (
+from cam_cli.boxes.components import (
     _EIGHT_CONNECTED_WITHIN_MAP,
     boxes_from_cams,
     degenerate_maps,
@@ -54,7 +54,7 @@ def rule_boxes(cam: np.ndarray, rule: str = PAPER, threshold: float = 0.2) -> np
         return boxes_from_cams(cam[None], threshold)
     height, width = cam.shape
     if rule == ZHOU2016:
-        from cam_cli.inference.zhou2016 import quantize_heatmap, zhou2016_boxes
+        from cam_cli.boxes.zhou2016 import quantize_heatmap, zhou2016_boxes
 
         heatmap = cam if cam.dtype == np.uint8 else quantize_heatmap(cam)
         boxes = zhou2016_boxes(heatmap)
@@ -86,7 +86,7 @@ def resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     cam --npy image` makes, so a map resized here equals the ``.image.npy`` it wrote."""
     import torch
 
-    from cam_cli.inference.cam import upsample_cams
+    from cam_cli.cam.maps import upsample_cams
 
     width, height = size
     if cam.shape == (height, width):

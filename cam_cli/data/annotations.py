@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from cam_cli.models.classes import ClassInfo
+from cam_cli.data.classes import ClassInfo
 
 Box = tuple[int, int, int, int]
 
@@ -303,7 +303,7 @@ def read_annotations(
     """Read ground truth from whatever ``path`` is: a folder of XML, a Kaggle CSV, the
     devkit's ground-truth ``.txt`` (which needs ``meta_mat``), or Tiny ImageNet's
     ``val/val_annotations.txt`` or ``train/`` folder of ``<wnid>_boxes.txt`` (`tiny_imagenet`)."""
-    from cam_cli.evaluation import tiny_imagenet
+    from cam_cli.data import tiny_imagenet
 
     path = Path(path)
     if tiny_imagenet.is_train_dir(path):

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cam_cli.common.checks import printable_path
-from cam_cli.common.images import open_rgb
+from cam_cli.data.images import open_rgb
 from cam_cli.errors import SetupError
+from cam_cli.files.checks import printable_path
 
 BOX_COLOURS = [(255, 40, 40), (40, 220, 40), (40, 120, 255), (255, 200, 0), (220, 40, 220)]
 

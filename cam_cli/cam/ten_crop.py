@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cam_cli.inference.cam import upsample_cams
+from cam_cli.cam.maps import upsample_cams
 
 CROPS = 10
 

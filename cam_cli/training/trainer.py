@@ -35,17 +35,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cam_cli.common.atomic import remove_stale_temp_files
-from cam_cli.common.batches import ImageBatch, collate_images
-from cam_cli.common.checks import bounded_workers
-from cam_cli.common.device import Precision
-from cam_cli.common.distributed import Dist, setup_distributed
-from cam_cli.common.lock import FolderLock
+from cam_cli.data.batches import ImageBatch, collate_images
 from cam_cli.errors import SetupError
+from cam_cli.files.atomic import remove_stale_temp_files
+from cam_cli.files.checks import bounded_workers
+from cam_cli.files.lock import FolderLock
 from cam_cli.models.loading import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET, Preprocessing
 from cam_cli.models.registry import get_arch
 from cam_cli.models.weights import ModelLoadError, read_state_file
+from cam_cli.runtime.device import Precision
+from cam_cli.runtime.distributed import Dist, setup_distributed
 from cam_cli.training.checkpoints import (
     BEST,
     CONFIG_FILE,
@@ -76,7 +76,7 @@ from cam_cli.training.data import (
     limit_per_class,
     scan_data,
 )
-from cam_cli.training.model import (
+from cam_cli.training.optim import (
     build_optimizer,
     freeze_backbone,
     initial_model,

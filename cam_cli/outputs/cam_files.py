@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cam_cli.common.atomic import atomic_file, write_bytes_atomic
-from cam_cli.common.images import open_rgb
-from cam_cli.inference.cam import upsample_cams
-from cam_cli.inference.draw import heatmap_overlay, output_stem, png_bytes, safe_name
+from cam_cli.cam.maps import upsample_cams
+from cam_cli.data.images import open_rgb
+from cam_cli.files.atomic import atomic_file, write_bytes_atomic
 from cam_cli.inference.results import ImageResult
+from cam_cli.outputs.draw import heatmap_overlay, output_stem, png_bytes, safe_name
 
 NPY_CHOICES = ("none", "feature", "image", "both")
 

@@ -29,23 +29,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from cam_cli.common.batches import ImageBatch, ImageListDataset, collate_images
-from cam_cli.common.checks import bounded_workers
-from cam_cli.common.device import Precision, keep_freed_memory, resolve_device
-from cam_cli.common.device_decode import JpegRoutingDataset, decode_batches, resolve_decode
-from cam_cli.common.memory import batch_for_memory, out_of_memory
+from cam_cli.boxes.components import boxes_from_cams, scale_boxes
+from cam_cli.boxes.components_torch import boxes_from_cams_torch
+from cam_cli.boxes.rules import BOX_RULES, PAPER, ZHOU2016, boxes_for_image
+from cam_cli.cam import ten_crop as tc
+from cam_cli.cam.maps import class_scores, compute_cams, top_classes, upsample_cams
+from cam_cli.data.batches import ImageBatch, ImageListDataset, collate_images
+from cam_cli.data.classes import ClassInfo
+from cam_cli.data.decode import JpegRoutingDataset, decode_batches, resolve_decode
 from cam_cli.errors import SetupError
-from cam_cli.inference import sharding
-from cam_cli.inference import ten_crop as tc
-from cam_cli.inference.box_rules import BOX_RULES, PAPER, ZHOU2016, boxes_for_image
-from cam_cli.inference.boxes import boxes_from_cams, scale_boxes
-from cam_cli.inference.boxes_torch import boxes_from_cams_torch
-from cam_cli.inference.cam import class_scores, compute_cams, top_classes, upsample_cams
+from cam_cli.files.checks import bounded_workers
+from cam_cli.inference import shards
 from cam_cli.inference.results import ImageResult, Prediction
 from cam_cli.inference.threads import prefetched, single_threaded_pool
-from cam_cli.models.classes import ClassInfo
 from cam_cli.models.loading import LoadedModel
 from cam_cli.models.speedups import fold_batch_norms
+from cam_cli.runtime.device import Precision, keep_freed_memory, resolve_device
+from cam_cli.runtime.memory import batch_for_memory, out_of_memory
 
 logger = logging.getLogger(__name__)
 Finish = Callable[[ImageResult], None]
@@ -61,7 +61,7 @@ class RunOptions:
     a few tenths of a point): shared by `write_boxes`, `write_cams` and `evaluate`.
 
     ``workers=None``: `default_workers` for the device; ``fast=None``: low precision where the
-    hardware gains (`common.device.Precision`); ``progress=None``: a bar when stderr is a
+    hardware gains (`runtime.device.Precision`); ``progress=None``: a bar when stderr is a
     terminal; ``lanes=None``: one per torch thread on the CPU; ``box_step``: see `Localizer`.
     """
 
@@ -73,7 +73,7 @@ class RunOptions:
     progress: bool | None = None
     lanes: int | None = None
     box_step: str = "auto"  # see `Localizer`: where CAMs become boxes
-    decode: str = "auto"  # JPEG decoding: auto, pil or device (`common.device_decode`)
+    decode: str = "auto"  # JPEG decoding: auto, pil or device (`data.decode`)
 
     def localizer(
         self, loaded: LoadedModel, *, compile_now: bool = True, **settings: Any
@@ -95,24 +95,24 @@ class RunOptions:
     def localize(self, localizer: Localizer, paths: Sequence[str], **kwargs: Any):
         """`Localizer.localize` with these run settings. In a group of several processes (see
         `processes`), each runs its share of ``paths``, and rank 0 yields every result in input
-        order while the others yield none (`sharding.localize_shards`)."""
+        order while the others yield none (`shards.localize_shards`)."""
         settings = dict(
             batch_size=self.batch_size,
             workers=self.workers,
             progress=self.progress,
             decode=self.decode,
         )
-        if not sharding.active():
+        if not shards.active():
             return localizer.localize(paths, **settings, **kwargs)
         if self.workers is None:  # the machine's cores are shared by the processes on it
-            settings["workers"] = default_workers(localizer.device, sharding.cpus_per_process())
-        return sharding.localize_shards(localizer.localize, paths, **settings, **kwargs)
+            settings["workers"] = default_workers(localizer.device, shards.cpus_per_process())
+        return shards.localize_shards(localizer.localize, paths, **settings, **kwargs)
 
     def processes(self) -> AbstractContextManager[RunOptions]:
         """``with run.processes() as run:`` one job's processes: under torchrun, a process
         group for the job and these options with this process's device (cuda:LOCAL_RANK or the
-        CPU); in one process, these options and nothing else (`sharding.processes`)."""
-        return sharding.processes(self)
+        CPU); in one process, these options and nothing else (`shards.processes`)."""
+        return shards.processes(self)
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,7 @@ class Localizer:
         network's device (only boxes leave it); ``auto`` takes torch on CUDA and scipy on the
         CPU, where scipy is ~5x faster per map (measured, one core). Both give equal boxes.
 
-        ``box_rule`` (`box_rules`): ``paper`` (one box per CAM, the default path, untouched),
+        ``box_rule`` (`boxes.rules`): ``paper`` (one box per CAM, the default path, untouched),
         ``zhou2016`` (the released generator, on the CAM resized to each image's own size) or
         ``all-components``; the others rank several boxes per CAM (`Prediction.boxes`).
         ``ten_crop``: the released ten-crop CAM (`ten_crop`); its maps are resized to each
@@ -415,7 +415,7 @@ class Localizer:
 
     def _ranked_boxes(self, out: _ForwardOutput) -> list[list[list[list[int]]]]:
         """Every map's ranked boxes in its image's pixels, ``[image][map][rank]``, for the
-        rules other than the paper's one-crop path (`box_rules.boxes_for_image`)."""
+        rules other than the paper's one-crop path (`boxes.rules.boxes_for_image`)."""
         at_size = out.source_maps is not None
         maps = out.source_maps if at_size else out.upsampled
         return [
@@ -542,13 +542,13 @@ class Localizer:
         the box thread), so heavy per-image work runs beside the network; it may set
         ``result.analysis`` and must be thread-safe. ``progress``: a bar on stderr; ``None``
         shows it when stderr is a terminal. ``decode``: where JPEGs are decoded, "pil" (the
-        workers or the decode thread), "device" (`common.device_decode`: batched on the
+        workers or the decode thread), "device" (`data.decode`: batched on the
         model's device, other files by PIL) or "auto" (the device on CUDA, PIL elsewhere).
         """
         from torch.utils.data import DataLoader
         from tqdm import tqdm
 
-        # --- device JPEG decoding (common.device_decode): workers route, this process decodes
+        # --- device JPEG decoding (data.decode): workers route, this process decodes
         on_device = resolve_decode(decode, self.device) == "device"
         dataset_type = JpegRoutingDataset if on_device else ImageListDataset
         dataset = dataset_type(list(paths), self.load_size)
@@ -575,7 +575,7 @@ class Localizer:
             leave=False,
         )
         batches = loader if workers > 0 else prefetched(loader, depth=2)
-        if on_device:  # in this thread, never beside it: see common.device_decode
+        if on_device:  # in this thread, never beside it: see data.decode
             batches = decode_batches(batches, self.device, self.load_size, dataset.max_pixels)
         # --- end of device JPEG decoding
         asked = _Asked(
@@ -594,7 +594,7 @@ class Localizer:
 
     def batch_for_memory(self, batch_size: int, extra: int = 0) -> int:
         """``batch_size``, or fewer images where that many would not fit in memory at this
-        input size (`common.memory`); ``extra``: CAMs asked per image besides the top-k."""
+        input size (`runtime.memory`); ``extra``: CAMs asked per image besides the top-k."""
         maps = len(self.fixed_classes) if self.fixed_classes else self.topk
         crops = 10 if self.ten_crop else 1
         return batch_for_memory(batch_size, self.input_size, maps + extra, self.device, crops)

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cam_cli.evaluation.annotations import Box, ImageAnnotation, _check_box
+from cam_cli.data.annotations import Box, ImageAnnotation, _check_box
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def metadata_texts(metadata: WsolMetadata) -> dict[str, str]:
 
 def write_wsol_metadata(metadata: WsolMetadata, directory: str | Path) -> list[Path]:
     """Write the four files into ``directory`` (created), each atomically; returns their paths."""
-    from cam_cli.common.atomic import write_text_atomic
+    from cam_cli.files.atomic import write_text_atomic
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from cam_cli.common.checks import printable_path
 from cam_cli.errors import SetupError
+from cam_cli.files.checks import printable_path
 
 LOCK_NAME = ".cam-cli.lock"
 FILE_LOCK_SUFFIX = ".cam-cli.lock"

@@ -6,7 +6,7 @@ Each file is routed once, in the DataLoader worker that reads it (`JpegRoutingDa
   its bytes travel to the main process;
 - "pil": anything else (PNG, greyscale, CMYK/YCCK, 12-bit, progressive, arithmetic-coded,
   lossless, rotated, truncated, empty, not an image, over the pixel limit...) is decoded and
-  resized right there by the robust PIL path (`common.images.load_resized`), so it gets the
+  resized right there by the robust PIL path (`data.images.load_resized`), so it gets the
   same pixels or the same one-line error as without device decoding.
 
 In the main process `decode_pending` decodes a batch's JPEGs with one batched
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cam_cli.common.batches import DecodedImage, ImageBatch, ImageListDataset, decode_item
+from cam_cli.data.batches import DecodedImage, ImageBatch, ImageListDataset, decode_item
 from cam_cli.errors import SetupError
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.common.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, regular_file
+from cam_cli.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, regular_file
 
 HEATMAP_EXTENSIONS = frozenset(IMAGE_EXTENSIONS | {".npy"})
 NPY_MAGIC = b"\x93NUMPY"
@@ -32,7 +32,7 @@ def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
         raise ValueError(error.strerror or str(error)) from None
     if path.suffix.lower() == ".npy":
         return _read_npy(path)
-    from cam_cli.inference.zhou2016 import load_heatmap
+    from cam_cli.boxes.zhou2016 import load_heatmap
 
     try:
         if info.st_size == 0:
@@ -88,7 +88,7 @@ _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 def parse_size(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
     """``"WxH"`` -> ``(width, height)``; ValueError for anything else, and for an image larger
-    than any image the tool decodes (``max_pixels``, `common.images`): such a size would give
+    than any image the tool decodes (``max_pixels``, `data.images`): such a size would give
     boxes beyond int64, or maps of many GB."""
     match = _SIZE.match(text)
     if not match or int(match[1]) < 1 or int(match[2]) < 1:
@@ -105,7 +105,7 @@ def parse_size(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, in
 def reference_size(path: str | Path) -> tuple[int, int]:
     """The upright ``(width, height)`` of an image, as `bbox` reports it (EXIF rotation
     applied), read from its header. ValueError when it cannot be read."""
-    from cam_cli.common.images import _SWAPPING_ORIENTATIONS, open_image
+    from cam_cli.data.images import _SWAPPING_ORIENTATIONS, open_image
 
     try:
         regular_file(path)  # a FIFO would block the open

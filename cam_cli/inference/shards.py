@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 
 import torch.distributed as dist
 
-from cam_cli.common.distributed import launched_processes, setup_distributed
 from cam_cli.errors import SetupError
 from cam_cli.inference.results import ImageResult
+from cam_cli.runtime.distributed import launched_processes, setup_distributed
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -5,7 +5,7 @@ move between processes than floats; the network's normalisation runs on its devi
 batch with `collate_images`: good images stacked, failed ones carried along so every failure is
 reported once and counted, never silently dropped.
 
-With device decoding (`common.device_decode`) an item may instead carry its JPEG file's bytes
+With device decoding (`data.decode`) an item may instead carry its JPEG file's bytes
 (``encoded``); the collate packs those back to back into ``ImageBatch.pending``, and the main
 process decodes them on the device before the batch reaches the network.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cam_cli.common.images import DEFAULT_MAX_PIXELS, load_resized
+from cam_cli.data.images import DEFAULT_MAX_PIXELS, load_resized
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""The paper's CAM-to-box step in plain, batched PyTorch: `inference.boxes` without the host.
+"""The paper's CAM-to-box step in plain, batched PyTorch: `boxes.components` without the host.
 
-`cam_cli.inference.boxes.boxes_from_cams` labels with scipy, so the maps must first be copied to
+`cam_cli.boxes.components.boxes_from_cams` labels with scipy, so the maps must first be copied to
 the host (N*H*W floats per batch) and labelled there. The maps are computed on the accelerator;
 here the whole step runs where they are, and only the ``[N, 4]`` boxes need to leave it.
 
-The contract is exact equality with `cam_cli.inference.boxes.boxes_from_cams`, whose docstring
+The contract is exact equality with `cam_cli.boxes.components.boxes_from_cams`, whose docstring
 holds the conventions (inclusive boxes, strictly above ``threshold * max``, 8-connectivity, the
 largest component wins and a tie goes to the first one in raster order, whole-map box for
 degenerate maps and empty masks). Nothing here is approximate: the tests compare the two on
@@ -97,7 +97,7 @@ def boxes_from_masks_torch(masks: Tensor) -> Tensor:
     """Box of the largest 8-connected component of each mask ``[N, H, W]`` -> ``[N, 4]`` int64.
 
     The mask-level half of `boxes_from_cams_torch`, for callers that segment differently (as
-    `inference.boxes.boxes_from_masks` is for the scipy path). An empty mask gets the whole map.
+    `boxes.components.boxes_from_masks` is for the scipy path). An empty mask gets the whole map.
     """
     if masks.ndim != 3:
         raise ValueError(f"expected a stack of masks [N, H, W], got shape {tuple(masks.shape)}")
@@ -141,7 +141,7 @@ def boxes_from_masks_torch(masks: Tensor) -> Tensor:
 def boxes_from_cams_torch(cams: Tensor, threshold: float = 0.2) -> Tensor:
     """The paper's box for each CAM of a stack ``[N, H, W]``: ``[N, 4]`` int64 on its device.
 
-    Equal to `cam_cli.inference.boxes.boxes_from_cams` on the same values. bfloat16 and float16
+    Equal to `cam_cli.boxes.components.boxes_from_cams` on the same values. bfloat16 and float16
     maps are compared in float32, so they give exactly the boxes of their float32 values;
     float64 stays float64, as numpy keeps it.
     """
@@ -165,7 +165,7 @@ def boxes_from_cams_torch(cams: Tensor, threshold: float = 0.2) -> Tensor:
 def component_boxes_torch(masks: Tensor) -> tuple[Tensor, Tensor]:
     """Boxes of *all* 8-connected components of a mask stack (for MaxBoxAccV2), on its device.
 
-    Returns ``(map_index [n], boxes [n, 4])`` as `inference.boxes.component_boxes` does, with the
+    Returns ``(map_index [n], boxes [n, 4])`` as `boxes.components.component_boxes` does, with the
     components of each map in raster order of their first pixel (scipy's label order).
     """
     if masks.ndim != 3:

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cam_cli.common.images import list_images
+from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.classes import ClassInfo
+from cam_cli.data.images import list_images
 from cam_cli.errors import SetupError
-from cam_cli.evaluation.annotations import ImageAnnotation
-from cam_cli.models.classes import ClassInfo
 
 EXAMPLES = 5  # missing items named in error messages (the JSON report lists them all)
 

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cam_cli.common.images import DEFAULT_MAX_PIXELS, is_image_file
+from cam_cli.data.images import DEFAULT_MAX_PIXELS, is_image_file
 from cam_cli.errors import SetupError
 
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 4096  # 4096x4096 already takes GBs of activations/image
@@ -229,7 +229,7 @@ def check_output_file(path: str | os.PathLike | None, option: str) -> None:
     if path.is_dir():
         raise SetupError(f"{option} {printable_path(path)}: is a directory; give a FILE")
     if path.exists() and not path.is_file():
-        return  # /dev/null, a FIFO: written directly (`common.atomic.atomic_file`)
+        return  # /dev/null, a FIFO: written directly (`files.atomic.atomic_file`)
     _check_parent(path, option)
 
 
@@ -262,7 +262,7 @@ def check_input_size(
 
 def check_image_size(size: tuple[int, int] | None, option: str = "--size") -> None:
     """An image size given as ``(width, height)``: no larger than an image the tool decodes
-    (`common.images.DEFAULT_MAX_PIXELS`), so boxes scaled to it stay exact integers."""
+    (`data.images.DEFAULT_MAX_PIXELS`), so boxes scaled to it stay exact integers."""
     if size is None:
         return
     width, height = size

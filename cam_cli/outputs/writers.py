@@ -2,7 +2,7 @@
 
 A file output is written to a temporary sibling and renamed into place when the run ends, so a
 reader never sees a half-written file under the final name. JSON is always strict (no NaN), and
-a path that is not valid UTF-8 is written escaped (`common.checks.printable_path`).
+a path that is not valid UTF-8 is written escaped (`files.checks.printable_path`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from cam_cli.common.atomic import atomic_file, named_errors
-from cam_cli.common.checks import printable, printable_path
 from cam_cli.errors import SetupError
+from cam_cli.files.atomic import atomic_file, named_errors
+from cam_cli.files.checks import printable, printable_path
 
 CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
                "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
@@ -72,7 +72,7 @@ BOX_FORMATS = ("jsonl", "csv")
 def json_line(record: dict) -> str:
     """One strict JSON line (no NaN/Infinity, which JSON does not have: a ValueError instead)
     that can always be written as UTF-8: a file name that is not valid UTF-8 is written with
-    its odd bytes as ``\\xNN`` (`common.checks.printable_path`)."""
+    its odd bytes as ``\\xNN`` (`files.checks.printable_path`)."""
     text = json.dumps(record, ensure_ascii=False, allow_nan=False)
     try:
         text.encode("utf-8")
@@ -174,7 +174,7 @@ BOX_CSV_COLUMNS = ["path", "map", "width", "height", "rank", "xmin", "ymin", "xm
 class BoxRecordWriter:
     """Streams `cam-cli boxes` records, ``{"path", ["map",] "width", "height", "boxes"}`` or
     ``{"path", "error"}``, as JSON Lines or CSV (one row per box, ``rank`` 1 first), names
-    that are not UTF-8 escaped as `RecordWriter` writes them (`common.checks.printable_path`)."""
+    that are not UTF-8 escaped as `RecordWriter` writes them (`files.checks.printable_path`)."""
 
     def __init__(self, handle: IO[str], fmt: str = "jsonl") -> None:
         if fmt not in BOX_FORMATS:

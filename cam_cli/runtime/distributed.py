@@ -1,5 +1,5 @@
 """One process, or the processes torchrun starts: the one distributed set-up of training and of
-sharded inference (`inference.sharding`).
+sharded inference (`inference.shards`).
 
 torchrun describes the group in RANK / WORLD_SIZE / LOCAL_RANK; nccl joins CUDA processes, gloo
 CPU ones, and each CUDA process uses the GPU cuda:LOCAL_RANK. Only rank 0 writes files and logs;
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from cam_cli.common.device import resolve_device
+from cam_cli.runtime.device import resolve_device
 
 
 def is_main_process() -> bool:

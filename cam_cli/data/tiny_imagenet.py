@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cam_cli.evaluation.annotations import Box, ImageAnnotation, _check_box
-from cam_cli.models.classes import ClassInfo
+from cam_cli.data.annotations import Box, ImageAnnotation, _check_box
+from cam_cli.data.classes import ClassInfo
 
 VAL_ANNOTATIONS = "val_annotations.txt"
 BOXES_SUFFIX = "_boxes.txt"

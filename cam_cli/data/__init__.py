@@ -1,0 +1,1 @@
+"""What comes in: images, batches, decoding, class lists, ground truth, map files."""

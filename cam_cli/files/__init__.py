@@ -1,0 +1,1 @@
+"""Atomic writes, one writer at a time, the checks made before any work."""

@@ -1,0 +1,1 @@
+"""What goes out: records, drawn boxes, CAM files."""

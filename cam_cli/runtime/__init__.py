@@ -1,0 +1,1 @@
+"""Where and how it runs: device and precision, memory, torchrun's process group."""
