@@ -28,9 +28,10 @@ from cam_cli.boxes.components import (
     threshold_masks,
     whole_map_box,
 )
+from cam_cli.settings import BoxRule, choices
 
-PAPER, ZHOU2016, ALL_COMPONENTS = "paper", "zhou2016", "all-components"
-BOX_RULES = (PAPER, ZHOU2016, ALL_COMPONENTS)
+BOX_RULES = choices(BoxRule)
+PAPER, ZHOU2016, ALL_COMPONENTS = BOX_RULES
 
 
 def check_rule(rule: str) -> str:

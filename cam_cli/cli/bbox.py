@@ -8,36 +8,28 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
+from cam_cli.settings import BboxFormat
 
 
+@o.with_option_groups
 def bbox(
     images: o.Images = None,
     extra_images: o.ExtraImages = None,
-    arch: o.Arch = None,
-    weights: o.Weights = None,
-    checkpoint: o.Checkpoint = None,
-    classes: o.ClassesFile = None,
-    normalize: o.Normalize = None,
-    input_size: o.InputSize = None,
+    model: o.ModelArgs = o.ModelArgs(),
     topk: o.TopK = 5,
     threshold: o.ModelThreshold = None,
     class_query: o.ClassQuery = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,
-    batch_size: o.BatchSize = 32,
-    workers: o.Workers = None,
-    device: o.Device = "auto",
-    fast: o.Fast = None,
-    compile_model: o.Compile = False,
-    decode: o.Decode = o.DecodeMode.auto,
+    run: o.RunArgs = o.RunArgs(),
     output_format: Annotated[
-        o.BboxFormat,
+        BboxFormat,
         typer.Option(
             "--format",
             help="jsonl, csv, or coco: one COCO JSON document (images, categories, and "
             "annotations as detection results, bbox [x, y, w, h]).",
         ),
-    ] = o.BboxFormat.jsonl,
+    ] = BboxFormat.jsonl,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
     ] = None,
@@ -62,16 +54,16 @@ def bbox(
     o.configure_logging(quiet)
     sources = [*(images or []), *(extra_images or [])]
     o.check_before_work(
-        inputs=o.model_inputs(weights, checkpoint, classes, sources),
+        inputs=model.inputs(sources),
         outputs={"--output": output},
         output_dirs={"--draw": draw},
-        input_size=input_size,
+        input_size=model.input_size,
     )
     from cam_cli.inference.jobs import write_boxes
 
     with o.errors_as_exit():
         summary = write_boxes(
-            o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
+            model.options(),
             sources,
             output=output,
             fmt=output_format.value,
@@ -81,6 +73,6 @@ def bbox(
             draw=draw,
             box_rule=box_rule.value,
             ten_crop=ten_crop,
-            run=o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
+            run=run.options(quiet),
         )
     o.end_of_run(summary)

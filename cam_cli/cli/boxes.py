@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
+from cam_cli.settings import OutputFormat
 
 
 def boxes(
@@ -48,8 +49,8 @@ def boxes(
         ),
     ] = None,
     output_format: Annotated[
-        o.OutputFormat, typer.Option("--format", help="jsonl or csv.")
-    ] = o.OutputFormat.jsonl,
+        OutputFormat, typer.Option("--format", help="jsonl or csv.")
+    ] = OutputFormat.jsonl,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (default stdout).")
     ] = None,

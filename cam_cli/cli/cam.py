@@ -8,32 +8,24 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
+from cam_cli.settings import NpyMaps
 
 
+@o.with_option_groups
 def cam(
     out: Annotated[Path, typer.Option("--out", help="Folder for the overlays and maps.")],
     images: o.Images = None,
     extra_images: o.ExtraImages = None,
-    arch: o.Arch = None,
-    weights: o.Weights = None,
-    checkpoint: o.Checkpoint = None,
-    classes: o.ClassesFile = None,
-    normalize: o.Normalize = None,
-    input_size: o.InputSize = None,
+    model: o.ModelArgs = o.ModelArgs(),
     topk: o.TopK = 1,
     class_query: o.ClassQuery = None,
     ten_crop: o.TenCrop = False,
     npy: Annotated[
-        o.NpyMaps,
+        NpyMaps,
         typer.Option(help="Also save raw maps: none, feature (h x w), image (H x W) or both."),
-    ] = o.NpyMaps.none,
+    ] = NpyMaps.none,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Heat-map opacity.")] = 0.5,
-    batch_size: o.BatchSize = 32,
-    workers: o.Workers = None,
-    device: o.Device = "auto",
-    fast: o.Fast = None,
-    compile_model: o.Compile = False,
-    decode: o.Decode = o.DecodeMode.auto,
+    run: o.RunArgs = o.RunArgs(),
     quiet: o.Quiet = False,
 ) -> None:
     """Write each image's class activation maps as colour overlays (PNG), optionally raw (.npy).
@@ -51,15 +43,15 @@ def cam(
     o.configure_logging(quiet)
     sources = [*(images or []), *(extra_images or [])]
     o.check_before_work(
-        inputs=o.model_inputs(weights, checkpoint, classes, sources),
+        inputs=model.inputs(sources),
         output_dirs={"--out": out},
-        input_size=input_size,
+        input_size=model.input_size,
     )
     from cam_cli.inference.jobs import write_cams
 
     with o.errors_as_exit():
         summary = write_cams(
-            o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
+            model.options(),
             sources,
             out,
             topk=topk,
@@ -67,6 +59,6 @@ def cam(
             npy=npy.value,
             alpha=alpha,
             ten_crop=ten_crop,
-            run=o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
+            run=run.options(quiet),
         )
     o.end_of_run(summary)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
-from cam_cli.cli.evaluate import CubSplit
+from cam_cli.settings import CubSplit
 
 
 def convert(

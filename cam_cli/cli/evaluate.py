@@ -7,25 +7,13 @@ errors (exit 1, after the table).
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cam_cli.cli import options as o
-
-
-class MaxBoxAccProtocolName(StrEnum):
-    wsol = "wsol"
-    cam_cli = "cam-cli"
-
-
-class CubSplit(StrEnum):
-    test = "test"
-    train = "train"
-    all = "all"
-
+from cam_cli.settings import CubSplit, MaxBoxAccProtocolName
 
 MODEL_OPTIONS = (
     "arch",
@@ -56,6 +44,7 @@ def _option(name: str) -> str:
     return {"compile_model": "--compile"}.get(name, "--" + name.replace("_", "-"))
 
 
+@o.with_option_groups
 def eval_command(
     ctx: typer.Context,
     annotations: Annotated[
@@ -118,12 +107,7 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
-    arch: o.Arch = None,
-    weights: o.Weights = None,
-    checkpoint: o.Checkpoint = None,
-    classes: o.ClassesFile = None,
-    normalize: o.Normalize = None,
-    input_size: o.InputSize = None,
+    model: o.ModelArgs = o.ModelArgs(),
     threshold: o.ModelThreshold = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,
@@ -220,12 +204,7 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
-    batch_size: o.BatchSize = 32,
-    workers: o.Workers = None,
-    device: o.Device = "auto",
-    fast: o.Fast = None,
-    compile_model: o.Compile = False,
-    decode: o.Decode = o.DecodeMode.auto,
+    run: o.RunArgs = o.RunArgs(),
     quiet: o.Quiet = False,
 ) -> None:
     """ILSVRC localization error (top-1/top-5, GT-known, baselines; MaxBoxAccV2 on request).
@@ -254,7 +233,7 @@ def eval_command(
       cam-cli eval --scoremaps maps/ --annotations val_xml/      # anyone's maps, no model
     """
     _check_options(
-        ctx, annotations, images, predictions, meta, cub, classes, scoremaps, wsol_metadata
+        ctx, annotations, images, predictions, meta, cub, model.classes, scoremaps, wsol_metadata
     )
     _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, cam_threshold_from, maxboxacc)
     if class_predictions is not None and (predictions is not None or scoremaps is not None):
@@ -272,9 +251,9 @@ def eval_command(
               "--class-predictions": class_predictions,
               "--wsol-metadata": wsol_metadata, "--mask-root": mask_root}  # fmt: skip
     o.check_before_work(
-        inputs={**inputs, **o.model_inputs(weights, checkpoint, classes)},
+        inputs={**inputs, **model.inputs()},
         outputs={"--json": json_out, "--per-image": per_image},
-        input_size=input_size,
+        input_size=model.input_size,
     )
     from cam_cli.evaluation.evaluate import evaluate
     from cam_cli.evaluation.report import format_report
@@ -287,10 +266,8 @@ def eval_command(
             meta=meta,
             images=images,
             predictions=predictions,
-            model=None
-            if predictions is not None or scoremaps is not None
-            else o.model_options(arch, weights, checkpoint, classes, normalize, input_size),
-            classes_file=classes if predictions is not None else None,
+            model=None if predictions is not None or scoremaps is not None else model.options(),
+            classes_file=model.classes if predictions is not None else None,
             allow_missing=allow_missing,
             threshold=threshold,
             maxboxacc=maxboxacc,
@@ -306,9 +283,7 @@ def eval_command(
             class_predictions=class_predictions,
             wsol_metadata=wsol_metadata,
             mask_root=mask_root,
-            run=None
-            if predictions is not None or scoremaps is not None
-            else o.run_options(batch_size, workers, device, fast, compile_model, quiet, decode),
+            run=None if predictions is not None or scoremaps is not None else run.options(quiet),
         )
     if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
         return

@@ -6,18 +6,21 @@ Exit codes: 0 all good, 1 some inputs failed (each named on stderr), 2 usage err
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import StrEnum
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
 from cam_cli.errors import SetupError
+from cam_cli.settings import BoxRule, DecodeMode, Normalization
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 LOGGER = "cam_cli"
@@ -130,41 +133,6 @@ def configure_logging(quiet: bool = False) -> None:
 def progress(quiet: bool) -> bool | None:
     """A progress bar unless --quiet; ``None`` lets tqdm show it only on a terminal."""
     return False if quiet else None
-
-
-class Normalization(StrEnum):
-    imagenet = "imagenet"
-    caffe = "caffe"
-
-
-class OutputFormat(StrEnum):
-    jsonl = "jsonl"
-    csv = "csv"
-
-
-class BboxFormat(StrEnum):
-    jsonl = "jsonl"
-    csv = "csv"
-    coco = "coco"
-
-
-class DecodeMode(StrEnum):
-    auto = "auto"
-    pil = "pil"
-    device = "device"
-
-
-class BoxRule(StrEnum):
-    paper = "paper"
-    zhou2016 = "zhou2016"
-    all_components = "all-components"
-
-
-class NpyMaps(StrEnum):
-    none = "none"
-    feature = "feature"
-    image = "image"
-    both = "both"
 
 
 # ---- options shared by every command that runs a model ---------------------------------------
@@ -310,47 +278,99 @@ ClassQuery = Annotated[
 ]
 
 
-def model_inputs(weights, checkpoint, classes, images=None) -> dict:
-    """The input files of a model run, as `check_before_work` takes them."""
-    weights_file = None if weights in (None, "imagenet") else weights
-    return {"--weights": weights_file, "--checkpoint": checkpoint, "--classes": classes,
-            "--images": images}  # fmt: skip
+# ---- option groups: declared once, spliced into each command that takes them -----------------
+class OptionGroup:
+    """A dataclass whose fields are options (typer ``Annotated`` aliases and their defaults).
+
+    A command takes the whole group as one parameter (``model: ModelArgs = ModelArgs()``);
+    `with_option_groups` puts the fields in its place on the command line, in field order, so
+    a group's options are declared once and read the same in every command's ``--help``."""
 
 
-def model_options(
-    arch: str | None,
-    weights: str | None,
-    checkpoint: Path | None,
-    classes: Path | None,
-    normalize: Normalization | None,
-    input_size: int | None,
-):
-    """The model options as the library's `ModelOptions` (imported here: it pulls in torch)."""
-    from cam_cli.models.loading import ModelOptions
+@dataclass(frozen=True)
+class ModelArgs(OptionGroup):
+    """Where the model comes from: the options of `models.loading.ModelOptions`."""
 
-    return ModelOptions(
-        arch=arch,
-        weights=weights,
-        checkpoint=checkpoint,
-        classes_file=classes,
-        normalize=None if normalize is None else normalize.value,
-        input_size=input_size,
-    )
+    arch: Arch = None
+    weights: Weights = None
+    checkpoint: Checkpoint = None
+    classes: ClassesFile = None
+    normalize: Normalize = None
+    input_size: InputSize = None
+
+    def options(self):
+        """The library's `ModelOptions` (imported here: it pulls in torch)."""
+        from cam_cli.models.loading import ModelOptions
+
+        return ModelOptions(
+            arch=self.arch,
+            weights=self.weights,
+            checkpoint=self.checkpoint,
+            classes_file=self.classes,
+            normalize=None if self.normalize is None else self.normalize.value,
+            input_size=self.input_size,
+        )
+
+    def inputs(self, images=None) -> dict:
+        """The input files of a model run, as `check_before_work` takes them."""
+        weights_file = None if self.weights in (None, "imagenet") else self.weights
+        return {"--weights": weights_file, "--checkpoint": self.checkpoint,
+                "--classes": self.classes, "--images": images}  # fmt: skip
 
 
-def run_options(batch_size, workers, device, fast, compile_model, quiet, decode=DecodeMode.auto):
-    """The run options as the library's `RunOptions` (imported here: it pulls in torch)."""
-    from cam_cli.inference.localizer import RunOptions
+@dataclass(frozen=True)
+class RunArgs(OptionGroup):
+    """How the model runs: the options of `inference.localizer.RunOptions`."""
 
-    return RunOptions(
-        batch_size=batch_size,
-        workers=workers,
-        device=device,
-        fast=fast,
-        compile_model=compile_model,
-        progress=progress(quiet),
-        decode=DecodeMode(decode).value,
-    )
+    batch_size: BatchSize = 32
+    workers: Workers = None
+    device: Device = "auto"
+    fast: Fast = None
+    compile_model: Compile = False
+    decode: Decode = DecodeMode.auto
+
+    def options(self, quiet: bool):
+        """The library's `RunOptions` (imported here: it pulls in torch)."""
+        from cam_cli.inference.localizer import RunOptions
+
+        return RunOptions(
+            batch_size=self.batch_size,
+            workers=self.workers,
+            device=self.device,
+            fast=self.fast,
+            compile_model=self.compile_model,
+            progress=progress(quiet),
+            decode=DecodeMode(self.decode).value,
+        )
+
+
+def with_option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` as typer sees it: each `OptionGroup` parameter replaced by the group's
+    fields (same names, annotations and defaults), and the group rebuilt from them at call."""
+    signature = inspect.signature(command, eval_str=True)
+    groups: dict[str, type] = {}
+    parameters = []
+    for parameter in signature.parameters.values():
+        group = parameter.annotation
+        if not (isinstance(group, type) and issubclass(group, OptionGroup)):
+            parameters.append(parameter)
+            continue
+        groups[parameter.name] = group
+        hints = get_type_hints(group, include_extras=True)
+        parameters += [
+            inspect.Parameter(f.name, parameter.kind, default=f.default, annotation=hints[f.name])
+            for f in fields(group)
+        ]
+
+    @functools.wraps(command)
+    def run(**given: Any) -> Any:
+        for name, group in groups.items():
+            given[name] = group(**{f.name: given.pop(f.name) for f in fields(group)})
+        return command(**given)
+
+    run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run
 
 
 def end_of_run(summary, what: str = "images") -> None:

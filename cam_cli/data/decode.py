@@ -44,6 +44,7 @@ import torch
 
 from cam_cli.data.batches import DecodedImage, ImageBatch, ImageListDataset, decode_item
 from cam_cli.errors import SetupError
+from cam_cli.settings import DecodeMode, choices
 
 logger = logging.getLogger(__name__)
 # torchvision 0.29 deprecates its image codecs (for TorchCodec) with a DeprecationWarning on
@@ -55,7 +56,7 @@ warnings.filterwarnings(
     category=DeprecationWarning,
 )
 
-DECODE_CHOICES = ("auto", "pil", "device")
+DECODE_CHOICES = choices(DecodeMode)
 # Bigger files go to PIL, which streams them (a valid JPEG within the pixel limit is smaller).
 MAX_ENCODED_BYTES = 256 * 1024 * 1024
 

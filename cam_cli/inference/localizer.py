@@ -46,13 +46,14 @@ from cam_cli.models.loading import LoadedModel
 from cam_cli.models.speedups import fold_batch_norms
 from cam_cli.runtime.device import Precision, keep_freed_memory, resolve_device
 from cam_cli.runtime.memory import batch_for_memory, out_of_memory
+from cam_cli.settings import BoxStep, choices
 
 logger = logging.getLogger(__name__)
 Finish = Callable[[ImageResult], None]
 # (good images of a batch, their extra classes' CAMs [B, m, S, S] on the device) -> one
 # analysis per image, kept on `ImageResult.analysis`: per-image work done where the maps are.
 ExtraMaps = Callable[[list, torch.Tensor], list]
-BOX_STEPS = ("auto", "scipy", "torch")
+BOX_STEPS = choices(BoxStep)
 
 
 @dataclass(frozen=True)

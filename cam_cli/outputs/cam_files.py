@@ -13,8 +13,9 @@ from cam_cli.data.images import open_rgb
 from cam_cli.files.atomic import atomic_file, write_bytes_atomic
 from cam_cli.inference.results import ImageResult
 from cam_cli.outputs.draw import heatmap_overlay, output_stem, png_bytes, safe_name
+from cam_cli.settings import NpyMaps, choices
 
-NPY_CHOICES = ("none", "feature", "image", "both")
+NPY_CHOICES = choices(NpyMaps)
 
 
 @dataclass

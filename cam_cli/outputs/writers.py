@@ -18,6 +18,7 @@ from typing import IO
 from cam_cli.errors import SetupError
 from cam_cli.files.atomic import atomic_file, named_errors
 from cam_cli.files.checks import printable, printable_path
+from cam_cli.settings import BboxFormat, OutputFormat, choices
 
 CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
                "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
@@ -65,8 +66,8 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
             yield handle
 
 
-FORMATS = ("jsonl", "csv", "coco")
-BOX_FORMATS = ("jsonl", "csv")
+FORMATS = choices(BboxFormat)
+BOX_FORMATS = choices(OutputFormat)
 
 
 def json_line(record: dict) -> str:
