@@ -41,9 +41,13 @@ Examples:
 """
 
 Opt = typer.Option
+# The options that are not training settings; every other option is a `TrainConfig` key of
+# the same name (None: not given), so a new setting is one new option below.
+NOT_SETTINGS = ("data", "out", "config", "resume", "quiet")
 
 
 def train(
+    ctx: typer.Context,
     data: Annotated[Path, Opt("--data", help="Dataset folder (train/ [val/]).")],
     out: Annotated[Path, Opt("--out", help="Run folder for checkpoints and metrics.")],
     arch: Annotated[
@@ -129,14 +133,12 @@ def train(
             message = f"--lr-milestones: expected numbers like 30,60,80, got {lr_milestones!r}"
             raise o.fail(message) from None
     overrides = {
-        "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "new_layers_lr_mult": new_layers_lr_mult, "lr_schedule": lr_schedule,
-        "lr_step_size": lr_step_size, "lr_milestones": milestones, "lr_gamma": lr_gamma,
-        "warmup_epochs": warmup_epochs, "weight_decay": weight_decay, "momentum": momentum,
-        "image_size": image_size, "augment": augment, "workers": workers, "device": device,
-        "pretrained": pretrained, "amp": amp, "seed": seed, "checkpoint_every": checkpoint_every,
-        "backbone_weights": str(backbone_weights) if backbone_weights is not None else None,
-    }  # fmt: skip
+        option.name: ctx.params[option.name]
+        for option in ctx.command.params  # in declaration order
+        if option.name not in NOT_SETTINGS
+    }
+    overrides["lr_milestones"] = milestones
+    overrides["backbone_weights"] = None if backbone_weights is None else str(backbone_weights)
     o.configure_logging(quiet)
     o.check_before_work(output_dirs={"--out": out}, input_size=image_size,
                         input_size_option="--image-size")  # fmt: skip
