@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cam_cli.cam.maps import compute_cams
-from cam_cli.models.loading import ModelLoadError, load_model
+from cam_cli.errors import ModelLoadError
+from cam_cli.models.loading import load_model
 from cam_cli.models.registry import build_model, cam_size, get_arch, list_archs
 
 ARCHS = [spec.name for spec in list_archs()]

@@ -21,6 +21,7 @@ import torch
 from typer.testing import CliRunner
 
 from cam_cli.cli.main import app
+from cam_cli.errors import TrainError
 from cam_cli.models.loading import CHECKPOINT_FORMAT, load_model
 from cam_cli.models.registry import build_model as build_registry_model
 from cam_cli.models.registry import get_arch
@@ -29,7 +30,7 @@ from cam_cli.training.checkpoints import DEBUG_KILL_ENV
 from cam_cli.training.config import TrainConfig, read_config_file, resolve_config
 from cam_cli.training.data import EpochSampler, LabeledImages, random_resized_crop_box, scan_data
 from cam_cli.training.optim import apply_initial_weights, lr_factor, param_groups
-from cam_cli.training.trainer import TrainError, train
+from cam_cli.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cam_cli.errors import SetupError
+from cam_cli.errors import NotCAMExact, SetupError
 from cam_cli.models.preprocess import Preprocessing
 
 PREFIX = "timm/"
@@ -27,10 +27,6 @@ INSTALL_HINT = 'pip install "cam-cli[timm]"'
 
 # Leaf layers a CAM-exact head may call besides its one linear classifier.
 _NEUTRAL = ("Identity", "Flatten", "Dropout", "Dropout1d", "Dropout2d", "FastAdaptiveAvgPool")
-
-
-class NotCAMExact(SetupError):
-    """A timm model whose head breaks ``mean(M_c) = S_c - b_c``."""
 
 
 def is_timm_name(name: str) -> bool:

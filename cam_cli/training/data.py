@@ -29,7 +29,7 @@ from cam_cli.data.batches import DecodedImage
 from cam_cli.data.classes import ClassInfo, read_synset_mapping
 from cam_cli.data.images import list_images, load_resized, open_rgb
 from cam_cli.data.matching import match_images
-from cam_cli.training.config import TrainError
+from cam_cli.errors import TrainError
 
 
 @dataclass

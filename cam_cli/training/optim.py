@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cam_cli.errors import TrainError
 from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
 from cam_cli.models.weights import (
-    ModelLoadError,
     check_weight_dtypes,
     download_hf_hub_state_dict,
     download_torchvision_state_dict,
@@ -29,7 +29,7 @@ from cam_cli.models.weights import (
     unwrap_state_dict,
 )
 from cam_cli.runtime.distributed import is_main_process
-from cam_cli.training.config import TrainConfig, TrainError
+from cam_cli.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +100,7 @@ def apply_initial_weights(
     ``net.`` keys (a cam-cli checkpoint) is a whole network, for continued fine-tuning.
     """
     state_dict = unwrap_state_dict(state_dict, source)
-    try:
-        check_weight_dtypes(state_dict, source)
-    except ModelLoadError as error:
-        raise TrainError(str(error)) from None
+    check_weight_dtypes(state_dict, source)
     trunk = getattr(model.net, "trunk", None)
     if spec.paper and trunk is not None and not any(k.startswith("net.") for k in state_dict):
         fitting = _check_trunk_weights(trunk, state_dict, source)
@@ -119,25 +116,16 @@ def starting_weights(config: TrainConfig, spec: ArchSpec) -> tuple[dict | None, 
     Fetched before the network is built, so an offline ``--pretrained`` fails at once.
     """
     if config.backbone_weights is not None:
-        try:
-            return read_state_file(config.backbone_weights), config.backbone_weights
-        except ModelLoadError as error:
-            raise TrainError(str(error)) from None
+        return read_state_file(config.backbone_weights), config.backbone_weights
     if not config.pretrained:
         return None, ""
     if spec.hub_weights is not None:  # a timm entry: its default weights from the hub
-        try:
-            return download_hf_hub_state_dict(spec.hub_weights), spec.hub_weights
-        except ModelLoadError as error:
-            raise TrainError(str(error)) from None
+        return download_hf_hub_state_dict(spec.hub_weights), spec.hub_weights
     weights_name = spec.backbone_weights or spec.torchvision_weights
     if weights_name is None:
         raise TrainError(f"{spec.name} has no ImageNet weights; use --no-pretrained")
     with _quiet_stderr():  # torch.hub prints "Downloading ..." before failing offline
-        try:
-            state_dict = download_torchvision_state_dict(weights_name, spec.name)
-        except ModelLoadError as error:
-            raise TrainError(str(error)) from None
+        state_dict = download_torchvision_state_dict(weights_name, spec.name)
     return state_dict, f"torchvision {weights_name.partition('.')[0]}"
 
 

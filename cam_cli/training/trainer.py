@@ -36,14 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cam_cli.data.batches import ImageBatch, collate_images
-from cam_cli.errors import SetupError
+from cam_cli.errors import TrainError, TrainingDiverged
 from cam_cli.files.atomic import remove_stale_temp_files
 from cam_cli.files.checks import bounded_workers
 from cam_cli.files.lock import FolderLock
 from cam_cli.models.loading import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET, Preprocessing
 from cam_cli.models.registry import get_arch
-from cam_cli.models.weights import ModelLoadError, read_state_file
+from cam_cli.models.weights import read_state_file
 from cam_cli.runtime.device import Precision
 from cam_cli.runtime.distributed import Dist, setup_distributed
 from cam_cli.training.checkpoints import (
@@ -62,8 +62,6 @@ from cam_cli.training.checkpoints import (
 )
 from cam_cli.training.config import (
     TrainConfig,
-    TrainError,
-    TrainingDiverged,
     read_config_file,
     resolve_config,
     resume_differences,
@@ -507,8 +505,10 @@ def train(
     """Train ``config.arch`` on ``data_dir`` into ``out_dir``; continue from last.pt if resume.
 
     Works alike as a plain process and under torchrun (DistributedDataParallel; only rank 0
-    writes files and logs). Raises `TrainError` (set-up problems, incompatible resume) and
-    `TrainingDiverged` (NaN/inf loss; the checkpoints on disk are the last good ones).
+    writes files and logs). Raises a `SetupError` (`TrainError`: set-up problems, incompatible
+    resume; `ModelLoadError`: unreadable weights; a device that is not here, a run folder in
+    use) or `TrainingDiverged`, a `RunFailed` (NaN/inf loss; the checkpoints on disk are the
+    last good ones).
     """
     run_dir = Path(out_dir)
     data = scan_data(data_dir)
@@ -521,18 +521,12 @@ def train(
         val = sorted(data.val)[: config.val_images]
         data.notes.append(f"validating on the first {len(val)} of {len(data.val)} val images")
         data = TrainData(data.classes, data.train, val, data.notes)
-    try:
-        ddp, device = setup_distributed(config.device)
-    except SetupError as error:  # a --device that is not here
-        raise TrainError(str(error)) from None
+    ddp, device = setup_distributed(config.device)  # SetupError: a --device not here
     log = _main_log(ddp)
     lock = FolderLock(run_dir) if ddp.main else None  # rank 0 writes, so rank 0 holds it
     try:
         if lock is not None:
-            try:
-                lock.acquire()
-            except SetupError as error:
-                raise TrainError(str(error)) from None
+            lock.acquire()
         for note in data.notes:
             log(f"note: {note}")
         last = run_dir / LAST
@@ -543,10 +537,7 @@ def train(
                 "or choose another --out"
             )
         if resume and last.exists():
-            try:
-                saved = read_state_file(last)
-            except ModelLoadError as error:
-                raise TrainError(str(error)) from None
+            saved = read_state_file(last)
             _check_resume(saved, config, data, last)
         elif resume:
             log(f"nothing to resume in {run_dir} (no {LAST}); starting a new run")
