@@ -29,7 +29,8 @@ from cam_cli.synthetic.dataset import generate_dataset
 from cam_cli.training.checkpoints import DEBUG_KILL_ENV
 from cam_cli.training.config import TrainConfig, read_config_file, resolve_config
 from cam_cli.training.data import EpochSampler, LabeledImages, random_resized_crop_box, scan_data
-from cam_cli.training.optim import apply_initial_weights, lr_factor, param_groups
+from cam_cli.training.initial_weights import apply_initial_weights
+from cam_cli.training.optim import lr_factor, param_groups
 from cam_cli.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]

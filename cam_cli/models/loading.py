@@ -29,8 +29,9 @@ from cam_cli.data.classes import (
 )
 from cam_cli.errors import SetupError
 from cam_cli.files.checks import check_input_size
+from cam_cli.models.camnet import ArchSpec, CAMNet
 from cam_cli.models.preprocess import IMAGENET, Preprocessing, get_preprocessing
-from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
+from cam_cli.models.registry import build_model, get_arch
 from cam_cli.models.weights import (
     HF_HUB,
     ModelLoadError,

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from cam_cli.errors import NotCAMExact, SetupError
+from cam_cli.models.camnet import ArchSpec, CAMNet
 from cam_cli.models.preprocess import Preprocessing
 
 PREFIX = "timm/"
@@ -167,10 +168,8 @@ def hub_weights_of(model: nn.Module) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def timm_spec(name: str) -> Any:
+def timm_spec(name: str) -> ArchSpec:
     """The registry entry of ``timm/<model_name>``: checked CAM-exact once, on meta."""
-    from cam_cli.models.registry import ArchSpec, CAMNet
-
     timm = import_timm()
     short = model_name(name)
     if not short or not timm.is_model(short):

@@ -74,13 +74,9 @@ from cam_cli.training.data import (
     limit_per_class,
     scan_data,
 )
-from cam_cli.training.optim import (
-    build_optimizer,
-    freeze_backbone,
-    initial_model,
-    lr_factor,
-    set_lr,
-)
+from cam_cli.training.initial_weights import initial_model
+from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
+from cam_cli.training.threshold import calibrate_checkpoints
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
@@ -600,8 +596,6 @@ def train(
 
 def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log) -> None:
     """The CAM threshold of best.pt, chosen on boxed training images (`training.threshold`)."""
-    from cam_cli.training.threshold import calibrate_checkpoints
-
     try:
         choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device))
     except ValueError as error:
