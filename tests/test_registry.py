@@ -204,7 +204,7 @@ def test_weights_that_are_not_floating_point_are_refused(tmp_path, dtype):
 
 
 def test_checkpoint_with_duplicate_wnids_is_refused(tmp_path):
-    from cam_cli.models.loading import CHECKPOINT_FORMAT
+    from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
     from cam_cli.models.preprocess import IMAGENET
 
     wnids = ["n01440764", "n01751748", "n01440764"]

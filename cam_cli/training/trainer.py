@@ -40,7 +40,7 @@ from cam_cli.errors import TrainError, TrainingDiverged
 from cam_cli.files.atomic import remove_stale_temp_files
 from cam_cli.files.checks import bounded_workers
 from cam_cli.files.lock import FolderLock
-from cam_cli.models.loading import CHECKPOINT_FORMAT
+from cam_cli.models.checkpoint_format import is_checkpoint, model_part
 from cam_cli.models.preprocess import IMAGENET, Preprocessing
 from cam_cli.models.registry import get_arch
 from cam_cli.models.weights import read_state_file
@@ -51,12 +51,9 @@ from cam_cli.training.checkpoints import (
     CONFIG_FILE,
     LAST,
     CheckpointWriter,
-    _debug_kill,
-    _kill_self,
-    _plain,
-    _rng_state,
-    _set_rng_state,
     read_metrics,
+    rng_state,
+    set_rng_state,
     write_metrics,
     write_run_config,
 )
@@ -81,7 +78,6 @@ from cam_cli.training.threshold import calibrate_checkpoints
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
 logger = logging.getLogger(__name__)
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -207,7 +203,6 @@ class Trainer:
         self.partial = EpochStats()
         self.writer = CheckpointWriter(run_dir)
         self.reported_failures: set[str] = set()
-        self.global_step = 0  # steps run by this process (for the test hook)
         self.step_in_epoch = 0
         self.on_disk: str | None = None  # what last.pt holds, for the divergence message
 
@@ -229,14 +224,9 @@ class Trainer:
 
     def checkpoint(self, step: int, full: bool = True) -> dict[str, Any]:
         """The self-describing checkpoint; ``full`` adds what resuming needs (optimizer...)."""
-        data: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "arch": self.spec.name,
-            "classes": [c.as_dict() for c in self.data.classes],
-            "preprocessing": _plain(self.preprocessing.to_dict()),
-            "input_size": self.config.image_size,
-            "model": self.module.state_dict(),
+        data = model_part(self.spec.name, self.data.classes, self.preprocessing,
+                          self.config.image_size, self.module.state_dict())  # fmt: skip
+        data |= {
             "config": self.config.to_dict(),
             "epoch": self.epoch,
             "step": step,
@@ -256,7 +246,7 @@ class Trainer:
             }
             data["scaler"] = self.scaler.state_dict()
             data["epoch_stats"] = self.partial.as_dict()
-            data["rng"] = _rng_state()
+            data["rng"] = rng_state()
         return data
 
     def restore(self, saved: dict[str, Any]) -> None:
@@ -277,7 +267,7 @@ class Trainer:
         if self.start_step:
             self.partial = EpochStats(**saved["epoch_stats"])
             if self.ddp.world == 1 and saved.get("world_size") == 1:
-                _set_rng_state(saved["rng"])
+                set_rng_state(saved["rng"])
             else:  # other ranks' dropout states were not saved: a fresh, deterministic seed
                 torch.manual_seed(
                     hash((self.config.seed, self.epoch, self.start_step, self.ddp.rank)) % 2**62
@@ -360,7 +350,6 @@ class Trainer:
             stats.correct += correct
             stats.count += count
             step += 1
-            self.global_step += 1
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss_sum / max(stats.count, 1):.4f}")
@@ -371,8 +360,6 @@ class Trainer:
                 if self.ddp.main:
                     self.writer.save(self.checkpoint(step), LAST)
                     self.on_disk = f"epoch {epoch + 1}, step {step}"
-            if _debug_kill("step", self.global_step):
-                _kill_self()
         if bar is not None:
             bar.close()
         stats.seconds = time.perf_counter() - began
@@ -470,7 +457,7 @@ def _summary(row: dict[str, Any], epochs: int) -> str:
 
 
 def _check_resume(saved: dict[str, Any], config: TrainConfig, data: TrainData, path: Path) -> None:
-    if saved.get("format") != CHECKPOINT_FORMAT:
+    if not is_checkpoint(saved):
         raise TrainError(f"{path}: not a cam-cli checkpoint; cannot resume from it")
     problems = resume_differences(saved.get("config", {}), config.to_dict())
     saved_wnids = [c.get("wnid") for c in saved.get("classes", [])]
