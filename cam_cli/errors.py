@@ -1,11 +1,68 @@
-"""The one kind of error a command turns into ``cam-cli: error: ...`` and exit code 2.
+"""Every error cam-cli raises on purpose, in one hierarchy; a command turns each into one
+``cam-cli: error: ...`` line and an exit code chosen by its kind (`cli.options.errors_as_exit`).
 
-A `SetupError` means the inputs or options cannot give a correct run (a missing file, weights
-that do not fit, images and annotations that do not belong together), found before or instead of
-work that would produce wrong figures. Problems with single images are not errors: they are
-reported per image and the run goes on.
+Two kinds, never mixed:
+- `SetupError` (exit code 2): the inputs or options cannot give a correct run (a missing file,
+  weights that do not fit, images and annotations that do not belong together), found before or
+  instead of work that would produce wrong figures.
+- `RunFailed` (exit code 1): a run that could start went wrong on the way (the loss diverged).
+
+Problems with single images are not errors: they are reported per image and the run goes on.
+Messages speak of the library's own arguments; where a command-line flag differs from the
+argument (`ArgumentError`), the CLI names the flag instead.
+
+Nothing here imports anything, so every layer (and ``cam-cli --help``) may import it.
 """
 
+from __future__ import annotations
 
-class SetupError(Exception):
+
+class CamCliError(Exception):
+    """The root: anything cam-cli raises to say, in one line, why it cannot go on."""
+
+
+class SetupError(CamCliError):
     """Options or inputs that cannot work together; the message says what to do."""
+
+
+class RunFailed(CamCliError):
+    """A run that started and could not finish; what it wrote before is kept as it was."""
+
+
+class ArgumentError(SetupError):
+    """An argument with a value it cannot take. ``str()`` names the argument as the library
+    calls it (``threshold must be in [0, 1), got 2``); ``argument`` and ``problem`` let a
+    front end name it its own way (the CLI: ``--threshold must be in [0, 1), got 2``)."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"{argument} {problem}")
+        self.argument = argument
+        self.problem = problem
+
+    def __reduce__(self):  # pickled whole (rank 0's error travels to the other ranks)
+        return type(self), (self.argument, self.problem)
+
+
+class ModelLoadError(SetupError):
+    """A model could not be set up from the options given; the message says what to do."""
+
+
+class NotCAMExact(SetupError):
+    """A timm model whose head breaks ``mean(M_c) = S_c - b_c``."""
+
+
+class EvaluationError(SetupError, ValueError):
+    """Inputs that do not fit together (every figure would be wrong or silently partial).
+    The message says what is wrong and what to do."""
+
+
+class ConfigError(SetupError, ValueError):
+    """A configuration value or file is wrong; the message names the key and the source."""
+
+
+class TrainError(SetupError):
+    """A training run cannot start or go on; the message says what to do."""
+
+
+class TrainingDiverged(RunFailed):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""

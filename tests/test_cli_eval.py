@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cam_cli.cli.main import app
-from cam_cli.models.loading import CHECKPOINT_FORMAT
+from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET
 from cam_cli.models.registry import build_model, get_arch
 

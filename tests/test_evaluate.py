@@ -10,7 +10,8 @@ import pytest
 
 from cam_cli.data.annotations import ImageAnnotation, read_annotations
 from cam_cli.data.classes import ClassInfo
-from cam_cli.data.matching import EvaluationError, Missing, check_class_order, check_missing
+from cam_cli.data.matching import Missing, check_class_order, check_missing
+from cam_cli.errors import EvaluationError
 from cam_cli.evaluation.evaluate import evaluate_predictions, read_prediction_records
 from cam_cli.evaluation.report import format_report
 from cam_cli.evaluation.resume import (

@@ -22,7 +22,7 @@ from cam_cli.cli.main import app
 from cam_cli.files.atomic import atomic_file, temp_path
 from cam_cli.files.checks import bounded_workers, max_workers, printable_path, record_name
 from cam_cli.files.lock import LOCK_NAME, FolderLock
-from cam_cli.models.loading import CHECKPOINT_FORMAT
+from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET
 from cam_cli.models.registry import build_model
 from cam_cli.outputs.writers import json_line

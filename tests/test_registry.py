@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from cam_cli.cam.maps import compute_cams
-from cam_cli.models.loading import ModelLoadError, load_model
+from cam_cli.errors import ModelLoadError
+from cam_cli.models.loading import load_model
 from cam_cli.models.registry import build_model, cam_size, get_arch, list_archs
 
 ARCHS = [spec.name for spec in list_archs()]
@@ -203,7 +204,7 @@ def test_weights_that_are_not_floating_point_are_refused(tmp_path, dtype):
 
 
 def test_checkpoint_with_duplicate_wnids_is_refused(tmp_path):
-    from cam_cli.models.loading import CHECKPOINT_FORMAT
+    from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
     from cam_cli.models.preprocess import IMAGENET
 
     wnids = ["n01440764", "n01751748", "n01440764"]

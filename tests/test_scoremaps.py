@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cam_cli.data.annotations import ImageAnnotation
-from cam_cli.data.matching import EvaluationError
+from cam_cli.errors import EvaluationError
 from cam_cli.evaluation.evaluate import evaluate_scoremaps
 from cam_cli.evaluation.scoremaps import (
     find_scoremaps,

@@ -76,7 +76,8 @@ def test_timm_refusal_on_the_command_line_is_one_line_and_exit_2(tmp_path):
 
 
 def test_unknown_timm_model_and_missing_timm_say_what_to_do(monkeypatch):
-    from cam_cli.models.loading import ModelLoadError, load_model
+    from cam_cli.errors import ModelLoadError
+    from cam_cli.models.loading import load_model
     from cam_cli.models.timm_models import timm_spec
 
     with pytest.raises(ModelLoadError, match="unknown timm model 'resnet1000'"):
@@ -154,7 +155,8 @@ def test_timm_weights_files_round_trip(layout, tmp_path):
 
 
 def test_broken_safetensors_file_is_one_line(tmp_path):
-    from cam_cli.models.loading import ModelLoadError, load_model
+    from cam_cli.errors import ModelLoadError
+    from cam_cli.models.loading import load_model
 
     path = tmp_path / "broken.safetensors"
     path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{notjson")
@@ -166,7 +168,8 @@ def test_broken_safetensors_file_is_one_line(tmp_path):
 def test_hf_hub_weights_offline_say_how_to_pass_a_file(monkeypatch):
     import huggingface_hub
 
-    from cam_cli.models.loading import ModelLoadError, load_model
+    from cam_cli.errors import ModelLoadError
+    from cam_cli.models.loading import load_model
 
     def offline(*args, **kwargs):
         raise OSError("[Errno -2] Name or service not known")

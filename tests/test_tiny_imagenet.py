@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from cam_cli.cli.main import app
 from cam_cli.data.annotations import ImageAnnotation, read_annotations
 from cam_cli.data.tiny_imagenet import read_train_boxes, read_val_annotations
+from cam_cli.errors import TrainError
 from cam_cli.evaluation.metrics import LocalizationEvaluator
 from cam_cli.inference.localizer import Localizer
 from cam_cli.models.loading import LoadedModel
@@ -24,7 +25,7 @@ from cam_cli.models.registry import build_model
 from cam_cli.training.config import TrainConfig
 from cam_cli.training.data import LabeledImages, limit_per_class, scan_data
 from cam_cli.training.threshold import CANDIDATES
-from cam_cli.training.trainer import TrainError, train
+from cam_cli.training.trainer import train
 
 TINY_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny-imagenet-dev"
 

@@ -21,18 +21,21 @@ import torch
 from typer.testing import CliRunner
 
 from cam_cli.cli.main import app
-from cam_cli.models.loading import CHECKPOINT_FORMAT, load_model
+from cam_cli.errors import TrainError
+from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
+from cam_cli.models.loading import load_model
 from cam_cli.models.registry import build_model as build_registry_model
 from cam_cli.models.registry import get_arch
 from cam_cli.synthetic.dataset import generate_dataset
-from cam_cli.training.checkpoints import DEBUG_KILL_ENV
 from cam_cli.training.config import TrainConfig, read_config_file, resolve_config
 from cam_cli.training.data import EpochSampler, LabeledImages, random_resized_crop_box, scan_data
-from cam_cli.training.optim import apply_initial_weights, lr_factor, param_groups
-from cam_cli.training.trainer import TrainError, train
+from cam_cli.training.initial_weights import apply_initial_weights
+from cam_cli.training.optim import lr_factor, param_groups
+from cam_cli.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
+KILL_HOOK = Path(__file__).with_name("kill_during_train.py")  # cam-cli, killed -9 at a point
 TINY = ["--image-size", "32", "--batch-size", "8", "--workers", "0", "--device", "cpu"]
 
 
@@ -48,8 +51,10 @@ def cli(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def subprocess_cli(*args: str, env: dict | None = None, torchrun: int = 0):
+def subprocess_cli(*args: str, env: dict | None = None, torchrun: int = 0, kill_at: str = ""):
     launcher = [sys.executable, "-m", "cam_cli"]
+    if kill_at:  # "step:N" or "save:N" (see kill_during_train.py)
+        launcher = [sys.executable, str(KILL_HOOK), kill_at]
     if torchrun:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     f"--nproc_per_node={torchrun}", "-m", "cam_cli"]  # fmt: skip
@@ -173,7 +178,7 @@ def test_resume_after_kill_mid_epoch_matches_an_uninterrupted_run(data, tmp_path
     args = ["train", "--arch", "small-gap", "--data", data, "--out", run, "--epochs", 3,
             "--lr", 0.05, "--lr-schedule", "cosine", "--checkpoint-every", 2, *TINY]  # fmt: skip
     # 3 steps per epoch: step 5 is epoch 2's second step, right after its mid-epoch checkpoint
-    killed = subprocess_cli(*args, env={DEBUG_KILL_ENV: "step:5"})
+    killed = subprocess_cli(*args, kill_at="step:5")
     assert killed.returncode == -9, killed.stderr
     saved = torch.load(run / "last.pt", weights_only=True)
     assert (saved["epoch"], saved["step"]) == (1, 2)
@@ -194,7 +199,7 @@ def test_resume_after_kill_during_a_checkpoint_write(data, tmp_path, uninterrupt
     args = ["train", "--arch", "small-gap", "--data", data, "--out", run, "--epochs", 3,
             "--lr", 0.05, "--lr-schedule", "cosine", *TINY]  # fmt: skip
     # writes per epoch end: best.pt (if better), last.pt. Die inside the third write or so.
-    killed = subprocess_cli(*args, env={DEBUG_KILL_ENV: "save:3"})
+    killed = subprocess_cli(*args, kill_at="save:3")
     assert killed.returncode == -9, killed.stderr
     assert list(run.glob(".*.cam-cli-tmp-*")), "the hook leaves a half-written temp file"
     torch.load(run / "last.pt", weights_only=True)  # the previous last.pt is intact

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from cam_cli.errors import ConfigError
 from cam_cli.models.registry import get_arch
 from cam_cli.training.config import (
     ARCH_DEFAULTS,
-    ConfigError,
     TrainConfig,
     dump_toml,
     read_config_file,

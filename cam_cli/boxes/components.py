@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 # 8-connectivity inside each map, no connection between consecutive maps of the stack.
-_EIGHT_CONNECTED_WITHIN_MAP = np.zeros((3, 3, 3), dtype=bool)
-_EIGHT_CONNECTED_WITHIN_MAP[1] = True
+EIGHT_CONNECTED_WITHIN_MAP = np.zeros((3, 3, 3), dtype=bool)
+EIGHT_CONNECTED_WITHIN_MAP[1] = True
 
 
 def threshold_masks(cams: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -48,7 +48,7 @@ def _label_stack(masks: np.ndarray, dtype=np.int32) -> tuple[np.ndarray, int, np
     """
     from scipy import ndimage  # here, not at import: a run that boxes on the GPU never needs it
 
-    labels, count = ndimage.label(masks, structure=_EIGHT_CONNECTED_WITHIN_MAP, output=dtype)
+    labels, count = ndimage.label(masks, structure=EIGHT_CONNECTED_WITHIN_MAP, output=dtype)
     if count == 0:
         return labels, 0, np.zeros(0, dtype=np.int64)
     last_label_of_map = np.maximum.accumulate(labels.reshape(len(masks), -1).max(axis=1))

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cam_cli.boxes.components import (
-    _EIGHT_CONNECTED_WITHIN_MAP,
+    EIGHT_CONNECTED_WITHIN_MAP,
     boxes_from_cams,
     degenerate_maps,
     scale_boxes,
@@ -70,7 +70,7 @@ def _component_boxes_by_size(cam: np.ndarray, threshold: float) -> np.ndarray:
 
     masks = threshold_masks(cam[None], threshold)
     masks[degenerate_maps(cam[None])] = False
-    labels, count = ndimage.label(masks, structure=_EIGHT_CONNECTED_WITHIN_MAP)
+    labels, count = ndimage.label(masks, structure=EIGHT_CONNECTED_WITHIN_MAP)
     if count == 0:
         return np.zeros((0, 4), dtype=np.int64)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]

@@ -19,7 +19,7 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
-from cam_cli.errors import SetupError
+from cam_cli.errors import ArgumentError, CamCliError, RunFailed, SetupError
 from cam_cli.settings import BoxRule, DecodeMode, Normalization
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -54,14 +54,37 @@ def reader_gone() -> typer.Exit:
     return typer.Exit(EXIT_OK)
 
 
+def flag(argument: str) -> str:
+    """The option that sets a library argument: ``box_rule`` -> ``--box-rule``."""
+    return "--" + argument.replace("_", "-")
+
+
+def exit_code(error: CamCliError) -> int:
+    """The one place an error's kind becomes an exit code: a run that failed on the way 1,
+    inputs or options that cannot work 2."""
+    return EXIT_SOME_FAILED if isinstance(error, RunFailed) else EXIT_USAGE
+
+
+def message(error: CamCliError) -> str:
+    """The error's line as the CLI says it: an argument named by its option."""
+    if isinstance(error, ArgumentError):
+        return f"{flag(error.argument)} {error.problem}"
+    return str(error)
+
+
 @contextmanager
-def errors_as_exit() -> Iterator[None]:
-    """A `SetupError` (or an OS error: a folder that cannot be written) ends the command with
-    one line and exit code 2, never a traceback."""
+def errors_as_exit(advice: dict[type[CamCliError], str] | None = None) -> Iterator[None]:
+    """A cam-cli error (or an OS error: a folder that cannot be written) ends the command with
+    one line and the exit code of its kind (`exit_code`), never a traceback. ``advice``: a
+    sentence the command adds after errors of a kind (what to change on its command line)."""
     try:
         yield
-    except SetupError as error:
-        raise fail(str(error)) from None
+    except CamCliError as error:
+        text = message(error)
+        for kind, sentence in (advice or {}).items():
+            if isinstance(error, kind):
+                text = f"{text}. {sentence}"
+        raise fail(text, exit_code(error)) from None
     except BrokenPipeError:  # `| head`: the reader is gone; not an error, nothing to say
         raise reader_gone() from None
     except OSError as error:
@@ -91,7 +114,7 @@ def check_before_work(
             checks.check_output_dir(path, option)
         checks.check_not_an_input(outputs, inputs or {})
     except SetupError as error:
-        raise fail(str(error)) from None
+        raise fail(message(error)) from None
 
 
 class _StderrHandler(logging.Handler):

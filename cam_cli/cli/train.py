@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
+from cam_cli.errors import TrainingDiverged
 
 HELP = """Train a CAM network (last conv -> GAP -> linear) on image labels.
 
@@ -142,27 +143,14 @@ def train(
     o.configure_logging(quiet)
     o.check_before_work(output_dirs={"--out": out}, input_size=image_size,
                         input_size_option="--image-size")  # fmt: skip
-    from cam_cli.errors import SetupError
     from cam_cli.files.checks import check_run_folder
-    from cam_cli.runtime.distributed import is_main_process
-    from cam_cli.training.config import TrainingDiverged
     from cam_cli.training.trainer import train_from_options
 
-    with o.errors_as_exit():
+    with o.errors_as_exit(advice={TrainingDiverged: "Lower --lr and start again."}):
         check_run_folder(out, data, backbone_weights)
-        try:
-            result = train_from_options(
-                overrides, data, out, config_file=config, resume=resume,
-                progress=o.progress(quiet),
-            )  # fmt: skip
-        except TrainingDiverged as error:
-            if is_main_process():
-                typer.echo(f"cam-cli: error: {error}. Lower --lr and start again.", err=True)
-            raise typer.Exit(o.EXIT_SOME_FAILED) from None
-        except SetupError:
-            if not is_main_process():  # rank 0 says it once for all
-                raise typer.Exit(o.EXIT_USAGE) from None
-            raise
+        result = train_from_options(
+            overrides, data, out, config_file=config, resume=resume, progress=o.progress(quiet)
+        )
     if result.main_process:
         best = "-" if result.best_metric is None else f"{100 * result.best_metric:.2f}%"
         typer.echo(

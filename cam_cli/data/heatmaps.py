@@ -105,13 +105,13 @@ def parse_size(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, in
 def reference_size(path: str | Path) -> tuple[int, int]:
     """The upright ``(width, height)`` of an image, as `bbox` reports it (EXIF rotation
     applied), read from its header. ValueError when it cannot be read."""
-    from cam_cli.data.images import _SWAPPING_ORIENTATIONS, open_image
+    from cam_cli.data.images import SWAPPING_ORIENTATIONS, open_image
 
     try:
         regular_file(path)  # a FIFO would block the open
         with open_image(path) as image:
             width, height = image.size
-            if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
+            if image.getexif().get(0x0112) in SWAPPING_ORIENTATIONS:
                 width, height = height, width
             return width, height
     except Exception as error:

@@ -130,7 +130,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
+SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
 
 
 @contextmanager
@@ -176,7 +176,7 @@ def open_rgb(
             raise ValueError("empty file (0 bytes)")
         with open_image(path, max_pixels) as image:
             width, height = image.size
-            if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
+            if image.getexif().get(0x0112) in SWAPPING_ORIENTATIONS:
                 width, height = height, width
             if draft_size is not None and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))

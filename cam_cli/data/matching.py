@@ -15,14 +15,9 @@ from pathlib import Path
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.images import list_images
-from cam_cli.errors import SetupError
+from cam_cli.errors import EvaluationError
 
 EXAMPLES = 5  # missing items named in error messages (the JSON report lists them all)
-
-
-class EvaluationError(SetupError, ValueError):
-    """Inputs that do not fit together (every figure would be wrong or silently partial).
-    The message says what is wrong and what to do; the CLI turns it into exit code 2."""
 
 
 def match_images(

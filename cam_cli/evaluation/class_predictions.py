@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cam_cli.data.classes import ClassInfo
-from cam_cli.data.matching import EvaluationError
+from cam_cli.errors import EvaluationError
 from cam_cli.files.checks import record_name
 
 HEADER_CELLS = {"image", "image_id", "imageid", "path"}

@@ -39,7 +39,6 @@ from cam_cli.data.annotations import (
 from cam_cli.data.classes import ClassInfo, read_synset_mapping
 from cam_cli.data.images import list_images
 from cam_cli.data.matching import (
-    EvaluationError,
     Missing,
     _check_record_classes,
     _label_indices,
@@ -49,6 +48,7 @@ from cam_cli.data.matching import (
     check_prediction_record,
     pair_images,
 )
+from cam_cli.errors import EvaluationError
 from cam_cli.evaluation.metrics import (
     LocalizationEvaluator,
     MaxBoxAccV2,

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cam_cli.data.matching import EvaluationError
+from cam_cli.errors import EvaluationError
 from cam_cli.files.atomic import atomic_file
 from cam_cli.files.checks import printable_path
 from cam_cli.outputs.writers import json_line

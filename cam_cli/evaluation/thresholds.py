@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from cam_cli.data.matching import EvaluationError
+from cam_cli.errors import EvaluationError
 
 
 def carried_thresholds(

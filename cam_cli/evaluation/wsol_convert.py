@@ -16,8 +16,9 @@ from pathlib import Path
 
 from cam_cli.data.annotations import ImageAnnotation, read_annotations, read_cub
 from cam_cli.data.classes import ClassInfo, read_synset_mapping
-from cam_cli.data.matching import EvaluationError, check_missing, pair_images
+from cam_cli.data.matching import check_missing, pair_images
 from cam_cli.data.wsol_metadata import WsolMetadata, write_wsol_metadata
+from cam_cli.errors import EvaluationError
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import IO
 
 from cam_cli.data.classes import resolve_class
 from cam_cli.data.images import find_images
-from cam_cli.errors import SetupError
+from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.files.atomic import write_bytes_atomic
 from cam_cli.files.checks import (
     check_image_size,
@@ -292,7 +292,7 @@ def write_heatmap_boxes(
     except ValueError as error:
         raise SetupError(str(error)) from None
     if not 0.0 <= threshold < 1.0:
-        raise SetupError(f"--threshold must be in [0, 1), got {threshold}")
+        raise ArgumentError("threshold", f"must be in [0, 1), got {threshold}")
     if size is not None and reference is not None:
         raise SetupError("give --size WxH or --reference IMAGE, not both")
     check_input_size(upsample, "--upsample", low=1)

@@ -37,7 +37,7 @@ from cam_cli.cam.maps import class_scores, compute_cams, top_classes, upsample_c
 from cam_cli.data.batches import ImageBatch, ImageListDataset, collate_images
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.decode import JpegRoutingDataset, decode_batches, resolve_decode
-from cam_cli.errors import SetupError
+from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.files.checks import bounded_workers
 from cam_cli.inference import shards
 from cam_cli.inference.results import ImageResult, Prediction
@@ -241,16 +241,18 @@ class Localizer:
         if threshold is None:
             threshold = loaded.cam_threshold if loaded.cam_threshold is not None else 0.2
         if box_rule not in BOX_RULES:
-            raise SetupError(f"--box-rule must be one of {', '.join(BOX_RULES)}, not {box_rule!r}")
+            raise ArgumentError(
+                "box_rule", f"must be one of {', '.join(BOX_RULES)}, not {box_rule!r}"
+            )
         self.box_rule = box_rule
         self.ten_crop = ten_crop
         # The released code boxed at the image's own size; the paper rule boxes the map at the
         # input size and scales the box (as it always has).
         self.boxes_at_image_size = ten_crop or box_rule == ZHOU2016
         if not 0.0 <= threshold < 1.0:
-            raise SetupError(f"--threshold must be in [0, 1), got {threshold}")
+            raise ArgumentError("threshold", f"must be in [0, 1), got {threshold}")
         if topk < 1:
-            raise SetupError(f"--topk must be >= 1, got {topk}")
+            raise ArgumentError("topk", f"must be >= 1, got {topk}")
         self.classes: list[ClassInfo] = loaded.classes
         self.preprocessing = loaded.preprocessing
         self.topk = min(topk, len(loaded.classes))

@@ -23,18 +23,17 @@ import torch
 from cam_cli.data.classes import (
     ClassInfo,
     anonymous_classes,
-    check_unique_wnids,
     classes_from_names,
     read_synset_mapping,
 )
-from cam_cli.errors import SetupError
+from cam_cli.errors import ModelLoadError, SetupError
 from cam_cli.files.checks import check_input_size
+from cam_cli.models.camnet import ArchSpec, CAMNet
+from cam_cli.models.checkpoint_format import is_checkpoint, read_model_part
 from cam_cli.models.preprocess import IMAGENET, Preprocessing, get_preprocessing
-from cam_cli.models.registry import ArchSpec, CAMNet, build_model, get_arch
+from cam_cli.models.registry import build_model, get_arch
 from cam_cli.models.weights import (
     HF_HUB,
-    ModelLoadError,
-    check_state_dict,
     download_hf_hub_state_dict,
     download_torchvision_state_dict,
     imagenet_class_names,
@@ -47,7 +46,6 @@ from cam_cli.runtime.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = "cam-cli-checkpoint"
 IMAGENET_CLASSES = 1000
 
 
@@ -107,34 +105,15 @@ def _num_classes_in(state_dict: dict[str, torch.Tensor], spec: ArchSpec) -> int 
 
 def _checkpoint_model(path: str | Path) -> LoadedModel:
     data = read_state_file(path)
-    if data.get("format") != CHECKPOINT_FORMAT:
+    if not is_checkpoint(data):
         raise ModelLoadError(
             f"{path}: not a cam-cli checkpoint (use --weights for a plain state_dict)"
         )
-    try:
-        spec = get_arch(str(data["arch"]))
-        classes = [
-            ClassInfo(int(c["index"]), c.get("wnid"), c.get("name")) for c in data["classes"]
-        ]
-        preprocessing = Preprocessing.from_dict(data["preprocessing"])
-        input_size = int(data["input_size"])
-        state_dict = check_state_dict(data["model"], str(path))
-        threshold = data.get("cam_threshold")
-        threshold = None if threshold is None else float(threshold)
-    except KeyError as error:
-        raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint (no {error})") from None
-    except (TypeError, ValueError, AttributeError, OverflowError) as error:
-        raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint ({error})") from None
-    if not classes:
-        raise ModelLoadError(f"{path}: a damaged cam-cli checkpoint (its class list is empty)")
-    check_input_size(input_size, f"{path}: its input_size")
-    try:
-        check_unique_wnids(classes, f"{path}: a damaged cam-cli checkpoint's class list")
-    except ValueError as error:
-        raise ModelLoadError(str(error)) from None
-    model = build_model(spec.name, len(classes))
-    load_weights_into(model, state_dict, str(path))
-    return LoadedModel(spec.name, model.eval(), classes, preprocessing, input_size, threshold)
+    saved = read_model_part(data, path)
+    model = build_model(saved.arch, len(saved.classes))
+    load_weights_into(model, saved.state_dict, str(path))
+    return LoadedModel(saved.arch, model.eval(), saved.classes, saved.preprocessing,
+                       saved.input_size, saved.cam_threshold)  # fmt: skip
 
 
 def load_model(

@@ -18,92 +18,13 @@ load unchanged (``--weights FILE``) and torchvision's own weight enums still app
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from cam_cli.models.camnet import ArchSpec, CAMNet
 from cam_cli.models.nets import PaperGAPNet, SmallGAPNet
-from cam_cli.models.preprocess import Preprocessing
-
-FeatureFn = Callable[[nn.Module, Tensor], Tensor]
-ClassifierFn = Callable[[nn.Module], "nn.Linear | None"]
-
-
-class CAMNet(nn.Module):
-    """``x -> f = features(x) [B,K,h,w] -> GAP -> dropout -> linear -> logits``.
-
-    ``forward`` returns ``(logits, f)``: the one forward pass that gives both the prediction and
-    the map every class's CAM is computed from (``M_c = sum_k w_k^c f_k``, paper eq. 2).
-    With no linear classifier (SqueezeNet) ``f`` already holds one map per class and the logits
-    are their spatial means.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        features: FeatureFn,
-        classifier: ClassifierFn,
-        *,
-        dropout: float = 0.0,
-        pooling: str = "avg",
-    ) -> None:
-        super().__init__()
-        if pooling not in ("avg", "max"):
-            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
-        self.net = net
-        self._features = features
-        self._classifier = classifier
-        self.pooling = pooling  # "max": the paper's GMP ablation (section 3, Table 2)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-
-    @property
-    def classifier(self) -> nn.Linear | None:
-        return self._classifier(self.net)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self._features(self.net, x)
-        # GAP: F_k = mean_{x,y} f_k(x, y); GMP: F_k = max_{x,y} f_k(x, y)
-        pooled = features.amax(dim=(2, 3)) if self.pooling == "max" else features.mean(dim=(2, 3))
-        classifier = self.classifier
-        logits = pooled if classifier is None else classifier(self.dropout(pooled))
-        return logits, features
-
-    def class_weights(self) -> tuple[Tensor | None, Tensor | None]:
-        """``(W [C, K], b [C])`` of the classifier; ``(None, None)`` when maps are per class."""
-        classifier = self.classifier
-        if classifier is None:
-            return None, None
-        return classifier.weight, classifier.bias
-
-    def load_weights(self, state_dict: dict[str, Tensor]) -> None:
-        """Load either our own state_dict (``net.`` keys) or the wrapped model's torchvision one."""
-        if not any(key.startswith("net.") for key in state_dict):
-            state_dict = {f"net.{key}": value for key, value in state_dict.items()}
-        own_keys = set(self.state_dict())
-        # torchvision GoogLeNet files carry auxiliary classifiers that inference never uses.
-        state_dict = {
-            k: v for k, v in state_dict.items() if k in own_keys or not k.startswith("net.aux")
-        }
-        self.load_state_dict(state_dict, strict=True)
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """A registry entry: how to build the network and what is known about it."""
-
-    name: str
-    build: Callable[[int], CAMNet]
-    cam_size_at_224: int
-    description: str
-    torchvision_weights: str | None = None  # a `torchvision.models.get_weight` name
-    backbone_weights: str | None = None  # for paper nets: the backbone's torchvision weights
-    paper: bool = False
-    default_input_size: int = 224
-    aliases: tuple[str, ...] = field(default_factory=tuple)
-    preprocessing: Preprocessing | None = None  # the weights' own; None: ImageNet's
-    hub_weights: str | None = None  # for timm entries: ``hf-hub:<repo>`` of --weights imagenet
-
+from cam_cli.models.timm_models import is_timm_name, timm_spec
 
 REGISTRY: dict[str, ArchSpec] = {}
 
@@ -118,9 +39,7 @@ def register(spec: ArchSpec) -> ArchSpec:
 
 def get_arch(name: str) -> ArchSpec:
     """The entry of ``name``; ``timm/<model_name>`` builds a timm entry (timm imported then)."""
-    if name.lower().startswith("timm/"):
-        from cam_cli.models.timm_models import timm_spec
-
+    if is_timm_name(name):
         return timm_spec(name)
     key = name.lower().replace("_", "-")
     for candidate in (name, key):
@@ -146,7 +65,9 @@ def build_model(name: str, num_classes: int = 1000) -> CAMNet:
 # The paper's GAP networks (METHOD.md section 2)
 
 
-def _paper_features(net: nn.Module, x: Tensor) -> Tensor:
+def _features(net: nn.Module, x: Tensor) -> Tensor:
+    """``net.features(x)``: the paper nets, the small nets, the truncated trunks and MobileNetV2
+    all keep their maps there."""
     return net.features(x)
 
 
@@ -170,10 +91,6 @@ def _vgg16_trunk() -> tuple[nn.Module, int]:
     trunk.features = trunk.features[:30]  # up to conv5_3 + ReLU; pool5 and after removed
     del trunk.avgpool, trunk.classifier
     return trunk, 512
-
-
-def _sequential_features(trunk: nn.Module, x: Tensor) -> Tensor:
-    return trunk.features(x)
 
 
 _GOOGLENET_STEM = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a",
@@ -223,24 +140,24 @@ def _paper_net(
     def build(num_classes: int) -> CAMNet:
         trunk, channels = trunk_factory()
         net = PaperGAPNet(trunk, trunk_forward, channels, num_classes, added_convs)
-        return CAMNet(net, _paper_features, _paper_classifier, dropout=dropout, pooling=pooling)
+        return CAMNet(net, _features, _paper_classifier, dropout=dropout, pooling=pooling)
 
     return build
 
 
 register(ArchSpec(
-    "alexnet-gap", _paper_net(_alexnet_trunk, _sequential_features, 1, 0.0), 13,
+    "alexnet-gap", _paper_net(_alexnet_trunk, _features, 1, 0.0), 13,
     "AlexNet to conv5, + conv3x3 1024 + ReLU, GAP, linear (paper)",
     backbone_weights="AlexNet_Weights.IMAGENET1K_V1", paper=True,
 ))  # fmt: skip
 register(ArchSpec(
-    "alexnet-star-gap", _paper_net(_alexnet_trunk, _sequential_features, 2, 0.0), 13,
+    "alexnet-star-gap", _paper_net(_alexnet_trunk, _features, 2, 0.0), 13,
     "AlexNet*-GAP: AlexNet-GAP with two added conv layers (paper)",
     backbone_weights="AlexNet_Weights.IMAGENET1K_V1", paper=True,
     aliases=("alexnet*-gap",),
 ))  # fmt: skip
 register(ArchSpec(
-    "vgg16-gap", _paper_net(_vgg16_trunk, _sequential_features, 1, 0.5), 14,
+    "vgg16-gap", _paper_net(_vgg16_trunk, _features, 1, 0.5), 14,
     "VGG16 to conv5_3, + conv3x3 1024 + ReLU, GAP, dropout 0.5, linear (paper)",
     backbone_weights="VGG16_Weights.IMAGENET1K_V1", paper=True,
     aliases=("vggnet-gap",),
@@ -259,7 +176,7 @@ for _arch, _pool, _what in (
     ("mobilenet_v2-gmp", "max", "GMP (global max pooling: the paper's ablation)"),
 ):
     register(ArchSpec(
-        _arch, _paper_net(_mobilenet_v2_trunk, _sequential_features, 1, 0.0, _pool), 14,
+        _arch, _paper_net(_mobilenet_v2_trunk, _features, 1, 0.0, _pool), 14,
         f"MobileNetV2 to block 13 (stride 16), + conv3x3 1024 + ReLU, {_what}, linear",
         backbone_weights="MobileNet_V2_Weights.IMAGENET1K_V1", paper=True,
     ))  # fmt: skip
@@ -298,15 +215,11 @@ def _build_googlenet(num_classes: int) -> CAMNet:
     return CAMNet(net, _googlenet_features, lambda n: n.fc, dropout=0.2)
 
 
-def _mobilenet_v2_features(net: nn.Module, x: Tensor) -> Tensor:
-    return net.features(x)
-
-
 def _build_mobilenet_v2(num_classes: int) -> CAMNet:
     from torchvision.models import mobilenet_v2
 
     net = mobilenet_v2(num_classes=num_classes)
-    return CAMNet(net, _mobilenet_v2_features, lambda n: n.classifier[1], dropout=0.2)
+    return CAMNet(net, _features, lambda n: n.classifier[1], dropout=0.2)
 
 
 def _squeezenet_class_maps(net: nn.Module, x: Tensor) -> Tensor:
@@ -354,7 +267,7 @@ register(ArchSpec(
 
 def _small_gap(batch_norm: bool, pooling: str = "avg") -> Callable[[int], CAMNet]:
     def build(num_classes: int) -> CAMNet:
-        return CAMNet(SmallGAPNet(num_classes, batch_norm=batch_norm), _paper_features,
+        return CAMNet(SmallGAPNet(num_classes, batch_norm=batch_norm), _features,
                       _paper_classifier, pooling=pooling)  # fmt: skip
 
     return build

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cam_cli.errors import SetupError
+from cam_cli.errors import NotCAMExact, SetupError
+from cam_cli.models.camnet import ArchSpec, CAMNet
 from cam_cli.models.preprocess import Preprocessing
 
 PREFIX = "timm/"
@@ -27,10 +28,6 @@ INSTALL_HINT = 'pip install "cam-cli[timm]"'
 
 # Leaf layers a CAM-exact head may call besides its one linear classifier.
 _NEUTRAL = ("Identity", "Flatten", "Dropout", "Dropout1d", "Dropout2d", "FastAdaptiveAvgPool")
-
-
-class NotCAMExact(SetupError):
-    """A timm model whose head breaks ``mean(M_c) = S_c - b_c``."""
 
 
 def is_timm_name(name: str) -> bool:
@@ -171,10 +168,8 @@ def hub_weights_of(model: nn.Module) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def timm_spec(name: str) -> Any:
+def timm_spec(name: str) -> ArchSpec:
     """The registry entry of ``timm/<model_name>``: checked CAM-exact once, on meta."""
-    from cam_cli.models.registry import ArchSpec, CAMNet
-
     timm = import_timm()
     short = model_name(name)
     if not short or not timm.is_model(short):

@@ -12,16 +12,12 @@ from typing import Any
 
 import torch
 
-from cam_cli.errors import SetupError
+from cam_cli.errors import ModelLoadError
 
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 # DistributedDataParallel, torch.compile, Hugging Face transformers' TimmWrapper
 _PREFIXES = ("module.", "_orig_mod.", "timm_model.")
 HF_HUB = "hf-hub:"
-
-
-class ModelLoadError(SetupError):
-    """A model could not be set up from the options given; the message says what to do."""
 
 
 def torchvision_weights(name: str) -> Any:

@@ -8,25 +8,20 @@ them; `files.atomic` writes them, so ``kill -9`` at any moment leaves the previo
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cam_cli.files.atomic import save_torch_atomic, temp_path, write_text_atomic
+from cam_cli.files.atomic import save_torch_atomic, write_text_atomic
 from cam_cli.training.config import TrainConfig, dump_toml
 
 LAST, BEST, METRICS, CONFIG_FILE = "last.pt", "best.pt", "metrics.jsonl", "config.toml"
-# Test hook: "step:N" kills the process (SIGKILL) right after global step N; "save:N" kills it
-# in the middle of the N-th checkpoint write. It exists to prove --resume, nothing else.
-DEBUG_KILL_ENV = "CAM_CLI_DEBUG_KILL_AT"
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
     """RNG states as tensors and plain values (weights_only-loadable); they matter for dropout.
     Data order and augmentation are seeded per epoch/image and need no saved state."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -51,7 +46,8 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
+    """The states `rng_state` saved, put back (a mid-epoch resume of one process)."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
@@ -64,37 +60,14 @@ def _set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(cuda)
 
 
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively, so a checkpoint holds only weights_only-safe containers."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _debug_kill(kind: str, count: int) -> bool:
-    return os.environ.get(DEBUG_KILL_ENV) == f"{kind}:{count}"
-
-
-def _kill_self() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 class CheckpointWriter:
-    """Writes last.pt / best.pt atomically (rank 0 only) and counts writes for the test hook."""
+    """Writes last.pt / best.pt into the run folder atomically (rank 0 only)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.saves = 0
 
     def save(self, obj: dict[str, Any], name: str) -> Path:
         path = self.run_dir / name
-        self.saves += 1
-        if _debug_kill("save", self.saves):
-            with open(temp_path(path), "wb") as handle:
-                handle.write(b"PK\x03\x04 half a checkpoint")  # what a kill mid-write leaves
-            _kill_self()
         save_torch_atomic(obj, path)
         return path
 

@@ -19,21 +19,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from cam_cli.errors import SetupError
+from cam_cli.errors import ConfigError, SetupError
 from cam_cli.files.checks import check_input_size
-
-
-class ConfigError(SetupError, ValueError):
-    """A configuration value or file is wrong; the message names the key and the source."""
-
-
-class TrainError(SetupError):
-    """A training run cannot start or go on; the message says what to do."""
-
-
-class TrainingDiverged(TrainError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
-
 
 SCHEDULES = ("step", "multistep", "cosine", "constant")
 

@@ -29,7 +29,8 @@ from cam_cli.data.batches import DecodedImage
 from cam_cli.data.classes import ClassInfo, read_synset_mapping
 from cam_cli.data.images import list_images, load_resized, open_rgb
 from cam_cli.data.matching import match_images
-from cam_cli.training.config import TrainError
+from cam_cli.data.tiny_imagenet import read_wnids, tiny_classes
+from cam_cli.errors import TrainError
 
 
 @dataclass
@@ -98,8 +99,6 @@ def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int
 
 def _tiny_names(data_dir: Path, folders: list[str]) -> dict[str, str]:
     """The folders must be wnids of ``wnids.txt``; their names come from ``words.txt``."""
-    from cam_cli.data.tiny_imagenet import read_wnids, tiny_classes
-
     try:
         wnids = set(read_wnids(data_dir / "wnids.txt"))
         unknown = [name for name in folders if name not in wnids]

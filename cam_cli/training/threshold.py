@@ -14,17 +14,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
 
+from cam_cli.boxes.rules import boxes_for_image
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.classes import ClassInfo
+from cam_cli.data.images import list_images
+from cam_cli.data.tiny_imagenet import read_train_boxes
 from cam_cli.evaluation.metrics import IOU_THRESHOLD, iou_inclusive
-
-if TYPE_CHECKING:
-    from cam_cli.inference.localizer import RunOptions
-    from cam_cli.models.loading import LoadedModel
+from cam_cli.files.atomic import save_torch_atomic
+from cam_cli.inference.localizer import RunOptions
+from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +40,6 @@ def few_shot_images(
 ) -> list[tuple[str, int, ImageAnnotation]]:
     """The last ``per_class`` images (sorted) of every class that have a training box:
     ``(path, class index, annotation)``. Raises ValueError when the data has no such boxes."""
-    from cam_cli.data.images import list_images
-    from cam_cli.data.tiny_imagenet import read_train_boxes
-
     train_dir = Path(data_dir) / "train"
     boxes = read_train_boxes(train_dir)
     chosen = []
@@ -58,9 +58,6 @@ def threshold_accuracies(
     """GT-known box accuracy (IoU >= 0.5, the paper's box rule) at every candidate threshold:
     one forward pass, the true class's CAM boxed at each threshold. Returns (accuracies in
     [0, 1], images that failed to load, which count as wrong)."""
-    from cam_cli.boxes.rules import boxes_for_image
-    from cam_cli.inference.localizer import RunOptions
-
     run = run or RunOptions(fast=False, progress=False)
     label = {path: index for path, index, _ in images}
     annotation = {path: a for path, _, a in images}
@@ -110,12 +107,6 @@ def calibrate_checkpoints(
 ) -> dict[str, Any]:
     """Choose the threshold for ``run_dir/best.pt`` and write it into best.pt and last.pt
     (atomically), as `train` does at the end when ``threshold_images_per_class`` is set."""
-    import torch
-
-    from cam_cli.files.atomic import save_torch_atomic
-    from cam_cli.inference.localizer import RunOptions
-    from cam_cli.models.loading import ModelOptions, load_model
-
     run_dir = Path(run_dir)
     best = run_dir / "best.pt"
     loaded = load_model(ModelOptions(checkpoint=best), device=device)

@@ -36,14 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cam_cli.data.batches import ImageBatch, collate_images
-from cam_cli.errors import SetupError
+from cam_cli.errors import TrainError, TrainingDiverged
 from cam_cli.files.atomic import remove_stale_temp_files
 from cam_cli.files.checks import bounded_workers
 from cam_cli.files.lock import FolderLock
-from cam_cli.models.loading import CHECKPOINT_FORMAT
+from cam_cli.models.checkpoint_format import is_checkpoint, model_part
 from cam_cli.models.preprocess import IMAGENET, Preprocessing
 from cam_cli.models.registry import get_arch
-from cam_cli.models.weights import ModelLoadError, read_state_file
+from cam_cli.models.weights import read_state_file
 from cam_cli.runtime.device import Precision
 from cam_cli.runtime.distributed import Dist, setup_distributed
 from cam_cli.training.checkpoints import (
@@ -51,19 +51,14 @@ from cam_cli.training.checkpoints import (
     CONFIG_FILE,
     LAST,
     CheckpointWriter,
-    _debug_kill,
-    _kill_self,
-    _plain,
-    _rng_state,
-    _set_rng_state,
     read_metrics,
+    rng_state,
+    set_rng_state,
     write_metrics,
     write_run_config,
 )
 from cam_cli.training.config import (
     TrainConfig,
-    TrainError,
-    TrainingDiverged,
     read_config_file,
     resolve_config,
     resume_differences,
@@ -76,18 +71,13 @@ from cam_cli.training.data import (
     limit_per_class,
     scan_data,
 )
-from cam_cli.training.optim import (
-    build_optimizer,
-    freeze_backbone,
-    initial_model,
-    lr_factor,
-    set_lr,
-)
+from cam_cli.training.initial_weights import initial_model
+from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
+from cam_cli.training.threshold import calibrate_checkpoints
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
 logger = logging.getLogger(__name__)
-CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -213,7 +203,6 @@ class Trainer:
         self.partial = EpochStats()
         self.writer = CheckpointWriter(run_dir)
         self.reported_failures: set[str] = set()
-        self.global_step = 0  # steps run by this process (for the test hook)
         self.step_in_epoch = 0
         self.on_disk: str | None = None  # what last.pt holds, for the divergence message
 
@@ -235,14 +224,9 @@ class Trainer:
 
     def checkpoint(self, step: int, full: bool = True) -> dict[str, Any]:
         """The self-describing checkpoint; ``full`` adds what resuming needs (optimizer...)."""
-        data: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "arch": self.spec.name,
-            "classes": [c.as_dict() for c in self.data.classes],
-            "preprocessing": _plain(self.preprocessing.to_dict()),
-            "input_size": self.config.image_size,
-            "model": self.module.state_dict(),
+        data = model_part(self.spec.name, self.data.classes, self.preprocessing,
+                          self.config.image_size, self.module.state_dict())  # fmt: skip
+        data |= {
             "config": self.config.to_dict(),
             "epoch": self.epoch,
             "step": step,
@@ -262,7 +246,7 @@ class Trainer:
             }
             data["scaler"] = self.scaler.state_dict()
             data["epoch_stats"] = self.partial.as_dict()
-            data["rng"] = _rng_state()
+            data["rng"] = rng_state()
         return data
 
     def restore(self, saved: dict[str, Any]) -> None:
@@ -283,7 +267,7 @@ class Trainer:
         if self.start_step:
             self.partial = EpochStats(**saved["epoch_stats"])
             if self.ddp.world == 1 and saved.get("world_size") == 1:
-                _set_rng_state(saved["rng"])
+                set_rng_state(saved["rng"])
             else:  # other ranks' dropout states were not saved: a fresh, deterministic seed
                 torch.manual_seed(
                     hash((self.config.seed, self.epoch, self.start_step, self.ddp.rank)) % 2**62
@@ -366,7 +350,6 @@ class Trainer:
             stats.correct += correct
             stats.count += count
             step += 1
-            self.global_step += 1
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats.loss_sum / max(stats.count, 1):.4f}")
@@ -377,8 +360,6 @@ class Trainer:
                 if self.ddp.main:
                     self.writer.save(self.checkpoint(step), LAST)
                     self.on_disk = f"epoch {epoch + 1}, step {step}"
-            if _debug_kill("step", self.global_step):
-                _kill_self()
         if bar is not None:
             bar.close()
         stats.seconds = time.perf_counter() - began
@@ -476,7 +457,7 @@ def _summary(row: dict[str, Any], epochs: int) -> str:
 
 
 def _check_resume(saved: dict[str, Any], config: TrainConfig, data: TrainData, path: Path) -> None:
-    if saved.get("format") != CHECKPOINT_FORMAT:
+    if not is_checkpoint(saved):
         raise TrainError(f"{path}: not a cam-cli checkpoint; cannot resume from it")
     problems = resume_differences(saved.get("config", {}), config.to_dict())
     saved_wnids = [c.get("wnid") for c in saved.get("classes", [])]
@@ -507,8 +488,10 @@ def train(
     """Train ``config.arch`` on ``data_dir`` into ``out_dir``; continue from last.pt if resume.
 
     Works alike as a plain process and under torchrun (DistributedDataParallel; only rank 0
-    writes files and logs). Raises `TrainError` (set-up problems, incompatible resume) and
-    `TrainingDiverged` (NaN/inf loss; the checkpoints on disk are the last good ones).
+    writes files and logs). Raises a `SetupError` (`TrainError`: set-up problems, incompatible
+    resume; `ModelLoadError`: unreadable weights; a device that is not here, a run folder in
+    use) or `TrainingDiverged`, a `RunFailed` (NaN/inf loss; the checkpoints on disk are the
+    last good ones).
     """
     run_dir = Path(out_dir)
     data = scan_data(data_dir)
@@ -521,18 +504,12 @@ def train(
         val = sorted(data.val)[: config.val_images]
         data.notes.append(f"validating on the first {len(val)} of {len(data.val)} val images")
         data = TrainData(data.classes, data.train, val, data.notes)
-    try:
-        ddp, device = setup_distributed(config.device)
-    except SetupError as error:  # a --device that is not here
-        raise TrainError(str(error)) from None
+    ddp, device = setup_distributed(config.device)  # SetupError: a --device not here
     log = _main_log(ddp)
     lock = FolderLock(run_dir) if ddp.main else None  # rank 0 writes, so rank 0 holds it
     try:
         if lock is not None:
-            try:
-                lock.acquire()
-            except SetupError as error:
-                raise TrainError(str(error)) from None
+            lock.acquire()
         for note in data.notes:
             log(f"note: {note}")
         last = run_dir / LAST
@@ -543,10 +520,7 @@ def train(
                 "or choose another --out"
             )
         if resume and last.exists():
-            try:
-                saved = read_state_file(last)
-            except ModelLoadError as error:
-                raise TrainError(str(error)) from None
+            saved = read_state_file(last)
             _check_resume(saved, config, data, last)
         elif resume:
             log(f"nothing to resume in {run_dir} (no {LAST}); starting a new run")
@@ -609,8 +583,6 @@ def train(
 
 def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log) -> None:
     """The CAM threshold of best.pt, chosen on boxed training images (`training.threshold`)."""
-    from cam_cli.training.threshold import calibrate_checkpoints
-
     try:
         choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device))
     except ValueError as error:

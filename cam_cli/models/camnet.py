@@ -1,0 +1,93 @@
+"""The network every command runs: `CAMNet`, one forward pass giving the logits and the maps a
+CAM is built from, and `ArchSpec`, the registry entry that builds one.
+
+A leaf: the registry (`models.registry`) and the timm entries (`models.timm_models`) both build
+`CAMNet`s, so neither has to import the other for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from cam_cli.models.preprocess import Preprocessing
+
+FeatureFn = Callable[[nn.Module, Tensor], Tensor]
+ClassifierFn = Callable[[nn.Module], "nn.Linear | None"]
+
+
+class CAMNet(nn.Module):
+    """``x -> f = features(x) [B,K,h,w] -> GAP -> dropout -> linear -> logits``.
+
+    ``forward`` returns ``(logits, f)``: the one forward pass that gives both the prediction and
+    the map every class's CAM is computed from (``M_c = sum_k w_k^c f_k``, paper eq. 2).
+    With no linear classifier (SqueezeNet) ``f`` already holds one map per class and the logits
+    are their spatial means.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        features: FeatureFn,
+        classifier: ClassifierFn,
+        *,
+        dropout: float = 0.0,
+        pooling: str = "avg",
+    ) -> None:
+        super().__init__()
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+        self.net = net
+        self._features = features
+        self._classifier = classifier
+        self.pooling = pooling  # "max": the paper's GMP ablation (section 3, Table 2)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    @property
+    def classifier(self) -> nn.Linear | None:
+        return self._classifier(self.net)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self._features(self.net, x)
+        # GAP: F_k = mean_{x,y} f_k(x, y); GMP: F_k = max_{x,y} f_k(x, y)
+        pooled = features.amax(dim=(2, 3)) if self.pooling == "max" else features.mean(dim=(2, 3))
+        classifier = self.classifier
+        logits = pooled if classifier is None else classifier(self.dropout(pooled))
+        return logits, features
+
+    def class_weights(self) -> tuple[Tensor | None, Tensor | None]:
+        """``(W [C, K], b [C])`` of the classifier; ``(None, None)`` when maps are per class."""
+        classifier = self.classifier
+        if classifier is None:
+            return None, None
+        return classifier.weight, classifier.bias
+
+    def load_weights(self, state_dict: dict[str, Tensor]) -> None:
+        """Load either our own state_dict (``net.`` keys) or the wrapped model's torchvision one."""
+        if not any(key.startswith("net.") for key in state_dict):
+            state_dict = {f"net.{key}": value for key, value in state_dict.items()}
+        own_keys = set(self.state_dict())
+        # torchvision GoogLeNet files carry auxiliary classifiers that inference never uses.
+        state_dict = {
+            k: v for k, v in state_dict.items() if k in own_keys or not k.startswith("net.aux")
+        }
+        self.load_state_dict(state_dict, strict=True)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A registry entry: how to build the network and what is known about it."""
+
+    name: str
+    build: Callable[[int], CAMNet]
+    cam_size_at_224: int
+    description: str
+    torchvision_weights: str | None = None  # a `torchvision.models.get_weight` name
+    backbone_weights: str | None = None  # for paper nets: the backbone's torchvision weights
+    paper: bool = False
+    default_input_size: int = 224
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+    preprocessing: Preprocessing | None = None  # the weights' own; None: ImageNet's
+    hub_weights: str | None = None  # for timm entries: ``hf-hub:<repo>`` of --weights imagenet
