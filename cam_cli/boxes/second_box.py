@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.ground_truth import ImageAnnotation
 from cam_cli.evaluation.metrics import LocalizationEvaluator, _cell, _percent_error
 
 

@@ -21,46 +21,16 @@ from __future__ import annotations
 import csv
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from cam_cli.data import tiny_imagenet
 from cam_cli.data.classes import ClassInfo
-
-Box = tuple[int, int, int, int]
+from cam_cli.data.ground_truth import MAX_COORDINATE, Box, ImageAnnotation, check_box, unique
 
 KAGGLE_HEADER = ["ImageId", "PredictionString"]
-# No image has a pixel this far out (PIL decodes at most a few hundred million pixels); a
-# larger coordinate is a broken file, refused while reading, before any model runs.
-MAX_COORDINATE = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class ImageAnnotation:
-    """Ground truth of one image: its class label(s) and boxes (each box with its label)."""
-
-    image_id: str
-    labels: tuple[str, ...]
-    boxes: tuple[tuple[str, Box], ...] = ()
-    width: int | None = None
-    height: int | None = None
-
-
-def _unique(items: Iterable[str]) -> tuple[str, ...]:
-    """Distinct items in order of first appearance (an image's labels, from its boxes)."""
-    return tuple(dict.fromkeys(items))
-
-
-def _check_box(box: Box, where: str) -> Box:
-    xmin, ymin, xmax, ymax = box
-    if xmin < 0 or ymin < 0 or xmax < xmin or ymax < ymin:
-        raise ValueError(f"{where}: invalid box {list(box)} (need 0 <= min <= max)")
-    if xmax > MAX_COORDINATE or ymax > MAX_COORDINATE:
-        raise ValueError(f"{where}: invalid box {list(box)} (a coordinate above "
-                         f"{MAX_COORDINATE}, outside any image)")  # fmt: skip
-    return box
 
 
 # --- ILSVRC per-image XML --------------------------------------------------------------------
@@ -102,10 +72,10 @@ def read_xml_file(path: str | Path) -> ImageAnnotation:
         if bndbox is None:
             raise ValueError(f"{path}: object {number} ({name}) has no <bndbox>")
         box = tuple(_xml_int(bndbox, tag, path) for tag in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append((name, _check_box(box, f"{path}: object {number}")))
+        boxes.append((name, check_box(box, f"{path}: object {number}")))
     return ImageAnnotation(
         image_id=path.stem,
-        labels=_unique(label for label, _ in boxes),
+        labels=unique(label for label, _ in boxes),
         boxes=tuple(boxes),
         width=width,
         height=height,
@@ -155,7 +125,7 @@ def _parse_prediction_string(text: str, where: str) -> list[tuple[str, Box]]:
             raise ValueError(
                 f"{where}: non-integer coordinate in {tokens[start : start + 5]}"
             ) from None
-        boxes.append((label, _check_box(box, where)))
+        boxes.append((label, check_box(box, where)))
     return boxes
 
 
@@ -215,7 +185,7 @@ def read_loc_solution_csv(path: str | Path) -> dict[str, ImageAnnotation]:
             boxes = _parse_prediction_string(row[1], where)
             annotations[image_id] = ImageAnnotation(
                 image_id=image_id,
-                labels=_unique(label for label, _ in boxes),
+                labels=unique(label for label, _ in boxes),
                 boxes=tuple(boxes),
             )
     if not annotations:
@@ -303,7 +273,6 @@ def read_annotations(
     """Read ground truth from whatever ``path`` is: a folder of XML, a Kaggle CSV, the
     devkit's ground-truth ``.txt`` (which needs ``meta_mat``), or Tiny ImageNet's
     ``val/val_annotations.txt`` or ``train/`` folder of ``<wnid>_boxes.txt`` (`tiny_imagenet`)."""
-    from cam_cli.data import tiny_imagenet
 
     path = Path(path)
     if tiny_imagenet.is_train_dir(path):

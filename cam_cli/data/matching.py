@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.classes import ClassInfo
+from cam_cli.data.ground_truth import ImageAnnotation
 from cam_cli.data.images import list_images
 from cam_cli.errors import EvaluationError
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cam_cli.data.annotations import Box, ImageAnnotation, _check_box
 from cam_cli.data.classes import ClassInfo
+from cam_cli.data.ground_truth import Box, ImageAnnotation, check_box
 
 VAL_ANNOTATIONS = "val_annotations.txt"
 BOXES_SUFFIX = "_boxes.txt"
@@ -35,7 +35,7 @@ def _box(fields: list[str], where: str) -> Box:
         box = tuple(int(v) for v in fields)
     except ValueError:
         raise ValueError(f"{where}: non-integer coordinate in {fields}") from None
-    return _check_box(box, where)
+    return check_box(box, where)
 
 
 def read_wnids(path: str | Path) -> list[str]:

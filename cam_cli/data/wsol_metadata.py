@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cam_cli.data.annotations import Box, ImageAnnotation, _check_box
+from cam_cli.data.ground_truth import Box, ImageAnnotation, check_box
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
             if masks:
                 raise ValueError(f"{where}: a box row in a localization.txt of mask rows")
             box = tuple(_int(v, where, "a box coordinate") for v in parts[1:])
-            boxes.setdefault(image_id, []).append(_check_box(box, where))
+            boxes.setdefault(image_id, []).append(check_box(box, where))
             continue
         if boxes:
             raise ValueError(f"{where}: a mask row in a localization.txt of box rows")

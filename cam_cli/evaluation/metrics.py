@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cam_cli.boxes.components import component_boxes, scale_boxes
-from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.ground_truth import ImageAnnotation
 from cam_cli.files.checks import printable_path
 
 logger = logging.getLogger(__name__)

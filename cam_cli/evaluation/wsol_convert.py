@@ -16,13 +16,12 @@ from pathlib import Path
 
 from cam_cli.data.annotations import ImageAnnotation, read_annotations, read_cub
 from cam_cli.data.classes import ClassInfo, read_synset_mapping
+from cam_cli.data.images import SWAPPING_ORIENTATIONS
 from cam_cli.data.matching import check_missing, pair_images
 from cam_cli.data.wsol_metadata import WsolMetadata, write_wsol_metadata
 from cam_cli.errors import EvaluationError
 
 logger = logging.getLogger(__name__)
-
-_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that turn the image by 90 degrees
 
 
 def upright_size(path: str | Path) -> tuple[int, int]:
@@ -32,7 +31,7 @@ def upright_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            if image.getexif().get(0x0112) in _SWAPPING_ORIENTATIONS:
+            if image.getexif().get(0x0112) in SWAPPING_ORIENTATIONS:
                 width, height = height, width
     except (OSError, UnidentifiedImageError) as error:
         raise ValueError(f"{path}: cannot read the image size ({error})") from None

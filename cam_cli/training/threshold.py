@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from cam_cli.boxes.rules import boxes_for_image
-from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.classes import ClassInfo
+from cam_cli.data.ground_truth import ImageAnnotation
 from cam_cli.data.images import list_images
 from cam_cli.data.tiny_imagenet import read_train_boxes
 from cam_cli.evaluation.metrics import IOU_THRESHOLD, iou_inclusive
