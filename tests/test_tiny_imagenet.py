@@ -267,14 +267,63 @@ def test_real_run_trains_chooses_a_threshold_and_evaluates(dev_root, tmp_path):
     assert np.isclose(json.loads(train_eval.stdout)["settings"]["threshold"], 0.2)
 
 
-@pytest.mark.parametrize("name", ["cpu", "cpu-gmp", "cpu-128", "scratch", "finetune"])
+@pytest.mark.parametrize(
+    "name", ["cpu", "cpu-gmp", "cpu-64", "cpu-64-gmp", "cpu-128", "scratch", "finetune"]
+)
 def test_the_tiny_imagenet_recipes_resolve(name):
-    """Every recipe is valid as it stands; the GMP one differs from the CPU one in pooling only."""
+    """Every recipe is valid as it stands; each GMP one differs from its GAP one in pooling only."""
     from cam_cli.training.config import resolve_config
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     config = resolve_config(config_file=configs / f"tiny-imagenet-{name}.toml").config
     assert config.threshold_images_per_class == 3
-    if name == "cpu-gmp":
-        cpu = resolve_config(config_file=configs / "tiny-imagenet-cpu.toml").config
-        assert config.replace(arch=cpu.arch) == cpu and config.arch == "mobilenet_v2-gmp"
+    twins = {"cpu-gmp": ("cpu", "mobilenet_v2-max"), "cpu-64-gmp": ("cpu-64", "mobilenet_v2-gmp")}
+    if name in twins:
+        gap_name, gmp_arch = twins[name]
+        gap = resolve_config(config_file=configs / f"tiny-imagenet-{gap_name}.toml").config
+        assert config.replace(arch=gap.arch) == gap and config.arch == gmp_arch
+
+
+def test_a_frozen_backbone_without_a_trunk_trains_only_the_classifier():
+    """mobilenet_v2 (a network that already ends in GAP + linear): freeze_backbone fixes every
+    part but the classifier's, which then alone gets gradients and leaves eval mode."""
+    import torch
+
+    from cam_cli.models.registry import build_model
+    from cam_cli.training.optim import freeze_backbone
+
+    for arch in ("mobilenet_v2", "mobilenet_v2-max"):
+        model = build_model(arch, 5)
+        frozen = freeze_backbone(model)
+        assert [type(m).__name__ for m in frozen] == ["Sequential"]  # net.features
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable == {"net.classifier.1.weight", "net.classifier.1.bias"}
+        assert not model.net.features.training and model.net.classifier.training
+        logits, features = model(torch.rand(2, 3, 64, 48))
+        logits.sum().backward()
+        assert model.net.features[0][0].weight.grad is None
+        assert model.classifier.weight.grad is not None
+        assert features.shape == (2, 1280, 2, 2)
+
+    squeezenet = build_model("squeezenet1_1", 5)  # its class maps are the backbone's output
+    with pytest.raises(Exception, match="linear classifier"):
+        freeze_backbone(squeezenet)
+
+
+def test_mobilenet_v2_max_pools_by_the_maximum():
+    """The GMP twin: the same layers, logits = W max(F) + b instead of W mean(F) + b."""
+    import torch
+
+    from cam_cli.models.registry import build_model
+
+    torch.manual_seed(0)
+    gap, gmp = build_model("mobilenet_v2", 3).eval(), build_model("mobilenet_v2-max", 3).eval()
+    gmp.load_state_dict(gap.state_dict())
+    x = torch.rand(1, 3, 96, 64)
+    with torch.no_grad():
+        gap_logits, features = gap(x)
+        gmp_logits, gmp_features = gmp(x)
+    w, b = gap.classifier.weight, gap.classifier.bias
+    assert torch.equal(features, gmp_features)
+    assert torch.allclose(gap_logits, features.mean(dim=(2, 3)) @ w.T + b, atol=1e-5)
+    assert torch.allclose(gmp_logits, features.amax(dim=(2, 3)) @ w.T + b, atol=1e-5)

@@ -215,11 +215,14 @@ def _build_googlenet(num_classes: int) -> CAMNet:
     return CAMNet(net, _googlenet_features, lambda n: n.fc, dropout=0.2)
 
 
-def _build_mobilenet_v2(num_classes: int) -> CAMNet:
-    from torchvision.models import mobilenet_v2
+def _mobilenet_v2(pooling: str) -> Callable[[int], CAMNet]:
+    def build(num_classes: int) -> CAMNet:
+        from torchvision.models import mobilenet_v2
 
-    net = mobilenet_v2(num_classes=num_classes)
-    return CAMNet(net, _features, lambda n: n.classifier[1], dropout=0.2)
+        net = mobilenet_v2(num_classes=num_classes)
+        return CAMNet(net, _features, lambda n: n.classifier[1], dropout=0.2, pooling=pooling)
+
+    return build
 
 
 def _squeezenet_class_maps(net: nn.Module, x: Tensor) -> Tensor:
@@ -249,9 +252,16 @@ register(ArchSpec(
     torchvision_weights="GoogLeNet_Weights.IMAGENET1K_V1",
 ))  # fmt: skip
 register(ArchSpec(
-    "mobilenet_v2", _build_mobilenet_v2, 7, "torchvision MobileNetV2: ends in GAP + linear",
+    "mobilenet_v2", _mobilenet_v2("avg"), 7, "torchvision MobileNetV2: ends in GAP + linear",
     torchvision_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
     aliases=("mobilenet-v2",),
+))  # fmt: skip
+# Its GMP twin for the paper's ablation: the same layers with global max pooling, so only the
+# ImageNet backbone carries over (its classifier was trained on averages, not maxima).
+register(ArchSpec(
+    "mobilenet_v2-max", _mobilenet_v2("max"), 7,
+    "mobilenet_v2 with global max pooling instead of GAP (the paper's GMP ablation)",
+    backbone_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
 ))  # fmt: skip
 register(ArchSpec(
     "squeezenet1_1", _build_squeezenet1_1, 13,

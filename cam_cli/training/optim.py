@@ -25,15 +25,33 @@ def new_layer_modules(model: CAMNet) -> list[nn.Module]:
 
 
 def freeze_backbone(model: CAMNet) -> list[nn.Module]:
-    """Fix the backbone (``net.trunk``): no gradients, and kept in eval mode by the loop so
-    its batch-norm statistics stay the ImageNet ones. Only the new layers then train, which
-    costs a forward pass through the backbone and no backward pass."""
+    """Fix the backbone: no gradients, and kept in eval mode by the loop so its batch-norm
+    statistics stay the ImageNet ones. Only the new layers then train, which costs a forward
+    pass through the backbone and no backward pass.
+
+    The backbone is ``net.trunk`` for the paper's -gap nets; for a network that already ends
+    in GAP + linear (mobilenet_v2, resnet50, ...) it is every part of the network but the one
+    holding the classifier, so fine-tuning trains the new linear layer alone.
+    """
     trunk = getattr(model.net, "trunk", None)
-    if trunk is None:
-        raise TrainError("freeze_backbone needs a network with a backbone trunk (a -gap net)")
-    trunk.requires_grad_(False)
-    trunk.eval()
-    return [trunk]
+    if trunk is not None:
+        frozen = [trunk]
+    elif model.classifier is None:
+        raise TrainError(
+            "freeze_backbone needs a network with a linear classifier to train "
+            "(its class maps are part of the backbone)"
+        )
+    else:
+        classifier = model.classifier
+        frozen = [
+            child
+            for child in model.net.children()
+            if not any(module is classifier for module in child.modules())
+        ]
+    for module in frozen:
+        module.requires_grad_(False)
+        module.eval()
+    return frozen
 
 
 def param_groups(model: CAMNet, config: TrainConfig) -> list[dict[str, Any]]:
