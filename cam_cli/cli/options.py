@@ -18,17 +18,17 @@ from typing import Annotated
 import typer
 
 from cam_cli.errors import SetupError
+from cam_cli.runtime.distributed import is_main_process
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 LOGGER = "cam_cli"
 
 
-def main_process() -> bool:
-    """Not one of the other ranks torchrun started. Rank 0 speaks for them all: it prints the
-    errors (every rank exits 2 on a usage error) and the end of the run, whose exit code is its
-    own (the others exit 0, since torchrun stops every rank once one exits non-zero, and rank 0
-    may still be writing then)."""
-    return os.environ.get("RANK", "0") == "0"
+# Not one of the other ranks torchrun started. Rank 0 speaks for them all: it prints the
+# errors (every rank exits 2 on a usage error) and the end of the run, whose exit code is its
+# own (the others exit 0, since torchrun stops every rank once one exits non-zero, and rank 0
+# may still be writing then).
+main_process = is_main_process
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -326,7 +326,7 @@ def model_options(
     input_size: int | None,
 ):
     """The model options as the library's `ModelOptions` (imported here: it pulls in torch)."""
-    from cam_cli.models.loading import ModelOptions
+    from cam_cli.settings import ModelOptions
 
     return ModelOptions(
         arch=arch,
@@ -340,7 +340,7 @@ def model_options(
 
 def run_options(batch_size, workers, device, fast, compile_model, quiet, decode=DecodeMode.auto):
     """The run options as the library's `RunOptions` (imported here: it pulls in torch)."""
-    from cam_cli.inference.localizer import RunOptions
+    from cam_cli.settings import RunOptions
 
     return RunOptions(
         batch_size=batch_size,

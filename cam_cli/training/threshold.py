@@ -21,9 +21,9 @@ import numpy as np
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.classes import ClassInfo
 from cam_cli.evaluation.metrics import IOU_THRESHOLD, iou_inclusive
+from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 
 if TYPE_CHECKING:
-    from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -59,17 +59,17 @@ def threshold_accuracies(
     one forward pass, the true class's CAM boxed at each threshold. Returns (accuracies in
     [0, 1], images that failed to load, which count as wrong)."""
     from cam_cli.boxes.rules import boxes_for_image
-    from cam_cli.inference.localizer import RunOptions
+    from cam_cli.inference.localizer import Localizer
 
     run = run or RunOptions(fast=False, progress=False)
     label = {path: index for path, index, _ in images}
     annotation = {path: a for path, _, a in images}
-    localizer = run.localizer(loaded, compile_now=False, topk=1, copy_model=True)
+    localizer = Localizer(loaded, CamOptions(topk=1), run, copy_model=True)
     hits = np.zeros(len(candidates))
     failed = 0
     try:
-        results = run.localize(
-            localizer, list(label), extra_classes=lambda p: [label[p]], keep_extra_cams=True
+        results = localizer.localize(
+            list(label), extra_classes=lambda p: [label[p]], extra_cams="input"
         )
         for result in results:
             if result.extra_cams is None:
@@ -113,8 +113,7 @@ def calibrate_checkpoints(
     import torch
 
     from cam_cli.files.atomic import save_torch_atomic
-    from cam_cli.inference.localizer import RunOptions
-    from cam_cli.models.loading import ModelOptions, load_model
+    from cam_cli.models.loading import load_model
 
     run_dir = Path(run_dir)
     best = run_dir / "best.pt"
