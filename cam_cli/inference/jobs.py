@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
@@ -86,8 +86,7 @@ def _localizer(
 def _job(model: LoadedModel | ModelOptions | Localizer, run: RunOptions) -> Iterator:
     """The job's processes (`shards.processes`); a prepared `Localizer` brings its own."""
     if isinstance(model, Localizer):
-        with nullcontext(model.processes or shards.Processes()) as job:
-            yield job
+        yield model.processes or shards.Processes()
         return
     with shards.processes(run.device) as job:
         yield job
