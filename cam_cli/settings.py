@@ -1,6 +1,68 @@
-"""Plain settings, torch-free (`cam-cli --help` stays fast): what library and CLI share."""
+"""The settings a user gives the library, as plain data: where a model comes from
+(`ModelOptions`), what a `Localizer` computes (`CamOptions`) and how a run goes (`RunOptions`).
 
+Frozen dataclasses with nothing that runs: the code that acts on them lives where the work is
+(`models.loading`, `inference.localizer`, `inference.shards`). Nothing heavy is imported here,
+so the command line can build them without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Where a model comes from, as the command-line options say it (see `load_model`)."""
+
+    arch: str | None = None
+    weights: str | None = None
+    checkpoint: str | Path | None = None
+    classes_file: str | Path | None = None
+    normalize: str | None = None
+    input_size: int | None = None
+
+
+@dataclass(frozen=True)
+class CamOptions:
+    """What a `Localizer` computes for every image: its CAMs and their boxes.
+
+    ``topk``: the classes ranked by score (or ``class_indices``: these classes for every image,
+    in this order); ``threshold``: the CAM threshold (None: the one the checkpoint carries, else
+    the paper's 0.2); ``box_rule`` (`boxes.rules`): ``paper``, ``zhou2016`` or
+    ``all-components``; ``ten_crop``: the released ten-crop CAM (`cam.ten_crop`).
+    """
+
+    topk: int = 5
+    threshold: float | None = None
+    class_indices: tuple[int, ...] | None = None
+    box_rule: str = "paper"
+    ten_crop: bool = False
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run goes, never what it computes (``fast`` aside: bf16 moves figures by at most
+    a few tenths of a point): shared by `write_boxes`, `write_cams` and `evaluate`.
+
+    ``workers=None``: `default_workers` for the device; ``fast=None``: low precision where the
+    hardware gains (`runtime.device.Precision`); ``progress=None``: a bar when stderr is a
+    terminal; ``lanes=None``: one per torch thread on the CPU; ``box_step``: where CAMs become
+    boxes (`Localizer`); ``decode``: where JPEGs are decoded (`data.decode`).
+    """
+
+    batch_size: int = 32
+    workers: int | None = None
+    device: str = "auto"
+    fast: bool | None = None
+    compile_model: bool = False
+    progress: bool | None = None
+    lanes: int | None = None
+    box_step: str = "auto"  # auto, scipy or torch
+    decode: str = "auto"  # auto, pil or device
+
 
 # --- choices ----------------------------------------------------------------------------------
 # Every choice set, once: the CLI offers the members, the library checks against `choices(...)`.

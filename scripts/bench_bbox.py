@@ -7,7 +7,8 @@ On the same images and the same model, in one run, images/s of:
      inference settings). The bound for (b): everything else is overhead on top of it.
   b  cam-cli's top-k bbox pipeline, JPEG files -> JSON Lines: ``Localizer(fast=False).localize``
      + ``RecordWriter`` (the loop of ``cam-cli bbox``, in-process, records to a temp file),
-     with cam-cli's own execution (on the CPU: lanes and a decode thread; see inference/localizer.py).
+     with cam-cli's own execution (on the CPU: lanes and a decode thread; see
+     inference/localizer.py).
   c  the same with the fast path (``fast=True``: bf16 autocast; bf16/fp16 on CUDA).
      Boxes of (c)-(e) are checked against (b): rank-1 class agreement and box IoU.
   d  what a user builds from the peers: PIL + torchvision transforms (resize the whole image,
@@ -57,7 +58,7 @@ GPU-scale mode (``--device cuda``, or ``--device cpu`` to try it here), for each
             (`ImageListDataset` + `collate_images` in a DataLoader with `default_workers(device)`
             processes, pinned memory, non-blocking copies; a decode thread with 0 workers). It
             does not depend on the network: measured once per input size, shown for each.
-  pipeline  JPEG files -> JSON Lines: `inference.jobs.localize_to_records` with a prepared
+  pipeline  JPEG files -> JSON Lines: `api.write_boxes` with a prepared
             `Localizer` and ``RunOptions(device, batch_size, workers)``, top-k.
   eval      (``--eval [ARCHS]``) what `cam-cli eval --maxboxacc` runs
             (`evaluation.evaluate.evaluate_model`, its Localizer set-up included) over the
@@ -319,13 +320,13 @@ def run_forward_only(config: dict) -> dict:
     return {"load_s": load_s, "setup_s": 0.0, **timing, "decoded_pool_mb": pool.numel() / 2**20}
 
 
-def _time_records(localizer, run, config: dict, sync=None) -> dict:
-    """`_timed` passes of `localize_to_records` (the run of `cam-cli bbox`) with a prepared
+def _time_records(localizer, config: dict, sync=None) -> dict:
+    """`_timed` passes of `write_boxes` (what `cam-cli bbox` runs) with a prepared
     Localizer: a warm-up to /dev/null, then the timed passes into the records file."""
-    from cam_cli.inference.jobs import localize_to_records
+    from cam_cli.api import write_boxes
 
     def one_pass(paths: list[str], out) -> None:
-        localize_to_records(localizer, paths, output=out, run=run)
+        write_boxes(localizer, paths, output=out)
 
     warm = config["paths"][: config["warmup_batches"] * config["batch_size"]]
     with open(os.devnull, "w") as devnull:
@@ -340,8 +341,8 @@ def _time_records(localizer, run, config: dict, sync=None) -> dict:
 def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
     """(b), (c), (f): what `cam-cli bbox` runs (`inference.jobs.write_boxes`): its set-up
     (the `Localizer`; (f) compiles it, a one-time cost counted as set-up) timed apart from its
-    run over the images (`inference.jobs.localize_to_records`), minus argument parsing."""
-    from cam_cli.inference.localizer import Localizer, RunOptions
+    run over the images (`api.write_boxes`), minus argument parsing."""
+    from cam_cli.inference.localizer import Localizer
 
     loaded, load_s = _load(config)
     start = time.perf_counter()
@@ -352,15 +353,14 @@ def run_cam_cli(config: dict, fast: bool, compiled: bool = False) -> dict:
         device="cpu",
         fast=fast,
         lanes=config.get("lanes") or None,
+        batch_size=config["batch_size"],
+        workers=config["workers"],
+        progress=False,
     )
     if compiled:
         localizer.compile(config["batch_size"])
     setup_s = time.perf_counter() - start
-
-    run = RunOptions(
-        batch_size=config["batch_size"], workers=config["workers"], device="cpu", progress=False
-    )
-    timing = _time_records(localizer, run, config)
+    timing = _time_records(localizer, config)
     return {"load_s": load_s, "setup_s": setup_s, **timing}
 
 
@@ -700,26 +700,25 @@ def run_device_decode(config: dict) -> dict:
 
 
 def run_device_pipeline(config: dict) -> dict:
-    """pipeline: `localize_to_records` (the run of `cam-cli bbox`) with a prepared `Localizer`
+    """pipeline: `write_boxes` (the run of `cam-cli bbox`) with a prepared `Localizer`
     and ``RunOptions(device, batch_size, workers)``: JPEG files -> JSON Lines."""
-    from cam_cli.inference.localizer import Localizer, RunOptions
+    from cam_cli.inference.localizer import Localizer
 
     device = _device_start(config)
     loaded, load_s = _load(config)
     start = time.perf_counter()
     localizer = Localizer(
-        loaded, topk=config["topk"], threshold=0.2, device=config["device"], fast=config["fast"]
-    )
-    setup_s = time.perf_counter() - start
-    run = RunOptions(
-        batch_size=config["batch_size"],
-        workers=config["workers"],
+        loaded,
+        topk=config["topk"],
+        threshold=0.2,
         device=config["device"],
         fast=config["fast"],
+        batch_size=config["batch_size"],
+        workers=config["workers"],
         progress=False,
     )
-
-    timing = _time_records(localizer, run, config, sync=_device_sync(device))
+    setup_s = time.perf_counter() - start
+    timing = _time_records(localizer, config, sync=_device_sync(device))
     localizer.close()
     facts = _device_facts(device, localizer.precision)
     return {"load_s": load_s, "setup_s": setup_s, **timing, **facts}

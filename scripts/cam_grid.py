@@ -20,9 +20,10 @@ from PIL import Image, ImageDraw
 from cam_cli.data.annotations import read_annotations
 from cam_cli.data.images import list_images, open_rgb
 from cam_cli.evaluation.metrics import iou_inclusive
-from cam_cli.inference.localizer import RunOptions
-from cam_cli.models.loading import ModelOptions, load_model
+from cam_cli.inference.localizer import Localizer
+from cam_cli.models.loading import load_model
 from cam_cli.outputs.draw import heatmap_overlay
+from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 
 
 def main() -> None:
@@ -44,12 +45,10 @@ def main() -> None:
     name = {c.index: c.name for c in loaded.classes}
     label = {str(p): index[truth[p.stem].labels[0]] for p in paths}
     run = RunOptions(device="cpu", fast=False, progress=False, workers=0)
-    localizer = run.localizer(loaded, topk=1, threshold=args.threshold, copy_model=True)
+    localizer = Localizer(loaded, CamOptions(topk=1, threshold=args.threshold), run)
     try:
         results = list(
-            run.localize(
-                localizer, list(label), extra_classes=lambda p: [label[p]], keep_extra_cams=True
-            )  # fmt: skip
+            localizer.localize(list(label), extra_classes=lambda p: [label[p]], extra_cams="input")
         )
     finally:
         localizer.close()

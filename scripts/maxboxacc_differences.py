@@ -55,7 +55,7 @@ def main() -> None:
     from cam_cli.data.annotations import read_annotations
     from cam_cli.data.matching import _label_indices, pair_images
     from cam_cli.evaluation.metrics import MaxBoxAccProtocol, MaxBoxAccV2, pairwise_iou_inclusive
-    from cam_cli.inference.localizer import RunOptions
+    from cam_cli.inference.localizer import Localizer, RunOptions
     from cam_cli.models.loading import load_model
 
     loaded = load_model(arch=args.arch, weights=args.weights, classes_file=args.classes)
@@ -63,13 +63,9 @@ def main() -> None:
     to_index = _label_indices(loaded.classes)
     true_class = {str(path): to_index(a.labels[0]) for path, a in items}
     run = RunOptions(device="cpu", fast=False)
-    localizer = run.localizer(loaded)
-    results = run.localize(
-        localizer,
-        list(true_class),
-        extra_classes=lambda path: [true_class[path]],
-        keep_extra_cams=True,
-        extra_cams_at_feature=True,
+    localizer = Localizer(loaded, run=run)
+    results = localizer.localize(
+        list(true_class), extra_classes=lambda path: [true_class[path]], extra_cams="feature"
     )
     annotation_of = {str(path): a for path, a in items}
     cams = [(r.extra_cams[0], annotation_of[r.path], r.width, r.height) for r in results]

@@ -20,18 +20,18 @@ from typing import Annotated, Any, get_type_hints
 import typer
 
 from cam_cli.errors import ArgumentError, CamCliError, RunFailed, SetupError
+from cam_cli.runtime.distributed import is_main_process
 from cam_cli.settings import BoxRule, DecodeMode, Normalization
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 LOGGER = "cam_cli"
 
 
-def main_process() -> bool:
-    """Not one of the other ranks torchrun started. Rank 0 speaks for them all: it prints the
-    errors (every rank exits 2 on a usage error) and the end of the run, whose exit code is its
-    own (the others exit 0, since torchrun stops every rank once one exits non-zero, and rank 0
-    may still be writing then)."""
-    return os.environ.get("RANK", "0") == "0"
+# Not one of the other ranks torchrun started. Rank 0 speaks for them all: it prints the
+# errors (every rank exits 2 on a usage error) and the end of the run, whose exit code is its
+# own (the others exit 0, since torchrun stops every rank once one exits non-zero, and rank 0
+# may still be writing then).
+main_process = is_main_process
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -312,7 +312,7 @@ class OptionGroup:
 
 @dataclass(frozen=True)
 class ModelArgs(OptionGroup):
-    """Where the model comes from: the options of `models.loading.ModelOptions`."""
+    """Where the model comes from: the options of `settings.ModelOptions`."""
 
     arch: Arch = None
     weights: Weights = None
@@ -323,7 +323,7 @@ class ModelArgs(OptionGroup):
 
     def options(self):
         """The library's `ModelOptions` (imported here: it pulls in torch)."""
-        from cam_cli.models.loading import ModelOptions
+        from cam_cli.settings import ModelOptions
 
         return ModelOptions(
             arch=self.arch,
@@ -343,7 +343,7 @@ class ModelArgs(OptionGroup):
 
 @dataclass(frozen=True)
 class RunArgs(OptionGroup):
-    """How the model runs: the options of `inference.localizer.RunOptions`."""
+    """How the model runs: the options of `settings.RunOptions`."""
 
     batch_size: BatchSize = 32
     workers: Workers = None
@@ -354,7 +354,7 @@ class RunArgs(OptionGroup):
 
     def options(self, quiet: bool):
         """The library's `RunOptions` (imported here: it pulls in torch)."""
-        from cam_cli.inference.localizer import RunOptions
+        from cam_cli.settings import RunOptions
 
         return RunOptions(
             batch_size=self.batch_size,

@@ -640,10 +640,13 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def format_table(summary: Mapping, maxboxacc: Mapping | None = None) -> str:
+def format_table(
+    summary: Mapping, maxboxacc: Mapping | None = None, gt_known_note: str | None = None
+) -> str:
     """A plain-text table for people: errors in percent, 2 decimals, with the baselines.
 
     ``maxboxacc`` (a `MaxBoxAccV2.summary`) may also be given as ``summary["maxboxacc_v2"]``.
+    ``gt_known_note``: said in place of the GT-known figures (a run that cannot give them).
     """
     maxboxacc = maxboxacc if maxboxacc is not None else summary.get("maxboxacc_v2")
     baselines = summary.get("baselines", {})
@@ -672,7 +675,11 @@ def format_table(summary: Mapping, maxboxacc: Mapping | None = None) -> str:
         "errors in %, lower is better",
         f"{'':<{width}}  {'top-1':>7}  {'top-5':>7}",
     ]
-    lines += [f"{name:<{width}}  {_cell(top1):>7}  {_cell(top5):>7}" for name, top1, top5 in rows]
+    for name, top1, top5 in rows:
+        if gt_known_note is not None and name == "GT-known localization error":
+            lines.append(f"{name:<{width}}  {gt_known_note}")
+        else:
+            lines.append(f"{name:<{width}}  {_cell(top1):>7}  {_cell(top5):>7}")
     if median.get("relative_size"):
         rel_w, rel_h = median["relative_size"]
         lines.append(f"(median-size box: {100 * rel_w:.1f}% x {100 * rel_h:.1f}% of the image)")

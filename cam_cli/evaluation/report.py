@@ -21,14 +21,9 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
                 format_maxboxacc(report["maxboxacc_v2"], report.get("maxboxacc_v2_carried"))
             )
     else:
-        table = format_table(report, report.get("maxboxacc_v2"))
-    if not report.get("gt_known_available", True):
-        rows = table.splitlines()
-        name_width = len(rows[1]) - 18  # the header: name column, then two 2+7-wide columns
-        for i, row in enumerate(rows):
-            if row.startswith("GT-known localization error"):
-                rows[i] = f"{row[:name_width]}  {GT_KNOWN_NEEDS_MODEL}"
-        table = "\n".join(rows)
+        available = report.get("gt_known_available", True)
+        note = None if available else GT_KNOWN_NEEDS_MODEL
+        table = format_table(report, report.get("maxboxacc_v2"), gt_known_note=note)
     lines.append(table)
     if report.get("pxap"):
         from cam_cli.evaluation.pxap import format_pxap

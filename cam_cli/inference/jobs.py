@@ -10,14 +10,15 @@ share the images out among the processes, and rank 0 writes what one process wou
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 from cam_cli.data.classes import resolve_class
 from cam_cli.data.images import find_images
-from cam_cli.errors import ArgumentError, SetupError
+from cam_cli.errors import SetupError
 from cam_cli.files.atomic import write_bytes_atomic
 from cam_cli.files.checks import (
     check_image_size,
@@ -27,11 +28,14 @@ from cam_cli.files.checks import (
     printable_path,
 )
 from cam_cli.inference import shards
-from cam_cli.inference.localizer import Localizer, RunOptions
+from cam_cli.inference.analysis import Analysis
+from cam_cli.inference.localizer import Localizer, check_threshold, compile_or_warn
 from cam_cli.inference.results import ImageResult
-from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
+from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.outputs.writers import RecordWriter, open_output
+from cam_cli.runtime.distributed import is_main_process, process_device
+from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -55,28 +59,37 @@ def collect_images(sources: Sequence[str]) -> tuple[list[str], list[tuple[str, s
 def _localizer(
     model: LoadedModel | ModelOptions,
     classes: Sequence[str] | None,
+    cam: CamOptions,
     run: RunOptions,
+    job: shards.Processes,
     compile_now: bool,
-    **settings,
 ) -> Localizer:
     """The model loaded (from options) and prepared for ``run``, with ``--class`` queries
-    resolved against its classes. A model loaded here is prepared in place, not copied."""
+    resolved against its classes, compiled when asked and ``compile_now``. A model loaded here
+    is prepared in place, not copied."""
     loaded_here = isinstance(model, ModelOptions)
     if loaded_here:
-        model = load_model(model, device=run.device)
-    indices = None
+        model = load_model(model, device=str(process_device(run.device)))
     if classes:
         try:
-            indices = [resolve_class(query, model.classes) for query in classes]
+            indices = tuple(resolve_class(query, model.classes) for query in classes)
         except ValueError as error:
             raise SetupError(str(error)) from None
-    return run.localizer(
-        model,
-        compile_now=compile_now,
-        class_indices=indices,
-        copy_model=not loaded_here,
-        **settings,
-    )
+        cam = replace(cam, class_indices=indices)
+    localizer = Localizer(model, cam, run, processes=job, copy_model=not loaded_here)
+    if run.compile_model and compile_now:
+        compile_or_warn(localizer, run.batch_size)
+    return localizer
+
+
+@contextmanager
+def _job(model: LoadedModel | ModelOptions | Localizer, run: RunOptions) -> Iterator:
+    """The job's processes (`shards.processes`); a prepared `Localizer` brings its own."""
+    if isinstance(model, Localizer):
+        yield model.processes or shards.Processes()
+        return
+    with shards.processes(run.device) as job:
+        yield job
 
 
 def check_output_spares(output: str | Path | IO[str] | None, inputs: dict) -> None:
@@ -88,7 +101,7 @@ def check_output_spares(output: str | Path | IO[str] | None, inputs: dict) -> No
         check_outputs_spare_inputs({"--output": output}, inputs)
 
 
-def _model_files(model: LoadedModel | ModelOptions) -> dict:
+def _model_files(model: LoadedModel | ModelOptions | Localizer) -> dict:
     """The files a model is loaded from (already loaded: none left to protect)."""
     if not isinstance(model, ModelOptions):
         return {}
@@ -101,17 +114,19 @@ def _failed(path: str, reason: str) -> None:
     logger.warning("%s: %s", path, reason)
 
 
-def _render_boxes(result: ImageResult) -> None:
-    """`--draw`'s picture, drawn and PNG-encoded beside the network (a `localize` finish); an
-    error is kept for the main loop to report."""
-    try:
-        result.analysis = boxes_png(result.path, [p.as_dict() for p in result.predictions])
-    except (ValueError, OSError) as error:
-        result.analysis = error
+class _Drawing(Analysis):
+    """`--draw`'s picture of every image, drawn and PNG-encoded beside the network; an error
+    is kept for the main loop to report."""
+
+    def on_host(self, result: ImageResult) -> None:
+        try:
+            result.analysis = boxes_png(result.path, [p.as_dict() for p in result.predictions])
+        except (ValueError, OSError) as error:
+            result.analysis = error
 
 
 def write_boxes(
-    model: LoadedModel | ModelOptions,
+    model: LoadedModel | ModelOptions | Localizer,
     images: Sequence[str],
     *,
     output: str | Path | IO[str] | None = None,
@@ -127,49 +142,42 @@ def write_boxes(
     """Boxes for the top-k classes (or the given ``classes``) of every image, one record per
     image in input order, to ``output`` (a file written atomically, an open stream, or stdout
     for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes.
-    ``box_rule`` and ``ten_crop``: see `pipeline.Localizer` (the defaults are the paper's);
-    ``threshold=None``: the checkpoint's own CAM threshold, else 0.2."""
-    with run.processes() as run:  # under torchrun: the group, this process's device
-        paths, missing = shards.from_rank_zero(lambda: collect_images(images))
+    ``box_rule`` and ``ten_crop``: see `Localizer` (the defaults are the paper's);
+    ``threshold=None``: the checkpoint's own CAM threshold, else 0.2. ``model``: options to
+    load it from, a loaded model, or a prepared `Localizer` (its own CAM and run settings then
+    stand for ``topk`` to ``ten_crop``; it is left open, for the caller to run again). In a
+    group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
+    with _job(model, run) as job:  # under torchrun: the group
+        paths, missing = job.from_rank_zero(lambda: collect_images(images))
         check_output_spares(output, {"--images": paths, **_model_files(model)})
         if draw is not None:
             check_drawings_spare_inputs(paths, draw)
-        localizer = _localizer(
-            model,
-            classes,
-            run,
-            bool(paths),
-            topk=topk,
-            threshold=threshold,
-            box_rule=box_rule,
-            ten_crop=ten_crop,
-        )
+        if isinstance(model, Localizer):
+            return _write_records(model, job, paths, missing, output, fmt, draw)
+        cam = CamOptions(topk=topk, threshold=threshold, box_rule=box_rule, ten_crop=ten_crop)
+        localizer = _localizer(model, classes, cam, run, job, bool(paths))
         try:
-            return localize_to_records(
-                localizer, paths, missing, output=output, fmt=fmt, draw=draw, run=run
-            )
+            return _write_records(localizer, job, paths, missing, output, fmt, draw)
         finally:
             localizer.close()
 
 
-def localize_to_records(
+def _write_records(
     localizer: Localizer,
+    job: shards.Processes,
     paths: Sequence[str],
-    missing: Sequence[tuple[str, str]] = (),
-    *,
-    output: str | Path | IO[str] | None = None,
-    fmt: str = "jsonl",
-    draw: str | Path | None = None,
-    run: RunOptions = RunOptions(),
+    missing: Sequence[tuple[str, str]],
+    output: str | Path | IO[str] | None,
+    fmt: str,
+    draw: str | Path | None,
 ) -> RunSummary:
-    """The run of `write_boxes` with a prepared `Localizer` (scripts/bench_bbox.py times this,
-    the model set-up apart): ``missing`` are inputs that were not found, written as errors.
-    In a group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
-    finish = None if draw is None else _render_boxes
-    if not shards.is_rank_zero():  # another rank of a torchrun group: its share, no output
-        for _ in run.localize(localizer, paths, finish=finish):
+    """The run of `write_boxes`: ``missing`` are inputs that were not found, written as
+    errors."""
+    analysis = None if draw is None else _Drawing()
+    if not is_main_process():  # another rank of a torchrun group: its share, no output
+        for _ in localizer.localize(paths, analysis):
             pass
-        return shards.shared(None)
+        return job.shared(None)
     draw_dir = None if draw is None else Path(draw)
     if draw_dir is not None:
         draw_dir.mkdir(parents=True, exist_ok=True)
@@ -180,7 +188,7 @@ def localize_to_records(
         for path, problem in missing:
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
-        for result in run.localize(localizer, paths, finish=finish):
+        for result in localizer.localize(paths, analysis):
             record = result.as_record()
             if result.error is not None:
                 failures += 1
@@ -192,7 +200,7 @@ def localize_to_records(
                     record["error"] = problem
             writer.write(record)
         writer.close()
-    return shards.shared(RunSummary(len(paths) + len(missing), failures))
+    return job.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> str | None:
@@ -210,6 +218,17 @@ def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> str |
     if problem is not None:
         _failed(result.path, problem)
     return problem
+
+
+class _CamRendering(Analysis):
+    """`write_cams`' pictures, rendered beside the network (`CamWriter.render`)."""
+
+    def __init__(self, writer) -> None:
+        super().__init__(keep_cams=True)
+        self.writer = writer
+
+    def on_host(self, result: ImageResult) -> None:
+        self.writer.render(result)
 
 
 def write_cams(
@@ -231,10 +250,11 @@ def write_cams(
     ``.feature.npy`` holds that frame."""
     from cam_cli.outputs.cam_files import CamWriter
 
-    with run.processes() as run:  # under torchrun: the group, this process's device
-        paths, missing = shards.from_rank_zero(lambda: collect_images(images))
-        localizer = _localizer(model, classes, run, bool(paths), topk=topk, ten_crop=ten_crop)
-        main = shards.is_rank_zero()  # the others of a torchrun group render, never write
+    with shards.processes(run.device) as job:  # under torchrun: the group
+        paths, missing = job.from_rank_zero(lambda: collect_images(images))
+        cam = CamOptions(topk=topk, ten_crop=ten_crop)
+        localizer = _localizer(model, classes, cam, run, job, bool(paths))
+        main = is_main_process()  # the others of a torchrun group render, never write
         try:
             writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
         except ValueError as error:
@@ -244,8 +264,7 @@ def write_cams(
             _failed(path, problem)
         failures = len(missing)
         try:
-            results = run.localize(localizer, paths, keep_cams=True, finish=writer.render)
-            for result in results:  # none on the other ranks
+            for result in localizer.localize(paths, _CamRendering(writer)):  # none elsewhere
                 if result.error is not None:
                     failures += 1
                     _failed(result.path, result.error)
@@ -257,7 +276,7 @@ def write_cams(
                     _failed(result.path, str(error))
         finally:
             localizer.close()
-        return shards.shared(RunSummary(len(paths) + len(missing), failures))
+        return job.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def write_heatmap_boxes(
@@ -291,8 +310,7 @@ def write_heatmap_boxes(
         check_rule(rule)
     except ValueError as error:
         raise SetupError(str(error)) from None
-    if not 0.0 <= threshold < 1.0:
-        raise ArgumentError("threshold", f"must be in [0, 1), got {threshold}")
+    check_threshold(threshold)
     if size is not None and reference is not None:
         raise SetupError("give --size WxH or --reference IMAGE, not both")
     check_input_size(upsample, "--upsample", low=1)

@@ -22,8 +22,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -33,99 +33,42 @@ from cam_cli.boxes.components import boxes_from_cams, scale_boxes
 from cam_cli.boxes.components_torch import boxes_from_cams_torch
 from cam_cli.boxes.rules import BOX_RULES, PAPER, ZHOU2016, boxes_for_image
 from cam_cli.cam import ten_crop as tc
-from cam_cli.cam.maps import class_scores, compute_cams, top_classes, upsample_cams
+from cam_cli.cam.maps import compute_cams, upsample_cams
 from cam_cli.data.batches import ImageBatch, ImageListDataset, collate_images
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.decode import JpegRoutingDataset, decode_batches, resolve_decode
 from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.files.checks import bounded_workers
-from cam_cli.inference import shards
+from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.results import ImageResult, Prediction
+from cam_cli.inference.shards import Processes, cpus_per_process
 from cam_cli.inference.threads import prefetched, single_threaded_pool
 from cam_cli.models.loading import LoadedModel
 from cam_cli.models.speedups import fold_batch_norms
-from cam_cli.runtime.device import Precision, keep_freed_memory, resolve_device
+from cam_cli.runtime.device import Precision, keep_freed_memory
+from cam_cli.runtime.distributed import process_device
 from cam_cli.runtime.memory import batch_for_memory, out_of_memory
-from cam_cli.settings import BoxStep, choices
+from cam_cli.settings import BoxStep, CamOptions, RunOptions, choices
 
 logger = logging.getLogger(__name__)
-Finish = Callable[[ImageResult], None]
-# (good images of a batch, their extra classes' CAMs [B, m, S, S] on the device) -> one
-# analysis per image, kept on `ImageResult.analysis`: per-image work done where the maps are.
-ExtraMaps = Callable[[list, torch.Tensor], list]
 BOX_STEPS = choices(BoxStep)
+NOTHING_MORE = Analysis()  # the top-k boxes alone
+
+
+def check_threshold(threshold: float) -> None:
+    """A CAM threshold keeps part of the map: in [0, 1). The library's one check of it."""
+    if not 0.0 <= threshold < 1.0:
+        raise ArgumentError("threshold", f"must be in [0, 1), got {threshold}")
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """How a run goes, never what it computes (``fast`` aside: bf16 moves figures by at most
-    a few tenths of a point): shared by `write_boxes`, `write_cams` and `evaluate`.
+class Boxing:
+    """Where a Localizer's CAMs become boxes, fixed when it is made: each batch carries it
+    (`_DeviceOutput`), so the host half needs nothing from the Localizer."""
 
-    ``workers=None``: `default_workers` for the device; ``fast=None``: low precision where the
-    hardware gains (`runtime.device.Precision`); ``progress=None``: a bar when stderr is a
-    terminal; ``lanes=None``: one per torch thread on the CPU; ``box_step``: see `Localizer`.
-    """
-
-    batch_size: int = 32
-    workers: int | None = None
-    device: str = "auto"
-    fast: bool | None = None
-    compile_model: bool = False
-    progress: bool | None = None
-    lanes: int | None = None
-    box_step: str = "auto"  # see `Localizer`: where CAMs become boxes
-    decode: str = "auto"  # JPEG decoding: auto, pil or device (`data.decode`)
-
-    def localizer(
-        self, loaded: LoadedModel, *, compile_now: bool = True, **settings: Any
-    ) -> Localizer:
-        """A `Localizer` with these run settings (compiled when asked and ``compile_now``);
-        ``settings`` are the Localizer's own (topk, threshold, copy_model...)."""
-        localizer = Localizer(
-            loaded,
-            device=self.device,
-            fast=self.fast,
-            lanes=self.lanes,
-            box_step=self.box_step,
-            **settings,
-        )
-        if self.compile_model and compile_now:
-            compile_or_warn(localizer, self.batch_size)
-        return localizer
-
-    def localize(self, localizer: Localizer, paths: Sequence[str], **kwargs: Any):
-        """`Localizer.localize` with these run settings. In a group of several processes (see
-        `processes`), each runs its share of ``paths``, and rank 0 yields every result in input
-        order while the others yield none (`shards.localize_shards`)."""
-        settings = dict(
-            batch_size=self.batch_size,
-            workers=self.workers,
-            progress=self.progress,
-            decode=self.decode,
-        )
-        if not shards.active():
-            return localizer.localize(paths, **settings, **kwargs)
-        if self.workers is None:  # the machine's cores are shared by the processes on it
-            settings["workers"] = default_workers(localizer.device, shards.cpus_per_process())
-        return shards.localize_shards(localizer.localize, paths, **settings, **kwargs)
-
-    def processes(self) -> AbstractContextManager[RunOptions]:
-        """``with run.processes() as run:`` one job's processes: under torchrun, a process
-        group for the job and these options with this process's device (cuda:LOCAL_RANK or the
-        CPU); in one process, these options and nothing else (`shards.processes`)."""
-        return shards.processes(self)
-
-
-@dataclass(frozen=True)
-class _Asked:
-    """What a `localize` caller wants of every image, besides its top-k boxes."""
-
-    keep_cams: bool = False  # the top-k CAMs at feature resolution (`cam`)
-    extra_classes: Callable[[str], Sequence[int]] | None = None  # e.g. the true class
-    keep_extra_cams: bool = False  # the extra classes' CAMs at input size, on the host
-    extra_maps: ExtraMaps | None = None  # per-image work on the extra CAMs, on the device
-    finish: Finish | None = None  # per-image work on the host, in a lane or the box thread
-    extra_cams_at_feature: bool = False  # keep_extra_cams at feature resolution, not input size
+    at_image_size: bool  # per image at its own size, on the host (zhou2016, ten-crop)
+    on_device: bool  # on the network's device: only the boxes leave it
+    threshold: float
 
 
 @dataclass
@@ -133,6 +76,7 @@ class _DeviceOutput:
     """A batch's network outputs, still on the device (`Localizer.launch_batch`)."""
 
     batch: ImageBatch
+    boxing: Boxing
     indices: torch.Tensor | None = None  # [B, k]
     scores: torch.Tensor | None = None
     cams: torch.Tensor | None = None  # [B, k + m, h, w]
@@ -141,34 +85,33 @@ class _DeviceOutput:
     extra_scores: torch.Tensor | None = None
 
     @torch.inference_mode()
-    def to_host(self, localizer: Localizer, asked: _Asked) -> _ForwardOutput:
+    def to_host(self, analysis: Analysis) -> _ForwardOutput:
         """What the host needs of the batch: classes, scores, and the boxes made on the device
-        (only they cross) or the maps to box on the host; ``asked.extra_maps`` runs here."""
+        (only they cross) or the maps to box on the host; ``analysis.on_device`` runs here."""
         out = _ForwardOutput(self.batch)
         if not self.batch.items:
             return out
         upsampled, k = self.upsampled, self.indices.shape[1]
         out.class_indices = self.indices.cpu().numpy()
         out.scores = self.scores.cpu().numpy()
-        if asked.keep_cams:
+        if analysis.keep_cams:
             out.feature_cams = self.cams[:, :k].cpu().numpy()
-        if localizer.boxes_at_image_size:  # boxed per image at its own size, on the host
+        if self.boxing.at_image_size:  # boxed per image at its own size, on the host
             out.source_maps = self.cams.cpu().numpy()
-        elif localizer.boxes_on_device:
-            boxes = boxes_from_cams_torch(upsampled.flatten(0, 1), localizer.threshold)
+        elif self.boxing.on_device:
+            boxes = boxes_from_cams_torch(upsampled.flatten(0, 1), self.boxing.threshold)
             out.boxes = boxes.view(*upsampled.shape[:2], 4).cpu().numpy()
         else:
             out.upsampled = upsampled.cpu().numpy()
         if self.extra_indices is not None:
             out.extra_indices = self.extra_indices.cpu().numpy()
             out.extra_scores = self.extra_scores.cpu().numpy()
-            if asked.keep_extra_cams and asked.extra_cams_at_feature:
+            if analysis.extra_cams == "feature":
                 out.extra_cams = self.cams[:, k:].float().cpu().numpy()
-            elif asked.keep_extra_cams:
+            elif analysis.extra_cams == "input":
                 host = out.upsampled if out.upsampled is not None else None
                 out.extra_cams = host[:, k:] if host is not None else upsampled[:, k:].cpu().numpy()
-            if asked.extra_maps is not None:
-                out.analyses = asked.extra_maps(self.batch.items, upsampled[:, k:])
+            out.analyses = analysis.on_device(self.batch, upsampled[:, k:])
         return out
 
 
@@ -185,7 +128,7 @@ class _ForwardOutput:
     extra_indices: np.ndarray | None = None  # [B, m]
     extra_scores: np.ndarray | None = None
     extra_cams: np.ndarray | None = None  # [B, m, S, S], when asked to keep them
-    analyses: list | None = None  # what `extra_maps` gave, one per good image
+    analyses: list | None = None  # what `Analysis.on_device` gave, one per good image
     source_maps: np.ndarray | None = None  # [B, k + m, h, w]: maps boxed at each image's size
 
 
@@ -204,67 +147,88 @@ def default_workers(device: torch.device, cpus: int | None = None) -> int:
     return max(1, min(8, cpus - 1))
 
 
+def _with_fields(cam: CamOptions, run: RunOptions, given: dict[str, Any]):
+    """``cam`` and ``run`` with the fields named in ``given`` replaced (short calls in tests
+    and scripts: ``Localizer(loaded, topk=1, fast=False)``)."""
+    cam_names = {f.name for f in fields(CamOptions)}
+    run_names = {f.name for f in fields(RunOptions)}
+    unknown = sorted(set(given) - cam_names - run_names)
+    if unknown:
+        raise TypeError(f"Localizer() got an unexpected keyword argument {unknown[0]!r}")
+    if given.get("class_indices") is not None:
+        given = {**given, "class_indices": tuple(given["class_indices"])}
+    cam = replace(cam, **{k: v for k, v in given.items() if k in cam_names})
+    return cam, replace(run, **{k: v for k, v in given.items() if k in run_names})
+
+
 class Localizer:
-    """A loaded model plus the CAM/box settings; `localize` runs it over image files."""
+    """A loaded model plus what to compute (`CamOptions`) and how to run (`RunOptions`);
+    `localize` runs it over image files."""
 
     def __init__(
         self,
         loaded: LoadedModel,
+        cam: CamOptions | None = None,
+        run: RunOptions | None = None,
         *,
-        topk: int = 5,
-        threshold: float | None = None,
-        class_indices: Sequence[int] | None = None,
-        device: str = "cpu",
-        fast: bool | None = None,
-        lanes: int | None = None,
-        box_step: str = "auto",
-        box_rule: str = PAPER,
-        ten_crop: bool = False,
+        processes: Processes | None = None,
         copy_model: bool = True,
+        **given: Any,
     ) -> None:
-        """``box_step``: where CAMs become boxes: ``scipy`` on the host, ``torch`` on the
+        """``run.box_step``: where CAMs become boxes: ``scipy`` on the host, ``torch`` on the
         network's device (only boxes leave it); ``auto`` takes torch on CUDA and scipy on the
         CPU, where scipy is ~5x faster per map (measured, one core). Both give equal boxes.
+        Without ``run``: `RunOptions` on the CPU.
 
-        ``box_rule`` (`boxes.rules`): ``paper`` (one box per CAM, the default path, untouched),
-        ``zhou2016`` (the released generator, on the CAM resized to each image's own size) or
-        ``all-components``; the others rank several boxes per CAM (`Prediction.boxes`).
-        ``ten_crop``: the released ten-crop CAM (`ten_crop`); its maps are resized to each
+        ``cam.box_rule`` (`boxes.rules`): ``paper`` (one box per CAM, the default path,
+        untouched), ``zhou2016`` (the released generator, on the CAM resized to each image's own
+        size) or ``all-components``; the others rank several boxes per CAM (`Prediction.boxes`).
+        ``cam.ten_crop``: the released ten-crop CAM (`ten_crop`); its maps are resized to each
         image's size before boxing, whatever the rule.
 
-        ``copy_model=False`` prepares ``loaded.model`` in place instead of a copy (batch norm
-        folded, channels_last, moved to ``device``): for a caller that made the model for this
-        run alone (a copy of MobileNetV2 costs ~0.2 s of start-up).
+        ``processes``: the job's processes (`shards.processes`); in a group of several, each
+        localizes its share and rank 0 yields every result. ``copy_model=False`` prepares
+        ``loaded.model`` in place instead of a copy (batch norm folded, channels_last, moved to
+        the device): for a caller that made the model for this run alone (a copy of MobileNetV2
+        costs ~0.2 s of start-up). ``given``: fields of `CamOptions` or `RunOptions` to replace.
 
-        ``threshold=None``: the one the checkpoint carries (chosen at training on boxed training
-        images, `training.threshold`), else the paper's 0.2; a given threshold always wins."""
+        ``cam.threshold=None``: the one the checkpoint carries (chosen at training on boxed
+        training images, `training.threshold`), else the paper's 0.2; a given threshold always
+        wins."""
+        cam, run = _with_fields(cam or CamOptions(), run or RunOptions(device="cpu"), given)
+        self.cam, self.run, self.processes = cam, run, processes
+        threshold = cam.threshold
         if threshold is None:
             threshold = loaded.cam_threshold if loaded.cam_threshold is not None else 0.2
-        if box_rule not in BOX_RULES:
+        if cam.box_rule not in BOX_RULES:
             raise ArgumentError(
-                "box_rule", f"must be one of {', '.join(BOX_RULES)}, not {box_rule!r}"
+                "box_rule", f"must be one of {', '.join(BOX_RULES)}, not {cam.box_rule!r}"
             )
-        self.box_rule = box_rule
-        self.ten_crop = ten_crop
-        # The released code boxed at the image's own size; the paper rule boxes the map at the
-        # input size and scales the box (as it always has).
-        self.boxes_at_image_size = ten_crop or box_rule == ZHOU2016
-        if not 0.0 <= threshold < 1.0:
-            raise ArgumentError("threshold", f"must be in [0, 1), got {threshold}")
-        if topk < 1:
-            raise ArgumentError("topk", f"must be >= 1, got {topk}")
+        self.box_rule = cam.box_rule
+        self.ten_crop = cam.ten_crop
+        check_threshold(threshold)
+        if cam.topk < 1:
+            raise ArgumentError("topk", f"must be >= 1, got {cam.topk}")
         self.classes: list[ClassInfo] = loaded.classes
         self.preprocessing = loaded.preprocessing
-        self.topk = min(topk, len(loaded.classes))
+        self.topk = min(cam.topk, len(loaded.classes))
         self.threshold = threshold
-        self.fixed_classes = list(class_indices) if class_indices else None
-        self.device = resolve_device(device)
-        if box_step not in BOX_STEPS:
-            raise SetupError(f"box_step must be one of {', '.join(BOX_STEPS)}, not {box_step!r}")
-        self.boxes_on_device = box_rule == PAPER and (
-            box_step == "torch" or (box_step == "auto" and self.device.type != "cpu")
+        self.fixed_classes = list(cam.class_indices) if cam.class_indices else None
+        self.device = process_device(run.device)
+        if run.box_step not in BOX_STEPS:
+            raise SetupError(
+                f"box_step must be one of {', '.join(BOX_STEPS)}, not {run.box_step!r}"
+            )
+        # The released code boxed at the image's own size; the paper rule boxes the map at the
+        # input size and scales the box (as it always has).
+        self.boxing = Boxing(
+            at_image_size=cam.ten_crop or cam.box_rule == ZHOU2016,
+            on_device=cam.box_rule == PAPER
+            and (run.box_step == "torch" or (run.box_step == "auto" and self.device.type != "cpu")),
+            threshold=threshold,
         )
-        self.precision = Precision(self.device, fast)
+        self.boxes_on_device = self.boxing.on_device
+        self.precision = Precision(self.device, run.fast)
         if self.device.type == "cpu":
             keep_freed_memory()
         # Our own copy, prepared for inference only: the caller's model keeps its batch norms,
@@ -275,22 +239,30 @@ class Localizer:
         self.model = model.to(self.device, memory_format=torch.channels_last)
         self.input_size = loaded.input_size
         # Ten-crop decodes a larger frame (256 for 224) and cuts the crops from it.
-        self.load_size = tc.frame_size(self.input_size) if ten_crop else self.input_size
+        self.load_size = tc.frame_size(self.input_size) if cam.ten_crop else self.input_size
         # Lanes are for the CPU; elsewhere one forward at a time.
-        wanted = torch.get_num_threads() if lanes is None else lanes
+        wanted = torch.get_num_threads() if run.lanes is None else run.lanes
         self.lanes = max(1, wanted) if self.device.type == "cpu" else 1
         self._lanes_pool: ThreadPoolExecutor | None = None
         self._network_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = self.model
         self._compiled_slice: int | None = None  # every slice is padded to this many images
 
-    def compile(self, batch_size: int) -> float:
-        """torch.compile the network and run it once; returns the seconds that took.
+    @cached_property
+    def decode(self) -> str:
+        """Where this run decodes JPEGs: "pil" or "device" (`data.decode.resolve_decode`;
+        asked once, at first use)."""
+        return resolve_decode(self.run.decode, self.device)
+
+    def compile(self, batch_size: int | None = None) -> float:
+        """torch.compile the network and run it once (for batches of ``batch_size``, default
+        the run's); returns the seconds that took.
 
         A one-time cost (tens of seconds on a CPU) repaid on long runs where it speeds the
         forward up. Every slice of a batch is then padded to the size compiled for, so short
         last batches and batches with failed images never compile again. On failure (e.g. no
         C++ compiler) the Localizer stays uncompiled and the error is raised.
         """
+        batch_size = self.run.batch_size if batch_size is None else batch_size
         batch_size = self.batch_for_memory(batch_size)
         slice_size = -(-batch_size // self.lanes)
         start = time.perf_counter()
@@ -350,52 +322,36 @@ class Localizer:
 
     @torch.inference_mode()
     def forward_batch(
-        self, batch: ImageBatch, extra_indices: torch.Tensor | None = None, asked: _Asked = _Asked()
+        self,
+        batch: ImageBatch,
+        extra_indices: torch.Tensor | None = None,
+        analysis: Analysis = NOTHING_MORE,
     ) -> _ForwardOutput:
         """One batch through the network to what the host needs (`_DeviceOutput.to_host`)."""
-        return self.launch_batch(batch, extra_indices).to_host(self, asked)
+        return self.launch_batch(batch, extra_indices).to_host(analysis)
 
     @torch.inference_mode()
     def launch_batch(
         self, batch: ImageBatch, extra_indices: torch.Tensor | None = None
     ) -> _DeviceOutput:
         """The network and the CAMs of a batch, left on the device. Nothing here waits for the
-        device, so on a GPU the next batch is queued while the box thread collects this one."""
+        device, so on a GPU the next batch is queued while the box thread collects this one.
+
+        Ten-crop: the ten crops of the batch in one forward pass, the classes from the mean of
+        the crops' scores, the merged maps (`ten_crop`) as the CAMs; ``upsampled`` is those
+        maps at the input size (MaxBoxAcc's grid)."""
         if not batch.items:  # every image of the batch failed: nothing to run, keep the order
-            return _DeviceOutput(batch)
+            return _DeviceOutput(batch, self.boxing)
         pixels = batch.pixels.to(self.device, non_blocking=True)
         x = _channels_last(self.preprocessing.apply(pixels))
         if self.ten_crop:
-            return self._launch_ten_crop(batch, x, extra_indices)
-        logits, features = self._network(x)
+            logits, features = self._network(_channels_last(tc.ten_crops(x, self.input_size)))
+            probabilities = tc.mean_crop_probabilities(logits)  # [B, classes]
+        else:
+            logits, features = self._network(x)
+            probabilities = logits.float().softmax(dim=1)
         if self.fixed_classes is not None:
             indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(x), -1)
-            scores = class_scores(logits, indices)
-        else:
-            scores, indices = top_classes(logits, self.topk)
-        weight, _ = self.model.class_weights()
-        weight = None if weight is None else weight.float()
-        all_indices = indices
-        extra_scores = None
-        if extra_indices is not None:
-            extra_indices = extra_indices.to(self.device, non_blocking=True)
-            extra_scores = class_scores(logits, extra_indices)
-            all_indices = torch.cat([indices, extra_indices], dim=1)
-        cams = compute_cams(features, weight, all_indices)  # [B, k + m, h, w]
-        upsampled = upsample_cams(cams, (self.input_size, self.input_size))
-        return _DeviceOutput(batch, indices, scores, cams, upsampled, extra_indices, extra_scores)
-
-    def _launch_ten_crop(
-        self, batch: ImageBatch, frames: torch.Tensor, extra_indices: torch.Tensor | None
-    ) -> _DeviceOutput:
-        """`launch_batch` for ten-crop: the ten crops of the batch in one forward pass, the
-        classes from the mean of the crops' scores, the merged maps (`ten_crop`) as the CAMs;
-        ``upsampled`` is those maps at the input size (MaxBoxAcc's grid)."""
-        crops = _channels_last(tc.ten_crops(frames, self.input_size))
-        logits, features = self._network(crops)
-        probabilities = tc.mean_crop_probabilities(logits)  # [B, classes]
-        if self.fixed_classes is not None:
-            indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(frames), -1)
             scores = probabilities.gather(1, indices)
         else:
             scores, indices = probabilities.topk(min(self.topk, probabilities.shape[1]), dim=1)
@@ -406,9 +362,14 @@ class Localizer:
             extra_indices = extra_indices.to(self.device, non_blocking=True)
             extra_scores = probabilities.gather(1, extra_indices)
             all_indices = torch.cat([indices, extra_indices], dim=1)
-        cams = tc.ten_crop_cams(features, weight, all_indices, self.input_size)  # [B, n, F, F]
+        if self.ten_crop:
+            cams = tc.ten_crop_cams(features, weight, all_indices, self.input_size)  # [B, n, F, F]
+        else:
+            cams = compute_cams(features, weight, all_indices)  # [B, k + m, h, w]
         upsampled = upsample_cams(cams, (self.input_size, self.input_size))
-        return _DeviceOutput(batch, indices, scores, cams, upsampled, extra_indices, extra_scores)
+        return _DeviceOutput(
+            batch, self.boxing, indices, scores, cams, upsampled, extra_indices, extra_scores
+        )
 
     def _prediction(
         self, rank: int, index: int, score: float, box: list[int], boxes: list | None = None
@@ -431,15 +392,17 @@ class Localizer:
         ]  # fmt: skip
 
     def boxes_and_results(
-        self, out: _ForwardOutput | _DeviceOutput, asked: _Asked = _Asked()
+        self, out: _ForwardOutput | _DeviceOutput, analysis: Analysis = NOTHING_MORE
     ) -> list[ImageResult]:
         """The host half of a batch: boxes (unless made on the device), scaled to each image's
-        own pixels, the results, and ``asked.finish``."""
+        own pixels, the results, and ``analysis.on_host``."""
         if isinstance(out, _DeviceOutput):
-            out = out.to_host(self, asked)
-        return _in_input_order(self._indexed_results(out, asked))
+            out = out.to_host(analysis)
+        return _in_input_order(self._indexed_results(out, analysis))
 
-    def _indexed_results(self, out: _ForwardOutput, asked: _Asked) -> list[tuple[int, ImageResult]]:
+    def _indexed_results(
+        self, out: _ForwardOutput, analysis: Analysis
+    ) -> list[tuple[int, ImageResult]]:
         batch = out.batch
         results = [(s.index, ImageResult(s.path, error=s.error)) for s in batch.failed]
         if not batch.items:
@@ -478,8 +441,7 @@ class Localizer:
                 continue
             if out.analyses is not None:
                 result.analysis = out.analyses[i]
-            if asked.finish is not None:
-                asked.finish(result)
+            analysis.on_host(result)
             results.append((item.index, result))
         return results
 
@@ -497,10 +459,10 @@ class Localizer:
         return scale_boxes(boxes, (size, size), sizes).reshape(b, n, 4).tolist()
 
     def _slice_results(
-        self, batch: ImageBatch, extra: torch.Tensor | None, asked: _Asked
+        self, batch: ImageBatch, extra: torch.Tensor | None, analysis: Analysis
     ) -> list[tuple[int, ImageResult]]:
         """Everything for one slice of a batch, in one lane: forward, CAMs, boxes, results."""
-        return self._indexed_results(self.forward_batch(batch, extra, asked), asked)
+        return self._indexed_results(self.forward_batch(batch, extra, analysis), analysis)
 
     def _lane_slices(
         self, batch: ImageBatch, extra: torch.Tensor | None
@@ -519,48 +481,66 @@ class Localizer:
     def localize(
         self,
         paths: Sequence[str],
+        analysis: Analysis | None = None,
         *,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         workers: int | None = None,
-        keep_cams: bool = False,
-        extra_classes: Callable[[str], Sequence[int]] | None = None,
-        keep_extra_cams: bool = False,
-        extra_maps: ExtraMaps | None = None,
-        progress: bool | None = None,
-        max_pixels: int | None = None,
-        finish: Finish | None = None,
-        decode: str = "auto",
-        extra_cams_at_feature: bool = False,
+        **wants: Any,
     ) -> Iterator[ImageResult]:
         """Results for every path, in input order (a failed image yields a result with `error`).
 
-        ``extra_classes(path)`` names classes whose CAM and box are wanted for that image in
-        addition to the top-k (the same number for every image), e.g. its true class;
-        ``keep_extra_cams`` keeps their CAMs (input size; feature resolution with
-        ``extra_cams_at_feature``) on the results, and
-        ``extra_maps(items, cams)`` works on them on the device, batch by batch (see
-        `ExtraMaps`). ``workers=None`` picks `default_workers` for the device; 0 decodes in a
-        thread.
-        ``finish(result)`` is called for every good image where its boxes are made (a lane or
-        the box thread), so heavy per-image work runs beside the network; it may set
-        ``result.analysis`` and must be thread-safe. ``progress``: a bar on stderr; ``None``
-        shows it when stderr is a terminal. ``decode``: where JPEGs are decoded, "pil" (the
-        workers or the decode thread), "device" (`data.decode`: batched on the
-        model's device, other files by PIL) or "auto" (the device on CUDA, PIL elsewhere).
+        ``analysis``: what is wanted of every image besides its top-k boxes (`Analysis`), or
+        ``wants``, the fields of a plain one (``keep_cams``, ``extra_classes``, ``extra_cams``).
+        ``batch_size`` and ``workers``: this call's, instead of the run's (`RunOptions`).
+
+        How it runs is decided here, once: in a group of several processes (``processes``),
+        this one's share of ``paths``, rank 0 yielding every result (`shards.Processes`); on a
+        CPU of several lanes, each lane runs a slice of every batch end to end; else one
+        forward at a time, with the boxes made in a thread beside it.
         """
+        analysis = analysis if analysis is not None else Analysis(**wants)
+        run = self.run
+        batch_size = run.batch_size if batch_size is None else batch_size
+        workers = run.workers if workers is None else workers
+        sharded = self.processes is not None and self.processes.sharded
+        if workers is None:  # sharded: the machine's cores are shared by the processes on it
+            workers = default_workers(self.device, cpus_per_process() if sharded else None)
+        pool = self._lane_pool()
+
+        def steps(batches: Iterator[ImageBatch]) -> Iterator[list[ImageResult]]:
+            if pool is not None:
+                return self._localize_in_lanes(pool, batches, analysis)
+            return self._localize_with_box_thread(batches, analysis)
+
+        def here(share: Sequence[str], progress: bool | None) -> Iterator[ImageResult]:
+            return self._run(share, analysis, batch_size, workers, progress, steps)
+
+        if sharded:
+            return self.processes.localize(here, paths, batch_size, run.progress)
+        return here(paths, run.progress)
+
+    def _run(
+        self,
+        paths: Sequence[str],
+        analysis: Analysis,
+        batch_size: int,
+        workers: int,
+        progress: bool | None,
+        steps: Callable[[Iterator[ImageBatch]], Iterator[list[ImageResult]]],
+    ) -> Iterator[ImageResult]:
+        """The images decoded into batches (DataLoader workers, or a thread beside the network;
+        JPEGs on the device with `decode`), through ``steps``, a bar on stderr (``progress``:
+        None shows it when stderr is a terminal)."""
         from torch.utils.data import DataLoader
         from tqdm import tqdm
 
         # --- device JPEG decoding (data.decode): workers route, this process decodes
-        on_device = resolve_decode(decode, self.device) == "device"
+        on_device = self.decode == "device"
         dataset_type = JpegRoutingDataset if on_device else ImageListDataset
         dataset = dataset_type(list(paths), self.load_size)
-        if max_pixels is not None:
-            dataset.max_pixels = max_pixels
-        if workers is None:
-            workers = default_workers(self.device)
         workers = bounded_workers(workers)
-        batch_size = self.batch_for_memory(batch_size, extra=int(extra_classes is not None))
+        extra = int(analysis.extra_classes is not None)
+        batch_size = self.batch_for_memory(batch_size, extra=extra)
         loader = DataLoader(
             dataset,
             batch_size=batch_size,
@@ -581,16 +561,8 @@ class Localizer:
         if on_device:  # in this thread, never beside it: see data.decode
             batches = decode_batches(batches, self.device, self.load_size, dataset.max_pixels)
         # --- end of device JPEG decoding
-        asked = _Asked(
-            keep_cams, extra_classes, keep_extra_cams, extra_maps, finish, extra_cams_at_feature
-        )
-        pool = self._lane_pool()
-        if pool is not None:
-            results = self._localize_in_lanes(pool, batches, asked)
-        else:
-            results = self._localize_with_box_thread(batches, asked)
         with out_of_memory(self.input_size, batch_size):
-            for finished in results:
+            for finished in steps(batches):
                 bar.update(len(finished))
                 yield from finished
         bar.close()
@@ -602,15 +574,15 @@ class Localizer:
         crops = 10 if self.ten_crop else 1
         return batch_for_memory(batch_size, self.input_size, maps + extra, self.device, crops)
 
-    def _localize_in_lanes(self, pool, batches, asked: _Asked) -> Iterator[list[ImageResult]]:
+    def _localize_in_lanes(self, pool, batches, analysis: Analysis) -> Iterator[list[ImageResult]]:
         """CPU: each lane runs a slice end to end; the next batch is queued before this one is
         collected, so a lane that finishes early starts on it instead of waiting."""
         pending: deque[list[Future]] = deque()
         for batch in batches:
-            extra = _extra_tensor(batch, asked.extra_classes)
+            extra = _extra_tensor(batch, analysis.extra_classes)
             pending.append(
                 [
-                    pool.submit(self._slice_results, part, part_extra, asked)
+                    pool.submit(self._slice_results, part, part_extra, analysis)
                     for part, part_extra in self._lane_slices(batch, extra)
                 ]
             )
@@ -619,15 +591,15 @@ class Localizer:
         while pending:
             yield _in_input_order(_gather(pending.popleft()))
 
-    def _localize_with_box_thread(self, batches, asked: _Asked) -> Iterator[list[ImageResult]]:
+    def _localize_with_box_thread(self, batches, analysis: Analysis) -> Iterator[list[ImageResult]]:
         """One forward at a time (all threads, or the GPU); batch i is collected (copied to the
         host, boxed) in a thread while batch i+1 is launched, so the main thread never waits
         for the device."""
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=1) as box_thread:
             for batch in batches:
-                launched = self.launch_batch(batch, _extra_tensor(batch, asked.extra_classes))
-                pending.append(box_thread.submit(self.boxes_and_results, launched, asked))
+                launched = self.launch_batch(batch, _extra_tensor(batch, analysis.extra_classes))
+                pending.append(box_thread.submit(self.boxes_and_results, launched, analysis))
                 while len(pending) > 1 or (pending and pending[0].done()):
                     yield pending.popleft().result()
             while pending:
@@ -652,7 +624,7 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def compile_or_warn(localizer: Localizer, batch_size: int) -> bool:
+def compile_or_warn(localizer: Localizer, batch_size: int | None = None) -> bool:
     """--compile as the commands run it: say what it cost, or why it failed and go on eager.
 
     Eager gives the same results, so a compiler or backend failure never stops a run.

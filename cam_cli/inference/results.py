@@ -46,7 +46,7 @@ class ImageResult:
     # Extra classes asked per image (e.g. the true class for GT-known localization):
     extra: list[Prediction] = field(default_factory=list)
     extra_cams: np.ndarray | None = None  # [m, S, S] at input resolution (or [m, h, w])
-    analysis: Any = None  # what `localize(finish=...)` computed for this image
+    analysis: Any = None  # what the run's `Analysis` computed for this image (`inference.analysis`)
 
     def flag_non_finite(self) -> bool:
         """A model that gives NaN or infinite scores (NaN weights, an overflow) has no answer

@@ -43,22 +43,11 @@ from cam_cli.models.weights import (
     unwrap_state_dict,
 )
 from cam_cli.runtime.device import resolve_device
+from cam_cli.settings import ModelOptions
 
 logger = logging.getLogger(__name__)
 
 IMAGENET_CLASSES = 1000
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """Where a model comes from, as the command-line options say it (see `load_model`)."""
-
-    arch: str | None = None
-    weights: str | None = None
-    checkpoint: str | Path | None = None
-    classes_file: str | Path | None = None
-    normalize: str | None = None
-    input_size: int | None = None
 
 
 @dataclass(frozen=True)

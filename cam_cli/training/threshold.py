@@ -26,8 +26,9 @@ from cam_cli.data.images import list_images
 from cam_cli.data.tiny_imagenet import read_train_boxes
 from cam_cli.evaluation.metrics import IOU_THRESHOLD, iou_inclusive
 from cam_cli.files.atomic import save_torch_atomic
-from cam_cli.inference.localizer import RunOptions
-from cam_cli.models.loading import LoadedModel, ModelOptions, load_model
+from cam_cli.inference.localizer import Localizer
+from cam_cli.models.loading import LoadedModel, load_model
+from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +62,12 @@ def threshold_accuracies(
     run = run or RunOptions(fast=False, progress=False)
     label = {path: index for path, index, _ in images}
     annotation = {path: a for path, _, a in images}
-    localizer = run.localizer(loaded, compile_now=False, topk=1, copy_model=True)
+    localizer = Localizer(loaded, CamOptions(topk=1), run, copy_model=True)
     hits = np.zeros(len(candidates))
     failed = 0
     try:
-        results = run.localize(
-            localizer, list(label), extra_classes=lambda p: [label[p]], keep_extra_cams=True
+        results = localizer.localize(
+            list(label), extra_classes=lambda p: [label[p]], extra_cams="input"
         )
         for result in results:
             if result.extra_cams is None:

@@ -45,7 +45,7 @@ from cam_cli.models.preprocess import IMAGENET, Preprocessing
 from cam_cli.models.registry import get_arch
 from cam_cli.models.weights import read_state_file
 from cam_cli.runtime.device import Precision
-from cam_cli.runtime.distributed import Dist, setup_distributed
+from cam_cli.runtime.distributed import Dist, release_group, setup_distributed
 from cam_cli.training.checkpoints import (
     BEST,
     CONFIG_FILE,
@@ -577,8 +577,7 @@ def train(
     finally:
         if lock is not None:
             lock.release()
-        if ddp.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+        release_group(ddp)
 
 
 def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log) -> None:
