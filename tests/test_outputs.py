@@ -214,7 +214,7 @@ def test_bbox_box_is_the_paper_rule_on_image_npy(boxes, cams):
     nearly touch) one grid can keep a part the other drops: 19 px apart was seen on another
     CPU and Pillow. So: the same object (IoU >= 0.75; a transposed or flipped map gives far
     less on these non-square images), and most boxes to within 2 px. The exact relation is
-    tested in test_boxes_cli (`boxes --upsample 224 --reference` on `.feature.npy`)."""
+    tested in test_cli_boxes (`boxes --upsample 224 --reference` on `.feature.npy`)."""
     from cam_cli.evaluation.metrics import iou_inclusive
 
     records, _ = boxes
