@@ -183,6 +183,7 @@ def test_devkit_ids_map_to_wnids_through_meta_mat_not_sorted_index(tmp_path):
     assert read_annotations(ground_truth, meta_mat=meta) == annotations
 
 
+@pytest.mark.shared
 def test_devkit_trap_against_the_real_sorted_mapping(tmp_path):
     mapping = SAMPLE / "LOC_synset_mapping.txt"
     if not mapping.is_file():
@@ -378,6 +379,7 @@ def test_check_labels_known():
 # --- the real sample --------------------------------------------------------------------------
 
 
+@pytest.mark.shared
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"shared ILSVRC sample absent ({SAMPLE})")
 def test_real_sample_xml_and_csv_agree_for_all_images():
     from cam_cli.data.classes import read_synset_mapping

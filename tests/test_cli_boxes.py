@@ -138,6 +138,7 @@ def test_boxes_sizes_out_of_range_exit_2(tmp_path, args, words):
     assert len(lines) == 1 and lines[0].startswith("cam-cli: error: ") and words in lines[0]
 
 
+@pytest.mark.shared
 def test_boxes_reproduces_the_released_example():
     heatmap = EXAMPLE / "heatmap_6.jpg"
     if not heatmap.exists():
