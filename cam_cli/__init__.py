@@ -4,4 +4,4 @@ localization error.
 Importing the package is cheap on purpose (no torch import), so `cam-cli --help` stays fast.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version source (pyproject.toml reads it)

@@ -10,8 +10,8 @@
 # Steps, each with a time limit cut to what is left of --budget (default 285 s on CUDA); steps
 # 1-5 together never take more than 30% of it (85 s), so that 6 and 7 get at least 200 s:
 #   1 env     nvidia-smi, torch/CUDA/cuDNN versions, the device                    (max 15 s)
-#   2 tests   the GPU-marked tests: pytest -k "cuda or gpu" (none selected is fine; NOT RUN
-#             where there is no pytest)                                             (max 40 s)
+#   2 tests   the GPU-marked tests: pytest -m gpu (none selected is fine; NOT RUN where
+#             there is no pytest)                                                   (max 40 s)
 #   3 eval    cam-cli eval on the 434-image sample on the device, fp32 (--no-fast)  (max 40 s)
 #   4 eval    the same with --fast                                                  (max 40 s)
 #   5 compare both against the CPU fp32 figures of the README: PASS/FAIL            (max 15 s)
@@ -149,13 +149,13 @@ EOF
 }
 
 gpu_tests() {
-    local what="check GPU-marked tests (pytest -k 'cuda or gpu')"
+    local what="check GPU-marked tests (pytest -m gpu)"
     if ! "$PYTHON" -c "import pytest" 2> /dev/null; then
         echo "$what: NOT RUN ($PYTHON has no pytest, and nothing is installed there)"
         return 0
     fi
     local rc=0
-    limited "$PYTHON" -m pytest -q -p no:cacheprovider -k "cuda or gpu" tests || rc=$?
+    limited "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests || rc=$?
     case $rc in
         0) echo "$what: PASS" ;;
         5) echo "$what: none selected, nothing to run" && rc=0 ;;

@@ -55,8 +55,9 @@ def main() -> None:
     from cam_cli.data.annotations import read_annotations
     from cam_cli.data.matching import _label_indices, pair_images
     from cam_cli.evaluation.metrics import MaxBoxAccProtocol, MaxBoxAccV2, pairwise_iou_inclusive
-    from cam_cli.inference.localizer import Localizer, RunOptions
+    from cam_cli.inference.localizer import Localizer
     from cam_cli.models.loading import load_model
+    from cam_cli.settings import RunOptions
 
     loaded = load_model(arch=args.arch, weights=args.weights, classes_file=args.classes)
     items, _ = pair_images(args.images, read_annotations(args.annotations))

@@ -1,17 +1,44 @@
-"""Shared fixtures. Real ImageNet data lives in ../shared (beside the repository); tests that
-need it skip with a reason when it is absent, so a bare clone still passes."""
+"""Shared fixtures and helpers. Real ImageNet data lives in ../shared (beside the repository);
+tests that need it skip with a reason when it is absent, so a bare clone still passes.
+
+The helpers below are plain functions (tests import them: ``from conftest import invoke``):
+`invoke` runs the CLI in this process, `run_cli` in a real process; `write_xml` writes one
+annotation file in ILSVRC's exact layout; `fake` is a seeded small-gap model with a few tiny
+images, one of them named with a byte that is not UTF-8.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from cam_cli.cli.main import app
+from cam_cli.models.registry import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SAMPLE = SHARED / "data" / "ilsvrc2012-val-sample"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2-imagenet.pth"
 SQUEEZENET_WEIGHTS = SHARED / "weights" / "squeezenet1_1-imagenet-caffe.pth"
+# The fixtures that need ../shared: a test that asks for one is marked `shared`.
+SHARED_FIXTURES = {"sample_dir", "mobilenet_weights", "squeezenet_weights"}
+
+WNIDS = ["n01440764", "n01751748", "n02119789"]
+BAD = os.fsdecode(b"bad\xff")  # a file name that is not valid UTF-8 (surrogate-escaped)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SHARED_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
 
 
 def _require(path: Path) -> Path:
@@ -33,3 +60,103 @@ def mobilenet_weights() -> Path:
 @pytest.fixture(scope="session")
 def squeezenet_weights() -> Path:
     return _require(SQUEEZENET_WEIGHTS)
+
+
+# --- running the CLI --------------------------------------------------------------------------
+
+
+def invoke(*args, input: str | None = None):
+    """`cam-cli ARGS` in this process: typer's result (exit_code, stdout, stderr, output)."""
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def run_cli(*args, env_extra=None, **kwargs) -> subprocess.CompletedProcess:
+    """`python -m cam_cli ARGS` in a real process (bytes out; names that are not UTF-8 pass)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cam_cli", *[os.fsencode(str(a)) for a in args]],
+        capture_output=True, env=env, timeout=300, **kwargs,
+    )  # fmt: skip
+
+
+def one_line_error(result, *parts: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("cam-cli: error: "), result.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+# --- files ------------------------------------------------------------------------------------
+
+# The exact layout of ILSVRC2012_bbox_val_v3 XML (tabs, field order), as in the shared sample.
+XML_TEMPLATE = """<annotation>
+\t<folder>val</folder>
+\t<filename>{image_id}</filename>
+\t<source>
+\t\t<database>ILSVRC_2012</database>
+\t</source>
+\t<size>
+\t\t<width>{width}</width>
+\t\t<height>{height}</height>
+\t\t<depth>3</depth>
+\t</size>
+\t<segmented>0</segmented>
+{objects}</annotation>
+"""
+OBJECT_TEMPLATE = """\t<object>
+\t\t<name>{name}</name>
+\t\t<pose>Unspecified</pose>
+\t\t<truncated>0</truncated>
+\t\t<difficult>0</difficult>
+\t\t<bndbox>
+\t\t\t<xmin>{xmin}</xmin>
+\t\t\t<ymin>{ymin}</ymin>
+\t\t\t<xmax>{xmax}</xmax>
+\t\t\t<ymax>{ymax}</ymax>
+\t\t</bndbox>
+\t</object>
+"""
+
+
+def write_xml(path: Path, width: int, height: int, objects: list[tuple[str, tuple]]) -> Path:
+    """One ILSVRC annotation file: an image of width x height with (wnid, box) objects."""
+    body = "".join(
+        OBJECT_TEMPLATE.format(name=name, xmin=b[0], ymin=b[1], xmax=b[2], ymax=b[3])
+        for name, b in objects
+    )
+    # <filename> is for a reader's eye only (the readers take the file's own name), so a name
+    # that is not UTF-8 is written escaped
+    image_id = path.stem.encode("utf-8", "backslashreplace").decode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        XML_TEMPLATE.format(image_id=image_id, width=width, height=height, objects=body)
+    )
+    return path
+
+
+def write_image(path: Path | str, seed=0, size=(48, 40)) -> None:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="PNG" if str(path).endswith(".png") else "JPEG")
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory) -> Path:
+    """imgs/ (three JPEGs, one named bad\\xff.jpg), xml/, classes.txt, weights.pth."""
+    root = tmp_path_factory.mktemp("hard")
+    (root / "imgs").mkdir()
+    (root / "xml").mkdir()
+    for i, stem in enumerate(["a", "b", BAD]):
+        write_image(root / "imgs" / f"{stem}.jpg", seed=i)
+        write_xml(root / "xml" / f"{stem}.xml", 48, 40, [(WNIDS[i], (2, 3, 30, 33))])
+    (root / "classes.txt").write_text("".join(f"{w} class{i}\n" for i, w in enumerate(WNIDS)))
+    torch.manual_seed(0)
+    torch.save(build_model("small-gap", 3).state_dict(), root / "weights.pth")
+    return root
+
+
+def model_args(fake: Path, weights: Path | None = None) -> list:
+    weights = weights or fake / "weights.pth"
+    return ["--arch", "small-gap", "--weights", weights, "--classes", fake / "classes.txt",
+            "--workers", "0", "--no-fast", "--quiet"]  # fmt: skip

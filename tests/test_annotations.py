@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import WNIDS, invoke, write_xml
 
 from cam_cli.data.annotations import (
     ImageAnnotation,
@@ -21,48 +23,6 @@ from cam_cli.data.matching import check_labels_known, match_images
 
 SHARED = Path(__file__).parents[2] / "shared"
 SAMPLE = SHARED / "data" / "ilsvrc2012-val-sample"
-
-# The exact layout of ILSVRC2012_bbox_val_v3 XML (tabs, field order), as in the shared sample.
-XML_TEMPLATE = """<annotation>
-\t<folder>val</folder>
-\t<filename>{image_id}</filename>
-\t<source>
-\t\t<database>ILSVRC_2012</database>
-\t</source>
-\t<size>
-\t\t<width>{width}</width>
-\t\t<height>{height}</height>
-\t\t<depth>3</depth>
-\t</size>
-\t<segmented>0</segmented>
-{objects}</annotation>
-"""
-OBJECT_TEMPLATE = """\t<object>
-\t\t<name>{name}</name>
-\t\t<pose>Unspecified</pose>
-\t\t<truncated>0</truncated>
-\t\t<difficult>0</difficult>
-\t\t<bndbox>
-\t\t\t<xmin>{xmin}</xmin>
-\t\t\t<ymin>{ymin}</ymin>
-\t\t\t<xmax>{xmax}</xmax>
-\t\t\t<ymax>{ymax}</ymax>
-\t\t</bndbox>
-\t</object>
-"""
-
-
-def write_xml(path: Path, width: int, height: int, objects: list[tuple[str, tuple]]) -> Path:
-    body = "".join(
-        OBJECT_TEMPLATE.format(name=name, xmin=b[0], ymin=b[1], xmax=b[2], ymax=b[3])
-        for name, b in objects
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        XML_TEMPLATE.format(image_id=path.stem, width=width, height=height, objects=body)
-    )
-    return path
-
 
 # --- ILSVRC XML -------------------------------------------------------------------------------
 
@@ -223,6 +183,7 @@ def test_devkit_ids_map_to_wnids_through_meta_mat_not_sorted_index(tmp_path):
     assert read_annotations(ground_truth, meta_mat=meta) == annotations
 
 
+@pytest.mark.shared
 def test_devkit_trap_against_the_real_sorted_mapping(tmp_path):
     mapping = SAMPLE / "LOC_synset_mapping.txt"
     if not mapping.is_file():
@@ -418,6 +379,7 @@ def test_check_labels_known():
 # --- the real sample --------------------------------------------------------------------------
 
 
+@pytest.mark.shared
 @pytest.mark.skipif(not SAMPLE.is_dir(), reason=f"shared ILSVRC sample absent ({SAMPLE})")
 def test_real_sample_xml_and_csv_agree_for_all_images():
     from cam_cli.data.classes import read_synset_mapping
@@ -448,3 +410,19 @@ def test_a_latin1_csv_is_named_in_its_error(tmp_path):
     assert str(failed.value) == (
         f"{path}: not UTF-8 text (invalid continuation byte); save it as UTF-8"
     )
+
+
+# --- moved from test_hardening.py (issue 13: what a careless user or an attacker tries) ---
+
+
+def test_gt_boxes_outside_the_image_are_clipped_with_a_note(fake, tmp_path):
+    ann = tmp_path / "ann.csv"
+    ann.write_text(f"ImageId,PredictionString\na,{WNIDS[0]} 2 3 300 33\n")
+    record = {"path": "a.jpg", "width": 48, "height": 40, "predictions": [
+        {"rank": 1, "class_index": 0, "wnid": WNIDS[0], "name": "x", "score": 0.9,
+         "box": [2, 3, 47, 33]}]}  # fmt: skip
+    result = invoke("eval", "--predictions", "-", "--annotations", ann, "--json", "-",
+                    input=json.dumps(record) + "\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "a ground-truth box reaches outside the 48x40 image; clipped" in result.stderr
+    assert json.loads(result.stdout)["top1_loc_error"] == 0.0

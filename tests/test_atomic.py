@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke, model_args
 
 from cam_cli.files import atomic
 from cam_cli.files.atomic import (
@@ -206,3 +207,38 @@ def test_stdout_on_a_full_disk_is_named(tmp_path):
         proc = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == "cam-cli: error: <stdout>: No space left on device\n"
+
+
+# --- moved from test_hardening.py (issue 13: what a careless user or an attacker tries) ---
+
+
+def test_stale_temp_files_of_dead_processes_are_cleaned_where_outputs_go(tmp_path):
+    stale = temp_path(tmp_path / "o.jsonl")
+    stale.write_text("half")  # its writer is gone: nobody holds its lock
+    with atomic_file(tmp_path / "o.jsonl") as handle:
+        handle.write("{}\n")
+    assert not stale.exists()
+
+
+def test_the_clean_up_never_deletes_a_users_file_that_looks_like_an_old_temp(fake, tmp_path):
+    """Issue 19.4: any ``.*.tmp-N`` whose PID N was not alive here was deleted, so a user's
+    file (or a live run's temp file in another PID namespace or on another NFS node) went."""
+    out = tmp_path / "kb2"
+    out.mkdir()
+    notes = out / ".notes.tmp-999999"
+    notes.write_text("precious\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    other_node = out / f".out.jsonl.tmp-{dead.pid}"  # the old form, a PID not alive here
+    other_node.write_text("a live run elsewhere\n")
+    result = invoke("bbox", *model_args(fake), "--images", fake / "imgs", "-o", out / "out.jsonl")
+    assert result.exit_code == 0, result.output
+    assert notes.read_text() == "precious\n" and other_node.exists()
+
+
+def test_output_to_dev_null_is_written_not_replaced(fake):
+    import stat
+
+    result = invoke("bbox", *model_args(fake), "--images", fake / "imgs", "--output", os.devnull)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke
 from PIL import Image
 
 CLI = [sys.executable, "-m", "cam_cli"]
@@ -164,17 +165,9 @@ def test_cam_writer_renders_in_a_worker_and_reports_errors_at_write(tmp_path):
         writer.write(gone)
 
 
-def _invoke(*args, input: str | None = None):
-    from typer.testing import CliRunner
-
-    from cam_cli.cli.main import app
-
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
-
-
 def test_empty_stdin_is_a_usage_error():
     for command in (["bbox", "--arch", "small-gap", "--images", "-"], ["boxes", "--maps", "-"]):
-        result = _invoke(*command, "-q", input="\n  \n")
+        result = invoke(*command, "-q", input="\n  \n")
         assert result.exit_code == 2, result.output
         assert result.stderr == "cam-cli: error: '-' (paths on stdin): stdin gave no paths\n"
         assert result.stdout == ""
@@ -206,7 +199,7 @@ def test_quiet_eval_still_says_a_box_was_clipped(tmp_path):
     record = {"path": "a.jpg", "width": 48, "height": 40, "predictions": [
         {"rank": 1, "class_index": 0, "wnid": "n01440764", "name": "x", "score": 0.9,
          "box": [2, 3, 47, 33]}]}  # fmt: skip
-    result = _invoke("eval", "--predictions", "-", "--annotations", ann, "-q",
+    result = invoke("eval", "--predictions", "-", "--annotations", ann, "-q",
                      input=json.dumps(record) + "\n")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stderr == (
@@ -231,7 +224,7 @@ def test_control_characters_in_file_names_are_escaped_on_stderr(tmp_path, capsys
     logging.getLogger("cam_cli.test").warning("%s: truncated", "a\x1b[2J\x9b1mb\rc.jpg")
     assert capsys.readouterr().err == "cam-cli: a\\x1b[2J\\x9b1mb\\x0dc.jpg: truncated\n"
     configure_logging(False)
-    result = _invoke("boxes", tmp_path / "m.npy", "--reference", tmp_path / "x\x1b]0;owned\x07.png")
+    result = invoke("boxes", tmp_path / "m.npy", "--reference", tmp_path / "x\x1b]0;owned\x07.png")
     assert result.exit_code == 2
     assert result.stderr.startswith("cam-cli: error: ") and "\x1b" not in result.stderr
     assert "x\\x1b]0;owned\\x07.png: cannot read the image's size" in result.stderr
@@ -239,7 +232,7 @@ def test_control_characters_in_file_names_are_escaped_on_stderr(tmp_path, capsys
 
 def test_an_untrained_model_says_so_on_stderr_even_with_quiet(tmp_path):
     Image.new("RGB", (40, 30), (10, 200, 10)).save(tmp_path / "a.png")
-    result = _invoke("bbox", "--arch", "small-gap", "--images", tmp_path / "a.png", "-q",
+    result = invoke("bbox", "--arch", "small-gap", "--images", tmp_path / "a.png", "-q",
                      "--topk", "1", "--no-fast")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stderr == (

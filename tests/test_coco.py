@@ -7,17 +7,12 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import invoke
 
-from cam_cli.cli.main import app
 from cam_cli.models.registry import build_model
 from cam_cli.synthetic.dataset import generate_dataset
 
 pytest.importorskip("pycocotools")
-
-
-def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def test_bbox_coco_loads_with_pycocotools_and_equals_the_jsonl_boxes(tmp_path):
@@ -30,11 +25,11 @@ def test_bbox_coco_loads_with_pycocotools_and_equals_the_jsonl_boxes(tmp_path):
     torch.save(build_model("small-gap", 3).state_dict(), weights)  # the same model twice
     common = ["--arch", "small-gap", "--weights", weights, "--images", data / "val",
               "--workers", 0, "--topk", 2, "--device", "cpu"]  # fmt: skip
-    jsonl = cli("bbox", *common)
+    jsonl = invoke("bbox", *common)
     assert jsonl.exit_code == 0, jsonl.output
     records = [json.loads(line) for line in jsonl.stdout.splitlines()]
     out = tmp_path / "boxes.json"
-    coco = cli("bbox", *common, "--format", "coco", "--output", out)
+    coco = invoke("bbox", *common, "--format", "coco", "--output", out)
     assert coco.exit_code == 0, coco.output
     assert not list(tmp_path.glob("*cam-cli-tmp*"))  # written atomically: no temporary left
     document = json.loads(out.read_text())
@@ -62,5 +57,5 @@ def test_bbox_coco_loads_with_pycocotools_and_equals_the_jsonl_boxes(tmp_path):
 
 
 def test_coco_is_not_a_boxes_format():
-    result = cli("boxes", "--maps", "-", "--format", "coco")
+    result = invoke("boxes", "--maps", "-", "--format", "coco")
     assert result.exit_code == 2

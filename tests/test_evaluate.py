@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import invoke, one_line_error, write_xml
 
 from cam_cli.data.annotations import ImageAnnotation, read_annotations
 from cam_cli.data.classes import ClassInfo
@@ -55,17 +56,6 @@ RECORDS = [
 ]
 
 
-def write_xml(folder: Path, stem: str, label: str, box, size: int = 100) -> None:
-    x0, y0, x1, y1 = box
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{stem}.xml").write_text(
-        f"<annotation><filename>{stem}</filename><size><width>{size}</width>"
-        f"<height>{size}</height><depth>3</depth></size><object><name>{label}</name>"
-        f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
-        "</bndbox></object></annotation>"
-    )
-
-
 def write_csv(path: Path, truth: dict) -> None:
     rows = [f"{stem},{label} {' '.join(map(str, box))}" for stem, (label, box) in truth.items()]
     path.write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
@@ -74,7 +64,7 @@ def write_csv(path: Path, truth: dict) -> None:
 @pytest.fixture()
 def xml_dir(tmp_path) -> Path:
     for stem, (label, box) in TRUTH.items():
-        write_xml(tmp_path / "xml", stem, label, box)
+        write_xml(tmp_path / "xml" / f"{stem}.xml", 100, 100, [(label, box)])
     return tmp_path / "xml"
 
 
@@ -294,3 +284,21 @@ def test_per_image_files_that_are_not_ours_are_refused_untouched(tmp_path, conte
     assert path.read_bytes() == content
     with pytest.raises(EvaluationError, match="not a regular file"):
         check_per_image_file(tmp_path)
+
+
+# --- moved from test_hardening.py (issue 13: what a careless user or an attacker tries) ---
+
+
+@pytest.mark.parametrize(
+    "record, words",
+    [({"path": "a.jpg", "width": 48, "height": 40, "predictions": "x"}, "not a list"),
+     ({"path": "a.jpg", "width": 48, "height": 40, "predictions": [1]}, "not an object"),
+     ({"path": "a.jpg", "width": 48, "height": 40,
+       "predictions": [{"class_index": "0", "box": [1, 2, 3, 4]}]}, "class_index"),
+     ({"path": "a.jpg", "width": 48, "height": 40,
+       "predictions": [{"class_index": 0, "box": [1, 2]}]}, "'box' of 4 integers")],
+)  # fmt: skip
+def test_malformed_prediction_records(fake, record, words):
+    result = invoke("eval", "--predictions", "-", "--annotations", fake / "xml",
+                    "--allow-missing", input=json.dumps(record) + "\n")  # fmt: skip
+    one_line_error(result, "<stdin>:1", words)

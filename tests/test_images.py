@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke, model_args, one_line_error
 from PIL import Image
 
 from cam_cli.data.batches import ImageListDataset, collate_images
@@ -185,3 +187,21 @@ def test_heatmap_images_and_reference_sizes_have_the_same_limit(large_pngs):
         reference_size(large_pngs / "180mp.png")
     with pytest.raises(ValueError, match="13400x13400 = 179560000 pixels exceeds the limit"):
         read_maps(large_pngs / "180mp.png")
+
+
+# --- moved from test_hardening.py (issue 13: what a careless user or an attacker tries) ---
+
+
+def test_images_folder_without_images(fake, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    result = invoke("bbox", *model_args(fake), "--images", tmp_path / "empty")
+    one_line_error(result, f"no images found in {tmp_path / 'empty'}")
+    missing = invoke("bbox", *model_args(fake), "--images", tmp_path / "gone.jpg")
+    assert missing.exit_code == 1 and '"error": "no such file or directory"' in missing.stdout
+
+
+def test_fifo_image_is_not_an_empty_file(fake, tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")
+    result = invoke("bbox", *model_args(fake), "--images", tmp_path / "pipe.jpg")
+    assert result.exit_code == 1 and "not a regular file (a FIFO)" in result.stdout

@@ -9,8 +9,8 @@ import torch
 from cam_cli.evaluation.maxboxacc_torch import best_ious_torch, pad_gt_boxes
 from cam_cli.evaluation.metrics import MaxBoxAccV2
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device here"))]  # fmt: skip
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device here")])]  # fmt: skip
 
 
 def _smooth(rng, grid: int, size=(96, 112)) -> np.ndarray:

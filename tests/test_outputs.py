@@ -22,8 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from conftest import model_args, run_cli, write_image
 from PIL import Image
 from scipy import ndimage
+
+from cam_cli.models.registry import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -214,7 +218,7 @@ def test_bbox_box_is_the_paper_rule_on_image_npy(boxes, cams):
     nearly touch) one grid can keep a part the other drops: 19 px apart was seen on another
     CPU and Pillow. So: the same object (IoU >= 0.75; a transposed or flipped map gives far
     less on these non-square images), and most boxes to within 2 px. The exact relation is
-    tested in test_boxes_cli (`boxes --upsample 224 --reference` on `.feature.npy`)."""
+    tested in test_cli_boxes (`boxes --upsample 224 --reference` on `.feature.npy`)."""
     from cam_cli.evaluation.metrics import iou_inclusive
 
     records, _ = boxes
@@ -342,11 +346,9 @@ def test_csv_cells_that_look_like_formulas_are_neutralised_jsonl_is_not():
 
 
 def test_a_draw_failure_is_in_the_images_record_as_it_is_in_the_count(tmp_path):
-    import torch
     from typer.testing import CliRunner
 
     from cam_cli.cli.main import app
-    from cam_cli.models.registry import build_model
 
     for name in ("a", "b"):
         Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / f"{name}.png")
@@ -382,3 +384,34 @@ def test_a_draw_failure_is_in_the_images_record_as_it_is_in_the_count(tmp_path):
         else:
             rows = list(csv.DictReader(io.StringIO(result.stdout)))
             assert [(r["rank"], r["error"]) for r in rows] == [("1", ""), ("1", problem)]
+
+
+# --- moved from test_hardening.py (issue 13: what a careless user or an attacker tries) ---
+
+
+def test_head_closing_the_pipe_is_not_an_error(fake, tmp_path):
+    images = tmp_path / "many"
+    images.mkdir()
+    for i in range(40):
+        write_image(images / f"{i:03d}.jpg", seed=i, size=(32, 32))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "cam_cli", "bbox", *map(str, model_args(fake)),
+               "--images", str(images), "--batch-size", "1"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, stderr
+    assert json.loads(first)["path"].endswith("000.jpg")
+    assert stderr == "", stderr
+
+
+def test_closed_stdout_is_one_line_and_exit_2(fake):
+    """Issue 19 (9): ``cam-cli bbox ... >&-`` was an AttributeError traceback (Python has no
+    sys.stdout then)."""
+    proc = run_cli("bbox", *model_args(fake), "--images", fake / "imgs",
+                   preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.decode().strip() == (
+        "cam-cli: error: stdout is closed: give --output FILE, or let stdout be written"
+    )

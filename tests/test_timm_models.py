@@ -8,10 +8,9 @@ import sys
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import invoke
 
 from cam_cli.cam.maps import compute_cams
-from cam_cli.cli.main import app
 from cam_cli.errors import SetupError
 from cam_cli.models.registry import build_model, cam_size, get_arch
 from cam_cli.synthetic.dataset import generate_dataset
@@ -31,10 +30,6 @@ REFUSED = {
     "timm/vit_tiny_patch16_224": "forward_features gives tokens \\[1, 197, 192\\]",
     "timm/resnet50_clip.openai": "head \\(AttentionPool2d\\) pools by attention",
 }
-
-
-def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("name", sorted(EXACT))
@@ -70,7 +65,7 @@ def test_timm_refusal_on_the_command_line_is_one_line_and_exit_2(tmp_path):
 
     (tmp_path / "img").mkdir()
     Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "img" / "a.png")
-    result = cli("bbox", "--arch", "timm/convnext_atto", "--images", tmp_path / "img")
+    result = invoke("bbox", "--arch", "timm/convnext_atto", "--images", tmp_path / "img")
     assert result.exit_code == 2, result.output
     assert "head.norm" in result.output and "mean(M_c) = S_c - b_c" in result.output
 
@@ -105,13 +100,13 @@ def test_timm_train_on_the_synthetic_set(tmp_path):
     data = tmp_path / "data"
     generate_dataset(data, num_classes=3, train_per_class=4, val_images=4, image_size=32, seed=0)
     run = tmp_path / "run"
-    result = cli("train", "--arch", "timm/resnet18", "--no-pretrained", "--data", data,
+    result = invoke("train", "--arch", "timm/resnet18", "--no-pretrained", "--data", data,
                  "--out", run, "--epochs", 1, "--image-size", 32, "--batch-size", 4,
                  "--workers", 0, "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     saved = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     assert saved["arch"] == "timm/resnet18"
-    boxes = cli("bbox", "--checkpoint", run / "best.pt", "--images", data / "val",
+    boxes = invoke("bbox", "--checkpoint", run / "best.pt", "--images", data / "val",
                 "--workers", 0)  # fmt: skip
     assert boxes.exit_code == 0, boxes.output
     records = [json.loads(line) for line in boxes.stdout.splitlines()]
@@ -210,7 +205,7 @@ def test_hf_hub_weights_from_the_hub_cache(monkeypatch, tmp_path):
 
 
 def test_models_timm_lists_only_cam_exact_models():
-    result = cli("models", "--timm", "mobilenetv*_050")
+    result = invoke("models", "--timm", "mobilenetv*_050")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["name", "CAM", "input", "params"]
@@ -219,7 +214,7 @@ def test_models_timm_lists_only_cam_exact_models():
     assert "timm/mobilenetv3_small_050" not in names  # conv_head after pooling
     row = next(line.split() for line in lines if line.startswith("timm/mobilenetv2_050 "))
     assert row[1:3] == ["7x7", "224"] and row[3].endswith("M")
-    too_many = cli("models", "--timm", "*")
+    too_many = invoke("models", "--timm", "*")
     assert too_many.exit_code == 2 and "narrower pattern" in too_many.output
 
 
@@ -247,7 +242,7 @@ def test_folding_batch_norm_keeps_timm_logits(name):
 
 
 def test_models_timm_bare_word_means_names_containing_it():
-    result = cli("models", "--timm", "mobilenetv2_05")  # no wildcard: *mobilenetv2_05*
+    result = invoke("models", "--timm", "mobilenetv2_05")  # no wildcard: *mobilenetv2_05*
     assert result.exit_code == 0, result.output
     names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
     assert names == ["timm/mobilenetv2_050"]

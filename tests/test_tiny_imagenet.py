@@ -229,6 +229,7 @@ def dev_root(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.shared
 def test_real_run_trains_chooses_a_threshold_and_evaluates(dev_root, tmp_path):
     config = TrainConfig(arch="small-gap", epochs=1, batch_size=16, image_size=32, workers=0,
                          device="cpu", lr=0.05, lr_schedule="cosine", pretrained=False,

@@ -54,6 +54,7 @@ def _expected_output() -> list[int]:
     )
 
 
+@pytest.mark.shared
 def test_released_example_is_reproduced_exactly():
     heatmap = _example_heatmap()
     assert heatmap.shape == (368, 500) and heatmap.dtype == np.uint8
@@ -63,6 +64,7 @@ def test_released_example_is_reproduced_exactly():
     assert zhou2016_boxes(heatmap).tolist() == [[41, 145, 402, 346], [102, 188, 343, 313]]
 
 
+@pytest.mark.shared
 def test_released_example_levels_and_the_box_the_merge_drops():
     heatmap = _example_heatmap()
     per_level = [contour_rects(inner_mask(heatmap, t)).tolist() for t in (20, 100, 110)]
@@ -332,6 +334,7 @@ def test_contour_rects_match_cv2_find_contours_on_random_masks():
         assert contour_rects(mask, zero_frame=False).tolist() == _cv2_rects(cv2, mask)
 
 
+@pytest.mark.shared
 def test_load_heatmap_matches_cv2_grey_decoding():
     cv2 = pytest.importorskip("cv2")
     heatmap = _example_heatmap()

@@ -204,7 +204,7 @@ def read_devkit_meta(meta_mat: str | Path) -> dict[int, str]:
     meta_mat = Path(meta_mat)
     try:
         contents = loadmat(str(meta_mat), squeeze_me=True, struct_as_record=False)
-    except Exception as error:  # scipy raises several types for a non-.mat file
+    except Exception as error:  # noqa: BLE001 - scipy raises several types for a non-.mat file
         raise ValueError(f"{meta_mat}: cannot read as a MATLAB .mat file ({error})") from None
     if "synsets" not in contents:
         raise ValueError(f"{meta_mat}: no 'synsets' variable (is this the devkit's meta.mat?)")

@@ -40,7 +40,7 @@ def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
         return load_heatmap(path)[None], False
     except ValueError:
         raise
-    except Exception as error:  # PIL's many errors: one line, never a crash
+    except Exception as error:  # noqa: BLE001 - PIL's many errors: one line, never a crash
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"not a readable grey image ({reason})") from None
 
@@ -58,7 +58,7 @@ def _read_npy(path: Path) -> tuple[np.ndarray, bool]:
         if str(error).startswith("not a .npy map file"):
             raise
         raise ValueError(f"not a readable .npy array ({str(error).splitlines()[0]})") from None
-    except Exception as error:  # a truncated header, an unreadable file
+    except Exception as error:  # noqa: BLE001 - a truncated header, an unreadable file
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"not a readable .npy array ({reason})") from None
     if not isinstance(array, np.ndarray):
@@ -114,6 +114,6 @@ def reference_size(path: str | Path) -> tuple[int, int]:
             if image.getexif().get(0x0112) in SWAPPING_ORIENTATIONS:
                 width, height = height, width
             return width, height
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any unreadable image: one line
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"{path}: cannot read the image's size ({reason})") from None

@@ -194,7 +194,7 @@ def open_rgb(
         if "truncated" in reason.lower():
             reason = f"truncated or corrupt image ({reason})"
         raise ValueError(reason) from None
-    except Exception as error:  # any decoder bug is still one line, never a crash
+    except Exception as error:  # noqa: BLE001 - any decoder bug is one line, never a crash
         raise ValueError(f"{type(error).__name__}: {error}") from None
 
 

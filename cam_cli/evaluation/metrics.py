@@ -1,7 +1,7 @@
 """Localization metrics: ILSVRC top-1/top-5 and GT-known localization error, two trivial
 baselines, and MaxBoxAccV2 (Choe et al., CVPR 2020). Pure numpy, streaming.
 
-The ILSVRC rule (METHOD.md section 4): a prediction (class, box) is correct when the class is
+The ILSVRC rule (README, "Conventions"): a prediction (class, box) is correct when the class is
 one of the image's ground-truth classes AND the box has IoU >= 0.5 with at least one
 ground-truth box *of that class*. Top-1 error: the first prediction is wrong; top-5 error: all
 of the (up to) five predictions are wrong. An image whose prediction failed counts as wrong for

@@ -40,7 +40,7 @@ def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:
                 if stop.is_set():
                     return
             slots.put((done, None))
-        except BaseException as error:  # handed to the consumer, which re-raises it
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
             slots.put((done, error))
 
     thread = threading.Thread(target=produce, name="cam-cli-decode", daemon=True)

@@ -5,7 +5,7 @@ feature maps the CAM is built from, and which exposes the linear classifier's we
 CAM, boxes and metrics are generic over entries, so adding a network is one small function.
 
 Two families:
-- the paper's networks (section 2 of METHOD.md): a torchvision backbone truncated after its last
+- the paper's networks (section 3.1 of the paper): a torchvision backbone truncated after its last
   useful conv layer, plus conv 3x3/1/1 with 1024 units + ReLU (two such convs for AlexNet*),
   GAP, linear. Backbones take torchvision ImageNet weights; the new layers start fresh.
 - networks that already end in GAP + linear (ResNet, GoogLeNet, MobileNetV2) or in a 1x1 conv
@@ -62,7 +62,7 @@ def build_model(name: str, num_classes: int = 1000) -> CAMNet:
 
 
 # --------------------------------------------------------------------------------------------
-# The paper's GAP networks (METHOD.md section 2)
+# The paper's GAP networks (the paper, section 3.1; README, "cam-cli models")
 
 
 def _features(net: nn.Module, x: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ def fold_batch_norms(model: nn.Module) -> int:
         return folded  # nothing left: no need to trace (half a second for MobileNetV2 here)
     try:
         graph = torch.fx.symbolic_trace(model).graph
-    except Exception:  # untraceable forward: no folding, same results, a little slower
+    except Exception:  # noqa: BLE001 - untraceable forward: no folding, same results
         return 0
     modules = dict(model.named_modules())
     for node in graph.nodes:

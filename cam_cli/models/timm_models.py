@@ -230,7 +230,7 @@ def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
                 continue
             with torch.no_grad():
                 features = meta.forward_features(torch.zeros(1, 3, size, size, device="meta"))
-        except Exception:  # a model timm cannot build on meta: not listed
+        except Exception:  # noqa: BLE001 - a model timm cannot build on meta: not listed
             continue
         count = sum(p.numel() for p in meta.parameters())
         h, w = features.shape[-2:]

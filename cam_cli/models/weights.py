@@ -37,7 +37,7 @@ def download_torchvision_state_dict(name: str, what: str) -> dict[str, torch.Ten
     weights = torchvision_weights(name)
     try:
         return weights.get_state_dict(progress=False, check_hash=False)
-    except Exception as error:  # URLError, socket errors, HTTP errors, partial files
+    except Exception as error:  # noqa: BLE001 - URLError, socket and HTTP errors, partial files
         reason = str(getattr(error, "reason", error)).splitlines()[0][:120]
         raise ModelLoadError(
             f"cannot get torchvision's ImageNet weights for {what} ({weights.url}): {reason}. "
@@ -59,7 +59,7 @@ def read_state_file(path: str | Path) -> dict[str, Any]:
         return _read_safetensors(path)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - torch.load's many errors: one message
         raise ModelLoadError(f"{path}: {_load_failure(error)}") from None
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path}: expected a state_dict or a checkpoint dict")
@@ -75,7 +75,7 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
         ) from None
     try:
         return load_file(str(path), device="cpu")
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - safetensors' many errors: one message
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ModelLoadError(f"{path}: not a loadable .safetensors file ({first_line})") from None
 
@@ -124,7 +124,7 @@ def download_hf_hub_state_dict(name: str) -> dict[str, torch.Tensor]:
             for filename in _HUB_FILES:
                 try:
                     path = huggingface_hub.hf_hub_download(repo, filename)
-                except Exception as error:  # offline, no such repo or file
+                except Exception as error:  # noqa: BLE001 - offline, no such repo or file
                     failure = error
                     if "EntryNotFound" not in type(error).__name__:
                         break

@@ -169,7 +169,7 @@ def _as_float(value: Any, where: str) -> float:
 
 # --- the recipes ------------------------------------------------------------------------------
 
-# The paper's networks (METHOD.md section 2), fine-tuned from ImageNet as zhoubolei/CAM's released
+# The paper's networks (paper, section 3.1), fine-tuned from ImageNet as zhoubolei/CAM's released
 # GoogLeNet-CAM solver + train_val does: SGD, momentum 0.9, weight decay 5e-4, base_lr 0.001,
 # lr_policy step (gamma 0.1, stepsize 40k of max_iter 160k iterations at batch 256 = 8 of 32
 # ImageNet epochs), biases at 2x lr and no weight decay, crops (224 here; 227 in Caffe), mirror.

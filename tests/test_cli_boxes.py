@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke
 from PIL import Image
 
 from tests.test_cli import mobilenet_args, run
@@ -69,14 +70,6 @@ def test_boxes_usage_errors_exit_2(tmp_path):
         assert result.stderr.strip().count("\n") <= 3
 
 
-def _invoke(*args):
-    from typer.testing import CliRunner
-
-    from cam_cli.cli.main import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def test_boxes_names_that_are_not_utf8_escaped_one_to_one(tmp_path):
     """Issue 19 (7): a name with the byte 0xFF and one literally called ``m\\xff.npy`` give
     two different paths, in JSON Lines (file and strict UTF-8 stdout) and CSV, as `bbox` does."""
@@ -92,7 +85,7 @@ def test_boxes_names_that_are_not_utf8_escaped_one_to_one(tmp_path):
         with open(os.path.join(os.fsencode(folder), name), "wb") as handle:
             np.save(handle, cam)
     out = tmp_path / "o.jsonl"
-    result = _invoke("boxes", folder, "-o", out)
+    result = invoke("boxes", folder, "-o", out)
     assert result.exit_code == 0, result.output
     records = _records(out.read_text(encoding="utf-8"))
     assert [Path(r["path"]).name for r in records] == ["m\\x5cxff.npy", "m\\xff.npy"]
@@ -102,7 +95,7 @@ def test_boxes_names_that_are_not_utf8_escaped_one_to_one(tmp_path):
                           env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode("utf-8") == out.read_text(encoding="utf-8")  # no raw 0xFF
-    rows = list(csv.reader(io.StringIO(_invoke("boxes", folder, "--format", "csv").stdout)))
+    rows = list(csv.reader(io.StringIO(invoke("boxes", folder, "--format", "csv").stdout)))
     assert [Path(row[0]).name for row in rows[1:]] == ["m\\x5cxff.npy", "m\\xff.npy"]
 
 
@@ -120,11 +113,11 @@ def test_boxes_never_opens_a_fifo(tmp_path):
     os.mkfifo(tmp_path / "fifo.npy")
     os.mkfifo(tmp_path / "fifo.jpg")
     np.save(tmp_path / "a.npy", np.ones((3, 3)))
-    result = _invoke("boxes", tmp_path / "fifo.npy")
+    result = invoke("boxes", tmp_path / "fifo.npy")
     assert result.exit_code == 1
     assert _records(result.stdout) == [{"path": str(tmp_path / "fifo.npy"),
                                         "error": "not a regular file (a FIFO)"}]  # fmt: skip
-    result = _invoke("boxes", tmp_path / "a.npy", "--reference", tmp_path / "fifo.jpg")
+    result = invoke("boxes", tmp_path / "a.npy", "--reference", tmp_path / "fifo.jpg")
     assert result.exit_code == 2 and "fifo.jpg" in result.stderr
     assert "not a regular file (a FIFO)" in result.stderr and result.stdout == ""
     signal.alarm(0)
@@ -139,12 +132,13 @@ def test_boxes_never_opens_a_fifo(tmp_path):
 def test_boxes_sizes_out_of_range_exit_2(tmp_path, args, words):
     """Issue 19 (8): no 100000 x 100000 map is allocated, no box overflows int64."""
     np.save(tmp_path / "a.npy", np.ones((3, 3)))
-    result = _invoke("boxes", tmp_path / "a.npy", *args)
+    result = invoke("boxes", tmp_path / "a.npy", *args)
     assert result.exit_code == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cam-cli: error: ") and words in lines[0]
 
 
+@pytest.mark.shared
 def test_boxes_reproduces_the_released_example():
     heatmap = EXAMPLE / "heatmap_6.jpg"
     if not heatmap.exists():

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import invoke
 
-from cam_cli.cli.main import app
 from cam_cli.errors import TrainError
 from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
 from cam_cli.models.loading import load_model
@@ -45,10 +44,6 @@ def data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic") / "data"
     generate_dataset(out, num_classes=3, train_per_class=8, val_images=6, image_size=32, seed=0)
     return out
-
-
-def cli(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def subprocess_cli(*args: str, env: dict | None = None, torchrun: int = 0, kill_at: str = ""):
@@ -85,7 +80,7 @@ def test_train_then_bbox_from_the_checkpoint_alone(data, tmp_path):
     run = tmp_path / "run"
     config = tmp_path / "my.toml"
     config.write_text('arch = "small-gap"\nepochs = 5\nlr = 0.2\nmomentum = 0.5\n')
-    result = cli("train", "--config", config, "--data", data, "--out", run, "--epochs", 2,
+    result = invoke("train", "--config", config, "--data", data, "--out", run, "--epochs", 2,
                  "--lr", 0.05, *TINY)  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -119,7 +114,7 @@ def test_train_then_bbox_from_the_checkpoint_alone(data, tmp_path):
     loaded = load_model(checkpoint=run / "best.pt")
     assert loaded.arch == "small-gap" and len(loaded.classes) == 3 and loaded.input_size == 32
 
-    boxes = cli("bbox", "--checkpoint", run / "best.pt", "--images", data / "val",
+    boxes = invoke("bbox", "--checkpoint", run / "best.pt", "--images", data / "val",
                 "--workers", 0, "--topk", 2)  # fmt: skip
     assert boxes.exit_code == 0, boxes.output
     records = [json.loads(line) for line in boxes.stdout.splitlines()]
@@ -127,19 +122,19 @@ def test_train_then_bbox_from_the_checkpoint_alone(data, tmp_path):
     prediction = records[0]["predictions"][0]
     assert prediction["wnid"].startswith("n9000") and len(prediction["box"]) == 4
 
-    evaluated = cli("eval", "--checkpoint", run / "best.pt", "--images", data / "val", "--json",
+    evaluated = invoke("eval", "--checkpoint", run / "best.pt", "--images", data / "val", "--json",
                     "-", "--annotations", data / "annotations", "--workers", 0)  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(evaluated.stdout)
     assert report["images"] == 6 and 0 <= report["top1_loc_error"] <= 100
 
     # more epochs on resume are fine; a different image size is refused, naming the difference
-    more = cli("train", "--data", data, "--out", run, "--resume", "--epochs", 3)
+    more = invoke("train", "--data", data, "--out", run, "--resume", "--epochs", 3)
     assert more.exit_code == 0, more.output
     assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
-    changed = cli("train", "--data", data, "--out", run, "--resume", "--image-size", 40)
+    changed = invoke("train", "--data", data, "--out", run, "--resume", "--image-size", 40)
     assert changed.exit_code == 2 and "image_size: 32 -> 40" in changed.stderr
-    again = cli("train", "--arch", "small-gap", "--data", data, "--out", run, *TINY)
+    again = invoke("train", "--arch", "small-gap", "--data", data, "--out", run, *TINY)
     assert again.exit_code == 2 and "--resume" in again.stderr
 
 
@@ -147,7 +142,7 @@ def test_bad_image_is_named_once_and_skipped(data, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
     (copy / "train" / "n90000001" / "broken.JPEG").write_bytes(b"\xff\xd8 not really a jpeg")
-    result = cli("train", "--arch", "small-gap", "--data", copy, "--out", tmp_path / "run",
+    result = invoke("train", "--arch", "small-gap", "--data", copy, "--out", tmp_path / "run",
                  "--epochs", 2, "--batch-size", 5, *TINY[:2], *TINY[4:])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stderr.count("broken.JPEG") == 1
@@ -155,7 +150,7 @@ def test_bad_image_is_named_once_and_skipped(data, tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message(data, tmp_path):
-    result = cli("train", "--arch", "small-gap-nobn", "--data", data, "--out", tmp_path / "run",
+    result = invoke("train", "--arch", "small-gap-nobn", "--data", data, "--out", tmp_path / "run",
                  "--lr", 1e6, "--epochs", 3, *TINY)  # fmt: skip
     assert result.exit_code == 1
     message = result.stderr.strip().splitlines()[-1]
@@ -183,7 +178,7 @@ def test_resume_after_kill_mid_epoch_matches_an_uninterrupted_run(data, tmp_path
     saved = torch.load(run / "last.pt", weights_only=True)
     assert (saved["epoch"], saved["step"]) == (1, 2)
 
-    resumed = cli("train", "--data", data, "--out", run, "--resume")  # the saved config
+    resumed = invoke("train", "--data", data, "--out", run, "--resume")  # the saved config
     assert resumed.exit_code == 0, resumed.output
     assert "in epoch 2 after step 2" in resumed.stderr
     rows = metrics(run)
@@ -204,7 +199,7 @@ def test_resume_after_kill_during_a_checkpoint_write(data, tmp_path, uninterrupt
     assert list(run.glob(".*.cam-cli-tmp-*")), "the hook leaves a half-written temp file"
     torch.load(run / "last.pt", weights_only=True)  # the previous last.pt is intact
 
-    resumed = cli("train", "--data", data, "--out", run, "--resume")
+    resumed = invoke("train", "--data", data, "--out", run, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert not list(run.glob(".*.cam-cli-tmp-*"))
     rows = metrics(run)
@@ -344,7 +339,7 @@ def test_training_starts_from_a_local_backbone_file(data, tmp_path):
     small["classifier.6.bias"] = state["classifier.6.bias"]
     weights = tmp_path / "alexnet-backbone.pth"
     torch.save(small, weights)
-    result = cli("train", "--arch", "alexnet-gap", "--pretrained", "--backbone-weights", weights,
+    result = invoke("train", "--arch", "alexnet-gap", "--pretrained", "--backbone-weights", weights,
                  "--data", data, "--out", tmp_path / "run", "--epochs", 1, "--image-size", 64,
                  "--batch-size", 8, "--workers", 0, "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -355,7 +350,7 @@ def test_backbone_weights_with_an_int_key_is_one_line(data, tmp_path):
     """Issue 19 (9): an AttributeError traceback before."""
     weights = tmp_path / "int.pth"
     torch.save({"features.0.weight": torch.zeros(1), 7: torch.zeros(1)}, weights)
-    result = cli("train", "--arch", "alexnet-gap", "--pretrained", "--backbone-weights", weights,
+    result = invoke("train", "--arch", "alexnet-gap", "--pretrained", "--backbone-weights", weights,
                  "--data", data, "--out", tmp_path / "run", *TINY)  # fmt: skip
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
@@ -369,7 +364,7 @@ def test_resume_from_a_last_pt_with_a_damaged_optimizer(data, tmp_path, damage):
     a momentum buffer of the wrong shape loaded fine and failed the first step, a traceback."""
     run = tmp_path / "run"
     args = ["train", "--arch", "small-gap", "--data", data, "--out", run, *TINY]
-    assert cli(*args, "--epochs", 1).exit_code == 0
+    assert invoke(*args, "--epochs", 1).exit_code == 0
     saved = torch.load(run / "last.pt", weights_only=True)
     if damage == "groups":
         saved["optimizer"] = {"state": {}, "param_groups": [{"params": [0]}]}
@@ -377,7 +372,7 @@ def test_resume_from_a_last_pt_with_a_damaged_optimizer(data, tmp_path, damage):
         state = saved["optimizer"]["state"]
         state[next(iter(state))]["momentum_buffer"] = torch.zeros(3)
     torch.save(saved, run / "last.pt")
-    result = cli(*args, "--epochs", 2, "--resume")
+    result = invoke(*args, "--epochs", 2, "--resume")
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
@@ -418,7 +413,7 @@ def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(atomic.os, "fdopen", fdopen_on_a_full_disk)
     run = tmp_path / "run"
-    result = cli("train", "--arch", "small-gap", "--data", data, "--out", run, "--epochs", 1,
+    result = invoke("train", "--arch", "small-gap", "--data", data, "--out", run, "--epochs", 1,
                  *TINY)  # fmt: skip
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
@@ -428,7 +423,7 @@ def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
 
 
 def test_offline_pretrained_says_to_pass_backbone_weights(data, tmp_path):
-    result = cli("train", "--arch", "vgg16-gap", "--pretrained", "--data", data,
+    result = invoke("train", "--arch", "vgg16-gap", "--pretrained", "--data", data,
                  "--out", tmp_path / "run", *TINY)  # fmt: skip
     if result.exit_code == 0:  # pragma: no cover - only with network access or a warm cache
         pytest.skip("torchvision's VGG16 weights were available")

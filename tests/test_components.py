@@ -1,4 +1,5 @@
-"""The PyTorch CAM-to-box step against hand-made maps and against the scipy reference.
+"""The CAM-to-box step, numpy/scipy and PyTorch, against hand-made maps, and the PyTorch one
+against the scipy reference.
 
 `cam_cli.boxes.components_torch` must give exactly the boxes of `cam_cli.boxes.components`: the
 hand-made maps pin the conventions with answers visible in the test, the families below compare
@@ -14,7 +15,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from cam_cli.boxes.components import boxes_from_cams, boxes_from_masks
+from cam_cli.boxes.components import (
+    boxes_from_cams,
+    boxes_from_masks,
+    component_boxes,
+    scale_boxes,
+)
 from cam_cli.boxes.components_torch import (
     _component_roots,
     boxes_from_cams_torch,
@@ -25,9 +31,12 @@ DEVICES = [
     "cpu",
     pytest.param(
         "cuda",
-        marks=pytest.mark.skipif(
-            not torch.cuda.is_available(), reason="no CUDA device: the GPU path is not checked"
-        ),
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(
+                not torch.cuda.is_available(), reason="no CUDA device: the GPU path is not checked"
+            ),
+        ],
     ),
 ]
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -59,141 +68,175 @@ def assert_masks_same_as_reference(masks: np.ndarray, device: str) -> None:
 
 
 # ---------------------------------------------------------------- hand-made maps
+# One case table for both backends: every case runs on `boxes.components` (numpy/scipy) and on
+# `boxes.components_torch` (on the CPU, and on CUDA where there is one).
+
+BACKENDS = ["numpy", *DEVICES]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_two_blobs_largest_wins(device):
-    cam = maps([
-        "000000",
-        "090000",
-        "000000",
-        "000550",
-        "000550",
-        "000550",
-    ])  # fmt: skip
-    # the peak (9) is a 1-pixel blob; the 2x3 blob of 5s is larger, so it wins
-    assert torch_boxes(cam, device) == [[3, 3, 4, 5]]
+def backend_boxes(cams: np.ndarray, backend: str, threshold: float = 0.2) -> list:
+    if backend == "numpy":
+        return boxes_from_cams(cams, threshold).tolist()
+    return torch_boxes(cams, backend, threshold)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_diagonal_neighbours_join_with_8_connectivity(device):
-    cam = maps([
-        "9000",
-        "0900",
-        "0090",
-        "0000",
-    ])  # fmt: skip
-    assert torch_boxes(cam, device) == [[0, 0, 2, 2]]
+def backend_mask_boxes(masks: np.ndarray, backend: str) -> list:
+    if backend == "numpy":
+        return boxes_from_masks(masks).tolist()
+    return mask_boxes(masks, backend)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_component_on_the_border(device):
-    cam = maps([
-        "0000",
-        "0000",
-        "0009",
-        "0009",
-    ])  # fmt: skip
-    assert torch_boxes(cam, device) == [[3, 2, 3, 3]]
+def _ring(inner: float) -> np.ndarray:
+    # threshold 0.2 * 5 = 1.0: 1s are exactly at the threshold, so not "above" it
+    cam = maps(["11111", "10001", "10501", "10001", "11111"])
+    cam[cam == 1] = inner
+    return cam
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_pixel_exactly_at_threshold_is_out(device):
-    # threshold 0.2 * 5 = 1.0: the 1s are exactly at the threshold, so not "above" it
-    cam = maps([
-        "11111",
-        "10001",
-        "10501",
-        "10001",
-        "11111",
-    ])  # fmt: skip
-    assert torch_boxes(cam, device) == [[2, 2, 2, 2]]
-    # just above the threshold they join the segmentation: the ring is the largest component
-    cam[cam == 1] = 1.0001
-    assert torch_boxes(cam, device) == [[0, 0, 4, 4]]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_tie_goes_to_first_component_in_raster_order(device):
-    first_row = maps([
-        "0000",
-        "0990",
-        "0000",
-        "9900",
-    ])  # fmt: skip
-    # the later component is further left: "leftmost wins" or column order would pick it
-    right_first = maps([
-        "0099",
-        "0000",
-        "9900",
-        "0000",
-    ])  # fmt: skip
-    assert torch_boxes(first_row, device) == [[1, 1, 2, 1]]
-    assert torch_boxes(right_first, device) == [[2, 0, 3, 0]]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_degenerate_maps_get_the_whole_map(device):
-    constant = np.full((1, 3, 5), 2.0)
-    negative = -np.arange(15, dtype=float).reshape(1, 3, 5) - 1
-    zeros = np.zeros((1, 3, 5))
-    for cam in (constant, negative, zeros):
-        assert torch_boxes(cam, device) == [[0, 0, 4, 2]]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_negative_maps_are_degenerate_even_where_the_threshold_would_keep_pixels(device):
-    # with threshold 2 and max -1 the cut is at -2: the -1s would be "above" it, but a map with
-    # nothing positive has no object (for thresholds in [0, 1] the mask is empty anyway)
+def _negative_with_one_positive_pixel() -> np.ndarray:
     cam = -maps(["5555", "5115", "5555"])
-    assert boxes_from_cams(cam, 2.0).tolist() == [[0, 0, 3, 2]]
-    assert torch_boxes(cam, device, threshold=2.0) == [[0, 0, 3, 2]]
     cam[0, 0, 0] = 1.0  # one positive pixel: not degenerate, and only it is above 0.5
-    assert torch_boxes(cam, device, threshold=0.5) == [[0, 0, 0, 0]]
+    return cam
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_empty_masks_get_the_whole_map(device):
-    cam = maps(["000", "090", "000", "000"])
-    # nothing is strictly above the max itself
-    assert torch_boxes(cam, device, threshold=1.0) == [[0, 0, 2, 3]]
-    assert mask_boxes(np.zeros((2, 4, 3), dtype=bool), device) == [[0, 0, 2, 3]] * 2
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_a_batch_of_maps_is_labelled_independently(device):
-    # the blob of map 0 touches the bottom edge, the blob of map 1 the top edge: stacked they
-    # would be neighbours, but components never cross maps
-    a = maps(["000", "000", "090"])[0]
-    b = maps(["090", "090", "000"])[0]
-    c = np.zeros((3, 3))
-    # the last column of a row and the first of the next are neighbours in the flat raster
-    # order, never in the map
-    d = maps(["009", "900", "000"])[0]
-    stack = np.stack([a, b, c, a, d])
-    assert torch_boxes(stack, device) == [
-        [1, 2, 1, 2],
-        [1, 0, 1, 1],
-        [0, 0, 2, 2],
-        [1, 2, 1, 2],
-        [2, 0, 2, 0],
-    ]
-
-
-@pytest.mark.parametrize("device", DEVICES)
-def test_maps_wider_than_tall_keep_x_and_y_apart(device):
+def _wide() -> np.ndarray:
     cam = np.zeros((1, 7, 13))
     cam[0, 1:3, 9:12] = 5.0  # rows 1..2, columns 9..11
     cam[0, 5, 0] = 9.0
-    assert torch_boxes(cam, device) == [[9, 1, 11, 2]]
-    assert torch_boxes(cam.transpose(0, 2, 1), device) == [[1, 9, 2, 11]]  # a strided view
+    return cam
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_integer_masks_count_nonzero_as_foreground(device):
-    masks = maps(["0000", "0220", "0000", "3300", "0300"]).astype(np.uint8)
-    assert mask_boxes(masks, device) == [[0, 3, 1, 4]]
-    assert mask_boxes(masks > 0, device) == [[0, 3, 1, 4]]
+# the blob of map A touches the bottom edge, the blob of map B the top edge: stacked they would be
+# neighbours, but components never cross maps; in D the last column of a row and the first of the
+# next are neighbours in the flat raster order, never in the map
+_A, _B = maps(["000", "000", "090"])[0], maps(["090", "090", "000"])[0]
+_C, _D = np.zeros((3, 3)), maps(["009", "900", "000"])[0]
+
+CAM_CASES = [  # (maps, threshold, boxes)
+    pytest.param(
+        maps(["000000", "090000", "000000", "000550", "000550", "000550"]), 0.2, [[3, 3, 4, 5]],
+        id="the 2x3 blob of 5s is larger than the 1-pixel peak: it wins",
+    ),
+    pytest.param(
+        maps(["9000", "0900", "0090", "0000"]), 0.2, [[0, 0, 2, 2]],
+        id="diagonal neighbours join (8-connectivity)",
+    ),
+    pytest.param(
+        maps(["0000", "0000", "0009", "0009"]), 0.2, [[3, 2, 3, 3]],
+        id="a component on the border",
+    ),
+    pytest.param(_ring(1.0), 0.2, [[2, 2, 2, 2]], id="a pixel exactly at the threshold is out"),
+    pytest.param(
+        _ring(1.0001), 0.2, [[0, 0, 4, 4]],
+        id="just above the threshold: the ring joins and is the largest component",
+    ),
+    pytest.param(
+        maps(["0000", "0990", "0000", "9900"]), 0.2, [[1, 1, 2, 1]],
+        id="a tie goes to the first component in raster order",
+    ),
+    pytest.param(
+        maps(["0099", "0000", "9900", "0000"]), 0.2, [[2, 0, 3, 0]],
+        id="a tie: the later component is further left, raster order still wins",
+    ),
+    pytest.param(np.full((1, 3, 5), 2.0), 0.2, [[0, 0, 4, 2]], id="a constant map: whole map"),
+    pytest.param(
+        -np.arange(15, dtype=float).reshape(1, 3, 5) - 1, 0.2, [[0, 0, 4, 2]],
+        id="a negative map: whole map",
+    ),
+    pytest.param(np.zeros((1, 3, 5)), 0.2, [[0, 0, 4, 2]], id="a zero map: whole map"),
+    pytest.param(
+        # with threshold 2 and max -1 the cut is at -2: the -1s would be "above" it, but a map
+        # with nothing positive has no object (for thresholds in [0, 1] the mask is empty anyway)
+        -maps(["5555", "5115", "5555"]), 2.0, [[0, 0, 3, 2]],
+        id="a negative map is degenerate even where the threshold would keep pixels",
+    ),
+    pytest.param(
+        _negative_with_one_positive_pixel(), 0.5, [[0, 0, 0, 0]],
+        id="one positive pixel: not degenerate",
+    ),
+    pytest.param(
+        maps(["000", "090", "000", "000"]), 1.0, [[0, 0, 2, 3]],
+        id="nothing is strictly above the max itself: whole map",
+    ),
+    pytest.param(
+        np.stack([_A, _B, _C, _A]), 0.2, [[1, 2, 1, 2], [1, 0, 1, 1], [0, 0, 2, 2], [1, 2, 1, 2]],
+        id="a batch of maps is labelled independently",
+    ),
+    pytest.param(
+        np.stack([_A, _B, _C, _A, _D]), 0.2,
+        [[1, 2, 1, 2], [1, 0, 1, 1], [0, 0, 2, 2], [1, 2, 1, 2], [2, 0, 2, 0]],
+        id="a batch of maps: row ends are not neighbours",
+    ),
+    pytest.param(_wide(), 0.2, [[9, 1, 11, 2]], id="maps wider than tall keep x and y apart"),
+    pytest.param(
+        _wide().transpose(0, 2, 1), 0.2, [[1, 9, 2, 11]], id="a strided view, taller than wide"
+    ),
+]  # fmt: skip
+
+_INTEGER_MASKS = maps(["0000", "0220", "0000", "3300", "0300"]).astype(np.uint8)
+MASK_CASES = [  # (masks, boxes)
+    pytest.param(
+        np.zeros((2, 4, 3), dtype=bool), [[0, 0, 2, 3]] * 2, id="empty masks get the whole map"
+    ),
+    pytest.param(_INTEGER_MASKS, [[0, 3, 1, 4]], id="integer masks: nonzero is foreground"),
+    pytest.param(_INTEGER_MASKS > 0, [[0, 3, 1, 4]], id="the same masks as booleans"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("cams", "threshold", "want"), CAM_CASES)
+def test_hand_made_maps(backend, cams, threshold, want):
+    assert backend_boxes(cams, backend, threshold) == want
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("masks", "want"), MASK_CASES)
+def test_hand_made_masks(backend, masks, want):
+    assert backend_mask_boxes(masks, backend) == want
+
+
+# numpy only: all component boxes per map, scaling to the image's pixels, scikit-image
+
+
+def test_all_component_boxes_per_map():
+    masks = maps(["1001", "0000", "1100"], ["0000", "0000", "0000"], ["0110", "0000", "0000"]) > 0
+    map_index, boxes = component_boxes(masks)
+    assert map_index.tolist() == [0, 0, 0, 2]
+    assert boxes.tolist() == [[0, 0, 0, 0], [3, 0, 3, 0], [0, 2, 1, 2], [1, 0, 2, 0]]
+
+
+def test_scale_boxes_to_original_pixels():
+    # a 4x4 grid onto an 8x6 image: pixel x covers [2x, 2x+2) horizontally, [1.5y, 1.5y+1.5)
+    boxes = np.array([[0, 0, 3, 3], [1, 1, 1, 1], [2, 2, 3, 3]])
+    sizes = np.array([[8, 6]] * 3)
+    assert scale_boxes(boxes, (4, 4), sizes).tolist() == [
+        [0, 0, 7, 5],  # the whole grid -> the whole image
+        [2, 1, 3, 2],  # y: [1.5, 3.0) -> rows 1..2
+        [4, 3, 7, 5],  # y: [3.0, 6.0) -> rows 3..5
+    ]
+
+
+def test_random_maps_agree_with_scikit_image():
+    """The batched path against a per-map reference: skimage label + regionprops, largest area,
+    first in raster order on a tie (skimage numbers components in raster order too)."""
+    from skimage.measure import label, regionprops
+
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        size = int(rng.integers(3, 9))
+        coarse = rng.standard_normal((12, size, size))
+        cams = np.kron(coarse, np.ones((7, 7)))[:, : 40 + trial, : 45 - trial]  # blocky maps
+        cams += 0.3 * rng.standard_normal(cams.shape)
+        threshold = float(rng.choice([0.0, 0.2, 0.5]))
+        got = boxes_from_cams(cams, threshold)
+        for cam, box in zip(cams, got, strict=True):
+            if cam.max() <= 0:
+                assert box.tolist() == [0, 0, cam.shape[1] - 1, cam.shape[0] - 1]
+                continue
+            regions = regionprops(label(cam > threshold * cam.max(), connectivity=2))
+            biggest = max(regions, key=lambda r: (r.area, -r.label))
+            y0, x0, y1, x1 = biggest.bbox
+            assert box.tolist() == [x0, y0, x1 - 1, y1 - 1]
 
 
 def test_no_maps_no_boxes():

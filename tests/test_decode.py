@@ -28,7 +28,10 @@ DEVICES = [
     "cpu",
     pytest.param(
         "cuda",
-        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+        ],
     ),
 ]
 
@@ -242,7 +245,7 @@ def test_large_jpegs_are_scaled_as_pil_drafts_them(tmp_path, device, width, heig
 def test_real_sample_figures_with_device_decoding(sample_dir, mobilenet_weights, device):
     """`cam-cli eval --decode device --no-fast` on the 434-image sample: within 0.25 points of
     the PIL path's fp32 figures (on the CPU the README's 51.61 / 42.63, GT-known 40.78, which
-    test_pipeline checks; on CUDA the PIL path is run too). Measured on the CPU: the same
+    test_localizer checks; on CUDA the PIL path is run too). Measured on the CPU: the same
     localization figures; top-5 classification 5.99 instead of 6.22 (one image)."""
     from cam_cli.evaluation.evaluate import evaluate
     from cam_cli.inference.localizer import RunOptions

@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from conftest import invoke
 from PIL import Image
-from typer.testing import CliRunner
 
-from cam_cli.cli.main import app
 from cam_cli.models.registry import build_model
 from cam_cli.synthetic.dataset import generate_dataset
 
@@ -64,10 +63,6 @@ def model_args(data: Path) -> list:
 def images(data: Path) -> list:
     """11 inputs: at batch 5, rank 0 runs 6 images in 2 steps, rank 1 5 images in 1 (+1 empty)."""
     return ["--images", data / "val", "--images", data / "more", "--batch-size", 5]
-
-
-def one_process(*args, input: str | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
 def torchrun(*args, input: str | None = None) -> subprocess.CompletedProcess:
@@ -115,7 +110,7 @@ def files(folder: Path) -> dict[str, bytes]:
 
 def test_bbox_jsonl_and_drawings_match_one_process(data, tmp_path):
     args = ["bbox", *model_args(data), *images(data), "--topk", 2]
-    single = one_process(*args, "--draw", tmp_path / "one")
+    single = invoke(*args, "--draw", tmp_path / "one")
     sharded = torchrun(*args, "--draw", tmp_path / "two")
     assert single.exit_code == 1  # the file that is not an image
     assert not dist.is_initialized()  # one process makes no process group
@@ -135,7 +130,7 @@ def test_bbox_csv_from_stdin_matches_one_process(data, tmp_path):
         f"{p}\n" for folder in ("val", "more") for p in sorted((data / folder).iterdir())
     )
     args = ["bbox", *model_args(data), "--images", "-", "--batch-size", 3, "--format", "csv"]
-    single = one_process(*args, "--output", tmp_path / "one.csv", input=listed)
+    single = invoke(*args, "--output", tmp_path / "one.csv", input=listed)
     sharded = torchrun(*args, "--output", tmp_path / "two.csv", input=listed)
     assert_same_exit(sharded, single.exit_code)
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
@@ -145,7 +140,7 @@ def test_bbox_csv_from_stdin_matches_one_process(data, tmp_path):
 
 def test_cam_overlays_and_maps_match_one_process(data, tmp_path):
     args = ["cam", *model_args(data), *images(data), "--topk", 2, "--npy", "both"]
-    single = one_process(*args, "--out", tmp_path / "one")
+    single = invoke(*args, "--out", tmp_path / "one")
     sharded = torchrun(*args, "--out", tmp_path / "two")
     assert_same_exit(sharded, single.exit_code)
     written = files(tmp_path / "two")
@@ -165,7 +160,7 @@ def eval_args(data: Path, out: Path, *extra) -> list:
 def one_process_eval(data, tmp_path_factory) -> tuple[Path, int, str]:
     """The single-process eval: its folder, exit code and table."""
     out = tmp_path_factory.mktemp("one_eval")
-    result = one_process(*eval_args(data, out))
+    result = invoke(*eval_args(data, out))
     assert result.exit_code == 1, result.output  # the file that is not an image
     return out, result.exit_code, result.stdout
 

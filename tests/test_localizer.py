@@ -3,6 +3,7 @@ and that neither changes a result or its order."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, model_args
 from PIL import Image
 
 from cam_cli.inference.localizer import Localizer, RunOptions, default_workers
@@ -336,3 +338,37 @@ def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_wei
     ]
     assert reports[0]["maxboxacc_v2"]["images"] == 12
     assert reports[0] == reports[1]
+
+
+# --- moved from test_hardening.py (issue 13: what a careless user or an attacker tries) ---
+
+
+def test_nan_weights_give_error_records_and_exit_1(fake, tmp_path):
+    state = torch.load(fake / "weights.pth", weights_only=True)
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+             for k, v in state.items()}  # fmt: skip
+    torch.save(state, tmp_path / "nan.pth")
+    out = tmp_path / "o.jsonl"
+    args = model_args(fake, tmp_path / "nan.pth")
+    result = invoke("bbox", *args, "--images", fake / "imgs", "--output", out)
+    assert result.exit_code == 1, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]  # strict JSON
+    assert len(records) == 3
+    assert all(r["error"] == "non-finite scores (NaN) from the model" for r in records)
+    assert "3 of 3 images failed" in result.stderr and "NaN" not in out.read_text().replace(
+        "(NaN)", ""
+    )
+    evaluated = invoke("eval", *args, "--images", fake / "imgs", "--annotations", fake / "xml",
+                       "--json", tmp_path / "r.json",
+                       "--per-image", tmp_path / "p.jsonl")  # fmt: skip
+    assert evaluated.exit_code == 1, evaluated.output
+    assert json.loads((tmp_path / "r.json").read_text())["failed_images"] == 3
+    for line in (tmp_path / "p.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    # the ranked rules and ten-crop build their records in the same loop: flagged alike
+    for extra in (["--box-rule", "zhou2016"], ["--ten-crop"]):
+        ranked = tmp_path / f"ranked{len(extra[-1])}.jsonl"
+        result = invoke("bbox", *args, *extra, "--images", fake / "imgs", "--output", ranked)
+        assert result.exit_code == 1, result.output
+        records = [json.loads(line) for line in ranked.read_text().splitlines()]
+        assert all(r["error"] == "non-finite scores (NaN) from the model" for r in records)

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, write_xml
 from PIL import Image
-from typer.testing import CliRunner
 
-from cam_cli.cli.main import app
 from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
 from cam_cli.models.preprocess import IMAGENET
 from cam_cli.models.registry import build_model, get_arch
@@ -41,25 +40,12 @@ def without_gt_known(report: dict) -> dict:
     return kept
 
 
-def invoke(*args, input: str | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
-
-
 def write_image(path: Path, box, size=(80, 60), seed=0) -> None:
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
     x0, y0, x1, y1 = box
     pixels[y0 : y1 + 1, x0 : x1 + 1] = rng.integers(150, 255, 3, dtype=np.uint8)
     Image.fromarray(pixels).save(path)
-
-
-def write_xml(path: Path, label: str, box, size=(80, 60)) -> None:
-    x0, y0, x1, y1 = box
-    path.write_text(
-        f"<annotation><size><width>{size[0]}</width><height>{size[1]}</height></size>"
-        f"<object><name>{label}</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
-        f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object></annotation>"
-    )
 
 
 def seeded_small_gap(num_classes: int, path: Path) -> Path:
@@ -80,7 +66,7 @@ def fake(tmp_path_factory) -> Path:
         box = (5 + 3 * i, 4 + 2 * i, 40 + 3 * i, 35 + i)
         wnid = WNIDS[i % 3]
         write_image(root / "val" / f"{stem}.JPEG", box, seed=i)
-        write_xml(root / "xml" / f"{stem}.xml", wnid, box)
+        write_xml(root / "xml" / f"{stem}.xml", 80, 60, [(wnid, box)])
         rows.append(f"{stem},{wnid} {' '.join(map(str, box))}")
     (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows))
     lines = [f"{wnid} {name}\n" for wnid, name in zip(WNIDS, NAMES, strict=True)]
@@ -167,7 +153,7 @@ def test_annotation_without_image(fake, tmp_path):
     xml.mkdir()
     for path in (fake / "xml").iterdir():
         (xml / path.name).symlink_to(path)
-    write_xml(xml / "ILSVRC2012_val_00000099.xml", WNIDS[0], (1, 1, 9, 9))
+    write_xml(xml / "ILSVRC2012_val_00000099.xml", 80, 60, [(WNIDS[0], (1, 1, 9, 9))])
     result, _ = run_eval(fake, tmp_path, annotations=xml)
     assert result.exit_code == 2
     assert "1 annotations have no image (e.g. ILSVRC2012_val_00000099)" in result.stderr
@@ -218,7 +204,7 @@ def test_failed_images_count_as_wrong_and_exit_1(fake, tmp_path):
     for path in (fake / "xml").iterdir():
         (xml / path.name).symlink_to(path)
     (images / "ILSVRC2012_val_00000050.JPEG").write_text("not an image")
-    write_xml(xml / "ILSVRC2012_val_00000050.xml", WNIDS[1], (0, 0, 79, 59))
+    write_xml(xml / "ILSVRC2012_val_00000050.xml", 80, 60, [(WNIDS[1], (0, 0, 79, 59))])
     result, report = run_eval(fake, tmp_path, images=images, annotations=xml)
     assert result.exit_code == 1, result.output
     assert report["images"] == IMAGES + 1 and report["failed_images"] == 1

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke
 from PIL import Image
-from typer.testing import CliRunner
 
-from cam_cli.cli.main import app
 from cam_cli.data.annotations import read_annotations, read_cub
 from cam_cli.data.wsol_metadata import (
     WsolMetadata,
@@ -30,10 +29,6 @@ from cam_cli.evaluation.pxap import (
 )
 from cam_cli.synthetic.dataset import generate_dataset
 from cam_cli.synthetic.render import class_specs, render_sample, val_labels, val_rng
-
-
-def invoke(*args, input: str | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
 def write_metadata(folder: Path, **files: str) -> Path:

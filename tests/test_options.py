@@ -1,0 +1,20 @@
+"""Options checked up front (`cli.options`): sizes out of range are one line and exit 2."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import invoke, model_args, one_line_error
+
+
+@pytest.mark.parametrize("size", ["0", "5", "100000"])
+def test_input_size_out_of_range(fake, size, tmp_path):
+    for command in (["bbox"], ["cam", "--out", tmp_path / "c"]):
+        result = invoke(*command, *model_args(fake), "--images", fake / "imgs",
+                        "--input-size", size)  # fmt: skip
+        one_line_error(result, f"--input-size {size}")
+    result = invoke("eval", *model_args(fake), "--images", fake / "imgs", "--annotations",
+                    fake / "xml", "--input-size", size)  # fmt: skip
+    one_line_error(result, "--input-size")
+    result = invoke("train", "--data", tmp_path, "--out", tmp_path / "r", "--image-size", size)
+    one_line_error(result, f"--image-size {size}")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()
