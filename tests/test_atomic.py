@@ -200,6 +200,7 @@ def test_a_file_size_limit_names_the_output_and_leaves_no_temp_file(tmp_path):
     assert (tmp_path / "out.jsonl").read_text() == "old\n"
 
 
+@pytest.mark.slow
 def test_stdout_on_a_full_disk_is_named(tmp_path):
     np.save(tmp_path / "m.npy", np.eye(4))
     with open("/dev/full", "w") as full:

@@ -65,6 +65,7 @@ def test_a_raw_byte_and_its_literal_escape_stay_two_images(fake, tmp_path):
     assert report["images"] == 2 and report["top1_loc_error"] == one["top1_loc_error"]
 
 
+@pytest.mark.slow
 def test_bbox_output_file_and_strict_stdout_with_a_non_utf8_name(fake, tmp_path):
     out = tmp_path / "o.jsonl"
     result = invoke("bbox", *model_args(fake), "--images", fake / "imgs", "--output", out)
@@ -271,6 +272,7 @@ def test_workers_are_capped(caplog):
     ]
 
 
+@pytest.mark.slow
 def test_capped_workers_say_one_note_and_torch_says_nothing(fake):
     """Issue 19 (15): the cap (at least 8) is more than the cores torch suggests, and its
     DataLoader's UserWarning reached stderr beside the note."""

@@ -56,6 +56,7 @@ def test_help_is_fast_because_torch_is_not_imported():
     assert result.returncode == 0 and "--topk" in result.stdout and "Example" in result.stdout
 
 
+@pytest.mark.slow
 def test_bbox_on_real_images_with_bad_files(images, truth, sample_dir, mobilenet_weights, tmp_path):
     draw = tmp_path / "draw"
     result = run("bbox", "--images", str(images), *mobilenet_args(sample_dir, mobilenet_weights),
@@ -85,6 +86,7 @@ def test_bbox_on_real_images_with_bad_files(images, truth, sample_dir, mobilenet
     assert len(list(draw.glob("*_boxes.png"))) == SUBSET
 
 
+@pytest.mark.slow
 def test_bbox_reads_paths_from_stdin_and_writes_csv(
     images, sample_dir, mobilenet_weights, tmp_path
 ):
@@ -99,6 +101,7 @@ def test_bbox_reads_paths_from_stdin_and_writes_csv(
     assert not list(tmp_path.glob(".*tmp*"))  # the temp file was renamed into place
 
 
+@pytest.mark.slow
 def test_squeezenet_caffe_weights(images, truth, sample_dir, squeezenet_weights):
     mapping = str(sample_dir / "LOC_synset_mapping.txt")
     result = run("bbox", "--images", str(images), "--arch", "squeezenet1_1",
@@ -110,6 +113,7 @@ def test_squeezenet_caffe_weights(images, truth, sample_dir, squeezenet_weights)
     assert len(good) == SUBSET and right >= SUBSET * 0.5  # ~70% top-1 on the full sample
 
 
+@pytest.mark.slow
 def test_cam_writes_overlays_and_maps(images, sample_dir, mobilenet_weights, tmp_path):
     image = images / "ILSVRC2012_val_00000363.JPEG"
     before = image.read_bytes()
@@ -130,6 +134,7 @@ def test_cam_writes_overlays_and_maps(images, sample_dir, mobilenet_weights, tmp
     assert image.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_usage_errors_exit_2(tmp_path):
     assert run("bbox", "--arch", "mobilenet_v2").returncode == 2  # no images
     image = tmp_path / "x.png"
@@ -207,6 +212,7 @@ def test_quiet_eval_still_says_a_box_was_clipped(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_models_into_a_closed_pipe_exits_0():
     read, write = os.pipe()
     os.close(read)  # closed before the table is written: EPIPE every time, not half the time

@@ -22,6 +22,7 @@ def _records(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
+@pytest.mark.slow
 def test_boxes_of_npy_maps_jsonl_csv_and_bad_inputs(tmp_path):
     cam = np.zeros((20, 30), dtype=np.float32)
     cam[2:5, 3:6] = 1.0
@@ -59,6 +60,7 @@ def test_boxes_of_npy_maps_jsonl_csv_and_bad_inputs(tmp_path):
     assert _records(out.read_text())[0]["boxes"] == [[12, 10, 19, 15]]
 
 
+@pytest.mark.slow
 def test_boxes_usage_errors_exit_2(tmp_path):
     np.save(tmp_path / "a.npy", np.ones((3, 3)))
     assert run("boxes").returncode == 2  # nothing given
@@ -70,6 +72,7 @@ def test_boxes_usage_errors_exit_2(tmp_path):
         assert result.stderr.strip().count("\n") <= 3
 
 
+@pytest.mark.slow
 def test_boxes_names_that_are_not_utf8_escaped_one_to_one(tmp_path):
     """Issue 19 (7): a name with the byte 0xFF and one literally called ``m\\xff.npy`` give
     two different paths, in JSON Lines (file and strict UTF-8 stdout) and CSV, as `bbox` does."""
@@ -138,6 +141,7 @@ def test_boxes_sizes_out_of_range_exit_2(tmp_path, args, words):
     assert len(lines) == 1 and lines[0].startswith("cam-cli: error: ") and words in lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_boxes_reproduces_the_released_example():
     heatmap = EXAMPLE / "heatmap_6.jpg"
@@ -166,6 +170,7 @@ def _bbox(sample_dir, weights, image: Path, wnid: str, *extra: str) -> dict:
     return _records(result.stdout)[0]["predictions"][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REAL)
 def test_boxes_on_cam_npy_gives_bboxs_box(name, written_maps, sample_dir, mobilenet_weights):
     """Must stay true: `boxes` on what `cam --npy` wrote gives `bbox`'s box for that image and
@@ -191,6 +196,7 @@ def test_boxes_on_cam_npy_gives_bboxs_box(name, written_maps, sample_dir, mobile
     assert released["box"] == released["boxes"][0]
 
 
+@pytest.mark.slow
 def test_ten_crop_and_rules_leave_the_default_records_alone(sample_dir, mobilenet_weights):
     image = sample_dir / "val" / REAL[0]
     base = ["bbox", "--images", str(image), *mobilenet_args(sample_dir, mobilenet_weights),

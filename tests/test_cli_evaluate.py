@@ -250,6 +250,7 @@ def test_resume_after_a_crash_gives_the_one_shot_figures(fake, tmp_path):
     assert result.exit_code == 2 and "other settings" in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_retries_images_that_failed_before(fake, tmp_path):
     """Issue 19.13: a truncated image, since fixed, stayed failed on every resume. Its error
     line is dropped and the image run again: one line per image, the one-shot figures."""
@@ -464,6 +465,7 @@ SUBSET = 32
 CLI = [sys.executable, "-m", "cam_cli"]
 
 
+@pytest.mark.slow
 def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weights, tmp_path):
     """32 real images: XML == CSV figures; the model run == `bbox --topk 5 | eval`."""
     images, xml = tmp_path / "val", tmp_path / "xml"

@@ -472,6 +472,7 @@ def smooth_maps(n: int, coarse: int, shape: tuple[int, int], seed: int) -> np.nd
     return F.interpolate(grid, size=shape, mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     ("n", "coarse", "shape"),

@@ -212,6 +212,7 @@ def _sample_pixels(paths: list[str], device: str) -> tuple[torch.Tensor, torch.T
     return done.pixels.cpu().int(), reference.pixels.int()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_pixels_match_the_pil_path_on_the_real_sample(sample_dir, device):
     """The 434 real photos (227x227, so no draft scaling): measured on the CPU, mean absolute
@@ -241,6 +242,7 @@ def test_large_jpegs_are_scaled_as_pil_drafts_them(tmp_path, device, width, heig
     assert device != "cpu" or difference.max() <= 40, difference.max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_real_sample_figures_with_device_decoding(sample_dir, mobilenet_weights, device):
     """`cam-cli eval --decode device --no-fast` on the 434-image sample: within 0.25 points of
@@ -276,6 +278,7 @@ def test_real_sample_figures_with_device_decoding(sample_dir, mobilenet_weights,
         assert abs(report[key] - pil[key]) <= 0.25, (key, report[key], pil[key])
 
 
+@pytest.mark.slow
 def test_the_commands_take_decode(files, sample_dir, mobilenet_weights, tmp_path):
     """`--decode` on bbox (real run: workers route, the CPU decodes), cam and eval (--help),
     and refused where eval scores records without a model."""
@@ -330,6 +333,7 @@ def test_an_image_the_device_cannot_resize_goes_to_pil(files, monkeypatch):
     np.testing.assert_array_equal(done.pixels[1].numpy(), ImageListDataset(paths, SIZE)[1].pixels)
 
 
+@pytest.mark.slow
 def test_torchvisions_deprecation_warning_does_not_reach_stderr(tmp_path):
     import os
     import subprocess

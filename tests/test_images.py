@@ -158,6 +158,7 @@ def large_pngs(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_one_pixel_limit_for_pillow_and_the_tool(large_pngs):
     from cam_cli.data.images import DEFAULT_MAX_PIXELS, open_image
 

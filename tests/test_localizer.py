@@ -84,6 +84,7 @@ def test_lanes_and_decode_thread_keep_every_result_and_the_order(tmp_path):
             )
 
 
+@pytest.mark.slow
 def test_lanes_on_real_images_match_one_lane(sample_dir, mobilenet_weights):
     paths = sorted(str(p) for p in (sample_dir / "val").iterdir())[:10]
     loaded = load_model(arch="mobilenet_v2", weights=str(mobilenet_weights))
@@ -151,6 +152,7 @@ def test_default_workers():
     assert [default_workers(cuda, n) for n in (1, 2, 16)] == [1, 1, 8]
 
 
+@pytest.mark.slow
 def test_compile_keeps_results_and_never_recompiles_for_short_batches(tmp_path):
     from torch._dynamo.utils import counters
 
@@ -201,6 +203,7 @@ def test_a_batch_of_only_failed_images_keeps_its_place(tmp_path):
         assert ["error" in r for r in got] == [False, False, True, True, True, False, False]
 
 
+@pytest.mark.slow
 def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
     """The whole 434-image sample, as the README reports it: the fp32 figures, and the fast
     path (bf16) within the README's bound of them, whatever the CPU."""
@@ -243,6 +246,7 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
     assert abs(fast_maxboxacc - maxbox["maxboxacc_v2"]) <= FAST_PATH_BOUND
 
 
+@pytest.mark.slow
 def test_real_sample_figures_squeezenet_caffe(sample_dir, squeezenet_weights):
     """The README's SqueezeNet 1.1 figures (Caffe weights and normalisation, fp32)."""
     from cam_cli.data.annotations import read_annotations
@@ -293,6 +297,7 @@ def test_localizer_and_evaluate_leave_the_callers_model_alone(tmp_path):
     assert list(loaded.model.state_dict()) == keys
 
 
+@pytest.mark.slow
 def test_boxes_made_on_the_device_equal_the_host_ones(sample_dir, mobilenet_weights):
     """box_step="torch" (the CUDA default) on the CPU: every record of the real sample equals
     the scipy path's, top-5 and the GT-known extra class; only boxes leave the device."""
@@ -312,6 +317,7 @@ def test_boxes_made_on_the_device_equal_the_host_ones(sample_dir, mobilenet_weig
     assert records["torch"] == records["scipy"]
 
 
+@pytest.mark.slow
 def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_weights, tmp_path):
     from cam_cli.data.annotations import read_annotations
     from cam_cli.evaluation.evaluate import evaluate_model

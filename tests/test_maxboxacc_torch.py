@@ -38,6 +38,7 @@ def _cases(rng) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return cams, gts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("wsol_boxes", [False, True])
 def test_equal_to_the_host_sweep(device, wsol_boxes):

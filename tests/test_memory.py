@@ -63,6 +63,7 @@ def test_an_allocation_failure_is_one_line():
         raise RuntimeError("shape '[1, 3, 1, 1]' is invalid")  # not memory: as it was
 
 
+@pytest.mark.slow
 def test_localize_in_smaller_batches_gives_the_same_results(tmp_path, monkeypatch, caplog):
     paths = []
     for i in range(5):

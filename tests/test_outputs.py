@@ -151,6 +151,7 @@ def paper_box(cam: np.ndarray, threshold: float = 0.2) -> list[int]:
 # ---- bbox: JSON Lines and CSV ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_jsonl_sizes_are_the_images_own(boxes):
     records, _ = boxes
     for name, (_, (width, height)) in IMAGES.items():
@@ -162,6 +163,7 @@ def test_jsonl_sizes_are_the_images_own(boxes):
             assert 0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height
 
 
+@pytest.mark.slow
 def test_csv_rows_equal_the_jsonl_records(boxes, csv_text):
     records, _ = boxes
     reader = csv.reader(io.StringIO(csv_text))
@@ -185,6 +187,7 @@ def test_csv_rows_equal_the_jsonl_records(boxes, csv_text):
 # ---- cam --npy both --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_npy_shapes(boxes, cams):
     records, _ = boxes
     for name, (_, (width, height)) in IMAGES.items():
@@ -193,6 +196,7 @@ def test_npy_shapes(boxes, cams):
             assert np.load(cam_file(cams, name, p, ".feature.npy")).shape == CAM_SIZE
 
 
+@pytest.mark.slow
 def test_image_npy_is_the_feature_map_upsampled_upright(boxes, cams):
     """Its peak lies in or next to the feature map's peak cell, and it is the bilinear resize
     of the feature map (a transposed map would not even have the image's shape)."""
@@ -211,6 +215,7 @@ def test_image_npy_is_the_feature_map_upsampled_upright(boxes, cams):
             np.testing.assert_allclose(full, np.asarray(resized), atol=1e-3 * spread)
 
 
+@pytest.mark.slow
 def test_bbox_box_is_the_paper_rule_on_image_npy(boxes, cams):
     """`bbox` thresholds the map upsampled to 224x224 and scales the box to the image,
     rounding outwards; `.image.npy` is the map upsampled straight to H x W. The two grids
@@ -238,6 +243,7 @@ def test_bbox_box_is_the_paper_rule_on_image_npy(boxes, cams):
 # ---- cam overlays ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_overlay_at_alpha_1_is_the_jet_colour_of_the_map(boxes, cams):
     records, _ = boxes
     for name, (_, size) in IMAGES.items():
@@ -259,6 +265,7 @@ def test_overlay_at_alpha_1_is_the_jet_colour_of_the_map(boxes, cams):
         assert abs(blue - 128) <= 16 and red == green == 0, f"{name}: zero {overlay[cold]}"
 
 
+@pytest.mark.slow
 def test_overlay_at_alpha_0_is_the_image(images, boxes, overlays):
     records, _ = boxes
     for name in IMAGES:
@@ -266,6 +273,7 @@ def test_overlay_at_alpha_0_is_the_image(images, boxes, overlays):
         assert np.abs(overlay - pixels(images[name])).max() <= 1
 
 
+@pytest.mark.slow
 def test_overlay_at_alpha_half_is_the_average_of_image_and_heat(images, boxes, cams, overlays):
     records, _ = boxes
     for name in IMAGES:
@@ -293,6 +301,7 @@ def near_drawing(predictions: list[dict], shape: tuple[int, int]) -> np.ndarray:
     return near
 
 
+@pytest.mark.slow
 def test_bbox_draw_outlines_every_rank_in_its_colour(images, boxes):
     records, draw = boxes
     for name in IMAGES:
@@ -389,6 +398,7 @@ def test_a_draw_failure_is_in_the_images_record_as_it_is_in_the_count(tmp_path):
 # --- moved from test_hardening.py (issue 13: what a careless user or an attacker tries) ---
 
 
+@pytest.mark.slow
 def test_head_closing_the_pipe_is_not_an_error(fake, tmp_path):
     images = tmp_path / "many"
     images.mkdir()
@@ -406,6 +416,7 @@ def test_head_closing_the_pipe_is_not_an_error(fake, tmp_path):
     assert stderr == "", stderr
 
 
+@pytest.mark.slow
 def test_closed_stdout_is_one_line_and_exit_2(fake):
     """Issue 19 (9): ``cam-cli bbox ... >&-`` was an AttributeError traceback (Python has no
     sys.stdout then)."""

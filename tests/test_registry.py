@@ -13,6 +13,7 @@ from cam_cli.models.registry import build_model, cam_size, get_arch, list_archs
 ARCHS = [spec.name for spec in list_archs()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ARCHS)
 def test_cam_identity_and_shapes(name):
     """The CAM is the spatial decomposition of the class score (paper section 2)."""
@@ -49,6 +50,7 @@ TORCHVISION_FACTORIES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TORCHVISION_FACTORIES))
 def test_torchvision_state_dict_gives_torchvisions_own_logits(name, tmp_path):
     """A torchvision state_dict loads unchanged, and our forward is torchvision's forward."""
@@ -126,6 +128,7 @@ def test_unknown_arch_lists_known_ones():
         load_model(arch="resnet1000")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "googlenet", "small-gap"])
 def test_folding_batch_norm_keeps_logits_and_cams(name):
     """The inference speed-up folds BN into convs; results change only at float rounding."""

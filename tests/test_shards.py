@@ -108,6 +108,7 @@ def files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_bbox_jsonl_and_drawings_match_one_process(data, tmp_path):
     args = ["bbox", *model_args(data), *images(data), "--topk", 2]
     single = invoke(*args, "--draw", tmp_path / "one")
@@ -124,6 +125,7 @@ def test_bbox_jsonl_and_drawings_match_one_process(data, tmp_path):
     assert sharded.stderr.count("1 of 11 images failed") == 1
 
 
+@pytest.mark.slow
 def test_bbox_csv_from_stdin_matches_one_process(data, tmp_path):
     """Paths on stdin: rank 0 alone reads them, and tells the other rank."""
     listed = "".join(
@@ -138,6 +140,7 @@ def test_bbox_csv_from_stdin_matches_one_process(data, tmp_path):
     assert sharded.stdout == "" and len(rows) == 1 + 10 * 3 + 1  # header, top-3 each, the error
 
 
+@pytest.mark.slow
 def test_cam_overlays_and_maps_match_one_process(data, tmp_path):
     args = ["cam", *model_args(data), *images(data), "--topk", 2, "--npy", "both"]
     single = invoke(*args, "--out", tmp_path / "one")
@@ -165,6 +168,7 @@ def one_process_eval(data, tmp_path_factory) -> tuple[Path, int, str]:
     return out, result.exit_code, result.stdout
 
 
+@pytest.mark.slow
 def test_eval_report_and_per_image_match_one_process(data, tmp_path, one_process_eval):
     one, exit_code, table = one_process_eval
     sharded = torchrun(*eval_args(data, tmp_path))
@@ -177,6 +181,7 @@ def test_eval_report_and_per_image_match_one_process(data, tmp_path, one_process
     assert report["maxboxacc_v2"]["images"] == 9
 
 
+@pytest.mark.slow
 def test_interrupted_per_image_file_resumes_under_torchrun(data, tmp_path, one_process_eval):
     one, exit_code, _ = one_process_eval
     full = (one / "per_image.jsonl").read_bytes()
@@ -199,6 +204,7 @@ def test_interrupted_per_image_file_resumes_under_torchrun(data, tmp_path, one_p
     assert log.read_bytes() == full
 
 
+@pytest.mark.slow
 def test_a_usage_error_is_printed_once_and_every_rank_exits_2(data):
     """click's own, found before any process group; one found with the group up (a file of
     other settings, told by rank 0) is in the resume test above."""

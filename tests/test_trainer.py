@@ -168,6 +168,7 @@ def uninterrupted(data, tmp_path_factory) -> list[dict]:
     return metrics(run)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_mid_epoch_matches_an_uninterrupted_run(data, tmp_path, uninterrupted):
     run = tmp_path / "run"
     args = ["train", "--arch", "small-gap", "--data", data, "--out", run, "--epochs", 3,
@@ -189,6 +190,7 @@ def test_resume_after_kill_mid_epoch_matches_an_uninterrupted_run(data, tmp_path
     assert load_model(checkpoint=run / "best.pt").arch == "small-gap"
 
 
+@pytest.mark.slow
 def test_resume_after_kill_during_a_checkpoint_write(data, tmp_path, uninterrupted):
     run = tmp_path / "run"
     args = ["train", "--arch", "small-gap", "--data", data, "--out", run, "--epochs", 3,
@@ -213,6 +215,7 @@ def test_resume_after_kill_during_a_checkpoint_write(data, tmp_path, uninterrupt
 # --- distributed -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
     args = ["train", "--arch", "small-gap-nobn", "--data", data, "--epochs", 2, "--lr", 0.2,
             "--lr-schedule", "constant", *TINY]  # fmt: skip
