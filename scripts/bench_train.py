@@ -12,7 +12,7 @@ medians are printed with their ratio, which should be >= 0.8 (the loop keeps the
 the network, not with decoding). Other processes' CPU share during each pass is printed too.
 
     python scripts/bench_train.py --data ../shared/data/tiny-imagenet-dev \\
-        --config configs/tiny-imagenet-cpu.toml --classes 10 --images-per-class 64
+        --config configs/tiny-imagenet-cpu-64.toml --classes 10 --images-per-class 64
 """
 
 from __future__ import annotations
