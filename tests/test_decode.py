@@ -163,8 +163,9 @@ def test_decode_choice():
     assert resolve_decode("auto", torch.device("cpu")) == "pil"  # the CPU default is unchanged
     assert resolve_decode("pil", torch.device("cpu")) == "pil"
     assert resolve_decode("device", torch.device("cpu")) == "device"
-    with pytest.raises(SetupError, match="--decode 'gpu'"):
+    with pytest.raises(SetupError, match="^decode 'gpu'") as error:  # the CLI adds "--"
         resolve_decode("gpu", torch.device("cpu"))
+    assert error.value.argument == "decode"
     assert [draft_scale(w, h, 224) for w, h in [(500, 375), (700, 500), (1000, 900)]] == [1, 2, 4]
     assert draft_scale(2000, 1800, 224) == 8
 

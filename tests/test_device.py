@@ -48,3 +48,19 @@ def test_precision_policy_is_shared_by_inference_and_training():
         assert torch.is_autocast_enabled("cpu")
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     assert not on.needs_grad_scaling  # bf16 needs no loss scaling; only fp16 on CUDA does
+
+
+def test_the_library_names_its_argument_and_the_cli_its_flag(tmp_path):
+    """A wrong device is the library's ``device 'tpu': ...`` and the command line's
+    ``--device 'tpu': ...``: the same line either way, each in its own words."""
+    from conftest import invoke, one_line_error
+
+    with pytest.raises(SetupError) as error:
+        resolve_device("tpu")
+    assert str(error.value).startswith("device 'tpu': not a device; use ")
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(image)
+    result = invoke("bbox", "--arch", "small-gap", "--images", image, "--device", "tpu", "-q")
+    one_line_error(result, "cam-cli: error: --device 'tpu': not a device; use ")

@@ -29,6 +29,7 @@ from typing import IO
 from cam_cli.data import tiny_imagenet
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.ground_truth import MAX_COORDINATE, Box, ImageAnnotation, check_box, unique
+from cam_cli.settings import CubSplit, choices
 
 KAGGLE_HEADER = ["ImageId", "PredictionString"]
 
@@ -353,7 +354,7 @@ def read_cub(
     """CUB-200-2011: annotations (label = 0-based class index as a string), the 200 classes
     (``ClassInfo(index=class_id - 1, wnid=None, name='Black_footed_Albatross')``) and the image
     paths (``root/images/<relpath>``), all keyed by image file stem. ``split``: test/train/all."""
-    if split not in ("test", "train", "all"):
+    if split not in choices(CubSplit):
         raise ValueError(f"split must be 'test', 'train' or 'all', got {split!r}")
     root = Path(root)
     for name in CUB_FILES:

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from cam_cli.data.batches import DecodedImage, ImageBatch, ImageListDataset, decode_item
-from cam_cli.errors import SetupError
+from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.settings import DecodeMode, choices
 
 logger = logging.getLogger(__name__)
@@ -287,7 +287,7 @@ def resolve_decode(decode: str, device: torch.device) -> str:
     decode JPEGs there (else PIL, with a warning), PIL on the CPU; ``device`` where it cannot
     is a `SetupError`."""
     if decode not in DECODE_CHOICES:
-        raise SetupError(f"--decode {decode!r}: use one of {', '.join(DECODE_CHOICES)}")
+        raise ArgumentError("decode", f"{decode!r}: use one of {', '.join(DECODE_CHOICES)}")
     if decode == "pil" or (decode == "auto" and device.type != "cuda"):
         return "pil"
     problem = _probe(device)

@@ -186,7 +186,7 @@ def check_class_order(model: list[ClassInfo], reference: list[ClassInfo], source
     return list(model)
 
 
-def _label_indices(classes: list[ClassInfo]) -> Callable[[str], int]:
+def label_indices(classes: list[ClassInfo]) -> Callable[[str], int]:
     """Ground-truth label -> model class index (all-digit labels are indices, others wnids)."""
     by_wnid = {c.wnid: c.index for c in classes if c.wnid is not None}
     return lambda label: int(label) if label.isdigit() else by_wnid[label]
@@ -206,7 +206,7 @@ def check_known_labels(annotations: Iterable[ImageAnnotation], classes: list[Cla
     )
 
 
-def _check_record_classes(record: Mapping, classes: list[ClassInfo], where: str) -> None:
+def check_record_classes(record: Mapping, classes: list[ClassInfo], where: str) -> None:
     """A prediction's (class_index, wnid, name) must agree with the given class list, or the
     run that wrote it used another class order."""
     for prediction in record.get("predictions") or []:

@@ -90,9 +90,9 @@ def class_indices(
 ) -> dict[str, list[int]]:
     """The model's class index of every listed class of each of ``stems`` (all must be in the
     file; other images in it are ignored). Unknown classes are refused, naming the image."""
-    from cam_cli.data.matching import _label_indices
+    from cam_cli.data.matching import label_indices
 
-    to_index: Callable[[str], int] = _label_indices(classes)
+    to_index: Callable[[str], int] = label_indices(classes)
     absent = [stem for stem in stems if stem not in predictions]
     if absent:
         raise EvaluationError(

@@ -29,6 +29,7 @@ import numpy as np
 from cam_cli.boxes.components import component_boxes, scale_boxes
 from cam_cli.data.ground_truth import ImageAnnotation
 from cam_cli.files.checks import printable_path
+from cam_cli.settings import MaxBoxAccProtocolName
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def centered_box(width: int, height: int, relative_w: float, relative_h: float) 
     return np.array([x0, y0, x0 + box_w - 1, y0 + box_h - 1], dtype=np.int64)
 
 
-def _percent_error(correct: int, total: int) -> float | None:
+def percent_error(correct: int, total: int) -> float | None:
     return None if total == 0 else 100.0 * (total - correct) / total
 
 
@@ -317,7 +318,7 @@ class LocalizationEvaluator:
                 for w, h, gt in self._gt_known_items
             )
         total = self.gt_known_images + len(self.failed)
-        return {"gt_known_correct": correct, "gt_known_loc_error": _percent_error(correct, total)}
+        return {"gt_known_correct": correct, "gt_known_loc_error": percent_error(correct, total)}
 
     def _baseline_summary(self, correct: Mapping[str, int]) -> dict:
         has_boxes = self.images_without_boxes < self.images
@@ -325,8 +326,8 @@ class LocalizationEvaluator:
         return {
             "top1_loc_correct": correct["top1_loc"],
             "top5_loc_correct": correct["top5_loc"],
-            "top1_loc_error": _percent_error(correct["top1_loc"], total),
-            "top5_loc_error": _percent_error(correct["top5_loc"], total),
+            "top1_loc_error": percent_error(correct["top1_loc"], total),
+            "top5_loc_error": percent_error(correct["top5_loc"], total),
         }
 
     def summary(self) -> dict:
@@ -349,13 +350,13 @@ class LocalizationEvaluator:
             "iou_threshold": self.iou_threshold,
             "min_predictions": self.min_predictions,
             "correct": dict(self.correct),
-            "top1_cls_error": _percent_error(self.correct["top1_cls"], total),
-            "top5_cls_error": _percent_error(self.correct["top5_cls"], total),
-            "top1_loc_error": _percent_error(self.correct["top1_loc"], loc_total),
-            "top5_loc_error": _percent_error(self.correct["top5_loc"], loc_total),
+            "top1_cls_error": percent_error(self.correct["top1_cls"], total),
+            "top5_cls_error": percent_error(self.correct["top5_cls"], total),
+            "top1_loc_error": percent_error(self.correct["top1_loc"], loc_total),
+            "top5_loc_error": percent_error(self.correct["top5_loc"], loc_total),
             "gt_known_images": gt_known_total,
             "gt_known_correct": self.gt_known_correct,
-            "gt_known_loc_error": _percent_error(self.gt_known_correct, gt_known_total),
+            "gt_known_loc_error": percent_error(self.gt_known_correct, gt_known_total),
             "baselines": {
                 "whole_image": self._baseline_summary(self.whole_image_correct)
                 | self._baseline_gt_known(None),
@@ -403,11 +404,15 @@ class MaxBoxAccProtocol:
 
 MAXBOXACC_PROTOCOLS = {
     # wsolevaluation's BoxEvaluator, rule for rule: the default
-    "wsol": MaxBoxAccProtocol("wsol"),
+    MaxBoxAccProtocolName.wsol: MaxBoxAccProtocol(MaxBoxAccProtocolName.wsol.value),
     # what cam-cli computed before: the bilinear input-size CAM, outward-rounded ground truth,
     # tight component boxes (the README's old 63.44); also what the GPU sweep computes
-    "cam-cli": MaxBoxAccProtocol(
-        "cam-cli", resize="bilinear", gt_boxes="outward", boxes="components", input_size_cam=True
+    MaxBoxAccProtocolName.cam_cli: MaxBoxAccProtocol(
+        MaxBoxAccProtocolName.cam_cli.value,
+        resize="bilinear",
+        gt_boxes="outward",
+        boxes="components",
+        input_size_cam=True,
     ),
 }
 
@@ -636,7 +641,7 @@ class MaxBoxAccV2:
 # --- presentation -----------------------------------------------------------------------------
 
 
-def _cell(value: float | None) -> str:
+def table_cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
@@ -679,7 +684,7 @@ def format_table(
         if gt_known_note is not None and name == "GT-known localization error":
             lines.append(f"{name:<{width}}  {gt_known_note}")
         else:
-            lines.append(f"{name:<{width}}  {_cell(top1):>7}  {_cell(top5):>7}")
+            lines.append(f"{name:<{width}}  {table_cell(top1):>7}  {table_cell(top5):>7}")
     if median.get("relative_size"):
         rel_w, rel_h = median["relative_size"]
         lines.append(f"(median-size box: {100 * rel_w:.1f}% x {100 * rel_h:.1f}% of the image)")
@@ -696,21 +701,21 @@ def format_maxboxacc(maxboxacc: Mapping, carried: Mapping | None = None) -> list
     named = "" if protocol == "wsol" else f", protocol {protocol}"
     lines = [
         f"MaxBoxAccV2 ({maxboxacc.get('images', 0)} images; accuracy in %, higher is better"
-        f"{named}): {_cell(maxboxacc.get('maxboxacc_v2'))}"
+        f"{named}): {table_cell(maxboxacc.get('maxboxacc_v2'))}"
     ]
     for level, accuracy, threshold in zip(
         maxboxacc["iou_thresholds"], maxboxacc["accuracy"], maxboxacc["best_threshold"], strict=True
     ):
         at = "" if threshold is None else f" at CAM threshold {threshold:.2f}"
-        lines.append(f"  IoU >= {level:.1f}: {_cell(accuracy)}{at}")
+        lines.append(f"  IoU >= {level:.1f}: {table_cell(accuracy)}{at}")
     if carried:
         lines.append(
             f"MaxBoxAccV2 at CAM thresholds from {carried['threshold_source']}: "
-            f"{_cell(carried.get('maxboxacc_v2'))}"
+            f"{table_cell(carried.get('maxboxacc_v2'))}"
         )
         for level, accuracy, threshold in zip(
             carried["iou_thresholds"], carried["accuracy"], carried["threshold"], strict=True
         ):
             at = f" at CAM threshold {threshold:.2f}"
-            lines.append(f"  IoU >= {level:.1f}: {_cell(accuracy)}{at}")
+            lines.append(f"  IoU >= {level:.1f}: {table_cell(accuracy)}{at}")
     return lines

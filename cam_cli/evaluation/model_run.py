@@ -25,10 +25,10 @@ from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.matching import (
     EvaluationError,
-    _label_indices,
     check_class_order,
     check_known_labels,
     check_missing,
+    label_indices,
     pair_images,
 )
 from cam_cli.evaluation.metrics import MaxBoxAccProtocol, MaxBoxAccV2, gt_boxes_in_grid
@@ -220,7 +220,7 @@ def _extra_classes(
     """``extra_classes(path)``: the true class, then another classifier's classes (``listed``,
     by image id), padded to one length (the pipeline wants as many for every image; the
     padding is never scored); and those classes by path."""
-    to_index = _label_indices(classes)
+    to_index = label_indices(classes)
     # An image without a label (scored wrong anyway) asks for class 0 and gets no GT-known box.
     true_class = {path: to_index(a.labels[0]) if a.labels else 0 for path, a in todo}
     listed_of = {} if listed is None else {p: listed[printable_path(a.image_id)] for p, a in todo}

@@ -15,10 +15,10 @@ from cam_cli.data.classes import ClassInfo
 from cam_cli.data.matching import (
     EvaluationError,
     Missing,
-    _check_record_classes,
     check_known_labels,
     check_missing,
     check_prediction_record,
+    check_record_classes,
 )
 from cam_cli.evaluation.resume import check_per_image_file
 from cam_cli.evaluation.scoring import Scorer, box_settings, check_boxes
@@ -104,7 +104,7 @@ def evaluate_predictions(
             _check_record_labels(record, annotation, number)
             if classes is not None:
                 check_known_labels([annotation], classes)
-                _check_record_classes(record, classes, f"record {number} ({path})")
+                check_record_classes(record, classes, f"record {number} ({path})")
             matched.append(annotation)
             try:
                 line = scorer.add(record, annotation)

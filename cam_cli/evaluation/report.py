@@ -30,7 +30,7 @@ def format_report(report: Mapping, failed_shown: int = 10) -> str:
 
         lines.append(format_pxap(report["pxap"]))
     if report.get("second_box"):
-        from cam_cli.boxes.second_box import format_second_box
+        from cam_cli.evaluation.second_box import format_second_box
 
         lines.append(format_second_box(report["second_box"]))
     count = report.get("min_predictions")

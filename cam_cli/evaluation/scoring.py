@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from cam_cli.boxes.second_box import SecondBoxScorer
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.matching import Missing
 from cam_cli.errors import EvaluationError
 from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2, maxboxacc_protocol
 from cam_cli.evaluation.resume import record_from_line
+from cam_cli.evaluation.second_box import SecondBoxScorer
 
 
 def without_guessed_size(record: Mapping) -> Mapping:

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
+from cam_cli.settings import Normalization
+
 
 @dataclass(frozen=True)
 class Preprocessing:
@@ -62,10 +64,12 @@ class Preprocessing:
         return preprocessing
 
 
-IMAGENET = Preprocessing("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rgb", 255.0)
+IMAGENET = Preprocessing(
+    Normalization.imagenet.value, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rgb", 255.0
+)
 # Caffe: BGR, 0..255, minus the per-channel mean (B 104, G 117, R 123), no std scaling.
-CAFFE = Preprocessing("caffe", (104.0, 117.0, 123.0), (1.0, 1.0, 1.0), "bgr", 1.0)
-PRESETS = {"imagenet": IMAGENET, "caffe": CAFFE}
+CAFFE = Preprocessing(Normalization.caffe.value, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0), "bgr", 1.0)
+PRESETS = {Normalization.imagenet: IMAGENET, Normalization.caffe: CAFFE}  # every choice named
 
 
 def get_preprocessing(name: str) -> Preprocessing:

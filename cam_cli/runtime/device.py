@@ -16,26 +16,30 @@ import ctypes.util
 
 import torch
 
-from cam_cli.errors import SetupError
+from cam_cli.errors import ArgumentError
 
 DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 
 
 def resolve_device(name: str) -> torch.device:
-    """``--device`` -> a torch device that exists here, or a `SetupError` saying why not."""
+    """``device`` -> a torch device that exists here, or an `ArgumentError` saying why not."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise SetupError(f"--device {name!r}: not a device; use {DEVICE_HELP}") from None
+        raise ArgumentError("device", f"{name!r}: not a device; use {DEVICE_HELP}") from None
     if device.type not in ("cpu", "cuda"):
-        raise SetupError(f"--device {name!r}: cam-cli runs on the CPU or CUDA; use {DEVICE_HELP}")
+        raise ArgumentError(
+            "device", f"{name!r}: cam-cli runs on the CPU or CUDA; use {DEVICE_HELP}"
+        )
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SetupError(f"--device {name}: no CUDA device is available here")
+            raise ArgumentError("device", f"{name}: no CUDA device is available here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SetupError(f"--device {name}: there are {torch.cuda.device_count()} CUDA devices")
+            raise ArgumentError(
+                "device", f"{name}: there are {torch.cuda.device_count()} CUDA devices"
+            )
     return device
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cam_cli.data.ground_truth import ImageAnnotation
-from cam_cli.evaluation.metrics import LocalizationEvaluator, _cell, _percent_error
+from cam_cli.evaluation.metrics import LocalizationEvaluator, percent_error, table_cell
 
 
 def _with_box(record: Mapping, rank: int) -> dict:
@@ -67,8 +67,8 @@ class SecondBoxScorer:
         return {
             "box2": {k: box2[k] for k in ("top1_loc_error", "top5_loc_error")},
             "either_box": {
-                "top1_loc_error": _percent_error(self.either["top1_loc"], loc_total),
-                "top5_loc_error": _percent_error(self.either["top5_loc"], loc_total),
+                "top1_loc_error": percent_error(self.either["top1_loc"], loc_total),
+                "top5_loc_error": percent_error(self.either["top5_loc"], loc_total),
             },
             "released_combination": {k: combined[k] for k in ("top1_loc_error", "top5_loc_error")},
         }
@@ -83,6 +83,7 @@ def format_second_box(summary: Mapping) -> str:
     ]
     width = len("  baseline: centred median-size box")
     return "\n".join(
-        f"{name:<{width}}  {_cell(s['top1_loc_error']):>7}  {_cell(s['top5_loc_error']):>7}"
+        f"{name:<{width}}  {table_cell(s['top1_loc_error']):>7}  "
+        f"{table_cell(s['top5_loc_error']):>7}"
         for name, s in rows
     )
