@@ -62,6 +62,20 @@ def squeezenet_weights() -> Path:
     return _require(SQUEEZENET_WEIGHTS)
 
 
+# The devices a torch path is checked on: the CPU always, CUDA where there is one (marked
+# `gpu`, so scripts/device_check.sh selects these with -m gpu).
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
+        ],
+    ),
+]
+
+
 # --- running the CLI --------------------------------------------------------------------------
 
 

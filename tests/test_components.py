@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 from scipy import ndimage
 
 from cam_cli.boxes.components import (
@@ -27,18 +28,6 @@ from cam_cli.boxes.components_torch import (
     boxes_from_masks_torch,
 )
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(
-                not torch.cuda.is_available(), reason="no CUDA device: the GPU path is not checked"
-            ),
-        ],
-    ),
-]
 EIGHT = np.ones((3, 3), dtype=bool)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICES
 from PIL import Image
 
 from cam_cli.data.batches import ImageListDataset, collate_images
@@ -24,16 +25,6 @@ from cam_cli.data.decode import (
 from cam_cli.errors import SetupError
 
 SIZE = 224
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here"),
-        ],
-    ),
-]
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:

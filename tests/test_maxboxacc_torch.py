@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICES
 
 from cam_cli.evaluation.maxboxacc_torch import best_ious_torch, pad_gt_boxes
 from cam_cli.evaluation.metrics import MaxBoxAccV2
-
-DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device here")])]  # fmt: skip
 
 
 def _smooth(rng, grid: int, size=(96, 112)) -> np.ndarray:
