@@ -60,7 +60,7 @@ class RunOptions:
     compile_model: bool = False
     progress: bool | None = None
     lanes: int | None = None
-    box_step: str = "auto"  # auto, scipy or torch
+    box_step: str = "auto"  # auto, scipy, torch or triton (`boxes.steps`)
     decode: str = "auto"  # auto, pil or device
 
 
@@ -111,6 +111,7 @@ class BoxStep(StrEnum):
     auto = "auto"
     scipy = "scipy"
     torch = "torch"
+    triton = "triton"
 
 
 class NpyMaps(StrEnum):
