@@ -212,3 +212,33 @@ def test_ten_crop_and_rules_leave_the_default_records_alone(sample_dir, mobilene
         p["class_index"] for p in ten["predictions"]
     ]
     assert all(p["box"] == p["boxes"][0] for p in ranked["predictions"])
+
+
+def test_boxes_box_step_torch_gives_scipys_records(tmp_path):
+    """--box-step torch boxes each file's maps in one call on the device: the same records as
+    scipy's, for float32 and float64 stacks, a grey image, and in an image's pixels."""
+    rng = np.random.default_rng(5)
+    base = np.zeros((3, 29, 41), dtype=np.float32)
+    base[0, 2:9, 3:11], base[0, 15:27, 20:38] = 1.0, 0.9  # two blobs, the larger wins
+    base[1, 4:8, 30:40] = base[1, 20:24, 1:11] = 1.0  # a tie: the first in raster order
+    base[2] = rng.random((29, 41))  # noise
+    np.save(tmp_path / "a.npy", base)
+    np.save(tmp_path / "b.npy", base[2].astype(np.float64) ** 3)
+    np.save(tmp_path / "c.npy", np.ones((7, 5), dtype=np.float32))  # constant: whole map
+    Image.fromarray((base[0] * 255).astype(np.uint8)).save(tmp_path / "d.png")
+    for extra in ([], ["--size", "300x200"], ["--upsample", "64"]):
+        scipy = invoke("boxes", tmp_path, "--box-step", "scipy", *extra)
+        torch_step = invoke("boxes", tmp_path, "--box-step", "torch", "--device", "cpu", *extra)
+        assert scipy.exit_code == torch_step.exit_code == 0, extra
+        assert torch_step.stdout == scipy.stdout, extra
+    records = _records(scipy.stdout)
+    assert len(records) == 6
+
+
+def test_boxes_box_step_that_cannot_run_is_one_line_exit_2(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    np.save(tmp_path / "a.npy", np.ones((3, 3), dtype=np.float32))
+    result = invoke("boxes", tmp_path / "a.npy", "--box-step", "triton", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "--box-step triton: cannot run on cpu" in result.stderr

@@ -48,6 +48,14 @@ def boxes(
             show_default=False,
         ),
     ] = None,
+    box_step: o.BoxStepOption = o.BoxStep.auto,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Where --box-step torch or triton runs: auto (CUDA when there is one), cpu, "
+            "cuda or cuda:N."
+        ),
+    ] = "auto",
     output_format: Annotated[
         OutputFormat, typer.Option("--format", help="jsonl or csv.")
     ] = OutputFormat.jsonl,
@@ -95,5 +103,7 @@ def boxes(
             size=wanted,
             reference=reference,
             upsample=upsample,
+            box_step=box_step.value,
+            device=device,
         )
     o.end_of_run(summary, "files")

@@ -21,7 +21,7 @@ import typer
 
 from cam_cli.errors import ArgumentError, CamCliError, RunFailed, SetupError
 from cam_cli.runtime.distributed import is_main_process
-from cam_cli.settings import BoxRule, DecodeMode, Normalization
+from cam_cli.settings import BoxRule, BoxStep, DecodeMode, Normalization
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 LOGGER = "cam_cli"
@@ -237,6 +237,15 @@ Decode = Annotated[
         "PIL in the workers; 'auto' is 'device' on CUDA and 'pil' elsewhere.",
     ),
 ]
+BoxStepOption = Annotated[
+    BoxStep,
+    typer.Option(
+        "--box-step",
+        help="Where CAMs become boxes (all give the same boxes): 'scipy' on the host, 'torch' "
+        "(batched PyTorch) or 'triton' (a union-find kernel, CUDA) on the model's device; "
+        "'auto' is scipy on the CPU, triton on CUDA where it runs, else torch.",
+    ),
+]
 Quiet = Annotated[
     bool,
     typer.Option(
@@ -351,6 +360,7 @@ class RunArgs(OptionGroup):
     fast: Fast = None
     compile_model: Compile = False
     decode: Decode = DecodeMode.auto
+    box_step: BoxStepOption = BoxStep.auto
 
     def options(self, quiet: bool):
         """The library's `RunOptions` (imported here: it pulls in torch)."""
@@ -364,6 +374,7 @@ class RunArgs(OptionGroup):
             compile_model=self.compile_model,
             progress=progress(quiet),
             decode=DecodeMode(self.decode).value,
+            box_step=BoxStep(self.box_step).value,
         )
 
 

@@ -10,11 +10,13 @@ share the images out among the processes, and rank 0 writes what one process wou
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
+
+import numpy as np
 
 from cam_cli.data.classes import resolve_class
 from cam_cli.data.images import find_images
@@ -34,6 +36,7 @@ from cam_cli.inference.results import ImageResult
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.outputs.writers import RecordWriter, open_output
+from cam_cli.runtime.device import resolve_device
 from cam_cli.runtime.distributed import is_main_process, process_device
 from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 
@@ -279,6 +282,49 @@ def write_cams(
         return job.shared(RunSummary(len(paths) + len(missing), failures))
 
 
+def _heatmap_boxer(
+    rule: str, threshold: float, size: tuple[int, int] | None, box_step: str, device: str
+) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+    """The ranked boxes of each map of a file, in the pixels `write_heatmap_boxes` gives them:
+    per map on the host (every rule), or, for the paper's rule with a device box step, every
+    map of the file of one size and dtype in one call there (same boxes)."""
+    from cam_cli.boxes.components import scale_boxes
+    from cam_cli.boxes.rules import PAPER, ZHOU2016, boxes_for_image
+    from cam_cli.boxes.steps import resolve_box_step
+
+    at_size = size is not None and rule == ZHOU2016
+
+    def on_host(maps: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [
+            boxes_for_image(cam, size or (cam.shape[1], cam.shape[0]), rule, threshold,
+                            at_image_size=at_size)
+            for cam in maps
+        ]  # fmt: skip
+
+    where = resolve_device(device)
+    step = resolve_box_step(box_step, where) if rule == PAPER else "scipy"
+    if step == "scipy":
+        return on_host
+    import torch
+
+    from cam_cli.boxes.steps import device_boxes
+
+    def on_device(maps: Sequence[np.ndarray]) -> list[np.ndarray]:
+        shapes = {(cam.shape, cam.dtype) for cam in maps}
+        # numpy thresholds float16 maps in float16 and uint8 heatmaps in float64: the device
+        # path is exact for float32/float64 (and uint8, taken as float64), the rest stay here.
+        if len(shapes) != 1 or maps[0].dtype not in (np.float32, np.float64, np.uint8):
+            return on_host(maps)
+        stack = np.stack(maps)
+        stack = stack.astype(np.float64) if stack.dtype == np.uint8 else stack
+        boxes = device_boxes(step, torch.from_numpy(stack).to(where), threshold).cpu().numpy()
+        height, width = stack.shape[1:]
+        target = np.tile(size or (width, height), (len(boxes), 1))
+        return list(scale_boxes(boxes, (width, height), target)[:, None])
+
+    return on_device
+
+
 def write_heatmap_boxes(
     sources: Sequence[str],
     *,
@@ -289,6 +335,8 @@ def write_heatmap_boxes(
     size: tuple[int, int] | None = None,
     reference: str | Path | None = None,
     upsample: int | None = None,
+    box_step: str = "auto",
+    device: str = "auto",
 ) -> RunSummary:
     """What `cam-cli boxes` does: boxes from saved heatmaps, with no model.
 
@@ -301,8 +349,12 @@ def write_heatmap_boxes(
     does (the paper's and all-components' boxes are scaled, rounding outwards; ``zhou2016``
     resizes the map to the image and boxes it there, as the released code did). Without
     either, boxes are in the map's own pixels. A file that cannot be used gives
-    ``{"path", "error"}``, a line on the logger, and counts as failed; the run goes on."""
-    from cam_cli.boxes.rules import boxes_for_image, check_rule, resize_map
+    ``{"path", "error"}``, a line on the logger, and counts as failed; the run goes on.
+
+    ``box_step`` (`boxes.steps`): for the paper's rule, the maps of a file are boxed in one
+    call on ``device`` with ``torch`` or ``triton`` (``auto``: as `bbox` picks for the device,
+    scipy on the CPU); the boxes are the same as scipy's."""
+    from cam_cli.boxes.rules import check_rule, resize_map
     from cam_cli.data.heatmaps import HEATMAP_EXTENSIONS, read_maps, reference_size
     from cam_cli.outputs.writers import BoxRecordWriter
 
@@ -323,6 +375,7 @@ def write_heatmap_boxes(
         check_image_size(size, f"--reference {printable_path(reference)}: its size")
     if not sources:
         raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
+    box_maps = _heatmap_boxer(rule, threshold, size, box_step, device)
     found = list(find_images(sources, HEATMAP_EXTENSIONS))
     check_output_spares(output, {"--maps": [path for path, _ in found], "--reference": reference})
     failures = 0
@@ -338,12 +391,10 @@ def write_heatmap_boxes(
                 _failed(str(path), str(error))
                 writer.write({"path": str(path), "error": str(error)})
                 continue
-            for index, cam in enumerate(maps):
-                if upsample is not None:
-                    cam = resize_map(cam, (upsample, upsample))
+            if upsample is not None:
+                maps = [resize_map(cam, (upsample, upsample)) for cam in maps]
+            for index, (cam, boxes) in enumerate(zip(maps, box_maps(maps), strict=True)):
                 target = size or (cam.shape[1], cam.shape[0])
-                at_size = size is not None and rule == "zhou2016"
-                boxes = boxes_for_image(cam, target, rule, threshold, at_image_size=at_size)
                 record = {"path": str(path), **({"map": index} if stacked else {})}
                 record |= {"width": target[0], "height": target[1], "boxes": boxes.tolist()}
                 writer.write(record)
