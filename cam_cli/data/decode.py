@@ -9,10 +9,11 @@ Each file is routed once, in the DataLoader worker that reads it (`JpegRoutingDa
   resized right there by the robust PIL path (`data.images.load_resized`), so it gets the
   same pixels or the same one-line error as without device decoding.
 
-In the main process `decode_pending` decodes a batch's JPEGs with one batched
-``torchvision.io.decode_jpeg`` call; if that raises, it retries file by file, and a file the
-device cannot decode goes to the PIL path (one bad file never fails the batch). The decoded
-images are resized on the device as the PIL path resizes them:
+In the main process `decode_pending` decodes a batch's JPEGs with one batched call
+(`jpeg_codecs.decode_jpegs`: TorchCodec where it works, else torchvision); if that raises, it
+retries file by file, and a file the device cannot decode goes to the PIL path (one bad file
+never fails the batch). The decoded images are resized on the device as the PIL path resizes
+them:
 - PIL decodes a JPEG in draft mode (libjpeg's DCT scaling by 1/2, 1/4 or 1/8, never below the
   input size); an average over the same blocks stands in for it (on the 434-image sample's
   photos tiled into large JPEGs: mean absolute difference 0.3-0.5 grey levels, against 2.4-3.2
@@ -26,7 +27,7 @@ tested where there is no GPU.
 
 On CUDA, decode in the thread that runs the network, never in a thread beside it: torchvision
 writes nvJPEG's output on a private stream that does not wait for the current one (see
-`_decode_all`), so the current stream is drained before each decode, and work another thread
+`jpeg_codecs`), so the current stream is drained before each decode, and work another thread
 queues meanwhile would not be covered.
 """
 
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 
 from cam_cli.data.batches import DecodedImage, ImageBatch, ImageListDataset, decode_item
+from cam_cli.data.jpeg_codecs import decode_jpegs, jpeg_codec
 from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.settings import DecodeMode, choices
 
@@ -262,7 +264,8 @@ _warned: set[str] = set()
 
 
 def _probe(device: torch.device) -> str | None:
-    """None if torchvision decodes a JPEG on ``device`` here, else why not (cached)."""
+    """None if this process's JPEG codec decodes a JPEG on ``device`` here, else why not, naming
+    the codec (cached)."""
     key = str(device)
     if key not in _probed:
         import io
@@ -272,18 +275,23 @@ def _probe(device: torch.device) -> str | None:
         buffer = io.BytesIO()
         Image.new("RGB", (16, 8), (200, 30, 10)).save(buffer, "JPEG")
         data = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+        codec = ""
         try:
-            decoded = _decode_all([data], device)[0]
+            codec = jpeg_codec()  # a SetupError if CAM_CLI_JPEG_CODEC asks for what is not here
+            decoded = decode_jpegs([data], device)[0]
             if isinstance(decoded, Exception):
                 raise decoded
             _probed[key] = None
         except Exception as error:  # noqa: BLE001 - any failure means: not here
-            _probed[key] = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            if codec == "torchcodec":
+                reason += "; CAM_CLI_JPEG_CODEC=torchvision uses torchvision's decoder"
+            _probed[key] = f"{codec}: {reason}" if codec else reason
     return _probed[key]
 
 
 def resolve_decode(decode: str, device: torch.device) -> str:
-    """``--decode`` -> "device" or "pil". ``auto``: the device on CUDA when torchvision can
+    """``--decode`` -> "device" or "pil". ``auto``: the device on CUDA when the JPEG codec can
     decode JPEGs there (else PIL, with a warning), PIL on the CPU; ``device`` where it cannot
     is a `SetupError`."""
     if decode not in DECODE_CHOICES:
@@ -294,9 +302,7 @@ def resolve_decode(decode: str, device: torch.device) -> str:
     if problem is None:
         return "device"
     if decode == "device":
-        raise SetupError(
-            f"--decode device: torchvision cannot decode JPEGs on {device} ({problem})"
-        )
+        raise SetupError(f"--decode device: cannot decode JPEGs on {device} ({problem})")
     if str(device) not in _warned:
         _warned.add(str(device))
         logger.warning("JPEG decoding on %s is not available (%s); using PIL", device, problem)
@@ -304,28 +310,9 @@ def resolve_decode(decode: str, device: torch.device) -> str:
 
 
 def _decode_all(files: list[torch.Tensor], device: torch.device) -> list:
-    """``decode_jpeg`` for every file: one batched call, or file by file if that raises.
-    Returns a ``[3, H, W]`` uint8 tensor on ``device`` or the exception, per file."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    if device.type == "cuda":
-        # torchvision's nvJPEG decode writes its outputs on a private stream without waiting
-        # for the current one, into blocks the caching allocator may have recycled from
-        # tensors that kernels queued on it still read (pytorch/vision PR #9606; torchcodec
-        # PR #1634 adds such a wait): drain the current stream first. Costs nothing when the
-        # previous batch's results were already copied back.
-        torch.cuda.current_stream(device).synchronize()
-    try:
-        return list(decode_jpeg(files, device=device, mode=ImageReadMode.RGB))
-    except Exception:  # noqa: BLE001 - one bad file: find it below
-        pass
-    decoded: list = []
-    for data in files:
-        try:
-            decoded.append(decode_jpeg(data, device=device, mode=ImageReadMode.RGB))
-        except Exception as error:  # noqa: BLE001 - this file goes to PIL
-            decoded.append(error)
-    return decoded
+    """`jpeg_codecs.decode_jpegs`: a ``[3, H, W]`` uint8 tensor on ``device`` or the exception,
+    per file."""
+    return decode_jpegs(files, device)
 
 
 def _round8(x: torch.Tensor) -> torch.Tensor:
