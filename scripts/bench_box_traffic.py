@@ -291,6 +291,7 @@ def measure(run: Callable[[], object], device: torch.device, repeats: int, scale
         "scale": scale,
         "extrapolated": scale != 1.0,
         "issue_size_gb": scaled_bytes / GB,
+        "issue_size_write_once_gb": counted["write_once_gb"] * scale,
         "labelling_iterations": passes,
         "cuda_syncs": len(syncs) if cuda else None,
         "cuda_sync_messages": sorted(set(syncs))[:5] if cuda else None,
@@ -374,7 +375,8 @@ def print_report(report: dict, args) -> None:
             how = "extrapolated linearly per map" if m["extrapolated"] else "counted"
             print(
                 f"{title}: {m['gb']:.3f} GB counted on {counted:,} {unit}; "
-                f"{m['issue_size_gb']:.3f} GB per {issue:,} {unit} ({how}); "
+                f"{m['issue_size_gb']:.3f} GB per {issue:,} {unit} ({how}; "
+                f"{m['issue_size_write_once_gb']:.3f} GB with only-written destinations once); "
                 f"{m['ops']} ops ({m['distinct_ops']} distinct), views/allocations "
                 f"{m['free_ops']} ops, {m['free_gb']:.3f} GB if counted"
             )

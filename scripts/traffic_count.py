@@ -13,6 +13,10 @@ The rule, one op at a time:
   schema) that is not also returned. A tensor both read and written (in-place, ``out=``, a
   custom op's mutated argument) therefore counts twice, read + write; for ``copy_``, ``fill_``
   and ``out=`` destinations, which are only written, that is an upper bound by one pass.
+- A second figure, ``write_once``, counts destinations that are only written once: ``out=``
+  arguments (keyword-only mutated arguments) and the ``self`` of ``copy_``, ``fill_``, ``zero_``.
+  A custom op's mutated arguments count read + write in both (whether its kernel reads them is
+  not in the schema).
 - A view counts its own ``numel * itemsize``, not its base's storage.
 - Ops that move no data (views: every output aliases an input without writing it; and
   allocations: ``empty``, ``empty_like``, ...) are counted as ops but their bytes are kept
@@ -31,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -41,6 +45,8 @@ GB = 1e9
 # Ops (aten packet names) that write nothing: allocations. Views are found from the schema.
 ALLOCATIONS = frozenset({"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
                          "resize_", "resize_as_"})  # fmt: skip
+# Ops that write their ``self`` without reading it (aten packet names).
+WRITE_ONLY = frozenset({"copy_", "fill_", "zero_"})
 # Ops that wait for the device on CUDA, and why (aten packet names).
 SYNC_OPS = {
     "nonzero": "output size depends on the data",
@@ -81,18 +87,27 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
         return False
 
 
-def mutated_arguments(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
-    """The tensors an op writes through its arguments (``Tensor(a!)`` in its schema)."""
+def mutated_arguments(
+    func, args: tuple, kwargs: dict, only_written: bool = False
+) -> list[torch.Tensor]:
+    """The tensors an op writes through its arguments (``Tensor(a!)`` in its schema); with
+    ``only_written``, those it does not read: aten ``out=`` arguments, `WRITE_ONLY` ops' self."""
+    write_only_self = func.namespace == "aten" and func.overloadpacket.__name__ in WRITE_ONLY
     mutated = []
     positional = 0
-    for argument in func._schema.arguments:
+    for number, argument in enumerate(func._schema.arguments):
         if argument.kwarg_only:
             value = kwargs.get(argument.name)
         else:
             value = args[positional] if positional < len(args) else kwargs.get(argument.name)
             positional += 1
-        if argument.alias_info is not None and argument.alias_info.is_write:
-            mutated.extend(_tensors(value))
+        if argument.alias_info is None or not argument.alias_info.is_write:
+            continue
+        if only_written and not (
+            (func.namespace == "aten" and argument.kwarg_only) or (write_only_self and number == 0)
+        ):
+            continue
+        mutated.extend(_tensors(value))
     return mutated
 
 
@@ -106,14 +121,18 @@ def moves_no_data(func) -> bool:
     )
 
 
-def op_bytes(func, args: tuple, kwargs: dict, out) -> int:
-    """The bytes one call moves by the module's rule: arguments + outputs + mutated arguments
-    that are not also returned."""
+def op_bytes(func, args: tuple, kwargs: dict, out) -> tuple[int, int]:
+    """The bytes one call moves by the module's rule (arguments + outputs + mutated arguments
+    that are not also returned), and the same with only-written destinations counted once."""
     outputs = _tensors(out)
     written = outputs + [
         t for t in mutated_arguments(func, args, kwargs) if not any(_same(t, o) for o in outputs)
     ]
-    return sum(map(nbytes, _tensors((args, kwargs)))) + sum(map(nbytes, written))
+    arguments = _tensors((args, kwargs))
+    total = sum(map(nbytes, arguments)) + sum(map(nbytes, written))
+    unread = mutated_arguments(func, args, kwargs, only_written=True)
+    once = total - sum(nbytes(t) for t in arguments if any(_same(t, u) for u in unread))
+    return total, once
 
 
 def sync_reason(func, args: tuple, kwargs: dict, out) -> str | None:
@@ -130,12 +149,15 @@ def sync_reason(func, args: tuple, kwargs: dict, out) -> str | None:
     if name == "repeat_interleave" and kwargs.get("output_size") is None and len(args) < 4:
         return "output size depends on the data (no output_size)"
     if name in ("_to_copy", "copy_"):
+        # A blocking copy between host and device waits for the stream (both directions).
         sources = _tensors(args[1:2] if name == "copy_" else args[:1])
         targets = _tensors(args[:1] if name == "copy_" else out)
-        if any(s.device.type != "cpu" for s in sources) and any(
-            t.device.type == "cpu" for t in targets
-        ):
-            return "a copy from the device to the host"
+        blocking = not (
+            args[2] if name == "copy_" and len(args) > 2 else kwargs.get("non_blocking")
+        )
+        devices = {t.device.type == "cpu" for t in sources + targets}
+        if blocking and devices == {True, False}:
+            return "a blocking copy between the host and the device"
     return None
 
 
@@ -143,6 +165,7 @@ def sync_reason(func, args: tuple, kwargs: dict, out) -> str | None:
 class OpTally:
     count: int = 0
     bytes: int = 0
+    write_once: int = 0  # only-written destinations counted once
 
 
 class TrafficCounter(TorchDispatchMode):
@@ -164,7 +187,9 @@ class TrafficCounter(TorchDispatchMode):
         name = str(func)
         tally = (self.free if moves_no_data(func) else self.ops).setdefault(name, OpTally())
         tally.count += 1
-        tally.bytes += op_bytes(func, args, kwargs, out)
+        moved, once = op_bytes(func, args, kwargs, out)
+        tally.bytes += moved
+        tally.write_once += once
         if sync_reason(func, args, kwargs, out) is not None:
             self.syncs[name] = self.syncs.get(name, 0) + 1
         return out
@@ -172,6 +197,10 @@ class TrafficCounter(TorchDispatchMode):
     @property
     def total_bytes(self) -> int:
         return sum(t.bytes for t in self.ops.values())
+
+    @property
+    def write_once_bytes(self) -> int:
+        return sum(t.write_once for t in self.ops.values())
 
     @property
     def free_bytes(self) -> int:
@@ -194,12 +223,14 @@ class TrafficCounter(TorchDispatchMode):
         return {
             "bytes": self.total_bytes,
             "gb": self.total_bytes / GB,
+            "write_once_bytes": self.write_once_bytes,
+            "write_once_gb": self.write_once_bytes / GB,
             "ops": self.op_count,
             "distinct_ops": len(self.ops),
             "free_ops": sum(t.count for t in self.free.values()),
             "free_gb": self.free_bytes / GB,
             "top": [{"op": n, "count": t.count, "gb": t.bytes / GB} for n, t in self.top(top)],
-            "by_op": {n: {"count": t.count, "bytes": t.bytes} for n, t in self.ops.items()},
+            "by_op": {n: asdict(t) for n, t in self.ops.items()},
             "custom_ops": {n: t.count for n, t in self.custom().items()},
             "sync_ops": dict(self.syncs),
             "sync_ops_total": sum(self.syncs.values()),

@@ -47,6 +47,15 @@ def test_out_counts_the_destination_as_argument_and_output():
     with TrafficCounter() as counter:
         torch.minimum(a, b, out=out)
     assert counter.ops["aten.minimum.out"].bytes == 4 * MB
+    assert counter.write_once_bytes == 3 * MB  # out= is only written: once in the second figure
+
+
+def test_copy_writes_its_destination_without_reading_it():
+    a, b = one_mb(), one_mb()
+    with TrafficCounter() as counter:
+        a.copy_(b)
+        a.add_(b)  # reads a: read + write in both figures
+    assert counter.total_bytes == 6 * MB and counter.write_once_bytes == 5 * MB
 
 
 def test_views_count_their_own_size_and_move_nothing_themselves():
@@ -64,7 +73,7 @@ def test_a_custom_op_with_a_mutated_argument_is_seen_and_counted():
         double_(x)
     assert counter.custom("traffic_test") == counter.ops
     (tally,) = counter.ops.values()
-    assert tally.count == 1 and tally.bytes == 2 * MB  # read + write of x
+    assert tally.count == 1 and tally.bytes == tally.write_once == 2 * MB  # read + write of x
     assert x[0] == 2.0  # it ran
 
 
@@ -83,3 +92,13 @@ def test_adversarial_families_are_one_component(family):
     mask = maps[0] > 0.2 * maps[0].max()
     _, count = ndimage.label(mask, structure=np.ones((3, 3)))
     assert count == 1 and mask.sum() > 33 * 33 // 3
+
+
+def test_blocking_copies_between_host_and_device_are_flagged():
+    """The meta device stands in for CUDA: only the copy that would block is a sync."""
+    a = torch.ones(4)
+    with TrafficCounter() as counter:
+        a.to("meta")
+        a.to("meta", non_blocking=True)
+        a.clone()  # host to host: no device to wait for
+    assert counter.syncs == {"aten._to_copy.default": 1}
