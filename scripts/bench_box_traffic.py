@@ -194,7 +194,9 @@ def sample_maps(args, device: torch.device) -> dict:
     localizer.close()
     facts = {
         "images": len(gt),
-        "precision": str(localizer.precision.dtype) if localizer.precision.enabled else "fp32",
+        "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}[localizer.precision.dtype]
+        if localizer.precision.enabled
+        else "fp32",
     }
     if args.family != "cam":
         return {"gt": gt, **facts}
@@ -501,15 +503,19 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     print("loading maps ...", file=sys.stderr, flush=True)
     data = inputs(args, device)
+    maps = args.family
+    if args.family == "cam":
+        dtype = str(data["box_maps"].dtype).removeprefix("torch.")
+        maps = (
+            f"MobileNetV2 CAMs of {data['unique_images']} sample images "
+            f"(forward {data['precision']}, maps {dtype})"
+        )
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     report = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        "device_name": name,
         "torch": torch.__version__,
-        "maps": args.family
-        if args.family != "cam"
-        else f"MobileNetV2 CAMs of {data['unique_images']} sample images ({data['precision']})",
+        "maps": maps,
         "counted": {"maps": args.maps, "sweep_images": args.sweep_images},
         "issue_sizes": {"maps": ISSUE_MAPS, "sweep_images": ISSUE_SWEEP_IMAGES},
         "targets_gb": {"box": BOX_TARGET_GB, "sweep": SWEEP_TARGET_GB},
