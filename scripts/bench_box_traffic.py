@@ -8,7 +8,8 @@ running with TRITON_INTERPRET=1) this runs the step once inside `traffic_count.T
 (every ATen op and every ``cam_cli::`` custom op, with the bytes of its tensors; the rule is in
 that module) and reports:
 
-  traffic   GB counted, ops, the ops that move the most, views/allocations apart;
+  traffic   GB counted, ops, the ops that move the most, views/allocations apart; also the
+            GB with only-written destinations (out=, copy_) counted once, not read + write;
   syncs     on CUDA the host syncs counted with torch.cuda.set_sync_debug_mode("warn"); on
             the CPU the ops that would sync on CUDA (nonzero, unique, equal, .item(), ...),
             an inference from op names, not a CUDA count;
