@@ -10,6 +10,8 @@ event and ``record_stream`` with its thread, and a fake nvJPEG checks the stream
 from __future__ import annotations
 
 import threading
+import warnings
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -244,3 +246,83 @@ def test_the_pipeline_with_the_decode_thread_and_fake_streams_gives_the_same_res
             assert ops[0][0] == "use" and ops[1][0] == "wait_event"
             assert ops[1][2].stream is fake.current(torch.device("cpu"))  # the forward's
             assert [op for op, _, _ in ops[2:8]] == ["keep"] * 6  # every tensor that crosses
+
+
+# --- on CUDA: host syncs counted with torch.cuda.set_sync_debug_mode ------------------------
+
+
+def _count_syncs(work) -> Counter:
+    """Host syncs during ``work()`` per thread name, as set_sync_debug_mode("warn") reports
+    them (it sees syncs made through PyTorch's CUDA wrappers, not a library's own)."""
+    syncs: Counter = Counter()
+
+    def note(message, category, *args, **kwargs) -> None:
+        if "synchroniz" in str(message):
+            syncs[threading.current_thread().name.rstrip("_0123456789")] += 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = note
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            work()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return syncs
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize("step", ["scipy", "triton", "torch"])
+def test_host_syncs_per_batch_on_cuda(fake, tmp_path, step):
+    """bbox-like runs on CUDA (device decoding where torchvision has it, an extra class as eval
+    asks): the main thread never waits for the device with a sync-free box step; the box
+    thread waits once per batch. Run with -s to see every thread's count."""
+    from conftest import write_image, write_xml
+
+    from cam_cli.boxes.steps import triton_problem
+    from cam_cli.data.annotations import read_annotations
+    from cam_cli.evaluation.model_run import evaluate_model
+    from cam_cli.settings import RunOptions
+
+    cuda = torch.device("cuda")
+    if step == "triton" and triton_problem(cuda) is not None:
+        pytest.skip(f"triton: {triton_problem(cuda)}")
+    (tmp_path / "imgs").mkdir()
+    paths = []
+    for i in range(16):
+        path = tmp_path / "imgs" / f"{i:02d}.jpg"
+        write_image(path, seed=i, size=(64, 48))
+        write_xml(tmp_path / "xml" / f"{i:02d}.xml", 64, 48, [("n01440764", (4, 5, 40, 30))])
+        paths.append(str(path))
+    loaded = load_model(arch="small-gap", weights=str(fake / "weights.pth"),
+                        classes_file=fake / "classes.txt", device="cuda")  # fmt: skip
+    localizer = Localizer(loaded, device="cuda", box_step=step, topk=2, fast=False, workers=1)
+    list(localizer.localize(paths[:4], batch_size=4))  # warm-up: cuDNN, pinned blocks, probe
+    batches = 4
+
+    def bbox() -> None:
+        results = list(localizer.localize(paths, extra_classes=lambda p: [1], batch_size=4))
+        assert len(results) == 16 and all(r.error is None for r in results)
+
+    syncs = _count_syncs(bbox)
+    print(f"\nbbox, box step {step}, decode {localizer.decode}: {dict(syncs)} in {batches} batches")
+    if step != "torch":
+        assert syncs["MainThread"] == 0, syncs
+        assert syncs["cam-cli-box"] <= batches, syncs
+    assert syncs["cam-cli-device-decode"] <= 2 * batches, syncs  # the drain (+ torchvision's?)
+    if step == "torch":
+        return
+    truth = read_annotations(tmp_path / "xml")
+    run = RunOptions(device="cuda", box_step=step, fast=False, batch_size=4, workers=1)
+
+    def sweep() -> None:
+        report = evaluate_model(loaded, tmp_path / "imgs", truth, maxboxacc=True, run=run,
+                                maxboxacc_protocol="cam-cli")  # fmt: skip
+        assert report["images"] == 16
+
+    syncs = _count_syncs(sweep)
+    print(f"eval --maxboxacc cam-cli, box step {step}: {dict(syncs)} in {batches} batches")
+    # the main thread's count includes the run's set-up (the model's copy to the device)
+    assert syncs["cam-cli-box"] <= batches, syncs
+    assert syncs["cam-cli-device-decode"] <= 2 * batches, syncs
