@@ -25,10 +25,12 @@ them:
 The same code runs on the CPU (``decode="device"`` with ``--device cpu``), which is how it is
 tested where there is no GPU.
 
-On CUDA, decode in the thread that runs the network, never in a thread beside it: torchvision
-writes nvJPEG's output on a private stream that does not wait for the current one (see
-`jpeg_codecs`), so the current stream is drained before each decode, and work another thread
-queues meanwhile would not be covered.
+On CUDA, decode in a thread of its own on a CUDA stream of its own
+(`inference.threads.decoded_beside`): torchvision writes nvJPEG's output on a private stream
+that does not wait for the current one (see `jpeg_codecs`), so the decoding thread's stream is
+drained before each decode (that stream alone, not the device). No other thread queues work
+on it or frees blocks into its pool, so the drain covers every block the decode can be given;
+batches reach the network's stream with an event and ``record_stream`` (`runtime.streams`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import torch
 from cam_cli.data.batches import DecodedImage, ImageBatch, ImageListDataset, decode_item
 from cam_cli.data.jpeg_codecs import decode_jpegs, jpeg_codec
 from cam_cli.errors import ArgumentError, SetupError
+from cam_cli.runtime.streams import drain_current, to_device
 from cam_cli.settings import DecodeMode, choices
 
 logger = logging.getLogger(__name__)
@@ -311,7 +314,15 @@ def resolve_decode(decode: str, device: torch.device) -> str:
 
 def _decode_all(files: list[torch.Tensor], device: torch.device) -> list:
     """`jpeg_codecs.decode_jpegs`: a ``[3, H, W]`` uint8 tensor on ``device`` or the exception,
-    per file."""
+    per file, after this thread's stream is drained.
+
+    On CUDA, torchvision's nvJPEG decode writes its outputs on a private stream without
+    waiting for the current one, into blocks the caching allocator may have recycled from
+    tensors that kernels queued on it still read (pytorch/vision PR #9606; TorchCodec waits
+    itself, torchcodec PR #1634): this thread's stream is drained first, the decode thread's own
+    (`runtime.streams.drain_current`; nothing on the CPU), which waits for its last resize
+    alone. Drained for either codec: one place, and TorchCodec's own wait then finds it idle."""
+    drain_current(device)
     return decode_jpegs(files, device)
 
 
@@ -395,18 +406,19 @@ def _decode_pending(
     on_device = sorted(resized)
     items = batch.items + pil_good + [pending.items[k] for k in on_device]
     pixels = torch.empty((len(items), 3, size, size), dtype=torch.uint8, device=device)
-    if batch.items:  # possibly pinned: copied without a host wait
-        pixels[: len(batch.items)] = batch.pixels.to(device, non_blocking=True)
+    if batch.items:  # pinned (the DataLoader's, or here): copied without a host wait
+        pixels[: len(batch.items)] = to_device(batch.pixels, device)
     if pil_good:
         rows = slice(len(batch.items), len(batch.items) + len(pil_good))
-        pixels[rows] = torch.from_numpy(np.stack([s.pixels for s in pil_good])).to(device)
+        pixels[rows] = to_device(torch.from_numpy(np.stack([s.pixels for s in pil_good])), device)
         for s in pil_good:
             s.pixels = None
     if on_device:
         pixels[len(items) - len(on_device) :] = torch.stack([resized[k] for k in on_device])
     order = sorted(range(len(items)), key=lambda i: items[i].index)
     if order != list(range(len(items))):
-        pixels = pixels[order]
+        # a tensor index, pinned: a list would be copied to the device with a host wait
+        pixels = pixels[to_device(torch.tensor(order), device)]
         items = [items[i] for i in order]
     return ImageBatch(pixels, items, failed), len(on_device)
 

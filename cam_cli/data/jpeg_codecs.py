@@ -16,10 +16,9 @@ here); the CPU decodes this way only with ``--decode device --device cpu``.
 CUDA streams, which differ between the two:
 - torchvision (0.29) allocates its outputs on the current stream but has nvJPEG write them on a
   private stream that does not wait for the current one (pytorch/vision PR #9606): the caching
-  allocator may hand it blocks that kernels queued on the current stream still read. So
-  `decode_jpegs` drains the current stream first (free when the previous batch's results were
-  already copied back), and a caller must decode in the thread that queues the network's work:
-  work another thread queues meanwhile is not covered.
+  allocator may hand it blocks that kernels queued on the current stream still read. So the
+  caller drains its stream first and decodes on a stream no other thread uses
+  (`data.decode._decode_all`, in `inference.threads.decoded_beside`'s thread).
 - TorchCodec (0.17) decodes on the caller's current stream and host-synchronizes that stream
   before the hardware batch (nvJPEG's hardware engine ignores stream order; torchcodec PR
   #1634) and again before returning. Its outputs are complete on return and ordered after
@@ -134,8 +133,6 @@ def decode_jpegs(files: list[torch.Tensor], device: torch.device) -> list[torch.
         return []
     codec = jpeg_codec()
     decode = _DECODERS[codec]()
-    if device.type == "cuda" and codec == "torchvision":
-        torch.cuda.current_stream(device).synchronize()  # see the module docstring
     try:
         return list(decode(files, device))
     except Exception:  # noqa: BLE001 - one bad file: find it below

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from cam_cli.boxes.components_torch import component_boxes_torch
+from cam_cli.runtime.streams import to_device
 
 IMAGES_PER_CHUNK = 8  # 8 CAMs x 100 thresholds x 224 x 224 masks: ~160 MB of int32 grid
 
@@ -29,7 +30,8 @@ def pad_gt_boxes(boxes: Sequence[np.ndarray], device: torch.device) -> tuple[Ten
     for i, image_boxes in enumerate(boxes):
         padded[i, : len(image_boxes)] = np.asarray(image_boxes, dtype=np.int64).reshape(-1, 4)
         valid[i, : len(image_boxes)] = True
-    return torch.from_numpy(padded).to(device), torch.from_numpy(valid).to(device)
+    # pinned and non_blocking on CUDA: no host wait in the batch's device work
+    return to_device(torch.from_numpy(padded), device), to_device(torch.from_numpy(valid), device)
 
 
 def _iou_with_gt(boxes: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
@@ -77,7 +79,7 @@ def best_ious_torch(
     ``gt_boxes [B, G, 4]`` (inclusive, in the CAM's grid; `pad_gt_boxes`) and ``gt_valid
     [B, G]`` say each image's ground truth. An image without a box gets all zeros."""
     device = cams.device
-    t = torch.as_tensor(np.asarray(thresholds, dtype=np.float64), device=device)
+    t = to_device(torch.tensor(np.asarray(thresholds, dtype=np.float64)), device)
     height, width = cams.shape[1:]
     best = torch.zeros((len(cams), len(t)), dtype=torch.float64, device=device)
     for start in range(0, len(cams), IMAGES_PER_CHUNK):

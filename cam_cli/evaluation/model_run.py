@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -56,6 +56,9 @@ from cam_cli.models.loading import LoadedModel
 from cam_cli.runtime.distributed import is_main_process
 from cam_cli.settings import CamOptions, RunOptions
 
+if TYPE_CHECKING:
+    import torch
+
 logger = logging.getLogger(__name__)
 ScoremapSaver = Callable[[str, np.ndarray], object]
 
@@ -77,7 +80,11 @@ class TrueClassAnalysis(Analysis):
         save: ScoremapSaver | None,
         pxap: Any,
         sweep_on_device: bool,
+        box_step: str = "torch",
     ) -> None:
+        """``sweep_on_device``: the cam-cli protocol's sweep runs with the CAMs on the device,
+        with ``box_step`` ("torch" or "triton": the Localizer's resolved `Localizer.box_step`),
+        and only the best IoUs leave it, in the batch's one copy to the host."""
         keep = ((maxbox is not None or save is not None) and not sweep_on_device) or (
             pxap is not None
         )
@@ -85,14 +92,18 @@ class TrueClassAnalysis(Analysis):
         super().__init__(extra_classes=extra_classes, extra_cams=at if keep else None)
         self.annotation_of = annotation_of
         self.maxbox, self.save, self.sweep_on_device = maxbox, save, sweep_on_device
+        self.box_step = box_step
         self.pxap_histograms = None if pxap is None else pxap.finisher(annotation_of)
         self.sweeps_on_host = not sweep_on_device and (maxbox is not None or save is not None)
         self.maker = (maxbox or MaxBoxAccV2(protocol=protocol)) if self.sweeps_on_host else None
 
-    def on_device(self, batch, cams) -> list[np.ndarray] | None:
+    def on_device(self, batch, cams) -> torch.Tensor | None:
+        """The best IoUs ``[B, T]`` left on the device: the pipeline copies them with the rest
+        of the batch (one host wait), and each image gets its row."""
         if not self.sweep_on_device:
             return None
-        from cam_cli.evaluation.maxboxacc_torch import best_ious_torch, pad_gt_boxes
+        from cam_cli.boxes.steps import device_best_ious
+        from cam_cli.evaluation.maxboxacc_torch import pad_gt_boxes
 
         grid = tuple(cams.shape[-2:])
         gt = [
@@ -100,8 +111,7 @@ class TrueClassAnalysis(Analysis):
             for item in batch.items
         ]
         boxes, valid = pad_gt_boxes(gt, cams.device)
-        best = best_ious_torch(cams[:, 0], boxes, valid, self.maxbox.thresholds)
-        return list(best.cpu().numpy())
+        return device_best_ious(self.box_step, cams[:, 0], boxes, valid, self.maxbox.thresholds)
 
     def on_host(self, result) -> None:
         if self.pxap_histograms is not None:  # masks have no boxes: no MaxBoxAcc to run
@@ -395,7 +405,14 @@ def evaluate_model(
             # at feature resolution (7x7 for MobileNetV2: little to copy).
             on_device = localizer.boxes_on_device and protocol.input_size_cam and maxboxacc
             analysis = TrueClassAnalysis(
-                extra_classes, annotation_of, protocol, scorer.maxbox, save, pxap, on_device
+                extra_classes,
+                annotation_of,
+                protocol,
+                scorer.maxbox,
+                save,
+                pxap,
+                on_device,
+                box_step=localizer.box_step,
             )
             for result in localizer.localize([path for path, _ in todo], analysis):
                 annotation = annotation_of[result.path]

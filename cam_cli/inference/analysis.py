@@ -42,10 +42,12 @@ class Analysis:
         self.extra_classes = extra_classes
         self.extra_cams = extra_cams
 
-    def on_device(self, batch: ImageBatch, cams: torch.Tensor) -> list[Any] | None:
+    def on_device(self, batch: ImageBatch, cams: torch.Tensor) -> list[Any] | torch.Tensor | None:
         """Per-image work on the extra classes' CAMs ``[B, m, S, S]`` of ``batch``'s good images,
         on the device, batch by batch: one value per image (kept on `ImageResult.analysis`),
-        or None for none."""
+        or None for none. A tensor ``[B, ...]`` left on the device is copied to the host with
+        the rest of the batch (one host wait), each image getting its row; work queued here
+        runs on the calling thread's stream, and should not wait for the device."""
         return None
 
     def on_host(self, result: ImageResult) -> None:

@@ -6,8 +6,13 @@ The forward pass is the only real cost, and how it is kept busy depends on the d
   core ("lanes"), and each lane runs its slice end to end (preprocess, single-threaded forward,
   CAMs, boxes). Single-threaded forwards spend no time in per-operator thread barriers, and the
   next batch is queued before the current one is collected, so no core waits for another.
-- CUDA: DataLoader worker processes decode into pinned memory; the boxes of batch i are
-  computed in a thread while batch i+1 is in the network.
+- CUDA: DataLoader worker processes read (and PIL-decode) into pinned memory; device JPEG
+  decoding runs in a thread and on a stream of its own (`threads.decoded_beside`). The main
+  thread only queues work: the forward, the CAMs and, for a box step without host syncs
+  (triton), the boxes and one copy of everything the host needs into pinned memory; the box
+  thread waits for that copy (one host wait per batch) and makes the results. A box step with
+  host syncs inside (torch) runs in the box thread on a stream of its own, so its syncs wait
+  for its own batch, never for the next forward (`runtime.streams`).
 Results stream out in input order; nothing per image is kept once it is yielded.
 """
 
@@ -23,15 +28,15 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields, replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
 import torch
 
 from cam_cli.boxes.components import boxes_from_cams, scale_boxes
-from cam_cli.boxes.components_torch import boxes_from_cams_torch
 from cam_cli.boxes.rules import BOX_RULES, PAPER, ZHOU2016, boxes_for_image
+from cam_cli.boxes.steps import device_boxes, resolve_box_step
 from cam_cli.cam import ten_crop as tc
 from cam_cli.cam.maps import compute_cams, upsample_cams
 from cam_cli.data.batches import ImageBatch, ImageListDataset, collate_images
@@ -42,17 +47,28 @@ from cam_cli.files.checks import bounded_workers
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.results import ImageResult, Prediction
 from cam_cli.inference.shards import Processes, cpus_per_process
-from cam_cli.inference.threads import prefetched, single_threaded_pool
+from cam_cli.inference.threads import decoded_beside, prefetched, single_threaded_pool
 from cam_cli.models.loading import LoadedModel
 from cam_cli.models.speedups import fold_batch_norms
 from cam_cli.runtime.device import Precision, keep_freed_memory
 from cam_cli.runtime.distributed import process_device
 from cam_cli.runtime.memory import batch_for_memory, out_of_memory
+from cam_cli.runtime.streams import (
+    STREAMS,
+    HostCopy,
+    Stream,
+    Streams,
+    hand_over,
+    running_on,
+    to_device,
+)
 from cam_cli.settings import BoxStep, CamOptions, RunOptions, choices
 
 logger = logging.getLogger(__name__)
 BOX_STEPS = choices(BoxStep)
 NOTHING_MORE = Analysis()  # the top-k boxes alone
+DEVICE_STEPS = ("torch", "triton")  # box steps that run on the network's device
+SYNCING_STEPS = ("torch",)  # ... with host syncs inside (nonzero, equal): off the main thread
 
 
 def check_threshold(threshold: float) -> None:
@@ -67,8 +83,13 @@ class Boxing:
     (`_DeviceOutput`), so the host half needs nothing from the Localizer."""
 
     at_image_size: bool  # per image at its own size, on the host (zhou2016, ten-crop)
-    on_device: bool  # on the network's device: only the boxes leave it
+    step: str  # resolved box step: "scipy" on the host, "torch" or "triton" on the device
     threshold: float
+
+    @property
+    def on_device(self) -> bool:
+        """Boxes made on the network's device: only they leave it."""
+        return not self.at_image_size and self.step in DEVICE_STEPS
 
 
 @dataclass
@@ -84,34 +105,78 @@ class _DeviceOutput:
     extra_indices: torch.Tensor | None = None  # [B, m]
     extra_scores: torch.Tensor | None = None
 
+    def crossing(self) -> list[torch.Tensor | None]:
+        """The device tensors another stream reads to finish the batch (`hand_over`)."""
+        return [self.indices, self.scores, self.cams, self.upsampled, self.extra_indices,
+                self.extra_scores]  # fmt: skip
+
     @torch.inference_mode()
-    def to_host(self, analysis: Analysis) -> _ForwardOutput:
-        """What the host needs of the batch: classes, scores, and the boxes made on the device
-        (only they cross) or the maps to box on the host; ``analysis.on_device`` runs here."""
-        out = _ForwardOutput(self.batch)
+    def queue_to_host(self, analysis: Analysis, stream: Stream) -> _InFlight:
+        """Queue on ``stream`` (the calling thread's) the rest of the batch's device work, the
+        boxes made there and ``analysis.on_device``, then one copy of everything the host needs
+        (classes, scores, boxes or the maps to box on the host, what ``on_device`` gave):
+        no host wait here unless the box step has syncs inside (`SYNCING_STEPS`)."""
         if not self.batch.items:
-            return out
+            return _InFlight(self.batch, None, 0)
         upsampled, k = self.upsampled, self.indices.shape[1]
-        out.class_indices = self.indices.cpu().numpy()
-        out.scores = self.scores.cpu().numpy()
-        if analysis.keep_cams:
-            out.feature_cams = self.cams[:, :k].cpu().numpy()
-        if self.boxing.at_image_size:  # boxed per image at its own size, on the host
-            out.source_maps = self.cams.cpu().numpy()
-        elif self.boxing.on_device:
-            boxes = boxes_from_cams_torch(upsampled.flatten(0, 1), self.boxing.threshold)
-            out.boxes = boxes.view(*upsampled.shape[:2], 4).cpu().numpy()
-        else:
-            out.upsampled = upsampled.cpu().numpy()
-        if self.extra_indices is not None:
-            out.extra_indices = self.extra_indices.cpu().numpy()
-            out.extra_scores = self.extra_scores.cpu().numpy()
-            if analysis.extra_cams == "feature":
-                out.extra_cams = self.cams[:, k:].float().cpu().numpy()
-            elif analysis.extra_cams == "input":
-                host = out.upsampled if out.upsampled is not None else None
-                out.extra_cams = host[:, k:] if host is not None else upsampled[:, k:].cpu().numpy()
-            out.analyses = analysis.on_device(self.batch, upsampled[:, k:])
+        found: dict[str, torch.Tensor] = {"class_indices": self.indices, "scores": self.scores}
+        with stream.context():
+            if analysis.keep_cams:
+                found["feature_cams"] = self.cams[:, :k]
+            if self.boxing.at_image_size:  # boxed per image at its own size, on the host
+                found["source_maps"] = self.cams
+            elif self.boxing.on_device:
+                boxes = device_boxes(
+                    self.boxing.step, upsampled.flatten(0, 1), self.boxing.threshold
+                )
+                found["boxes"] = boxes.view(*upsampled.shape[:2], 4)
+            else:
+                found["upsampled"] = upsampled
+            analyses = None
+            if self.extra_indices is not None:
+                found["extra_indices"] = self.extra_indices
+                found["extra_scores"] = self.extra_scores
+                if analysis.extra_cams == "feature":
+                    found["extra_cams"] = self.cams[:, k:].float()
+                elif analysis.extra_cams == "input" and "upsampled" not in found:
+                    found["extra_cams"] = upsampled[:, k:]
+                analyses = analysis.on_device(self.batch, upsampled[:, k:])
+                if isinstance(analyses, torch.Tensor):  # a row per image, copied with the rest
+                    found["analyses"], analyses = analyses, None
+        copy = HostCopy(found, stream)
+        input_cams = self.extra_indices is not None and analysis.extra_cams == "input"
+        return _InFlight(self.batch, copy, k, analyses, input_cams)
+
+    def to_host(self, analysis: Analysis, stream: Stream | None = None) -> _ForwardOutput:
+        """`queue_to_host` on ``stream`` (default: the current one), and the wait for it."""
+        if stream is None:
+            device = self.indices.device if self.indices is not None else torch.device("cpu")
+            stream = STREAMS.current(device)
+        return self.queue_to_host(analysis, stream).wait()
+
+
+@dataclass
+class _InFlight:
+    """A batch's host-bound copy, queued (`_DeviceOutput.queue_to_host`); `wait` is the one
+    host wait for it."""
+
+    batch: ImageBatch
+    copy: HostCopy | None  # None: every image of the batch failed
+    topk: int
+    analyses: list | None = None  # what `Analysis.on_device` gave, as host values
+    input_cams: bool = False  # the extra classes' maps at the input size are kept
+
+    def wait(self) -> _ForwardOutput:
+        out = _ForwardOutput(self.batch)
+        if self.copy is None:
+            return out
+        host = self.copy.wait()
+        analyses = host.pop("analyses", None)
+        for name, array in host.items():
+            setattr(out, name, array)
+        if self.input_cams and out.upsampled is not None:
+            out.extra_cams = out.upsampled[:, self.topk :]
+        out.analyses = list(analyses) if analyses is not None else self.analyses
         return out
 
 
@@ -175,10 +240,12 @@ class Localizer:
         copy_model: bool = True,
         **given: Any,
     ) -> None:
-        """``run.box_step``: where CAMs become boxes: ``scipy`` on the host, ``torch`` on the
-        network's device (only boxes leave it); ``auto`` takes torch on CUDA and scipy on the
-        CPU, where scipy is ~5x faster per map (measured, one core). Both give equal boxes.
-        Without ``run``: `RunOptions` on the CPU.
+        """``run.box_step``: where the paper rule's CAMs become boxes (`boxes.steps`):
+        ``scipy`` on the host, ``torch`` or ``triton`` on the network's device (only boxes
+        leave it); ``auto`` takes scipy on the CPU, where it is ~5x faster per map than torch
+        (measured, one core), and triton (else torch) on CUDA. All give equal boxes; the
+        resolved name is ``box_step``, and ``boxes_on_device`` says whether it is on the
+        device. The other rules box on the host. Without ``run``: `RunOptions` on the CPU.
 
         ``cam.box_rule`` (`boxes.rules`): ``paper`` (one box per CAM, the default path,
         untouched), ``zhou2016`` (the released generator, on the CAM resized to each image's own
@@ -219,15 +286,22 @@ class Localizer:
             raise SetupError(
                 f"box_step must be one of {', '.join(BOX_STEPS)}, not {run.box_step!r}"
             )
+        self.box_step = (
+            resolve_box_step(run.box_step, self.device) if cam.box_rule == PAPER else "scipy"
+        )
+        self.boxes_on_device = self.box_step in DEVICE_STEPS
         # The released code boxed at the image's own size; the paper rule boxes the map at the
         # input size and scales the box (as it always has).
         self.boxing = Boxing(
             at_image_size=cam.ten_crop or cam.box_rule == ZHOU2016,
-            on_device=cam.box_rule == PAPER
-            and (run.box_step == "torch" or (run.box_step == "auto" and self.device.type != "cpu")),
+            step=self.box_step,
             threshold=threshold,
         )
-        self.boxes_on_device = self.boxing.on_device
+        # Where device work is queued (`runtime.streams`; a fake in tests), and whether device
+        # JPEG decoding runs in a thread and on a stream of its own (`threads.decoded_beside`):
+        # on CUDA; on the CPU it decodes in this thread, as it always has.
+        self.streams: Streams = STREAMS
+        self.decode_thread = self.device.type == "cuda"
         self.precision = Precision(self.device, run.fast)
         if self.device.type == "cpu":
             keep_freed_memory()
@@ -328,7 +402,8 @@ class Localizer:
         analysis: Analysis = NOTHING_MORE,
     ) -> _ForwardOutput:
         """One batch through the network to what the host needs (`_DeviceOutput.to_host`)."""
-        return self.launch_batch(batch, extra_indices).to_host(analysis)
+        stream = self.streams.current(self.device)
+        return self.launch_batch(batch, extra_indices).to_host(analysis, stream)
 
     @torch.inference_mode()
     def launch_batch(
@@ -342,7 +417,7 @@ class Localizer:
         maps at the input size (MaxBoxAcc's grid)."""
         if not batch.items:  # every image of the batch failed: nothing to run, keep the order
             return _DeviceOutput(batch, self.boxing)
-        pixels = batch.pixels.to(self.device, non_blocking=True)
+        pixels = to_device(batch.pixels, self.device)  # pinned: no host wait
         x = _channels_last(self.preprocessing.apply(pixels))
         if self.ten_crop:
             logits, features = self._network(_channels_last(tc.ten_crops(x, self.input_size)))
@@ -351,7 +426,7 @@ class Localizer:
             logits, features = self._network(x)
             probabilities = logits.float().softmax(dim=1)
         if self.fixed_classes is not None:
-            indices = torch.tensor(self.fixed_classes, device=self.device).expand(len(x), -1)
+            indices = to_device(torch.tensor(self.fixed_classes), self.device).expand(len(x), -1)
             scores = probabilities.gather(1, indices)
         else:
             scores, indices = probabilities.topk(min(self.topk, probabilities.shape[1]), dim=1)
@@ -359,7 +434,7 @@ class Localizer:
         weight = None if weight is None else weight.float()
         all_indices, extra_scores = indices, None
         if extra_indices is not None:
-            extra_indices = extra_indices.to(self.device, non_blocking=True)
+            extra_indices = to_device(extra_indices, self.device)
             extra_scores = probabilities.gather(1, extra_indices)
             all_indices = torch.cat([indices, extra_indices], dim=1)
         if self.ten_crop:
@@ -392,13 +467,26 @@ class Localizer:
         ]  # fmt: skip
 
     def boxes_and_results(
-        self, out: _ForwardOutput | _DeviceOutput, analysis: Analysis = NOTHING_MORE
+        self, out: _ForwardOutput | _DeviceOutput | _InFlight, analysis: Analysis = NOTHING_MORE
     ) -> list[ImageResult]:
         """The host half of a batch: boxes (unless made on the device), scaled to each image's
         own pixels, the results, and ``analysis.on_host``."""
         if isinstance(out, _DeviceOutput):
-            out = out.to_host(analysis)
+            out = out.to_host(analysis, self.streams.current(self.device))
+        elif isinstance(out, _InFlight):
+            out = out.wait()
         return _in_input_order(self._indexed_results(out, analysis))
+
+    def _collect_beside(
+        self, launched: _DeviceOutput, ready: object, stream: Stream, analysis: Analysis
+    ) -> list[ImageResult]:
+        """In the box thread, on its own ``stream``: a box step with host syncs inside, once
+        the main stream's work on the batch (``ready``) is done; those syncs then wait for this
+        batch alone, while the main thread queues the next."""
+        with running_on(stream):
+            hand_over(launched.crossing(), ready, stream)
+            in_flight = launched.queue_to_host(analysis, stream)
+        return self.boxes_and_results(in_flight, analysis)
 
     def _indexed_results(
         self, out: _ForwardOutput, analysis: Analysis
@@ -558,8 +646,15 @@ class Localizer:
             leave=False,
         )
         batches = loader if workers > 0 else prefetched(loader, depth=2)
-        if on_device:  # in this thread, never beside it: see data.decode
-            batches = decode_batches(batches, self.device, self.load_size, dataset.max_pixels)
+        if on_device:
+            size, max_pixels = self.load_size, dataset.max_pixels
+            if self.decode_thread:  # its own thread and stream: see data.decode
+                decode = partial(
+                    decode_batches, device=self.device, size=size, max_pixels=max_pixels
+                )
+                batches = decoded_beside(batches, decode, self.device, streams=self.streams)
+            else:
+                batches = decode_batches(batches, self.device, size, max_pixels)
         # --- end of device JPEG decoding
         with out_of_memory(self.input_size, batch_size):
             for finished in steps(batches):
@@ -594,12 +689,25 @@ class Localizer:
     def _localize_with_box_thread(self, batches, analysis: Analysis) -> Iterator[list[ImageResult]]:
         """One forward at a time (all threads, or the GPU); batch i is collected (copied to the
         host, boxed) in a thread while batch i+1 is launched, so the main thread never waits
-        for the device."""
+        for the device: a box step without host syncs is queued here behind the forward, with
+        the batch's one copy to the host; one with syncs runs in the box thread on its own
+        stream (`_collect_beside`)."""
         pending: deque[Future] = deque()
-        with ThreadPoolExecutor(max_workers=1) as box_thread:
+        syncing = self.box_step in SYNCING_STEPS
+        box_stream = self.streams.side(self.device) if syncing else None
+        with ThreadPoolExecutor(1, thread_name_prefix="cam-cli-box") as box_thread:
             for batch in batches:
                 launched = self.launch_batch(batch, _extra_tensor(batch, analysis.extra_classes))
-                pending.append(box_thread.submit(self.boxes_and_results, launched, analysis))
+                here = self.streams.current(self.device)
+                if syncing:
+                    ready = here.record_event()
+                    job = box_thread.submit(
+                        self._collect_beside, launched, ready, box_stream, analysis
+                    )
+                else:
+                    in_flight = launched.queue_to_host(analysis, here)
+                    job = box_thread.submit(self.boxes_and_results, in_flight, analysis)
+                pending.append(job)
                 while len(pending) > 1 or (pending and pending[0].done()):
                     yield pending.popleft().result()
             while pending:

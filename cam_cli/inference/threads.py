@@ -2,6 +2,8 @@
 
 PIL decodes and resizes without the GIL, and torch ops release it, so threads (not processes)
 overlap decoding with the forward pass and run one forward per core without copying the model.
+Device decoding (nvJPEG) runs in a thread of its own on a CUDA stream of its own
+(`decoded_beside`), handing each batch to the network with an event (`runtime.streams`).
 """
 
 from __future__ import annotations
@@ -9,17 +11,22 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
+
+from cam_cli.runtime.streams import STREAMS, Streams, hand_over, running_on
+
+if TYPE_CHECKING:
+    from cam_cli.data.batches import ImageBatch
 
 T = TypeVar("T")
 
 
-def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:
-    """Iterate `items` in a background thread, at most `depth` ahead of the consumer.
+def prefetched(items: Iterable[T], depth: int, name: str = "cam-cli-decode") -> Iterator[T]:
+    """Iterate `items` in a background thread (``name``), at most `depth` ahead of the consumer.
 
     PIL decodes and resizes without the GIL, so decoding overlaps the forward pass. An
     exception in the thread is raised here, in order; closing the generator stops the thread.
@@ -43,7 +50,7 @@ def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
             slots.put((done, error))
 
-    thread = threading.Thread(target=produce, name="cam-cli-decode", daemon=True)
+    thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
     try:
         while True:
@@ -59,6 +66,44 @@ def prefetched(items: Iterable[T], depth: int) -> Iterator[T]:
             with contextlib.suppress(queue.Empty):
                 slots.get(timeout=0.1)
         thread.join()
+
+
+def decoded_beside(
+    batches: Iterable[ImageBatch],
+    decode: Callable[[Iterable[ImageBatch]], Iterable[ImageBatch]],
+    device: torch.device,
+    *,
+    streams: Streams = STREAMS,
+    depth: int = 2,
+) -> Iterator[ImageBatch]:
+    """``decode(batches)`` run in a thread of its own, at most ``depth`` batches ahead, its
+    device work on a stream of its own; each batch reaches the caller's stream with a hand-off.
+
+    Why a stream of its own: nvJPEG writes on a private stream that waits for nothing, so the
+    stream its output blocks come from must be idle before each decode (`data.decode` drains
+    the thread's own stream, `runtime.streams.drain_current`). Only this thread queues work on
+    it, so that drain waits for the previous batch's decode and resize alone, never for the
+    forward or the box step, and no other thread can free a block into its pool meanwhile.
+    The caller's stream waits on each batch's event before the pixels are used, and keeps
+    them (``record_stream``), so their blocks are not reused under the forward.
+
+    ``decode`` and ``streams`` are the decoder and the stream factory (fakes in tests).
+    """
+    side = streams.side(device)
+
+    def produce() -> Iterator[tuple[ImageBatch, object]]:
+        decoded = iter(decode(batches))
+        while True:
+            with running_on(side):
+                batch = next(decoded, None)
+                if batch is None:
+                    return
+                ready = side.record_event()
+            yield batch, ready
+
+    for batch, ready in prefetched(produce(), depth, name="cam-cli-device-decode"):
+        hand_over([batch.pixels], ready, streams.current(device))  # in the consumer's thread
+        yield batch
 
 
 def single_threaded_pool(size: int) -> ThreadPoolExecutor:
