@@ -25,6 +25,7 @@ from PIL import Image
 
 from cam_cli.data.batches import collate_images
 from cam_cli.data.decode import JpegRoutingDataset, decode_batches, decode_pending
+from cam_cli.data.jpeg_codecs import jpeg_codec
 from cam_cli.inference.localizer import Localizer
 from cam_cli.inference.threads import decoded_beside
 from cam_cli.models.loading import load_model
@@ -117,7 +118,9 @@ def _routed_batches(paths: list[str], per_batch: int) -> list:
     return [collate_images(items[i : i + per_batch]) for i in range(0, len(items), per_batch)]
 
 
-def test_the_decode_thread_alone_uses_its_stream_drained_before_each_decode(tmp_path, monkeypatch):
+def test_the_decode_thread_alone_uses_its_stream_drained_before_each_decode(
+    tmp_path, monkeypatch, request
+):
     """The decode thread's stream: used by that thread only, drained before every nvJPEG call
     (nothing queued on it since), while another thread queues work of its own meanwhile; each
     batch reaches the consumer after its stream waited on the batch's event and kept its
@@ -136,6 +139,10 @@ def test_the_decode_thread_alone_uses_its_stream_drained_before_each_decode(tmp_
         return real_decode(data, *args, **kwargs)
 
     monkeypatch.setattr(torchvision.io, "decode_jpeg", fake_nvjpeg)
+    # the fake stands in for torchvision's decoder, the one that needs the drain
+    monkeypatch.setenv("CAM_CLI_JPEG_CODEC", "torchvision")
+    jpeg_codec.cache_clear()
+    request.addfinalizer(jpeg_codec.cache_clear)
     paths = _jpegs(tmp_path, 7)
     decode = partial(decode_batches, device=CPU, size=SIZE, max_pixels=10**8)
     got = []
