@@ -52,8 +52,9 @@ def _iou_with_gt(boxes: Tensor, gt: Tensor, valid: Tensor) -> Tensor:
     return torch.where(valid, iou, 0.0).amax(dim=1)
 
 
-def _masks(cams: Tensor, thresholds: Tensor) -> Tensor:
-    """`MaxBoxAccV2.masks` for a stack ``[B, H, W]`` -> ``[B * T, H, W]``."""
+def quantise(cams: Tensor, thresholds: Tensor) -> tuple[Tensor, Tensor]:
+    """`MaxBoxAccV2.masks`' two halves for a stack ``[B, H, W]``: the 8-bit maps ``[B, H, W]``
+    uint8 and the cut of each threshold ``[B, T]`` int16; a mask is ``quantised > cut``."""
     cam = cams.double()
     flat = cam.flatten(1)
     low, high = flat.amin(dim=1), flat.amax(dim=1)
@@ -64,6 +65,12 @@ def _masks(cams: Tensor, thresholds: Tensor) -> Tensor:
     quantised = (scaled * 255).to(torch.uint8)
     peak = quantised.flatten(1).amax(dim=1).double()
     cuts = torch.trunc(thresholds[None, :] * peak[:, None]).to(torch.int16)  # [B, T]
+    return quantised, cuts
+
+
+def _masks(cams: Tensor, thresholds: Tensor) -> Tensor:
+    """`MaxBoxAccV2.masks` for a stack ``[B, H, W]`` -> ``[B * T, H, W]``."""
+    quantised, cuts = quantise(cams, thresholds)
     masks = quantised[:, None].to(torch.int16) > cuts[:, :, None, None]
     return masks.flatten(0, 1)
 
