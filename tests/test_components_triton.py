@@ -214,3 +214,26 @@ def test_real_sample_cams_boxes_and_sweep(device, sample_dir, mobilenet_weights)
     want = best_ious_torch(cams, boxes, valid, thresholds)
     assert torch.equal(best_ious_triton(cams, boxes, valid, thresholds), want)
     assert want.max() > 0.5
+
+
+@pytest.mark.slow
+def test_localizer_with_the_triton_step_writes_scipys_records(
+    device, sample_dir, mobilenet_weights
+):
+    """box_step="triton" through the whole pipeline (the main thread queues the boxes with the
+    forward, one copy to the host): the same records as the scipy step's, extra class too."""
+    from cam_cli.inference.localizer import Localizer
+    from cam_cli.models.loading import load_model
+
+    loaded = load_model(arch="mobilenet_v2", weights=str(mobilenet_weights),
+                        classes_file=sample_dir / "LOC_synset_mapping.txt")  # fmt: skip
+    paths = sorted(str(p) for p in (sample_dir / "val").iterdir())[:3]
+    records = {}
+    for step in ("scipy", "triton"):
+        # one lane: the interpreter is not thread-safe (two lanes would run it at once)
+        localizer = Localizer(loaded, topk=2, fast=False, box_step=step, device=str(device),
+                              lanes=1)  # fmt: skip
+        assert localizer.box_step == step and localizer.boxes_on_device == (step == "triton")
+        results = localizer.localize(paths, extra_classes=lambda path: [7], batch_size=2)
+        records[step] = [(r.as_record(), [p.box for p in r.extra]) for r in results]
+    assert records["triton"] == records["scipy"]
