@@ -198,15 +198,13 @@ gpu_tests() {
     local what="check GPU-marked tests (pytest -m gpu)" site="" how
     if compgen -G "$WHEELS/pytest-*.whl" > /dev/null; then
         site=$SCRATCH/pytest-site
-        if "$PYTHON" -m pip --version > /dev/null 2>&1; then
-            how="pytest installed from $WHEELS (pip --no-index)"
-            if ! limited "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-index \
+        how="pytest installed from $WHEELS (pip --no-index)"
+        if ! "$PYTHON" -m pip --version > /dev/null 2>&1 \
+            || ! limited "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-index \
                 --find-links "$WHEELS" --target "$site" pytest; then
-                echo "$what: FAIL (pip could not install pytest from $WHEELS)"
-                return 1
-            fi
-        else  # no pip: a pure-Python wheel is a zip of what pip would install
-            how="pytest unpacked from $WHEELS (no pip here)"
+            # no pip, or it failed: a pure-Python wheel is a zip of what pip would install
+            how="pytest unpacked from $WHEELS (no pip here, or pip failed)"
+            rm -rf -- "$site"
             "$PYTHON" - "$site" "$WHEELS"/*.whl << 'EOF'
 import sys
 import zipfile
