@@ -214,12 +214,14 @@ def run_device_pipeline(config: dict) -> dict:
         workers=config["workers"],
         device=config["device"],
         fast=config["fast"],
+        box_step=config.get("box_step", "auto"),
         progress=False,
     )
     setup_s = time.perf_counter() - start
     timing = time_records(localizer, config, sync=_device_sync(device))
     localizer.close()
     facts = _device_facts(device, localizer.precision)
+    facts["box_step"] = localizer.box_step  # the resolved one
     return {"load_s": load_s, "setup_s": setup_s, **timing, **facts}
 
 
@@ -241,6 +243,7 @@ def run_device_eval(config: dict) -> dict:
         workers=config["workers"],
         device=config["device"],
         fast=config["fast"],
+        box_step=config.get("box_step", "auto"),
         progress=False,
     )
     reports = []
@@ -296,7 +299,15 @@ def device_child_main(config_file: str, variant: str, result_file: str) -> None:
 # A variant is not started with less time than this left before --time-limit.
 MIN_START_S = 10.0
 # Per-variant results the children report beyond the timings (`summarize` keeps the timings).
-DEVICE_FACTS = ("device", "device_name", "precision", "workers", "figures", "decoded_pool_mb")
+DEVICE_FACTS = (
+    "device",
+    "device_name",
+    "precision",
+    "workers",
+    "figures",
+    "decoded_pool_mb",
+    "box_step",
+)
 
 
 def replicate(sources: list[str], count: int, folder: Path) -> tuple[list[str], str]:
@@ -503,6 +514,7 @@ def device_main(args) -> int:
             "batch_size": batch,
             "workers": args.workers,
             "topk": args.topk,
+            "box_step": args.box_step,
             "warmup_batches": args.warmup_batches,
             "torch_threads": args.torch_threads,
             "out_dir": str(tmp),
@@ -560,6 +572,7 @@ def device_main(args) -> int:
                 "workers": workers,
                 "fast": args.fast,
                 "topk": args.topk,
+                "box_step": args.box_step,
                 "rounds": args.rounds,
                 "repeats": {arch: repeats_for.get(arch, args.repeats) for arch in archs},
                 "warmup_batches": args.warmup_batches,
@@ -577,6 +590,7 @@ def device_main(args) -> int:
             arch = archs[0]
             cli_args = ["bbox", "--arch", arch, "--images", "-", "--topk", str(args.topk)]
             cli_args += ["--batch-size", str(batch), "--device", args.device, "--quiet"]
+            cli_args += ["--box-step", args.box_step]
             if args.workers is not None:
                 cli_args += ["--workers", str(args.workers)]
             if args.fast is not None:
@@ -600,6 +614,7 @@ def device_main(args) -> int:
 def print_device_report(report: dict) -> None:
     config, results, ratios = report["config"], report["results"], report["ratios"]
     precision = next((r["precision"] for r in results.values() if r.get("precision")), None)
+    box_step = next((r["box_step"] for r in results.values() if r.get("box_step")), None)
     if results:
         device = config["device"] + (f" ({config['device_name']})" if config["device_name"] else "")
         repeats = ", ".join(f"{a} {n}" for a, n in config["repeats"].items())
@@ -607,7 +622,8 @@ def print_device_report(report: dict) -> None:
             f"cam-cli GPU-scale benchmark: device {device}, torch {report['torch']} (CUDA "
             f"{report['cuda']}), {report['cpus']} CPUs; {config['num_images']} images from "
             f"{config['images_label']}; top-{config['topk']}, batch {config['batch_size']}, "
-            f"precision {precision or '-'}, decode workers {config['workers']}"
+            f"precision {precision or '-'}, box step {config.get('box_step', 'auto')}"
+            f"{f' ({box_step})' if box_step else ''}, decode workers {config['workers']}"
             f"{' (pinned memory)' if config['device_type'] == 'cuda' else ''}; "
             f"{config['rounds']} round(s) x timed passes ({repeats}), median pass"
         )
