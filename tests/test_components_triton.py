@@ -4,7 +4,8 @@ Without CUDA they run under ``TRITON_INTERPRET=1`` (set here before the kernels 
 imported): Triton executes each program with numpy, one after another, which proves the labelling
 logic and its exactness (not the GPU's concurrency: `triton_problem`'s self-check on the device
 covers that at first use). The interpreter is slow, so the maps here are mostly small; the
-224x224 adversarial ones and the real sample's CAMs are few.
+224x224 adversarial ones and the real sample's CAMs are few. With CUDA the same tests run the
+compiled kernels there, marked gpu.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 if not torch.cuda.is_available() and "triton" not in sys.modules:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed")
+# On a GPU machine these run the real kernels on CUDA: scripts/device_check.sh selects -m gpu.
+pytestmark = [pytest.mark.gpu] if torch.cuda.is_available() else []
 
 from test_components import checkerboard, maze, rings, smooth_maps, snake, spiral  # noqa: E402
 from test_maxboxacc_torch import _smooth  # noqa: E402
