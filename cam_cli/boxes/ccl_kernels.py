@@ -48,17 +48,8 @@ def init(maps, cut, codes, labels, total, height, width, bh, bw, BLOCK: tl.const
     n = block // per_map
     by = (block % per_map) // bw
     bx = block % bw
-    y = by * 2
-    x = bx * 2
     level = tl.load(cut + n, mask=inside, other=0.0)
-    base = n.to(tl.int64) * height * width
-    code = tl.zeros([BLOCK], dtype=tl.int32)
-    for k in tl.static_range(4):
-        py = y + k // 2
-        px = x + k % 2
-        there = inside & (py < height) & (px < width)
-        value = tl.load(maps + base + py * width + px, mask=there, other=0.0)
-        code = code | ((there & (value > level)).to(tl.int32) << k)
+    code = block_code(maps + n.to(tl.int64) * height * width, by, bx, inside, level, height, width)
     tl.store(codes + block, code.to(tl.uint8), mask=inside)
     tl.store(labels + block, tl.where(code != 0, block, -1), mask=inside)
 
@@ -73,20 +64,13 @@ def merge(codes, labels, total, bh, bw, BLOCK: tl.constexpr):
     bx = block % bw
     code = tl.load(codes + block, mask=inside, other=0).to(tl.int32)
     here = inside & (code != 0)
-    # pixel bits: 1 top-left, 2 top-right, 4 bottom-left, 8 bottom-right
+    # the neighbours' codes, 0 where there is none
     left = tl.load(codes + block - 1, mask=here & (bx > 0), other=0).to(tl.int32)
-    join = here & (bx > 0) & ((left & 10) != 0) & ((code & 5) != 0)
-    union(labels, block, block - 1, join)
     up = tl.load(codes + block - bw, mask=here & (by > 0), other=0).to(tl.int32)
-    join = here & (by > 0) & ((up & 12) != 0) & ((code & 3) != 0)
-    union(labels, block, block - bw, join)
     up_left = tl.load(codes + block - bw - 1, mask=here & (by > 0) & (bx > 0), other=0)
-    join = here & (by > 0) & (bx > 0) & ((up_left.to(tl.int32) & 8) != 0) & ((code & 1) != 0)
-    union(labels, block, block - bw - 1, join)
     edge = here & (by > 0) & (bx < bw - 1)
     up_right = tl.load(codes + block - bw + 1, mask=edge, other=0).to(tl.int32)
-    join = edge & ((up_right & 4) != 0) & ((code & 2) != 0)
-    union(labels, block, block - bw + 1, join)
+    join_neighbours(labels, block, bw, here, code, left, up, up_left.to(tl.int32), up_right)
 
 
 @triton.jit
@@ -140,10 +124,7 @@ def extent(codes, labels, first, best, box, total, width, pixels, bh, bw,
     start = tl.load(first + root, mask=here, other=-1).to(tl.int64)
     key = tl.load(best + n, mask=here, other=0)
     member = here & (start == pixels - key % (pixels + 1))
-    x0 = bx * 2 + tl.where((code & 5) != 0, 0, 1)
-    x1 = bx * 2 + tl.where((code & 10) != 0, 1, 0)
-    y0 = by * 2 + tl.where((code & 3) != 0, 0, 1)
-    y1 = by * 2 + tl.where((code & 12) != 0, 1, 0)
+    x0, y0, x1, y1 = block_extent(code, by, bx)
     tl.atomic_min(box + n * 4, x0, mask=member)
     tl.atomic_min(box + n * 4 + 1, y0, mask=member)
     tl.atomic_max(box + n * 4 + 2, x1, mask=member)
@@ -175,18 +156,13 @@ def sweep(quantised, cuts, gt, valid, scratch, best, masks, thresholds, height, 
             inside = block < per_map
             by = block // bw
             bx = block % bw
-            code = tl.zeros([BLOCK], dtype=tl.int32)
-            for k in tl.static_range(4):
-                py = by * 2 + k // 2
-                px = bx * 2 + k % 2
-                there = inside & (py < height) & (px < width)
-                value = tl.load(base + py * width + px, mask=there, other=0).to(tl.int32)
-                code = code | ((there & (value > cut)).to(tl.int32) << k)
+            code = block_code(base, by, bx, inside, cut, height, width)
+            x0, y0, x1, y1 = block_extent(code, by, bx)
             tl.store(labels + block, tl.where(code != 0, block, -1), mask=inside)
-            tl.store(x_low + block, bx * 2 + tl.where((code & 5) != 0, 0, 1), mask=inside)
-            tl.store(y_low + block, by * 2 + tl.where((code & 3) != 0, 0, 1), mask=inside)
-            tl.store(x_high + block, bx * 2 + tl.where((code & 10) != 0, 1, 0), mask=inside)
-            tl.store(y_high + block, by * 2 + tl.where((code & 12) != 0, 1, 0), mask=inside)
+            tl.store(x_low + block, x0, mask=inside)
+            tl.store(y_low + block, y0, mask=inside)
+            tl.store(x_high + block, x1, mask=inside)
+            tl.store(y_high + block, y1, mask=inside)
         tl.debug_barrier()
         # 2: join touching blocks
         for start in range(0, per_map, BLOCK):
@@ -195,16 +171,12 @@ def sweep(quantised, cuts, gt, valid, scratch, best, masks, thresholds, height, 
             by = block // bw
             bx = block % bw
             here = inside & (tl.load(labels + block, mask=inside, other=-1) >= 0)
-            code = _code(base, by, bx, here, cut, height, width)
-            left = _code(base, by, bx - 1, here & (bx > 0), cut, height, width)
-            union(labels, block, block - 1, here & ((left & 10) != 0) & ((code & 5) != 0))
-            up = _code(base, by - 1, bx, here & (by > 0), cut, height, width)
-            union(labels, block, block - bw, here & ((up & 12) != 0) & ((code & 3) != 0))
-            up_left = _code(base, by - 1, bx - 1, here & (by > 0) & (bx > 0), cut, height, width)
-            union(labels, block, block - bw - 1, here & ((up_left & 8) != 0) & ((code & 1) != 0))
-            edge = here & (by > 0) & (bx < bw - 1)
-            up_right = _code(base, by - 1, bx + 1, edge, cut, height, width)
-            union(labels, block, block - bw + 1, edge & ((up_right & 4) != 0) & ((code & 2) != 0))
+            code = block_code(base, by, bx, here, cut, height, width)
+            left = block_code(base, by, bx - 1, here, cut, height, width)
+            up = block_code(base, by - 1, bx, here, cut, height, width)
+            up_left = block_code(base, by - 1, bx - 1, here, cut, height, width)
+            up_right = block_code(base, by - 1, bx + 1, here, cut, height, width)
+            join_neighbours(labels, block, bw, here, code, left, up, up_left, up_right)
         tl.debug_barrier()
         # 3: every block widens its root's extents
         for start in range(0, per_map, BLOCK):
@@ -258,13 +230,34 @@ def sweep(quantised, cuts, gt, valid, scratch, best, masks, thresholds, height, 
 
 
 @triton.jit
-def _code(base, by, bx, active, cut, height, width):
-    """The 4-bit foreground code of blocks ``(by, bx)`` of one mask (``quantised > cut``)."""
+def block_code(base, by, bx, active, cut, height, width):
+    """The 4-bit foreground code (``value > cut``) of the 2x2 blocks ``(by, bx)`` of one map at
+    ``base``: bit 1 top-left, 2 top-right, 4 bottom-left, 8 bottom-right; 0 outside the map."""
     code = tl.zeros(by.shape, dtype=tl.int32)
     for k in tl.static_range(4):
         py = by * 2 + k // 2
         px = bx * 2 + k % 2
         there = active & (py >= 0) & (px >= 0) & (py < height) & (px < width)
-        value = tl.load(base + py * width + px, mask=there, other=0).to(tl.int32)
+        value = tl.load(base + py * width + px, mask=there, other=0)
         code = code | ((there & (value > cut)).to(tl.int32) << k)
     return code
+
+
+@triton.jit
+def block_extent(code, by, bx):
+    """The pixel columns and rows ``(x0, y0, x1, y1)`` a block's foreground spans (code != 0)."""
+    x0 = bx * 2 + tl.where((code & 5) != 0, 0, 1)
+    y0 = by * 2 + tl.where((code & 3) != 0, 0, 1)
+    x1 = bx * 2 + tl.where((code & 10) != 0, 1, 0)
+    y1 = by * 2 + tl.where((code & 12) != 0, 1, 0)
+    return x0, y0, x1, y1
+
+
+@triton.jit
+def join_neighbours(labels, block, bw, here, code, left, up, up_left, up_right):
+    """Join each block (where ``here``) with its left, upper, upper-left and upper-right
+    neighbours whose codes (0 for none) have a foreground pixel 8-adjacent to one of its own."""
+    union(labels, block, block - 1, here & ((left & 10) != 0) & ((code & 5) != 0))
+    union(labels, block, block - bw, here & ((up & 12) != 0) & ((code & 3) != 0))
+    union(labels, block, block - bw - 1, here & ((up_left & 8) != 0) & ((code & 1) != 0))
+    union(labels, block, block - bw + 1, here & ((up_right & 4) != 0) & ((code & 2) != 0))

@@ -138,6 +138,17 @@ def boxes_from_masks_torch(masks: Tensor) -> Tensor:
     return torch.where((best > 0).view(n, 1), boxes, whole)
 
 
+def cam_stack(cams: Tensor) -> Tensor:
+    """``cams`` as the device box steps compare them: a stack ``[N, H, W]`` of float32 or
+    float64 maps (bfloat16 and float16 in float32, as their exact values); anything else is
+    refused (ValueError for the shape, TypeError for integer maps)."""
+    if cams.ndim != 3:
+        raise ValueError(f"expected a stack of maps [N, H, W], got shape {tuple(cams.shape)}")
+    if not cams.is_floating_point():
+        raise TypeError(f"expected floating-point maps, got {cams.dtype}")
+    return cams if cams.dtype in (torch.float32, torch.float64) else cams.float()
+
+
 def boxes_from_cams_torch(cams: Tensor, threshold: float = 0.2) -> Tensor:
     """The paper's box for each CAM of a stack ``[N, H, W]``: ``[N, 4]`` int64 on its device.
 
@@ -145,12 +156,7 @@ def boxes_from_cams_torch(cams: Tensor, threshold: float = 0.2) -> Tensor:
     maps are compared in float32, so they give exactly the boxes of their float32 values;
     float64 stays float64, as numpy keeps it.
     """
-    if cams.ndim != 3:
-        raise ValueError(f"expected a stack of maps [N, H, W], got shape {tuple(cams.shape)}")
-    if not cams.is_floating_point():
-        raise TypeError(f"expected floating-point maps, got {cams.dtype}")
-    if cams.dtype not in (torch.float32, torch.float64):
-        cams = cams.float()
+    cams = cam_stack(cams)
     if cams.numel() == 0:
         return boxes_from_masks_torch(torch.zeros(cams.shape, dtype=torch.bool, device=cams.device))
     peak = cams.amax(dim=(1, 2), keepdim=True)

@@ -54,6 +54,8 @@ import os
 import torch
 from torch import Tensor
 
+from cam_cli.boxes.components_torch import boxes_from_cams_torch, cam_stack
+
 BLOCK = 1024  # blocks (of 2x2 pixels) per program on a GPU
 INTERPRETED_BLOCK = 4096  # under TRITON_INTERPRET: fewer, wider programs (numpy per program)
 _MAX_BLOCKS = 2**30  # block indices stay int32; bigger stacks run in chunks of maps
@@ -155,8 +157,13 @@ def _largest_boxes(maps: Tensor, cut: Tensor) -> Tensor:
     _winner(labels, area, first, best, pixels, bh, bw)
     box = torch.tensor([width, height, -1, -1], dtype=torch.int32, device=device).repeat(n, 1)
     _extent(codes, labels, first, best, box, width, pixels, bh, bw)
+    return torch.where((best > 0).view(n, 1), box.long(), _whole_maps(n, height, width, device))
+
+
+def _whole_maps(n: int, height: int, width: int, device: torch.device) -> Tensor:
+    """The whole-map box ``[n, 4]`` int64: the box of a map with nothing above its cut."""
     whole = torch.tensor([0, 0, width - 1, height - 1], dtype=torch.int64, device=device)
-    return torch.where((best > 0).view(n, 1), box.long(), whole)
+    return whole.expand(n, 4)
 
 
 def boxes_from_cams_triton(cams: Tensor, threshold: float = 0.2) -> Tensor:
@@ -166,22 +173,16 @@ def boxes_from_cams_triton(cams: Tensor, threshold: float = 0.2) -> Tensor:
     `components_torch.boxes_from_cams_torch` is: bfloat16 and float16 maps are compared in
     float32, float64 stays float64, ``threshold * max`` is computed in the maps' dtype.
     """
-    if cams.ndim != 3:
-        raise ValueError(f"expected a stack of maps [N, H, W], got shape {tuple(cams.shape)}")
-    if not cams.is_floating_point():
-        raise TypeError(f"expected floating-point maps, got {cams.dtype}")
-    if cams.dtype not in (torch.float32, torch.float64):
-        cams = cams.float()
+    cams = cam_stack(cams)
     n, height, width = cams.shape
     if cams.numel() == 0:
-        whole = torch.tensor([0, 0, width - 1, height - 1], dtype=torch.int64, device=cams.device)
-        return whole.expand(n, 4).clone()
+        return _whole_maps(n, height, width, cams.device).clone()
     cams = cams.contiguous()
     floor, peak = torch.aminmax(cams.view(n, -1), dim=1)
     cut = float(threshold) * peak
     # degenerate maps (max <= 0, or constant) have no object: nothing is above an infinite cut
     cut = torch.where((peak <= 0) | (peak == floor), torch.inf, cut)
-    return _in_chunks(cams, cut, _largest_boxes)
+    return _in_chunks(cams, cut)
 
 
 def boxes_from_masks_triton(masks: Tensor) -> Tensor:
@@ -191,22 +192,23 @@ def boxes_from_masks_triton(masks: Tensor) -> Tensor:
         raise ValueError(f"expected a stack of masks [N, H, W], got shape {tuple(masks.shape)}")
     n, height, width = masks.shape
     if masks.numel() == 0:
-        whole = torch.tensor([0, 0, width - 1, height - 1], dtype=torch.int64, device=masks.device)
-        return whole.expand(n, 4).clone()
+        return _whole_maps(n, height, width, masks.device).clone()
     values = (masks if masks.dtype == torch.bool else masks != 0).to(torch.float32).contiguous()
     cut = torch.full((n,), 0.5, dtype=torch.float32, device=masks.device)
-    return _in_chunks(values, cut, _largest_boxes)
+    return _in_chunks(values, cut)
 
 
-def _in_chunks(maps: Tensor, cut: Tensor, boxes_of) -> Tensor:
-    """``boxes_of`` over stacks small enough for int32 block indices (one call for any batch
+def _in_chunks(maps: Tensor, cut: Tensor) -> Tensor:
+    """`_largest_boxes` over stacks small enough for int32 block indices (one call for any batch
     a GPU holds: 2**30 blocks are 4 G pixels)."""
     n, height, width = maps.shape
     per_map = -(-height // 2) * -(-width // 2)
     step = max(1, _MAX_BLOCKS // per_map)
     if n <= step:
-        return boxes_of(maps, cut)
-    return torch.cat([boxes_of(maps[i : i + step], cut[i : i + step]) for i in range(0, n, step)])
+        return _largest_boxes(maps, cut)
+    return torch.cat(
+        [_largest_boxes(maps[i : i + step], cut[i : i + step]) for i in range(0, n, step)]
+    )
 
 
 _checked: dict[str, str | None] = {}
@@ -237,8 +239,6 @@ def triton_problem(device: torch.device) -> str | None:
 
 def _self_check(device: torch.device) -> str | None:
     """A spiral, a checkerboard, ties and noise, boxed by both steps: None if they agree."""
-    from cam_cli.boxes.components_torch import boxes_from_cams_torch
-
     generator = torch.Generator().manual_seed(0)
     maps = torch.rand((6, 37, 45), generator=generator)
     maps[1] = 0.0

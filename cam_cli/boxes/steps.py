@@ -30,11 +30,9 @@ _warned: set[str] = set()
 
 def triton_problem(device: torch.device) -> str | None:
     """None when the triton box step runs on ``device`` here, else why not (one line)."""
-    try:
-        from cam_cli.boxes.components_triton import triton_problem as problem
-    except ImportError as error:  # triton not installed: the usual case on a CPU-only machine
-        return f"triton is not importable ({error})"
-    return problem(device)
+    from cam_cli.boxes.components_triton import triton_problem as problem
+
+    return problem(device)  # Triton itself is imported there, and its absence is a reason
 
 
 def resolve_box_step(step: str, device: torch.device) -> str:

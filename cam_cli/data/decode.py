@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -52,15 +51,6 @@ from cam_cli.runtime.streams import drain_current, to_device
 from cam_cli.settings import DecodeMode, choices
 
 logger = logging.getLogger(__name__)
-# torchvision 0.29 deprecates its image codecs (for TorchCodec) with a DeprecationWarning on
-# every decode_jpeg call. That is a note to this module's author, not to the user: filtered
-# here, by its text, so no other warning is hidden.
-warnings.filterwarnings(
-    "ignore",
-    message="The image decoding and encoding capabilities of TorchVision are deprecated",
-    category=DeprecationWarning,
-)
-
 DECODE_CHOICES = choices(DecodeMode)
 # Bigger files go to PIL, which streams them (a valid JPEG within the pixel limit is smaller).
 MAX_ENCODED_BYTES = 256 * 1024 * 1024
@@ -281,7 +271,7 @@ def _probe(device: torch.device) -> str | None:
         codec = ""
         try:
             codec = jpeg_codec()  # a SetupError if CAM_CLI_JPEG_CODEC asks for what is not here
-            decoded = decode_jpegs([data], device)[0]
+            decoded = _decode_all([data], device)[0]  # as every decode: the stream drained
             if isinstance(decoded, Exception):
                 raise decoded
             _probed[key] = None
