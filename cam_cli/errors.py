@@ -8,8 +8,10 @@ Two kinds, never mixed:
 - `RunFailed` (exit code 1): a run that could start went wrong on the way (the loss diverged).
 
 Problems with single images are not errors: they are reported per image and the run goes on.
-Messages speak of the library's own arguments; where a command-line flag differs from the
-argument (`ArgumentError`), the CLI names the flag instead.
+Messages speak of the library's own arguments, never of command-line flags: an argument is
+named in backticks, as the library calls it (```per_image` is not a cam-cli per-image file``),
+in errors and in log lines alike. The CLI names the flag instead, from one table
+(`cli.options.FLAGS`): ``--per-image is not a cam-cli per-image file``.
 
 Nothing here imports anything, so every layer (and ``cam-cli --help``) may import it.
 """

@@ -10,6 +10,7 @@ import functools
 import inspect
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -54,9 +55,24 @@ def reader_gone() -> typer.Exit:
     return typer.Exit(EXIT_OK)
 
 
+# Library argument -> the flag that sets it, where the flag is not ``--`` + the name with
+# dashes. Every library message names arguments in backticks (`errors`); `as_flags` rewrites them.
+FLAGS: dict[str, str] = {
+    "compile_model": "--compile",
+    "classes_file": "--classes",
+}
+_ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
 def flag(argument: str) -> str:
     """The option that sets a library argument: ``box_rule`` -> ``--box-rule``."""
-    return "--" + argument.replace("_", "-")
+    return FLAGS.get(argument, "--" + argument.replace("_", "-"))
+
+
+def as_flags(text: str) -> str:
+    """A library line as the CLI says it: each argument named in backticks becomes its flag
+    (```per_image`: not a regular file`` -> ``--per-image: not a regular file``)."""
+    return _ARGUMENT.sub(lambda match: flag(match.group(1)), text)
 
 
 def exit_code(error: CamCliError) -> int:
@@ -68,8 +84,8 @@ def exit_code(error: CamCliError) -> int:
 def message(error: CamCliError) -> str:
     """The error's line as the CLI says it: an argument named by its option."""
     if isinstance(error, ArgumentError):
-        return f"{flag(error.argument)} {error.problem}"
-    return str(error)
+        return as_flags(f"{flag(error.argument)} {error.problem}")
+    return as_flags(str(error))
 
 
 @contextmanager
@@ -118,13 +134,14 @@ def check_before_work(
 
 
 class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it), arguments
+    named as flags (`as_flags`)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         from cam_cli.files.checks import printable_line
 
         try:
-            sys.stderr.write(printable_line(self.format(record)) + "\n")
+            sys.stderr.write(printable_line(as_flags(self.format(record))) + "\n")
             sys.stderr.flush()
         except Exception:  # noqa: BLE001 - logging must never stop a run
             self.handleError(record)
