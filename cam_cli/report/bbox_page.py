@@ -55,7 +55,7 @@ def _request(image: BboxImage) -> PictureRequest:
 def _caption(image: BboxImage) -> list[str]:
     lines = [
         f"{swatch(_rank_colour(p.rank))}{p.rank}. <b>{esc(p.name or p.label)}</b> "
-        f"{score_text(p.score)}"
+        f"{esc(score_text(p.score))}"
         for p in sorted(image.predictions, key=lambda p: p.rank)
     ]
     return [

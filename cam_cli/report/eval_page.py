@@ -116,7 +116,7 @@ def _caption(row: ImageRow, category: str, wrong_class: bool) -> list[str]:
     truth = esc(_class_name(row.true_label, row.true_name))
     if wrong_class and top1 is not None:
         lines = [
-            f"top-1 <b>{esc(_class_name(top1.label, top1.name))}</b> {score_text(top1.score)}",
+            f"top-1 <b>{esc(_class_name(top1.label, top1.name))}</b> {esc(score_text(top1.score))}",
             f"true: {truth}; its box IoU <b>{_iou(row.top1_iou)}</b>",
         ]
     else:
@@ -124,7 +124,7 @@ def _caption(row: ImageRow, category: str, wrong_class: bool) -> list[str]:
         if top1 is not None:
             mark = "right" if row.top1_cls_correct else "wrong"
             top = esc(_class_name(top1.label, top1.name))
-            lines.append(f"top-1: {top} {score_text(top1.score)} ({mark})")
+            lines.append(f"top-1: {top} {esc(score_text(top1.score))} ({mark})")
     lines.append(f'<span class="id">{esc(row.image_id)}</span>')
     return lines
 

@@ -133,8 +133,9 @@ def _draw_box(draw: ImageDraw.ImageDraw, rect: Sequence[float], drawn: DrawnBox,
         draw.rectangle([x1 - line + 1, a, x1, b], fill=colour)
 
 
-def render_picture(request: PictureRequest, options: ReportOptions) -> Picture:
-    """The picture of one request (raises ValueError when the image cannot be read)."""
+def draw_picture(request: PictureRequest, options: ReportOptions) -> tuple[Image.Image, bool]:
+    """The picture of one request and whether it was enlarged (raises ValueError or OSError
+    when the image cannot be read)."""
     image, (full_w, full_h) = open_rgb(request.path, draft_size=options.picture_side)
     scale, upscaled = display_scale(full_w, full_h, options)
     out_w, out_h = max(1, round(full_w * scale)), max(1, round(full_h * scale))
@@ -159,12 +160,20 @@ def render_picture(request: PictureRequest, options: ReportOptions) -> Picture:
         x0, y0, x1, y1 = drawn.box
         # an inclusive box covers pixels x0..x1: its outer edge is x1 + 1 in the grid
         rect = [x0 * sx, y0 * sy, (x1 + 1) * sx - 1, (y1 + 1) * sy - 1]
-        rect = [min(max(v, 0), lim - 1) for v, lim in zip(rect, (out_w, out_h) * 2, strict=True)]
+        rect = [
+            min(max(round(v), 0), lim - 1) for v, lim in zip(rect, (out_w, out_h) * 2, strict=True)
+        ]
         _draw_box(draw, rect, drawn, line)
+    return image, upscaled
+
+
+def render_picture(request: PictureRequest, options: ReportOptions) -> Picture:
+    """`draw_picture`, JPEG-encoded as a data URI."""
+    image, upscaled = draw_picture(request, options)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=options.jpeg_quality, optimize=True)
     uri = "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    return Picture(uri, out_w, out_h, upscaled)
+    return Picture(uri, image.width, image.height, upscaled)
 
 
 def render_pictures(
@@ -182,7 +191,5 @@ def render_pictures(
 def _picture_or_reason(request: PictureRequest, options: ReportOptions) -> Picture | str:
     try:
         return render_picture(request, options)
-    except OSError as error:  # a missing or unreadable file: its reason, not its path again
-        return error.strerror or type(error).__name__
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # `open_rgb`'s one line: the file and why
         return str(error) or type(error).__name__

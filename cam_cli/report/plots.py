@@ -1,7 +1,8 @@
 """The plots of a report, drawn by matplotlib as inline SVG (the ``report`` extra).
 
 Text stays text (``svg.fonttype: none``: the browser's own sans-serif, no font embedded or
-fetched), no metadata, ids salted per plot so several plots live in one page. Colours are the
+fetched), no metadata, every id prefixed with the plot's name so several plots live in one
+page. Colours are the
 Okabe-Ito palette, and every series also differs by line style or marker, so no reading relies
 on colour alone. Numbers printed on a plot come from the caller, formatted by the table's own
 functions; a plot never rounds a figure itself.
@@ -59,6 +60,7 @@ def _figure(width: float = 6.4, height: float = 3.4) -> Figure:
 
 _HEAD = re.compile(r"^.*?(?=<svg)", re.DOTALL)
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.DOTALL)
+_ID = re.compile(r'(\bid="|url\(#|\bhref="#)([^"\)]+)')
 _SIZE = re.compile(r'<svg([^>]*?) width="([\d.]+)pt" height="([\d.]+)pt"')
 
 
@@ -68,9 +70,12 @@ def to_svg(figure: Figure, name: str, title: str) -> str:
     from matplotlib import rc_context
 
     buffer = io.StringIO()
-    with rc_context({"svg.hashsalt": name, "svg.fonttype": "none"}):
+    with rc_context({"svg.hashsalt": "cam-cli", "svg.fonttype": "none"}):
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = _METADATA.sub("", _HEAD.sub("", buffer.getvalue(), count=1), count=1)
+    # matplotlib names its groups figure_1, axes_1...: prefixed, so no two plots of a page
+    # share an id (or an id a link of the page uses)
+    svg = _ID.sub(lambda m: f"{m[1]}{name}-{m[2]}", svg)
     svg = _SIZE.sub(
         lambda m: (
             f'<svg{m[1]} role="img" aria-label="{_attr(title)}" class="plot" '
