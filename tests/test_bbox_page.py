@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 from conftest import write_image
 from report_fixtures import read_dom, run_info
 
 from cam_cli.report.bbox_page import bbox_report_html, bbox_selection, write_bbox_report
 from cam_cli.report.inputs import BboxImage, BboxReportInput, Predicted, ReportOptions
+
+pytest.importorskip("matplotlib", reason="the report extra (pip install 'cam-cli[report]')")
 
 
 def _images(root, count: int) -> list[BboxImage]:

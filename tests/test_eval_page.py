@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 
 import pytest
+from conftest import SHARED
 from report_fixtures import EXPECTED, NAMES, read_dom, run_info, synthetic_evaluation
 
 from cam_cli.errors import EvaluationError
@@ -24,7 +25,9 @@ from cam_cli.report.eval_page import (
     write_eval_report,
 )
 from cam_cli.report.from_eval_files import eval_input, maxboxacc_curves
-from cam_cli.report.inputs import ReportOptions
+from cam_cli.report.inputs import EvalReportInput, ImageRow, Predicted, ReportOptions
+
+pytest.importorskip("matplotlib", reason="the report extra (pip install 'cam-cli[report]')")
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,11 @@ def evaluation(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     report, lines = synthetic_evaluation(root)
     return report, lines, eval_input(report, lines, run_info(), NAMES)
+
+
+@pytest.fixture(scope="module")
+def page_text(evaluation) -> str:
+    return eval_report_html(evaluation[2])
 
 
 def test_categories_are_the_rules(evaluation) -> None:
@@ -42,9 +50,9 @@ def test_categories_are_the_rules(evaluation) -> None:
     assert correct == report["gt_known_correct"]
 
 
-def test_the_page_shows_the_tables_figures(evaluation) -> None:
-    report, _, data = evaluation
-    dom = read_dom(eval_report_html(data))
+def test_the_page_shows_the_tables_figures(evaluation, page_text) -> None:
+    report = evaluation[0]
+    dom = read_dom(page_text)
     assert dom.table == format_report(report)  # exactly as the terminal shows it
     assert dom.cards == figures_of(report)
     assert dom.cards["top1_loc_error"] == table_cell(report["top1_loc_error"])
@@ -53,8 +61,8 @@ def test_the_page_shows_the_tables_figures(evaluation) -> None:
                               "top1_cls_error", "maxboxacc_v2"}  # fmt: skip
 
 
-def test_the_page_asks_for_nothing(evaluation) -> None:
-    text = eval_report_html(evaluation[2])
+def test_the_page_asks_for_nothing(page_text) -> None:
+    text = page_text
     dom = read_dom(text)
     assert dom.sources and all(s.startswith("data:image/jpeg;base64,") for s in dom.sources)
     assert all(link.startswith("#") for link in dom.links)
@@ -63,8 +71,8 @@ def test_the_page_asks_for_nothing(evaluation) -> None:
     assert not re.search(r"url\((?!#)", text)  # no CSS url() but SVG's own #ids
 
 
-def test_names_are_escaped(evaluation) -> None:
-    text = eval_report_html(evaluation[2])
+def test_names_are_escaped(page_text) -> None:
+    text = page_text
     assert "tench &lt;b&gt;&amp;&quot;fish&quot;" in text
     assert "<b>&" not in text
 
@@ -80,21 +88,20 @@ def test_galleries_are_capped_and_worst_first(evaluation) -> None:
     assert "wrong class: 1 of 2 shown" in text and "At most 1 images per gallery" in text
 
 
-def test_per_class_table_counts_the_runs_verdicts(evaluation) -> None:
+def test_per_class_table_counts_the_runs_verdicts(evaluation, page_text) -> None:
     _, lines, data = evaluation
     counts = class_rows(data.rows)
     assert {k: c.images for k, c in counts.items()} == {"n01": 2, "n02": 2, "n03": 3}
     # n03: e wrong class, f wrong box, g failed: all three wrong
     assert (counts["n03"].loc_correct, counts["n03"].known_scored) == (0, 3)
     assert sum(c.loc_correct for c in counts.values()) == sum(x["top1_loc_correct"] for x in lines)
-    text = eval_report_html(data)
-    table = text[text.index('id="classes"') :]
+    table = page_text[page_text.index('id="classes"') :]
     order = [table.index(f"({label})") for label in ("n03", "n02", "n01")]
     assert order == sorted(order)  # 100% error, 50%, 50% (n02 has more GT-known errors)
 
 
-def test_failed_images_are_listed(evaluation) -> None:
-    text = eval_report_html(evaluation[2])
+def test_failed_images_are_listed(page_text) -> None:
+    text = page_text
     assert "1 images failed (counted as wrong)" in text and "truncated or corrupt image" in text
 
 
@@ -122,3 +129,29 @@ def test_curves_of_other_lines_are_refused(evaluation) -> None:
         maxboxacc_curves(changed, report["maxboxacc_v2"])
     with pytest.raises(EvaluationError, match="per-image lines for a report of"):
         eval_input(report, lines[:-1], run_info())
+
+
+TINY = SHARED / "data" / "tiny-imagenet-dev"
+
+
+@pytest.mark.shared
+def test_tiny_imagenet_pictures_are_enlarged_crisp() -> None:
+    """Real 64 px Tiny ImageNet val images with their boxes: each picture enlarged 4 times
+    (64 -> 256, at least 224) and marked to stay crisp when the browser scales it."""
+    if not TINY.is_dir():
+        pytest.skip(f"{TINY} not present (the ../shared folder beside the repository)")
+    rows = []
+    for text in (TINY / "val" / "val_annotations.txt").read_text().splitlines()[:8]:
+        name, wnid, *box = text.split("\t")
+        gt = tuple(int(v) for v in box)
+        guess = (max(gt[0] - 6, 0), gt[1], min(gt[2] + 6, 63), gt[3])  # wider: IoU < 1
+        rows.append(ImageRow(name, str(TINY / "val" / "images" / name), 64, 64, wnid, None,
+                             (gt,), Predicted(wnid, None, 0.5, guess), guess, 0.6, 0.6,
+                             True, True, True))  # fmt: skip
+    chosen = gallery_selection(rows, ReportOptions())
+    text = eval_report_html(EvalReportInput(run_info(), {"images": len(rows)}, rows))
+    pictures = re.findall(
+        r'<img src="data:[^"]+" width="(\d+)" height="(\d+)"( class="crisp")?', text
+    )
+    assert len(pictures) == sum(len(v) for v in chosen.values()) > 0
+    assert all(p == ("256", "256", ' class="crisp"') for p in pictures)

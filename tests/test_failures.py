@@ -35,6 +35,11 @@ BIG = (0, 0, 99, 99)  # 10,000 pixels
         ((18, 18, 27, 27), [G], Category.off_target),  # 4 / 196 = 0.02
         ((15, 10, 24, 19), [G], Category.other),  # 50 / 150 = 0.333
         ((0, 0, 29, 9), [LEFT, RIGHT, (0, 50, 9, 59)], Category.merged),  # third box missed
+        # both whole inside, but the box is 10,000 pixels and their enclosing box 300 (IoU
+        # 0.03): it is the box's size that is wrong, not that it joined them
+        (BIG, [LEFT, RIGHT], Category.too_large),
+        ((0, 0, 59, 9), [LEFT, RIGHT], Category.merged),  # 600 pixels vs 300: IoU 0.5 exactly
+        ((0, 0, 60, 9), [LEFT, RIGHT], Category.too_large),  # 610 vs 300: IoU 0.49
     ],
 )
 def test_categories_by_hand(box, gt, expected) -> None:

@@ -4,6 +4,7 @@ pixels, large ones shrunk, boxes drawn on exactly their pixels, the CAM laid ove
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cam_cli.report.inputs import ReportOptions
@@ -17,6 +18,8 @@ from cam_cli.report.pictures import (
     viridis,
     viridis_stops,
 )
+
+pytest.importorskip("matplotlib", reason="the report extra (pip install 'cam-cli[report]')")
 
 OPTIONS = ReportOptions()
 BLACK, WHITE = (0, 0, 0), (255, 255, 255)

@@ -14,6 +14,7 @@ from cam_cli.report import plots
 
 
 def _maxboxacc() -> str:
+    pytest.importorskip("matplotlib", reason="the report extra (pip install 'cam-cli[report]')")
     thresholds = np.arange(0, 1, 0.01)
     accuracy = np.stack([100 - 60 * thresholds**p for p in (1, 2, 3)], axis=1)
     return plots.maxboxacc_plot(thresholds, accuracy, [0.3, 0.5, 0.7],
@@ -30,6 +31,7 @@ def test_svg_for_a_page() -> None:
 
 
 def test_ids_differ_between_plots() -> None:
+    pytest.importorskip("matplotlib", reason="the report extra (pip install 'cam-cli[report]')")
     ids = [set(re.findall(r'id="([^"]+)"', svg)) for svg in (
         _maxboxacc(),
         plots.iou_histogram({"a": np.array([0.1, 0.6])}, 0.5),

@@ -27,6 +27,8 @@ from cam_cli.report.inputs import (
 )
 from cam_cli.report.training_page import write_training_report
 
+pytest.importorskip("matplotlib", reason="the report extra (pip install 'cam-cli[report]')")
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(

@@ -4,11 +4,14 @@ the grid of CAMs (rows: images, columns: epochs, at most ``grid_epochs`` of them
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import write_image
 from report_fixtures import read_dom, run_info
 
 from cam_cli.report.inputs import CamGrid, GridImage, ReportOptions, TrainingReportInput
 from cam_cli.report.training_page import grid_columns, training_report_html, write_training_report
+
+pytest.importorskip("matplotlib", reason="the report extra (pip install 'cam-cli[report]')")
 
 
 def _metrics(epochs: int) -> list[dict]:

@@ -9,6 +9,7 @@ set: `gallery_selection` says which images, so a run keeps (or recomputes) only 
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -73,20 +74,30 @@ def row_categories(rows: Sequence[ImageRow]) -> dict[str, Category]:
 
 
 def gallery_selection(
-    rows: Sequence[ImageRow], options: ReportOptions
+    rows: Sequence[ImageRow],
+    options: ReportOptions,
+    categories: Mapping[str, Category] | None = None,
 ) -> dict[str, list[ImageRow]]:
     """Which images each gallery shows, worst first: per failure category the lowest GT-known
     IoUs (the borderline ones for "correct"), and for top-1 class mistakes the most confident
-    ones. At most ``options.gallery_cap`` each. A run calls this to know which CAMs to keep."""
-    categories = row_categories(rows)
+    ones. At most ``options.gallery_cap`` each. A run calls this to know which CAMs to keep.
+    ``categories``: `row_categories` of the rows, when already known."""
+    categories = row_categories(rows) if categories is None else categories
+    members: dict[Category, list[ImageRow]] = {c: [] for c in CATEGORIES}
+    for row in rows:
+        category = categories.get(row.image_id)
+        if category is not None:
+            members[category].append(row)
     chosen: dict[str, list[ImageRow]] = {}
-    for category in CATEGORIES:
-        members = [r for r in rows if categories.get(r.image_id) == category]
-        members.sort(key=lambda r: (r.gt_known_iou or 0.0, r.image_id))
-        chosen[category.value] = members[: options.gallery_cap]
+    for category, group in members.items():
+        worst = heapq.nsmallest(
+            options.gallery_cap, group, key=lambda r: (r.gt_known_iou or 0.0, r.image_id)
+        )
+        chosen[category.value] = worst
     wrong = [r for r in rows if top1_outcome(r) == Top1.wrong_class]
-    wrong.sort(key=lambda r: (-(r.top1.score if r.top1 else 0.0), r.image_id))
-    chosen[WRONG_CLASS] = wrong[: options.gallery_cap]
+    chosen[WRONG_CLASS] = heapq.nsmallest(
+        options.gallery_cap, wrong, key=lambda r: (-(r.top1.score if r.top1 else 0.0), r.image_id)
+    )
     return chosen
 
 
@@ -189,8 +200,7 @@ def _iou_section(rows: Sequence[ImageRow]) -> str:
     )
 
 
-def _categories_section(rows: Sequence[ImageRow], options: ReportOptions) -> str:
-    categories = row_categories(rows)
+def _categories_section(rows: Sequence[ImageRow], categories: Mapping[str, Category]) -> str:
     if not categories:
         return (
             '<p class="note">Failure categories need the true class\'s box (GT-known), which '
@@ -239,9 +249,10 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in text.lower())
 
 
-def _galleries_section(rows: Sequence[ImageRow], options: ReportOptions) -> str:
-    chosen = gallery_selection(rows, options)
-    categories = row_categories(rows)
+def _galleries_section(
+    rows: Sequence[ImageRow], options: ReportOptions, categories: Mapping[str, Category]
+) -> str:
+    chosen = gallery_selection(rows, options, categories)
     if not categories and not chosen[WRONG_CLASS]:
         return ""
     totals = defaultdict(int)
@@ -274,11 +285,13 @@ def _galleries_section(rows: Sequence[ImageRow], options: ReportOptions) -> str:
             if key == WRONG_CLASS
             else "GT-known box and the true class's CAM"
         )
+        if not shown:
+            parts.append(f'<h3 id="g-{_slug(key)}">{esc(key)}: none</h3>')
+            continue
         parts.append(
-            f'<h3 id="g-{_slug(key)}-head">{esc(key)}: {shown} of {totals[key]} shown</h3>'
-            f'<p class="note">{esc(what)}.</p>'
+            f"<h3>{esc(key)}: {shown} of {totals[key]} shown</h3>"
+            f'<p class="note">{esc(what)}.</p>' + gallery(f"g-{_slug(key)}", tiles[key])
         )
-        parts.append(gallery(f"g-{_slug(key)}", tiles[key]) if shown else "")
     return "".join(parts)
 
 
@@ -367,14 +380,15 @@ def eval_report_html(data: EvalReportInput, options: ReportOptions | None = None
     options = options or ReportOptions()
     plots.require_matplotlib()
     rows = list(data.rows)
+    categories = row_categories(rows)
     images = data.figures.get("images", len(rows))
     sections = [
         ("run", "What was run", run_section(data.run)),
         ("figures", "Figures", _figures_section(data)),
         ("curves", "Curves", _curves_section(data)),
         ("iou", "IoU distribution", _iou_section(rows)),
-        ("categories", "Failure categories", _categories_section(rows, options)),
-        ("galleries", "Galleries", _galleries_section(rows, options)),
+        ("categories", "Failure categories", _categories_section(rows, categories)),
+        ("galleries", "Galleries", _galleries_section(rows, options, categories)),
         ("classes", "Per class", _class_section(rows)),
         ("failed", "Failed images", _failed_section(rows)),
     ]

@@ -11,7 +11,9 @@ predicted box and ``G`` each ground-truth box, ``|.|`` areas in pixels:
 The first rule that holds names the category:
 
 1. correct: ``max IoU >= 0.5`` (the ILSVRC rule: the same verdict as GT-known accuracy)
-2. several instances merged: ``covered(G) >= 0.5`` for at least two ground-truth boxes
+2. several instances merged: ``covered(G) >= 0.5`` for at least two ground-truth boxes, and
+   ``IoU(P, H) >= 0.5`` with H the box enclosing those (the box spans the group of objects;
+   a box that also takes much background around them is "too large")
 3. too large: ``covered(G) >= 0.9`` for some G (it holds the object, and much more)
 4. part: ``inside(G) >= 0.9`` for some G (it lies in the object, much smaller)
 5. off target: ``max IoU < 0.1``
@@ -31,6 +33,7 @@ from cam_cli.evaluation.metrics import IOU_THRESHOLD
 from cam_cli.report.inputs import ImageRow
 
 MERGED_COVER = 0.5  # share of each of two ground-truth boxes inside the box
+MERGED_IOU = IOU_THRESHOLD  # ... and its IoU with the box enclosing them
 INSIDE = 0.9  # share for "too large" (ground truth inside the box) and "part" (box inside it)
 OFF_TARGET_IOU = 0.1
 
@@ -49,7 +52,8 @@ CATEGORIES = tuple(Category)
 
 RULES = {
     Category.correct: f"IoU >= {IOU_THRESHOLD} with a ground-truth box",
-    Category.merged: f"covers >= {MERGED_COVER:.0%} of each of two or more ground-truth boxes",
+    Category.merged: f"covers >= {MERGED_COVER:.0%} of each of two or more ground-truth boxes, "
+    f"and IoU >= {MERGED_IOU} with the box enclosing them",
     Category.too_large: f"a ground-truth box is >= {INSIDE:.0%} inside it (and IoU < 0.5)",
     Category.part: f"it is >= {INSIDE:.0%} inside a ground-truth box (and IoU < 0.5)",
     Category.off_target: f"IoU < {OFF_TARGET_IOU} with every ground-truth box",
@@ -59,6 +63,17 @@ RULES = {
 
 def _area(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection and areas of the pairs ``a[i]``, ``b[i]`` (inclusive pixels)."""
+    inter_w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1, 0, None)
+    inter_h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1, 0, None)
+    return inter_w * inter_h, _area(a), _area(b)
+
+
+def _iou(inter: np.ndarray, area_a: np.ndarray, area_b: np.ndarray) -> np.ndarray:
+    return inter / (area_a + area_b - inter)
 
 
 def categorize(boxes: np.ndarray, gt_boxes: np.ndarray, owner: np.ndarray) -> list[Category]:
@@ -72,26 +87,30 @@ def categorize(boxes: np.ndarray, gt_boxes: np.ndarray, owner: np.ndarray) -> li
         raise ValueError(f"{len(owner)} owners for {len(gt)} ground-truth boxes")
     if len(boxes) and np.bincount(owner, minlength=len(boxes)).min(initial=1) == 0:
         raise ValueError("every box needs at least one ground-truth box")
-    mine = boxes[owner]  # [M, 4]: each ground-truth box beside its image's box
-    inter_w = np.clip(
-        np.minimum(mine[:, 2], gt[:, 2]) - np.maximum(mine[:, 0], gt[:, 0]) + 1, 0, None
-    )
-    inter_h = np.clip(
-        np.minimum(mine[:, 3], gt[:, 3]) - np.maximum(mine[:, 1], gt[:, 1]) + 1, 0, None
-    )
-    inter = inter_w * inter_h
-    area_box, area_gt = _area(mine), _area(gt)
-    iou = inter / (area_box + area_gt - inter)
+    inter, area_box, area_gt = _overlap(boxes[owner], gt)  # each gt box beside its image's box
+    iou = _iou(inter, area_box, area_gt)
     covered = inter / area_gt
     inside = inter / area_box
 
-    def per_box(values: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(boxes))
-        np.maximum.at(out, owner, values)
+    def per_box(values: np.ndarray, reduce: np.ufunc = np.maximum, start: float = 0.0):
+        out = np.full(len(boxes), start)
+        reduce.at(out, owner, values)
         return out
 
     best_iou = per_box(iou)
-    merged = np.bincount(owner, weights=covered >= MERGED_COVER, minlength=len(boxes)) >= 2
+    # the box enclosing the ground-truth boxes it covers by half (empty: +inf..-inf)
+    half = covered >= MERGED_COVER
+    hull = np.stack([
+        per_box(np.where(half, gt[:, 0], np.inf), np.minimum, np.inf),
+        per_box(np.where(half, gt[:, 1], np.inf), np.minimum, np.inf),
+        per_box(np.where(half, gt[:, 2], -np.inf), np.maximum, -np.inf),
+        per_box(np.where(half, gt[:, 3], -np.inf), np.maximum, -np.inf),
+    ], axis=1)  # fmt: skip
+    several = np.bincount(owner, weights=half, minlength=len(boxes)) >= 2
+    merged = np.zeros(len(boxes), dtype=bool)
+    if several.any():
+        hull_iou = _iou(*_overlap(boxes[several], hull[several]))
+        merged[several] = hull_iou >= MERGED_IOU
     rules = [
         best_iou >= IOU_THRESHOLD,
         merged,
