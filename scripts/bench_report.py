@@ -25,10 +25,10 @@ from PIL import Image
 
 from cam_cli.report.eval_page import eval_report_html, gallery_selection, row_categories
 from cam_cli.report.from_eval_files import eval_input, read_lines
-from cam_cli.report.inputs import ReportOptions, RunInfo
+from cam_cli.report.inputs import Box, ImageRow, ReportOptions, RunInfo
 
 
-def grown(rows, count: int, rng: np.random.Generator):
+def grown(rows: list[ImageRow], count: int, rng: np.random.Generator) -> list[ImageRow]:
     """``count`` rows cycling through ``rows``, each its own image id and one of 1000 labels."""
     out = []
     for i in range(count):
@@ -40,7 +40,7 @@ def grown(rows, count: int, rng: np.random.Generator):
     return out
 
 
-def resized_copies(rows, size: tuple[int, int], folder: Path):
+def resized_copies(rows: list[ImageRow], size: tuple[int, int], folder: Path) -> list[ImageRow]:
     """The rows' images re-encoded at ``size`` (their boxes scaled with them)."""
     out = []
     for row in rows:
@@ -50,7 +50,7 @@ def resized_copies(rows, size: tuple[int, int], folder: Path):
                 image.convert("RGB").resize(size, Image.Resampling.LANCZOS).save(target, quality=90)
         sx, sy = size[0] / row.width, size[1] / row.height
 
-        def scale(box):
+        def scale(box: Box | None, sx: float = sx, sy: float = sy) -> Box | None:
             return None if box is None else (round(box[0] * sx), round(box[1] * sy),
                                              round(box[2] * sx), round(box[3] * sy))  # fmt: skip
 

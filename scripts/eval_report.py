@@ -20,12 +20,16 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from cam_cli.report.eval_page import gallery_selection, write_eval_report
 from cam_cli.report.from_eval_files import eval_input, read_lines, run_info_from_settings
-from cam_cli.report.inputs import ReportOptions
+from cam_cli.report.inputs import ImageRow, ReportOptions
 
 
-def gallery_cams(rows, classes_file, arch, weights, device="cpu"):
+def gallery_cams(
+    rows: list[ImageRow], classes_file: Path | None, arch: str, weights: str, device: str = "cpu"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{image_id: (true-class CAM, top-1 CAM)} of ``rows`` at feature resolution, one run."""
     from cam_cli.inference.localizer import Localizer
     from cam_cli.models.loading import load_model

@@ -11,6 +11,7 @@ from pathlib import Path
 from cam_cli.files.atomic import write_text_atomic
 from cam_cli.report import plots
 from cam_cli.report.html import (
+    Cell,
     Column,
     Tile,
     box_legend,
@@ -72,7 +73,7 @@ def _classes_section(data: BboxReportInput) -> str:
     labels = [name or label for (label, name), _ in top]
     good = sum(data.class_counts.values())
     plot = plots.class_histogram(labels, [count for _, count in top], good)
-    rows = [
+    rows: list[list[Cell]] = [
         [(esc(name or label), name or label), (esc(label), label), (str(count), count),
          (f"{100 * count / good:.2f}", count / good)]
         for (label, name), count in ranked

@@ -23,6 +23,7 @@ from cam_cli.files.atomic import write_text_atomic
 from cam_cli.report import plots
 from cam_cli.report.failures import CATEGORIES, RULES, Category, Top1, categorize, top1_outcome
 from cam_cli.report.html import (
+    Cell,
     Column,
     Tile,
     box_legend,
@@ -255,7 +256,7 @@ def _galleries_section(
     chosen = gallery_selection(rows, options, categories)
     if not categories and not chosen[WRONG_CLASS]:
         return ""
-    totals = defaultdict(int)
+    totals: dict[str, int] = defaultdict(int)
     for category in categories.values():
         totals[category.value] += 1
     totals[WRONG_CLASS] = sum(top1_outcome(r) == Top1.wrong_class for r in rows)
@@ -296,7 +297,7 @@ def _galleries_section(
 
 
 @dataclass
-class _ClassCounts:
+class ClassCounts:
     name: str | None = None
     images: int = 0
     cls_correct: int = 0
@@ -307,10 +308,10 @@ class _ClassCounts:
     iou_count: int = 0
 
 
-def class_rows(rows: Sequence[ImageRow]) -> dict[str, _ClassCounts]:
+def class_rows(rows: Sequence[ImageRow]) -> dict[str, ClassCounts]:
     """Counts per true class from the run's own per-image verdicts (a failed image counts
     as wrong, as in the table)."""
-    by_class: dict[str, _ClassCounts] = defaultdict(_ClassCounts)
+    by_class: dict[str, ClassCounts] = defaultdict(ClassCounts)
     for row in rows:
         counts = by_class[row.true_label or "-"]
         counts.name = counts.name or row.true_name
@@ -341,7 +342,7 @@ def _class_section(rows: Sequence[ImageRow]) -> str:
         mean_iou = c.iou_sum / c.iou_count if c.iou_count else None
         table.append((label, c, loc, cls, known, mean_iou))
     table.sort(key=lambda t: (-(t[2] or 0), -(t[4] or 0), -t[1].images, t[0]))
-    body = [
+    body: list[list[Cell]] = [
         [
             (esc(_class_name(label, c.name)), label),
             (str(c.images), c.images),

@@ -92,7 +92,9 @@ def categorize(boxes: np.ndarray, gt_boxes: np.ndarray, owner: np.ndarray) -> li
     covered = inter / area_gt
     inside = inter / area_box
 
-    def per_box(values: np.ndarray, reduce: np.ufunc = np.maximum, start: float = 0.0):
+    def per_box(
+        values: np.ndarray, reduce: np.ufunc = np.maximum, start: float = 0.0
+    ) -> np.ndarray:
         out = np.full(len(boxes), start)
         reduce.at(out, owner, values)
         return out

@@ -33,8 +33,10 @@ FAST = "fast: bfloat16 autocast (float16 on a GPU without bfloat16); CAMs and bo
 
 
 def _box(value: Any) -> Box | None:
-    if value is None:
-        return None
+    return None if value is None else _whole_box(value)
+
+
+def _whole_box(value: Any) -> Box:
     x0, y0, x1, y1 = (int(v) for v in value)
     return x0, y0, x1, y1
 
@@ -58,7 +60,7 @@ def row_from_line(line: Mapping, names: Mapping[str, str] | None = None) -> Imag
         height=line.get("height"),
         true_label=true_label,
         true_name=(names or {}).get(true_label) if true_label else None,
-        gt_boxes=tuple(_box(g["box"]) for g in line.get("gt_boxes") or []),
+        gt_boxes=tuple(_whole_box(g["box"]) for g in line.get("gt_boxes") or []),
         top1=top1,
         gt_known_box=_box(line.get("gt_known_box")),
         top1_iou=predictions[0].get("iou") if predictions else None,

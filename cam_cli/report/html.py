@@ -251,9 +251,10 @@ class Column:
     numeric: bool = True
 
 
-def data_table(
-    columns: Sequence[Column], rows: Iterable[Sequence[tuple[str, float | str | None]]]
-) -> str:
+Cell = tuple[str, float | str | None]  # (shown HTML, sort value)
+
+
+def data_table(columns: Sequence[Column], rows: Iterable[Sequence[Cell]]) -> str:
     """A sortable table (the rows in the order given, which works without JavaScript): each
     cell is ``(shown HTML, sort value)``."""
     head = "".join(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -23,6 +23,8 @@ from cam_cli.report.pictures import OKABE_ITO
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+_Plot = TypeVar("_Plot", str, list[str])
+
 SERIES = [  # colour, line style, marker
     (OKABE_ITO["blue"], "-", "o"),
     (OKABE_ITO["vermillion"], "--", "s"),
@@ -30,7 +32,7 @@ SERIES = [  # colour, line style, marker
     (OKABE_ITO["reddish purple"], "-.", "D"),
 ]
 INSTALL = "the HTML report draws its plots with matplotlib: pip install 'cam-cli[report]'"
-RC = {
+RC: Any = {  # matplotlib types its keys as literals; a plain dict of them
     "svg.fonttype": "none",
     "font.family": "sans-serif",
     "font.size": 10,
@@ -93,10 +95,10 @@ def _attr(text: str) -> str:
     return escape(text, quote=True)
 
 
-def _styled(draw):
+def _styled(draw: Callable[..., _Plot]) -> Callable[..., _Plot]:
     """Run a plotting function under the report's matplotlib style."""
 
-    def wrapper(*args: Any, **kwargs: Any) -> str:
+    def wrapper(*args: Any, **kwargs: Any) -> _Plot:
         require_matplotlib()
         from matplotlib import rc_context
 
@@ -160,7 +162,7 @@ def iou_histogram(series: Mapping[str, np.ndarray], threshold: float) -> str:
     correctness threshold marked."""
     figure = _figure(6.4, 3.6)
     ax = figure.subplots()
-    bins = np.linspace(0, 1, 21)
+    bins = [i / 20 for i in range(21)]
     for i, (name, values) in enumerate(series.items()):
         colour, style, _ = SERIES[i % len(SERIES)]
         ax.hist(values, bins=bins, histtype="step", color=colour, linestyle=style, linewidth=1.8,
