@@ -86,7 +86,8 @@ table.grid td{padding:2px;vertical-align:top;max-width:116px}
 .scroll.wide{max-height:none}
 table.grid img{display:block;width:112px;height:auto}
 table.grid th{font-weight:500;font-size:12.5px}
-.missing{padding:30px 6px;background:#f8e6e6;font-size:12px;color:#6b1d1d}
+.missing{padding:30px 6px;background:#f8e6e6;font-size:12px;color:#6b1d1d;overflow-wrap:anywhere}
+table.grid td.missing{padding:4px;font-size:11px}
 @media print{nav{position:static}}
 """
 
