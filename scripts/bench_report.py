@@ -72,10 +72,9 @@ def main() -> None:
 
     report = json.loads(args.json.read_text())
     start = time.perf_counter()
-    lines = read_lines(args.per_image)
     run = RunInfo("cam-cli eval ...", "bench", "2026-01-01T00:00:00", 1.0)
-    base = eval_input(report, lines, run)
-    print(f"read {len(lines)} per-image lines: {time.perf_counter() - start:.2f} s")
+    base = eval_input(report, read_lines(args.per_image), run)
+    print(f"read {len(base.rows)} per-image lines: {time.perf_counter() - start:.2f} s")
     rows = list(base.rows)
     with tempfile.TemporaryDirectory() as folder:
         if args.resize:

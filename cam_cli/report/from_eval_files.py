@@ -11,7 +11,7 @@ thresholds: lines of another run are refused, never drawn.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,23 +72,41 @@ def row_from_line(line: Mapping, names: Mapping[str, str] | None = None) -> Imag
     )
 
 
-def maxboxacc_curves(lines: Sequence[Mapping], summary: Mapping) -> MaxBoxAccCurves:
-    """Accuracy per CAM threshold and IoU level from the lines' ``maxboxacc_ious``, counted
-    as the run counted them; EvaluationError when their best is not the report's."""
-    counter = MaxBoxAccV2(iou_thresholds=summary["iou_thresholds"], protocol=summary["protocol"])
-    for line in lines:
+class _CurveCounter:
+    """MaxBoxAccV2's hit table, fed one line at a time (so the lines need not be kept)."""
+
+    def __init__(self, summary: Mapping) -> None:
+        self.summary = summary
+        self.counter = MaxBoxAccV2(
+            iou_thresholds=summary["iou_thresholds"], protocol=summary["protocol"]
+        )
+
+    def add(self, line: Mapping) -> None:
         ious = line.get("maxboxacc_ious")
         if ious is None:
             raise EvaluationError(f"per-image line of {line.get('path')} has no MaxBoxAcc IoUs")
-        counter.add_best_ious(np.asarray(ious, dtype=np.float64))
-    recounted = counter.summary()
-    if (recounted["accuracy"], recounted["best_threshold"]) != (
-        list(summary["accuracy"]),
-        list(summary["best_threshold"]),
-    ):
-        raise EvaluationError("the per-image lines do not give the report's MaxBoxAccV2 figures")
-    accuracy = 100.0 * counter.hits / max(counter.images, 1)
-    return MaxBoxAccCurves(counter.thresholds.copy(), accuracy, dict(summary))
+        self.counter.add_best_ious(np.asarray(ious, dtype=np.float64))
+
+    def curves(self) -> MaxBoxAccCurves:
+        recounted, summary = self.counter.summary(), self.summary
+        if (recounted["accuracy"], recounted["best_threshold"]) != (
+            list(summary["accuracy"]),
+            list(summary["best_threshold"]),
+        ):
+            raise EvaluationError(
+                "the per-image lines do not give the report's MaxBoxAccV2 figures"
+            )
+        accuracy = 100.0 * self.counter.hits / max(self.counter.images, 1)
+        return MaxBoxAccCurves(self.counter.thresholds.copy(), accuracy, dict(summary))
+
+
+def maxboxacc_curves(lines: Iterable[Mapping], summary: Mapping) -> MaxBoxAccCurves:
+    """Accuracy per CAM threshold and IoU level from the lines' ``maxboxacc_ious``, counted
+    as the run counted them; EvaluationError when their best is not the report's."""
+    counter = _CurveCounter(summary)
+    for line in lines:
+        counter.add(line)
+    return counter.curves()
 
 
 def run_info_from_settings(
@@ -123,9 +141,9 @@ def run_info_from_settings(
     )
 
 
-def read_lines(path: str | Path) -> list[dict]:
-    """The lines of a per-image file (every line whole JSON: a finished run's file)."""
-    lines = []
+def read_lines(path: str | Path) -> Iterator[dict]:
+    """The lines of a per-image file, one at a time (every line whole JSON: a finished run's
+    file); a 50,000-line file is never held whole."""
     with open(path, encoding="utf-8") as handle:
         for number, text in enumerate(handle, 1):
             try:
@@ -134,8 +152,7 @@ def read_lines(path: str | Path) -> list[dict]:
                 raise EvaluationError(f"{printable_path(path)}:{number}: not a JSON line") from None
             if not isinstance(line, dict):
                 raise EvaluationError(f"{printable_path(path)}:{number}: not a per-image line")
-            lines.append(line)
-    return lines
+            yield line
 
 
 def eval_input(
@@ -144,14 +161,18 @@ def eval_input(
     run: RunInfo,
     names: Mapping[str, str] | None = None,
 ) -> EvalReportInput:
-    """The report's input from an evaluation's JSON report and its per-image lines."""
-    lines = list(lines)
-    rows = [row_from_line(line, names) for line in lines]
+    """The report's input from an evaluation's JSON report and its per-image lines (read
+    once, in order; only the rows are kept)."""
+    summary = report.get("maxboxacc_v2")
+    counter = _CurveCounter(summary) if summary and summary.get("images") else None
+    rows = []
+    for line in lines:
+        rows.append(row_from_line(line, names))
+        if counter is not None:
+            counter.add(line)
     if len(rows) != report.get("images", len(rows)):
         raise EvaluationError(
             f"{len(rows)} per-image lines for a report of {report.get('images')} images"
         )
-    curves = None
-    if report.get("maxboxacc_v2") and report["maxboxacc_v2"].get("images"):
-        curves = maxboxacc_curves(lines, report["maxboxacc_v2"])
+    curves = None if counter is None else counter.curves()
     return EvalReportInput(run=run, figures=dict(report), rows=rows, maxboxacc=curves)
