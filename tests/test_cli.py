@@ -56,6 +56,21 @@ def test_help_is_fast_because_torch_is_not_imported():
     assert result.returncode == 0 and "--topk" in result.stdout and "Example" in result.stdout
 
 
+def test_version_prints_the_package_version_without_torch():
+    from cam_cli import __version__
+
+    code = (
+        "import sys; sys.argv = ['cam-cli', '--version']\n"
+        "from cam_cli.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"cam-cli {__version__}\n"
+    assert __version__.count(".") == 2 and all(p.isdigit() for p in __version__.split("."))
+
+
 @pytest.mark.slow
 def test_bbox_on_real_images_with_bad_files(images, truth, sample_dir, mobilenet_weights, tmp_path):
     draw = tmp_path / "draw"

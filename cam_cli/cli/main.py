@@ -10,6 +10,7 @@ import time
 
 import typer
 
+from cam_cli import __version__
 from cam_cli.cli import bbox, boxes, cam, convert, evaluate, models, synth, train
 from cam_cli.cli.options import EXIT_USAGE, main_process, reader_gone
 
@@ -32,6 +33,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cam-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print cam-cli's version and exit.",
+    ),
+) -> None:
+    # No docstring: the app's help above stays the help of `cam-cli --help`.
+    pass
+
+
 app.command()(models.models)
 app.command()(bbox.bbox)
 app.command()(cam.cam)
