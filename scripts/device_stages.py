@@ -12,7 +12,8 @@ skipped, and says so):
           forward (preprocessing, the network, softmax, top-k), CAMs (`compute_cams` +
           `upsample_cams`), the box step of each available ``--box-step`` (torch, triton on the
           device; scipy on the host, after the copy of the maps there), the MaxBoxAccV2 sweep
-          of the cam-cli protocol (`boxes.steps.device_best_ious`, ground truth included) per
+          of the cam-cli protocol (`evaluation.maxboxacc.sweeps.device_best_ious`, ground truth
+          included) per
           device step, and the host output (`_DeviceOutput.to_host`: the resolved box step and
           the batch's one copy; then the results and their JSON Lines). Each stage runs alone,
           the device drained before it: ms/batch is CUDA-event time (perf_counter on the CPU),
@@ -195,13 +196,15 @@ def _annotation_of(paths: list[str], sources: list[str], truth: dict) -> dict:
 
 def time_stages(loaded, sources, paths, truth, args, device) -> dict:
     from cam_cli.boxes.components import boxes_from_cams
-    from cam_cli.boxes.steps import device_best_ious, device_boxes
+    from cam_cli.boxes.steps import device_boxes
     from cam_cli.cam.maps import compute_cams, upsample_cams
     from cam_cli.data.batches import ImageListDataset, collate_images
     from cam_cli.data.decode import JpegRoutingDataset, decode_pending, resolve_decode
     from cam_cli.errors import SetupError
-    from cam_cli.evaluation.maxboxacc_torch import pad_gt_boxes
-    from cam_cli.evaluation.metrics import MaxBoxAccV2, gt_boxes_in_grid
+    from cam_cli.evaluation.gt_boxes import gt_boxes_in_grid
+    from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+    from cam_cli.evaluation.maxboxacc.sweep_torch import pad_gt_boxes
+    from cam_cli.evaluation.maxboxacc.sweeps import device_best_ious
     from cam_cli.inference.localizer import NOTHING_MORE, Localizer, _channels_last, _DeviceOutput
     from cam_cli.outputs.writers import RecordWriter
     from cam_cli.runtime.streams import STREAMS, to_device

@@ -14,7 +14,7 @@ import numpy as np
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.matching import Missing, check_missing, pair_images
 from cam_cli.errors import EvaluationError
-from cam_cli.evaluation.metrics import MaxBoxAccV2
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
 from cam_cli.evaluation.scoring import maxboxacc_settings, maxboxacc_setup
 from cam_cli.files.checks import printable_path
 

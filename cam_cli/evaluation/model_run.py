@@ -31,7 +31,9 @@ from cam_cli.data.matching import (
     label_indices,
     pair_images,
 )
-from cam_cli.evaluation.metrics import MaxBoxAccProtocol, MaxBoxAccV2, gt_boxes_in_grid
+from cam_cli.evaluation.gt_boxes import gt_boxes_in_grid
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+from cam_cli.evaluation.maxboxacc.protocol import MaxBoxAccProtocol
 from cam_cli.evaluation.resume import (
     PerImageLog,
     cut_to,
@@ -102,8 +104,8 @@ class TrueClassAnalysis(Analysis):
         of the batch (one host wait), and each image gets its row."""
         if not self.sweep_on_device:
             return None
-        from cam_cli.boxes.steps import device_best_ious
-        from cam_cli.evaluation.maxboxacc_torch import pad_gt_boxes
+        from cam_cli.evaluation.maxboxacc.sweep_torch import pad_gt_boxes
+        from cam_cli.evaluation.maxboxacc.sweeps import device_best_ious
 
         grid = tuple(cams.shape[-2:])
         gt = [

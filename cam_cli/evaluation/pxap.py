@@ -256,7 +256,7 @@ class ModelPxAP:
         scoremap: Callable[[np.ndarray], np.ndarray] | None = None,
         save: Callable[[str, np.ndarray], object] | None = None,
     ) -> None:
-        from cam_cli.evaluation.wsol_protocol import scoremap_from_cam
+        from cam_cli.evaluation.maxboxacc.wsol_protocol import scoremap_from_cam
 
         self.masks = masks
         self.scorer = PxAP(interval)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cam_cli.evaluation.metrics import format_maxboxacc, format_table
+from cam_cli.evaluation.table import format_maxboxacc, format_table
 
 GT_KNOWN_NEEDS_MODEL = "n/a (needs a model)"
 

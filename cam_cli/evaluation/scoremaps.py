@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.evaluation.wsol_protocol import check_scoremap
+from cam_cli.evaluation.maxboxacc.wsol_protocol import check_scoremap
 from cam_cli.files.atomic import atomic_file
 from cam_cli.files.checks import printable_path
 

@@ -12,7 +12,9 @@ import numpy as np
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.matching import Missing
 from cam_cli.errors import EvaluationError
-from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2, maxboxacc_protocol
+from cam_cli.evaluation.localization import LocalizationEvaluator
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+from cam_cli.evaluation.maxboxacc.protocol import maxboxacc_protocol
 from cam_cli.evaluation.resume import record_from_line
 from cam_cli.evaluation.second_box import SecondBoxScorer
 
@@ -102,7 +104,7 @@ class Scorer:
 
 def maxboxacc_setup(maxboxacc: bool, protocol: str, cam_threshold_from: str | Path | None) -> tuple:
     """The protocol (by name), and the carried thresholds of ``cam_threshold_from`` if any."""
-    from cam_cli.evaluation.thresholds import carried_thresholds
+    from cam_cli.evaluation.maxboxacc.carried_thresholds import carried_thresholds
 
     try:
         chosen = maxboxacc_protocol(protocol)

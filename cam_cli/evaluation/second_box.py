@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cam_cli.data.ground_truth import ImageAnnotation
-from cam_cli.evaluation.metrics import LocalizationEvaluator, percent_error, table_cell
+from cam_cli.evaluation.localization import LocalizationEvaluator, percent_error
+from cam_cli.evaluation.table import table_cell
 
 
 def _with_box(record: Mapping, rank: int) -> dict:
