@@ -21,7 +21,7 @@ skipped, and says so):
           the library's own; a check says they give what `Localizer.launch_batch` gives;
   syncs   host syncs per batch (`sync_count`: set_sync_debug_mode("warn") plus CUDA event
           waits, every thread) of the real pipeline, `api.write_boxes` with a prepared
-          Localizer, and of `evaluate_model(maxboxacc=True, maxboxacc_protocol="cam-cli")`,
+          Localizer, and of `evaluate` with MaxBoxAccV2 of the cam-cli protocol,
           with the top call sites; targets <= 2 (bbox) and <= 4 (eval) per batch. CUDA only;
   decode  ``--decode pil`` against ``--decode device`` image by image on the sample (and on
           ``--val500``): network input pixels (max / mean absolute difference), top-1 class
@@ -383,7 +383,9 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
 
     from cam_cli.api import write_boxes
     from cam_cli.boxes.steps import resolve_box_step
-    from cam_cli.evaluation.evaluate import evaluate_model
+    from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions
+    from cam_cli.evaluation.evaluate import evaluate as evaluate_options
+    from cam_cli.evaluation.truth import GroundTruth
     from cam_cli.inference.localizer import Localizer
     from cam_cli.settings import RunOptions
 
@@ -411,8 +413,13 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
                      progress=False)  # fmt: skip
 
     def evaluate(chosen: dict) -> None:
-        evaluate_model(loaded, chosen, {s: truth[s] for s in chosen}, maxboxacc=True,
-                       maxboxacc_protocol="cam-cli", run=run)  # fmt: skip
+        evaluate_options(
+            EvalOptions(
+                truth=GroundTruth({s: truth[s] for s in chosen}, chosen),
+                source=SourceOptions(model=loaded, run=run),
+                metrics=MetricOptions(maxboxacc=True, maxboxacc_protocol="cam-cli"),
+            )
+        )
 
     if stems:
         evaluate(dict(list(stems.items())[:bs]))  # warm-up: the sweep's kernels

@@ -126,14 +126,21 @@ class MaxBoxAccV2:
         """The 224x224 score map of a feature-resolution CAM, by this protocol's resize."""
         return scoremap_from_cam(cam, self.protocol.resize)
 
-    def gt_boxes(self, annotation: ImageAnnotation, width: int, height: int) -> np.ndarray:
+    def gt_boxes(
+        self,
+        annotation: ImageAnnotation,
+        width: int,
+        height: int,
+        grid: tuple[int, ...] = (SCOREMAP_SIZE, SCOREMAP_SIZE),
+    ) -> np.ndarray:
         """An image's ground-truth boxes in the 224x224 scoring grid, by this protocol's rule.
 
         ``truncate`` maps the boxes as annotated, from the annotated image size (the evaluated
         image's when the annotation states none), unclipped, as their metadata is mapped.
+        ``outward`` rounds them outwards into ``grid`` (rows, cols: a CAM's at input size).
         """
         if self.protocol.gt_boxes == "outward":
-            return gt_boxes_in_grid(annotation, width, height, (SCOREMAP_SIZE, SCOREMAP_SIZE))
+            return gt_boxes_in_grid(annotation, width, height, grid)
         boxes = np.array([box for _, box in annotation.boxes], dtype=np.int64).reshape(-1, 4)
         size = (annotation.width or width, annotation.height or height)
         return truncated_gt_boxes(boxes, size) if len(boxes) else boxes
@@ -154,8 +161,10 @@ class MaxBoxAccV2:
     def scoremap_image_ious(
         self, scoremap: np.ndarray, annotation: ImageAnnotation, width: int, height: int
     ) -> np.ndarray:
-        """`image_ious` of a 224x224 score map (`scoremap`, or one read from a file)."""
-        gt_boxes = self.gt_boxes(annotation, width, height)
+        """`image_ious` of a score map in [0, 1]: 224x224 (`scoremap`, or one read from a
+        file), or with the ``cam-cli`` protocol the CAM at input size, normalised (the same
+        boxes as `image_ious` of the CAM itself)."""
+        gt_boxes = self.gt_boxes(annotation, width, height, scoremap.shape)
         if len(gt_boxes) == 0:
             return np.zeros(len(self.thresholds))
         if self.protocol.boxes == "contours":
@@ -197,11 +206,10 @@ class MaxBoxAccV2:
             **common,
         }
 
-    def summary_at(self, carried: Mapping) -> dict:
-        """The accuracies at CAM thresholds chosen elsewhere, one per IoU level
-        (``carried["thresholds"]``, e.g. another split's best, `thresholds.carried_thresholds`):
-        the threshold protocol, where the figure is not maximised on the images it scores."""
-        chosen = [float(t) for t in carried["thresholds"]]
+    def carried_indices(self, thresholds: Sequence[float]) -> list[int]:
+        """Where CAM thresholds chosen elsewhere (one per IoU level) lie on this run's grid;
+        ValueError for one that is not on it (checked before any image is scored)."""
+        chosen = [float(t) for t in thresholds]
         if len(chosen) != len(self.iou_thresholds):
             raise ValueError(
                 f"{len(chosen)} carried thresholds for {len(self.iou_thresholds)} IoU levels"
@@ -212,17 +220,25 @@ class MaxBoxAccV2:
             if len(near) == 0:
                 raise ValueError(f"carried CAM threshold {t} is not on this run's grid")
             index.append(int(near[0]))
-        accuracy = (
-            [None] * len(index)
-            if self.images == 0
-            else [float(100.0 * self.hits[i, level] / self.images) for level, i in enumerate(index)]
-        )
+        return index
+
+    def summary_at(self, carried: Mapping) -> dict:
+        """The accuracies at CAM thresholds chosen elsewhere, one per IoU level
+        (``carried["thresholds"]``, e.g. another split's best,
+        `carried_thresholds.carried_thresholds`): the threshold protocol, where the figure is
+        not maximised on the images it scores."""
+        index = self.carried_indices(carried["thresholds"])
+        hits = [
+            float(100.0 * self.hits[i, level] / max(self.images, 1))
+            for level, i in enumerate(index)
+        ]
+        accuracy: list[float | None] = [None] * len(index) if self.images == 0 else list(hits)
         return {
             "images": self.images,
             "iou_thresholds": [float(v) for v in self.iou_thresholds],
             "accuracy": accuracy,
             "threshold": [float(self.thresholds[i]) for i in index],
-            "maxboxacc_v2": None if self.images == 0 else float(np.mean(accuracy)),
+            "maxboxacc_v2": None if self.images == 0 else float(np.mean(hits)),
             "protocol": self.protocol.name,
             "threshold_source": str(carried["source"]),
         }

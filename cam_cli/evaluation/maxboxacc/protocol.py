@@ -1,11 +1,14 @@
 """MaxBoxAccV2's protocols: how a CAM and its ground truth become boxes, one field per
 ingredient, by name (`MAXBOXACC_PROTOCOLS`): ``wsol`` (wsolevaluation's rules, the default) and
-``cam-cli`` (the figure before them)."""
+``cam-cli`` (the figure before them); and the score map each scores (`scoremap_of_cam`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from cam_cli.evaluation.maxboxacc.wsol_protocol import normalize_scoremap, scoremap_from_cam
 from cam_cli.settings import MaxBoxAccProtocolName
 
 
@@ -31,7 +34,7 @@ class MaxBoxAccProtocol:
     input_size_cam: bool = False
 
 
-MAXBOXACC_PROTOCOLS = {
+MAXBOXACC_PROTOCOLS: dict[str, MaxBoxAccProtocol] = {
     # wsolevaluation's BoxEvaluator, rule for rule: the default
     MaxBoxAccProtocolName.wsol: MaxBoxAccProtocol(MaxBoxAccProtocolName.wsol.value),
     # what cam-cli computed before: the bilinear input-size CAM, outward-rounded ground truth,
@@ -54,3 +57,13 @@ def maxboxacc_protocol(protocol: str | MaxBoxAccProtocol) -> MaxBoxAccProtocol:
         names = ", ".join(MAXBOXACC_PROTOCOLS)
         raise ValueError(f"unknown MaxBoxAccV2 protocol {protocol!r}; expected one of {names}")
     return MAXBOXACC_PROTOCOLS[protocol]
+
+
+def scoremap_of_cam(cam: np.ndarray, protocol: MaxBoxAccProtocol) -> np.ndarray:
+    """The score map a protocol scores for an image's CAM, in [0, 1]: wsolevaluation's 224x224
+    map of the feature-resolution CAM (`wsol_protocol.scoremap_from_cam`, what
+    ``save_scoremaps`` writes), or with ``input_size_cam`` the CAM at the network's input
+    size, normalised (`wsol_protocol.normalize_scoremap`)."""
+    if protocol.input_size_cam:
+        return normalize_scoremap(cam)
+    return scoremap_from_cam(cam, protocol.resize)
