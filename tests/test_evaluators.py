@@ -74,3 +74,25 @@ def test_each_figure_applies_where_it_can():
     assert names(masks, "scoremaps") == ["PxAPFigure"]
     assert names(masks, "predictions") == ["IlsvrcLocalization"]
     assert names(truth, "model") == ["IlsvrcLocalization"]
+
+
+def test_a_damaged_mask_in_a_model_run_is_one_line(fake, tmp_path):
+    """PxAP's masks are read where the maps are, inside the pipeline: a mask that is not an
+    image stops the run with one line naming it (issue 25, item 10: it was a traceback)."""
+    import numpy as np
+    from conftest import invoke, model_args, one_line_error
+    from PIL import Image
+
+    from cam_cli.data.wsol_metadata import WsolMetadata, write_wsol_metadata
+
+    ids = ("imgs/a.jpg", "imgs/b.jpg")
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.full((40, 48), 255, dtype=np.uint8)).save(tmp_path / "masks" / "b.png")
+    (tmp_path / "masks" / "a.png").write_text("not a PNG")
+    masks = {i: (f"masks/{i[5]}.png",) for i in ids}
+    sizes = dict.fromkeys(ids, (48, 40))
+    metadata = WsolMetadata(ids, {"imgs/a.jpg": 0, "imgs/b.jpg": 1}, sizes, masks=masks)
+    write_wsol_metadata(metadata, tmp_path / "meta")
+    result = invoke("eval", *model_args(fake), "--wsol-metadata", tmp_path / "meta",
+                    "--images", fake, "--mask-root", tmp_path)  # fmt: skip
+    one_line_error(result, "a.png", "cannot read the mask")
