@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.eval_options import (
     EvalOptions,
     MetricOptions,
@@ -17,7 +18,6 @@ from cam_cli.eval_options import (
 )
 from cam_cli.evaluation.evaluate import evaluate
 from cam_cli.evaluation.report import Report
-from cam_cli.evaluation.truth import GroundTruth
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.jobs import RunSummary, write_boxes, write_cams, write_heatmap_boxes
 from cam_cli.inference.localizer import Localizer

@@ -20,7 +20,7 @@ from cam_cli.errors import EvaluationError
 from cam_cli.settings import CamOptions, MaxBoxAccProtocolName, ModelOptions, RunOptions, choices
 
 if TYPE_CHECKING:
-    from cam_cli.evaluation.truth import GroundTruth
+    from cam_cli.data.ground_truth import GroundTruth
     from cam_cli.models.loading import LoadedModel
 
 PathLike = str | Path
@@ -92,7 +92,7 @@ class OutputOptions:
 @dataclass(frozen=True)
 class EvalOptions:
     """One evaluation: `evaluation.evaluate.evaluate` takes it whole. ``truth`` may also be a
-    `evaluation.truth.GroundTruth` already in memory (annotations read in Python)."""
+    `data.ground_truth.GroundTruth` already in memory (annotations read in Python)."""
 
     truth: TruthOptions | GroundTruth
     source: SourceOptions = field(default_factory=SourceOptions)

@@ -229,9 +229,9 @@ def run_device_eval(config: dict) -> dict:
     """eval: `evaluate` of the loaded model with MaxBoxAccV2, what `cam-cli eval --maxboxacc`
     runs once the model and the annotations are loaded, over the annotated sample files."""
     from cam_cli.data.annotations import read_annotations
+    from cam_cli.data.ground_truth import GroundTruth
     from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions
     from cam_cli.evaluation.evaluate import evaluate
-    from cam_cli.evaluation.truth import GroundTruth
     from cam_cli.runtime.device import Precision
     from cam_cli.settings import RunOptions
 

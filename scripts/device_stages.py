@@ -383,9 +383,9 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
 
     from cam_cli.api import write_boxes
     from cam_cli.boxes.steps import resolve_box_step
+    from cam_cli.data.ground_truth import GroundTruth
     from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions
     from cam_cli.evaluation.evaluate import evaluate as evaluate_options
-    from cam_cli.evaluation.truth import GroundTruth
     from cam_cli.inference.localizer import Localizer
     from cam_cli.settings import RunOptions
 

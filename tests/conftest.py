@@ -96,9 +96,9 @@ def run_cli(*args, env_extra=None, **kwargs) -> subprocess.CompletedProcess:
 def model_report(loaded, images, annotations, *, classes=None, run=None, **metrics) -> dict:
     """The JSON report of a loaded model over in-memory annotations (`api.evaluate` with a
     `GroundTruth`): ``metrics`` are `MetricOptions`' fields, or ``save_scoremaps``."""
+    from cam_cli.data.ground_truth import GroundTruth
     from cam_cli.eval_options import EvalOptions, MetricOptions, OutputOptions, SourceOptions
     from cam_cli.evaluation.evaluate import evaluate
-    from cam_cli.evaluation.truth import GroundTruth
     from cam_cli.settings import RunOptions
 
     outputs = OutputOptions(save_scoremaps=metrics.pop("save_scoremaps", None))

@@ -13,6 +13,7 @@ from conftest import invoke, one_line_error, write_xml
 from cam_cli.cli.options import as_flags
 from cam_cli.data.annotations import ImageAnnotation, read_annotations
 from cam_cli.data.classes import ClassInfo
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.data.matching import Missing, check_class_order, check_missing
 from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import EvalOptions, MetricOptions, OutputOptions, SourceOptions
@@ -25,7 +26,6 @@ from cam_cli.evaluation.resume import (
 )
 from cam_cli.evaluation.sources.records import read_prediction_records
 from cam_cli.evaluation.table import format_report
-from cam_cli.evaluation.truth import GroundTruth
 
 SNAKE, TENCH, FOX = "n01751748", "n01440764", "n02119789"
 CLASSES = [ClassInfo(0, TENCH, "tench"), ClassInfo(1, SNAKE, "sea snake"), ClassInfo(2, FOX, "fox")]

@@ -7,12 +7,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.eval_options import EvalOptions, SourceOptions
 from cam_cli.evaluation.evaluate import evaluate
 from cam_cli.evaluation.evaluators import registry
 from cam_cli.evaluation.evaluators.base import Evaluator, ScoredImage, Setup
 from cam_cli.evaluation.report import Report
-from cam_cli.evaluation.truth import GroundTruth
 
 WNID = "n01440764"
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions, TruthOptions
 from cam_cli.evaluation.evaluate import evaluate
@@ -22,7 +23,6 @@ from cam_cli.evaluation.scoremap_files import (
     scoremap_id,
     scoremap_path,
 )
-from cam_cli.evaluation.truth import GroundTruth
 
 SNAKE = "n01751748"
 

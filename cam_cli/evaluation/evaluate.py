@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.errors import SetupError
 from cam_cli.eval_options import EvalOptions
 from cam_cli.evaluation.evaluators.base import Setup
@@ -26,7 +27,7 @@ from cam_cli.evaluation.report_settings import input_settings
 from cam_cli.evaluation.sources.base import Source
 from cam_cli.evaluation.sources.given_maps import GivenMaps
 from cam_cli.evaluation.sources.records import Records
-from cam_cli.evaluation.truth import GroundTruth, load_truth
+from cam_cli.evaluation.truth import load_truth
 from cam_cli.files.atomic import write_text_atomic
 from cam_cli.runtime.distributed import is_main_process
 

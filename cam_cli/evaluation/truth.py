@@ -1,7 +1,7 @@
 """The ground truth of an evaluation, whatever its format, loaded in one place (`load_truth`):
 ILSVRC XML, the Kaggle CSV, the devkit's labels, CUB, wsolevaluation's metadata with boxes or
-masks. Each gives one `GroundTruth`: annotations by image id (file stem), where the images
-are, and every file it read.
+masks. Each gives one `data.ground_truth.GroundTruth`: annotations by image id (file stem),
+where the images are, and every file it read.
 
 A new format is one reader (in `data`, returning ``{image id: ImageAnnotation}``) and one
 branch of `load_truth`.
@@ -9,52 +9,12 @@ branch of `load_truth`.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cam_cli.data.annotations import CUB_FILES, annotation_files, read_annotations, read_cub
-from cam_cli.data.classes import ClassInfo
-from cam_cli.data.ground_truth import ImageAnnotation
+from cam_cli.data.ground_truth import GroundTruth, MaskPaths
 from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import TruthOptions
-
-# {image id: (instance mask paths, ignore mask path or None)}: PxAP's ground truth
-MaskPaths = tuple[Sequence[Path], Path | None]
-
-
-@dataclass(frozen=True)
-class GroundTruth:
-    """What the evaluators score against. ``annotations``: by image id (the file stem, as
-    every reader keys them). ``images``: a folder matched to them by file stem, or
-    ``{image id: path}`` (CUB, wsolevaluation ids under a root); None where no image is read.
-    ``classes``: the class list the labels index (CUB's), checked against the model's.
-    ``masks``: PxAP's masks by image id (wsolevaluation mask metadata). ``image_ids``: a
-    metadata split's ids, so score maps are read as ``<id>.npy``. ``scoremap_base``: the folder
-    wsolevaluation's ids start from (None: the folder above ``images``). ``files``: every file
-    read for it, by the option that named it (outputs are checked against them)."""
-
-    annotations: Mapping[str, ImageAnnotation]
-    images: str | Path | Mapping[str, str | Path] | None = None
-    classes: Sequence[ClassInfo] | None = None
-    masks: Mapping[str, MaskPaths] | None = None
-    image_ids: Sequence[str] | None = None
-    scoremap_base: Path | None = None
-    files: Mapping[str, Sequence[Path]] = field(default_factory=dict)
-
-    @property
-    def has_boxes(self) -> bool:
-        return any(annotation.boxes for annotation in self.annotations.values())
-
-    def base(self) -> Path | None:
-        """The folder wsolevaluation's image ids start from: given, or the folder above an
-        ``images`` folder (``val/ILSVRC2012_val_...JPEG``); None for images given by id."""
-        if self.scoremap_base is not None:
-            return self.scoremap_base
-        if self.images is None or isinstance(self.images, Mapping):
-            return None
-        return Path(os.path.abspath(self.images)).parent
 
 
 def load_truth(options: TruthOptions | GroundTruth) -> GroundTruth:

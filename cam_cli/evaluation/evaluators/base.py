@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cam_cli.data.ground_truth import ImageAnnotation
+from cam_cli.data.ground_truth import GroundTruth, ImageAnnotation
 from cam_cli.eval_options import EvalOptions
 from cam_cli.evaluation.report import Report
-from cam_cli.evaluation.truth import GroundTruth
 
 if TYPE_CHECKING:
     import torch

@@ -10,19 +10,18 @@ from typing import Any, cast
 
 import numpy as np
 
-from cam_cli.data.ground_truth import ImageAnnotation
+from cam_cli.data.ground_truth import ImageAnnotation, MaskPaths
 from cam_cli.errors import EvaluationError
 from cam_cli.evaluation.evaluators.base import Evaluator, ScoredImage, Setup
 from cam_cli.evaluation.pxap import PxAP, ground_truth_mask
 from cam_cli.evaluation.report import PxAPFigures, Report
-from cam_cli.evaluation.truth import MaskPaths
 
 logger = logging.getLogger(__name__)
 
 
 class PxAPFigure(Evaluator):
-    """``masks``: by image id (`truth.GroundTruth.masks`). ``count_failed``: the figure also
-    says how many images gave no map (a model run's)."""
+    """``masks``: by image id (`data.ground_truth.GroundTruth.masks`). ``count_failed``: the
+    figure also says how many images gave no map (a model run's)."""
 
     key = "pxap"
     reads_maps = True

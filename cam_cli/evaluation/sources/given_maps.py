@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from cam_cli.data.ground_truth import ImageAnnotation
+from cam_cli.data.ground_truth import GroundTruth, ImageAnnotation
 from cam_cli.data.matching import check_missing, pair_images
 from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import EvalOptions
@@ -17,7 +17,6 @@ from cam_cli.evaluation.evaluators.base import Evaluator, ScoredImage
 from cam_cli.evaluation.report_settings import maxboxacc_settings
 from cam_cli.evaluation.scoremap_files import load_scoremap, maps_to_score
 from cam_cli.evaluation.sources.base import Source
-from cam_cli.evaluation.truth import GroundTruth
 from cam_cli.evaluation.wsol_convert import upright_size
 from cam_cli.files.checks import printable_path
 

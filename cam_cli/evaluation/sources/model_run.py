@@ -23,6 +23,7 @@ import numpy as np
 
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.classes import ClassInfo
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.data.matching import (
     EvaluationError,
     check_class_order,
@@ -52,7 +53,6 @@ from cam_cli.evaluation.resume import (
 )
 from cam_cli.evaluation.scoremap_files import save_scoremap, scoremap_id
 from cam_cli.evaluation.sources.base import Source
-from cam_cli.evaluation.truth import GroundTruth
 from cam_cli.files.checks import printable_path
 from cam_cli.files.lock import FileLock
 from cam_cli.inference.analysis import Analysis, ExtraCams
@@ -135,7 +135,7 @@ def annotations_digest(annotations: Mapping[str, ImageAnnotation]) -> str:
 
 def scoremap_saver(root: str | Path, base: Path | None) -> ScoremapSaver:
     """``save(image_path, scoremap)`` into ``root`` under wsolevaluation's image ids, their
-    paths below ``base`` (`truth.GroundTruth.base`)."""
+    paths below ``base`` (`data.ground_truth.GroundTruth.base`)."""
     if base is None:
         raise EvaluationError("`save_scoremaps` needs the folder the image ids start from")
     start = base

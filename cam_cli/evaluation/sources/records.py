@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.classes import ClassInfo, read_synset_mapping
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.data.matching import (
     EvaluationError,
     check_known_labels,
@@ -24,7 +25,6 @@ from cam_cli.eval_options import EvalOptions
 from cam_cli.evaluation.evaluators.base import Evaluator, ScoredImage
 from cam_cli.evaluation.report_settings import box_settings
 from cam_cli.evaluation.sources.base import Source
-from cam_cli.evaluation.truth import GroundTruth
 from cam_cli.files.atomic import atomic_file
 from cam_cli.files.checks import printable_path, record_name
 from cam_cli.files.lock import FileLock
