@@ -1,19 +1,23 @@
 """The library's public calls, one per command, with the same results as the command line:
 `write_boxes` (``cam-cli bbox``), `write_cams` (``cam-cli cam``), `write_heatmap_boxes`
-(``cam-cli boxes``), `evaluate` (``cam-cli eval``) and `train` (``cam-cli train``), and the
-settings they take (`cam_cli.settings`). For your own loops, the pieces underneath:
-`Localizer` (and the `Analysis` it takes), `load_model`, `evaluate_model`.
+(``cam-cli boxes``), `evaluate` (``cam-cli eval``: one `EvalOptions` in, one `Report` out) and
+`train` (``cam-cli train``), and the settings they take (`cam_cli.settings`,
+`cam_cli.eval_options`). For your own loops, the pieces underneath: `Localizer` (and the
+`Analysis` it takes), `load_model`, and `GroundTruth` (annotations read in Python, to evaluate).
 """
 
 from __future__ import annotations
 
-from cam_cli.evaluation.evaluate import (
-    evaluate,
-    evaluate_mask_scoremaps,
-    evaluate_predictions,
-    evaluate_scoremaps,
+from cam_cli.data.ground_truth import GroundTruth
+from cam_cli.eval_options import (
+    EvalOptions,
+    MetricOptions,
+    OutputOptions,
+    SourceOptions,
+    TruthOptions,
 )
-from cam_cli.evaluation.model_run import evaluate_model
+from cam_cli.evaluation.evaluate import evaluate
+from cam_cli.evaluation.report import Report
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.jobs import RunSummary, write_boxes, write_cams, write_heatmap_boxes
 from cam_cli.inference.localizer import Localizer
@@ -24,16 +28,19 @@ from cam_cli.training.trainer import train_from_options as train
 __all__ = [
     "Analysis",
     "CamOptions",
+    "EvalOptions",
+    "GroundTruth",
     "LoadedModel",
     "Localizer",
+    "MetricOptions",
     "ModelOptions",
+    "OutputOptions",
+    "Report",
     "RunOptions",
     "RunSummary",
+    "SourceOptions",
+    "TruthOptions",
     "evaluate",
-    "evaluate_mask_scoremaps",
-    "evaluate_model",
-    "evaluate_predictions",
-    "evaluate_scoremaps",
     "load_model",
     "train",
     "write_boxes",

@@ -309,7 +309,7 @@ def agreement(reference: str, other: str) -> dict | None:
     """Rank-1 class agreement and mean rank-1 box IoU (same class) of two JSON Lines files."""
     import numpy as np
 
-    from cam_cli.evaluation.metrics import iou_inclusive
+    from cam_cli.boxes.geometry import iou_inclusive
 
     def read(path: str) -> dict:
         records = {}

@@ -226,10 +226,12 @@ def run_device_pipeline(config: dict) -> dict:
 
 
 def run_device_eval(config: dict) -> dict:
-    """eval: `evaluate_model(..., maxboxacc=True)`, what `cam-cli eval --maxboxacc` runs once
-    the model and the annotations are loaded, over the annotated sample files themselves."""
+    """eval: `evaluate` of the loaded model with MaxBoxAccV2, what `cam-cli eval --maxboxacc`
+    runs once the model and the annotations are loaded, over the annotated sample files."""
     from cam_cli.data.annotations import read_annotations
-    from cam_cli.evaluation.evaluate import evaluate_model
+    from cam_cli.data.ground_truth import GroundTruth
+    from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions
+    from cam_cli.evaluation.evaluate import evaluate
     from cam_cli.runtime.device import Precision
     from cam_cli.settings import RunOptions
 
@@ -251,7 +253,12 @@ def run_device_eval(config: dict) -> dict:
     def one_pass(paths: list[str]) -> None:
         stems = {Path(p).stem: p for p in paths}
         annotations = {stem: truth[stem] for stem in stems}
-        reports.append(evaluate_model(loaded, stems, annotations, maxboxacc=True, run=run))
+        options = EvalOptions(
+            truth=GroundTruth(annotations, stems),
+            source=SourceOptions(model=loaded, run=run),
+            metrics=MetricOptions(maxboxacc=True),
+        )
+        reports.append(evaluate(options).to_json())
 
     timing = timed_passes(
         lambda: one_pass(files[: config["warmup_batches"] * config["batch_size"]]),

@@ -165,7 +165,7 @@ def sample_maps(args, device: torch.device) -> dict:
     from cam_cli.data.batches import ImageListDataset, collate_images
     from cam_cli.data.images import list_images
     from cam_cli.data.matching import label_indices
-    from cam_cli.evaluation.metrics import gt_boxes_in_grid
+    from cam_cli.evaluation.gt_boxes import gt_boxes_in_grid
 
     annotations = read_loc_solution_csv(args.annotations)
     paths = [str(p) for p in list_images(args.images_dir) if p.stem in annotations]
@@ -207,7 +207,7 @@ def sample_maps(args, device: torch.device) -> dict:
 def inputs(args, device: torch.device) -> dict:
     """Box maps ``[--maps, S, S]``, sweep maps ``[--sweep-images, S, S]`` and their padded
     ground truth, all on ``device``."""
-    from cam_cli.evaluation.maxboxacc_torch import pad_gt_boxes
+    from cam_cli.evaluation.maxboxacc.sweep_torch import pad_gt_boxes
 
     sample = sample_maps(args, device)
     images = sample["images"]
@@ -308,8 +308,9 @@ def measure(run: Callable[[], object], device: torch.device, repeats: int, scale
 def step_calls(step: str, data: dict, args) -> tuple[Callable, Callable]:
     """The box step and the sweep of ``step``, through `boxes.steps` (the one place that calls
     the implementations)."""
-    from cam_cli.boxes.steps import device_best_ious, device_boxes
-    from cam_cli.evaluation.metrics import MaxBoxAccV2
+    from cam_cli.boxes.steps import device_boxes
+    from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+    from cam_cli.evaluation.maxboxacc.sweeps import device_best_ious
 
     thresholds = MaxBoxAccV2().thresholds
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cam_cli.boxes.geometry import iou_inclusive
 from cam_cli.data.annotations import read_annotations
 from cam_cli.data.images import list_images, open_rgb
-from cam_cli.evaluation.metrics import iou_inclusive
 from cam_cli.inference.localizer import Localizer
 from cam_cli.models.loading import load_model
 from cam_cli.outputs.draw import heatmap_overlay

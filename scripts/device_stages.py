@@ -12,7 +12,8 @@ skipped, and says so):
           forward (preprocessing, the network, softmax, top-k), CAMs (`compute_cams` +
           `upsample_cams`), the box step of each available ``--box-step`` (torch, triton on the
           device; scipy on the host, after the copy of the maps there), the MaxBoxAccV2 sweep
-          of the cam-cli protocol (`boxes.steps.device_best_ious`, ground truth included) per
+          of the cam-cli protocol (`evaluation.maxboxacc.sweeps.device_best_ious`, ground truth
+          included) per
           device step, and the host output (`_DeviceOutput.to_host`: the resolved box step and
           the batch's one copy; then the results and their JSON Lines). Each stage runs alone,
           the device drained before it: ms/batch is CUDA-event time (perf_counter on the CPU),
@@ -20,7 +21,7 @@ skipped, and says so):
           the library's own; a check says they give what `Localizer.launch_batch` gives;
   syncs   host syncs per batch (`sync_count`: set_sync_debug_mode("warn") plus CUDA event
           waits, every thread) of the real pipeline, `api.write_boxes` with a prepared
-          Localizer, and of `evaluate_model(maxboxacc=True, maxboxacc_protocol="cam-cli")`,
+          Localizer, and of `evaluate` with MaxBoxAccV2 of the cam-cli protocol,
           with the top call sites; targets <= 2 (bbox) and <= 4 (eval) per batch. CUDA only;
   decode  ``--decode pil`` against ``--decode device`` image by image on the sample (and on
           ``--val500``): network input pixels (max / mean absolute difference), top-1 class
@@ -195,13 +196,15 @@ def _annotation_of(paths: list[str], sources: list[str], truth: dict) -> dict:
 
 def time_stages(loaded, sources, paths, truth, args, device) -> dict:
     from cam_cli.boxes.components import boxes_from_cams
-    from cam_cli.boxes.steps import device_best_ious, device_boxes
+    from cam_cli.boxes.steps import device_boxes
     from cam_cli.cam.maps import compute_cams, upsample_cams
     from cam_cli.data.batches import ImageListDataset, collate_images
     from cam_cli.data.decode import JpegRoutingDataset, decode_pending, resolve_decode
     from cam_cli.errors import SetupError
-    from cam_cli.evaluation.maxboxacc_torch import pad_gt_boxes
-    from cam_cli.evaluation.metrics import MaxBoxAccV2, gt_boxes_in_grid
+    from cam_cli.evaluation.gt_boxes import gt_boxes_in_grid
+    from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+    from cam_cli.evaluation.maxboxacc.sweep_torch import pad_gt_boxes
+    from cam_cli.evaluation.maxboxacc.sweeps import device_best_ious
     from cam_cli.inference.localizer import NOTHING_MORE, Localizer, _channels_last, _DeviceOutput
     from cam_cli.outputs.writers import RecordWriter
     from cam_cli.runtime.streams import STREAMS, to_device
@@ -380,7 +383,9 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
 
     from cam_cli.api import write_boxes
     from cam_cli.boxes.steps import resolve_box_step
-    from cam_cli.evaluation.evaluate import evaluate_model
+    from cam_cli.data.ground_truth import GroundTruth
+    from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions
+    from cam_cli.evaluation.evaluate import evaluate as evaluate_options
     from cam_cli.inference.localizer import Localizer
     from cam_cli.settings import RunOptions
 
@@ -408,8 +413,13 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
                      progress=False)  # fmt: skip
 
     def evaluate(chosen: dict) -> None:
-        evaluate_model(loaded, chosen, {s: truth[s] for s in chosen}, maxboxacc=True,
-                       maxboxacc_protocol="cam-cli", run=run)  # fmt: skip
+        evaluate_options(
+            EvalOptions(
+                truth=GroundTruth({s: truth[s] for s in chosen}, chosen),
+                source=SourceOptions(model=loaded, run=run),
+                metrics=MetricOptions(maxboxacc=True, maxboxacc_protocol="cam-cli"),
+            )
+        )
 
     if stems:
         evaluate(dict(list(stems.items())[:bs]))  # warm-up: the sweep's kernels

@@ -22,7 +22,7 @@ def _contour_boxes(scoremap, thresholds, tight: bool, holes: bool, empty_box: bo
     """`wsol_protocol.scoremap_boxes` with one of its box rules changed."""
     import cv2
 
-    from cam_cli.evaluation.wsol_protocol import threshold_cuts
+    from cam_cli.evaluation.maxboxacc.wsol_protocol import threshold_cuts
 
     quantised = (scoremap * 255).astype(np.uint8)
     size = scoremap.shape[0]
@@ -52,9 +52,11 @@ def main() -> None:
     parser.add_argument("--annotations", required=True)
     args = parser.parse_args()
 
+    from cam_cli.boxes.geometry import pairwise_iou_inclusive
     from cam_cli.data.annotations import read_annotations
     from cam_cli.data.matching import _label_indices, pair_images
-    from cam_cli.evaluation.metrics import MaxBoxAccProtocol, MaxBoxAccV2, pairwise_iou_inclusive
+    from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+    from cam_cli.evaluation.maxboxacc.protocol import MaxBoxAccProtocol
     from cam_cli.inference.localizer import Localizer
     from cam_cli.models.loading import load_model
     from cam_cli.settings import RunOptions

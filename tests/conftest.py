@@ -93,6 +93,24 @@ def run_cli(*args, env_extra=None, **kwargs) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def model_report(loaded, images, annotations, *, classes=None, run=None, **metrics) -> dict:
+    """The JSON report of a loaded model over in-memory annotations (`api.evaluate` with a
+    `GroundTruth`): ``metrics`` are `MetricOptions`' fields, or ``save_scoremaps``."""
+    from cam_cli.data.ground_truth import GroundTruth
+    from cam_cli.eval_options import EvalOptions, MetricOptions, OutputOptions, SourceOptions
+    from cam_cli.evaluation.evaluate import evaluate
+    from cam_cli.settings import RunOptions
+
+    outputs = OutputOptions(save_scoremaps=metrics.pop("save_scoremaps", None))
+    options = EvalOptions(
+        truth=GroundTruth(annotations, images, classes),
+        source=SourceOptions(model=loaded, run=run or RunOptions()),
+        metrics=MetricOptions(**metrics),
+        outputs=outputs,
+    )
+    return evaluate(options).to_json()
+
+
 def one_line_error(result, *parts: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]

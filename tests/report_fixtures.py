@@ -20,7 +20,8 @@ import numpy as np
 from conftest import write_image
 
 from cam_cli.data.ground_truth import ImageAnnotation
-from cam_cli.evaluation.metrics import LocalizationEvaluator, MaxBoxAccV2
+from cam_cli.evaluation.localization import LocalizationEvaluator
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
 from cam_cli.report.inputs import RunInfo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -76,6 +77,13 @@ def synthetic_evaluation(root: Path) -> tuple[dict, list[dict]]:
         **evaluator.summary(),
         "maxboxacc_v2": maxbox.summary(),
         "gt_known_available": True,
+        "missing": {
+            "images_without_annotation": 0,
+            "annotations_without_image": 0,
+            "left_out": 0,
+            "images_without_annotation_list": [],
+            "annotations_without_image_list": [],
+        },  # fmt: skip
         "settings": {
             "mode": "model",
             "arch": "small-gap",

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import invoke, write_xml
+from conftest import invoke, model_report, write_xml
 from PIL import Image
 
 from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
@@ -516,10 +516,9 @@ def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weigh
 
 def test_maxboxacc_protocol_cam_cli_reaches_the_model_run(fake, tmp_path):
     """`--maxboxacc-protocol cam-cli` on a model run is cam-cli's old figure, the one
-    `evaluate_model(maxboxacc_protocol="cam-cli")` gives, not wsolevaluation's (it was once
+    `evaluate` with `maxboxacc_protocol="cam-cli"` gives, not wsolevaluation's (it was once
     dropped on the way and the run silently scored the default protocol)."""
     from cam_cli.data.annotations import read_annotations
-    from cam_cli.evaluation.evaluate import evaluate_model
     from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import load_model
 
@@ -532,9 +531,9 @@ def test_maxboxacc_protocol_cam_cli_reaches_the_model_run(fake, tmp_path):
     )
     truth = read_annotations(fake / "xml")
     options = RunOptions(fast=False, workers=0)
-    old = evaluate_model(loaded, fake / "val", truth, maxboxacc=True, run=options,
+    old = model_report(loaded, fake / "val", truth, maxboxacc=True, run=options,
                          maxboxacc_protocol="cam-cli")  # fmt: skip
-    wsol = evaluate_model(loaded, fake / "val", truth, maxboxacc=True, run=options)
+    wsol = model_report(loaded, fake / "val", truth, maxboxacc=True, run=options)
     assert report["maxboxacc_v2"] == old["maxboxacc_v2"]
     assert wsol["maxboxacc_v2"]["protocol"] == "wsol"
 

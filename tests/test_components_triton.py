@@ -30,8 +30,8 @@ from test_maxboxacc_torch import _smooth  # noqa: E402
 from cam_cli.boxes import components_triton as ct  # noqa: E402
 from cam_cli.boxes.components import boxes_from_cams, boxes_from_masks  # noqa: E402
 from cam_cli.boxes.components_torch import boxes_from_cams_torch  # noqa: E402
-from cam_cli.evaluation.maxboxacc_torch import best_ious_torch, pad_gt_boxes  # noqa: E402
-from cam_cli.evaluation.metrics import MaxBoxAccV2  # noqa: E402
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2  # noqa: E402
+from cam_cli.evaluation.maxboxacc.sweep_torch import best_ious_torch, pad_gt_boxes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def _sweep_cases(rng, size=(20, 26)) -> tuple[torch.Tensor, list[np.ndarray]]:
 
 @pytest.mark.parametrize("wsol", [False, True])
 def test_sweep_equals_the_torch_sweep(device, wsol):
-    from cam_cli.evaluation.maxboxacc_triton import best_ious_triton
+    from cam_cli.evaluation.maxboxacc.sweep_triton import best_ious_triton
 
     cams, gts = _sweep_cases(np.random.default_rng(2))
     boxes, valid = pad_gt_boxes(gts, device)
@@ -194,8 +194,8 @@ def test_real_sample_cams_boxes_and_sweep(device, sample_dir, mobilenet_weights)
     true class's CAM equals the torch sweep."""
     from cam_cli.data.annotations import read_annotations
     from cam_cli.data.batches import ImageListDataset, collate_images
-    from cam_cli.evaluation.maxboxacc_triton import best_ious_triton
-    from cam_cli.evaluation.metrics import gt_boxes_in_grid
+    from cam_cli.evaluation.gt_boxes import gt_boxes_in_grid
+    from cam_cli.evaluation.maxboxacc.sweep_triton import best_ious_triton
     from cam_cli.inference.localizer import Localizer
     from cam_cli.models.loading import load_model
 

@@ -241,23 +241,32 @@ def test_real_sample_figures_with_device_decoding(sample_dir, mobilenet_weights,
     the PIL path's fp32 figures (on the CPU the README's 51.61 / 42.63, GT-known 40.78, which
     test_localizer checks; on CUDA the PIL path is run too). Measured on the CPU: the same
     localization figures; top-5 classification 5.99 instead of 6.22 (one image)."""
+    from cam_cli.eval_options import EvalOptions, SourceOptions, TruthOptions
     from cam_cli.evaluation.evaluate import evaluate
     from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import ModelOptions
 
     def figures(decode: str) -> dict:
         report = evaluate(
-            model=ModelOptions(
-                arch="mobilenet_v2",
-                weights=str(mobilenet_weights),
-                classes_file=sample_dir / "LOC_synset_mapping.txt",
-            ),
-            images=sample_dir / "val",
-            annotations=sample_dir / "LOC_val_solution.csv",
-            run=RunOptions(
-                device=device, fast=False, decode=decode, workers=0 if device == "cpu" else 2
-            ),
-        )
+            EvalOptions(
+                truth=TruthOptions(
+                    images=sample_dir / "val", annotations=sample_dir / "LOC_val_solution.csv"
+                ),
+                source=SourceOptions(
+                    model=ModelOptions(
+                        arch="mobilenet_v2",
+                        weights=str(mobilenet_weights),
+                        classes_file=sample_dir / "LOC_synset_mapping.txt",
+                    ),
+                    run=RunOptions(
+                        device=device,
+                        fast=False,
+                        decode=decode,
+                        workers=0 if device == "cpu" else 2,
+                    ),
+                ),
+            )
+        ).to_json()
         assert report["settings"]["decode"] == decode
         assert report["images"] == 434 and report["failed_images"] == 0
         return report

@@ -12,8 +12,8 @@ from conftest import SHARED
 from report_fixtures import EXPECTED, NAMES, read_dom, run_info, synthetic_evaluation
 
 from cam_cli.errors import EvaluationError
-from cam_cli.evaluation.metrics import table_cell
-from cam_cli.evaluation.report import format_report
+from cam_cli.evaluation.report import report_from_json
+from cam_cli.evaluation.table import format_report, table_cell
 from cam_cli.report.eval_page import (
     WRONG_CLASS,
     class_rows,
@@ -53,7 +53,7 @@ def test_categories_are_the_rules(evaluation) -> None:
 def test_the_page_shows_the_tables_figures(evaluation, page_text) -> None:
     report = evaluation[0]
     dom = read_dom(page_text)
-    assert dom.table == format_report(report)  # exactly as the terminal shows it
+    assert dom.table == format_report(report_from_json(report))  # exactly as the terminal shows it
     assert dom.cards == figures_of(report)
     assert dom.cards["top1_loc_error"] == table_cell(report["top1_loc_error"])
     assert dom.cards["maxboxacc_v2"] == table_cell(report["maxboxacc_v2"]["maxboxacc_v2"])

@@ -4,22 +4,28 @@ by hand below (inclusive-pixel IoU, 100x100 images), plus its mismatch errors an
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import invoke, one_line_error, write_xml
 
+from cam_cli.cli.options import as_flags
 from cam_cli.data.annotations import ImageAnnotation, read_annotations
 from cam_cli.data.classes import ClassInfo
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.data.matching import Missing, check_class_order, check_missing
 from cam_cli.errors import EvaluationError
-from cam_cli.evaluation.evaluate import evaluate_predictions, read_prediction_records
-from cam_cli.evaluation.report import format_report
+from cam_cli.eval_options import EvalOptions, MetricOptions, OutputOptions, SourceOptions
+from cam_cli.evaluation.evaluate import evaluate
+from cam_cli.evaluation.report import Report
 from cam_cli.evaluation.resume import (
     check_per_image_file,
     read_per_image,
     settings_fingerprint,
 )
+from cam_cli.evaluation.sources.records import read_prediction_records
+from cam_cli.evaluation.table import format_report
 
 SNAKE, TENCH, FOX = "n01751748", "n01440764", "n02119789"
 CLASSES = [ClassInfo(0, TENCH, "tench"), ClassInfo(1, SNAKE, "sea snake"), ClassInfo(2, FOX, "fox")]
@@ -74,6 +80,22 @@ def csv_file(tmp_path) -> Path:
     return tmp_path / "LOC_val_solution.csv"
 
 
+def scored(records, truth, *, classes=None, per_image=None, **metrics) -> Report:
+    """The report of ``records`` against in-memory annotations (`evaluate`, no model)."""
+    options = EvalOptions(
+        truth=GroundTruth(truth, classes=classes),
+        source=SourceOptions(predictions=records),
+        metrics=MetricOptions(**metrics),
+        outputs=OutputOptions(per_image=per_image),
+    )
+    return evaluate(options)
+
+
+def evaluate_predictions(records, truth, **options) -> dict:
+    """`scored`, as the JSON report."""
+    return scored(records, truth, **options).to_json()
+
+
 def figures(report: dict) -> dict:
     """The report without what describes the run rather than the figures."""
     return {k: v for k, v in report.items() if k not in ("settings", "resumed_images")}
@@ -109,9 +131,8 @@ def test_hand_made_figures_from_xml_and_csv_agree(xml_dir, csv_file):
 
 
 def test_table_format(xml_dir):
-    report = evaluate_predictions(
-        RECORDS, read_annotations(xml_dir), settings={"predictions": "boxes.jsonl"}
-    )
+    report = scored(RECORDS, read_annotations(xml_dir))
+    report = replace(report, settings={**report.settings, "predictions": "boxes.jsonl"})
     assert format_report(report) == "\n".join(
         [
             "predictions: boxes.jsonl",
@@ -152,12 +173,13 @@ def test_record_without_annotation_stops_unless_allowed(xml_dir):
     records = [*RECORDS, rec("stray", pred(1, SNAKE, (0, 0, 9, 9)))]
     with pytest.raises(EvaluationError, match=r"1 prediction records have no annotation.*stray"):
         evaluate_predictions(records, truth)
-    report = evaluate_predictions(records, truth, allow_missing=True)
+    result = scored(records, truth, allow_missing=True)
+    report = result.to_json()
     assert report["images"] == 4
     assert report["missing"]["images_without_annotation"] == 1
     assert report["missing"]["images_without_annotation_list"] == ["val/stray.JPEG"]
     assert "left out (--allow-missing): 1 prediction records without annotation" in (
-        format_report(report)
+        as_flags(format_report(result))
     )
 
 
@@ -188,7 +210,7 @@ def test_duplicate_records_stop(xml_dir):
 
 def test_predictions_without_wnids_against_wnid_labels_stop(xml_dir):
     anonymous = {**RECORDS[0], "predictions": [{**RECORDS[0]["predictions"][0], "wnid": None}]}
-    with pytest.raises(EvaluationError, match="carry no wnids.*--classes"):
+    with pytest.raises(EvaluationError, match="carry no wnids.*`classes_file`"):
         evaluate_predictions([anonymous, *RECORDS[1:]], read_annotations(xml_dir))
 
 
@@ -225,7 +247,7 @@ def test_class_order_against_index_labels():
 def test_bad_prediction_lines(tmp_path):
     path = tmp_path / "boxes.jsonl"
     path.write_text(json.dumps(RECORDS[0]) + "\npath,width\n")
-    with pytest.raises(EvaluationError, match=r"boxes.jsonl:2: not JSON.*not --format csv"):
+    with pytest.raises(EvaluationError, match=r"boxes.jsonl:2: not JSON.*not `format` csv"):
         list(read_prediction_records(path))
     path.write_text('{"width": 3}\n')
     with pytest.raises(EvaluationError, match="no 'path'"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cam_cli.evaluation.metrics import pairwise_iou_inclusive
+from cam_cli.boxes.geometry import pairwise_iou_inclusive
 from cam_cli.report.failures import Category, Top1, categorize, categorize_one, top1_outcome
 from cam_cli.report.inputs import ImageRow, Predicted
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import invoke, model_args
+from conftest import invoke, model_args, model_report
 from PIL import Image
 
 from cam_cli.inference.localizer import Localizer, RunOptions, default_workers
@@ -208,7 +208,6 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
     """The whole 434-image sample, as the README reports it: the fp32 figures, and the fast
     path (bf16) within the README's bound of them, whatever the CPU."""
     from cam_cli.data.annotations import read_annotations
-    from cam_cli.evaluation.evaluate import evaluate_model
 
     truth = read_annotations(sample_dir / "LOC_val_solution.csv")
     loaded = load_model(
@@ -217,7 +216,7 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
         classes_file=sample_dir / "LOC_synset_mapping.txt",
     )
     reports = {
-        fast: evaluate_model(
+        fast: model_report(
             loaded,
             sample_dir / "val",
             truth,
@@ -250,7 +249,6 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
 def test_real_sample_figures_squeezenet_caffe(sample_dir, squeezenet_weights):
     """The README's SqueezeNet 1.1 figures (Caffe weights and normalisation, fp32)."""
     from cam_cli.data.annotations import read_annotations
-    from cam_cli.evaluation.evaluate import evaluate_model
 
     loaded = load_model(
         arch="squeezenet1_1",
@@ -259,7 +257,7 @@ def test_real_sample_figures_squeezenet_caffe(sample_dir, squeezenet_weights):
         normalize="caffe",
     )
     truth = read_annotations(sample_dir / "LOC_val_solution.csv")
-    report = evaluate_model(loaded, sample_dir / "val", truth, run=RunOptions(fast=False))
+    report = model_report(loaded, sample_dir / "val", truth, run=RunOptions(fast=False))
     figures = [
         round(report[key], 2)
         for key in ("top1_cls_error", "top5_cls_error", "top1_loc_error", "top5_loc_error")
@@ -273,7 +271,6 @@ def test_localizer_and_evaluate_leave_the_callers_model_alone(tmp_path):
     replaces the class list on its own copy of `loaded`."""
     from cam_cli.data.annotations import ImageAnnotation
     from cam_cli.data.classes import ClassInfo
-    from cam_cli.evaluation.evaluate import evaluate_model
 
     loaded = load_model(arch="resnet18", num_classes=3)
     keys = list(loaded.model.state_dict())
@@ -291,7 +288,7 @@ def test_localizer_and_evaluate_leave_the_callers_model_alone(tmp_path):
     classes = [ClassInfo(i, None, f"class {i}") for i in range(3)]
     classes_before = list(loaded.classes)
     run = RunOptions(fast=False)
-    report = evaluate_model(loaded, tmp_path, truth, classes=classes, run=run)
+    report = model_report(loaded, tmp_path, truth, classes=classes, run=run)
     assert report["images"] == 2
     assert loaded.classes == classes_before and loaded.classes != classes
     assert list(loaded.model.state_dict()) == keys
@@ -320,7 +317,6 @@ def test_boxes_made_on_the_device_equal_the_host_ones(sample_dir, mobilenet_weig
 @pytest.mark.slow
 def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_weights, tmp_path):
     from cam_cli.data.annotations import read_annotations
-    from cam_cli.evaluation.evaluate import evaluate_model
 
     for path in sorted((sample_dir / "val").iterdir())[:12]:
         (tmp_path / path.name).symlink_to(path)
@@ -332,7 +328,7 @@ def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_wei
         classes_file=sample_dir / "LOC_synset_mapping.txt",
     )
     reports = [
-        evaluate_model(
+        model_report(
             loaded,
             tmp_path,
             truth,

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import DEVICES
 
-from cam_cli.evaluation.maxboxacc_torch import best_ious_torch, pad_gt_boxes
-from cam_cli.evaluation.metrics import MaxBoxAccV2
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+from cam_cli.evaluation.maxboxacc.sweep_torch import best_ious_torch, pad_gt_boxes
 
 
 def _smooth(rng, grid: int, size=(96, 112)) -> np.ndarray:

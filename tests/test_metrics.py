@@ -6,16 +6,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from cam_cli.boxes.geometry import centered_box, iou_inclusive, pairwise_iou_inclusive
 from cam_cli.data.annotations import ImageAnnotation
-from cam_cli.evaluation.metrics import (
-    LocalizationEvaluator,
-    MaxBoxAccV2,
-    centered_box,
-    format_table,
-    iou_inclusive,
-    pairwise_iou_inclusive,
-    prediction_matches,
-)
+from cam_cli.evaluation.localization import LocalizationEvaluator, prediction_matches
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+from cam_cli.evaluation.table import format_table
 
 SNAKE, TENCH, FOX = "n01751748", "n01440764", "n02119789"
 CLASS_INDEX = {TENCH: 0, SNAKE: 65, FOX: 277}

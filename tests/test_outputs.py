@@ -224,7 +224,7 @@ def test_bbox_box_is_the_paper_rule_on_image_npy(boxes, cams):
     CPU and Pillow. So: the same object (IoU >= 0.75; a transposed or flipped map gives far
     less on these non-square images), and most boxes to within 2 px. The exact relation is
     tested in test_cli_boxes (`boxes --upsample 224 --reference` on `.feature.npy`)."""
-    from cam_cli.evaluation.metrics import iou_inclusive
+    from cam_cli.boxes.geometry import iou_inclusive
 
     records, _ = boxes
     close = total = 0

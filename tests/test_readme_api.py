@@ -61,12 +61,12 @@ def test_the_readme_python_api_runs_as_printed(tmp_path, sample_dir, mobilenet_w
     assert names["summary"].failed == 0
     assert all(len(r["predictions"]) == 5 for r in records)
     assert any(Path("cams").iterdir())
-    report = names["report"]
+    report = names["report"].to_json()
     assert report["images"] == len(images)
     assert math.isfinite(report["top1_loc_error"]) and math.isfinite(report["top5_loc_error"])
     assert Path("runs/x/best.pt").is_file()
 
     names = {}
     exec(compile(second, "docs/api.md: Python API (2)", "exec"), names)  # noqa: S102
-    assert names["report"]["images"] == len(images)
+    assert names["report"].images == len(images)
     assert len(names["loaded"].classes) == 1000

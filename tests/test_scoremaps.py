@@ -1,6 +1,6 @@
-"""Score maps in wsolevaluation's layout (`evaluation.scoremaps`), scored without a model
-(`evaluate.evaluate_scoremaps`), and CAM thresholds carried from another report
-(`evaluation.thresholds`): hand-made maps whose figures are worked out below."""
+"""Score maps in wsolevaluation's layout (`evaluation.scoremap_files`), scored without a model
+(`sources.given_maps`, through `evaluate.evaluate`), and CAM thresholds carried from another
+report (`maxboxacc.carried_thresholds`): hand-made maps whose figures are worked out below."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 
 from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.errors import EvaluationError
-from cam_cli.evaluation.evaluate import evaluate_scoremaps
-from cam_cli.evaluation.scoremaps import (
+from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions, TruthOptions
+from cam_cli.evaluation.evaluate import evaluate
+from cam_cli.evaluation.report import Report
+from cam_cli.evaluation.scoremap_files import (
     find_scoremaps,
     load_scoremap,
     save_scoremap,
@@ -22,6 +25,21 @@ from cam_cli.evaluation.scoremaps import (
 )
 
 SNAKE = "n01751748"
+
+
+def scored(root, annotations, **metrics) -> Report:
+    """The report of the maps in ``root`` against in-memory annotations."""
+    options = EvalOptions(
+        truth=GroundTruth(annotations),
+        source=SourceOptions(scoremaps=root),
+        metrics=MetricOptions(**metrics),
+    )
+    return evaluate(options)
+
+
+def evaluate_scoremaps(root, annotations, **metrics) -> dict:
+    """`scored`, as the JSON report."""
+    return scored(root, annotations, **metrics).to_json()
 
 
 def _annotation(stem: str, box) -> ImageAnnotation:
@@ -94,7 +112,8 @@ def test_thresholds_carried_from_a_report(tmp_path):
             }
         )
     )
-    report = evaluate_scoremaps(tmp_path / "maps", truth, cam_threshold_from=chosen)
+    result = scored(tmp_path / "maps", truth, cam_threshold_from=chosen)
+    report = result.to_json()
     carried = report["maxboxacc_v2_carried"]
     # 0.35: both hit; 0.5: b only; 0.2: a only
     assert carried["threshold"] == pytest.approx([0.35, 0.5, 0.2])  # the grid's values
@@ -103,9 +122,9 @@ def test_thresholds_carried_from_a_report(tmp_path):
     assert carried["threshold_source"] == f"{chosen.resolve()} (best on its 7 images)"
     assert report["maxboxacc_v2"]["maxboxacc_v2"] == 100.0  # this split's own best, beside it
     assert report["settings"]["cam_threshold_from"] == str(chosen.resolve())
-    from cam_cli.evaluation.report import format_report
+    from cam_cli.evaluation.table import format_report
 
-    table = format_report(report)
+    table = format_report(result)
     assert f"MaxBoxAccV2 at CAM thresholds from {chosen.resolve()}" in table
     assert "IoU >= 0.5: 50.00 at CAM threshold 0.50" in table
 
@@ -151,8 +170,9 @@ def test_a_bad_map_is_a_failed_image_and_unmatched_maps_are_listed(tmp_path):
 def test_real_maps_saved_by_a_model_run_give_its_figure(sample_dir, mobilenet_weights, tmp_path):
     """12 real images: `--save-scoremaps` then `--scoremaps` gives the model run's MaxBoxAccV2,
     per IoU level and threshold (the check the README runs with wsolevaluation's own code)."""
+    from conftest import model_report
+
     from cam_cli.data.annotations import read_annotations
-    from cam_cli.evaluation.evaluate import evaluate_model
     from cam_cli.inference.localizer import RunOptions
     from cam_cli.models.loading import load_model
 
@@ -167,7 +187,7 @@ def test_real_maps_saved_by_a_model_run_give_its_figure(sample_dir, mobilenet_we
         weights=str(mobilenet_weights),
         classes_file=sample_dir / "LOC_synset_mapping.txt",
     )
-    run = evaluate_model(
+    run = model_report(
         loaded, images, truth, maxboxacc=True, run=RunOptions(fast=False),
         save_scoremaps=tmp_path / "maps",
     )  # fmt: skip
@@ -185,7 +205,6 @@ def test_wsol_metadata_reads_only_its_ids_maps(tmp_path):
     ImageNetV2's `val2/0/a.jpeg`) is scored, no --allow-missing; a listed id without its map
     is still named."""
     from cam_cli.data.wsol_metadata import WsolMetadata, write_wsol_metadata
-    from cam_cli.evaluation.evaluate import evaluate
 
     maps = tmp_path / "maps"
     two_maps(maps)
@@ -195,10 +214,13 @@ def test_wsol_metadata_reads_only_its_ids_maps(tmp_path):
     boxes = {"val/a.JPEG": ((100, 100, 149, 149),), "val/b.JPEG": ((60, 60, 119, 119),)}
     sizes = dict.fromkeys(ids, (224, 224))
     write_wsol_metadata(WsolMetadata(ids, dict.fromkeys(ids, 0), sizes, boxes), tmp_path / "m")
-    report = evaluate(scoremaps=maps, wsol_metadata=tmp_path / "m")
+    options = EvalOptions(
+        truth=TruthOptions(wsol_metadata=tmp_path / "m"), source=SourceOptions(scoremaps=maps)
+    )
+    report = evaluate(options).to_json()
     assert report["images"] == 2 and report["missing"]["left_out"] == 0
     assert report["maxboxacc_v2"]["accuracy"] == [100.0, 100.0, 100.0]  # as test above
     assert report["maxboxacc_v2"]["best_threshold"] == [pytest.approx(0.30)] * 3
     (maps / "val" / "b.JPEG.npy").unlink()
     with pytest.raises(EvaluationError, match="1 annotations have no score map"):
-        evaluate(scoremaps=maps, wsol_metadata=tmp_path / "m")
+        evaluate(options)

@@ -285,11 +285,10 @@ def test_host_syncs_per_batch_on_cuda(fake, tmp_path, step):
     """bbox-like runs on CUDA (device decoding where torchvision has it, an extra class as eval
     asks): the main thread never waits for the device with a sync-free box step; the box
     thread waits once per batch. Run with -s to see every thread's count."""
-    from conftest import write_image, write_xml
+    from conftest import model_report, write_image, write_xml
 
     from cam_cli.boxes.steps import triton_problem
     from cam_cli.data.annotations import read_annotations
-    from cam_cli.evaluation.model_run import evaluate_model
     from cam_cli.settings import RunOptions
 
     cuda = torch.device("cuda")
@@ -324,7 +323,7 @@ def test_host_syncs_per_batch_on_cuda(fake, tmp_path, step):
     run = RunOptions(device="cuda", box_step=step, fast=False, batch_size=4, workers=1)
 
     def sweep() -> None:
-        report = evaluate_model(loaded, tmp_path / "imgs", truth, maxboxacc=True, run=run,
+        report = model_report(loaded, tmp_path / "imgs", truth, maxboxacc=True, run=run,
                                 maxboxacc_protocol="cam-cli")  # fmt: skip
         assert report["images"] == 16
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from cam_cli.boxes.geometry import iou_inclusive
 from cam_cli.cli.main import app
-from cam_cli.evaluation.metrics import iou_inclusive
 from cam_cli.synthetic import dataset as synthetic
 from cam_cli.synthetic import render
 from cam_cli.synthetic.dataset import generate_dataset

@@ -17,7 +17,7 @@ from cam_cli.cli.main import app
 from cam_cli.data.annotations import ImageAnnotation, read_annotations
 from cam_cli.data.tiny_imagenet import read_train_boxes, read_val_annotations
 from cam_cli.errors import TrainError
-from cam_cli.evaluation.metrics import LocalizationEvaluator
+from cam_cli.evaluation.localization import LocalizationEvaluator
 from cam_cli.inference.localizer import Localizer
 from cam_cli.models.loading import LoadedModel
 from cam_cli.models.preprocess import IMAGENET

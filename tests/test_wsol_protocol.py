@@ -1,5 +1,5 @@
-"""wsolevaluation's MaxBoxAccV2 rules (`evaluation.wsol_protocol`), hand-computed case by case,
-and the two protocols of `metrics.MaxBoxAccV2` told apart by them."""
+"""wsolevaluation's MaxBoxAccV2 rules (`evaluation.maxboxacc.wsol_protocol`), hand-computed case
+by case, and the two protocols of `maxboxacc.metric.MaxBoxAccV2` told apart by them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cam_cli.data.annotations import ImageAnnotation
-from cam_cli.evaluation.metrics import MaxBoxAccV2
-from cam_cli.evaluation.wsol_protocol import (
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+from cam_cli.evaluation.maxboxacc.wsol_protocol import (
     check_scoremap,
     normalize_scoremap,
     resize_cam,

@@ -66,8 +66,9 @@ def _interpreting() -> bool:
 
 
 @functools.cache
-def _kernels():
-    """The Triton kernels (`ccl_kernels`), imported at first use: this module needs no Triton."""
+def kernels() -> dict:
+    """The Triton kernels (`ccl_kernels`) by name, imported at first use (this module needs no
+    Triton); `evaluation.maxboxacc.sweep_triton` launches its sweep from here too."""
     from cam_cli.boxes import ccl_kernels
 
     return vars(ccl_kernels)
@@ -90,7 +91,7 @@ def _grid(total: int) -> tuple[int]:
 @torch.library.custom_op("cam_cli::ccl_init", mutates_args=("codes", "labels"))
 def _init(maps: Tensor, cut: Tensor, codes: Tensor, labels: Tensor, bh: int, bw: int) -> None:
     total = labels.numel()
-    _kernels()["init"][_grid(total)](
+    kernels()["init"][_grid(total)](
         maps, cut, codes, labels, total, maps.shape[1], maps.shape[2], bh, bw, BLOCK=block_size()
     )
 
@@ -98,7 +99,7 @@ def _init(maps: Tensor, cut: Tensor, codes: Tensor, labels: Tensor, bh: int, bw:
 @torch.library.custom_op("cam_cli::ccl_merge", mutates_args=("labels",))
 def _merge(codes: Tensor, labels: Tensor, bh: int, bw: int) -> None:
     total = labels.numel()
-    _kernels()["merge"][_grid(total)](codes, labels, total, bh, bw, BLOCK=block_size())
+    kernels()["merge"][_grid(total)](codes, labels, total, bh, bw, BLOCK=block_size())
 
 
 @torch.library.custom_op("cam_cli::ccl_flatten", mutates_args=("labels", "area", "first"))
@@ -106,7 +107,7 @@ def _flatten(
     codes: Tensor, labels: Tensor, area: Tensor, first: Tensor, width: int, bh: int, bw: int
 ) -> None:
     total = labels.numel()
-    _kernels()["flatten"][_grid(total)](
+    kernels()["flatten"][_grid(total)](
         codes, labels, area, first, total, width, bh, bw, BLOCK=block_size()
     )
 
@@ -116,7 +117,7 @@ def _winner(
     labels: Tensor, area: Tensor, first: Tensor, best: Tensor, pixels: int, bh: int, bw: int
 ) -> None:
     total = labels.numel()
-    _kernels()["winner"][_grid(total)](
+    kernels()["winner"][_grid(total)](
         labels, area, first, best, total, pixels, bh, bw, BLOCK=block_size()
     )
 
@@ -134,7 +135,7 @@ def _extent(
     bw: int,
 ) -> None:
     total = labels.numel()
-    _kernels()["extent"][_grid(total)](
+    kernels()["extent"][_grid(total)](
         codes, labels, first, best, box, total, width, pixels, bh, bw, BLOCK=block_size()
     )
 

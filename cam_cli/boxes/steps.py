@@ -20,7 +20,6 @@ from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.settings import BoxStep, choices
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 logger = logging.getLogger(__name__)
@@ -69,20 +68,3 @@ def device_boxes(step: str, cams: torch.Tensor, threshold: float) -> torch.Tenso
     from cam_cli.boxes.components_torch import boxes_from_cams_torch
 
     return boxes_from_cams_torch(cams, threshold)
-
-
-def device_best_ious(
-    step: str,
-    cams: torch.Tensor,
-    gt_boxes: torch.Tensor,
-    gt_valid: torch.Tensor,
-    thresholds: np.ndarray,
-    reproduce_wsol_boxes: bool = False,
-) -> torch.Tensor:
-    """MaxBoxAccV2's best IoU per CAM and threshold ``[B, T]`` float64 on the CAMs' device,
-    with the resolved ``step`` "torch" or "triton" (`evaluation.maxboxacc_torch`)."""
-    if step == "triton":
-        from cam_cli.evaluation.maxboxacc_triton import best_ious_triton as best_ious
-    else:
-        from cam_cli.evaluation.maxboxacc_torch import best_ious_torch as best_ious
-    return best_ious(cams, gt_boxes, gt_valid, thresholds, reproduce_wsol_boxes)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
-from cam_cli.settings import BboxFormat
+from cam_cli.settings import BboxFormat, CamOptions
 
 
 @o.with_option_groups
@@ -67,12 +67,11 @@ def bbox(
             sources,
             output=output,
             fmt=output_format.value,
-            topk=topk,
-            threshold=threshold,
+            cam=CamOptions(
+                topk=topk, threshold=threshold, box_rule=box_rule.value, ten_crop=ten_crop
+            ),
             classes=class_query,
             draw=draw,
-            box_rule=box_rule.value,
-            ten_crop=ten_crop,
             run=run.options(quiet),
         )
     o.end_of_run(summary)

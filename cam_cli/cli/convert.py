@@ -90,19 +90,14 @@ def convert(
               "--classes": classes}  # fmt: skip
     outputs = {f"OUT_DIR ({name})": out_dir / name for name in _FILES}
     o.check_before_work(inputs=inputs, outputs=outputs, output_dirs={"OUT_DIR": out_dir})
+    from cam_cli.eval_options import TruthOptions
     from cam_cli.evaluation.wsol_convert import convert_to_wsol
 
+    truth = TruthOptions(annotations=annotations, meta=meta, cub=cub, split=split.value,
+                         images=images)  # fmt: skip
     with o.errors_as_exit():
         metadata = convert_to_wsol(
-            out_dir,
-            annotations=annotations,
-            meta=meta,
-            images=images,
-            root=root,
-            classes_file=classes,
-            cub=cub,
-            split=split.value,
-            allow_missing=allow_missing,
+            out_dir, truth, root=root, classes_file=classes, allow_missing=allow_missing
         )
     summary = {
         "out": str(out_dir),

@@ -1,52 +1,31 @@
-"""`cam-cli eval`: options -> `evaluation.evaluate.evaluate` -> the table and the JSON.
+"""`cam-cli eval`: options -> one `EvalOptions` -> `evaluation.evaluate.evaluate` -> the table
+(and the JSON on stdout with ``--json -``).
 
-Every mismatch the library finds is a usage error (exit 2); failed images are figures, not
-errors (exit 1, after the table).
+Every rule on which options go together is the library's (`EvalOptions.validate`); every
+mismatch it finds is a usage error (exit 2); failed images are figures, not errors (exit 1,
+after the table).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cam_cli.cli import options as o
-from cam_cli.settings import CubSplit, MaxBoxAccProtocolName
-
-MODEL_OPTIONS = (
-    "arch",
-    "weights",
-    "checkpoint",
-    "normalize",
-    "input_size",
-    "threshold",
-    "fast",
-    "compile_model",
-    "decode",
-    "box_rule",
-    "ten_crop",
+from cam_cli.eval_options import (
+    EvalOptions,
+    MetricOptions,
+    OutputOptions,
+    SourceOptions,
+    TruthOptions,
 )
-
-
-def _given(ctx: typer.Context, name: str) -> bool:
-    """Was the option on the command line (not just its default)?"""
-    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-
-
-def _same(a: str | Path, b: str | Path) -> bool:
-    return Path(a).resolve() == Path(b).resolve()
-
-
-def _option(name: str) -> str:
-    return {"compile_model": "--compile"}.get(name, "--" + name.replace("_", "-"))
+from cam_cli.settings import CamOptions, CubSplit, MaxBoxAccProtocolName
 
 
 @o.with_option_groups
 def eval_command(
-    ctx: typer.Context,
     annotations: Annotated[
         Path | None,
         typer.Option(
@@ -88,7 +67,10 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
-    split: Annotated[CubSplit, typer.Option(help="CUB split: test, train or all.")] = CubSplit.test,
+    split: Annotated[
+        CubSplit | None,
+        typer.Option(help="CUB split: test (the default), train or all.", show_default=False),
+    ] = None,
     wsol_metadata: Annotated[
         Path | None,
         typer.Option(
@@ -232,137 +214,50 @@ def eval_command(
       cam-cli eval ... --maxboxacc --save-scoremaps maps/        # wsolevaluation's layout
       cam-cli eval --scoremaps maps/ --annotations val_xml/      # anyone's maps, no model
     """
-    _check_options(
-        ctx, annotations, images, predictions, meta, cub, model.classes, scoremaps, wsol_metadata
-    )
-    _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, cam_threshold_from, maxboxacc)
-    if class_predictions is not None and (predictions is not None or scoremaps is not None):
-        raise o.fail("--class-predictions goes with a model run (its boxes come from the CAMs)")
-    if mask_root is not None and wsol_metadata is None:
-        raise o.fail("--mask-root goes with --wsol-metadata")
-    if per_image is not None and str(per_image) == "-":
-        raise o.fail("--per-image needs a FILE (stdout carries the table or the JSON)")
-    if json_out not in (None, "-") and per_image is not None and _same(json_out, per_image):
-        raise o.fail("--json and --per-image must be different files")
-    o.configure_logging(quiet)
-    inputs = {"--annotations": annotations, "--images": images, "--predictions": predictions,
-              "--meta": meta, "--cub": cub, "--scoremaps": scoremaps,
-              "--cam-threshold-from": cam_threshold_from,
-              "--class-predictions": class_predictions,
-              "--wsol-metadata": wsol_metadata, "--mask-root": mask_root}  # fmt: skip
-    o.check_before_work(
-        inputs={**inputs, **model.inputs()},
-        outputs={"--json": json_out, "--per-image": per_image},
-        input_size=model.input_size,
-    )
-    from cam_cli.evaluation.evaluate import evaluate
-    from cam_cli.evaluation.report import format_report
-
-    with o.errors_as_exit():
-        report = evaluate(
+    options = EvalOptions(
+        truth=TruthOptions(
             annotations=annotations,
-            cub=cub,
-            split=split.value,
             meta=meta,
-            images=images,
-            predictions=predictions,
-            model=None if predictions is not None or scoremaps is not None else model.options(),
-            classes_file=model.classes if predictions is not None else None,
-            allow_missing=allow_missing,
-            threshold=threshold,
-            maxboxacc=maxboxacc,
-            per_image=per_image,
-            box_rule=box_rule.value,
-            ten_crop=ten_crop,
-            boxes=boxes,
-            outputs={"--json": json_out},
-            maxboxacc_protocol=maxboxacc_protocol.value,
-            save_scoremaps=save_scoremaps,
-            scoremaps=scoremaps,
-            cam_threshold_from=cam_threshold_from,
-            class_predictions=class_predictions,
+            cub=cub,
+            split=None if split is None else split.value,
             wsol_metadata=wsol_metadata,
             mask_root=mask_root,
-            run=None if predictions is not None or scoremaps is not None else run.options(quiet),
-        )
+            images=images,
+        ),
+        source=SourceOptions(
+            model=model.options(),
+            cam=CamOptions(threshold=threshold, box_rule=box_rule.value, ten_crop=ten_crop),
+            run=run.options(quiet),
+            predictions=predictions,
+            scoremaps=scoremaps,
+        ),
+        metrics=MetricOptions(
+            maxboxacc=maxboxacc,
+            maxboxacc_protocol=maxboxacc_protocol.value,
+            cam_threshold_from=cam_threshold_from,
+            boxes=boxes,
+            class_predictions=class_predictions,
+            allow_missing=allow_missing,
+        ),
+        outputs=OutputOptions(
+            per_image=per_image, save_scoremaps=save_scoremaps, json_report=json_out
+        ),
+    )
+    o.configure_logging(quiet)
+    from cam_cli.evaluation.evaluate import evaluate
+
+    with o.errors_as_exit():
+        report = evaluate(options)
     if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
         return
-    from cam_cli.files.checks import printable, strict_json
+    from cam_cli.evaluation.report import json_text
+    from cam_cli.evaluation.table import format_report
 
-    report = strict_json(printable(report))  # names that are not UTF-8 escaped, no NaN
+    table = o.as_flags(format_report(report))
     with o.errors_as_exit():  # a closed stdout (`| head`) ends it quietly
-        _write_outputs(report, format_report(report), json_out)
-    raise typer.Exit(o.EXIT_SOME_FAILED if report["failed_images"] else o.EXIT_OK)
-
-
-def _check_wsol_options(ctx, predictions, scoremaps, save_scoremaps, threshold_from, maxboxacc):
-    """The wsolevaluation options: which mode each belongs to."""
-    if scoremaps is not None:
-        extra = [_option(n) for n in (*MODEL_OPTIONS, "boxes") if _given(ctx, n)]
-        extra += [name for name, value in (("--predictions", predictions),
-                  ("--save-scoremaps", save_scoremaps)) if value is not None]  # fmt: skip
-        extra += ["--per-image"] if _given(ctx, "per_image") else []
-        if extra:
-            raise o.fail(
-                f"--scoremaps scores saved maps without a model; leave out {', '.join(extra)}"
-            )
-    elif save_scoremaps is not None and predictions is not None:
-        raise o.fail("--save-scoremaps needs a model run; leave out --predictions")
-    model_run = scoremaps is None and predictions is None
-    if model_run and threshold_from is not None and not maxboxacc:
-        raise o.fail("--cam-threshold-from carries MaxBoxAccV2's thresholds: add --maxboxacc")
-    if predictions is not None and threshold_from is not None:
-        raise o.fail("--cam-threshold-from needs MaxBoxAccV2: a model run or --scoremaps")
-    if save_scoremaps is not None and save_scoremaps.exists() and not save_scoremaps.is_dir():
-        raise o.fail(f"{save_scoremaps}: --save-scoremaps needs a folder; this is a file")
-
-
-def _check_options(
-    ctx, annotations, images, predictions, meta, cub, classes, scoremaps=None, wsol=None
-) -> None:
-    """Which mode, which ground truth; refuse options that would be silently ignored."""
-    if sum(source is not None for source in (annotations, cub, wsol)) != 1:
-        raise o.fail(
-            "give the ground truth: --annotations PATH or --cub ROOT or --wsol-metadata DIR "
-            "(one of them)"
-        )
-    if meta is not None and annotations is None:
-        raise o.fail("--meta goes with --annotations ILSVRC2012_validation_ground_truth.txt")
-    if _given(ctx, "split") and cub is None:
-        raise o.fail("--split goes with --cub")
-    if cub is not None and classes is not None:
-        raise o.fail("with --cub the classes come from CUB's classes.txt; leave out --classes")
-    if scoremaps is not None:
-        return  # the images are optional there (image sizes); see _check_wsol_options
-    if predictions is not None:
-        extra = [_option(n) for n in (*MODEL_OPTIONS, "maxboxacc") if _given(ctx, n)]
-        if images is not None:
-            extra.append("--images")
-        if extra:
-            raise o.fail(
-                f"--predictions scores records without a model; leave out {', '.join(extra)} "
-                "(GT-known error and --maxboxacc need a model run)"
-            )
-    elif cub is None and images is None and wsol is not None:
-        raise o.fail("give the images: --images ROOT, the folder the ids of image_ids.txt are in")
-    elif cub is None and images is None:
-        raise o.fail("give the images: --images DIR (or --predictions FILE|- from `cam-cli bbox`)")
-    elif cub is not None and images is not None:
-        raise o.fail("with --cub the images come from ROOT/images; leave out --images")
-
-
-def _write_outputs(report: dict, table: str, json_out: str | None) -> None:
-    """Table on stdout (stderr when the JSON goes to stdout); JSON atomically to its file."""
-    from cam_cli.files.atomic import write_text_atomic
-
-    text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    if json_out == "-":
-        typer.echo(table, err=True)
-        typer.echo(text, nl=False)
-        return
-    typer.echo(table)
-    if json_out is not None:
-        try:
-            write_text_atomic(text, json_out)
-        except OSError as error:
-            raise o.fail(f"{json_out}: cannot write ({error})") from None
+        if json_out == "-":  # the JSON on stdout, the table for people on stderr
+            typer.echo(table, err=True)
+            typer.echo(json_text(report), nl=False)
+        else:
+            typer.echo(table)
+    raise typer.Exit(o.EXIT_SOME_FAILED if report.failed_images else o.EXIT_OK)

@@ -60,6 +60,7 @@ def reader_gone() -> typer.Exit:
 FLAGS: dict[str, str] = {
     "compile_model": "--compile",
     "classes_file": "--classes",
+    "json_report": "--json",
 }
 _ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
 

@@ -1,4 +1,5 @@
-"""The ground-truth record every reader returns, and the one check of a box's coordinates.
+"""The ground-truth record every reader returns, the one check of a box's coordinates, and a
+data set's ground truth as an evaluation takes it (`GroundTruth`).
 
 A leaf: the readers of each format (`data.annotations`, `data.tiny_imagenet`,
 `data.wsol_metadata`) all build these, so they import it and never each other for it.
@@ -6,8 +7,14 @@ A leaf: the readers of each format (`data.annotations`, `data.tiny_imagenet`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cam_cli.data.classes import ClassInfo
 
 Box = tuple[int, int, int, int]
 
@@ -41,3 +48,40 @@ def check_box(box: Box, where: str) -> Box:
         raise ValueError(f"{where}: invalid box {list(box)} (a coordinate above "
                          f"{MAX_COORDINATE}, outside any image)")  # fmt: skip
     return box
+
+
+# {image id: (instance mask paths, ignore mask path or None)}: PxAP's ground truth
+MaskPaths = tuple[Sequence[Path], Path | None]
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """What the evaluators score against. ``annotations``: by image id (the file stem, as
+    every reader keys them). ``images``: a folder matched to them by file stem, or
+    ``{image id: path}`` (CUB, wsolevaluation ids under a root); None where no image is read.
+    ``classes``: the class list the labels index (CUB's), checked against the model's.
+    ``masks``: PxAP's masks by image id (wsolevaluation mask metadata). ``image_ids``: a
+    metadata split's ids, so score maps are read as ``<id>.npy``. ``scoremap_base``: the folder
+    wsolevaluation's ids start from (None: the folder above ``images``). ``files``: every file
+    read for it, by the option that named it (outputs are checked against them)."""
+
+    annotations: Mapping[str, ImageAnnotation]
+    images: str | Path | Mapping[str, str | Path] | None = None
+    classes: Sequence[ClassInfo] | None = None
+    masks: Mapping[str, MaskPaths] | None = None
+    image_ids: Sequence[str] | None = None
+    scoremap_base: Path | None = None
+    files: Mapping[str, Sequence[Path]] = field(default_factory=dict)
+
+    @property
+    def has_boxes(self) -> bool:
+        return any(annotation.boxes for annotation in self.annotations.values())
+
+    def base(self) -> Path | None:
+        """The folder wsolevaluation's image ids start from: given, or the folder above an
+        ``images`` folder (``val/ILSVRC2012_val_...JPEG``); None for images given by id."""
+        if self.scoremap_base is not None:
+            return self.scoremap_base
+        if self.images is None or isinstance(self.images, Mapping):
+            return None
+        return Path(os.path.abspath(self.images)).parent

@@ -59,7 +59,7 @@ def check_per_image_file(path: str | Path) -> None:
     if not path.exists():
         return
     if not path.is_file():
-        raise EvaluationError(f"--per-image {printable_path(path)}: not a regular file")
+        raise EvaluationError(f"`per_image` {printable_path(path)}: not a regular file")
     with path.open("rb") as handle:
         first = handle.readline(1 << 20)  # a line of ours is a few KB
     if not first:
@@ -76,7 +76,7 @@ def check_per_image_file(path: str | Path) -> None:
     if torn_start or (isinstance(line, dict) and isinstance(line.get("image_id"), str)):
         return
     raise EvaluationError(
-        f"--per-image {printable_path(path)}: not a cam-cli per-image file (its first line is "
+        f"`per_image` {printable_path(path)}: not a cam-cli per-image file (its first line is "
         "not one of ours); refusing to change it, give another FILE"
     )
 
@@ -148,8 +148,8 @@ def _per_image_line(raw: bytes, number: int, path: Path, fingerprint: str, last:
     if line.get("run") != fingerprint:
         raise EvaluationError(
             f"{path}: was written by an evaluation with other settings (model, threshold, "
-            "input size, --fast, --maxboxacc or annotations); resume with the same settings, "
-            "or give another --per-image file"
+            "input size, `fast`, `maxboxacc` or annotations); resume with the same settings, "
+            "or give another `per_image` file"
         )
     return line
 

@@ -10,7 +10,7 @@ It also helps to know how often *either* box is right for the same classes, so t
 reported too: top-1 (class 1 with box 1 or box 2) and top-5 (any of the five classes with
 either of its two boxes).
 
-Records carry each prediction's ranked boxes as ``boxes`` (`--box-rule zhou2016`). A
+Records carry each prediction's ranked boxes as ``boxes`` (``box_rule`` zhou2016). A
 prediction without a second box (the released program assumed two; MATLAB would have stopped)
 scores its box 2 as wrong here.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cam_cli.data.ground_truth import ImageAnnotation
-from cam_cli.evaluation.metrics import LocalizationEvaluator, percent_error, table_cell
+from cam_cli.evaluation.localization import LocalizationEvaluator, percent_error
 
 
 def _with_box(record: Mapping, rank: int) -> dict:
@@ -35,7 +35,7 @@ def _with_box(record: Mapping, rank: int) -> dict:
 def _released_combination(record: Mapping) -> dict:
     """``bboxCombine``: each class with box 1 then box 2, the first five guesses."""
     ordered = sorted(record.get("predictions") or [], key=lambda p: p.get("rank", 0))
-    guesses = []
+    guesses: list[dict] = []
     for prediction in ordered:
         boxes = prediction.get("boxes") or [prediction.get("box")]
         for position in range(2):
@@ -72,18 +72,3 @@ class SecondBoxScorer:
             },
             "released_combination": {k: combined[k] for k in ("top1_loc_error", "top5_loc_error")},
         }
-
-
-def format_second_box(summary: Mapping) -> str:
-    """The three extra rows, aligned with `metrics.format_table`'s."""
-    rows = [
-        ("localization error, box 2", summary["box2"]),
-        ("localization error, box 1 or box 2", summary["either_box"]),
-        ("released bboxCombine (5 guesses)", summary["released_combination"]),
-    ]
-    width = len("  baseline: centred median-size box")
-    return "\n".join(
-        f"{name:<{width}}  {table_cell(s['top1_loc_error']):>7}  "
-        f"{table_cell(s['top5_loc_error']):>7}"
-        for name, s in rows
-    )

@@ -20,6 +20,7 @@ from cam_cli.data.images import SWAPPING_ORIENTATIONS
 from cam_cli.data.matching import check_missing, pair_images
 from cam_cli.data.wsol_metadata import WsolMetadata, write_wsol_metadata
 from cam_cli.errors import EvaluationError
+from cam_cli.eval_options import TruthOptions
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _class_index(label: str, wnid_index: Mapping[str, int] | None, image_id: str
     if wnid_index is None:
         raise EvaluationError(
             f"{image_id}: the label {label} is a wnid; pass the class list "
-            "(--classes LOC_synset_mapping.txt) to turn it into the class index"
+            "(`classes_file` LOC_synset_mapping.txt) to turn it into the class index"
         )
     if label not in wnid_index:
         raise EvaluationError(f"{image_id}: the label {label} is not in the class list")
@@ -95,34 +96,34 @@ def metadata_from_annotations(
 
 def convert_to_wsol(
     out_dir: str | Path,
+    truth: TruthOptions,
     *,
-    annotations: str | Path | None = None,
-    meta: str | Path | None = None,
-    images: str | Path | None = None,
     root: str | Path | None = None,
     classes_file: str | Path | None = None,
-    cub: str | Path | None = None,
-    split: str = "test",
     allow_missing: bool = False,
 ) -> WsolMetadata:
-    """What `cam-cli convert` does: read the ground truth (``annotations`` with the ``images``
-    they describe, or a CUB root), write the metadata into ``out_dir``, return it.
+    """What `cam-cli convert` does: read the ground truth (``truth``: ``annotations`` with the
+    ``images`` they describe, or a ``cub`` root and its ``split``), write the metadata into
+    ``out_dir``, return it.
 
     ``root``: the data root the ids are relative to (default: the folder above ``images``, so
     ids start with ``val/``; for CUB, ``CUB_200_2011/images`` as wsolevaluation's CUB ids)."""
+    annotations, meta, images, cub = truth.annotations, truth.meta, truth.images, truth.cub
     if (annotations is None) == (cub is None):
         raise EvaluationError("give the ground truth: annotations or a CUB root (one of them)")
     try:
+        label_classes: list[ClassInfo] | None = None
+        image_source: str | Path | Mapping[str, Path]
         if cub is not None:
-            truth, label_classes, image_source = read_cub(cub, split)
+            annotated, label_classes, image_source = read_cub(cub, truth.split or "test")
             root = Path(cub) / "images" if root is None else root
         else:
-            if images is None:
-                raise EvaluationError("give the images the annotations describe (--images DIR)")
-            truth, label_classes, image_source = read_annotations(annotations, meta), None, images
+            if images is None or annotations is None:
+                raise EvaluationError("give the images the annotations describe (`images` DIR)")
+            annotated, image_source = read_annotations(annotations, meta), images
             root = Path(images).resolve().parent if root is None else root
         classes = read_synset_mapping(classes_file) if classes_file is not None else label_classes
-        matched, missing = pair_images(image_source, truth)
+        matched, missing = pair_images(image_source, annotated)
         check_missing(missing, allow_missing)
         if not matched:
             raise EvaluationError("no annotated image to convert")

@@ -134,22 +134,19 @@ def write_boxes(
     *,
     output: str | Path | IO[str] | None = None,
     fmt: str = "jsonl",
-    topk: int = 5,
-    threshold: float | None = None,
+    cam: CamOptions = CamOptions(),
     classes: Sequence[str] | None = None,
     draw: str | Path | None = None,
     run: RunOptions = RunOptions(),
-    box_rule: str = "paper",
-    ten_crop: bool = False,
 ) -> RunSummary:
     """Boxes for the top-k classes (or the given ``classes``) of every image, one record per
     image in input order, to ``output`` (a file written atomically, an open stream, or stdout
     for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes.
-    ``box_rule`` and ``ten_crop``: see `Localizer` (the defaults are the paper's);
-    ``threshold=None``: the checkpoint's own CAM threshold, else 0.2. ``model``: options to
-    load it from, a loaded model, or a prepared `Localizer` (its own CAM and run settings then
-    stand for ``topk`` to ``ten_crop``; it is left open, for the caller to run again). In a
-    group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
+    ``cam``: the CAMs and boxes (`CamOptions`: ``topk``, ``threshold``, None for the
+    checkpoint's own else 0.2, ``box_rule`` and ``ten_crop``, the paper's by default).
+    ``model``: options to load it from, a loaded model, or a prepared `Localizer` (its own CAM
+    and run settings then stand for ``cam``; it is left open, for the caller to run again). In
+    a group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
     with _job(model, run) as job:  # under torchrun: the group
         paths, missing = job.from_rank_zero(lambda: collect_images(images))
         check_output_spares(output, {"--images": paths, **_model_files(model)})
@@ -157,7 +154,6 @@ def write_boxes(
             check_drawings_spare_inputs(paths, draw)
         if isinstance(model, Localizer):
             return _write_records(model, job, paths, missing, output, fmt, draw)
-        cam = CamOptions(topk=topk, threshold=threshold, box_rule=box_rule, ten_crop=ten_crop)
         localizer = _localizer(model, classes, cam, run, job, bool(paths))
         try:
             return _write_records(localizer, job, paths, missing, output, fmt, draw)

@@ -1,7 +1,7 @@
 """`eval --report`: one HTML page of an evaluation (docs/report.md says what each part shows).
 
-The figures are the run's, printed by the text table's own functions (`metrics.table_cell`,
-`report.format_report`, `metrics.format_maxboxacc`, `pxap.format_pxap`); the curves are the
+The figures are the run's, printed by the text table's own functions (`table.table_cell`,
+`table.format_report`, `table.format_maxboxacc`, `table.format_pxap`); the curves are the
 numbers the run kept; the failure categories come from `failures.categorize`. Galleries show at
 most ``gallery_cap`` images each, worst first, so the page's size does not grow with the data
 set: `gallery_selection` says which images, so a run keeps (or recomputes) only their CAMs.
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.evaluation.metrics import IOU_THRESHOLD, format_maxboxacc, table_cell
-from cam_cli.evaluation.report import format_report
+from cam_cli.boxes.geometry import IOU_THRESHOLD
+from cam_cli.evaluation.report import report_from_json
+from cam_cli.evaluation.table import format_maxboxacc, format_pxap, format_report, table_cell
 from cam_cli.files.atomic import write_text_atomic
 from cam_cli.report import plots
 from cam_cli.report.failures import CATEGORIES, RULES, Category, Top1, categorize, top1_outcome
@@ -144,11 +145,12 @@ def _caption(row: ImageRow, category: str, wrong_class: bool) -> list[str]:
 def _figures_section(data: EvalReportInput) -> str:
     figures = data.figures
     cards = {key: (CARDS[key], value) for key, value in figures_of(figures).items()}
+    table = format_report(report_from_json(figures))
     return (
         figure_cards(cards)
         + '<p class="note">The table exactly as <code>cam-cli eval</code> prints it (the same '
         "numbers as its JSON, baselines included):</p>"
-        + f'<pre class="table" id="figures-table">{esc(format_report(figures))}</pre>'
+        + f'<pre class="table" id="figures-table">{esc(table)}</pre>'
     )
 
 
@@ -171,8 +173,6 @@ def _curves_section(data: EvalReportInput) -> str:
             )
         )
     if data.pxap is not None:
-        from cam_cli.evaluation.pxap import format_pxap
-
         parts.append(
             plots.precision_recall_plot(
                 np.asarray(data.pxap.precision),

@@ -29,7 +29,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from cam_cli.evaluation.metrics import IOU_THRESHOLD
+from cam_cli.boxes.geometry import IOU_THRESHOLD
 from cam_cli.report.inputs import ImageRow
 
 MERGED_COVER = 0.5  # share of each of two ground-truth boxes inside the box

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cam_cli.errors import EvaluationError
-from cam_cli.evaluation.metrics import MaxBoxAccV2
+from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
 from cam_cli.files.checks import printable_path
 from cam_cli.report.inputs import (
     Box,

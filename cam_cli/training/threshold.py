@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from cam_cli.boxes.geometry import IOU_THRESHOLD, iou_inclusive
 from cam_cli.boxes.rules import boxes_for_image
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.ground_truth import ImageAnnotation
 from cam_cli.data.images import list_images
 from cam_cli.data.tiny_imagenet import read_train_boxes
-from cam_cli.evaluation.metrics import IOU_THRESHOLD, iou_inclusive
 from cam_cli.files.atomic import save_torch_atomic
 from cam_cli.inference.localizer import Localizer
 from cam_cli.models.loading import LoadedModel, load_model

@@ -1,4 +1,4 @@
-"""MaxBoxAccV2's per-image work on the device where the CAMs are: `metrics.MaxBoxAccV2.best_ious`
+"""MaxBoxAccV2's per-image work on the device where the CAMs are: `metric.MaxBoxAccV2.best_ious`
 for a whole batch, in plain torch.
 
 The sweep is 100 thresholds per CAM, each mask labelled and every component boxed: about 16 ms

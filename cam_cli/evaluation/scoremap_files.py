@@ -1,6 +1,6 @@
-"""Score maps in wsolevaluation's layout: what ``eval --save-scoremaps`` writes and
-``eval --scoremaps`` reads, so their ``BoxEvaluator`` (or anyone's code) can score cam-cli's maps
-and cam-cli can score anyone's.
+"""Score maps in wsolevaluation's layout: what `eval` writes (``save_scoremaps``) and reads
+(``scoremaps``), so their ``BoxEvaluator`` (or anyone's code) can score cam-cli's maps and
+cam-cli can score anyone's.
 
 Their ``inference.py`` saves each image's map with ``np.save(scoremaps/<image_id>)``, and
 ``np.save`` appends ``.npy``: the map of ``val/ILSVRC2012_val_00000001.JPEG`` is
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.evaluation.wsol_protocol import check_scoremap
+from cam_cli.evaluation.maxboxacc.wsol_protocol import check_scoremap
 from cam_cli.files.atomic import atomic_file
 from cam_cli.files.checks import printable_path
 
@@ -26,8 +26,8 @@ SUFFIX = ".npy"
 def scoremap_id(image: str | Path, base: str | Path) -> str:
     """wsolevaluation's image id of an image: its path below ``base``, with ``/``.
 
-    ``eval --images DIR`` uses the folder above DIR as ``base`` (``val/ILSVRC2012_val_...JPEG``,
-    their ILSVRC ids); ``--cub ROOT`` uses ``ROOT/images`` (``001.Black_footed_Albatross/...``).
+    ``images`` DIR gives the folder above DIR as ``base`` (``val/ILSVRC2012_val_...JPEG``,
+    their ILSVRC ids); ``cub`` ROOT gives ``ROOT/images`` (``001.Black_footed_Albatross/...``).
     Symbolic links are not followed (a linked image keeps the id of its link). An image outside
     ``base`` gets its file name, so no map is ever written outside the folder asked for.
     """
@@ -84,6 +84,13 @@ def scoremaps_of_ids(root: str | Path, image_ids: Sequence[str]) -> dict[str, Pa
         if path.is_file():
             found[printable_path(Path(image_id).stem)] = path
     return found
+
+
+def maps_to_score(root: str | Path, image_ids: Sequence[str] | None = None) -> dict[str, Path]:
+    """The score maps to read, by image stem: every ``.npy`` below ``root`` (`find_scoremaps`),
+    or with a metadata split's ``image_ids`` only ``root/<id>.npy`` of those
+    (`scoremaps_of_ids`). ValueError for a folder that holds none."""
+    return find_scoremaps(root) if image_ids is None else scoremaps_of_ids(root, image_ids)
 
 
 def load_scoremap(path: str | Path) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""MaxBoxAccV2's sweep in one Triton launch: `maxboxacc_torch.best_ious_torch` without the
+"""MaxBoxAccV2's sweep in one Triton launch: `sweep_torch.best_ious_torch` without the
 per-mask arrays.
 
 The torch sweep labels 8 images x 100 thresholds of masks at a time with the torch labelling
@@ -11,7 +11,7 @@ images x 100 thresholds at 224x224: the quantisation's ATen ops (the same as the
 under 1 GB), the 8-bit maps (13 MB), the scratch (5 x 12,544 int32 per program: 257 MB read and
 written for 1,024 programs) and the ``[B, T]`` result. Nothing waits for the device.
 
-Equal to `best_ious_torch` value for value: the same quantisation (`maxboxacc_torch.quantise`),
+Equal to `best_ious_torch` value for value: the same quantisation (`sweep_torch.quantise`),
 the same components as scipy's (tested), the same float64 IoU arithmetic.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cam_cli.boxes.components_triton import _kernels, block_size
-from cam_cli.evaluation.maxboxacc_torch import quantise
+from cam_cli.boxes.components_triton import block_size, kernels
+from cam_cli.evaluation.maxboxacc.sweep_torch import quantise
 from cam_cli.runtime.streams import to_device
 
 PROGRAMS_PER_SM = 8  # programs in flight per streaming multiprocessor on CUDA
@@ -41,7 +41,7 @@ def _sweep(
     images, height, width = quantised.shape
     bh, bw = -(-height // 2), -(-width // 2)
     programs = scratch.shape[0]
-    _kernels()["sweep"][(programs,)](
+    kernels()["sweep"][(programs,)](
         quantised, cuts, gt, valid, scratch, best, best.numel(), best.shape[1], height, width,
         bh, bw, gt.shape[1], programs, wsol=wsol, BLOCK=block_size(),
     )  # fmt: skip
@@ -62,7 +62,7 @@ def best_ious_triton(
     reproduce_wsol_boxes: bool = False,
 ) -> Tensor:
     """`MaxBoxAccV2.best_ious` of every CAM of ``[B, H, W]`` -> ``[B, T]`` float64, as
-    `maxboxacc_torch.best_ious_torch` (same arguments, same values)."""
+    `sweep_torch.best_ious_torch` (same arguments, same values)."""
     device = cams.device
     t = to_device(torch.tensor(np.asarray(thresholds, dtype=np.float64)), device)
     images, height, width = cams.shape

@@ -1,6 +1,6 @@
-"""The threshold protocol: the CAM thresholds chosen on one split (its `eval --json` report)
+"""The threshold protocol: the CAM thresholds chosen on one split (its JSON report of `eval`)
 and applied to another, as wsolevaluation's users choose them on ``train-fullsup`` and report
-``test`` at them (``eval --cam-threshold-from REPORT.json``)."""
+``test`` at them (``cam_threshold_from`` REPORT.json)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def carried_thresholds(
         raise EvaluationError(f"{path}: cannot read ({error.strerror or error})") from None
     except ValueError:
         raise EvaluationError(
-            f"{path}: not JSON; expected the --json report of `cam-cli eval`"
+            f"{path}: not JSON; expected the `json_report` report of `cam-cli eval`"
         ) from None
     maxbox = report.get("maxboxacc_v2") if isinstance(report, dict) else None
     if not isinstance(maxbox, dict) or not maxbox.get("images"):
@@ -36,7 +36,7 @@ def carried_thresholds(
     if theirs != protocol:
         raise EvaluationError(
             f"{path}: its thresholds were chosen with MaxBoxAccV2 protocol {theirs}, this run "
-            f"uses {protocol}; use the same --maxboxacc-protocol"
+            f"uses {protocol}; use the same `maxboxacc_protocol`"
         )
     levels = [float(v) for v in maxbox.get("iou_thresholds") or []]
     if levels != [float(v) for v in iou_thresholds]:
