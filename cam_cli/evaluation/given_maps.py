@@ -120,8 +120,8 @@ def evaluate_mask_scoremaps(
             continue
         try:
             foreground, ignored = ground_truth_mask(*masks[stem], scoremap.shape)
-        except (OSError, ValueError) as error:  # a damaged mask file: the ground truth is wrong
-            raise EvaluationError(f"{masks[stem][0][0]}: cannot read the mask ({error})") from None
+        except ValueError as error:  # a damaged mask file (named): the ground truth is wrong
+            raise EvaluationError(str(error)) from None
         metric.add(scoremap, foreground, ignored)
     missing.without_image.extend(sorted(s for s in masks if s not in maps))
     check_missing(missing, allow_missing, "score maps")
@@ -163,13 +163,9 @@ def _image_size(annotation: ImageAnnotation, image: Path | None, scoremap: Path)
             f"{scoremap}: the size of image {annotation.image_id} is unknown (these annotations "
             "state none); give --images to read it from the image files"
         )
-    from PIL import Image
+    from cam_cli.data.heatmaps import reference_size
 
-    try:
-        with Image.open(image) as opened:
-            width, height = opened.size
-            if opened.getexif().get(0x0112) in (5, 6, 7, 8):  # turned by 90 degrees
-                width, height = height, width
-    except OSError as error:
-        raise EvaluationError(f"{image}: cannot read its size ({error})") from None
-    return width, height
+    try:  # from the header, upright, over the pixel limit refused (`data.images.open_image`)
+        return reference_size(image)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None

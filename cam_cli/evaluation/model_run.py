@@ -48,7 +48,7 @@ from cam_cli.evaluation.scoring import (
     maxboxacc_setup,
 )
 from cam_cli.files.checks import printable_path
-from cam_cli.files.lock import FileLock
+from cam_cli.files.lock import FileLock, FolderLock
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.localizer import Localizer, compile_or_warn
 from cam_cli.inference.shards import Processes
@@ -384,13 +384,23 @@ def evaluate_model(
             save=save,
         )
     lock = FileLock(per_image) if per_image is not None else None
+    # one run writes a folder of maps at a time (rank 0 holds it for the job)
+    maps_lock = FolderLock(save_scoremaps, "`save_scoremaps`") if save is not None else None
     annotation_of_path = {str(path): annotation for path, annotation in items}
     writer = None
     try:  # the lock (rank 0, taken in _left_to_do) is held until the last line is written
+        if maps_lock is not None:
+            job.from_rank_zero(maps_lock.acquire)
         # Under torchrun rank 0 alone reads (and trims) the file, and tells every rank what is
         # left.
         left = job.from_rank_zero(lambda: _left_to_do(items, per_image, lock, fingerprint, scorer))
         todo = [(path, annotation_of_path[path]) for path in left]
+        if save is not None and len(todo) < len(items) and is_main_process():
+            logger.info(
+                "note: %d of %d images resumed from %s: their score maps are not written again "
+                "(the run that scored them wrote them)",
+                len(items) - len(todo), len(items), per_image,
+            )  # fmt: skip
         extra_classes, listed_of = _extra_classes(todo, loaded.classes, listed)
         if run.compile_model and todo:
             compile_or_warn(localizer, run.batch_size)
@@ -433,6 +443,8 @@ def evaluate_model(
             writer.close()
         if lock is not None:
             lock.release()
+        if maps_lock is not None:
+            maps_lock.release()
 
     def report() -> dict:
         figures = scorer.report(missing, settings, gt_known_available=True)

@@ -114,8 +114,10 @@ def maxboxacc_setup(maxboxacc: bool, protocol: str, cam_threshold_from: str | Pa
         raise EvaluationError(
             "--cam-threshold-from carries MaxBoxAccV2's CAM thresholds; add --maxboxacc"
         )
-    levels = MaxBoxAccV2(protocol=chosen).iou_thresholds
-    return chosen, carried_thresholds(cam_threshold_from, chosen.name, levels)
+    grid = MaxBoxAccV2(protocol=chosen)  # the report's thresholds must be on this run's grid
+    return chosen, carried_thresholds(
+        cam_threshold_from, chosen.name, grid.iou_thresholds, grid.thresholds
+    )
 
 
 def maxboxacc_settings(

@@ -68,7 +68,7 @@ class CheckpointWriter:
 
     def save(self, obj: dict[str, Any], name: str) -> Path:
         path = self.run_dir / name
-        save_torch_atomic(obj, path)
+        save_torch_atomic(obj, path, derived=True)
         return path
 
 
@@ -90,9 +90,9 @@ def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl atomically: one line per epoch, never a torn line."""
     by_epoch = {int(row["epoch"]): row for row in rows}
     text = "".join(json.dumps(by_epoch[epoch]) + "\n" for epoch in sorted(by_epoch))
-    write_text_atomic(text, run_dir / METRICS)
+    write_text_atomic(text, run_dir / METRICS, derived=True)
 
 
 def write_run_config(run_dir: Path, config: TrainConfig) -> None:
     header = "Resolved by `cam-cli train`; pass it as --config to repeat this run."
-    write_text_atomic(dump_toml(config.to_dict(), header), run_dir / CONFIG_FILE)
+    write_text_atomic(dump_toml(config.to_dict(), header), run_dir / CONFIG_FILE, derived=True)
