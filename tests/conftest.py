@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -200,10 +200,8 @@ def fifo(path: Path, release_after: float = 20.0) -> Iterator[Path]:
                     return  # replaced: nothing can block on it
             except OSError:
                 return
-            try:  # succeeds only while a reader has it open: the one blocked
+            with suppress(OSError):  # succeeds only while a reader has it open: the one blocked
                 os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                pass
             reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
             end = time.monotonic() + 5
             while time.monotonic() < end:  # a blocked writer opens, writes and closes

@@ -358,15 +358,15 @@ def test_a_short_write_without_a_cause_on_a_full_disk_is_enospc_naming_the_file(
 
     target = tmp_path / "val" / "x.JPEG.npy"
     full = SimpleNamespace(f_bavail=0, f_bfree=0)
-    with mock.patch("os.fstatvfs", return_value=full), pytest.raises(OSError) as failed:
-        with atomic_file(target, "wb", derived=True):
-            raise OSError("50176 requested and 26096 written")
+    full_disk = mock.patch("os.fstatvfs", return_value=full)
+    with full_disk, pytest.raises(OSError) as failed, atomic_file(target, "wb", derived=True):
+        raise OSError("50176 requested and 26096 written")
     assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, str(target))
     assert not target.exists() and not temps(target.parent)
     free = SimpleNamespace(f_bavail=10, f_bfree=10)  # not full: the error as it was
-    with mock.patch("os.fstatvfs", return_value=free), pytest.raises(OSError) as failed:
-        with atomic_file(target, "wb"):
-            raise OSError("50176 requested and 26096 written")
+    free_disk = mock.patch("os.fstatvfs", return_value=free)
+    with free_disk, pytest.raises(OSError) as failed, atomic_file(target, "wb"):
+        raise OSError("50176 requested and 26096 written")
     assert failed.value.errno is None and "50176 requested" in str(failed.value)
 
 

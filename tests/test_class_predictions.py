@@ -27,7 +27,7 @@ def test_json_lines_and_csv_with_a_header(tmp_path):
                      + "\n")  # fmt: skip
     assert read_class_predictions(lines) == {"a": ["n1", "7"], "b": ["n2", "3"]}
     table = tmp_path / "c.csv"
-    table.write_text("image,classes\r\na.JPEG,n1 n2\r\nb,\"n3\",n4\r\n")
+    table.write_text('image,classes\r\na.JPEG,n1 n2\r\nb,"n3",n4\r\n')
     assert read_class_predictions(table) == {"a": ["n1", "n2"], "b": ["n3", "n4"]}
 
 
@@ -46,8 +46,10 @@ def test_a_thousand_classes_per_image_keep_five_with_a_note(tmp_path, caplog):
     [
         ("im,caf\xe9\n".encode("latin-1"), ":1: not UTF-8 text (byte 0xe9 at column 7)"),
         (b"im," + b"n" * 200_000 + b"\n", ":1: not a readable CSV row (field larger than"),
-        (b'{"image": "a", "classes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
-         ":1: JSON nested deeper than 100 levels"),
+        (
+            b'{"image": "a", "classes": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+            ":1: JSON nested deeper than 100 levels",
+        ),
         (b'{"image": "a", "classes": [["n1"]]}\n', ':1: no "classes" list of class names'),
         (b"x" * 2_000_000 + b"\n", ":1: a line longer than 1048576 bytes"),
     ],

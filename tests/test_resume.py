@@ -46,10 +46,14 @@ def test_good_lines_are_read_and_a_torn_tail_is_left_out(tmp_path):
     ("changes", "problem"),
     [
         ({"predictions": "x"}, "'predictions' that are not a list"),
-        ({"predictions": [{"rank": 1, "class_index": "0", "box": [0, 0, 1, 1]}]},
-         "its 'predictions' are not those of a scored record"),
-        ({"predictions": [{"rank": "1", "class_index": 0, "box": [0, 0, 1, 1]}]},
-         "a prediction without an integer 'rank'"),
+        (
+            {"predictions": [{"rank": 1, "class_index": "0", "box": [0, 0, 1, 1]}]},
+            "its 'predictions' are not those of a scored record",
+        ),
+        (
+            {"predictions": [{"rank": "1", "class_index": 0, "box": [0, 0, 1, 1]}]},
+            "a prediction without an integer 'rank'",
+        ),
         ({"maxboxacc_ious": ["0.8"] * 100}, "'maxboxacc_ious' that are not IoUs"),
         ({"maxboxacc_ious": [1e9] * 100}, "'maxboxacc_ious' that are not IoUs"),
         ({"width": "48"}, "a 'width' that is not a positive integer"),
@@ -88,3 +92,15 @@ def test_a_resume_with_inflated_ious_stops_with_one_line(fake, tmp_path):
     rows[1]["maxboxacc_ious"] = [1e9] * len(rows[1]["maxboxacc_ious"])
     per_image.write_text("".join(json.dumps(row) + "\n" for row in rows))
     one_line_error(invoke("eval", *args), f"{per_image}:2: a per-image line with")
+
+
+def test_a_fully_resumed_run_asked_for_score_maps_says_it_writes_none(fake, tmp_path):
+    """Issue 25 (16): it wrote none, without a word."""
+    per_image, maps = tmp_path / "p.jsonl", tmp_path / "maps"
+    args = [*model_args(fake), "--images", fake / "imgs", "--annotations", fake / "xml",
+            "--maxboxacc", "--per-image", per_image, "--save-scoremaps", maps]  # fmt: skip
+    assert invoke("eval", *args).exit_code == 0
+    again = invoke("eval", *args)
+    assert again.exit_code == 0, again.output
+    assert (f"cam-cli: note: 3 of 3 images resumed from {per_image}: their score maps are not "
+            "written again") in again.stderr  # fmt: skip

@@ -75,13 +75,14 @@ def _rows(path: Path, fields: int | tuple[int, ...]) -> Iterator[tuple[str, list
             raise ValueError(f"{where}: expected {wanted} comma-separated fields, got {len(parts)}")
         if not parts[0]:
             raise ValueError(f"{where}: empty image id")
-        check_relative(parts[0], where, "image id")
         yield where, parts
 
 
 def check_relative(name: str, where: str, what: str = "path") -> None:
     """A path of the metadata (an image id, a mask path) must stay below the root it is read
     from: not absolute (on any platform), no ``..`` part. ValueError at ``where`` otherwise."""
+    if ".." not in name and not name.startswith(("/", "\\")) and ":" not in name:
+        return  # nearly every name: no path objects made
     posix, windows = PurePosixPath(name), PureWindowsPath(name)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in windows.parts:
         raise ValueError(
@@ -94,7 +95,7 @@ def _int(text: str, where: str, what: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{where}: {what} is not an integer: {text!r}") from None
+        raise ValueError(f"{where}: {what} is not an integer: {excerpt(text)}") from None
 
 
 def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
@@ -111,6 +112,7 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
 
     ids: dict[str, str] = {}  # id -> where: in file order, looked up in constant time
     for where, (image_id,) in _rows(directory / "image_ids.txt", 1):
+        check_relative(image_id, where, "image id")  # the other files' rows must be of these
         if image_id in ids:
             raise ValueError(f"{where}: image id {excerpt(image_id)} is listed twice")
         ids[image_id] = where
@@ -132,7 +134,9 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
         if not check_known(image_id, where):
             continue
         if image_id in labels:
-            raise ValueError(f"{where}: a second class label for {image_id} (one per image)")
+            raise ValueError(
+                f"{where}: a second class label for {excerpt(image_id)} (one per image)"
+            )
         labels[image_id] = _int(label, where, "the class label")
         if labels[image_id] < 0:
             raise ValueError(f"{where}: negative class label {labels[image_id]}")
@@ -140,7 +144,7 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
     if unlabelled:
         raise ValueError(
             f"{directory / 'class_labels.txt'}: no label for {len(unlabelled)} image(s), "
-            f"e.g. {unlabelled[0]}"
+            f"e.g. {excerpt(unlabelled[0])}"
         )
 
     sizes: dict[str, tuple[int, int]] = {}
@@ -180,7 +184,8 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
         masks[image_id].append(mask)
         if ignore_path and ignore_path != ignore[image_id]:
             raise ValueError(
-                f"{where}: a second ignore mask for {image_id} (one per image, on its first row)"
+                f"{where}: a second ignore mask for {excerpt(image_id)} (one per image, on its "
+                "first row)"
             )
     for name, count in unlisted.items():
         logger.info("%s: %d row(s) of images not in image_ids.txt, left out", name, count)
@@ -188,7 +193,8 @@ def read_wsol_metadata(directory: str | Path) -> WsolMetadata:
         unsized = [image_id for image_id in boxes if image_id not in sizes]
         if unsized:
             raise ValueError(
-                f"{directory / 'image_sizes.txt'}: no size for {unsized[0]}, which has boxes"
+                f"{directory / 'image_sizes.txt'}: no size for {excerpt(unsized[0])}, which has "
+                "boxes"
             )
     return WsolMetadata(
         image_ids=tuple(ids),

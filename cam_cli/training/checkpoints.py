@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cam_cli.errors import InputFileError
 from cam_cli.files.atomic import save_torch_atomic, write_text_atomic
+from cam_cli.files.reading import loads, text_lines
 from cam_cli.training.config import TrainConfig, dump_toml
 
 LAST, BEST, METRICS, CONFIG_FILE = "last.pt", "best.pt", "metrics.jsonl", "config.toml"
@@ -77,11 +79,11 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in text_lines(path):  # bounded (`files.reading`)
         if line.strip():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                rows.append(loads(line, f"{path}:{number}"))
+            except InputFileError:
                 continue  # cannot happen with atomic rewrites; tolerate hand edits
     return rows
 
