@@ -252,7 +252,7 @@ def test_the_command_under_the_interpreter_with_two_lanes_equals_the_torch_step(
 
     images = tmp_path / "imgs"
     images.mkdir()
-    for i in range(8):
+    for i in range(24):  # three batches of two slices: the lanes' launches meet (3 of 3 before)
         write_image(images / f"{i}.jpg", seed=i, size=(48 + i, 40))
     args = ["bbox", *model_args(fake), "--images", images, "--batch-size", "8"]
     lanes = {"OMP_NUM_THREADS": "2"}  # one lane per thread: two lanes, whatever the machine
@@ -261,4 +261,4 @@ def test_the_command_under_the_interpreter_with_two_lanes_equals_the_torch_step(
     assert triton.returncode == 0, triton.stderr.decode()[-2000:]
     torch_step = run_cli(*args, "--box-step", "torch", env_extra=lanes)
     assert torch_step.returncode == 0, torch_step.stderr.decode()[-2000:]
-    assert triton.stdout == torch_step.stdout and triton.stdout.count(b"\n") == 8
+    assert triton.stdout == torch_step.stdout and triton.stdout.count(b"\n") == 24

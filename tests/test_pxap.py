@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from conftest import invoke
 from PIL import Image
-from test_npy import header_only
 from test_scoremaps import png_header
 
 from cam_cli.data.wsol_metadata import read_wsol_metadata
@@ -83,6 +82,8 @@ def test_a_damaged_mask_is_one_line_in_a_model_run_as_with_maps(masks, tmp_path)
 
 
 def test_maps_scored_from_a_folder_are_checked_from_their_header(masks, tmp_path):
+    from test_npy import header_only
+
     metadata = read_wsol_metadata(masks / "wsol" / "val")
     maps = tmp_path / "maps"
     for image_id in metadata.image_ids:

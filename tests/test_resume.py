@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import invoke, model_args, one_line_error
 
-from cam_cli.errors import EvaluationError, InputFileError
+from cam_cli.errors import EvaluationError
 from cam_cli.evaluation.resume import per_image_lines
 
 RUN = "0123456789abcdef"
@@ -72,6 +72,8 @@ def test_an_edited_line_is_refused_naming_the_file_and_line(tmp_path, changes, p
 
 
 def test_a_deep_or_overlong_middle_line_is_refused_not_a_recursion_error(tmp_path):
+    from cam_cli.errors import InputFileError
+
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps(line()) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n"
                     + json.dumps(line()) + "\n")  # fmt: skip
