@@ -199,7 +199,8 @@ def _line_problem(line: Mapping) -> str | None:
     if predictions is not None and not isinstance(predictions, list):
         return "'predictions' that are not a list"
     for prediction in predictions or []:
-        if not isinstance(prediction, dict) or not _is_int(prediction.get("rank", 0)):
+        rank = prediction.get("rank") if isinstance(prediction, dict) else "none"
+        if rank is not None and not _is_int(rank):  # the order predictions are scored in
             return "a prediction without an integer 'rank'"
         if prediction.get("wnid") is not None and not isinstance(prediction["wnid"], str):
             return "a prediction whose 'wnid' is not a string"
