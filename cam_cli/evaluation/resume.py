@@ -112,7 +112,7 @@ def per_image_lines(path: str | Path, fingerprint: str) -> tuple[list[tuple[byte
                 line = _per_image_line(previous, number, path, fingerprint, last=False)
                 lines.append((previous, line))
                 good_end += len(previous)
-            previous, number = raw, number + 1
+            previous, number = raw if isinstance(raw, bytes) else raw.encode(), number + 1
         if previous is not None:
             line = _per_image_line(previous, number, path, fingerprint, last=True)
             if line is not None:

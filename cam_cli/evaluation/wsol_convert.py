@@ -159,7 +159,7 @@ def convert_to_wsol(
             truth, label_classes, image_source = read_annotations(annotations, meta), None, images
             root = Path(images).resolve().parent if root is None else root
         classes = read_synset_mapping(classes_file) if classes_file is not None else label_classes
-        if classes_file is not None:
+        if classes_file is not None and classes is not None:
             _note_unsorted(classes, classes_file)
         matched, missing = pair_images(image_source, truth)
         check_missing(missing, allow_missing)

@@ -123,8 +123,8 @@ def raw_lines(
             return
         number += 1
         total += len(raw)
-        newline = b"\n" if isinstance(raw, bytes) else "\n"
-        if len(raw) > max_line and not (len(raw) == max_line + 1 and raw.endswith(newline)):
+        ends = raw.endswith(b"\n") if isinstance(raw, bytes) else raw.endswith("\n")
+        if len(raw) > max_line and not (len(raw) == max_line + 1 and ends):
             raise InputFileError(
                 f"{name}:{number}: a line longer than {max_line} bytes (it starts "
                 f"{excerpt(raw)}); not a file of this kind?"
