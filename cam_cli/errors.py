@@ -45,6 +45,12 @@ class ArgumentError(SetupError):
         return type(self), (self.argument, self.problem)
 
 
+class InputFileError(SetupError, ValueError):
+    """A file a command reads is not what it must be: not a regular file (a FIFO is never
+    waited on), over a reader's bounds (a line, the whole file, JSON nesting), not UTF-8, or
+    not of its format. The message names the file (and line) and quotes a short excerpt."""
+
+
 class ModelLoadError(SetupError):
     """A model could not be set up from the options given; the message says what to do."""
 

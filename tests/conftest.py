@@ -10,8 +10,13 @@ images, one of them named with a byte that is not UTF-8.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +197,48 @@ def model_args(fake: Path, weights: Path | None = None) -> list:
     weights = weights or fake / "weights.pth"
     return ["--arch", "small-gap", "--weights", weights, "--classes", fake / "classes.txt",
             "--workers", "0", "--no-fast", "--quiet"]  # fmt: skip
+
+
+# --- FIFOs ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def fifo(path: Path, release_after: float = 20.0) -> Iterator[Path]:
+    """A FIFO at ``path`` for a test of its refusal (or its replacement): should the code under
+    test block on it (what the fix prevents), it is released after ``release_after`` seconds (a
+    blocked reader gets a writer that closes at once, a blocked writer a reader that drains
+    it), so the test fails instead of hanging forever."""
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def release() -> None:
+        while not done.wait(release_after):
+            try:
+                if not stat.S_ISFIFO(os.lstat(path).st_mode):
+                    return  # replaced: nothing can block on it
+            except OSError:
+                return
+            with suppress(OSError):  # succeeds only while a reader has it open: the one blocked
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            end = time.monotonic() + 5
+            while time.monotonic() < end:  # a blocked writer opens, writes and closes
+                try:
+                    if os.read(reader, 1 << 16) == b"" and time.monotonic() > end - 4:
+                        break
+                except BlockingIOError:
+                    time.sleep(0.01)
+            os.close(reader)
+
+    helper = threading.Thread(target=release, daemon=True)
+    helper.start()
+    try:
+        yield path
+    finally:
+        done.set()
+
+
+def takes_under(seconds: float, started: float) -> None:
+    """A refusal that must come at once: well before a `fifo`'s release."""
+    elapsed = time.monotonic() - started
+    assert elapsed < seconds, f"took {elapsed:.1f} s: it waited on the FIFO"

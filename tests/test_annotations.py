@@ -408,7 +408,7 @@ def test_a_latin1_csv_is_named_in_its_error(tmp_path):
     with pytest.raises(ValueError) as failed:
         read_annotations(path)
     assert str(failed.value) == (
-        f"{path}: not UTF-8 text (invalid continuation byte); save it as UTF-8"
+        f"{path}:2: not UTF-8 text (byte 0xe9 at column 24); save it as UTF-8"
     )
 
 

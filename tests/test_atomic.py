@@ -243,3 +243,156 @@ def test_output_to_dev_null_is_written_not_replaced(fake):
     result = invoke("bbox", *model_args(fake), "--images", fake / "imgs", "--output", os.devnull)
     assert result.exit_code == 0, result.output
     assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+# --- names the tool derives: replaced, never written through (issue 25, item 2) ------------
+
+
+def test_a_derived_name_replaces_a_fifo_or_a_symlink_and_never_writes_through(tmp_path):
+    import stat
+
+    from conftest import fifo
+
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep\n")
+    (tmp_path / "to-file.npy").symlink_to(precious)
+    (tmp_path / "to-null.npy").symlink_to(os.devnull)
+    with fifo(tmp_path / "pipe.npy"):
+        for name in ("pipe.npy", "to-file.npy", "to-null.npy"):
+            write_bytes_atomic(b"map", tmp_path / name, derived=True)
+    for name in ("pipe.npy", "to-file.npy", "to-null.npy"):
+        entry = os.lstat(tmp_path / name)
+        assert stat.S_ISREG(entry.st_mode), name
+        assert (tmp_path / name).read_bytes() == b"map"
+    assert precious.read_text() == "keep\n" and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_a_folder_at_a_derived_name_is_refused_by_name(tmp_path):
+    (tmp_path / "best.pt").mkdir()
+    with pytest.raises(IsADirectoryError) as refused:
+        write_bytes_atomic(b"x", tmp_path / "best.pt", derived=True)
+    assert refused.value.filename == str(tmp_path / "best.pt")
+    assert not temps(tmp_path)
+
+
+def _scoremap(target):
+    from cam_cli.evaluation.scoremap_files import save_scoremap
+
+    save_scoremap(target.parent.parent, "val/x.JPEG", np.zeros((4, 4)))
+
+
+def _checkpoint(target):
+    from cam_cli.training.checkpoints import CheckpointWriter
+
+    CheckpointWriter(target.parent).save({"epoch": 1}, target.name)
+
+
+def _metrics(target):
+    from cam_cli.training.checkpoints import write_metrics
+
+    write_metrics(target.parent, [{"epoch": 1, "loss": 0.5}])
+
+
+def _metadata(target):
+    from cam_cli.data.wsol_metadata import WsolMetadata, write_wsol_metadata
+
+    write_wsol_metadata(WsolMetadata(("val/a.JPEG",), {"val/a.JPEG": 0}), target.parent)
+
+
+@pytest.mark.parametrize(
+    ("write", "name"),
+    [
+        (_scoremap, "val/x.JPEG.npy"),
+        (_checkpoint, "run/best.pt"),
+        (_metrics, "run/metrics.jsonl"),
+        (_metadata, "meta/image_ids.txt"),
+    ],
+)
+def test_every_derived_writer_replaces_a_fifo_at_its_name(tmp_path, write, name):
+    """`eval --save-scoremaps`, `train --out`, `convert DIR`: a FIFO there hung forever."""
+    import time
+
+    from conftest import fifo, takes_under
+
+    target = tmp_path / name
+    target.parent.mkdir(parents=True)
+    with fifo(target):
+        started = time.monotonic()
+        write(target)
+        takes_under(10, started)
+    assert target.is_file() and not target.is_symlink() and target.stat().st_size > 0
+
+
+def test_cam_overlays_and_bbox_drawings_replace_a_fifo_and_a_symlink(fake, tmp_path):
+    """`cam --out` and `bbox --draw`: names made from the image's, never written through."""
+    import time
+
+    from conftest import fifo, takes_under
+
+    image = fake / "imgs" / "a.jpg"
+    first = invoke("cam", *model_args(fake), "--images", image, "--out", tmp_path / "cams")
+    assert first.exit_code == 0, first.output
+    (overlay,) = (tmp_path / "cams").iterdir()
+    overlay.unlink()
+    drawing = tmp_path / "draw" / "a_boxes.png"
+    drawing.parent.mkdir()
+    drawing.symlink_to(os.devnull)
+    with fifo(overlay):
+        started = time.monotonic()
+        cams = invoke("cam", *model_args(fake), "--images", image, "--out", tmp_path / "cams")
+        drawn = invoke("bbox", *model_args(fake), "--images", image, "--draw", drawing.parent)
+        takes_under(15, started)
+    assert cams.exit_code == 0 and drawn.exit_code == 0, cams.output + drawn.output
+    for path in (overlay, drawing):
+        assert not path.is_symlink() and path.read_bytes().startswith(b"\x89PNG"), path
+
+
+# --- a full disk, said of the file (issue 25, item 14) ----------------------------------------
+
+
+def test_a_short_write_without_a_cause_on_a_full_disk_is_enospc_naming_the_file(tmp_path):
+    """NumPy's ``tofile`` says only "50176 requested and 26096 written"; the writer asks the
+    file system, and says ENOSPC of the map."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    target = tmp_path / "val" / "x.JPEG.npy"
+    full = SimpleNamespace(f_bavail=0, f_bfree=0)
+    full_disk = mock.patch("os.fstatvfs", return_value=full)
+    with full_disk, pytest.raises(OSError) as failed, atomic_file(target, "wb", derived=True):
+        raise OSError("50176 requested and 26096 written")
+    assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, str(target))
+    assert not target.exists() and not temps(target.parent)
+    free = SimpleNamespace(f_bavail=10, f_bfree=10)  # not full: the error as it was
+    free_disk = mock.patch("os.fstatvfs", return_value=free)
+    with free_disk, pytest.raises(OSError) as failed, atomic_file(target, "wb"):
+        raise OSError("50176 requested and 26096 written")
+    assert failed.value.errno is None and "50176 requested" in str(failed.value)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (root only; skipped elsewhere)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_save_scoremaps_on_a_full_disk_is_one_line_naming_the_map(fake, small_tmpfs):
+    """A 224x224 float64 map is 401 KB: the first one fills the 64 KiB disk."""
+    maps = small_tmpfs / "maps"
+    result = invoke("eval", *model_args(fake), "--images", fake / "imgs", "--annotations",
+                    fake / "xml", "--maxboxacc", "--save-scoremaps", maps)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert line.startswith(f"cam-cli: error: {maps}/") and ".npy: No space left on device" in line
+    assert not [p for p in maps.rglob("*") if TEMP_MARK in p.name]

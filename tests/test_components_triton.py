@@ -240,3 +240,25 @@ def test_localizer_with_the_triton_step_writes_scipys_records(
         results = localizer.localize(paths, extra_classes=lambda path: [7], batch_size=2)
         records[step] = [(r.as_record(), [p.box for p in r.extra]) for r in results]
     assert records["triton"] == records["scipy"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter's lanes: a CPU run")
+def test_the_command_under_the_interpreter_with_two_lanes_equals_the_torch_step(fake, tmp_path):
+    """Issue 25 (5): `bbox --box-step triton` under TRITON_INTERPRET=1 failed on a 2-core CPU
+    (two lanes launched at once; "Did you forget to add @triton.jit?"): the command as users
+    run it, two lanes, gives the torch step's records byte for byte."""
+    from conftest import model_args, run_cli, write_image
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(24):  # three batches of two slices: the lanes' launches meet (3 of 3 before)
+        write_image(images / f"{i}.jpg", seed=i, size=(48 + i, 40))
+    args = ["bbox", *model_args(fake), "--images", images, "--batch-size", "8"]
+    lanes = {"OMP_NUM_THREADS": "2"}  # one lane per thread: two lanes, whatever the machine
+    triton = run_cli(*args, "--box-step", "triton",
+                     env_extra={**lanes, "TRITON_INTERPRET": "1"})  # fmt: skip
+    assert triton.returncode == 0, triton.stderr.decode()[-2000:]
+    torch_step = run_cli(*args, "--box-step", "torch", env_extra=lanes)
+    assert torch_step.returncode == 0, torch_step.stderr.decode()[-2000:]
+    assert triton.stdout == torch_step.stdout and triton.stdout.count(b"\n") == 24

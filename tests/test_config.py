@@ -124,3 +124,19 @@ def test_resume_differences_allow_more_epochs_only():
     differences = resume_differences(saved, changed)
     assert any(d.startswith("arch:") for d in differences)
     assert "image_size: 32 -> 48" in differences
+
+
+def test_a_config_that_is_a_fifo_or_nested_too_deep_is_one_error(tmp_path):
+    import time
+
+    from conftest import fifo, takes_under
+
+    with fifo(tmp_path / "c.toml") as path:
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=r"c.toml: not a regular file \(a FIFO\)"):
+            read_config_file(path)
+        takes_under(5, started)
+    deep = tmp_path / "deep.toml"
+    deep.write_text("lr = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep.toml: not a flat config"):
+        read_config_file(deep)

@@ -144,5 +144,5 @@ def test_carried_thresholds_off_the_grid_stop_before_any_image(data, tmp_path):
     result = invoke("eval", *model_args(_classes(data)), "--images", data / "val",
                     "--annotations", data / "xml", "--maxboxacc", "--cam-threshold-from", report,
                     "--per-image", per_image)  # fmt: skip
-    one_line_error(result, "other.json", "0.555 is not on this run's grid")
+    one_line_error(result, "other.json", "0.555 is not on this run's CAM threshold grid")
     assert not per_image.exists()  # no image was run

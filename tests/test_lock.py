@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO, invoke, one_line_error, write_image
 
+from cam_cli.errors import SetupError
 from cam_cli.files.lock import LOCK_NAME, FolderLock
 
 
@@ -35,3 +37,39 @@ def test_train_run_folder_locked_by_another_process(tmp_path):
     with FolderLock(run):
         assert (run / LOCK_NAME).read_text().strip() == str(os.getpid())
     FolderLock(run).acquire()  # free again
+
+
+def test_two_runs_writing_one_score_map_folder_are_locked_out(fake, tmp_path):
+    from conftest import model_args
+
+    maps = tmp_path / "maps"
+    with FolderLock(maps, "--out"):  # another run holds the folder (flock: per open file)
+        result = invoke("eval", *model_args(fake), "--images", fake / "imgs", "--annotations",
+                        fake / "xml", "--maxboxacc", "--save-scoremaps", maps)  # fmt: skip
+    one_line_error(result, f"--save-scoremaps {maps}: in use by another run (PID {os.getpid()})")
+    assert not list(maps.rglob("*.npy"))
+    result = invoke("eval", *model_args(fake), "--images", fake / "imgs", "--annotations",
+                    fake / "xml", "--maxboxacc", "--save-scoremaps", maps)  # fmt: skip
+    assert result.exit_code == 0, result.output  # free again: the maps are written
+    assert len(list(maps.rglob("*.npy"))) == 3
+
+
+def test_a_lock_file_that_is_a_fifo_or_a_symlink_is_refused_never_opened(tmp_path):
+    import time
+
+    from conftest import fifo, takes_under
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with fifo(run / LOCK_NAME):
+        started = time.monotonic()
+        with pytest.raises(SetupError, match=r"its lock file .*\.cam-cli\.lock is not a regular"):
+            FolderLock(run).acquire()
+        takes_under(5, started)
+    (run / LOCK_NAME).unlink()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep\n")
+    (run / LOCK_NAME).symlink_to(precious)
+    with pytest.raises(SetupError, match=r"its lock file .*\.cam-cli\.lock is a symlink"):
+        FolderLock(run).acquire()
+    assert precious.read_text() == "keep\n"  # never truncated to hold a PID

@@ -190,7 +190,7 @@ def test_classes_file_splits_wnid_and_names_on_any_whitespace(tmp_path):
     with pytest.raises(ValueError, match="classes.txt: duplicate wnid n02951358 \\(class 1\\)"):
         read_synset_mapping(path)
     path.write_bytes("n02951358 caf\xe9\n".encode("latin-1"))
-    with pytest.raises(ValueError, match="classes.txt: not UTF-8 text"):
+    with pytest.raises(ValueError, match="classes.txt:1: not UTF-8 text"):
         read_synset_mapping(path)
 
 

@@ -5,10 +5,13 @@ report (`maxboxacc.carried_thresholds`): hand-made maps whose figures are worked
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import takes_under
 
 from cam_cli.data.annotations import ImageAnnotation
 from cam_cli.data.ground_truth import GroundTruth
@@ -224,3 +227,72 @@ def test_wsol_metadata_reads_only_its_ids_maps(tmp_path):
     (maps / "val" / "b.JPEG.npy").unlink()
     with pytest.raises(EvaluationError, match="1 annotations have no score map"):
         evaluate(options)
+
+
+# --- issue 25: maps read header first, dot names, image sizes under the pixel limit ---------
+
+
+def png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header says ``width`` x ``height`` (grey), with no pixel data: what a
+    decompression bomb shows before it is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)  # a few rows: enough for a reader of the header
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def test_a_map_of_a_dot_named_image_is_read_never_taken_for_a_temp_file(tmp_path):
+    """Issue 25 (16): `.dot.JPEG.npy` was skipped as a writer's temp file."""
+    truth = two_maps(tmp_path)
+    written = save_scoremap(tmp_path, "val/.dot.JPEG", np.zeros((224, 224)))
+    assert written.name == ".dot.JPEG.npy"
+    assert find_scoremaps(tmp_path)[".dot"] == written
+    truth[".dot"] = _annotation(".dot", (0, 0, 10, 10))
+    assert evaluate_scoremaps(tmp_path, truth)["images"] == 3
+
+
+def test_a_map_declaring_a_huge_or_a_sparse_array_fails_from_its_header(tmp_path):
+    """Issue 25 (8): 200000 x 200000 float64 (allocation traceback) and a sparse 12000 x 12000
+    (1.15 GB read before it was refused): each a failed image, named, from its header."""
+    from test_npy import header_only
+
+    truth = two_maps(tmp_path)
+    header_only(tmp_path / "val" / "huge.JPEG.npy", (200_000, 200_000))
+    header_only(tmp_path / "val" / "sparse.JPEG.npy", (12_000, 12_000), size=128 + 8 * 144 * 10**6)
+    truth["huge"] = _annotation("huge", (0, 0, 10, 10))
+    truth["sparse"] = _annotation("sparse", (0, 0, 10, 10))
+    started = time.monotonic()
+    report = evaluate_scoremaps(tmp_path, truth)
+    takes_under(5, started)
+    errors = {Path(f["path"]).name: f["error"] for f in report["failed"]}
+    assert "declares shape [200000, 200000]" in errors["huge.JPEG.npy"]
+    assert errors["sparse.JPEG.npy"] == "a score map must be 224x224, not 12000x12000"
+    assert report["images"] == 4 and report["failed_images"] == 2
+
+
+def test_image_sizes_for_the_maps_are_read_under_the_pixel_limit(tmp_path):
+    """Issue 25 (9): `--scoremaps ... --images` read sizes with a bare Image.open (a
+    DecompressionBombError traceback for a 30000 x 30000 header)."""
+    truth = {stem: replace(a, width=None, height=None) for stem, a in two_maps(tmp_path).items()}
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    paths = {"a": images / "a.png", "b": png_header(images / "b.png", 30_000, 30_000)}
+    Image.new("L", (224, 224)).save(paths["a"])
+    options = EvalOptions(truth=GroundTruth(truth, images=paths),
+                          source=SourceOptions(scoremaps=tmp_path))  # fmt: skip
+    with pytest.raises(EvaluationError) as refused:
+        evaluate(options)
+    message = str(refused.value)
+    assert message.startswith(f"{paths['b']}: cannot read the image's size (refused: ")
+    assert "exceeds the limit of 178956970" in message

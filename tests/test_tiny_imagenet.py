@@ -328,3 +328,31 @@ def test_mobilenet_v2_max_pools_by_the_maximum():
     assert torch.equal(features, gmp_features)
     assert torch.allclose(gap_logits, features.mean(dim=(2, 3)) @ w.T + b, atol=1e-5)
     assert torch.allclose(gmp_logits, features.amax(dim=(2, 3)) @ w.T + b, atol=1e-5)
+
+
+# --- issue 25: each table read bounded and named; a row in another class's file refused -----
+
+
+def test_words_txt_that_is_not_utf8_names_the_file(root):
+    (root / "words.txt").write_bytes("n01000001\tgoldfish\nn02000002\tcaf\xe9\n".encode("latin-1"))
+    with pytest.raises(TrainError, match=r"words.txt:2: not UTF-8 text \(byte 0xe9"):
+        scan_data(root)
+
+
+def test_a_malformed_first_line_of_val_annotations_is_named_as_such(root):
+    """Issue 25 (16): a first row of 5 fields was taken for the devkit's file ("needs the
+    devkit's meta.mat")."""
+    path = root / "val" / "val_annotations.txt"
+    path.write_text("val_0.JPEG\tn02000002\t0\t32\t44\nval_1.JPEG\tn01000001\t3\t4\t5\t6\n")
+    with pytest.raises(ValueError, match=r"val_annotations.txt:1: expected 6 tab-separated"):
+        read_annotations(path)
+
+
+def test_a_boxes_row_of_another_classs_image_is_refused(root):
+    """Issue 25 (16): the row relabelled that image as this class, silently."""
+    boxes = root / "train" / WNIDS[0] / f"{WNIDS[0]}_boxes.txt"
+    with boxes.open("a") as handle:
+        handle.write(f"{WNIDS[1]}_9.JPEG\t1\t1\t5\t5\n")
+    with pytest.raises(ValueError, match=rf"_boxes.txt:4: '{WNIDS[1]}_9.JPEG' is an image of "
+                                         rf"class {WNIDS[1]}, not {WNIDS[0]}"):  # fmt: skip
+        read_train_boxes(root / "train")

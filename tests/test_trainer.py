@@ -463,3 +463,25 @@ def test_a_symlink_back_into_the_data_adds_no_other_class_images(tmp_path):
     links = sorted(Path(note.split(" links back")[0]).name for note in found.notes)
     assert links == ["loop", "other", "up"]
     assert all(n.endswith("; not followed") for n in found.notes)
+
+
+def test_a_malformed_boxes_file_for_the_threshold_stops_before_training(tmp_path):
+    """Issue 25 (15): a bad ``<wnid>_boxes.txt`` was found after the whole run, and best.pt was
+    left without its CAM threshold."""
+    from test_tiny_imagenet import WNIDS, _jpeg
+
+    root = tmp_path / "tiny"
+    root.mkdir()
+    (root / "wnids.txt").write_text("\n".join(WNIDS) + "\n")
+    for wnid in WNIDS:
+        for i in range(2):
+            _jpeg(root / "train" / wnid / "images" / f"{wnid}_{i}.JPEG")
+        rows = "".join(f"{wnid}_{i}.JPEG\t1\t1\t9\t9\n" for i in range(2))
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text(rows)
+    (root / "train" / WNIDS[1] / f"{WNIDS[1]}_boxes.txt").write_text(f"{WNIDS[1]}_0.JPEG\t1\t1\n")
+    config = tiny_config(threshold_images_per_class=1, image_size=32)
+    with pytest.raises(TrainError, match=r"threshold_images_per_class: .*_boxes.txt:1: expected 5"):
+        train(config, root, tmp_path / "run", progress=False)
+    assert (
+        not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "best.pt").exists()
+    )

@@ -584,3 +584,59 @@ def test_convert_tiny_imagenet_val_annotations(tmp_path):
         "images/val_0.JPEG,0,32,44,62",
         "images/val_1.JPEG,3,4,60,40",
     ]
+
+
+# --- issue 25: linear reading, bounded lines, ids that stay below their root ---------------
+
+
+def test_a_hundred_thousand_ids_read_in_linear_time(tmp_path):
+    """Issue 25 (4): ``image_id in ids`` on a list made reading quadratic (100k ids: 62 s, ILSVRC
+    train's 1.28 M: hours). Linear, it takes well under a second here; the bound only catches
+    the quadratic reader (scripts/bench_wsol_metadata.py measures it)."""
+    import time
+
+    ids = [f"train/n{i % 1000:08d}/img_{i}.JPEG" for i in range(100_000)]
+    folder = write_metadata(
+        tmp_path / "m",
+        image_ids="".join(f"{i}\n" for i in ids),
+        class_labels="".join(f"{i},{n % 1000}\n" for n, i in enumerate(ids)),
+        image_sizes="".join(f"{i},64,48\n" for i in ids),
+        localization="".join(f"{i},1,2,30,40\n" for i in ids),
+    )
+    started = time.monotonic()
+    metadata = read_wsol_metadata(folder)
+    assert time.monotonic() - started < 20
+    assert len(metadata.image_ids) == 100_000 and metadata.image_ids[-1] == ids[-1]
+    assert metadata.boxes[ids[5]] == ((1, 2, 30, 40),)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"image_ids": "../outside/evil.JPEG\n"}, r"image_ids.txt:1: image id '../outside/evil"),
+        ({"image_ids": "/etc/passwd\n"}, r"image_ids.txt:1: image id '/etc/passwd' "),
+        ({"image_ids": "val/../../x.JPEG\n"}, r"image_ids.txt:1: image id 'val/../../x.JPEG'"),
+        ({"localization": "a.jpg,../../m.png,\n"}, r"localization.txt:1: mask path '../../m"),
+        ({"localization": "a.jpg,m.png,/abs/i.png\n"}, r":1: ignore mask path '/abs/i.png'"),
+    ],
+)
+def test_paths_that_leave_their_root_are_refused(tmp_path, files, message):
+    """Issue 25 (16): an id ``../outside/evil.JPEG`` made ``--scoremaps DIR`` read outside DIR."""
+    base = {"image_ids": "a.jpg\n", "class_labels": "a.jpg,0\n", "image_sizes": "a.jpg,9,9\n"}
+    folder = write_metadata(tmp_path / "m", **{**base, **files})
+    with pytest.raises(ValueError, match=message + ".*leaves the data root"):
+        read_wsol_metadata(folder)
+
+
+def test_a_huge_line_is_refused_with_a_short_message(tmp_path):
+    """Issue 25 (12): a 300 MB line took 4.8 GB and gave a 1.26 GB error line."""
+    folder = write_metadata(tmp_path / "m", class_labels="a.jpg,0\n")
+    (folder / "image_ids.txt").write_bytes(b"a.jpg\n" + b"v" * 3_000_000 + b"\n")
+    with pytest.raises(ValueError) as refused:
+        read_wsol_metadata(folder)
+    message = str(refused.value)
+    assert message.startswith(f"{folder / 'image_ids.txt'}:2: a line longer than 1048576 bytes")
+    assert len(message) < len(str(folder)) + 200
+    (folder / "image_ids.txt").write_bytes("a.jpg\nb\xe9.jpg\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"image_ids.txt:2: not UTF-8 text \(byte 0xe9"):
+        read_wsol_metadata(folder)

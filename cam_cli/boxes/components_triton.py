@@ -50,6 +50,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from contextlib import nullcontext
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -66,12 +69,26 @@ def _interpreting() -> bool:
 
 
 @functools.cache
-def kernels() -> dict:
+def _kernels() -> dict:
     """The Triton kernels (`ccl_kernels`) by name, imported at first use (this module needs no
-    Triton); `evaluation.maxboxacc.sweep_triton` launches its sweep from here too."""
+    Triton); every launch goes through `launch`."""
     from cam_cli.boxes import ccl_kernels
 
     return vars(ccl_kernels)
+
+
+# The interpreter patches `triton.language` for the duration of each launch, so two launches at
+# once (two decode lanes boxing two batches) break each other ("Did you forget to add
+# @triton.jit?"). Interpreted launches are taken one at a time; compiled ones run as they come.
+_INTERPRETER_LOCK = threading.Lock()
+
+
+def launch(kernel: str, grid: tuple[int, ...], *args: Any, **kwargs: Any) -> None:
+    """The one place a kernel of `ccl_kernels` is launched, here and by
+    `evaluation.maxboxacc.sweep_triton`: ``kernel[grid](*args, **kwargs)``, serialised under
+    ``TRITON_INTERPRET=1`` (see above)."""
+    with _INTERPRETER_LOCK if _interpreting() else nullcontext():
+        _kernels()[kernel][grid](*args, **kwargs)
 
 
 def block_size() -> int:
@@ -91,15 +108,26 @@ def _grid(total: int) -> tuple[int]:
 @torch.library.custom_op("cam_cli::ccl_init", mutates_args=("codes", "labels"))
 def _init(maps: Tensor, cut: Tensor, codes: Tensor, labels: Tensor, bh: int, bw: int) -> None:
     total = labels.numel()
-    kernels()["init"][_grid(total)](
-        maps, cut, codes, labels, total, maps.shape[1], maps.shape[2], bh, bw, BLOCK=block_size()
+    launch(
+        "init",
+        _grid(total),
+        maps,
+        cut,
+        codes,
+        labels,
+        total,
+        maps.shape[1],
+        maps.shape[2],
+        bh,
+        bw,
+        BLOCK=block_size(),
     )
 
 
 @torch.library.custom_op("cam_cli::ccl_merge", mutates_args=("labels",))
 def _merge(codes: Tensor, labels: Tensor, bh: int, bw: int) -> None:
     total = labels.numel()
-    kernels()["merge"][_grid(total)](codes, labels, total, bh, bw, BLOCK=block_size())
+    launch("merge", _grid(total), codes, labels, total, bh, bw, BLOCK=block_size())
 
 
 @torch.library.custom_op("cam_cli::ccl_flatten", mutates_args=("labels", "area", "first"))
@@ -107,8 +135,18 @@ def _flatten(
     codes: Tensor, labels: Tensor, area: Tensor, first: Tensor, width: int, bh: int, bw: int
 ) -> None:
     total = labels.numel()
-    kernels()["flatten"][_grid(total)](
-        codes, labels, area, first, total, width, bh, bw, BLOCK=block_size()
+    launch(
+        "flatten",
+        _grid(total),
+        codes,
+        labels,
+        area,
+        first,
+        total,
+        width,
+        bh,
+        bw,
+        BLOCK=block_size(),
     )
 
 
@@ -117,8 +155,8 @@ def _winner(
     labels: Tensor, area: Tensor, first: Tensor, best: Tensor, pixels: int, bh: int, bw: int
 ) -> None:
     total = labels.numel()
-    kernels()["winner"][_grid(total)](
-        labels, area, first, best, total, pixels, bh, bw, BLOCK=block_size()
+    launch(
+        "winner", _grid(total), labels, area, first, best, total, pixels, bh, bw, BLOCK=block_size()
     )
 
 
@@ -135,8 +173,20 @@ def _extent(
     bw: int,
 ) -> None:
     total = labels.numel()
-    kernels()["extent"][_grid(total)](
-        codes, labels, first, best, box, total, width, pixels, bh, bw, BLOCK=block_size()
+    launch(
+        "extent",
+        _grid(total),
+        codes,
+        labels,
+        first,
+        best,
+        box,
+        total,
+        width,
+        pixels,
+        bh,
+        bw,
+        BLOCK=block_size(),
     )
 
 

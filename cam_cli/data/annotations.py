@@ -24,11 +24,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 from cam_cli.data import tiny_imagenet
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.ground_truth import MAX_COORDINATE, Box, ImageAnnotation, check_box, unique
+from cam_cli.files.reading import decode_line, open_regular, raw_lines
 from cam_cli.settings import CubSplit, choices
 
 KAGGLE_HEADER = ["ImageId", "PredictionString"]
@@ -153,21 +153,23 @@ class _CsvRows:
 
 
 @contextmanager
-def text_file(path: Path, encoding: str = "utf-8", **kwargs) -> Iterator[IO[str]]:
-    """A UTF-8 text file open for reading; bytes that are not UTF-8 (a latin-1 export) give a
-    ValueError naming the file and where, not the codec's bare message."""
-    with path.open(encoding=encoding, **kwargs) as handle:
-        try:
-            yield handle
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
+def text_file(path: Path) -> Iterator[Iterator[str]]:
+    """The lines of a UTF-8 text file (each with its line end, a leading byte order mark
+    dropped), read by `files.reading`: bounded lines, a FIFO refused at once, bytes that are
+    not UTF-8 (a latin-1 export) a ValueError naming the file and line."""
+    name = str(path)
+    with open_regular(path) as handle:
+        yield (
+            decode_line(raw, f"{name}:{number}", bom=number == 1) + "\n"
+            for number, raw in raw_lines(handle, name)
+        )
 
 
 def read_loc_solution_csv(path: str | Path) -> dict[str, ImageAnnotation]:
     """Kaggle ``LOC_val_solution.csv``: ``ImageId,PredictionString`` (no image sizes)."""
     path = Path(path)
     annotations: dict[str, ImageAnnotation] = {}
-    with text_file(path, encoding="utf-8-sig", newline="") as handle:
+    with text_file(path) as handle:
         reader = _CsvRows(handle, path)
         header = next(reader, None)
         if header is None or [h.strip() for h in header] != KAGGLE_HEADER:

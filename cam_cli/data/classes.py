@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cam_cli.files.reading import text_lines
+
 
 @dataclass(frozen=True)
 class ClassInfo:
@@ -30,17 +32,13 @@ def read_synset_mapping(path: str | Path) -> list[ClassInfo]:
     """
     path = Path(path)
     classes: list[ClassInfo] = []
-    try:
-        with path.open(encoding="utf-8-sig") as handle:  # a BOM is not part of the first wnid
-            for line in handle:
-                fields = line.split(None, 1)
-                if not fields:
-                    continue
-                wnid, names = fields[0], fields[1] if len(fields) > 1 else ""
-                name = names.split(",")[0].strip() or wnid
-                classes.append(ClassInfo(len(classes), wnid, name))
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
+    for _, line in text_lines(path):  # bounded, UTF-8, a BOM dropped (`files.reading`)
+        fields = line.split(None, 1)
+        if not fields:
+            continue
+        wnid, names = fields[0], fields[1] if len(fields) > 1 else ""
+        name = names.split(",")[0].strip() or wnid
+        classes.append(ClassInfo(len(classes), wnid, name))
     if not classes:
         raise ValueError(f"{path}: no classes found")
     check_unique_wnids(classes, str(path))

@@ -16,7 +16,6 @@ import numpy as np
 from cam_cli.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, regular_file
 
 HEATMAP_EXTENSIONS = frozenset(IMAGE_EXTENSIONS | {".npy"})
-NPY_MAGIC = b"\x93NUMPY"
 CHANNELS = (1, 3, 4)  # the last axis of an [H, W, C] image: grey, RGB, RGBA
 
 
@@ -46,41 +45,32 @@ def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
 
 
 def _read_npy(path: Path) -> tuple[np.ndarray, bool]:
-    try:
-        with open(path, "rb") as handle:
-            if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:  # /dev/zero, a renamed JPEG, a pickle
-                raise ValueError("not a .npy map file (no NumPy header)")
-            handle.seek(0)
-            array = np.load(handle, allow_pickle=False)
-    except ValueError as error:
-        if "allow_pickle" in str(error):  # numpy's advice would be to run the pickle: never
-            raise ValueError("not a readable .npy array (it holds Python objects)") from None
-        if str(error).startswith("not a .npy map file"):
-            raise
-        raise ValueError(f"not a readable .npy array ({str(error).splitlines()[0]})") from None
-    except Exception as error:  # noqa: BLE001 - a truncated header, an unreadable file
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"not a readable .npy array ({reason})") from None
-    if not isinstance(array, np.ndarray):
-        raise ValueError("not a single array")
-    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"not a numeric map (dtype {array.dtype})")
-    if np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"not a real-valued map (dtype {array.dtype})")
-    if array.ndim not in (2, 3):
-        raise ValueError(f"expected a map [H, W] or a stack [k, H, W], got shape {array.shape}")
-    if array.ndim == 3 and array.shape[2] in CHANNELS and array.shape[2] < min(array.shape[:2]):
-        raise ValueError(
-            f"shape {list(array.shape)} looks like an image [H, W, channels], not a stack of "
-            "maps [k, H, W]; save the map as [H, W] (or its channels first as [k, H, W])"
-        )
-    if array.size == 0:
-        raise ValueError(f"empty map (shape {array.shape})")
+    from cam_cli.data.npy import read_npy
+
+    array = read_npy(path, check=_check_map_header)
     if not np.isfinite(array).all():
         raise ValueError("the map holds NaN or infinite values")
     if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
         array = array.astype(np.float64)  # integer maps: compared exactly, never wrapped
     return (array, True) if array.ndim == 3 else (array[None], False)
+
+
+def _check_map_header(shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """What the header tells of a map, checked before its data is read: a real number type,
+    a map [H, W] or a stack [k, H, W] (not an image [H, W, channels]), not empty."""
+    if dtype.kind == "b" or not np.issubdtype(dtype, np.number):
+        raise ValueError(f"not a numeric map (dtype {dtype})")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"not a real-valued map (dtype {dtype})")
+    if len(shape) not in (2, 3):
+        raise ValueError(f"expected a map [H, W] or a stack [k, H, W], got shape {shape}")
+    if len(shape) == 3 and shape[2] in CHANNELS and shape[2] < min(shape[:2]):
+        raise ValueError(
+            f"shape {list(shape)} looks like an image [H, W, channels], not a stack of "
+            "maps [k, H, W]; save the map as [H, W] (or its channels first as [k, H, W])"
+        )
+    if 0 in shape:
+        raise ValueError(f"empty map (shape {shape})")
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -19,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from cam_cli.errors import SetupError
+from cam_cli.files.reading import regular_file
 
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 # The one pixel limit of the tool, for every image it opens. Pillow warns above its
@@ -27,22 +27,6 @@ IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", "
 DEFAULT_MAX_PIXELS = 178_956_970
 Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, not a grey half-image
-
-
-def _file_kind(mode: int) -> str:
-    """What a path that is not a regular file is, in words (a FIFO is not an empty file)."""
-    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]  # fmt: skip
-    return next((name for test, name in kinds if test(mode)), "not a plain file")
-
-
-def regular_file(path: str | Path) -> os.stat_result:
-    """``os.stat`` of a file about to be read, or ValueError when it is not a regular file:
-    reading a FIFO waits forever for a writer, a device never ends (OSError if it is missing)."""
-    info = os.stat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"not a regular file ({_file_kind(info.st_mode)})")
-    return info
 
 
 def is_image_file(path: str | Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:

@@ -5,7 +5,8 @@
 and ``ROOT/train/<wnid>/<wnid>_boxes.txt`` one ``file xmin ymin xmax ymax`` line per training
 image; fields are tab-separated, boxes inclusive 0-based pixels (the ILSVRC convention, so they
 are used as they are). Readers return `ImageAnnotation`s keyed by file stem, as every other
-ground-truth reader does; lines may end in CRLF.
+ground-truth reader does; lines may end in CRLF. Every table is read by `files.reading`
+(UTF-8, bounded lines, a FIFO refused), each problem named with its file and line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.ground_truth import Box, ImageAnnotation, check_box
+from cam_cli.files.reading import excerpt, text_lines
 
 VAL_ANNOTATIONS = "val_annotations.txt"
 BOXES_SUFFIX = "_boxes.txt"
@@ -21,10 +23,8 @@ BOXES_SUFFIX = "_boxes.txt"
 
 def _lines(path: Path) -> list[tuple[int, list[str]]]:
     """``(line number, tab-separated fields)`` of every non-empty line (CRLF or LF)."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        text = handle.read()
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in text_lines(path):
         if line.strip():
             rows.append((number, [field.strip() for field in line.split("\t")]))
     return rows
@@ -52,11 +52,13 @@ def read_wnids(path: str | Path) -> list[str]:
 def read_words(path: str | Path, wnids: list[str]) -> dict[str, str]:
     """``words.txt`` (``wnid<TAB>name, synonyms``, 82,115 synsets) -> first name of each wnid.
 
-    The first comma-separated synonym, as `read_synset_mapping` names ILSVRC classes.
+    The first comma-separated synonym, as `read_synset_mapping` names ILSVRC classes. Read
+    line by line, only the wanted wnids kept.
     """
     wanted = set(wnids)
     names = {}
-    for _, fields in _lines(Path(path)):
+    for _, line in text_lines(Path(path)):
+        fields = [field.strip() for field in line.split("\t")]
         if fields[0] in wanted and len(fields) > 1:
             names[fields[0]] = fields[1].split(",")[0].strip() or fields[0]
     return names
@@ -113,6 +115,7 @@ def read_train_boxes(train_dir: str | Path) -> dict[str, ImageAnnotation]:
         raise ValueError(f"{train_dir}: no <wnid>/<wnid>{BOXES_SUFFIX} files")
     annotations: dict[str, ImageAnnotation] = {}
     where: dict[str, str] = {}
+    classes = {f.parent.name for f in files}
     for boxes_file in files:
         wnid = boxes_file.parent.name
         if boxes_file.name != f"{wnid}{BOXES_SUFFIX}":
@@ -123,6 +126,12 @@ def read_train_boxes(train_dir: str | Path) -> dict[str, ImageAnnotation]:
                 raise ValueError(f"{here}: expected 5 tab-separated fields "
                                  f"(file xmin ymin xmax ymax), got {len(fields)}")  # fmt: skip
             image_id = Path(fields[0]).stem
+            owner = image_id.split("_", 1)[0]
+            if owner != wnid and owner in classes:  # would relabel the image as this class
+                raise ValueError(
+                    f"{here}: {excerpt(fields[0])} is an image of class {owner}, not {wnid}; "
+                    f"a row belongs in its own class's {BOXES_SUFFIX}"
+                )
             if image_id in annotations:
                 raise ValueError(f"{here}: duplicate image {fields[0]} (also {where[image_id]})")
             box = _box(fields[1:], here)
@@ -133,13 +142,16 @@ def read_train_boxes(train_dir: str | Path) -> dict[str, ImageAnnotation]:
 
 
 def is_val_annotations(path: Path) -> bool:
-    """A .txt whose first line has 6 tab-separated fields (the devkit's has one number)."""
+    """``val_annotations.txt`` by its name, or a .txt whose first line has tab-separated
+    fields (the devkit's has one number a line): read as Tiny ImageNet's, so a malformed first
+    row is named as such, not taken for the devkit's file."""
+    if path.name == VAL_ANNOTATIONS:
+        return True
     try:
-        with path.open(encoding="utf-8-sig") as handle:
-            first = next((line for line in handle if line.strip()), "")
-    except (OSError, UnicodeDecodeError):
+        first = next((line for _, line in text_lines(path) if line.strip()), "")
+    except (OSError, ValueError):
         return False
-    return len(first.rstrip("\r\n").split("\t")) == 6
+    return "\t" in first
 
 
 def is_train_dir(path: Path) -> bool:

@@ -67,18 +67,25 @@ def resize_nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def read_grey(path: str | Path) -> np.ndarray:
     """A mask file as 8-bit grey ``[H, W]`` (``cv2.IMREAD_GRAYSCALE``): grey PNGs as stored,
-    colour ones through the ITU-R 601 luma, 16-bit ones scaled to 8 bits."""
-    from PIL import Image, UnidentifiedImageError
+    colour ones through the ITU-R 601 luma, 16-bit ones scaled to 8 bits. Opened as every
+    image is (`data.images.open_image`): a mask over the pixel limit is refused from its
+    header, before decoding; a FIFO is never opened. ValueError naming the file otherwise."""
+    from PIL import Image
+
+    from cam_cli.data.images import open_image, regular_file
 
     try:
-        with Image.open(path) as image:
+        regular_file(path)
+        with open_image(path) as image:
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.asarray(image, dtype=np.int64) >> 8
                 return np.clip(array, 0, 255).astype(np.uint8)
-            grey = image if image.mode == "L" else image.convert("L")
-            return np.asarray(grey, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"{path}: cannot read the mask ({error})") from None
+            if image.mode != "L":
+                image = image.convert("L")
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: cannot read the mask ({reason})") from None
 
 
 def ground_truth_mask(
@@ -114,6 +121,14 @@ def check_scoremap(scoremap: np.ndarray, where: str) -> np.ndarray:
             f"max {scoremap.max():.6g})"
         )
     return scoremap.astype(np.float64, copy=False)
+
+
+def _check_scoremap_header(shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """`check_scoremap`'s shape and type rules, on a ``.npy`` header (before the data)."""
+    if len(shape) != 2:
+        raise ValueError(f"a score map must be 2-D, got shape {list(shape)}")
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"a score map must be float, got {dtype}")
 
 
 class PxAP:
@@ -215,6 +230,7 @@ def pxap_from_scoremap_dir(
 ) -> dict:
     """PxAP of ``scoremap_dir/<image_id>.npy`` (what their ``inference.py`` saves) for every
     image of a mask metadata split, masks under ``mask_root`` (their ``--mask_root``/OpenImages)."""
+    from cam_cli.data.npy import read_npy
     from cam_cli.data.wsol_metadata import read_wsol_metadata
 
     metadata = read_wsol_metadata(metadata_dir)
@@ -230,7 +246,11 @@ def pxap_from_scoremap_dir(
         path = maps / f"{image_id}.npy"
         if not path.is_file():
             raise ValueError(f"{path}: no score map for {image_id}")
-        scoremap = check_scoremap(np.load(path, allow_pickle=False), str(path))
+        try:
+            loaded = read_npy(path, check=_check_scoremap_header)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        scoremap = check_scoremap(loaded, str(path))
         foreground, ignored = ground_truth_mask(masks[image_id], ignore[image_id], scoremap.shape)
         scorer.add(scoremap, foreground, ignored)
     return scorer.summary()

@@ -8,21 +8,30 @@ so lines of another run are refused, never mixed in. A file that is not a per-im
 is never touched (`check_per_image_file`); the lines of images that failed are dropped when a
 run resumes (`rewrite_per_image`), so those images are tried again and end with one line each.
 The writer holds the file's lock (`files.lock.FileLock`) from reading it to its last line.
+
+A resumed line is trusted no more than new input: each is read bounded (`files.reading`: a
+line of at most 1 MiB, JSON nested at most 100 deep) and checked field by field
+(`check_line`: the record's predictions as `eval --predictions` checks a record, sizes positive
+integers, MaxBoxAccV2 IoUs numbers in [0, 1]), so an edited line is refused naming the file and
+line, never scored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cam_cli.errors import EvaluationError
+from cam_cli.data.matching import check_prediction_record
+from cam_cli.errors import EvaluationError, InputFileError
 from cam_cli.files.atomic import atomic_file
 from cam_cli.files.checks import printable_path
+from cam_cli.files.reading import MAX_LINE_BYTES, loads, raw_lines
 from cam_cli.outputs.writers import json_line
 
 FSYNC_EVERY_LINES = 500  # per-image log: flush every line, fsync this often (or every 10 s)
@@ -61,14 +70,14 @@ def check_per_image_file(path: str | Path) -> None:
     if not path.is_file():
         raise EvaluationError(f"`per_image` {printable_path(path)}: not a regular file")
     with path.open("rb") as handle:
-        first = handle.readline(1 << 20)  # a line of ours is a few KB
+        first = handle.readline(MAX_LINE_BYTES)  # a line of ours is a few KB
     if not first:
         return
     line = None
     if first.startswith(LINE_START):
         try:
-            line = json.loads(first)
-        except ValueError:
+            line = loads(first, str(path))
+        except InputFileError:
             line = None
     # torn: a start of ours that is not yet JSON (a whole object, a minified JSON file that
     # happens to begin so, is judged as the line it is)
@@ -98,12 +107,12 @@ def per_image_lines(path: str | Path, fingerprint: str) -> tuple[list[tuple[byte
     with path.open("rb") as handle:
         previous: bytes | None = None
         number = 0
-        for raw in handle:  # one line behind, to know which line is the last
+        for _, raw in raw_lines(handle, str(path)):  # one line behind, to know the last
             if previous is not None:
                 line = _per_image_line(previous, number, path, fingerprint, last=False)
                 lines.append((previous, line))
                 good_end += len(previous)
-            previous, number = raw, number + 1
+            previous, number = raw if isinstance(raw, bytes) else raw.encode(), number + 1
         if previous is not None:
             line = _per_image_line(previous, number, path, fingerprint, last=True)
             if line is not None:
@@ -138,8 +147,8 @@ def rewrite_per_image(path: str | Path, raw_lines: list[bytes]) -> None:
 def _per_image_line(raw: bytes, number: int, path: Path, fingerprint: str, last: bool):
     """Parse one line of a per-image file; None for a torn last line."""
     try:
-        line = json.loads(raw) if raw.endswith(b"\n") else None
-    except ValueError:
+        line = loads(raw, f"{path}:{number}") if raw.endswith(b"\n") else None
+    except InputFileError:
         line = None
     if not isinstance(line, dict):
         if last:
@@ -151,7 +160,67 @@ def _per_image_line(raw: bytes, number: int, path: Path, fingerprint: str, last:
             "input size, `fast`, `maxboxacc` or annotations); resume with the same settings, "
             "or give another `per_image` file"
         )
+    check_line(line, f"{path}:{number}")
     return line
+
+
+def check_line(line: Mapping, where: str) -> None:
+    """A per-image line as resuming re-adds it, checked as strictly as new input: the record
+    (`data.matching.check_prediction_record`, ranks integers), ``width``/``height`` positive
+    integers or null, ``gt_known_box`` 4 integers or null, ``maxboxacc_ious`` numbers in
+    [0, 1]. `EvaluationError` at ``where`` (file:line) naming the field."""
+    problem = _line_problem(line)
+    if problem is None:
+        try:
+            check_prediction_record(line, where)
+        except EvaluationError:
+            problem = "its 'predictions' are not those of a scored record"
+    if problem is not None:
+        raise EvaluationError(
+            f"{where}: a per-image line with {problem}; was the file edited? Resume from an "
+            "untouched file, or give another `per_image` file"
+        )
+
+
+def _line_problem(line: Mapping) -> str | None:
+    if not isinstance(line.get("path"), str) or not isinstance(line.get("image_id"), str):
+        return "no 'path' and 'image_id' strings"
+    if line.get("error") is not None and not isinstance(line["error"], str):
+        return "an 'error' that is not a string"
+    for key in ("width", "height"):
+        if line.get(key) is not None and not (_is_int(line[key]) and line[key] >= 1):
+            return f"a '{key}' that is not a positive integer"
+    known = line.get("gt_known_box")
+    if known is not None and not (
+        isinstance(known, list) and len(known) == 4 and all(_is_int(v) for v in known)
+    ):
+        return "a 'gt_known_box' that is not 4 integers"
+    predictions = line.get("predictions")
+    if predictions is not None and not isinstance(predictions, list):
+        return "'predictions' that are not a list"
+    for prediction in predictions or []:
+        rank = prediction.get("rank") if isinstance(prediction, dict) else "none"
+        if rank is not None and not _is_int(rank):  # the order predictions are scored in
+            return "a prediction without an integer 'rank'"
+        if prediction.get("wnid") is not None and not isinstance(prediction["wnid"], str):
+            return "a prediction whose 'wnid' is not a string"
+    ious = line.get("maxboxacc_ious")
+    if ious is not None and not (isinstance(ious, list) and all(_is_unit(v) for v in ious)):
+        return "'maxboxacc_ious' that are not IoUs (numbers in [0, 1])"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_unit(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= 1
+    )
 
 
 class PerImageLog:

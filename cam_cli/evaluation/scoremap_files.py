@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.evaluation.maxboxacc.wsol_protocol import check_scoremap
-from cam_cli.files.atomic import atomic_file
+from cam_cli.evaluation.maxboxacc.wsol_protocol import SCOREMAP_SIZE, check_scoremap
+from cam_cli.files.atomic import atomic_file, is_temp_name
 from cam_cli.files.checks import printable_path
 
 SUFFIX = ".npy"
@@ -46,7 +46,7 @@ def save_scoremap(root: str | Path, image_id: str, scoremap: np.ndarray) -> Path
     """Write one map atomically (`files.atomic`), creating its folders; returns its path."""
     target = scoremap_path(root, image_id)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(target, "wb") as handle:
+    with atomic_file(target, "wb", derived=True) as handle:
         np.save(handle, np.asarray(scoremap))
     return target
 
@@ -54,13 +54,15 @@ def save_scoremap(root: str | Path, image_id: str, scoremap: np.ndarray) -> Path
 def find_scoremaps(root: str | Path) -> dict[str, Path]:
     """Every ``.npy`` below ``root`` by the stem of the image it names
     (``val/ILSVRC2012_val_00000001.JPEG.npy`` -> ``ILSVRC2012_val_00000001``, as `eval` matches
-    images to annotations). Two maps for one stem are refused (ValueError)."""
+    images to annotations). Two maps for one stem are refused (ValueError). A writer's temp
+    file never ends in ``.npy`` (`files.atomic.temp_path`), so every map is taken, a map of
+    ``.dot.JPEG`` too."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root}: not a folder of score maps")
     found: dict[str, Path] = {}
     for path in sorted(root.rglob("*" + SUFFIX)):
-        if not path.is_file() or path.name.startswith("."):  # temp files of a writer
+        if not path.is_file() or is_temp_name(path.name):
             continue
         stem = printable_path(Path(path.name[: -len(SUFFIX)]).stem)
         if stem in found:
@@ -94,10 +96,21 @@ def maps_to_score(root: str | Path, image_ids: Sequence[str] | None = None) -> d
 
 
 def load_scoremap(path: str | Path) -> np.ndarray:
-    """One map, checked as their ``check_scoremap_validity`` checks it (ValueError if not)."""
-    try:
-        scoremap = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"not a readable .npy array ({error})") from None
+    """One map, checked as their ``check_scoremap_validity`` checks it (ValueError if not):
+    its shape and type from the header, before the data is read (`data.npy.read_npy`)."""
+    from cam_cli.data.npy import read_npy
+
+    scoremap = read_npy(path, check=check_scoremap_header)
     check_scoremap(scoremap)
     return scoremap
+
+
+def check_scoremap_header(shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """`check_scoremap`'s type and shape rules, on a ``.npy`` header."""
+    if dtype.kind != "f":
+        raise ValueError(f"a score map must be a float array, not {dtype}")
+    if len(shape) != 2:
+        raise ValueError(f"a score map must be 2-D, not of shape {shape}")
+    if shape != (SCOREMAP_SIZE, SCOREMAP_SIZE):
+        rows, cols = shape
+        raise ValueError(f"a score map must be {SCOREMAP_SIZE}x{SCOREMAP_SIZE}, not {rows}x{cols}")

@@ -16,27 +16,53 @@ from pathlib import Path
 
 from cam_cli.data.annotations import ImageAnnotation, read_annotations, read_cub
 from cam_cli.data.classes import ClassInfo, read_synset_mapping
-from cam_cli.data.images import SWAPPING_ORIENTATIONS
 from cam_cli.data.matching import check_missing, pair_images
 from cam_cli.data.wsol_metadata import WsolMetadata, write_wsol_metadata
 from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import TruthOptions
+from cam_cli.files.checks import printable_line, printable_path
 
 logger = logging.getLogger(__name__)
 
 
 def upright_size(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` from the header alone, turned as EXIF says (no pixels decoded)."""
-    from PIL import Image, UnidentifiedImageError
+    """``(width, height)`` from the header alone, turned as EXIF says (no pixels decoded), as
+    every image is opened (`data.heatmaps.reference_size`: over the pixel limit refused)."""
+    from cam_cli.data.heatmaps import reference_size
 
+    return reference_size(path)
+
+
+def _image_id(path: Path, root: Path) -> str:
     try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if image.getexif().get(0x0112) in SWAPPING_ORIENTATIONS:
-                width, height = height, width
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"{path}: cannot read the image size ({error})") from None
-    return width, height
+        return Path(path).resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise EvaluationError(f"{path} is not under the data root {root}") from None
+
+
+# What a metadata row cannot carry: its fields are split on commas, its rows on newlines
+# (a carriage return before one is dropped), and the files are UTF-8.
+_UNCARRIED = {",": "a comma", "\n": "a newline", "\r": "a carriage return"}
+
+
+def check_carried_names(image_ids: list[str]) -> None:
+    """Refuse, naming them, image ids the metadata format cannot carry: a comma, a newline or
+    a carriage return (their loaders would split the row), bytes that are not UTF-8 (the
+    files are UTF-8). Checked for every id before anything is read or written."""
+    bad = []
+    for image_id in image_ids:
+        reasons = [what for mark, what in _UNCARRIED.items() if mark in image_id]
+        try:
+            image_id.encode("utf-8")
+        except UnicodeEncodeError:
+            reasons.append("bytes that are not UTF-8")
+        if reasons:
+            bad.append(f"{printable_line(printable_path(image_id))} ({', '.join(reasons)})")
+    if bad:
+        raise EvaluationError(
+            f"{len(bad)} image name(s) that wsolevaluation's metadata cannot carry: "
+            f"{'; '.join(bad[:3])}{'; ...' if len(bad) > 3 else ''}; rename them"
+        )
 
 
 def _class_index(label: str, wnid_index: Mapping[str, int] | None, image_id: str) -> int:
@@ -52,6 +78,18 @@ def _class_index(label: str, wnid_index: Mapping[str, int] | None, image_id: str
     return wnid_index[label]
 
 
+def _note_unsorted(classes: list[ClassInfo], source: str | Path) -> None:
+    """A class list that is not in sorted-wnid order gives labels that are its own line
+    numbers, not the indices ILSVRC's models (and wsolevaluation's metadata) use: a note."""
+    wnids = [c.wnid for c in classes if c.wnid]
+    if wnids != sorted(wnids):
+        logger.info(
+            "note: %s: its wnids are not in sorted order; the labels written are its own line "
+            "numbers (0-based), not the sorted-wnid indices of ILSVRC's models",
+            printable_path(source),
+        )
+
+
 def metadata_from_annotations(
     matched: list[tuple[Path, ImageAnnotation]],
     root: str | Path,
@@ -64,11 +102,10 @@ def metadata_from_annotations(
     root = Path(root).resolve()
     wnid_index = None if classes is None else {c.wnid: c.index for c in classes if c.wnid}
     ids, labels, sizes, boxes = [], {}, {}, {}
-    for path, annotation in sorted(matched, key=lambda pair: str(pair[0])):
-        try:
-            image_id = Path(path).resolve().relative_to(root).as_posix()
-        except ValueError:
-            raise EvaluationError(f"{path} is not under the data root {root}") from None
+    pairs = sorted(matched, key=lambda pair: str(pair[0]))
+    named = [(_image_id(path, root), path, annotation) for path, annotation in pairs]
+    check_carried_names([image_id for image_id, _, _ in named])  # before any image is opened
+    for image_id, path, annotation in named:
         if not annotation.labels:
             raise EvaluationError(f"{path}: no class label in the ground truth")
         if len(annotation.labels) > 1:
@@ -123,6 +160,8 @@ def convert_to_wsol(
             annotated, image_source = read_annotations(annotations, meta), images
             root = Path(images).resolve().parent if root is None else root
         classes = read_synset_mapping(classes_file) if classes_file is not None else label_classes
+        if classes_file is not None and classes is not None:
+            _note_unsorted(classes, classes_file)
         matched, missing = pair_images(image_source, annotated)
         check_missing(missing, allow_missing)
         if not matched:

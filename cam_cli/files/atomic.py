@@ -6,19 +6,32 @@ renamed over the target only when complete. ``kill -9`` at any moment leaves eit
 or the new one.
 
 A temp file is named ``.NAME.cam-cli-tmp-TOKEN`` (TOKEN: 16 random hex digits, so two writers,
-whatever their machine or PID namespace, never share a name), and its writer holds an exclusive
-``flock`` on it from its creation until it is renamed. The kernel (or the NFS lock manager)
+whatever their machine or PID namespace, never share a name; no other file ends so, whatever
+NAME is: a map of ``.dot.JPEG`` is ``.dot.JPEG.npy``, its temp ``.dot.JPEG.npy.cam-cli-tmp-...``),
+and its writer holds an exclusive lock (`descriptors.try_lock`: ``flock``) on it from its
+creation until it is renamed. The kernel (or the NFS lock manager)
 drops that lock when the writer ends, however it ends. `remove_stale_temp_files` deletes only
 files whose name has exactly that form AND whose lock it can take without waiting: a writer
 that is provably gone. Anything else (``.notes.tmp-999999``, a live run's temp file on another
 NFS node or in another container) is never touched. `atomic_file` clears each folder it writes
 to once per process.
+
+Names come in two kinds. A name the user gave (``--output``, ``--json``) that exists and is not
+a regular file (``/dev/null``, a FIFO, a terminal) is written directly: the user asked for it.
+A name the tool derives (``derived=True``: a score map, an overlay, a ``--draw`` picture, a
+run folder's ``best.pt``, a metadata file) never is: whatever sits there that is not a regular
+file (a FIFO, a symlink to ``/dev/null``, a device) is replaced, the directory entry itself, by
+the rename, so nothing is written through it and nothing waits on it; a directory there is
+refused. A full disk is said of the file (``OSError`` ENOSPC with its name), also where the
+writer (NumPy's ``tofile``) reported only a short write.
+
+On Windows, where an open file cannot be renamed, the temp file is closed before its rename,
+and stale temp files are left alone (an unlocked one may be about to be renamed).
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import secrets
@@ -28,6 +41,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
+
+from cam_cli.files.descriptors import BINARY, CLOEXEC, NOFOLLOW, NONBLOCK, POSIX, lock, try_lock
 
 TEMP_MARK = ".cam-cli-tmp-"
 _TEMP_NAME = re.compile(r"\..+\.cam-cli-tmp-[0-9a-f]{16}", re.DOTALL)
@@ -52,9 +67,9 @@ def _open_locked_temp(path: Path) -> tuple[Path, int]:
     in the instant between its creation and our lock may have deleted it: then take another."""
     while True:
         tmp = temp_path(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | CLOEXEC | BINARY, 0o666)
         with suppress(OSError):  # a file system without locks: no clean-up can take it either
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock(fd)
         if os.fstat(fd).st_nlink > 0:
             with _live_guard:
                 _live.add(tmp.name)
@@ -68,16 +83,20 @@ def _forget(tmp: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+def atomic_file(path: str | Path, mode: str = "w", *, derived: bool = False) -> Iterator[IO[Any]]:
     """Open ``path`` for writing (``"w"``: UTF-8 text, ``"wb"``: bytes) through a temp file
     that replaces it only when the block ends without an exception.
 
-    A target that exists and is not a regular file (``/dev/null``, a FIFO, a terminal) is
-    written directly: renaming over it would replace the device or the pipe with a file.
+    ``derived=False`` (a name the user gave): a target that exists and is not a regular file
+    (``/dev/null``, a FIFO, a terminal) is written directly, as asked. ``derived=True`` (a name
+    the tool made up): such an entry is replaced by the rename, never written through; a
+    directory there is an `IsADirectoryError` naming it (module docstring).
     """
     path = Path(path)
     text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-    if path.exists() and not path.is_file() and not path.is_dir():
+    if derived:
+        _check_derived(path)
+    elif path.exists() and not path.is_file() and not path.is_dir():
         with named_errors(path), open(path, mode, **text) as stream:
             yield stream
         return
@@ -93,9 +112,14 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
     try:
         with named_errors(path):
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as error:
+                raise _said_of_full_disk(error, handle.fileno()) from None
+        if not POSIX:  # Windows renames no open file
+            handle.close()
         os.replace(tmp, path)  # still locked: a clean-up never sees an unlocked, complete temp
         handle.close()
     except BaseException as error:
@@ -108,6 +132,30 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise
     finally:
         _forget(tmp)
+
+
+def _check_derived(path: Path) -> None:
+    """A derived name may be replaced whatever it is, but a folder: refused, naming it."""
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+
+
+def _said_of_full_disk(error: OSError, fd: int) -> OSError:
+    """A write error that names no cause (NumPy's ``tofile``: "50176 requested and 26096
+    written") on a file system with no free block left: the ENOSPC it was."""
+    if error.errno is not None or not hasattr(os, "fstatvfs"):
+        return error
+    try:
+        free = os.fstatvfs(fd)
+    except OSError:
+        return error
+    if free.f_bavail == 0 or free.f_bfree == 0:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return error
 
 
 _WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
@@ -141,21 +189,21 @@ def named_errors(name: str | os.PathLike) -> Iterator[None]:
         raise OSError(error.errno, error.strerror, os.fspath(name)) from None
 
 
-def write_bytes_atomic(data: bytes, path: str | Path) -> None:
-    with atomic_file(path, "wb") as handle:
+def write_bytes_atomic(data: bytes, path: str | Path, *, derived: bool = False) -> None:
+    with atomic_file(path, "wb", derived=derived) as handle:
         handle.write(data)
 
 
-def write_text_atomic(text: str, path: str | Path) -> None:
-    with atomic_file(path, "w") as handle:
+def write_text_atomic(text: str, path: str | Path, *, derived: bool = False) -> None:
+    with atomic_file(path, "w", derived=derived) as handle:
         handle.write(text)
 
 
-def save_torch_atomic(obj: Any, path: str | Path) -> None:
+def save_torch_atomic(obj: Any, path: str | Path, *, derived: bool = False) -> None:
     """`torch.save` through `atomic_file`: a checkpoint is complete or absent, never torn."""
     import torch
 
-    with atomic_file(path, "wb") as handle:
+    with atomic_file(path, "wb", derived=derived) as handle:
         torch.save(obj, handle)
 
 
@@ -176,7 +224,7 @@ def _remove_if_abandoned(candidate: Path) -> bool:
     """Delete one temp file if its writer is gone: a regular file (links are not followed)
     whose lock we take without waiting, still under its name when we hold the lock."""
     try:
-        fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(candidate, os.O_RDONLY | NOFOLLOW | NONBLOCK | CLOEXEC)
     except OSError:
         return False
     try:
@@ -184,8 +232,9 @@ def _remove_if_abandoned(candidate: Path) -> bool:
         if not stat.S_ISREG(info.st_mode):  # a FIFO, a device, a folder: never ours
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held (a live writer) or no locks here: nothing is proven
+            if not try_lock(fd):  # held: a live writer
+                return False
+        except OSError:  # no locks here: nothing is proven
             return False
         now = os.lstat(candidate)  # the writer may have renamed it into place meanwhile
         if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
@@ -205,7 +254,9 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     `temp_path`'s exact form are looked at, and of those only files whose lock is free (their
     writer ended, on whatever machine); this process's own are skipped.
     """
-    removed = []
+    removed: list[Path] = []
+    if not POSIX:  # an unlocked temp file may be one about to be renamed (module docstring)
+        return removed
     for candidate in sorted(Path(folder).glob(f".*{TEMP_MARK}*")):
         if not is_temp_name(candidate.name):
             continue

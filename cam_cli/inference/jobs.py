@@ -211,7 +211,7 @@ def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> str |
     else:
         target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
         try:
-            write_bytes_atomic(result.analysis, target)
+            write_bytes_atomic(result.analysis, target, derived=True)
         except OSError as error:
             problem = f"not drawn (--draw): {target}: {error.strerror or error}"
     if problem is not None:

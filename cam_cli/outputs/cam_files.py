@@ -75,7 +75,7 @@ class CamWriter:
             label = "-".join(x for x in (prediction.wnid, prediction.name) if x)
             name = f"{stem}_rank{prediction.rank}_{safe_name(label or str(prediction.class_index))}"
             target = self._target(f"{name}.png")
-            write_bytes_atomic(png, target)
+            write_bytes_atomic(png, target, derived=True)
             written.append(target)
             if self.npy in ("feature", "both"):
                 written.append(self._save_npy(f"{name}.feature.npy", cam))
@@ -87,6 +87,6 @@ class CamWriter:
 
     def _save_npy(self, name: str, array: np.ndarray) -> Path:
         path = self._target(name)
-        with atomic_file(path, "wb") as handle:
+        with atomic_file(path, "wb", derived=True) as handle:
             np.save(handle, array.astype(np.float32))
         return path

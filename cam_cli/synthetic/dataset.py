@@ -49,7 +49,6 @@ dataset under the requested name.
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import json
 import os
@@ -62,6 +61,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cam_cli.files.descriptors import NOFOLLOW, NONBLOCK, try_lock
 from cam_cli.files.lock import LOCK_NAME, FolderLock
 from cam_cli.synthetic.render import (
     ClassSpec,
@@ -180,10 +180,15 @@ def remove_abandoned_partials(out_dir: Path) -> list[Path]:
             continue
         if not {p.name for p in candidate.iterdir()} <= _PARTIAL_CONTENT:
             continue
-        fd = os.open(lock, os.O_RDWR)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # a live run is writing it
+            fd = os.open(lock, os.O_RDWR | NOFOLLOW | NONBLOCK)
+        except OSError:  # a link, no permission: not ours to judge
+            continue
+        try:
+            free = try_lock(fd)
+        except OSError:  # no locks here: nothing is proven
+            free = False
+        if not free:  # a live run is writing it
             os.close(fd)
             continue
         try:

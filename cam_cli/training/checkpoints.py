@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cam_cli.errors import InputFileError
 from cam_cli.files.atomic import save_torch_atomic, write_text_atomic
+from cam_cli.files.reading import loads, text_lines
 from cam_cli.training.config import TrainConfig, dump_toml
 
 LAST, BEST, METRICS, CONFIG_FILE = "last.pt", "best.pt", "metrics.jsonl", "config.toml"
@@ -68,7 +70,7 @@ class CheckpointWriter:
 
     def save(self, obj: dict[str, Any], name: str) -> Path:
         path = self.run_dir / name
-        save_torch_atomic(obj, path)
+        save_torch_atomic(obj, path, derived=True)
         return path
 
 
@@ -77,11 +79,11 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for number, line in text_lines(path):  # bounded (`files.reading`)
         if line.strip():
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                rows.append(loads(line, f"{path}:{number}"))
+            except InputFileError:
                 continue  # cannot happen with atomic rewrites; tolerate hand edits
     return rows
 
@@ -90,9 +92,9 @@ def write_metrics(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl atomically: one line per epoch, never a torn line."""
     by_epoch = {int(row["epoch"]): row for row in rows}
     text = "".join(json.dumps(by_epoch[epoch]) + "\n" for epoch in sorted(by_epoch))
-    write_text_atomic(text, run_dir / METRICS)
+    write_text_atomic(text, run_dir / METRICS, derived=True)
 
 
 def write_run_config(run_dir: Path, config: TrainConfig) -> None:
     header = "Resolved by `cam-cli train`; pass it as --config to repeat this run."
-    write_text_atomic(dump_toml(config.to_dict(), header), run_dir / CONFIG_FILE)
+    write_text_atomic(dump_toml(config.to_dict(), header), run_dir / CONFIG_FILE, derived=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from cam_cli.errors import ConfigError, SetupError
 from cam_cli.files.checks import check_input_size
 
 SCHEDULES = ("step", "multistep", "cosine", "constant")
+MAX_CONFIG_BYTES = 1 << 20  # a config of every key is under 2 KB
 
 
 @dataclass(frozen=True)
@@ -228,14 +230,21 @@ def arch_defaults(arch: str) -> dict[str, Any]:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A flat TOML file of `TrainConfig` keys -> checked ``{key: value}`` (only keys it sets)."""
+    from cam_cli.files.reading import read_bytes
+
     path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+    if not os.path.lexists(path):
+        raise ConfigError(f"{path}: no such config file")
+    try:  # bounded, a FIFO refused at once (`files.reading`)
+        data = tomllib.loads(read_bytes(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a flat config (arrays nested too deep)") from None
+    except ValueError as error:  # the reader's: not a regular file, too large
+        raise ConfigError(str(error)) from None
     for key, value in data.items():
         if isinstance(value, dict):
             raise ConfigError(f"{path}: tables ([{key}]) are not used; put keys at the top level")

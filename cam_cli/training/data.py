@@ -74,15 +74,15 @@ def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int
         raise TrainError(f"{train_dir}: no class folders (expected train/<class>/<images>)")
     names: dict[str, str] = {}
     mapping = data_dir / "LOC_synset_mapping.txt"
+    notes: list[str] = []
     if (data_dir / "wnids.txt").is_file():  # Tiny ImageNet
-        names = _tiny_names(data_dir, [f.name for f in folders])
+        names = _tiny_names(data_dir, [f.name for f in folders], notes)
     elif mapping.is_file():
         try:
             names = {c.wnid: c.name for c in read_synset_mapping(mapping) if c.wnid and c.name}
         except ValueError as error:
             raise TrainError(str(error)) from None
     items: list[tuple[str, int]] = []
-    notes = []
     kept = []
     for folder in folders:  # a folder without images is no class (it could never be learned)
         paths = [str(path) for path in class_images(folder, data_dir, notes)]
@@ -97,14 +97,23 @@ def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int
     return classes, items, notes
 
 
-def _tiny_names(data_dir: Path, folders: list[str]) -> dict[str, str]:
-    """The folders must be wnids of ``wnids.txt``; their names come from ``words.txt``."""
+def _tiny_names(data_dir: Path, folders: list[str], notes: list[str]) -> dict[str, str]:
+    """The folders must be wnids of ``wnids.txt`` (a wnid without a folder is no class here:
+    a note says so); their names come from ``words.txt``."""
     try:
-        wnids = set(read_wnids(data_dir / "wnids.txt"))
+        listed = read_wnids(data_dir / "wnids.txt")
+        wnids, present = set(listed), set(folders)
         unknown = [name for name in folders if name not in wnids]
         if unknown:
             raise TrainError(f"{data_dir / 'train'}: class folders not in "
                              f"{data_dir / 'wnids.txt'}: {', '.join(unknown[:5])}")  # fmt: skip
+        absent = [wnid for wnid in listed if wnid not in present]
+        if absent:
+            listed_in, train = data_dir / "wnids.txt", data_dir / "train"
+            notes.append(
+                f"{len(absent)} wnids of {listed_in} have no class folder in {train} "
+                f"(e.g. {absent[0]}); not classes here"
+            )
         return {c.wnid: c.name for c in tiny_classes(data_dir, folders)}
     except (ValueError, OSError) as error:
         raise TrainError(str(error)) from None
@@ -164,7 +173,7 @@ def _labelled_flat(
     """Flat val images labelled by their annotations' first class."""
     notes: list[str] = []
     try:
-        matched, unmatched, _ = match_images(val_dir, read_annotations(source))
+        matched, unmatched, absent = match_images(val_dir, read_annotations(source))
     except ValueError as error:
         raise TrainError(str(error)) from None
     items, unknown = [], 0
@@ -176,6 +185,9 @@ def _labelled_flat(
             unknown += 1
     if unmatched:
         notes.append(f"{len(unmatched)} val images have no annotation in {source}; left out")
+    if absent:
+        notes.append(f"{len(absent)} images of {source} are not in {val_dir} (e.g. {absent[0]}); "
+                     "not validated on")  # fmt: skip
     if unknown:
         notes.append(f"{unknown} val images are of classes not in train/; left out")
     return items, notes

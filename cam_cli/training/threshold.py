@@ -103,17 +103,33 @@ def choose_threshold(
     }
 
 
+def threshold_images(
+    data_dir: str | Path, classes: Sequence[ClassInfo], per_class: int
+) -> list[tuple[str, int, ImageAnnotation]]:
+    """`few_shot_images`, refusing data without any (ValueError naming the folder): what
+    `train` reads before its first step, so a malformed ``<wnid>_boxes.txt`` stops the run
+    before training, not after it with best.pt left without its threshold."""
+    images = few_shot_images(data_dir, classes, per_class)
+    if not images:
+        raise ValueError(f"{data_dir}: no training images with boxes to choose a threshold on")
+    return images
+
+
 def calibrate_checkpoints(
-    run_dir: str | Path, data_dir: str | Path, per_class: int, device: str = "cpu"
+    run_dir: str | Path,
+    data_dir: str | Path,
+    per_class: int,
+    device: str = "cpu",
+    images: Sequence[tuple[str, int, ImageAnnotation]] | None = None,
 ) -> dict[str, Any]:
     """Choose the threshold for ``run_dir/best.pt`` and write it into best.pt and last.pt
-    (atomically), as `train` does at the end when ``threshold_images_per_class`` is set."""
+    (atomically), as `train` does at the end when ``threshold_images_per_class`` is set.
+    ``images``: `threshold_images` read already (else read here)."""
     run_dir = Path(run_dir)
     best = run_dir / "best.pt"
     loaded = load_model(ModelOptions(checkpoint=best), device=device)
-    images = few_shot_images(data_dir, loaded.classes, per_class)
-    if not images:
-        raise ValueError(f"{data_dir}: no training images with boxes to choose a threshold on")
+    if images is None:
+        images = threshold_images(data_dir, loaded.classes, per_class)
     choice = choose_threshold(loaded, images, RunOptions(device=device, fast=False,
                                                          progress=False, workers=0))  # fmt: skip
     for name in ("best.pt", "last.pt"):
@@ -122,5 +138,5 @@ def calibrate_checkpoints(
             data = torch.load(path, map_location="cpu", weights_only=True)
             data["cam_threshold"] = choice["cam_threshold"]
             data["cam_threshold_choice"] = choice
-            save_torch_atomic(data, path)
+            save_torch_atomic(data, path, derived=True)
     return choice

@@ -73,7 +73,7 @@ from cam_cli.training.data import (
 )
 from cam_cli.training.initial_weights import initial_model
 from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
-from cam_cli.training.threshold import calibrate_checkpoints
+from cam_cli.training.threshold import calibrate_checkpoints, threshold_images
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
@@ -512,6 +512,9 @@ def train(
             lock.acquire()
         for note in data.notes:
             log(f"note: {note}")
+        chosen_on = None  # the threshold's images, read (and checked) before any training
+        if config.threshold_images_per_class and ddp.main:
+            chosen_on = _threshold_images(data_dir, data, config.threshold_images_per_class)
         last = run_dir / LAST
         saved = None
         if last.exists() and not resume:
@@ -560,7 +563,7 @@ def train(
             result.main_process = ddp.main
             per_class = config.threshold_images_per_class
             if per_class and ddp.main and result.best_checkpoint is not None:
-                _choose_threshold(run_dir, data_dir, per_class, device, log)
+                _choose_threshold(run_dir, data_dir, per_class, device, log, chosen_on)
             if ddp.world > 1:
                 # Rank 0 may still be writing checkpoints: a rank that tears gloo down alone can
                 # abort at exit ("terminate called without an active exception"), seen under load.
@@ -580,10 +583,18 @@ def train(
         release_group(ddp)
 
 
-def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log) -> None:
+def _threshold_images(data_dir, data: TrainData, per_class: int) -> list:
+    """The boxed training images the CAM threshold will be chosen on, read now."""
+    try:
+        return threshold_images(data_dir, data.classes, per_class)
+    except ValueError as error:
+        raise TrainError(f"threshold_images_per_class: {error}") from None
+
+
+def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log, images) -> None:
     """The CAM threshold of best.pt, chosen on boxed training images (`training.threshold`)."""
     try:
-        choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device))
+        choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device), images)
     except ValueError as error:
         raise TrainError(f"threshold_images_per_class: {error}") from None
     sweep = ", ".join(f"{t} {100 * a:.1f}%" for t, a in choice["accuracy"].items())

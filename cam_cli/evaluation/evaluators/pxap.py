@@ -49,8 +49,8 @@ class PxAPFigure(Evaluator):
         paths, ignore = self.masks[annotation.image_id]
         try:
             foreground, ignored = ground_truth_mask(paths, ignore, scoremap.shape)
-        except (OSError, ValueError) as error:  # a damaged mask file: the ground truth is wrong
-            raise EvaluationError(f"{paths[0]}: cannot read the mask ({error})") from None
+        except ValueError as error:  # a damaged mask file (`read_grey` names it): the ground
+            raise EvaluationError(str(error)) from None  # truth is wrong, stop in one line
         return self.pxap.histograms(scoremap, foreground, ignored)
 
     def accumulate(self, image: ScoredImage) -> None:

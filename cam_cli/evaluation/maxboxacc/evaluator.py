@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -53,14 +52,14 @@ class MaxBoxAcc(Evaluator):
         protocol = maxboxacc_protocol(metrics.maxboxacc_protocol)
         if metrics.cam_threshold_from is None:
             return cls(protocol, None)
-        levels = MaxBoxAccV2(protocol=protocol).iou_thresholds
-        carried = carried_thresholds(metrics.cam_threshold_from, protocol.name, list(levels))
-        evaluator = cls(protocol, carried)
-        try:
-            evaluator.metric.carried_indices(carried["thresholds"])
-        except ValueError as error:
-            raise EvaluationError(f"{Path(metrics.cam_threshold_from)}: {error}") from None
-        return evaluator
+        grid = MaxBoxAccV2(protocol=protocol)  # the report's thresholds must be on its grid
+        carried = carried_thresholds(
+            metrics.cam_threshold_from,
+            protocol.name,
+            list(grid.iou_thresholds),
+            list(grid.thresholds),
+        )
+        return cls(protocol, carried)
 
     def on_map(
         self, scoremap: np.ndarray, annotation: ImageAnnotation, width: int, height: int

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cam_cli.boxes.components_triton import block_size, kernels
+from cam_cli.boxes.components_triton import block_size, launch
 from cam_cli.evaluation.maxboxacc.sweep_torch import quantise
 from cam_cli.runtime.streams import to_device
 
@@ -41,9 +41,9 @@ def _sweep(
     images, height, width = quantised.shape
     bh, bw = -(-height // 2), -(-width // 2)
     programs = scratch.shape[0]
-    kernels()["sweep"][(programs,)](
-        quantised, cuts, gt, valid, scratch, best, best.numel(), best.shape[1], height, width,
-        bh, bw, gt.shape[1], programs, wsol=wsol, BLOCK=block_size(),
+    launch(
+        "sweep", (programs,), quantised, cuts, gt, valid, scratch, best, best.numel(),
+        best.shape[1], height, width, bh, bw, gt.shape[1], programs, wsol=wsol, BLOCK=block_size(),
     )  # fmt: skip
 
 

@@ -54,7 +54,7 @@ from cam_cli.evaluation.resume import (
 from cam_cli.evaluation.scoremap_files import save_scoremap, scoremap_id
 from cam_cli.evaluation.sources.base import Source
 from cam_cli.files.checks import printable_path
-from cam_cli.files.lock import FileLock
+from cam_cli.files.lock import FileLock, FolderLock
 from cam_cli.inference.analysis import Analysis, ExtraCams
 from cam_cli.inference.localizer import Localizer, compile_or_warn
 from cam_cli.inference.results import ImageResult
@@ -303,16 +303,26 @@ class ModelRun(Source):
     def images(self, evaluators: Sequence[Evaluator]) -> Iterator[ScoredImage]:
         """The images read back from the per-image file first (rank 0), then the others as the
         pipeline gives them, each line appended to the file as it is scored."""
-        per_image = self.options.outputs.per_image
+        per_image, maps = self.options.outputs.per_image, self.options.outputs.save_scoremaps
         lock = FileLock(per_image) if per_image is not None else None
+        # one run writes a folder of maps at a time (rank 0 holds it for the job)
+        maps_lock = FolderLock(maps, "`save_scoremaps`") if self.save and maps else None
         writer = None
         annotation_of_path = {str(path): annotation for path, annotation in self.items}
         resumed: list[ScoredImage] = []
         try:  # the lock (rank 0, taken in _left_to_do) is held until the last line is written
+            if maps_lock is not None:
+                self.job.from_rank_zero(maps_lock.acquire)
             left = self.job.from_rank_zero(lambda: self._left_to_do(lock, resumed))
             self.resumed = len(resumed)
-            yield from resumed
             todo = [(path, annotation_of_path[path]) for path in left]
+            if maps_lock is not None and len(todo) < len(self.items) and is_main_process():
+                logger.info(
+                    "note: %d of %d images resumed from %s: their score maps are not written "
+                    "again (the run that scored them wrote them)",
+                    len(self.items) - len(todo), len(self.items), per_image,
+                )  # fmt: skip
+            yield from resumed
             if not todo:
                 return
             run = self.options.source.run
@@ -332,6 +342,8 @@ class ModelRun(Source):
                 writer.close()
             if lock is not None:
                 lock.release()
+            if maps_lock is not None:
+                maps_lock.release()
 
     def _analysis(
         self, todo: Sequence[tuple[str, ImageAnnotation]], evaluators: Sequence[Evaluator]

@@ -5,7 +5,7 @@ MaxBoxAccV2 and PxAP need a model's CAM of the true class, so they are not avail
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +21,7 @@ from cam_cli.data.matching import (
     check_prediction_record,
     check_record_classes,
 )
+from cam_cli.errors import InputFileError
 from cam_cli.eval_options import EvalOptions
 from cam_cli.evaluation.evaluators.base import Evaluator, ScoredImage
 from cam_cli.evaluation.report_settings import box_settings
@@ -28,6 +29,7 @@ from cam_cli.evaluation.sources.base import Source
 from cam_cli.files.atomic import atomic_file
 from cam_cli.files.checks import printable_path, record_name
 from cam_cli.files.lock import FileLock
+from cam_cli.files.reading import json_lines
 from cam_cli.outputs.writers import json_line
 from cam_cli.settings import ModelOptions
 
@@ -35,33 +37,31 @@ Records_ = Iterable[Mapping[str, Any]]
 
 
 def read_prediction_records(source: str | Path | IO[str]) -> Iterator[dict[str, Any]]:
-    """JSON Lines records of `cam-cli bbox` from a file, ``-`` (stdin) or an open stream."""
+    """JSON Lines records of `cam-cli bbox` from a file, ``-`` (stdin) or an open stream, read
+    line by line (`files.reading.json_lines`: bounded lines and nesting, a FIFO refused)."""
     if isinstance(source, (str, Path)) and str(source) != "-":
         path = Path(source)
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise EvaluationError(f"{path}: no such predictions file")
-        with path.open(encoding="utf-8") as handle:
-            yield from _parse_records(handle, str(path))
+        yield from _parse_records(json_lines(path, str(path), _EXPECTED), str(path))
     else:
         stream: IO[str] = sys.stdin if isinstance(source, str | Path) else source
-        yield from _parse_records(stream, "<stdin>" if stream is sys.stdin else "<stream>")
+        name = "<stdin>" if stream is sys.stdin else "<stream>"
+        yield from _parse_records(json_lines(stream, name, _EXPECTED), name)
 
 
-def _parse_records(lines: Iterable[str], name: str) -> Iterator[dict[str, Any]]:
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except ValueError as error:
-            raise EvaluationError(
-                f"{name}:{number}: not JSON ({error.args[0][:60]}); expected the JSON Lines "
-                "output of `cam-cli bbox` (not `format` csv)"
-            ) from None
-        if not isinstance(record, dict) or not isinstance(record.get("path"), str):
-            raise EvaluationError(f"{name}:{number}: not a `cam-cli bbox` record (no 'path')")
-        check_prediction_record(record, f"{name}:{number}")
-        yield record
+_EXPECTED = "the JSON Lines output of `cam-cli bbox` (not `format` csv)"
+
+
+def _parse_records(lines: Iterable[tuple[int, Any]], name: str) -> Iterator[dict[str, Any]]:
+    try:
+        for number, record in lines:
+            if not isinstance(record, dict) or not isinstance(record.get("path"), str):
+                raise EvaluationError(f"{name}:{number}: not a `cam-cli bbox` record (no 'path')")
+            check_prediction_record(record, f"{name}:{number}")
+            yield record
+    except InputFileError as error:  # the reader's, naming the file and line
+        raise EvaluationError(str(error)) from None
 
 
 class Records(Source):
