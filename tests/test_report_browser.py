@@ -14,7 +14,8 @@ from conftest import MOBILENET_WEIGHTS, SAMPLE, invoke
 from PIL import Image
 from report_fixtures import CHROMIUM, NAMES, chromium, run_info, synthetic_evaluation
 
-from cam_cli.evaluation.report import format_report
+from cam_cli.evaluation.report import report_from_json
+from cam_cli.evaluation.table import format_report
 from cam_cli.report.bbox_page import write_bbox_report
 from cam_cli.report.eval_page import figures_of, write_eval_report
 from cam_cli.report.from_eval_files import eval_input, read_lines, row_from_line
@@ -55,7 +56,7 @@ def test_an_evaluation_report_in_a_browser(tmp_path) -> None:
     # one per failure category, and the two wrong classes again with their top-1 CAM and box
     assert len(view.dom.sources) == 8
     assert view.dom.cards == figures_of(report)
-    assert view.dom.table == format_report(report)
+    assert view.dom.table == format_report(report_from_json(report))
 
 
 def test_a_request_would_be_caught(tmp_path) -> None:
@@ -112,7 +113,7 @@ def test_a_real_evaluation_report_in_a_browser(tmp_path, sample_dir, mobilenet_w
     view = chromium(page, tmp_path, height=5000)
     _clean_page(view, pictures=len(view.dom.sources))
     assert view.dom.cards == figures_of(report)
-    assert view.dom.table == format_report(report)
+    assert view.dom.table == format_report(report_from_json(report))
     keep = os.environ.get("CAM_CLI_REPORT_SHOTS")
     if keep:
         shutil.copy(view.screenshot, Path(keep) / "real-eval-report.png")
