@@ -59,7 +59,7 @@ GPU-scale mode (``--device cuda``, or ``--device cpu`` to try it here), for each
             processes, pinned memory, non-blocking copies; a decode thread with 0 workers). It
             does not depend on the network: measured once per input size, shown for each.
   pipeline  JPEG files -> JSON Lines: `api.write_boxes` with a prepared
-            `Localizer` and ``RunOptions(device, batch_size, workers, box_step)``, top-k
+            `Localizer` and ``RunOptions(device, batch_size, workers, box_backend)``, top-k
             (``--box-step``, default auto; the eval and the RSS check's CLI take it too).
   eval      (``--eval [ARCHS]``) what `cam-cli eval --maxboxacc` runs
             (`evaluation.evaluate.evaluate_model`, its Localizer set-up included) over the
@@ -159,7 +159,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         choices=["auto", "scipy", "torch", "triton"],
         help="with --device: where the pipeline, eval and the RSS check's CLI make boxes "
-        "(RunOptions.box_step; default auto: triton, else torch, on CUDA; scipy on the CPU)",
+        "(RunOptions.box_backend; default auto: triton, else torch, on CUDA; scipy on the CPU)",
     )
     parser.add_argument("--variants", default="a,b,c,d", help="comma list of a,b,c,d,e")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per round")

@@ -3,7 +3,7 @@
 The issue's sizes: a box step of 1,280 maps (256 images x top-5, 224x224) and a sweep of 256
 images x the 100 MaxBoxAccV2 thresholds. The targets: <= 2 GB per box step, <= 20 GB per
 sweep (the torch path was measured at ~75 GB and ~885 GB). For each step of ``--steps``
-(torch; triton where `boxes.steps.triton_problem` is None for the device, which on a CPU means
+(torch; triton where `boxes.backends.triton_problem` is None for the device, which on a CPU means
 running with TRITON_INTERPRET=1) this runs the step once inside `traffic_count.TrafficCounter`
 (every ATen op and every ``cam_cli::`` custom op, with the bytes of its tensors; the rule is in
 that module) and reports:
@@ -306,9 +306,9 @@ def measure(run: Callable[[], object], device: torch.device, repeats: int, scale
 
 
 def step_calls(step: str, data: dict, args) -> tuple[Callable, Callable]:
-    """The box step and the sweep of ``step``, through `boxes.steps` (the one place that calls
+    """The box step and the sweep of ``step``, through `boxes.backends` (the one place that calls
     the implementations)."""
-    from cam_cli.boxes.steps import device_boxes
+    from cam_cli.boxes.backends import device_boxes
     from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
     from cam_cli.evaluation.maxboxacc.sweeps import device_best_ious
 
@@ -327,7 +327,7 @@ def step_calls(step: str, data: dict, args) -> tuple[Callable, Callable]:
 
 def run_step(step: str, data: dict, args, device: torch.device) -> dict:
     """Both measurements of one step, or why it was not measured."""
-    from cam_cli.boxes.steps import triton_problem
+    from cam_cli.boxes.backends import triton_problem
 
     if step == "triton" and (problem := triton_problem(device)) is not None:
         return {"not_measured": problem}

@@ -37,7 +37,7 @@ def main() -> None:
     small = load_model(arch="small-gap", num_classes=1000)
     named = classes_from_names(imagenet_class_names())
     loaded = LoadedModel(small.arch, small.model, named, small.preprocessing, 224)
-    localizer = Localizer(loaded, topk=args.topk, fast=False, box_step="torch")
+    localizer = Localizer(loaded, topk=args.topk, fast=False, box_backend="torch")
     rng = np.random.default_rng(0)
     n, k = args.images, args.topk
     items = [

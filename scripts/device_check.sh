@@ -183,13 +183,13 @@ print(f"TF32 as torch sets it (cam-cli leaves it): cudnn.allow_tf32 "
       f"{torch.get_float32_matmul_precision()}; NVIDIA_TF32_OVERRIDE "
       f"{os.environ.get('NVIDIA_TF32_OVERRIDE', '(unset)')} here, 0 in the fp32 evals")
 if sys.argv[1].startswith("cuda"):
-    from cam_cli.boxes.steps import resolve_box_step, triton_problem
+    from cam_cli.boxes.backends import resolve_box_backend, triton_problem
 
     device = torch.device(sys.argv[1])
     props = torch.cuda.get_device_properties(device)
     print(f"{device}: {props.name}, {props.total_memory / 2**30:.1f} GiB, capability "
           f"{props.major}.{props.minor}, bf16 {torch.cuda.is_bf16_supported()}")
-    print(f"box step {sys.argv[2]} -> {resolve_box_step(sys.argv[2], device)} "
+    print(f"box step {sys.argv[2]} -> {resolve_box_backend(sys.argv[2], device)} "
           f"(triton: {triton_problem(device) or 'runs here'})")
 EOF
 }

@@ -178,7 +178,7 @@ def _sync(device: torch.device) -> None:
 
 def device_steps(device: torch.device) -> tuple[list[str], dict[str, str]]:
     """The box steps that run on ``device`` here, and why the others do not."""
-    from cam_cli.boxes.steps import triton_problem
+    from cam_cli.boxes.backends import triton_problem
 
     steps, missing = ["torch"], {}
     problem = triton_problem(device) if device.type == "cuda" else "CUDA only"
@@ -195,8 +195,8 @@ def _annotation_of(paths: list[str], sources: list[str], truth: dict) -> dict:
 
 
 def time_stages(loaded, sources, paths, truth, args, device) -> dict:
+    from cam_cli.boxes.backends import device_boxes
     from cam_cli.boxes.components import boxes_from_cams
-    from cam_cli.boxes.steps import device_boxes
     from cam_cli.cam.maps import compute_cams, upsample_cams
     from cam_cli.data.batches import ImageListDataset, collate_images
     from cam_cli.data.decode import JpegRoutingDataset, decode_pending, resolve_decode
@@ -211,7 +211,7 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
 
     bs = args.batch_size
     localizer = Localizer(loaded, topk=args.topk, device=args.device, fast=args.fast,
-                          box_step=args.box_step, batch_size=bs, progress=False)  # fmt: skip
+                          box_backend=args.box_step, batch_size=bs, progress=False)  # fmt: skip
     size, threshold = localizer.input_size, localizer.threshold
     notes = []
     try:
@@ -272,7 +272,7 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
                     gt_boxes, gt_valid = pad_gt_boxes(gt, device)
                     device_best_ious(step, upsampled[:, 0], gt_boxes, gt_valid, thresholds)
             out = _DeviceOutput(batch, localizer.boxing, indices, scores, cams, upsampled)
-            with clock.stage(f"host output: to_host (box step {localizer.box_step}, one copy)"):
+            with clock.stage(f"host output: to_host (box step {localizer.box_backend}, one copy)"):
                 host = out.to_host(NOTHING_MORE, STREAMS.current(device))
             with clock.stage("host output: results + JSON Lines"):
                 for result in localizer.boxes_and_results(host):
@@ -288,7 +288,7 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
         "rows": rows,
         "warmup_s": warm_s,
         "batch_size": bs,
-        "box_step": localizer.box_step,
+        "box_backend": localizer.box_backend,
         "decode": "device" if on_device else "pil",
         "workers": workers,
         "notes": notes,
@@ -327,7 +327,7 @@ def print_stages(report: dict, device: torch.device) -> None:
     print(
         f"stages: batch {bs}, {report['rows'][0]['batches']} timed batches after one untimed "
         f"({report['warmup_s']:.2f} s); decode {report['decode']}; the pipeline's box step "
-        f"{report['box_step']}; each stage alone, the device drained before it"
+        f"{report['box_backend']}; each stage alone, the device drained before it"
     )
     header = ["stage", "ms/batch", "host ms/batch", "img/s"]
     rows = [
@@ -382,7 +382,7 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
     from sync_count import count_syncs
 
     from cam_cli.api import write_boxes
-    from cam_cli.boxes.steps import resolve_box_step
+    from cam_cli.boxes.backends import resolve_box_backend
     from cam_cli.data.ground_truth import GroundTruth
     from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions
     from cam_cli.evaluation.evaluate import evaluate as evaluate_options
@@ -391,25 +391,25 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
 
     bs = args.batch_size
     steps, _ = device_steps(device)
-    chosen = resolve_box_step(args.box_step, device)
-    out: dict = {"bbox": {}, "eval": None, "box_step": chosen}
+    chosen = resolve_box_backend(args.box_step, device)
+    out: dict = {"bbox": {}, "eval": None, "box_backend": chosen}
     with open(os.devnull, "w") as devnull:
         for step in dict.fromkeys([chosen, *steps]):  # the run's step first, then the others
             localizer = Localizer(loaded, topk=args.topk, device=args.device, fast=args.fast,
-                                  box_step=step, batch_size=bs, progress=False)  # fmt: skip
+                                  box_backend=step, batch_size=bs, progress=False)  # fmt: skip
             try:
                 write_boxes(localizer, paths[:bs], output=devnull)  # warm-up: kernels, probes
                 batches = math.ceil(len(paths) / localizer.batch_for_memory(bs))
                 report = count_syncs(lambda loc=localizer: write_boxes(loc, paths, output=devnull))
                 out["bbox"][step] = {
-                    "resolved": localizer.box_step,
+                    "resolved": localizer.box_backend,
                     "decode": localizer.decode,
                     **report.as_dict(batches),
                 }
             finally:
                 localizer.close()
     stems = {Path(p).stem: p for p in sources if Path(p).stem in truth}
-    run = RunOptions(device=args.device, batch_size=bs, box_step=args.box_step, fast=args.fast,
+    run = RunOptions(device=args.device, batch_size=bs, box_backend=args.box_step, fast=args.fast,
                      progress=False)  # fmt: skip
 
     def evaluate(chosen: dict) -> None:
@@ -440,7 +440,7 @@ def print_syncs(report: dict | None, args, device: torch.device, why: str | None
                       counts)  # fmt: skip
     if report["eval"] is not None:
         _print_counts("eval --maxboxacc cam-cli", report["eval"])
-    main = report["bbox"][report["box_step"]]
+    main = report["bbox"][report["box_backend"]]
     word = "PASS" if main["per_batch"] <= BBOX_SYNCS else "FAIL"
     print(f"target host syncs per batch, {bbox_name} <= {BBOX_SYNCS}: {main['per_batch']:.2f} "
           f"over {main['batches']} batches  {word}")  # fmt: skip
@@ -478,7 +478,7 @@ def profile_trace(loaded, paths, args, device, out_dir: Path) -> dict:
 
     bs = args.batch_size
     localizer = Localizer(loaded, topk=args.topk, device=args.device, fast=args.fast,
-                          box_step=args.box_step, batch_size=bs, progress=False)  # fmt: skip
+                          box_backend=args.box_step, batch_size=bs, progress=False)  # fmt: skip
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
@@ -545,7 +545,7 @@ def compare_decoders(loaded, folders: dict[str, list[str]], args, device) -> dic
         return {"error": str(error)}
     bs, size = args.batch_size, loaded.input_size
     run_fields = {"topk": args.topk, "device": args.device, "fast": args.fast,
-                  "box_step": args.box_step, "batch_size": bs}  # fmt: skip
+                  "box_backend": args.box_step, "batch_size": bs}  # fmt: skip
     out: dict = {}
     for name, files in folders.items():
         chosen = files[: args.compare_images] if args.compare_images else files

@@ -139,7 +139,7 @@ def boxes_from_masks_torch(masks: Tensor) -> Tensor:
 
 
 def cam_stack(cams: Tensor) -> Tensor:
-    """``cams`` as the device box steps compare them: a stack ``[N, H, W]`` of float32 or
+    """``cams`` as the device box backends compare them: a stack ``[N, H, W]`` of float32 or
     float64 maps (bfloat16 and float16 in float32, as their exact values); anything else is
     refused (ValueError for the shape, TypeError for integer maps)."""
     if cams.ndim != 3:

@@ -266,7 +266,7 @@ _checked: dict[str, str | None] = {}
 
 
 def triton_problem(device: torch.device) -> str | None:
-    """None when the triton box step runs on ``device`` here, else why not (one line).
+    """None when the triton box backend runs on ``device`` here, else why not (one line).
 
     CUDA with Triton, or any device under ``TRITON_INTERPRET=1`` (how the tests run it on the
     CPU). The first call per device boxes a small adversarial batch and compares with the

@@ -8,9 +8,9 @@ The forward pass is the only real cost, and how it is kept busy depends on the d
   next batch is queued before the current one is collected, so no core waits for another.
 - CUDA: DataLoader worker processes read (and PIL-decode) into pinned memory; device JPEG
   decoding runs in a thread and on a stream of its own (`threads.decoded_beside`). The main
-  thread only queues work: the forward, the CAMs and, for a box step without host syncs
+  thread only queues work: the forward, the CAMs and, for a box backend without host syncs
   (triton), the boxes and one copy of everything the host needs into pinned memory; the box
-  thread waits for that copy (one host wait per batch) and makes the results. A box step with
+  thread waits for that copy (one host wait per batch) and makes the results. A box backend with
   host syncs inside (torch) runs in the box thread on a stream of its own, so its syncs wait
   for its own batch, never for the next forward (`runtime.streams`).
 Results stream out in input order; nothing per image is kept once it is yielded.
@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cam_cli.boxes.backends import device_boxes, resolve_box_backend
 from cam_cli.boxes.components import boxes_from_cams, scale_boxes
 from cam_cli.boxes.rules import BOX_RULES, PAPER, ZHOU2016, boxes_for_image
-from cam_cli.boxes.steps import device_boxes, resolve_box_step
 from cam_cli.cam import ten_crop as tc
 from cam_cli.cam.maps import compute_cams, upsample_cams
 from cam_cli.data.batches import ImageBatch, ImageListDataset, collate_images
@@ -46,12 +46,12 @@ from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.files.checks import bounded_workers
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.results import ImageResult, Prediction
-from cam_cli.inference.shards import Processes, cpus_per_process
 from cam_cli.inference.threads import decoded_beside, prefetched, single_threaded_pool
 from cam_cli.models.loading import LoadedModel
 from cam_cli.models.speedups import fold_batch_norms
 from cam_cli.runtime.device import Precision, keep_freed_memory
 from cam_cli.runtime.distributed import process_device
+from cam_cli.runtime.group import Group, cpus_per_process
 from cam_cli.runtime.memory import batch_for_memory, out_of_memory
 from cam_cli.runtime.streams import (
     STREAMS,
@@ -62,13 +62,13 @@ from cam_cli.runtime.streams import (
     running_on,
     to_device,
 )
-from cam_cli.settings import BoxStep, CamOptions, RunOptions, choices
+from cam_cli.settings import BoxBackend, CamOptions, RunOptions, choices
 
 logger = logging.getLogger(__name__)
-BOX_STEPS = choices(BoxStep)
+BOX_BACKENDS = choices(BoxBackend)
 NOTHING_MORE = Analysis()  # the top-k boxes alone
-DEVICE_STEPS = ("torch", "triton")  # box steps that run on the network's device
-SYNCING_STEPS = ("torch",)  # ... with host syncs inside (nonzero, equal): off the main thread
+DEVICE_BACKENDS = ("torch", "triton")  # box backends that run on the network's device
+SYNCING_BACKENDS = ("torch",)  # ... with host syncs inside (nonzero, equal): off the main thread
 
 
 def check_threshold(threshold: float) -> None:
@@ -83,13 +83,13 @@ class Boxing:
     (`_DeviceOutput`), so the host half needs nothing from the Localizer."""
 
     at_image_size: bool  # per image at its own size, on the host (zhou2016, ten-crop)
-    step: str  # resolved box step: "scipy" on the host, "torch" or "triton" on the device
+    backend: str  # resolved box backend: "scipy" on the host, "torch" or "triton" on the device
     threshold: float
 
     @property
     def on_device(self) -> bool:
         """Boxes made on the network's device: only they leave it."""
-        return not self.at_image_size and self.step in DEVICE_STEPS
+        return not self.at_image_size and self.backend in DEVICE_BACKENDS
 
 
 @dataclass
@@ -115,7 +115,7 @@ class _DeviceOutput:
         """Queue on ``stream`` (the calling thread's) the rest of the batch's device work, the
         boxes made there and ``analysis.on_device``, then one copy of everything the host needs
         (classes, scores, boxes or the maps to box on the host, what ``on_device`` gave):
-        no host wait here unless the box step has syncs inside (`SYNCING_STEPS`)."""
+        no host wait here unless the box backend has syncs inside (`SYNCING_BACKENDS`)."""
         if not self.batch.items:
             return _InFlight(self.batch, None, 0)
         upsampled, k = self.upsampled, self.indices.shape[1]
@@ -127,7 +127,7 @@ class _DeviceOutput:
                 found["source_maps"] = self.cams
             elif self.boxing.on_device:
                 boxes = device_boxes(
-                    self.boxing.step, upsampled.flatten(0, 1), self.boxing.threshold
+                    self.boxing.backend, upsampled.flatten(0, 1), self.boxing.threshold
                 )
                 found["boxes"] = boxes.view(*upsampled.shape[:2], 4)
             else:
@@ -236,15 +236,15 @@ class Localizer:
         cam: CamOptions | None = None,
         run: RunOptions | None = None,
         *,
-        processes: Processes | None = None,
+        group: Group | None = None,
         copy_model: bool = True,
         **given: Any,
     ) -> None:
-        """``run.box_step``: where the paper rule's CAMs become boxes (`boxes.steps`):
+        """``run.box_backend``: where the paper rule's CAMs become boxes (`boxes.backends`):
         ``scipy`` on the host, ``torch`` or ``triton`` on the network's device (only boxes
         leave it); ``auto`` takes scipy on the CPU, where it is ~5x faster per map than torch
         (measured, one core), and triton (else torch) on CUDA. All give equal boxes; the
-        resolved name is ``box_step``, and ``boxes_on_device`` says whether it is on the
+        resolved name is ``box_backend``, and ``boxes_on_device`` says whether it is on the
         device. The other rules box on the host. Without ``run``: `RunOptions` on the CPU.
 
         ``cam.box_rule`` (`boxes.rules`): ``paper`` (one box per CAM, the default path,
@@ -253,17 +253,18 @@ class Localizer:
         ``cam.ten_crop``: the released ten-crop CAM (`ten_crop`); its maps are resized to each
         image's size before boxing, whatever the rule.
 
-        ``processes``: the job's processes (`shards.processes`); in a group of several, each
-        localizes its share and rank 0 yields every result. ``copy_model=False`` prepares
-        ``loaded.model`` in place instead of a copy (batch norm folded, channels_last, moved to
-        the device): for a caller that made the model for this run alone (a copy of MobileNetV2
-        costs ~0.2 s of start-up). ``given``: fields of `CamOptions` or `RunOptions` to replace.
+        ``group``: the command's group of processes (`runtime.group.open_group`); in a group
+        of several, each localizes its share and rank 0 yields every result.
+        ``copy_model=False`` prepares ``loaded.model`` in place instead of a copy (batch norm
+        folded, channels_last, moved to the device): for a caller that made the model for this
+        run alone (a copy of MobileNetV2 costs ~0.2 s of start-up). ``given``: fields of
+        `CamOptions` or `RunOptions` to replace.
 
         ``cam.threshold=None``: the one the checkpoint carries (chosen at training on boxed
         training images, `training.threshold`), else the paper's 0.2; a given threshold always
         wins."""
         cam, run = _with_fields(cam or CamOptions(), run or RunOptions(device="cpu"), given)
-        self.cam, self.run, self.processes = cam, run, processes
+        self.cam, self.run, self.group = cam, run, group
         threshold = cam.threshold
         if threshold is None:
             threshold = loaded.cam_threshold if loaded.cam_threshold is not None else 0.2
@@ -282,19 +283,19 @@ class Localizer:
         self.threshold = threshold
         self.fixed_classes = list(cam.class_indices) if cam.class_indices else None
         self.device = process_device(run.device)
-        if run.box_step not in BOX_STEPS:
+        if run.box_backend not in BOX_BACKENDS:
             raise SetupError(
-                f"box_step must be one of {', '.join(BOX_STEPS)}, not {run.box_step!r}"
+                f"box_backend must be one of {', '.join(BOX_BACKENDS)}, not {run.box_backend!r}"
             )
-        self.box_step = (
-            resolve_box_step(run.box_step, self.device) if cam.box_rule == PAPER else "scipy"
+        self.box_backend = (
+            resolve_box_backend(run.box_backend, self.device) if cam.box_rule == PAPER else "scipy"
         )
-        self.boxes_on_device = self.box_step in DEVICE_STEPS
+        self.boxes_on_device = self.box_backend in DEVICE_BACKENDS
         # The released code boxed at the image's own size; the paper rule boxes the map at the
         # input size and scales the box (as it always has).
         self.boxing = Boxing(
             at_image_size=cam.ten_crop or cam.box_rule == ZHOU2016,
-            step=self.box_step,
+            backend=self.box_backend,
             threshold=threshold,
         )
         # Where device work is queued (`runtime.streams`; a fake in tests), and whether device
@@ -480,7 +481,7 @@ class Localizer:
     def _collect_beside(
         self, launched: _DeviceOutput, ready: object, stream: Stream, analysis: Analysis
     ) -> list[ImageResult]:
-        """In the box thread, on its own ``stream``: a box step with host syncs inside, once
+        """In the box thread, on its own ``stream``: a box backend with host syncs inside, once
         the main stream's work on the batch (``ready``) is done; those syncs then wait for this
         batch alone, while the main thread queues the next."""
         with running_on(stream):
@@ -581,8 +582,8 @@ class Localizer:
         ``wants``, the fields of a plain one (``keep_cams``, ``extra_classes``, ``extra_cams``).
         ``batch_size`` and ``workers``: this call's, instead of the run's (`RunOptions`).
 
-        How it runs is decided here, once: in a group of several processes (``processes``),
-        this one's share of ``paths``, rank 0 yielding every result (`shards.Processes`); on a
+        How it runs is decided here, once: in a group of several processes (``group``),
+        this one's share of ``paths``, rank 0 yielding every result (`runtime.group.Group`); on a
         CPU of several lanes, each lane runs a slice of every batch end to end; else one
         forward at a time, with the boxes made in a thread beside it.
         """
@@ -590,7 +591,7 @@ class Localizer:
         run = self.run
         batch_size = run.batch_size if batch_size is None else batch_size
         workers = run.workers if workers is None else workers
-        sharded = self.processes is not None and self.processes.sharded
+        sharded = self.group is not None and self.group.sharded
         if workers is None:  # sharded: the machine's cores are shared by the processes on it
             workers = default_workers(self.device, cpus_per_process() if sharded else None)
         pool = self._lane_pool()
@@ -604,7 +605,7 @@ class Localizer:
             return self._run(share, analysis, batch_size, workers, progress, steps)
 
         if sharded:
-            return self.processes.localize(here, paths, batch_size, run.progress)
+            return self.group.localize(here, paths, batch_size, run.progress)
         return here(paths, run.progress)
 
     def _run(
@@ -689,11 +690,11 @@ class Localizer:
     def _localize_with_box_thread(self, batches, analysis: Analysis) -> Iterator[list[ImageResult]]:
         """One forward at a time (all threads, or the GPU); batch i is collected (copied to the
         host, boxed) in a thread while batch i+1 is launched, so the main thread never waits
-        for the device: a box step without host syncs is queued here behind the forward, with
+        for the device: a box backend without host syncs is queued here behind the forward, with
         the batch's one copy to the host; one with syncs runs in the box thread on its own
         stream (`_collect_beside`)."""
         pending: deque[Future] = deque()
-        syncing = self.box_step in SYNCING_STEPS
+        syncing = self.box_backend in SYNCING_BACKENDS
         box_stream = self.streams.side(self.device) if syncing else None
         with ThreadPoolExecutor(1, thread_name_prefix="cam-cli-box") as box_thread:
             for batch in batches:
