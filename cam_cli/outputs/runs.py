@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from cam_cli.files.checks import (
     printable_path,
 )
 from cam_cli.inference.analysis import Analysis
-from cam_cli.inference.localizer import Localizer, check_threshold, compile_or_warn
+from cam_cli.inference.computation import check_threshold
+from cam_cli.inference.localizer import Localizer, compile_or_warn
 from cam_cli.inference.results import ImageResult
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
@@ -211,7 +212,7 @@ def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> str |
     else:
         target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
         try:
-            write_bytes_atomic(result.analysis, target, derived=True)
+            write_bytes_atomic(cast(bytes, result.analysis), target, derived=True)
         except OSError as error:
             problem = f"not drawn (--draw): {target}: {error.strerror or error}"
     if problem is not None:

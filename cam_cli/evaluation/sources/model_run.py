@@ -108,7 +108,7 @@ class TrueClassAnalysis(Analysis):
         return self.device_evaluator.on_device(self.box_backend, cams[:, 0], images)
 
     def on_host(self, result: ImageResult) -> None:
-        found: dict[str, Any] = {}
+        found: dict[str, object] = {}
         if self.device_evaluator is not None and result.analysis is not None:
             found[self.device_evaluator.key] = result.analysis
         if result.extra_cams is not None:

@@ -1,5 +1,6 @@
-"""The GPU-scale run of `scripts/bench_bbox.py` (``--device``): per network, forward only,
-decode only, pipeline and eval, their ratios, the issue's targets and the report.
+"""The GPU-scale run of `scripts/benchmarks/bench_bbox.py` (``--device``): per network,
+forward only, decode only, pipeline and eval, their ratios, the speed bounds they meet and the
+report.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Why a GPU target passed or failed: the bbox pipeline's stages timed one by one, its host
+"""Where the bbox pipeline's time goes on a device: its stages timed one by one, its host
 syncs per batch, a profiler trace, and PIL against device JPEG decoding (scripts/device_check.sh
 runs it as its stages step; ``--device cpu`` is a dry run).
 
@@ -14,7 +14,7 @@ skipped, and says so):
           device; scipy on the host, after the copy of the maps there), the MaxBoxAccV2 sweep
           of the cam-cli protocol (`evaluation.maxboxacc.sweeps.device_best_ious`, ground truth
           included) per
-          device step, and the host output (`_DeviceOutput.to_host`: the resolved box step and
+          device step, and the host output (`DeviceOutput.to_host`: the resolved box step and
           the batch's one copy; then the results and their JSON Lines). Each stage runs alone,
           the device drained before it: ms/batch is CUDA-event time (perf_counter on the CPU),
           host ms the time the host spent queueing it (its own syncs included). The pieces are
@@ -33,8 +33,8 @@ skipped, and says so):
 Results: a table per part on stdout, ``check`` / ``target`` lines as bench_bbox.py prints
 them, and every figure in ``--out``/stages.json.
 
-  python3 scripts/device_stages.py --device cuda --out runs/stages
-  .venv/bin/python scripts/device_stages.py --device cpu --batch-size 8 --batches 2 \\
+  python3 scripts/device_checks/device_stages.py --device cuda --out runs/stages
+  .venv/bin/python scripts/device_checks/device_stages.py --device cpu --batch-size 8 --batches 2 \\
       --decode-images 32 --compare-images 16
 """
 
@@ -55,18 +55,20 @@ import traceback
 from pathlib import Path
 
 import torch
-from bench_bbox_gpu import replicate
-from bench_harness import (
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # cam_cli, imported where it is used
+    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts" / "benchmarks"))  # the benchmarks' harness and sizes
+
+from bench_bbox_gpu import replicate  # noqa: E402
+from bench_harness import (  # noqa: E402
     DEFAULT_ANNOTATIONS,
     DEFAULT_CLASSES,
     DEFAULT_IMAGES,
     DEVICE_DATA,
     MOBILENET_WEIGHTS,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # cam_cli, imported where it is used
-    sys.path.insert(0, str(REPO))
 
 PARTS = ("stages", "syncs", "decode", "trace")  # the profiler last: the most fragile
 # The issue's targets for host syncs per batch (on CUDA).
@@ -93,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--val500",
         type=Path,
         default=DEVICE_DATA / "val500",
-        help="the sample re-encoded at ~500x375 (scripts/prepare_device_data.sh)",
+        help="the sample re-encoded at ~500x375 (scripts/device_checks/prepare_device_data.sh)",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="256 on CUDA, else 32")
     parser.add_argument("--batches", type=int, default=8, help="timed batches per stage")
@@ -205,7 +207,8 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
     from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
     from cam_cli.evaluation.maxboxacc.sweep_torch import pad_gt_boxes
     from cam_cli.evaluation.maxboxacc.sweeps import device_best_ious
-    from cam_cli.inference.localizer import NOTHING_MORE, Localizer, _channels_last, _DeviceOutput
+    from cam_cli.inference.computation import NOTHING_MORE, DeviceOutput, channels_last
+    from cam_cli.inference.localizer import Localizer
     from cam_cli.outputs.writers import RecordWriter
     from cam_cli.runtime.streams import STREAMS, to_device
 
@@ -248,8 +251,8 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
                 else:
                     batch.pixels = to_device(batch.pixels, device)
             with clock.stage(f"forward: preprocess + network ({_precision(localizer)}) + top-k"):
-                x = _channels_last(localizer.preprocessing.apply(batch.pixels))
-                logits, features = localizer._network(x)
+                x = channels_last(localizer.preprocessing.apply(batch.pixels))
+                logits, features = localizer.network(x)
                 scores, indices = logits.float().softmax(dim=1).topk(localizer.topk, dim=1)
             with clock.stage("CAMs: compute_cams + upsample_cams"):
                 cams = compute_cams(features, weight, indices)
@@ -271,7 +274,7 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
                     ]  # fmt: skip
                     gt_boxes, gt_valid = pad_gt_boxes(gt, device)
                     device_best_ious(step, upsampled[:, 0], gt_boxes, gt_valid, thresholds)
-            out = _DeviceOutput(batch, localizer.boxing, indices, scores, cams, upsampled)
+            out = DeviceOutput(batch, localizer.boxing, indices, scores, cams, upsampled)
             with clock.stage(f"host output: to_host (box step {localizer.box_backend}, one copy)"):
                 host = out.to_host(NOTHING_MORE, STREAMS.current(device))
             with clock.stage("host output: results + JSON Lines"):
@@ -692,8 +695,9 @@ def run_part(part: str, loaded, sources, val500, paths, truth, args, device) -> 
         if val500:
             folders["val500"] = val500
         else:
-            print(f"note: {args.val500}: no images (scripts/prepare_device_data.sh makes "
-                  "them); decode measured on the sample only")  # fmt: skip
+            print(f"note: {args.val500}: no images "
+                  "(scripts/device_checks/prepare_device_data.sh makes them); "
+                  "decode measured on the sample only")  # fmt: skip
         report = compare_decoders(loaded, folders, args, device)
         print_decoders(report)
     return report
