@@ -1,3 +1,22 @@
+"""How batches are scheduled: image files -> decoded batches -> `BatchComputation` (what one
+batch computes, `inference.computation`: forward, maps, boxes, results) -> results in order.
+
+The forward pass is the only real cost, and how it is kept busy depends on the device
+(measured with scripts/benchmarks/bench_bbox.py):
+- CPU: images are decoded in a thread beside the network; each batch is cut into one slice per
+  core ("lanes"), and each lane runs its slice end to end (preprocess, single-threaded forward,
+  CAMs, boxes). Single-threaded forwards spend no time in per-operator thread barriers, and the
+  next batch is queued before the current one is collected, so no core waits for another.
+- CUDA: DataLoader worker processes read (and PIL-decode) into pinned memory; device JPEG
+  decoding runs in a thread and on a stream of its own (`threads.decoded_beside`). The main
+  thread only queues work: the forward, the CAMs and, for a box backend without host syncs
+  (triton), the boxes and one copy of everything the host needs into pinned memory; the box
+  thread waits for that copy (one host wait per batch) and makes the results. A box backend with
+  host syncs inside (torch) runs in the box thread on a stream of its own, so its syncs wait
+  for its own batch, never for the next forward (`runtime.streams`).
+Results stream out in input order; nothing per image is kept once it is yielded.
+"""
+
 from __future__ import annotations
 
 import itertools
