@@ -126,6 +126,10 @@ def test_records_name_their_drawing_only_with_draw(fake, tmp_path) -> None:
         return next(csv.reader(io.StringIO(invoke("bbox", *model_args(fake), *args).stdout)))
 
     assert "drawing" not in header() and header("--draw", tmp_path / "c")[-1] == "drawing"
+    coco = invoke("bbox", *model_args(fake), "--images", *images, "--format", "coco",
+                  "--draw", tmp_path / "k")  # fmt: skip
+    named = [image["drawing"] for image in json.loads(coco.stdout)["images"]]
+    assert named == [str(tmp_path / "k" / f"{s}_boxes.png") for s in "ab"]
 
 
 def test_two_images_with_one_name_each_name_their_own_picture(fake, tmp_path) -> None:
