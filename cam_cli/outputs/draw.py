@@ -97,7 +97,7 @@ def drawing_layout(size: tuple[int, int], predictions: list[dict]) -> Layout:
     out = (size[0] * scale, size[1] * scale)
     short = min(out)
     line = max(2, round(short / 160))
-    font_size = min(28, max(13, round(short / 20)))
+    font_size = max(13, round(short / 20))
     font = label_font(font_size)
     ordered = sorted(predictions, key=lambda p: p["rank"])
     boxes = tuple(

@@ -105,8 +105,8 @@ def tag_size(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> t
     """The (width, height) of a tag holding ``text``: its glyphs, a margin, a 1 px casing."""
     left, top, right, bottom = font.getbbox(text)
     pad = 2 + max(1, round(getattr(font, "size", 10) / 8))
-    height = bottom - top + 2 * pad
-    return max(right - left + 2 * pad, height), height
+    height = math.ceil(bottom - top) + 2 * pad
+    return max(math.ceil(right - left) + 2 * pad, height), height
 
 
 def draw_tag(
