@@ -133,7 +133,8 @@ def draw_boxes(image: Image.Image, predictions: list[dict]) -> Image.Image:
     """The image, enlarged when small (`drawing_scale`), with each prediction's box outlined in
     its rank's colour (rank 1 drawn last, on top) and tagged with its rank number; below it, a
     key: each rank's tag, name and score. Numbers on the image keep five labels from covering
-    the object or each other at any size; the names, in the key, are never cut by the edge."""
+    the object or each other at any size; the names, in the key, never run off the picture
+    (one too long for its column ends in an ellipsis)."""
     layout = drawing_layout(image.size, predictions)
     font = label_font(layout.font_size)
     width, height = layout.size
