@@ -18,7 +18,6 @@ from cam_cli.boxes.zhou2016 import (
     clip_rects,
     contour_rects,
     inner_mask,
-    load_heatmap,
     merge_rects,
     quantize_heatmap,
     rank_rects,
@@ -26,6 +25,7 @@ from cam_cli.boxes.zhou2016 import (
     scaled_distance_transform,
     zhou2016_boxes,
 )
+from cam_cli.data.heatmaps import load_heatmap
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 EXAMPLE = SHARED / "data" / "zhou2016-bboxgenerator"

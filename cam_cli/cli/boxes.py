@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
-from cam_cli.settings import OutputFormat
+from cam_cli.settings import CamOptions, OutputFormat, RunOptions
 
 
 def boxes(
@@ -98,12 +98,10 @@ def boxes(
             sources,
             output=output,
             fmt=output_format.value,
-            rule=box_rule.value,
-            threshold=threshold,
+            cam=CamOptions(box_rule=box_rule.value, threshold=threshold),
             size=wanted,
             reference=reference,
             upsample=upsample,
-            box_backend=box_backend.value,
-            device=device,
+            run=RunOptions(device=device, box_backend=box_backend.value),
         )
     o.end_of_run(summary, "files")

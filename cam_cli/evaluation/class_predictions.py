@@ -1,4 +1,4 @@
-"""Classes from another classifier (``eval --class-predictions FILE``): its top-k classes per
+"""Classes from another classifier (`eval`'s `class_predictions` FILE): its top-k classes per
 image, combined with cam-cli's boxes for top-1/top-5 localization error, as TS-CAM and GenPromp
 report it (wsolevaluation #14, #50).
 

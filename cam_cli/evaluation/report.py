@@ -186,7 +186,7 @@ class Report:
 
 
 def report_from_json(data: dict[str, Any]) -> Report:
-    """The `Report` a ``--json`` file holds (`Report.to_json` read back): for what renders a
+    """The `Report` a `json_report` file holds (`Report.to_json` read back): for what renders a
     finished evaluation's figures from its file, as the table does. A section or count the
     data lacks is left out (None, zero)."""
     localization = None

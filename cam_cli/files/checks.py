@@ -14,8 +14,8 @@ import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from cam_cli.data.images import DEFAULT_MAX_PIXELS, is_image_file
 from cam_cli.errors import SetupError
+from cam_cli.files.image_names import is_image_file
 
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 4096  # 4096x4096 already takes GBs of activations/image
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def printable_path(path: str | os.PathLike) -> str:
     name literally called ``a\\xff.jpg`` prints ``a\\x5cxff.jpg``, the one with the byte 0xFF
     prints ``a\\xff.jpg``. Every other name (all ordinary UTF-8 names) is returned unchanged.
     The rule is the same in every output (bbox/boxes/eval records, per-image lines, reports);
-    `eval --predictions` matches records by it (`record_name`).
+    `eval`'s `predictions` matches records by it (`record_name`).
     """
     text = os.fspath(path)
     if "\\" in text:
@@ -94,9 +94,9 @@ def strict_json(value):
 def check_run_folder(
     out: str | os.PathLike, data: str | os.PathLike, backbone: str | os.PathLike | None = None
 ) -> None:
-    """`train --out` must not be the --data folder nor inside it (its files would mix with the
+    """`train`'s `out` must not be the `data` folder nor inside it (its files would mix with the
     data, a folder under train/ would become a class), and must not write over the
-    --backbone-weights file (a run folder's last.pt or best.pt)."""
+    `backbone_weights` file (a run folder's last.pt or best.pt)."""
     out, data = Path(out), Path(data)
     for name in ("last.pt", "best.pt"):
         check_not_an_input({"--out": out / name}, {"--backbone-weights": backbone})
@@ -131,8 +131,8 @@ def check_not_an_input(
     inputs: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike] | None],
 ) -> None:
     """Refuse an output FILE that is one of the inputs: ``{option: path}`` on both sides (an
-    input option may hold several paths, e.g. --images; ``-`` is stdin/stdout and skipped). An
-    input folder (--images DIR) counts for the image files already in it."""
+    input option may hold several paths, e.g. `images`; ``-`` is stdin/stdout and skipped). An
+    input folder (`images` DIR) counts for the image files already in it."""
     for out_option, output in outputs.items():
         if output is None or str(output) == "-":
             continue
@@ -252,25 +252,12 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
 def check_input_size(
     size: int | None, option: str = "--input-size", low: int = MIN_INPUT_SIZE
 ) -> None:
-    """A network input size (or a map's, ``--upsample``) wherever it comes from: an option, a
+    """A network input size (or a map's, `upsample`) wherever it comes from: an option, a
     training config, a checkpoint. ``option`` names where, e.g. ``"CKPT: its input_size"``."""
     if size is not None and not (
         isinstance(size, int) and not isinstance(size, bool) and low <= size <= MAX_INPUT_SIZE
     ):
         raise SetupError(f"{option} {size}: must be between {low} and {MAX_INPUT_SIZE}")
-
-
-def check_image_size(size: tuple[int, int] | None, option: str = "--size") -> None:
-    """An image size given as ``(width, height)``: no larger than an image the tool decodes
-    (`data.images.DEFAULT_MAX_PIXELS`), so boxes scaled to it stay exact integers."""
-    if size is None:
-        return
-    width, height = size
-    if width < 1 or height < 1 or width * height > DEFAULT_MAX_PIXELS:
-        raise SetupError(
-            f"{option} {width}x{height}: must be at least 1x1 and at most {DEFAULT_MAX_PIXELS} "
-            "pixels (the largest image cam-cli decodes)"
-        )
 
 
 # torch's DataLoader warns when it starts more processes than the CPU has cores, which

@@ -1,5 +1,5 @@
-"""One writer at a time: `train --out` (a run folder), `eval --save-scoremaps` (a folder of
-maps) and `eval --per-image` (a resumable file) are locked while a run writes them.
+"""One writer at a time: `train`'s `out` (a run folder), `eval`'s `save_scoremaps` (a folder of
+maps) and `eval`'s `per_image` (a resumable file) are locked while a run writes them.
 
 The lock is an exclusive lock (`descriptors.try_lock`: ``flock`` on POSIX) on a lock file that
 holds the writer's PID: ``FOLDER/.cam-cli.lock`` for a folder, ``.NAME.cam-cli.lock`` beside a
@@ -104,7 +104,7 @@ def _read_pid(fd: int) -> str:
 
 
 class FolderLock(_Lock):
-    """A run folder (`train --out`), locked through ``FOLDER/.cam-cli.lock``."""
+    """A run folder (`train`'s `out`), locked through ``FOLDER/.cam-cli.lock``."""
 
     def __init__(self, folder: str | Path, option: str = "--out") -> None:
         super().__init__(Path(folder), Path(folder) / LOCK_NAME, option)
@@ -112,7 +112,7 @@ class FolderLock(_Lock):
 
 
 class FileLock(_Lock):
-    """A file appended to by one run (`eval --per-image`), locked through
+    """A file appended to by one run (`eval`'s `per_image`), locked through
     ``.NAME.cam-cli.lock`` beside it (the file itself may not exist yet, or be replaced)."""
 
     def __init__(self, path: str | Path, option: str = "--per-image") -> None:

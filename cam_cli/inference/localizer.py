@@ -352,7 +352,7 @@ def _gather(futures: list[Future]) -> list[tuple[int, ImageResult]]:
 
 
 def compile_or_warn(localizer: Localizer, batch_size: int | None = None) -> bool:
-    """--compile as the commands run it: say what it cost, or why it failed and go on eager.
+    """`compile_model` as the commands run it: say what it cost, or why it failed and go on eager.
 
     Eager gives the same results, so a compiler or backend failure never stops a run.
     """

@@ -2,11 +2,11 @@
 preprocessing and input size, from the options a user gives.
 
 Sources of weights:
-- ``--weights imagenet``: torchvision's ImageNet weights (downloaded once into torch's cache).
-- ``--weights FILE``: a state_dict (torchvision's keys or our own ``net.`` keys).
-- ``--checkpoint FILE``: written by ``cam-cli train``; self-describing (architecture, classes,
+- `weights` ``imagenet``: torchvision's ImageNet weights (downloaded once into torch's cache).
+- `weights` ``FILE``: a state_dict (torchvision's keys or our own ``net.`` keys).
+- `checkpoint` ``FILE``: written by ``cam-cli train``; self-describing (architecture, classes,
   preprocessing, input size), so nothing else needs to be given.
-Weights know their data, as torchvision's do: a 1000-class model without ``--classes`` is an
+Weights know their data, as torchvision's do: a 1000-class model without `classes_file` is an
 ImageNet model and gets torchvision's ImageNet class names.
 """
 
@@ -124,7 +124,7 @@ def load_model(
         loaded = _load(options, num_classes)
     except KeyError as error:  # unknown architecture
         raise ModelLoadError(str(error.args[0])) from None
-    except (ValueError, OSError) as error:  # unreadable --classes file, unknown normalization
+    except (ValueError, OSError) as error:  # unreadable `classes_file` file, unknown normalization
         if isinstance(error, SetupError):
             raise
         raise ModelLoadError(str(error)) from None

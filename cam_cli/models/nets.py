@@ -14,7 +14,7 @@ class PaperGAPNet(nn.Module):
     """A truncated ImageNet backbone + added conv 3x3/1/1 layers (1024 units, ReLU) + linear.
 
     ``trunk`` is the whole torchvision model with the layers after the cut removed, so its
-    state_dict keys are torchvision's and ``--backbone-weights`` files load into it directly.
+    state_dict keys are torchvision's and `backbone_weights` files load into it directly.
     """
 
     def __init__(

@@ -12,7 +12,7 @@ Two families:
   classifier + GAP (SqueezeNet, whose class maps are the classifier's own output maps).
 
 The wrapped torchvision model is kept whole under ``CAMNet.net``, so torchvision state_dicts
-load unchanged (``--weights FILE``) and torchvision's own weight enums still apply.
+load unchanged (`weights` ``FILE``) and torchvision's own weight enums still apply.
 """
 
 from __future__ import annotations

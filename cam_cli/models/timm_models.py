@@ -1,4 +1,4 @@
-"""timm networks as registry entries: ``--arch timm/<model_name>``, built generically.
+"""timm networks as registry entries: `arch` ``timm/<model_name>``, built generically.
 
 Any timm model whose head is CAM-exact works: the head must be global average pooling followed
 by one linear layer (dropout allowed), so that ``mean(M_c) = S_c - b_c``. The features are

@@ -19,11 +19,10 @@ from typing import IO, cast
 import numpy as np
 
 from cam_cli.data.classes import resolve_class
-from cam_cli.data.images import find_images
+from cam_cli.data.images import check_image_size, find_images
 from cam_cli.errors import SetupError
 from cam_cli.files.atomic import write_bytes_atomic
 from cam_cli.files.checks import (
-    check_image_size,
     check_input_size,
     check_output_file,
     check_outputs_spare_inputs,
@@ -68,7 +67,7 @@ def _localizer(
     group: Group,
     compile_now: bool,
 ) -> Localizer:
-    """The model loaded (from options) and prepared for ``run``, with ``--class`` queries
+    """The model loaded (from options) and prepared for ``run``, with `class` queries
     resolved against its classes, compiled when asked and ``compile_now``. A model loaded here
     is prepared in place, not copied."""
     loaded_here = isinstance(model, ModelOptions)
@@ -97,7 +96,7 @@ def _command_group(model: LoadedModel | ModelOptions | Localizer, run: RunOption
 
 
 def check_output_spares(output: str | Path | IO[str] | None, inputs: dict) -> None:
-    """``--output`` FILE, before any work: not a directory, and none of the files read
+    """`output` FILE, before any work: not a directory, and none of the files read
     (``inputs``: ``{option: paths}``, as the walk and stdin gave them); a stream is the
     caller's."""
     if isinstance(output, str | Path):
@@ -119,7 +118,7 @@ def _failed(path: str, reason: str) -> None:
 
 
 class _Drawing(Analysis):
-    """`--draw`'s picture of every image, drawn and PNG-encoded beside the network; an error
+    """`draw`'s picture of every image, drawn and PNG-encoded beside the network; an error
     is kept for the main loop to report."""
 
     def on_host(self, result: ImageResult) -> None:
@@ -207,7 +206,7 @@ def _write_records(
 
 
 def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path | str:
-    """Writes the image's `--draw` PNG: the file written, else the problem (also logged) why it
+    """Writes the image's `draw` PNG: the file written, else the problem (also logged) why it
     could not be drawn or written. The record then keeps its predictions and gains ``"error"``
     with that problem."""
     if isinstance(result.analysis, Exception):
@@ -239,23 +238,22 @@ def write_cams(
     images: Sequence[str],
     out: str | Path,
     *,
-    topk: int = 1,
+    cam: CamOptions = CamOptions(topk=1),
     classes: Sequence[str] | None = None,
     npy: str = "none",
     alpha: float = 0.5,
     run: RunOptions = RunOptions(),
-    ten_crop: bool = False,
 ) -> RunSummary:
     """For each image and class, ``IMAGE_rankR_CLASS.png`` (a jet overlay of the CAM) in
     ``out``, and with ``npy`` the raw maps: ``.feature.npy`` (h x w) and/or ``.image.npy``
-    (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``ten_crop``:
-    the maps are the merged ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
-    ``.feature.npy`` holds that frame."""
+    (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``cam``: its
+    ``topk`` classes of each image; with its ``ten_crop``, the maps are the merged ten-crop maps
+    (256 x 256 for a 224 network; `ten_crop`), and ``.feature.npy`` holds that frame."""
     from cam_cli.outputs.cam_files import CamWriter
 
     with open_group(run.device) as group:  # under torchrun: the group
         paths, missing = group.from_rank_zero(lambda: collect_images(images))
-        cam = CamOptions(topk=topk, ten_crop=ten_crop)
+        cam = CamOptions(topk=cam.topk, ten_crop=cam.ten_crop)  # the rest is for boxes
         localizer = _localizer(model, classes, cam, run, group, bool(paths))
         main = is_main_process()  # the others of a torchrun group render, never write
         try:
@@ -330,20 +328,19 @@ def write_heatmap_boxes(
     *,
     output: str | Path | IO[str] | None = None,
     fmt: str = "jsonl",
-    rule: str = "paper",
-    threshold: float = 0.2,
+    cam: CamOptions = CamOptions(),
     size: tuple[int, int] | None = None,
     reference: str | Path | None = None,
     upsample: int | None = None,
-    box_backend: str = "auto",
-    device: str = "auto",
+    run: RunOptions = RunOptions(),
 ) -> RunSummary:
     """What `cam-cli boxes` does: boxes from saved heatmaps, with no model.
 
     ``sources``: ``.npy`` maps (``[H, W]`` or ``[k, H, W]``) and grey image files, as files,
     folders or ``-`` (`data.heatmaps`). One record per map, in input order:
     ``{"path", "width", "height", "boxes"}`` (``"map": i`` after the path for a stack), the
-    boxes ranked by ``rule`` (`boxes.rules`). ``upsample``: the map is first resized bilinearly
+    boxes ranked by ``cam.box_rule`` (`boxes.rules`) at ``cam.threshold`` (None: the paper's
+    0.2). ``upsample``: the map is first resized bilinearly
     to ``N x N``, as `bbox` resizes a CAM to the network's input size. ``size`` (W, H) or the
     size of the ``reference`` image: the boxes are given in that image's pixels, as `bbox`
     does (the paper's and all-components' boxes are scaled, rounding outwards; ``zhou2016``
@@ -351,12 +348,15 @@ def write_heatmap_boxes(
     either, boxes are in the map's own pixels. A file that cannot be used gives
     ``{"path", "error"}``, a line on the logger, and counts as failed; the run goes on.
 
-    ``box_backend`` (`boxes.backends`): for the paper's rule, the maps of a file are boxed in one
-    call on ``device`` with ``torch`` or ``triton`` (``auto``: as `bbox` picks for the device,
-    scipy on the CPU); the boxes are the same as scipy's."""
+    ``run.box_backend`` (`boxes.backends`): for the paper's rule, the maps of a file are boxed in
+    one call on ``run.device`` with ``torch`` or ``triton`` (``auto``: as `bbox` picks for the
+    device, scipy on the CPU); the boxes are the same as scipy's."""
     from cam_cli.boxes.rules import check_rule, resize_map
     from cam_cli.data.heatmaps import HEATMAP_EXTENSIONS, read_maps, reference_size
     from cam_cli.outputs.writers import BoxRecordWriter
+
+    rule, box_backend, device = cam.box_rule, run.box_backend, run.device
+    threshold = 0.2 if cam.threshold is None else cam.threshold  # the paper's
 
     try:
         check_rule(rule)

@@ -105,7 +105,7 @@ class CocoDocument:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": printable_path(record["path"]),
                             "width": record["width"], "height": record["height"]})  # fmt: skip
-        if "drawing" in record:  # `bbox --draw`: the picture drawn for the image
+        if "drawing" in record:  # `bbox`'s `draw`: the picture drawn for the image
             self.images[-1]["drawing"] = printable_path(record["drawing"])
         for p in record["predictions"]:
             category = int(p["class_index"])
@@ -132,7 +132,7 @@ class CocoDocument:
 class RecordWriter:
     """Streams `ImageResult.as_record()` dicts as JSON Lines or CSV (one row per prediction),
     or gathers them into one COCO document written by `close` (``fmt="coco"``). ``drawing``:
-    the CSV gains a last column, ``drawing``, the picture `bbox --draw` made of the image (JSON
+    the CSV gains a last column, ``drawing``, the picture `bbox`'s `draw` made of the image (JSON
     records carry it as they are given it)."""
 
     def __init__(self, handle: IO[str], fmt: str = "jsonl", drawing: bool = False) -> None:
@@ -157,7 +157,7 @@ class RecordWriter:
         elif "predictions" not in record:
             self._csv.writerow([path, "", "", "", "", "", "", "", "", "", "", "",
                                 record["error"], *[""] * self._drawing])  # fmt: skip
-        else:  # an error beside predictions (the --draw PNG failed) is on each of its rows
+        else:  # an error beside predictions (the `draw` PNG failed) is on each of its rows
             drawing = [printable_path(record.get("drawing", ""))] * self._drawing
             for p in record["predictions"]:
                 self._csv.writerow([path, record["width"], record["height"], p["rank"],
@@ -165,7 +165,7 @@ class RecordWriter:
                                     p["score"], *p["box"], record.get("error", ""),
                                     *drawing])  # fmt: skip
         if self.handle is sys.stdout:
-            self.handle.flush()  # keep pipelines (`bbox | eval --predictions -`) streaming
+            self.handle.flush()  # keep pipelines (`bbox | eval`) streaming
 
     def close(self) -> None:
         """Ends the output: the COCO document is written here, all at once."""

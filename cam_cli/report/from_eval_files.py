@@ -1,5 +1,5 @@
-"""A report's input from what `cam-cli eval` already wrote: its ``--json`` report and its
-``--per-image`` lines (`evaluation.resume`). Until `eval --report` collects these as it runs,
+"""A report's input from what `cam-cli eval` already wrote: its `json_report` report and its
+`per_image` lines (`evaluation.resume`). Until `eval`'s `report` collects these as it runs,
 this is how a report is made of a finished evaluation; the rows are the lines as scored, so
 the report's verdicts are the run's.
 

@@ -1,4 +1,4 @@
-"""How many images one forward pass may take: bounded by memory, not only by ``--batch-size``.
+"""How many images one forward pass may take: bounded by memory, not only by `batch_size`.
 
 A network's activations grow with the square of its input size: a batch of 32 that takes a
 few hundred MB at 224 px needs tens of GB at 4096 px. `batch_for_memory` shrinks the batch to

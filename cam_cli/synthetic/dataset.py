@@ -12,7 +12,7 @@ exact. What it writes under ``OUT_DIR``::
     LOC_synset_mapping.txt                     ``wnid name`` lines, sorted by wnid (= class index)
     synthetic.json                             the generation parameters (provenance)
 
-With ``masks=True`` (``cam-cli synth --masks``) it also writes each val object's pixel mask in
+With ``masks=True`` (`synth`'s `masks`) it also writes each val object's pixel mask in
 OpenImages30k's layout, with wsolevaluation metadata for PxAP (`evaluation.pxap`)::
 
     masks/val/<wnid>/<id>_m<wnid>_<hash>.png   one per object, 0/255 grey (its exact pixels)
@@ -20,8 +20,8 @@ OpenImages30k's layout, with wsolevaluation metadata for PxAP (`evaluation.pxap`
                                                where the JPEG blends object and background
     wsol/val/{image_ids,class_labels,image_sizes,localization}.txt
                                                ids ``val/<id>.JPEG``; mask paths relative to
-                                               ``OUT_DIR`` (``eval --wsol-metadata
-                                               OUT_DIR/wsol/val --images OUT_DIR``)
+                                               ``OUT_DIR`` (`eval` with `wsol_metadata`
+                                               ``OUT_DIR/wsol/val``, `images` ``OUT_DIR``)
 
 The default output (no masks) is unchanged, byte for byte.
 

@@ -1,12 +1,12 @@
 """Training configuration: one flat set of keys, merged from layers, validated once.
 
-Precedence (highest first): command-line option > ``--config FILE`` > the run's own saved config
-(on ``--resume``) > the architecture's default recipe (`ARCH_DEFAULTS`) > built-in defaults (the
+Precedence (highest first): command-line option > `config` ``FILE`` > the run's own saved config
+(on `resume`) > the architecture's default recipe (`ARCH_DEFAULTS`) > built-in defaults (the
 `TrainConfig` field defaults). Keeping every layer a plain ``{key: value}`` dict makes that
 precedence one loop, lets a TOML file use exactly the names of the dataclass fields, and lets
-``config.toml`` written into a run directory be passed back as ``--config``.
+``config.toml`` written into a run directory be passed back as `config`.
 
-Nothing here imports torch at module level, so ``cam-cli --help`` stays fast.
+Nothing here imports torch at module level, so the command line's help answers at once.
 """
 
 from __future__ import annotations

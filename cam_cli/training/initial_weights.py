@@ -113,7 +113,7 @@ def apply_initial_weights(
 def starting_weights(config: TrainConfig, spec: ArchSpec) -> tuple[dict | None, str]:
     """The state_dict a run starts from (a local file, or torchvision's download) and its name.
 
-    Fetched before the network is built, so an offline ``--pretrained`` fails at once.
+    Fetched before the network is built, so an offline `pretrained` fails at once.
     """
     if config.backbone_weights is not None:
         return read_state_file(config.backbone_weights), config.backbone_weights

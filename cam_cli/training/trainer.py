@@ -2,7 +2,7 @@
 
 Layout of a run directory::
 
-    config.toml     the resolved config (pass it back with --config to repeat the run)
+    config.toml     the resolved config (pass it back with `config` to repeat the run)
     metrics.jsonl   one line per finished epoch (rewritten atomically; never two for one epoch)
     last.pt         everything needed to continue: weights, optimizer, step, RNG states
     best.pt         the best epoch so far (val top-1, or train top-1 without val data), slim
@@ -504,7 +504,7 @@ def train(
         val = sorted(data.val)[: config.val_images]
         data.notes.append(f"validating on the first {len(val)} of {len(data.val)} val images")
         data = TrainData(data.classes, data.train, val, data.notes)
-    ddp, device = setup_distributed(config.device)  # SetupError: a --device not here
+    ddp, device = setup_distributed(config.device)  # SetupError: a `device` not here
     log = _main_log(ddp)
     lock = FolderLock(run_dir) if ddp.main else None  # rank 0 writes, so rank 0 holds it
     try:
