@@ -23,6 +23,13 @@ import hooks  # noqa: E402
 
 MAX_PARAMETERS = 8
 
+# Flags inside what a run WRITES (not what it says): outputs stay byte-identical, and no CLI
+# layer rewrites them, so these keep the flag. Each (file, flag) with where the text goes.
+FLAGS_IN_OUTPUTS = {
+    ("cam_cli/outputs/runs.py", "--draw"): "a `bbox` record's error (stdout JSONL, CSV, COCO)",
+    ("cam_cli/training/checkpoints.py", "--config"): "the header line of a run's config.toml",
+}
+
 # A `--flag` of cam-cli as a user types it. CSS custom properties (the HTML report's stylesheet:
 # `--ink:` declares one, `var(--ink)` reads it) are not flags, nor other tools' flags with an
 # underscore (torchrun's `--nproc_per_node`, wsolevaluation's `--mask_root`).
@@ -188,7 +195,8 @@ def test_the_library_names_its_arguments_never_cli_flags():
     """The library names its own arguments in backticks; `cli/options.py` (`FLAGS`,
     `as_flags`) turns them into the flags the user typed."""
     found = [hit for path in _sources(outside_cli=True) for hit in _flags(path)]
-    assert found == []
+    left = [hit for hit in found if (hit.split(":")[0], hit.split()[-1]) not in FLAGS_IN_OUTPUTS]
+    assert left == [], "name the argument in backticks: `per_image`, not --per-image"
 
 
 @pytest.mark.parametrize(

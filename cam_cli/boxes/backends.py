@@ -56,7 +56,7 @@ def resolve_box_backend(step: str, device: torch.device) -> str:
     if step == "triton":
         problem = triton_problem(device)
         if problem is not None:
-            raise SetupError(f"--box-step triton: cannot run on {device} ({problem})")
+            raise SetupError(f"`box_backend` triton: cannot run on {device} ({problem})")
     return step
 
 

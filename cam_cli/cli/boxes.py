@@ -93,7 +93,7 @@ def boxes(
         try:
             wanted = None if size is None else parse_size(size)
         except ValueError as error:
-            raise o.fail(str(error)) from None
+            raise o.fail(o.as_flags(str(error))) from None
         summary = write_heatmap_boxes(
             sources,
             output=output,

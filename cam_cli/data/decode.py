@@ -295,7 +295,7 @@ def resolve_decode(decode: str, device: torch.device) -> str:
     if problem is None:
         return "device"
     if decode == "device":
-        raise SetupError(f"--decode device: cannot decode JPEGs on {device} ({problem})")
+        raise SetupError(f"`decode` device: cannot decode JPEGs on {device} ({problem})")
     if str(device) not in _warned:
         _warned.add(str(device))
         logger.warning("JPEG decoding on %s is not available (%s); using PIL", device, problem)

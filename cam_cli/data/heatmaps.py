@@ -95,11 +95,11 @@ def parse_size(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, in
     boxes beyond int64, or maps of many GB."""
     match = _SIZE.match(text)
     if not match or int(match[1]) < 1 or int(match[2]) < 1:
-        raise ValueError(f"--size must be WIDTHxHEIGHT in pixels, e.g. 500x375, not {text!r}")
+        raise ValueError(f"`size` must be WIDTHxHEIGHT in pixels, e.g. 500x375, not {text!r}")
     width, height = int(match[1]), int(match[2])
     if width * height > max_pixels:
         raise ValueError(
-            f"--size {text.strip()}: {width * height} pixels exceeds the limit of {max_pixels} "
+            f"`size` {text.strip()}: {width * height} pixels exceeds the limit of {max_pixels} "
             "(the largest image cam-cli decodes)"
         )
     return width, height

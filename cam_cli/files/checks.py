@@ -99,10 +99,10 @@ def check_run_folder(
     `backbone_weights` file (a run folder's last.pt or best.pt)."""
     out, data = Path(out), Path(data)
     for name in ("last.pt", "best.pt"):
-        check_not_an_input({"--out": out / name}, {"--backbone-weights": backbone})
+        check_not_an_input({"`out`": out / name}, {"`backbone_weights`": backbone})
     if same_file(out, data) or (data.is_dir() and _inside(out, data)):
         raise SetupError(
-            f"--out {printable_path(out)}: is inside the --data folder {printable_path(data)}; "
+            f"`out` {printable_path(out)}: is inside the `data` folder {printable_path(data)}; "
             "give a run folder outside the data"
         )
 
@@ -250,7 +250,7 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
 
 
 def check_input_size(
-    size: int | None, option: str = "--input-size", low: int = MIN_INPUT_SIZE
+    size: int | None, option: str = "`input_size`", low: int = MIN_INPUT_SIZE
 ) -> None:
     """A network input size (or a map's, `upsample`) wherever it comes from: an option, a
     training config, a checkpoint. ``option`` names where, e.g. ``"CKPT: its input_size"``."""
@@ -275,7 +275,7 @@ def max_workers(cpus: int | None = None) -> int:
     return max(8, 2 * (cpus or os.cpu_count() or 1))
 
 
-def bounded_workers(workers: int, option: str = "--workers") -> int:
+def bounded_workers(workers: int, option: str = "`workers`") -> int:
     """``workers`` capped at `max_workers`, with a note when it was more (results never
     depend on the number of workers)."""
     top = max_workers()

@@ -106,7 +106,7 @@ def _read_pid(fd: int) -> str:
 class FolderLock(_Lock):
     """A run folder (`train`'s `out`), locked through ``FOLDER/.cam-cli.lock``."""
 
-    def __init__(self, folder: str | Path, option: str = "--out") -> None:
+    def __init__(self, folder: str | Path, option: str = "`out`") -> None:
         super().__init__(Path(folder), Path(folder) / LOCK_NAME, option)
         self.folder = self.target
 
@@ -115,5 +115,5 @@ class FileLock(_Lock):
     """A file appended to by one run (`eval`'s `per_image`), locked through
     ``.NAME.cam-cli.lock`` beside it (the file itself may not exist yet, or be replaced)."""
 
-    def __init__(self, path: str | Path, option: str = "--per-image") -> None:
+    def __init__(self, path: str | Path, option: str = "`per_image`") -> None:
         super().__init__(Path(path), file_lock_path(path), option)

@@ -361,7 +361,7 @@ def compile_or_warn(localizer: Localizer, batch_size: int | None = None) -> bool
         seconds = localizer.compile(batch_size)
     except Exception as error:  # noqa: BLE001 - any compile failure: run uncompiled
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        logger.warning("--compile failed (%s); running uncompiled", reason)
+        logger.warning("`compile_model` failed (%s); running uncompiled", reason)
         return False
     logger.info("compiled in %.1f s", seconds)
     return True

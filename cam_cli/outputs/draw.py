@@ -189,7 +189,7 @@ def check_drawings_spare_inputs(paths: list[str], draw_dir: str | Path) -> None:
         target = Path(draw_dir) / f"{output_stem(path, taken)}_boxes.png"
         if target.resolve() in inputs:
             raise SetupError(
-                f"--draw {printable_path(draw_dir)}: its {printable_path(target.name)} would "
+                f"`draw` {printable_path(draw_dir)}: its {printable_path(target.name)} would "
                 "overwrite that input image; give another folder"
             )
 

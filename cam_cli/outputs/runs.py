@@ -52,7 +52,7 @@ class RunSummary:
 def collect_images(sources: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Image sources -> (paths to run, [(source, problem)] for those that do not exist)."""
     if not sources:
-        raise SetupError("no images given: use --images DIR|FILE|- (see --help)")
+        raise SetupError("no images given: use `images` DIR|FILE|- (see `help`)")
     paths, missing = [], []
     for path, problem in find_images(sources):
         (missing.append((str(path), problem)) if problem else paths.append(str(path)))
@@ -100,8 +100,8 @@ def check_output_spares(output: str | Path | IO[str] | None, inputs: dict) -> No
     (``inputs``: ``{option: paths}``, as the walk and stdin gave them); a stream is the
     caller's."""
     if isinstance(output, str | Path):
-        check_output_file(output, "--output")
-        check_outputs_spare_inputs({"--output": output}, inputs)
+        check_output_file(output, "`output`")
+        check_outputs_spare_inputs({"`output`": output}, inputs)
 
 
 def _model_files(model: LoadedModel | ModelOptions | Localizer) -> dict:
@@ -109,8 +109,8 @@ def _model_files(model: LoadedModel | ModelOptions | Localizer) -> dict:
     if not isinstance(model, ModelOptions):
         return {}
     weights = None if model.weights in (None, "imagenet") else model.weights
-    return {"--weights": weights, "--checkpoint": model.checkpoint,
-            "--classes": model.classes_file}  # fmt: skip
+    return {"`weights`": weights, "`checkpoint`": model.checkpoint,
+            "`classes_file`": model.classes_file}  # fmt: skip
 
 
 def _failed(path: str, reason: str) -> None:
@@ -150,7 +150,7 @@ def write_boxes(
     a group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
     with _command_group(model, run) as group:  # under torchrun: the group
         paths, missing = group.from_rank_zero(lambda: collect_images(images))
-        check_output_spares(output, {"--images": paths, **_model_files(model)})
+        check_output_spares(output, {"`images`": paths, **_model_files(model)})
         if draw is not None:
             check_drawings_spare_inputs(paths, draw)
         if isinstance(model, Localizer):
@@ -364,20 +364,20 @@ def write_heatmap_boxes(
         raise SetupError(str(error)) from None
     check_threshold(threshold)
     if size is not None and reference is not None:
-        raise SetupError("give --size WxH or --reference IMAGE, not both")
-    check_input_size(upsample, "--upsample", low=1)
+        raise SetupError("give `size` WxH or `reference` IMAGE, not both")
+    check_input_size(upsample, "`upsample`", low=1)
     check_image_size(size)
     if reference is not None:
         try:
             size = reference_size(reference)
         except ValueError as error:
             raise SetupError(str(error)) from None
-        check_image_size(size, f"--reference {printable_path(reference)}: its size")
+        check_image_size(size, f"`reference` {printable_path(reference)}: its size")
     if not sources:
-        raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
+        raise SetupError("no heatmaps given: use `maps` DIR|FILE|- (see `help`)")
     box_maps = _heatmap_boxer(rule, threshold, size, box_backend, device)
     found = list(find_images(sources, HEATMAP_EXTENSIONS))
-    check_output_spares(output, {"--maps": [path for path, _ in found], "--reference": reference})
+    check_output_spares(output, {"`maps`": [path for path, _ in found], "`reference`": reference})
     failures = 0
     with open_output(output) as handle:
         writer = BoxRecordWriter(handle, fmt)

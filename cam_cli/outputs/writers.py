@@ -57,7 +57,7 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
         yield path
     elif path is None or str(path) == "-":
         if sys.stdout is None:
-            raise SetupError("stdout is closed: give --output FILE, or let stdout be written")
+            raise SetupError("stdout is closed: give `output` FILE, or let stdout be written")
         with named_errors("<stdout>"):  # `> /dev/full`: "<stdout>: No space left on device"
             yield sys.stdout
             sys.stdout.flush()

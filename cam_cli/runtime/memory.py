@@ -116,5 +116,5 @@ def out_of_memory(input_size: int, batch: int) -> Iterator[None]:
             raise
         raise SetupError(
             f"out of memory at input size {input_size} with {batch} images per forward pass; "
-            "give a smaller --batch-size or --input-size"
+            "give a smaller `batch_size` or `input_size`"
         ) from None

@@ -224,7 +224,7 @@ def generate_dataset(
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise FileExistsError(
-                f"{out_dir} exists and is not empty (--overwrite replaces a dataset this "
+                f"{out_dir} exists and is not empty (`overwrite` replaces a dataset this "
                 "generator made)"
             )
         if not _is_replaceable(out_dir):

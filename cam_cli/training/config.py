@@ -301,7 +301,7 @@ def resolve_config(
 
     arch = cli.get("arch") or from_file.get("arch") or saved.get("arch")
     if not arch:
-        raise ConfigError("no architecture: give --arch NAME (see `cam-cli models`) or set arch")
+        raise ConfigError("no architecture: give `arch` NAME (see `cam-cli models`) or set arch")
     try:
         from cam_cli.models.registry import get_arch
 
@@ -333,8 +333,8 @@ def resolve_config(
         sources["pretrained"] = f"{spec.name} has ImageNet weights: {has_weights}"
     if merged["pretrained"] and not has_weights and merged["backbone_weights"] is None:
         raise ConfigError(
-            f"{spec.name} has no ImageNet weights to start from; use --no-pretrained, "
-            "or --backbone-weights FILE"
+            f"{spec.name} has no ImageNet weights to start from; use `no_pretrained`, "
+            "or `backbone_weights` FILE"
         )
     return ResolvedConfig(TrainConfig.from_dict(merged, "merged config"), sources)
 

@@ -164,7 +164,7 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise TrainError(
                 f"{len(data.train)} training images are fewer than one batch of "
-                f"{config.batch_size}; lower --batch-size"
+                f"{config.batch_size}; lower `batch_size`"
             )
         # On resume the weights come from last.pt: no download, no backbone file needed.
         build_config = (
@@ -469,11 +469,11 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig, data: TrainData, p
         raise TrainError(
             f"{path}: cannot resume with a different setup: "
             + "; ".join(problems)
-            + ". Use a new --out, or the run's own settings (epochs may be raised)."
+            + ". Use a new `out`, or the run's own settings (epochs may be raised)."
         )
     if config.epochs < int(saved["epoch"]):
         raise TrainError(
-            f"{path}: {saved['epoch']} epochs are done; --epochs must be at least that"
+            f"{path}: {saved['epoch']} epochs are done; `epochs` must be at least that"
         )
 
 
@@ -519,8 +519,8 @@ def train(
         saved = None
         if last.exists() and not resume:
             raise TrainError(
-                f"{run_dir} already holds a run ({LAST}); pass --resume to continue it, "
-                "or choose another --out"
+                f"{run_dir} already holds a run ({LAST}); pass `resume` to continue it, "
+                "or choose another `out`"
             )
         if resume and last.exists():
             saved = read_state_file(last)
@@ -542,7 +542,7 @@ def train(
                 detail = " ".join(str(error).split())[:200] or type(error).__name__
                 raise TrainError(
                     f"{last}: a damaged checkpoint, cannot resume from it ({detail}); "
-                    "start a new run with another --out"
+                    "start a new run with another `out`"
                 ) from None
             if ddp.main:  # drop lines of epochs about to be redone (written before a crash)
                 write_metrics(run_dir, [r for r in read_metrics(run_dir)
