@@ -41,7 +41,8 @@ class ArgumentError(SetupError):
         self.argument = argument
         self.problem = problem
 
-    def __reduce__(self):  # pickled whole (rank 0's error travels to the other ranks)
+    # pickled whole (rank 0's error travels to the other ranks)
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return type(self), (self.argument, self.problem)
 
 

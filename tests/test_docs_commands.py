@@ -170,7 +170,8 @@ def test_the_readme_opens_with_the_two_commands_ci_runs():
     )
     assert second.text.strip() == ".venv/bin/python -m pytest -q"
     ci = (REPO / ".ci" / "run").read_text().splitlines()
-    assert first.text.strip() in ci and second.text.strip() in ci
+    assert first.text.strip() in ci
+    assert second.text.strip() in ci
     getting_started = [b for b in SHELL_BLOCKS if b.path.name == "getting-started.md"][:2]
     assert [b.text for b in getting_started] == [first.text, second.text]
 

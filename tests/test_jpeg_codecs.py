@@ -70,7 +70,7 @@ def test_a_torchcodec_that_does_not_work_falls_back_unless_forced(fresh):
     with pytest.raises(SetupError, match="TorchCodec does not work here .built for another"):
         jpeg_codec()
     # --decode device names the reason; auto would use PIL with a warning
-    with pytest.raises(SetupError, match="^--decode device: cannot decode JPEGs on cpu .CAM_CLI"):
+    with pytest.raises(SetupError, match="^`decode` device: cannot decode JPEGs on cpu .CAM_CLI"):
         decode.resolve_decode("device", torch.device("cpu"))
 
 
@@ -83,7 +83,7 @@ def test_the_probe_names_the_codec(fresh):
     with pytest.raises(SetupError) as error:
         decode.resolve_decode("device", torch.device("cpu"))
     assert str(error.value) == (
-        "--decode device: cannot decode JPEGs on cpu (torchvision: no decoder here)"
+        "`decode` device: cannot decode JPEGs on cpu (torchvision: no decoder here)"
     )
     # e.g. a TorchCodec built without nvJPEG, on CUDA: the way out is named
     fresh.setattr(decode, "_probed", {})
@@ -107,7 +107,8 @@ def test_a_bad_file_costs_only_itself(fresh, codec, device):
     decoded = decode_jpegs([good[0], bad, good[1]], torch.device(device))
     assert isinstance(decoded[1], Exception)
     for image, alone in zip(decoded[::2], together, strict=True):
-        assert image.device.type == device and image.dtype == torch.uint8
+        assert image.device.type == device
+        assert image.dtype == torch.uint8
         assert tuple(image.shape) == (3, 24, 40)
         assert torch.equal(image, alone)
 

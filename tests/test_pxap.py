@@ -78,7 +78,8 @@ def test_a_damaged_mask_is_one_line_in_a_model_run_as_with_maps(masks, tmp_path)
         np.save(maps / f"{image_id}.npy", np.zeros((224, 224)))
     scored = invoke("eval", "--scoremaps", maps, "--wsol-metadata", root / "wsol" / "val",
                     "--mask-root", root)  # fmt: skip
-    assert scored.exit_code == 2 and f"error: {damaged}: cannot read the mask" in scored.stderr
+    assert scored.exit_code == 2
+    assert f"error: {damaged}: cannot read the mask" in scored.stderr
 
 
 def test_maps_scored_from_a_folder_are_checked_from_their_header(masks, tmp_path):

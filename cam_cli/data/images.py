@@ -192,7 +192,9 @@ def open_rgb(
         raise ValueError(f"{type(error).__name__}: {error}") from None
 
 
-def load_resized(path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+def load_resized(
+    path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, int, int]:
     """Decode and resize the whole image (no crop) to ``size x size``; returns (pixels, w, h)."""
     image, (width, height) = open_rgb(path, max_pixels, draft_size=size)
     resized = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)

@@ -257,5 +257,5 @@ def check_prediction_record(record: Mapping, where: str) -> None:
         )
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

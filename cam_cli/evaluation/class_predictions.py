@@ -104,7 +104,7 @@ def _is_class(value: object) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
-def _bbox_class(prediction) -> str:
+def _bbox_class(prediction: object) -> str:
     if isinstance(prediction, dict):
         return str(prediction.get("wnid") or prediction.get("class_index"))
     return str(prediction)

@@ -144,7 +144,9 @@ def rewrite_per_image(path: str | Path, raw_lines: list[bytes]) -> None:
             handle.write(raw)
 
 
-def _per_image_line(raw: bytes, number: int, path: Path, fingerprint: str, last: bool):
+def _per_image_line(
+    raw: bytes, number: int, path: Path, fingerprint: str, last: bool
+) -> dict[str, Any] | None:
     """Parse one line of a per-image file; None for a torn last line."""
     try:
         line = loads(raw, f"{path}:{number}") if raw.endswith(b"\n") else None

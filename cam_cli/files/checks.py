@@ -13,6 +13,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from cam_cli.errors import SetupError
 from cam_cli.files.image_names import is_image_file
@@ -69,7 +70,7 @@ def printable_line(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-def printable(value):
+def printable(value: Any) -> Any:
     """`printable_path` applied to every string in a JSON-like value (dicts, lists)."""
     if isinstance(value, str):
         return printable_path(value)
@@ -80,7 +81,7 @@ def printable(value):
     return value
 
 
-def strict_json(value):
+def strict_json(value: Any) -> Any:
     """NaN and infinities (not JSON) as null, in a JSON-like value; everything else as it is."""
     if isinstance(value, float) and not math.isfinite(value):
         return None

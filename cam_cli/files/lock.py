@@ -16,6 +16,7 @@ import os
 import stat
 from contextlib import suppress
 from pathlib import Path
+from typing import Self
 
 from cam_cli.errors import SetupError
 from cam_cli.files.checks import printable_path
@@ -38,11 +39,11 @@ class _Lock:
         self.option = option
         self._fd: int | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def acquire(self) -> None:

@@ -210,7 +210,9 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     )
 
 
-def _check_same_classes(own: list[ClassInfo], given: list[ClassInfo], options: ModelOptions):
+def _check_same_classes(
+    own: list[ClassInfo], given: list[ClassInfo], options: ModelOptions
+) -> None:
     own_wnids = [c.wnid for c in own]
     given_wnids = [c.wnid for c in given]
     if own_wnids != given_wnids:

@@ -208,7 +208,9 @@ def check_weight_dtypes(state_dict: dict[str, Any], source: str) -> None:
         )
 
 
-def load_weights_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str):
+def load_weights_into(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str
+) -> None:
     """`CAMNet.load_weights`, with a shape or key mismatch said in one line."""
     check_weight_dtypes(state_dict, source)
     try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from cam_cli.data.images import open_rgb
 from cam_cli.errors import SetupError
@@ -120,7 +120,7 @@ def label_text(prediction: dict) -> str:
     return f"{name}  {score:.2f}" if score >= 0.005 else f"{name}  <0.01"
 
 
-def _fitted(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+def _fitted(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
     """``text``, cut with an ellipsis to fit ``width`` px."""
     if draw.textlength(text, font=font) <= width:
         return text

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from cam_cli.inference.results import ImageResult
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.outputs.writers import RecordWriter, open_output
+
+if TYPE_CHECKING:  # the type only: `write_cams` imports it when it runs
+    from cam_cli.outputs.cam_files import CamWriter
 from cam_cli.runtime.device import resolve_device
 from cam_cli.runtime.distributed import is_main_process, process_device
 from cam_cli.runtime.group import Group, open_group
@@ -225,7 +228,7 @@ def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path 
 class _CamRendering(Analysis):
     """`write_cams`' pictures, rendered beside the network (`CamWriter.render`)."""
 
-    def __init__(self, writer) -> None:
+    def __init__(self, writer: CamWriter) -> None:
         super().__init__(keep_cams=True)
         self.writer = writer
 

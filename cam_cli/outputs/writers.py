@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -29,7 +29,7 @@ CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name",
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_cell(value):
+def csv_cell(value: object) -> object:
     """A text cell of a CSV output, neutralised for spreadsheets: one that starts like a
     formula gets a leading ``'`` (shown by no spreadsheet, read back as text). Numbers and
     other text are written as they are; JSON outputs are never changed."""
@@ -44,7 +44,7 @@ class SafeCsvWriter:
     def __init__(self, handle: IO[str]) -> None:
         self._writer = csv.writer(handle)
 
-    def writerow(self, row) -> None:
+    def writerow(self, row: Iterable[object]) -> None:
         self._writer.writerow([csv_cell(value) for value in row])
 
 

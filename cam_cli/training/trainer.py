@@ -26,9 +26,10 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -74,6 +75,9 @@ from cam_cli.training.data import (
 from cam_cli.training.initial_weights import initial_model
 from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
 from cam_cli.training.threshold import calibrate_checkpoints, threshold_images
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
@@ -206,7 +210,9 @@ class Trainer:
         self.step_in_epoch = 0
         self.on_disk: str | None = None  # what last.pt holds, for the divergence message
 
-    def _loader(self, dataset, sampler, drop_last: bool) -> torch.utils.data.DataLoader:
+    def _loader(
+        self, dataset: torch.utils.data.Dataset, sampler: torch.utils.data.Sampler, drop_last: bool
+    ) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=self.batch,
@@ -432,12 +438,12 @@ class Trainer:
         )
 
 
-def _main_log(ddp: Dist):
+def _main_log(ddp: Dist) -> Callable[..., None]:
     """Notes for people, from rank 0 only (every rank would say the same)."""
     return logger.info if ddp.main else (lambda *args: None)
 
 
-def _progress_bar(total: int, initial: int, desc: str, enabled: bool | None):
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool | None) -> tqdm | None:
     """``enabled=None``: a bar when stderr is a terminal (tqdm decides)."""
     if enabled is False:
         return None
@@ -583,7 +589,7 @@ def train(
         release_group(ddp)
 
 
-def _threshold_images(data_dir, data: TrainData, per_class: int) -> list:
+def _threshold_images(data_dir: str | Path, data: TrainData, per_class: int) -> list:
     """The boxed training images the CAM threshold will be chosen on, read now."""
     try:
         return threshold_images(data_dir, data.classes, per_class)
@@ -591,7 +597,14 @@ def _threshold_images(data_dir, data: TrainData, per_class: int) -> list:
         raise TrainError(f"threshold_images_per_class: {error}") from None
 
 
-def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log, images) -> None:
+def _choose_threshold(
+    run_dir: Path,
+    data_dir: str | Path,
+    per_class: int,
+    device: torch.device,
+    log: Callable[..., None],
+    images: list,
+) -> None:
     """The CAM threshold of best.pt, chosen on boxed training images (`training.threshold`)."""
     try:
         choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device), images)
