@@ -409,7 +409,7 @@ def test_a_latin1_csv_is_named_in_its_error(tmp_path):
 
     path = tmp_path / "LOC_val_solution.csv"
     path.write_bytes("ImageId,PredictionString\na,n01440764 1 2 3 4 caf\xe9\n".encode("latin-1"))
-    with pytest.raises(ValueError) as failed:
+    with pytest.raises(ValueError, match="not UTF-8 text") as failed:
         read_annotations(path)
     assert str(failed.value) == (
         f"{path}:2: not UTF-8 text (byte 0xe9 at column 24); save it as UTF-8"

@@ -47,7 +47,8 @@ def test_the_temp_file_sits_beside_the_target_with_a_marker_and_a_random_token(t
 def test_an_error_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "out.txt"
     write_text_atomic("old\n", target)
-    with pytest.raises(RuntimeError), atomic_file(target) as handle:
+    # the body is what the context manager under test wraps (PT012: more than one statement)
+    with pytest.raises(RuntimeError), atomic_file(target) as handle:  # noqa: PT012
         handle.write("half of the new")
         raise RuntimeError("killed")
     assert target.read_text() == "old\n"
@@ -139,7 +140,7 @@ def test_kill_9_mid_write_leaves_the_old_file_and_the_next_write_clears_the_temp
     assert target.read_text() == "old\n"
     (left,) = temps(tmp_path)
     assert (tmp_path / left).read_text() == "half of the new"
-    atomic._cleaned.clear()  # a new process: it clears each folder it writes to, once
+    atomic._cleaned.clear()  # noqa: SLF001 - a new process: it clears each folder once
     write_text_atomic("new\n", tmp_path / "another.txt")
     assert not temps(tmp_path)
     assert target.read_text() == "old\n"
@@ -162,7 +163,7 @@ def test_a_full_disk_is_said_of_the_target_file(tmp_path):
     import errno
 
     target = tmp_path / "last.pt"
-    with pytest.raises(OSError) as caught, atomic_file(target, "wb"):
+    with pytest.raises(OSError, match="No space left") as caught, atomic_file(target, "wb"):  # noqa: PT012
         try:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError:
@@ -170,7 +171,10 @@ def test_a_full_disk_is_said_of_the_target_file(tmp_path):
     assert caught.value.errno == errno.ENOSPC
     assert caught.value.filename == str(target)
     assert str(caught.value) == f"[Errno 28] No space left on device: '{target}'"
-    with pytest.raises(OSError) as caught, atomic_file(tmp_path / "m.jsonl") as handle:
+    with (  # noqa: PT012 - the body is what the context manager under test wraps
+        pytest.raises(OSError, match="too large") as caught,
+        atomic_file(tmp_path / "m.jsonl") as handle,
+    ):
         handle.write("x")
         raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
     assert caught.value.filename == str(tmp_path / "m.jsonl")
@@ -180,7 +184,10 @@ def test_a_full_disk_is_said_of_the_target_file(tmp_path):
 
 
 def test_a_full_disk_names_the_output():
-    with pytest.raises(OSError) as failed, atomic_file("/dev/full") as handle:
+    with (
+        pytest.raises(OSError, match="No space left") as failed,
+        atomic_file("/dev/full") as handle,
+    ):
         handle.write("x" * 10_000)
     assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, "/dev/full")
     assert str(failed.value) == "[Errno 28] No space left on device: '/dev/full'"
@@ -352,9 +359,11 @@ def test_cam_overlays_and_bbox_drawings_replace_a_fifo_and_a_symlink(fake, tmp_p
         cams = invoke("cam", *model_args(fake), "--images", image, "--out", tmp_path / "cams")
         drawn = invoke("bbox", *model_args(fake), "--images", image, "--draw", drawing.parent)
         takes_under(15, started)
-    assert cams.exit_code == 0 and drawn.exit_code == 0, cams.output + drawn.output
+    assert cams.exit_code == 0, cams.output + drawn.output
+    assert drawn.exit_code == 0, cams.output + drawn.output
     for path in (overlay, drawing):
-        assert not path.is_symlink() and path.read_bytes().startswith(b"\x89PNG"), path
+        assert not path.is_symlink(), path
+        assert path.read_bytes().startswith(b"\x89PNG"), path
 
 
 # --- a full disk, said of the file (issue 25, item 14) ----------------------------------------
@@ -369,14 +378,22 @@ def test_a_short_write_without_a_cause_on_a_full_disk_is_enospc_naming_the_file(
     target = tmp_path / "val" / "x.JPEG.npy"
     full = SimpleNamespace(f_bavail=0, f_bfree=0)
     full_disk = mock.patch("os.fstatvfs", return_value=full)
-    with full_disk, pytest.raises(OSError) as failed, atomic_file(target, "wb", derived=True):
+    with (
+        full_disk,
+        pytest.raises(OSError, match="No space left") as failed,
+        atomic_file(target, "wb", derived=True),
+    ):
         raise OSError("50176 requested and 26096 written")
     assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, str(target))
     assert not target.exists()
     assert not temps(target.parent)
     free = SimpleNamespace(f_bavail=10, f_bfree=10)  # not full: the error as it was
     free_disk = mock.patch("os.fstatvfs", return_value=free)
-    with free_disk, pytest.raises(OSError) as failed, atomic_file(target, "wb"):
+    with (
+        free_disk,
+        pytest.raises(OSError, match="50176 requested") as failed,
+        atomic_file(target, "wb"),
+    ):
         raise OSError("50176 requested and 26096 written")
     assert failed.value.errno is None
     assert "50176 requested" in str(failed.value)

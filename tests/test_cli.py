@@ -243,7 +243,8 @@ def test_models_into_a_closed_pipe_exits_0():
     os.close(read)  # closed before the table is written: EPIPE every time, not half the time
     proc = subprocess.run([*CLI, "models"], stdout=write, stderr=subprocess.PIPE, timeout=120)
     os.close(write)
-    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b"", proc.stderr
 
 
 def test_control_characters_in_file_names_are_escaped_on_stderr(tmp_path, capsys):

@@ -275,7 +275,8 @@ def test_resume_retries_images_that_failed_before(fake, tmp_path):
     _, one_shot = run_eval(fake, tmp_path, "--maxboxacc", name="one_shot.json")
     log = tmp_path / "per_image.jsonl"
     result, first = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images)
-    assert result.exit_code == 1 and first["failed_images"] == 1, result.output
+    assert result.exit_code == 1, result.output
+    assert first["failed_images"] == 1, result.output
     assert sum(json.loads(t)["error"] is not None for t in log.read_text().splitlines()) == 1
     broken.write_bytes(good_bytes)  # fixed
     result, resumed = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images,
@@ -372,7 +373,8 @@ def test_resume_refuses_lines_of_other_weights_under_the_same_file_name(fake, tm
     copy.write_bytes(weights.read_bytes())
     moved = [str(copy) if a == weights else a for a in args]
     result = invoke("eval", *moved, "--per-image", log)
-    assert result.exit_code == 0 and "resumed: 10 images" in result.stdout, result.output
+    assert result.exit_code == 0, result.output
+    assert "resumed: 10 images" in result.stdout, result.output
     torch.manual_seed(1)  # retrained: other weights under the old name
     torch.save(build_model("small-gap", 3).state_dict(), weights)
     result = invoke("eval", *args, "--per-image", log)
@@ -471,7 +473,8 @@ def test_cub_checkpoint_with_another_class_order(cub, tmp_path):
 )
 def test_usage_errors(args, message):
     result = invoke("eval", *args)
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.output
 
 
 def test_unreadable_annotations_are_a_usage_error(tmp_path):
@@ -527,7 +530,8 @@ def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weigh
         stdin=bbox.stdout, capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     bbox.stdout.close()
-    assert bbox.wait(timeout=300) == 0 and evaluation.returncode == 0, evaluation.stderr
+    assert bbox.wait(timeout=300) == 0, evaluation.stderr
+    assert evaluation.returncode == 0, evaluation.stderr
     assert without_gt_known(json.loads(evaluation.stdout)) == without_gt_known(from_xml)
     # Loose sanity on 32 images (the whole sample: ~20% top-1 error, ~40% GT-known error).
     assert from_xml["top1_cls_error"] <= 40
@@ -668,4 +672,5 @@ def test_class_predictions_from_another_classifier(fake, tmp_path):
 )
 def test_wsol_usage_errors(args, message):
     result = invoke("eval", *args)
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.output

@@ -42,9 +42,9 @@ def device():
         return
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set in this process")
-    ct._checked.clear()
+    ct._checked.clear()  # noqa: SLF001 - the self-check's cache, reset per test
     yield torch.device("cpu")
-    ct._checked.clear()
+    ct._checked.clear()  # noqa: SLF001 - the self-check's cache, reset per test
 
 
 def triton_mask_boxes(masks: np.ndarray, device) -> np.ndarray:

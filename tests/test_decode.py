@@ -145,7 +145,8 @@ def test_items_off_the_device_path_are_the_pil_paths_own(files):
             assert item.error is None
             assert item.encoded.tobytes() == Path(paths[index]).read_bytes()
             continue
-        assert item.encoded is None and item.error == reference.error, kind
+        assert item.encoded is None, kind
+        assert item.error == reference.error, kind
         assert (item.width, item.height) == (reference.width, reference.height)
         if reference.pixels is not None:
             np.testing.assert_array_equal(item.pixels, reference.pixels)
@@ -220,7 +221,8 @@ def test_pixels_match_the_pil_path_on_the_real_sample(sample_dir, device):
         got, want = _sample_pixels(paths[start : start + 64], device)
         difference = (got - want).abs().float()
         if device == "cpu":
-            assert difference.mean() < 0.01 and difference.max() <= 2, difference.max()
+            assert difference.mean() < 0.01, difference.max()
+            assert difference.max() <= 2, difference.max()
         else:  # nvJPEG's IDCT and chroma upsampling differ from libjpeg's: not measured yet
             assert difference.mean() < 2.0, difference.mean()
 
@@ -357,5 +359,6 @@ def test_torchvisions_deprecation_warning_does_not_reach_stderr(tmp_path):
             tmp_path / "a.jpg", "--decode", "device", "--device", "cpu", "-q"]  # fmt: skip
     proc = subprocess.run([sys.executable, "-m", "cam_cli", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0 and proc.stdout.count("\n") == 1, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1, proc.stderr
     assert proc.stderr == ""

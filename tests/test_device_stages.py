@@ -66,7 +66,8 @@ def test_syncs_below_localizer_run_are_the_loop(no_debug_mode, fake, monkeypatch
     paths = sorted(str(p) for p in (fake / "imgs").glob("*.jpg"))[:4]
     with open(os.devnull, "w") as devnull:
         report = sync_count.count_syncs(lambda: write_boxes(localizer, paths, output=devnull))
-    assert report.in_loop == 2 and report.setup == 0, report
+    assert report.in_loop == 2, report
+    assert report.setup == 0, report
     (site,) = report.sites
     assert "cam_cli/inference/localizer.py:" in site  # the loop that launched it
 

@@ -100,7 +100,8 @@ def assert_same_exit(run: subprocess.CompletedProcess, single_exit_code: int) ->
 def assert_usage_error(run: subprocess.CompletedProcess) -> None:
     """Every rank exits 2 (torchrun may stop one that is still exiting: SIGTERM), no output."""
     codes = rank_exit_codes(run)
-    assert 2 in codes.values() and set(codes.values()) <= {2, -15}, run.stderr[-3000:]
+    assert 2 in codes.values(), run.stderr[-3000:]
+    assert set(codes.values()) <= {2, -15}, run.stderr[-3000:]
     assert run.stdout == ""
 
 

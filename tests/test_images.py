@@ -32,7 +32,8 @@ def test_modes_become_rgb(tmp_path):
     sixteen_path = save(tmp_path, "sixteen.png", sixteen)
     for path in (grey, palette, rgba_path, cmyk, sixteen_path):
         image, size = open_rgb(path)
-        assert image.mode == "RGB" and size == (8, 6), path
+        assert image.mode == "RGB", path
+        assert size == (8, 6), path
     assert open_rgb(grey)[0].getpixel((3, 3)) == (100, 100, 100)
     assert open_rgb(rgba_path)[0].getpixel((0, 0)) == (255, 255, 255)
     assert open_rgb(rgba_path)[0].getpixel((1, 1)) == (255, 0, 0)
@@ -176,13 +177,15 @@ def test_one_pixel_limit_for_pillow_and_the_tool(large_pngs):
     assert pixels.min() == 255
     with open_image(large_pngs / "169mp.png") as image:  # under the limit: opens for decoding
         assert image.size == (13000, 13000)
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(ValueError, match="exceeds the limit") as refused:
         open_rgb(large_pngs / "180mp.png")
     assert str(refused.value) == (
         "refused: 13400x13400 = 179560000 pixels exceeds the limit of 178956970 "
         "(decompression bomb?)"
     )
-    with pytest.raises(ValueError) as refused:  # Pillow's own error (over twice its limit)
+    with pytest.raises(
+        ValueError, match="exceeds the limit"
+    ) as refused:  # Pillow's own error (over twice its limit)
         open_rgb(large_pngs / "400mp.png")
     assert str(refused.value) == (
         "refused: 400000000 pixels exceeds the limit of 178956970 (decompression bomb?)"

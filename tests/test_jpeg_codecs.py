@@ -21,10 +21,10 @@ from cam_cli.data import decode, jpeg_codecs
 from cam_cli.data.jpeg_codecs import ENV_VAR, decode_jpegs, jpeg_codec
 from cam_cli.errors import SetupError
 
-HAVE_TORCHCODEC = jpeg_codecs._torchcodec_problem() is None
+HAVE_TORCHCODEC = jpeg_codecs.torchcodec_problem() is None
 needs_torchcodec = pytest.mark.skipif(
     not HAVE_TORCHCODEC,
-    reason=f"TorchCodec does not work here ({jpeg_codecs._torchcodec_problem()})",
+    reason=f"TorchCodec does not work here ({jpeg_codecs.torchcodec_problem()})",
 )
 CODECS = ["torchvision", pytest.param("torchcodec", marks=needs_torchcodec)]
 
@@ -63,7 +63,7 @@ def test_the_codec_is_torchcodec_where_it_works_and_can_be_forced(fresh):
 
 
 def test_a_torchcodec_that_does_not_work_falls_back_unless_forced(fresh):
-    fresh.setattr(jpeg_codecs, "_torchcodec_problem", lambda: "built for another torch")
+    fresh.setattr(jpeg_codecs, "torchcodec_problem", lambda: "built for another torch")
     assert jpeg_codec() == "torchvision"
     fresh.setenv(ENV_VAR, "torchcodec")
     jpeg_codec.cache_clear()
@@ -179,6 +179,7 @@ def test_on_cuda_both_codecs_stay_close_to_libjpeg(fresh, sample_dir):
         jpeg_codec.cache_clear()
         got = decode_jpegs(files, torch.device("cuda"))
         for path, image, reference in zip(paths, got, want, strict=True):
-            assert isinstance(image, torch.Tensor) and image.is_cuda, (codec, path.name, image)
+            assert isinstance(image, torch.Tensor), (codec, path.name, image)
+            assert image.is_cuda, (codec, path.name, image)
             difference = (image.cpu().int() - reference).abs().float()
             assert difference.mean() < 2.0, (codec, path.name, difference.mean())

@@ -56,7 +56,7 @@ def test_weights_files_that_are_empty_fifos_or_pickles(fake, tmp_path):
     one_line_error(invoke(*base, fifo), "not a regular file")
 
     class Evil:
-        def __reduce__(self):
+        def __reduce__(self) -> tuple:
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
     torch.save({"x": Evil()}, tmp_path / "evil.pth")

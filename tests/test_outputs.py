@@ -262,9 +262,11 @@ def test_overlay_at_alpha_1_is_the_jet_colour_of_the_map(boxes, cams):
         cold = cell_centre(np.unravel_index(np.argmin(normalised), CAM_SIZE), CAM_SIZE, size)
         # a pixel may sit half a pixel off the cell's centre, hence the tolerance on 128
         red, green, blue = overlay[hot]
-        assert abs(red - 128) <= 16 and green == blue == 0, f"{name}: peak {overlay[hot]}"
+        assert abs(red - 128) <= 16, f"{name}: peak {overlay[hot]}"
+        assert green == blue == 0, f"{name}: peak {overlay[hot]}"
         red, green, blue = overlay[cold]
-        assert abs(blue - 128) <= 16 and red == green == 0, f"{name}: zero {overlay[cold]}"
+        assert abs(blue - 128) <= 16, f"{name}: zero {overlay[cold]}"
+        assert red == green == 0, f"{name}: zero {overlay[cold]}"
 
 
 @pytest.mark.slow

@@ -252,7 +252,7 @@ def test_class_specs():
     assert len({s.colour for s in first}) == 8
     assert class_specs(6)[0].name == "red striped disc"
     for bad in (0, MAX_CLASSES + 1):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="num_classes must be in"):
             class_specs(bad)
 
 
@@ -278,7 +278,7 @@ def test_refuses_to_clobber_and_overwrites_own_output(tmp_path):
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     calls = []
-    real_save = synthetic._save_jpeg
+    real_save = synthetic._save_jpeg  # noqa: SLF001 - wrapped to fail part-way
 
     def flaky_save(image, path):
         calls.append(path)

@@ -396,7 +396,8 @@ def test_resume_from_a_last_pt_with_a_damaged_optimizer(data, tmp_path, damage):
     result = invoke(*args, "--epochs", 2, "--resume")
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
         f"cam-cli: error: {run / 'last.pt'}: a damaged checkpoint, cannot resume from it ("
     ), result.stderr
 
@@ -410,7 +411,7 @@ def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
     from cam_cli.files import atomic
 
     class FullDisk(io.RawIOBase):
-        def __init__(self, real):
+        def __init__(self, real) -> None:
             self.real = real
 
         def writable(self):
@@ -450,7 +451,8 @@ def test_offline_pretrained_says_to_pass_backbone_weights(data, tmp_path):
         pytest.skip("torchvision's VGG16 weights were available")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--backbone-weights FILE" in lines[0], result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "--backbone-weights FILE" in lines[0], result.stderr
     assert lines[0].startswith("cam-cli: error:")
 
 
@@ -500,9 +502,5 @@ def test_a_malformed_boxes_file_for_the_threshold_stops_before_training(tmp_path
     config = tiny_config(threshold_images_per_class=1, image_size=32)
     with pytest.raises(TrainError, match=r"threshold_images_per_class: .*_boxes.txt:1: expected 5"):
         train(config, root, tmp_path / "run", progress=False)
-    assert (
-        not (tmp_path / "run" / "last.pt").exists()
-    )
-    assert (
-        not (tmp_path / "run" / "best.pt").exists()
-    )
+    assert not (tmp_path / "run" / "last.pt").exists()
+    assert not (tmp_path / "run" / "best.pt").exists()

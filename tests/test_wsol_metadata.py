@@ -416,12 +416,8 @@ def test_synth_masks_pxap_of_ideal_and_box_maps(synth_masks, tmp_path):
 def test_synth_cli_masks_flag_and_default_without_masks(tmp_path):
     result = invoke("synth", tmp_path / "plain", "--train-per-class", "1", "--val-images", "2")
     assert result.exit_code == 0, result.output
-    assert (
-        not (tmp_path / "plain" / "masks").exists()
-    )
-    assert (
-        not (tmp_path / "plain" / "wsol").exists()
-    )
+    assert not (tmp_path / "plain" / "masks").exists()
+    assert not (tmp_path / "plain" / "wsol").exists()
     assert "masks" not in json.loads((tmp_path / "plain" / "synthetic.json").read_text())
     result = invoke(
         "synth", tmp_path / "m", "--train-per-class", "1", "--val-images", "2", "--masks"
@@ -529,7 +525,8 @@ def test_model_run_with_wsol_metadata_equals_xml(ilsvrc, tmp_path):
 )
 def test_eval_wsol_usage_errors(args, message):
     result = invoke("eval", *args)
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.output
 
 
 def test_eval_missing_mask_file_stops_before_any_image(synth_masks, tmp_path):
@@ -538,7 +535,8 @@ def test_eval_missing_mask_file_stops_before_any_image(synth_masks, tmp_path):
         "--images", synth_masks, "--mask-root", tmp_path, "--classes",
         synth_masks / "LOC_synset_mapping.txt", "-q",
     )  # fmt: skip
-    assert result.exit_code == 2 and "no such mask file" in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert "no such mask file" in result.stderr, result.output
 
 
 def test_eval_scoremaps_with_mask_metadata_gives_pxap(synth_masks, tmp_path):
@@ -651,7 +649,7 @@ def test_a_huge_line_is_refused_with_a_short_message(tmp_path):
     """Issue 25 (12): a 300 MB line took 4.8 GB and gave a 1.26 GB error line."""
     folder = write_metadata(tmp_path / "m", class_labels="a.jpg,0\n")
     (folder / "image_ids.txt").write_bytes(b"a.jpg\n" + b"v" * 3_000_000 + b"\n")
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(ValueError, match="a line longer than") as refused:
         read_wsol_metadata(folder)
     message = str(refused.value)
     assert message.startswith(f"{folder / 'image_ids.txt'}:2: a line longer than 1048576 bytes")

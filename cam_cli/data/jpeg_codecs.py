@@ -93,7 +93,7 @@ _DECODERS = {"torchcodec": _torchcodec_decoder, "torchvision": _torchvision_deco
 
 
 @cache
-def _torchcodec_problem() -> str | None:
+def torchcodec_problem() -> str | None:
     """None if TorchCodec imports and decodes a JPEG on the CPU here, else why not."""
     try:
         image = _torchcodec_decoder()(_tiny_jpeg(), torch.device("cpu"))
@@ -116,7 +116,7 @@ def jpeg_codec() -> str:
         raise SetupError(f"{ENV_VAR}={forced!r}: use one of auto, {', '.join(CODECS)}")
     if forced == "torchvision":
         return "torchvision"
-    problem = _torchcodec_problem()
+    problem = torchcodec_problem()
     if problem is None:
         return "torchcodec"
     if forced == "torchcodec":
