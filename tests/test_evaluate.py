@@ -210,7 +210,7 @@ def test_missing_message_lists_first_few_and_counts():
     assert "8 images have no annotation" in text
     assert "a4.JPEG, ... (3 more)" in text
     assert "1 annotations have no image (e.g. b1)" in text
-    assert "--allow-missing" in text
+    assert "`allow_missing`" in text
     check_missing(missing, allow_missing=True)  # no error
 
 
