@@ -41,9 +41,7 @@ def choices_summary(
         batch += f" (each epoch leaves out its last partial batch: {left} images, others each time)"
     parts.append(batch)
     new_lr = config.lr * config.new_layers_lr_mult
-    parts.append(f"lr {config.lr:g} ({new_lr:g} for the new layers)"
-                 + (f" for {classes} classes" if sources.get("lr", "").startswith(CPU_SOURCE)
-                    else ""))  # fmt: skip
+    parts.append(f"lr {config.lr:g} ({new_lr:g} for the new layers)")
     parts.append(f"{workers} loader workers on {os.cpu_count() or 1} cores")
     if config.threshold_boxes is not None:
         parts.append(f"CAM threshold chosen on the boxes of {config.threshold_boxes}")

@@ -288,15 +288,15 @@ def resolve_config(
     config_file: str | Path | None = None,
     base: dict[str, Any] | None = None,
     base_name: str = "saved run config",
-    cpu_classes: int | None = None,
+    on_cpu: bool = False,
 ) -> ResolvedConfig:
     """Merge the layers (see the module docstring) into one validated `TrainConfig`.
 
     ``overrides`` holds only the options given on the command line (None = not given). ``base``
     is a run's saved config on resume: it replaces the architecture's defaults, so resuming needs
     no options at all. The architecture's dependent values (image size, pretrained) are filled in
-    here, so the saved config says exactly what ran. ``cpu_classes``: the run is on a CPU, with
-    this many classes; without a config file or a saved config, the CPU recipe
+    here, so the saved config says exactly what ran. ``on_cpu``: the run is on a CPU; without a
+    config file or a saved config, the CPU recipe
     (`training.cpu_recipe`, with `mobilenet_v2` when no arch is given) then sits just above the
     architecture's defaults.
     """
@@ -305,7 +305,7 @@ def resolve_config(
     from_file = read_config_file(config_file) if config_file is not None else {}
     saved = {k: _check_value(k, v, base_name) for k, v in (base or {}).items()}
 
-    on_cpu = cpu_classes is not None and config_file is None and not base
+    on_cpu = on_cpu and config_file is None and not base
     arch = cli.get("arch") or from_file.get("arch") or saved.get("arch")
     if not arch and on_cpu:
         from cam_cli.training.cpu_recipe import CPU_ARCH
@@ -330,7 +330,7 @@ def resolve_config(
         starts_trained = "backbone_weights" in cli or (
             has_weights if pretrained is None else pretrained
         )
-        cpu_layer = cpu_recipe(cpu_classes or 1, starts_trained)
+        cpu_layer = cpu_recipe(starts_trained)
         if not (cli.get("arch") or saved.get("arch")):
             cpu_layer["arch"] = spec.name
     layers: list[tuple[str, dict[str, Any]]] = [

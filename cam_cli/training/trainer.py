@@ -486,12 +486,11 @@ def train(
     resume: bool = False,
     *,
     progress: bool | None = None,
-    scanned: TrainData | None = None,
     sources: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train ``config.arch`` on ``data_dir`` into ``out_dir``; continue from last.pt if resume.
-    ``scanned``: `scan_data` of ``data_dir`` done already; ``sources``: where each setting
-    came from (`resolve_config`), for the one-line summary of the choices.
+    ``sources``: where each setting came from (`resolve_config`), for the one-line summary
+    of the choices.
 
     Works alike as a plain process and under torchrun (DistributedDataParallel; only rank 0
     writes files and logs). Raises a `SetupError` (`TrainError`: set-up problems, incompatible
@@ -500,7 +499,7 @@ def train(
     last good ones).
     """
     run_dir = Path(out_dir)
-    data = scanned if scanned is not None else scan_data(data_dir)
+    data = scan_data(data_dir)
     if config.train_images_per_class:
         kept = limit_per_class(data.train, config.train_images_per_class)
         data.notes.append(f"training on the first {config.train_images_per_class} images of "
@@ -639,15 +638,12 @@ def train_from_options(
     recipe > built-ins), then `train`. No option has to be repeated to resume."""
     saved_config = Path(out_dir) / CONFIG_FILE
     base = read_config_file(saved_config) if resume and saved_config.is_file() else None
-    scanned, cpu_classes = None, None
-    if base is None and config_file is None and _no_gpu(overrides.get("device")):
-        scanned = scan_data(data_dir)  # the CPU recipe's learning rate needs the class count
-        cpu_classes = len(scanned.classes)
+    on_cpu = base is None and config_file is None and _no_gpu(overrides.get("device"))
     resolved = resolve_config(
-        overrides=overrides, config_file=config_file, base=base, cpu_classes=cpu_classes
+        overrides=overrides, config_file=config_file, base=base, on_cpu=on_cpu
     )
     return train(resolved.config, data_dir, out_dir, resume=resume, progress=progress,
-                 scanned=scanned, sources=resolved.sources)  # fmt: skip
+                 sources=resolved.sources)  # fmt: skip
 
 
 def _no_gpu(device: str | None) -> bool:
