@@ -126,6 +126,16 @@ class MaxBoxAccProtocolName(StrEnum):
     cam_cli = "cam-cli"
 
 
+class AnnotationsFormat(StrEnum):
+    """How `eval` reads its ground truth (`data.interchange.FORMATS`)."""
+
+    ilsvrc = "ilsvrc"
+    voc = "voc"
+    yolo = "yolo"
+    coco = "coco"
+    csv = "csv"
+
+
 class CubSplit(StrEnum):
     test = "test"
     train = "train"
