@@ -65,3 +65,15 @@ def test_a_file_with_nothing_usable_is_refused(tmp_path):
     csv.write_text(HEADER + "none.jpg,jellyfish,0,0,1,1\n")
     with pytest.raises(ValueError, match="no box of an image under .* of a class trained"):
         boxed_images(csv, CLASSES, [])
+
+
+def test_two_images_of_the_name_a_box_gives_are_refused_others_may_share_names(tmp_path):
+    _image(tmp_path / "train" / "a" / "x.jpg")
+    _image(tmp_path / "train" / "b" / "x.jpg")  # not named by the file: no matter
+    _image(tmp_path / "boxes" / "y.jpg")
+    csv = tmp_path / "boxes.csv"
+    csv.write_text(HEADER + "boxes/y.jpg,jellyfish,0,0,1,1\n")
+    assert [label for _, label, _ in boxed_images(csv, CLASSES, [])] == [1]
+    csv.write_text(HEADER + "train/a/x.jpg,jellyfish,0,0,1,1\n")
+    with pytest.raises(ValueError, match="two images named x under"):
+        boxed_images(csv, CLASSES, [])

@@ -15,14 +15,14 @@ stops the run at once, before any training, naming file and line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cam_cli.data.class_match import ClassMatcher
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.ground_truth import ImageAnnotation
+from cam_cli.data.images import list_images
 from cam_cli.data.interchange import read_ground_truth
-from cam_cli.data.matching import match_images
 from cam_cli.files.reading import excerpt
 
 BoxedImage = tuple[str, int, ImageAnnotation]  # (image path, class index, its boxes)
@@ -36,6 +36,24 @@ def images_folder(path: Path, images: object) -> Path:
     return path if path.is_dir() else path.parent
 
 
+def _find_images(
+    folder: Path, annotations: Mapping[str, ImageAnnotation]
+) -> tuple[list[tuple[Path, ImageAnnotation]], list[str]]:
+    """The images under ``folder`` the file names (by file stem), and the names not found.
+    Unlike `eval`'s matching, other images may share a name (a box file kept at the top of a
+    data folder sees every class's images): only two images for one NAMED stem are refused."""
+    found: dict[str, Path] = {}
+    for image in list_images(folder):
+        if image.stem in annotations:
+            if image.stem in found:
+                raise ValueError(f"two images named {image.stem} under {folder}: "
+                                 f"{found[image.stem]}, {image}; which one the box is of "
+                                 "is unknown")  # fmt: skip
+            found[image.stem] = image
+    matched = [(found[stem], annotations[stem]) for stem in annotations if stem in found]
+    return matched, [stem for stem in annotations if stem not in found]
+
+
 def boxed_images(
     path: str | Path, classes: Sequence[ClassInfo], notes: list[str]
 ) -> list[BoxedImage]:
@@ -45,9 +63,10 @@ def boxed_images(
     path = Path(path)
     truth = read_ground_truth(path)  # names kept as written: matched below, leniently
     folder = images_folder(path, truth.images)
-    matched, _, absent = match_images(folder, truth.annotations)
+    matched, absent = _find_images(folder, truth.annotations)
     matcher = ClassMatcher(classes)
     chosen: list[BoxedImage] = []
+    said = len(notes)
     unknown: list[str] = []
     mixed: list[str] = []
     for image, annotation in matched:
@@ -74,5 +93,7 @@ def boxed_images(
         notes.append(f"{len(absent)} images of {path} are not under {folder} (e.g. "
                      f"{excerpt(absent[0])}); their boxes left out")  # fmt: skip
     if not chosen:
-        raise ValueError(f"{path}: no box of an image under {folder} of a class trained")
+        reasons = "".join(f"; {note}" for note in notes[said:])
+        raise ValueError(f"{path}: no box of an image under {folder} of a class trained"
+                         + reasons)  # fmt: skip
     return chosen
