@@ -532,13 +532,15 @@ def train(
             _check_resume(saved, config, data, last)
         elif resume:
             log(f"nothing to resume in {run_dir} (no {LAST}); starting a new run")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        # The network (and its starting weights: a download that fails offline) first, so a
+        # setup error leaves no config.toml behind in a run folder that holds no run.
+        trainer = Trainer(config, data, run_dir, ddp, device, progress, saved is None)
         if ddp.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(run_dir)
             write_run_config(run_dir, config)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        trainer = Trainer(config, data, run_dir, ddp, device, progress, saved is None)
         if saved is not None:
             try:
                 trainer.restore(saved)
