@@ -1,6 +1,6 @@
 """docs/own-data.md's example: three Tiny ImageNet classes as a user's own folders.
 
-    python scripts/own_data_example.py ../shared/data/tiny-imagenet-dev my_data
+    python scripts/docs/own_data_example.py ../shared/data/tiny-imagenet-dev my_data
 
 writes, with human names as the class folders (jellyfish, king_penguin, golden_retriever):
 
