@@ -318,13 +318,16 @@ def write_cams(
     alpha: float = 0.5,
     run: RunOptions = RunOptions(),
     ten_crop: bool = False,
+    pseudo_masks: str | Path | None = None,
 ) -> RunSummary:
     """For each image and class, ``IMAGE_rankR_CLASS.png`` (a jet overlay of the CAM) in
     ``out``, and with ``npy`` the raw maps: ``.feature.npy`` (h x w) and/or ``.image.npy``
     (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``ten_crop``:
     the maps are the merged ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
-    ``.feature.npy`` holds that frame."""
+    ``.feature.npy`` holds that frame. ``pseudo_masks``: also a folder of one segmentation
+    pseudo-mask per image (`outputs.masks`)."""
     from cam_cli.outputs.cam_files import CamWriter
+    from cam_cli.outputs.masks import MaskWriter
 
     with shards.processes(run.device) as job:  # under torchrun: the group
         paths, missing = job.from_rank_zero(lambda: collect_images(images))
@@ -333,7 +336,10 @@ def write_cams(
         main = is_main_process()  # the others of a torchrun group render, never write
         try:
             writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
-        except ValueError as error:
+            masks = None
+            if pseudo_masks is not None:  # every rank checks; results come to rank 0 alone
+                masks = MaskWriter(pseudo_masks, paths, localizer.threshold)
+        except (ValueError, SetupError) as error:
             localizer.close()
             raise SetupError(str(error)) from None
         for path, problem in missing if main else ():
@@ -347,6 +353,8 @@ def write_cams(
                     continue
                 try:
                     writer.write(result)
+                    if masks is not None:
+                        masks.write(result)
                 except (ValueError, OSError) as error:
                     failures += 1
                     _failed(result.path, str(error))
