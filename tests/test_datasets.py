@@ -180,3 +180,25 @@ def test_label_by_wnid_needs_wnids(own, tmp_path):
     with pytest.raises(SetupError, match="`label_by` wnid: class 0 of the model has no wnid"):
         class_labels([ClassInfo(0, None, "tench")], "wnid")
     assert class_labels([ClassInfo(0, None, "tench")], "index") == ["0"]
+
+
+def test_yolo_folder_loads_with_ultralytics_checker(own, tmp_path, monkeypatch):
+    """Ultralytics' own dataset checks (`check_det_dataset`, the label scan of `YOLODataset`)
+    read every image and label written. Ultralytics is not a dependency: run with it on
+    PYTHONPATH (an unpacked wheel) to check; skipped otherwise."""
+    pytest.importorskip("ultralytics", reason="ultralytics not importable (not a dependency)")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-settings"))
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    out = tmp_path / "yolo"
+    assert bbox(own, "yolo", out).exit_code == 0
+    data = check_det_dataset(str(out / "data.yaml"), autodownload=False)
+    assert data["names"] == dict(enumerate(OWN)) and data["nc"] == 3
+    dataset = YOLODataset(img_path=data["train"], data=data, task="detect", augment=False)
+    loaded = {Path(label["im_file"]).stem: label for label in dataset.labels}
+    assert sorted(loaded) == ["img0", "img0-2", "img1", "img2"]
+    for stem, label in loaded.items():
+        line = (out / "labels" / f"{stem}.txt").read_text().split()
+        assert label["cls"].ravel().tolist() == [float(line[0])]
+        assert label["bboxes"].ravel().tolist() == pytest.approx([float(v) for v in line[1:]])
