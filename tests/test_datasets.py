@@ -106,11 +106,12 @@ def test_yolo_files(own, tmp_path):
 def test_coco_files_and_min_score(own, tmp_path):
     out = tmp_path / "coco"
     by_path = records(own, "--topk", "2")
-    scores = sorted(p["score"] for r in by_path.values() for p in r["predictions"])
-    # midway between two scores the records round apart: about half the boxes kept
-    k = next(i for i in range(len(scores) // 2, len(scores)) if scores[i] - scores[i - 1] > 1e-5)
-    least = (scores[k - 1] + scores[k]) / 2
-    assert bbox(own, "coco-dataset", out, "--topk", "2", "--min-score", str(least)).exit_code == 0
+    # midway between the two lowest top-1 scores: the image of the lowest is left out
+    tops = sorted(r["predictions"][0]["score"] for r in by_path.values())
+    assert tops[1] - tops[0] > 1e-5  # apart beyond the records' rounding
+    least = (tops[0] + tops[1]) / 2
+    result = bbox(own, "coco-dataset", out, "--topk", "2", "--min-score", str(least))
+    assert result.exit_code == 0, result.output
     data = json.loads((out / "annotations" / "instances_train.json").read_text())
     assert data["categories"] == [{"id": i + 1, "name": n} for i, n in enumerate(OWN)]
     kept = [(r["path"], p) for r in by_path.values() for p in r["predictions"]
@@ -125,6 +126,11 @@ def test_coco_files_and_min_score(own, tmp_path):
         assert annotation["bbox"] == [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
         assert annotation["area"] == (x1 - x0 + 1) * (y1 - y0 + 1)
         assert annotation["iscrowd"] == 0 and annotation["score"] == round(p["score"], 6)
+    left_out = len(by_path) - len({path for path, _ in kept})
+    assert left_out > 0 and len(data["images"]) == len(by_path) - left_out
+    assert f"note: {left_out} images left out of {out}: no box scoring at least --min-score" in (
+        result.stderr
+    )
     assert {i["file_name"] for i in data["images"]} <= {"img0.jpg", "img0-2.png", "img1.jpg",
                                                          "img2.jpg"}  # fmt: skip
 

@@ -233,9 +233,10 @@ def _write_dataset(
                 _failed(result.path, str(error))
     finally:
         images, boxes = writer.close()
-    logger.info("%s: %d images, %d boxes%s", printable_path(dataset.out), images, boxes,
-                f" ({left_out} images left out: no box scoring at least --min-score)"
-                if left_out else "")  # fmt: skip
+    logger.info("%s: %d images, %d boxes", printable_path(dataset.out), images, boxes)
+    if left_out:  # a note: it changes what the dataset holds, so `quiet` keeps it
+        logger.info("note: %d images left out of %s: no box scoring at least `min_score`",
+                    left_out, printable_path(dataset.out))  # fmt: skip
     return job.shared(RunSummary(len(paths) + len(missing), failures))
 
 
