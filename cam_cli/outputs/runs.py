@@ -4,7 +4,7 @@ Both take image sources as the command line does (files, folders, ``-`` for path
 never stop for one bad image (it gets an error record or is skipped, is named in one line on
 the ``cam_cli`` logger, and is counted), and write every file atomically. Under torchrun they
 share the images out among the processes, and rank 0 writes what one process would write
-(`inference.shards`).
+(`runtime.group`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 
@@ -30,9 +30,9 @@ from cam_cli.files.checks import (
     check_outputs_spare_inputs,
     printable_path,
 )
-from cam_cli.inference import shards
 from cam_cli.inference.analysis import Analysis
-from cam_cli.inference.localizer import Localizer, check_threshold, compile_or_warn
+from cam_cli.inference.computation import check_threshold
+from cam_cli.inference.localizer import Localizer, compile_or_warn
 from cam_cli.inference.results import ImageResult
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.datasets import DatasetOptions, DatasetWriter
@@ -40,6 +40,7 @@ from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_
 from cam_cli.outputs.writers import RecordWriter, open_output
 from cam_cli.runtime.device import resolve_device
 from cam_cli.runtime.distributed import is_main_process, process_device
+from cam_cli.runtime.group import Group, open_group
 from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def _localizer(
     classes: Sequence[str] | None,
     cam: CamOptions,
     run: RunOptions,
-    job: shards.Processes,
+    group: Group,
     compile_now: bool,
 ) -> Localizer:
     """The model loaded (from options) and prepared for ``run``, with ``--class`` queries
@@ -81,20 +82,20 @@ def _localizer(
         except ValueError as error:
             raise SetupError(str(error)) from None
         cam = replace(cam, class_indices=indices)
-    localizer = Localizer(model, cam, run, processes=job, copy_model=not loaded_here)
+    localizer = Localizer(model, cam, run, group=group, copy_model=not loaded_here)
     if run.compile_model and compile_now:
         compile_or_warn(localizer, run.batch_size)
     return localizer
 
 
 @contextmanager
-def _job(model: LoadedModel | ModelOptions | Localizer, run: RunOptions) -> Iterator:
-    """The job's processes (`shards.processes`); a prepared `Localizer` brings its own."""
+def _command_group(model: LoadedModel | ModelOptions | Localizer, run: RunOptions) -> Iterator:
+    """The command's group of processes (`open_group`); a prepared `Localizer` brings its own."""
     if isinstance(model, Localizer):
-        yield model.processes or shards.Processes()
+        yield model.group or Group()
         return
-    with shards.processes(run.device) as job:
-        yield job
+    with open_group(run.device) as group:
+        yield group
 
 
 def check_output_spares(output: str | Path | IO[str] | None, inputs: dict) -> None:
@@ -152,8 +153,8 @@ def write_boxes(
     a group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
     if isinstance(output, DatasetOptions):
         output.check()
-    with _job(model, run) as job:  # under torchrun: the group
-        paths, missing = job.from_rank_zero(lambda: collect_images(images))
+    with _command_group(model, run) as group:  # under torchrun: the group
+        paths, missing = group.from_rank_zero(lambda: collect_images(images))
         inputs = {"--images": paths, **_model_files(model)}
         if not isinstance(output, DatasetOptions):
             check_output_spares(output, inputs)
@@ -161,12 +162,12 @@ def write_boxes(
             check_drawings_spare_inputs(paths, draw)
         given = isinstance(model, Localizer)
         localizer = model if isinstance(model, Localizer) else _localizer(
-            model, classes, cam, run, job, bool(paths)
+            model, classes, cam, run, group, bool(paths)
         )  # fmt: skip
         try:
             if isinstance(output, DatasetOptions):
-                return _write_dataset(localizer, job, paths, missing, output, inputs)
-            return _write_records(localizer, job, paths, missing, output, fmt, draw)
+                return _write_dataset(localizer, group, paths, missing, output, inputs)
+            return _write_records(localizer, group, paths, missing, output, fmt, draw)
         finally:
             if not given:  # a prepared Localizer is the caller's, left open
                 localizer.close()
@@ -189,7 +190,7 @@ def _identity(localizer: Localizer) -> dict:
 
 def _write_dataset(
     localizer: Localizer,
-    job: shards.Processes,
+    group: Group,
     paths: Sequence[str],
     missing: Sequence[tuple[str, str]],
     dataset: DatasetOptions,
@@ -207,11 +208,11 @@ def _write_dataset(
             raise SetupError(str(error)) from None
         return [path for path in paths if path not in writers[0].done]
 
-    todo = job.from_rank_zero(open_writer)
+    todo = group.from_rank_zero(open_writer)
     if not is_main_process():  # another rank of a torchrun group: its share, no output
         for _ in localizer.localize(todo, None):
             pass
-        return job.shared(None)
+        return group.shared(None)
     writer = writers[0]
     failures, left_out = len(missing), 0
     try:
@@ -237,12 +238,12 @@ def _write_dataset(
     if left_out:  # a note: it changes what the dataset holds, so `quiet` keeps it
         logger.info("note: %d images left out of %s: no box scoring at least `min_score`",
                     left_out, printable_path(dataset.out))  # fmt: skip
-    return job.shared(RunSummary(len(paths) + len(missing), failures))
+    return group.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _write_records(
     localizer: Localizer,
-    job: shards.Processes,
+    group: Group,
     paths: Sequence[str],
     missing: Sequence[tuple[str, str]],
     output: str | Path | IO[str] | None,
@@ -255,7 +256,7 @@ def _write_records(
     if not is_main_process():  # another rank of a torchrun group: its share, no output
         for _ in localizer.localize(paths, analysis):
             pass
-        return job.shared(None)
+        return group.shared(None)
     draw_dir = None if draw is None else Path(draw)
     if draw_dir is not None:
         draw_dir.mkdir(parents=True, exist_ok=True)
@@ -280,7 +281,7 @@ def _write_records(
                     record["error"] = drawing
             writer.write(record)
         writer.close()
-    return job.shared(RunSummary(len(paths) + len(missing), failures))
+    return group.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path | str:
@@ -292,7 +293,7 @@ def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path 
     else:
         target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
         try:
-            write_bytes_atomic(result.analysis, target, derived=True)
+            write_bytes_atomic(cast(bytes, result.analysis), target, derived=True)
             return target
         except OSError as error:
             problem = f"not drawn (--draw): {target}: {error.strerror or error}"
@@ -333,10 +334,10 @@ def write_cams(
     from cam_cli.outputs.cam_files import CamWriter
     from cam_cli.outputs.masks import MaskWriter
 
-    with shards.processes(run.device) as job:  # under torchrun: the group
-        paths, missing = job.from_rank_zero(lambda: collect_images(images))
+    with open_group(run.device) as group:  # under torchrun: the group
+        paths, missing = group.from_rank_zero(lambda: collect_images(images))
         cam = CamOptions(topk=topk, ten_crop=ten_crop)
-        localizer = _localizer(model, classes, cam, run, job, bool(paths))
+        localizer = _localizer(model, classes, cam, run, group, bool(paths))
         main = is_main_process()  # the others of a torchrun group render, never write
         try:
             writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
@@ -364,18 +365,18 @@ def write_cams(
                     _failed(result.path, str(error))
         finally:
             localizer.close()
-        return job.shared(RunSummary(len(paths) + len(missing), failures))
+        return group.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _heatmap_boxer(
-    rule: str, threshold: float, size: tuple[int, int] | None, box_step: str, device: str
+    rule: str, threshold: float, size: tuple[int, int] | None, box_backend: str, device: str
 ) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
     """The ranked boxes of each map of a file, in the pixels `write_heatmap_boxes` gives them:
-    per map on the host (every rule), or, for the paper's rule with a device box step, every
+    per map on the host (every rule), or, for the paper's rule with a device box backend, every
     map of the file of one size and dtype in one call there (same boxes)."""
+    from cam_cli.boxes.backends import resolve_box_backend
     from cam_cli.boxes.components import scale_boxes
     from cam_cli.boxes.rules import PAPER, ZHOU2016, boxes_for_image
-    from cam_cli.boxes.steps import resolve_box_step
 
     at_size = size is not None and rule == ZHOU2016
 
@@ -387,12 +388,12 @@ def _heatmap_boxer(
         ]  # fmt: skip
 
     where = resolve_device(device)
-    step = resolve_box_step(box_step, where) if rule == PAPER else "scipy"
+    step = resolve_box_backend(box_backend, where) if rule == PAPER else "scipy"
     if step == "scipy":
         return on_host
     import torch
 
-    from cam_cli.boxes.steps import device_boxes
+    from cam_cli.boxes.backends import device_boxes
 
     def on_device(maps: Sequence[np.ndarray]) -> list[np.ndarray]:
         shapes = {(cam.shape, cam.dtype) for cam in maps}
@@ -420,7 +421,7 @@ def write_heatmap_boxes(
     size: tuple[int, int] | None = None,
     reference: str | Path | None = None,
     upsample: int | None = None,
-    box_step: str = "auto",
+    box_backend: str = "auto",
     device: str = "auto",
 ) -> RunSummary:
     """What `cam-cli boxes` does: boxes from saved heatmaps, with no model.
@@ -436,7 +437,7 @@ def write_heatmap_boxes(
     either, boxes are in the map's own pixels. A file that cannot be used gives
     ``{"path", "error"}``, a line on the logger, and counts as failed; the run goes on.
 
-    ``box_step`` (`boxes.steps`): for the paper's rule, the maps of a file are boxed in one
+    ``box_backend`` (`boxes.backends`): for the paper's rule, the maps of a file are boxed in one
     call on ``device`` with ``torch`` or ``triton`` (``auto``: as `bbox` picks for the device,
     scipy on the CPU); the boxes are the same as scipy's."""
     from cam_cli.boxes.rules import check_rule, resize_map
@@ -460,7 +461,7 @@ def write_heatmap_boxes(
         check_image_size(size, f"--reference {printable_path(reference)}: its size")
     if not sources:
         raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
-    box_maps = _heatmap_boxer(rule, threshold, size, box_step, device)
+    box_maps = _heatmap_boxer(rule, threshold, size, box_backend, device)
     found = list(find_images(sources, HEATMAP_EXTENSIONS))
     check_output_spares(output, {"--maps": [path for path, _ in found], "--reference": reference})
     failures = 0
