@@ -7,15 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import invoke, one_line_error, write_image
+from conftest import invoke, one_line_error, write_image, write_own_checkpoint
 
 from cam_cli.data.class_match import ClassMatcher, match_labels
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.ground_truth import ImageAnnotation
-from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
-from cam_cli.models.preprocess import IMAGENET
-from cam_cli.models.registry import build_model
 
 OWN = ["jellyfish", "king_penguin", "golden_retriever"]
 
@@ -55,18 +51,7 @@ def own(tmp_path_factory) -> Path:
     (root / "val").mkdir()
     for i in range(3):
         write_image(root / "val" / f"img{i}.jpg", seed=i, size=(64, 40))
-    torch.manual_seed(0)
-    torch.save(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "arch": "small-gap",
-            "classes": [{"index": i, "wnid": n, "name": n} for i, n in enumerate(OWN)],
-            "model": build_model("small-gap", 3).state_dict(),
-            "preprocessing": IMAGENET.to_dict(),
-            "input_size": 96,
-        },
-        root / "own.pt",
-    )
+    write_own_checkpoint(root / "own.pt", OWN)
     return root
 
 
