@@ -43,6 +43,17 @@ class CamOptions:
 
 
 @dataclass(frozen=True)
+class CamFileOptions:
+    """What `write_cams` writes beside each image's overlays: ``npy`` (`NpyMaps`) the raw
+    maps, ``alpha`` the overlay's opacity, ``pseudo_masks`` a folder of one segmentation
+    pseudo-mask per image (`outputs.masks`)."""
+
+    npy: str = "none"
+    alpha: float = 0.5
+    pseudo_masks: str | Path | None = None
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """How a run goes, never what it computes (``fast`` aside: bf16 moves figures by at most
     a few tenths of a point): shared by `write_boxes`, `write_cams` and `evaluate`.
@@ -86,11 +97,31 @@ class OutputFormat(StrEnum):
 
 
 class BboxFormat(StrEnum):
-    """`cam-cli bbox` records (`outputs.writers.RecordWriter`)."""
+    """`cam-cli bbox` records (`outputs.writers.RecordWriter`), or a pseudo-label dataset
+    folder (`DatasetFormat`, `outputs.datasets`)."""
 
     jsonl = "jsonl"
     csv = "csv"
     coco = "coco"
+    voc = "voc"
+    yolo = "yolo"
+    coco_dataset = "coco-dataset"
+
+
+class DatasetFormat(StrEnum):
+    """The pseudo-label datasets `cam-cli bbox`'s `output` DIR writes (`outputs.datasets`)."""
+
+    voc = "voc"
+    yolo = "yolo"
+    coco_dataset = "coco-dataset"
+
+
+class LabelBy(StrEnum):
+    """How a pseudo-label dataset names its classes."""
+
+    name = "name"
+    wnid = "wnid"
+    class_index = "index"  # not `index`: that is str.index
 
 
 class DecodeMode(StrEnum):
@@ -124,6 +155,16 @@ class NpyMaps(StrEnum):
 class MaxBoxAccProtocolName(StrEnum):
     wsol = "wsol"
     cam_cli = "cam-cli"
+
+
+class AnnotationsFormat(StrEnum):
+    """How `eval` reads its ground truth (`data.interchange.FORMATS`)."""
+
+    ilsvrc = "ilsvrc"
+    voc = "voc"
+    yolo = "yolo"
+    coco = "coco"
+    csv = "csv"
 
 
 class CubSplit(StrEnum):

@@ -28,6 +28,7 @@ MAX_PARAMETERS = 8
 FLAGS_IN_OUTPUTS = {
     ("cam_cli/outputs/runs.py", "--draw"): "a `bbox` record's error (stdout JSONL, CSV, COCO)",
     ("cam_cli/training/checkpoints.py", "--config"): "the header line of a run's config.toml",
+    ("cam_cli/outputs/datasets.py", "--format"): "a YOLO data.yaml's comment, a COCO file's info",
 }
 
 # A `--flag` of cam-cli as a user types it. CSS custom properties (the HTML report's stylesheet:
