@@ -7,6 +7,7 @@ given with `classes_file`, torchvision's weight metadata (names only). ILSVRC's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def check_unique_wnids(classes: list[ClassInfo], source: str) -> None:
 
 
 def classes_from_names(
-    names: list[str | None], wnids: list[str | None] | None = None
+    names: Sequence[str | None], wnids: Sequence[str | None] | None = None
 ) -> list[ClassInfo]:
     wnids = wnids or [None] * len(names)
     return [ClassInfo(i, w, n) for i, (w, n) in enumerate(zip(wnids, names, strict=True))]

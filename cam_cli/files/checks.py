@@ -191,7 +191,8 @@ def check_outputs_spare_inputs(
         for source in paths:
             if str(source) == "-":
                 continue
-            hit = targets.get(_identity(source))
+            identity = _identity(source)
+            hit = None if identity is None else targets.get(identity)
             if hit is not None:
                 out_option, output = hit
                 raise SetupError(
