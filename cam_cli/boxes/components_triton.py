@@ -276,7 +276,9 @@ def triton_problem(device: torch.device) -> str | None:
     if key in _checked:
         return _checked[key]
     if device.type != "cuda" and not _interpreting():
-        problem = f"Triton runs on CUDA devices, not on {device} (TRITON_INTERPRET=1 aside)"
+        problem: str | None = (
+            f"Triton runs on CUDA devices, not on {device} (TRITON_INTERPRET=1 aside)"
+        )
     else:
         try:
             import triton  # noqa: F401
