@@ -61,7 +61,9 @@ def method_spec(name: str) -> MethodSpec:
 
 def minmax(maps: Tensor) -> Tensor:
     """pytorch-grad-cam's scaling of each map (``scale_cam_image`` without its resize):
-    ``(m - min) / (max + 1e-7)`` after the min is taken away."""
+    ``m - min``, then divided by its max + 1e-7. Its ``BaseCAM`` applies it twice (per layer,
+    then after averaging the layers), which differs from once only where a map's max is not far
+    above 1e-7."""
     flat = maps.flatten(-2)
     shifted = flat - flat.min(dim=-1, keepdim=True).values
     return (shifted / (shifted.max(dim=-1, keepdim=True).values + 1e-7)).reshape(maps.shape)
