@@ -81,3 +81,13 @@ def test_a_network_with_no_known_default_says_so():
     assert support.default_layer is None and support.methods == ()
     assert "no default `layer` is known for Sequential" in support.refused["gradcam"]
     assert resolve_layer(net, "0").module is net[0]
+
+
+def test_finding_the_default_changes_nothing_in_a_training_model():
+    torch.manual_seed(0)
+    model = build_model("small-gap", num_classes=3).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert resolve_layer(model).name == "cam_conv"
+    assert model.training and all(m.training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

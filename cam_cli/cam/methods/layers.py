@@ -18,8 +18,9 @@ Defaults, so that a user need not know a network's module tree:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -130,7 +131,21 @@ def _probe_input(network: nn.Module) -> Tensor:
     return torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE, device=device, dtype=dtype)
 
 
-def _layer_giving(model: nn.Module, network: nn.Module, target: Callable[[], Tensor]) -> str | None:
+@contextlib.contextmanager
+def probing(model: nn.Module) -> Iterator[None]:
+    """A forward pass that changes nothing: eval mode (a train-mode batch norm would update its
+    running statistics) and no gradient, each module's mode restored afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _layer_giving(network: nn.Module, target: Callable[[], Tensor]) -> str | None:
     """The shortest module name whose output is the very tensor ``target()`` returns (a stage
     and its last block give the same object: the stage is named)."""
     outputs: dict[str, object] = {}
@@ -143,7 +158,7 @@ def _layer_giving(model: nn.Module, network: nn.Module, target: Callable[[], Ten
 
     hooks = [module.register_forward_hook(keep(name)) for name, module in network.named_modules()]
     try:
-        with torch.no_grad():
+        with probing(network):
             wanted = target()
     finally:
         for handle in hooks:
@@ -159,23 +174,22 @@ def default_layer(model: nn.Module) -> LayerChoice:
     if family is not None:
         name, reshape, why = family
         return LayerChoice(name, network.get_submodule(name), reshape, why)
+    found: str | None = None
+    why = ""
     if isinstance(model, CAMNet):
         probe = _probe_input(network)
-        name = _layer_giving(model, network, lambda: model(probe)[1])
+        found = _layer_giving(network, lambda: model(probe)[1])
         why = "the layer whose output CAM is built from"
-    elif hasattr(network, "forward_features"):
+    elif callable(getattr(network, "forward_features", None)):
         probe = _probe_input(network)
-        name = _layer_giving(model, network, lambda: network.forward_features(probe))
+        found = _layer_giving(network, lambda: network.forward_features(probe))  # type: ignore[operator]
         why = "the layer giving forward_features"
-    else:
-        name = None
-        why = ""
-    if name is None:
+    if found is None:
         raise LayerError(
             f"no default `layer` is known for {type(network).__name__}; give one (a module "
             "name as named_modules() names it)"
         )
-    return LayerChoice(name, network.get_submodule(name), _reshape_for(network), why)
+    return LayerChoice(found, network.get_submodule(found), _reshape_for(network), why)
 
 
 def _reshape_for(network: nn.Module) -> Reshape | None:

@@ -19,7 +19,13 @@ from torch import Tensor, nn
 
 from cam_cli.cam.methods import eigen, gradient, score
 from cam_cli.cam.methods.capture import capture
-from cam_cli.cam.methods.layers import LayerChoice, LayerError, check_map, resolve_layer
+from cam_cli.cam.methods.layers import (
+    LayerChoice,
+    LayerError,
+    check_map,
+    probing,
+    resolve_layer,
+)
 from cam_cli.errors import ArgumentError
 
 # Masked images per forward pass in Score-CAM (its memory bound); pytorch-grad-cam's is 16.
@@ -137,7 +143,7 @@ def methods_for(model: nn.Module, input_size: int = 224) -> MethodSupport:
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     try:
-        with torch.no_grad():
+        with probing(model):
             model(torch.zeros(1, 3, input_size, input_size, device=device))
         if len(seen) != 1:
             raise LayerError(f"`layer` {choice.name} runs {len(seen)} times in a forward pass")
