@@ -15,7 +15,7 @@ from cam_cli.settings import BboxFormat, CamOptions
 def bbox(
     images: o.Images = None,
     extra_images: o.ExtraImages = None,
-    model: o.ModelArgs = o.ModelArgs(),
+    model: o.ModelOrOnnxArgs = o.ModelOrOnnxArgs(),
     topk: o.TopK = 5,
     threshold: o.ModelThreshold = None,
     class_query: o.ClassQuery = None,
