@@ -29,7 +29,10 @@ INPUT = "images"
 OUTPUTS = ("logits", "cams")
 OPSET = 18
 INSTALL_HINT = 'pip install "cam-cli[onnx]"'
-RESIZE = "whole image to input_size x input_size, bilinear (PIL), no crop"
+RESIZE = (
+    "whole image to input_size x input_size, bilinear (PIL; a JPEG draft-decoded at no "
+    "less than that size first), no crop"
+)
 MAX_CLASSES = 1_000_000  # a bound on what a file may claim before anything is built from it
 
 # metadata_props keys; each holds a string
@@ -82,14 +85,18 @@ class OnnxDescription:
         """The description a file's metadata give; ValueError with a one-line reason when
         they are not a cam-cli export's or hold values no run can use."""
         if props.get("format") != FORMAT:
-            raise ValueError("not written by `cam-cli export` (its metadata name no cam-cli format)")
+            raise ValueError("not a cam-cli export (its metadata name no cam-cli format)")
         try:
             size = int(props["input_size"])
             raw_classes = json.loads(props["classes"])
             preprocessing = Preprocessing.from_dict(
-                {"name": props["normalization"], "mean": json.loads(props["mean"]),
-                 "std": json.loads(props["std"]), "channel_order": props["channel_order"],
-                 "divide_by": json.loads(props["divide_by"])}  # fmt: skip
+                {
+                    "name": props["normalization"],
+                    "mean": json.loads(props["mean"]),
+                    "std": json.loads(props["std"]),
+                    "channel_order": props["channel_order"],
+                    "divide_by": json.loads(props["divide_by"]),
+                }  # fmt: skip
             )
             threshold = props.get("cam_threshold")
             threshold = None if threshold is None else float(json.loads(threshold))

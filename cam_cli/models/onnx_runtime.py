@@ -139,4 +139,3 @@ def open_onnx_network(path: str | Path) -> tuple[OnnxNetwork, OnnxDescription]:
     if problem is not None:
         raise InputFileError(f"{name}: {problem}")
     return OnnxNetwork(path, session, sha256_file(path)), description
-
