@@ -29,6 +29,7 @@ from cam_cli.models.camnet import CAMNet
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.models.onnx_format import INPUT, INSTALL_HINT, OPSET, OUTPUTS, OnnxDescription
 from cam_cli.models.preprocess import Preprocessing
+from cam_cli.models.registry import build_model, get_arch
 from cam_cli.settings import ModelOptions
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,17 @@ def _onnx_bytes(loaded: LoadedModel, exporter: str, opset: int) -> bytes:
     return proto.SerializeToString()
 
 
+def _check_cam_exact(arch: str, model: CAMNet | None = None) -> None:
+    """`NotCAMExact` for a network whose head is not GAP + linear; ``model=None``: the
+    architecture built on the meta device (no memory, no weights)."""
+    if model is None:
+        with torch.device("meta"):
+            model = build_model(arch, 2)
+    problem = model.cam_exact_problem()
+    if problem is not None:
+        raise NotCAMExact(f"{arch}: not exported: {problem}, so its CAMs are not exact")
+
+
 def export_onnx(model: ModelOptions, output: str | Path, *, opset: int = OPSET) -> ExportSummary:
     """``model`` (a checkpoint, or an architecture and its weights) as an ONNX file at
     ``output``, written atomically and never over one of the files it was read from.
@@ -145,10 +157,15 @@ def export_onnx(model: ModelOptions, output: str | Path, *, opset: int = OPSET) 
     check_output_file(output, "`output`")
     exporter = _require_exporter()
     check_outputs_spare_inputs({"`output`": output}, _model_files(model))
+    if model.arch is not None and model.checkpoint is None:
+        try:
+            arch = get_arch(model.arch).name
+        except KeyError:
+            pass  # load_model says so
+        else:
+            _check_cam_exact(arch)  # before any weights are read
     loaded = load_model(model, device="cpu")
-    problem = loaded.model.cam_exact_problem()
-    if problem is not None:
-        raise NotCAMExact(f"{loaded.arch}: not exported: {problem}, so its CAMs are not exact")
+    _check_cam_exact(loaded.arch, loaded.model)
     logger.info("exporting %s (opset %d)...", loaded.arch, opset)
     data = _onnx_bytes(loaded, exporter, opset)
     write_bytes_atomic(data, output)
