@@ -20,8 +20,9 @@ pytest.importorskip("onnxscript", reason="the [onnx] extra (onnxscript) is not i
 def exported(fake, tmp_path_factory):
     """small-gap's seeded weights of `fake`, exported with the CLI: (file, its JSON line)."""
     out = tmp_path_factory.mktemp("export") / "small.onnx"
-    result = invoke("export", "--arch", "small-gap", "--weights", fake / "weights.pth",
-                    "--classes", fake / "classes.txt", "--input-size", 64, "-o", out, "-q")  # fmt: skip
+    model = ["--arch", "small-gap", "--weights", fake / "weights.pth", "--classes",
+             fake / "classes.txt", "--input-size", 64]  # fmt: skip
+    result = invoke("export", *model, "-o", out, "-q")
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,7 +227,7 @@ def test_small_images_and_a_name_that_is_not_utf8_give_the_same_boxes(small_onnx
 
 
 def test_the_onnx_file_is_protected_from_outputs(small_onnx, fake):
-    before = open(small_onnx, "rb").read()
+    before = Path(small_onnx).read_bytes()
     result = invoke("bbox", "--onnx", small_onnx, fake / "imgs", "--output", small_onnx)
     one_line_error(result, "is an input", "--onnx")
-    assert open(small_onnx, "rb").read() == before
+    assert Path(small_onnx).read_bytes() == before
