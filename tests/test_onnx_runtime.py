@@ -41,7 +41,8 @@ def both_outputs(options: ModelOptions, onnx_file, paths: list[str]):
     pixels = torch.from_numpy(np.stack([load_resized(p, ours.input_size)[0] for p in paths]))
     with torch.inference_mode():
         logits, features = ours.model(ours.preprocessing.apply(pixels))
-        cams = torch.einsum("ck,bkhw->bchw", ours.model.class_weights()[0], features)
+        weight = ours.model.class_weights()[0]
+        cams = features if weight is None else torch.einsum("ck,bkhw->bchw", weight, features)
         onnx_logits, onnx_cams = theirs.model(theirs.preprocessing.apply(pixels))
     return logits, cams, onnx_logits, onnx_cams
 
@@ -108,6 +109,21 @@ def test_the_paper_rule_on_the_cams_of_a_given_class_and_ten_crop_agree_too(mobi
         torch_run = invoke("bbox", "--arch", "mobilenet_v2", "--weights", options.weights,
                            "--classes", options.classes_file, *common)  # fmt: skip
         assert_same_boxes(torch_run, invoke("bbox", "--onnx", onnx_file, *common))
+
+
+def test_squeezenet_caffe_weights_bgr_and_per_class_maps_equal_pytorch(
+    squeezenet_weights, sample_dir, tmp_path
+):
+    """Caffe's preprocessing (BGR, 0..255 minus the mean) inside the graph, and a conv
+    classifier, whose features are the maps."""
+    options = ModelOptions(arch="squeezenet1_1", weights=str(squeezenet_weights),
+                           normalize="caffe")  # fmt: skip
+    onnx_file = export(options, tmp_path / "squeezenet.onnx")
+    logits, cams, onnx_logits, onnx_cams = both_outputs(options, onnx_file, few_images(sample_dir))
+    assert_close_to_range(logits, onnx_logits, (1,))
+    assert_close_to_range(cams, onnx_cams, (2, 3))
+    props = load_model(ModelOptions(onnx=onnx_file)).preprocessing
+    assert props.name == "caffe (inside the ONNX graph)"
 
 
 # --- resnet50 with random weights ---------------------------------------------------------------
