@@ -13,13 +13,16 @@ from cam_cli.cli import options as o
 
 @o.with_option_groups
 def export(
-    model: o.ModelArgs = o.ModelArgs(),
     output: Annotated[
         Path,
         typer.Option(
-            "--output", "-o", help="The ONNX FILE to write (atomically; never one of the inputs)."
+            "--output",
+            "-o",
+            help="The ONNX FILE to write (atomically; never one of the inputs).",
+            show_default=False,
         ),
-    ] = ...,  # type: ignore[assignment] - typer: a required option
+    ],
+    model: o.ModelArgs = o.ModelArgs(),
     quiet: o.Quiet = False,
 ) -> None:
     """Export a CAM network to ONNX: uint8 RGB images in, logits and every class's CAM out.

@@ -144,7 +144,9 @@ def _onnx_model(options: ModelOptions) -> LoadedModel:
             f"`onnx` holds the whole model, its preprocessing and input size: leave out "
             f"{', '.join(f'`{name}`' for name in given)}"
         )
-    network, description = open_onnx_network(options.onnx)
+    path = options.onnx
+    assert path is not None  # `_load` comes here for it
+    network, description = open_onnx_network(path)
     if options.classes_file is not None:
         given_classes = read_synset_mapping(options.classes_file)
         if [c.wnid for c in given_classes] != [c.wnid for c in description.classes]:
@@ -155,7 +157,7 @@ def _onnx_model(options: ModelOptions) -> LoadedModel:
             )
     return LoadedModel(
         arch=description.arch,
-        model=network,  # type: ignore[arg-type] - presents what inference asks of a CAMNet
+        model=network,  # type: ignore[arg-type]  # it presents what inference asks of a CAMNet
         classes=description.classes,
         preprocessing=pixels_as_float(description),
         input_size=description.input_size,

@@ -56,6 +56,9 @@ class CamGraph(nn.Module):
     """The exported computation: uint8 pixels -> the weights' normalisation (the same
     arithmetic as `Preprocessing.apply`) -> the network -> (logits, every class's CAM)."""
 
+    shift: Tensor
+    scale: Tensor
+
     def __init__(self, model: CAMNet, preprocessing: Preprocessing) -> None:
         super().__init__()
         self.model = model
@@ -114,6 +117,8 @@ def _onnx_bytes(loaded: LoadedModel, exporter: str, opset: int) -> bytes:
             dynamic_shapes={"images": {0: batch}},
             verbose=False,
         )
+    if program is None:  # torch returns None only for a legacy export to a file
+        raise SetupError(f"{loaded.arch}: torch.onnx.export returned no program")
     proto = program.model_proto
     description = OnnxDescription(
         arch=loaded.arch,

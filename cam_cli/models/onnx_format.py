@@ -98,8 +98,8 @@ class OnnxDescription:
                     "divide_by": json.loads(props["divide_by"]),
                 }  # fmt: skip
             )
-            threshold = props.get("cam_threshold")
-            threshold = None if threshold is None else float(json.loads(threshold))
+            given = props.get("cam_threshold")
+            threshold = None if given is None else float(json.loads(given))
             opset = int(props.get("opset", OPSET))
         except (KeyError, TypeError, ValueError) as error:
             missing = f"no {error.args[0]!r}" if isinstance(error, KeyError) else str(error)

@@ -30,7 +30,7 @@ from cam_cli.models.preprocess import Preprocessing
 
 def import_onnxruntime() -> Any:
     try:
-        import onnxruntime
+        import onnxruntime  # type: ignore[import-untyped]
     except ImportError:
         raise SetupError(
             f"`onnx`: ONNX Runtime is not installed; install it with: {INSTALL_HINT}"
