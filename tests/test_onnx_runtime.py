@@ -189,6 +189,21 @@ def test_bbox_and_eval_with_onnx_equal_the_checkpoint(trained, tmp_path):
     assert ours.pop("preprocessing") == "imagenet" and theirs == ours
 
 
+def test_cam_with_onnx_writes_the_maps_of_the_checkpoint(trained, tmp_path):
+    options, onnx_file, data = trained
+    images = sorted((data / "val").iterdir())[:2]
+    for name, model in (("torch", ["--checkpoint", options.checkpoint]),
+                        ("onnx", ["--onnx", onnx_file])):  # fmt: skip
+        result = invoke("cam", *model, *images, "--out", tmp_path / name, "--npy", "feature",
+                        "--no-fast", "--workers", 0, "-q")  # fmt: skip
+        assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "torch").iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "onnx").iterdir()) and written
+    for name in (n for n in written if n.endswith(".npy")):
+        ours, theirs = np.load(tmp_path / "torch" / name), np.load(tmp_path / "onnx" / name)
+        assert np.abs(ours - theirs).max() <= TOLERANCE * (ours.max() - ours.min())
+
+
 # --- what goes wrong -----------------------------------------------------------------------------
 
 

@@ -81,6 +81,7 @@ class OnnxNetwork(nn.Module):
                 self._sessions[threads] = open_session(self.path, threads)
             return self._sessions[threads]
 
+    @torch.compiler.disable  # ONNX Runtime runs it: `--compile` leaves it as it is
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         pixels = x.detach().to("cpu", torch.uint8).contiguous().numpy()
         logits, cams = self._session().run(list(OUTPUTS), {INPUT: pixels})
