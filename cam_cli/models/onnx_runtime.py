@@ -12,6 +12,7 @@ imported only when a file is opened; the onnx package is not needed to run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import threading
@@ -23,9 +24,10 @@ from torch import Tensor, nn
 
 from cam_cli.errors import InputFileError, SetupError
 from cam_cli.files.checks import printable_line, printable_path
-from cam_cli.files.digest import sha256_file
 from cam_cli.models.onnx_format import INPUT, INSTALL_HINT, OUTPUTS, OnnxDescription
 from cam_cli.models.preprocess import Preprocessing
+
+MAX_BYTES = 2**31  # protobuf's bound on one message: `export` writes no larger file
 
 
 def import_onnxruntime() -> Any:
@@ -51,13 +53,15 @@ class OnnxNetwork(nn.Module):
     (`pixels_as_float`).
 
     One session per thread count: a run's CPU lanes call it from single-threaded workers, and
-    each gets a session that uses one thread, as their torch forwards do. Sessions are shared,
-    not copied (a `Localizer` copies its model; `__deepcopy__` keeps this one)."""
+    each gets a session that uses one thread, as their torch forwards do. Every session is made
+    from the bytes read once (and hashed: `state_dict`), so a file replaced during a run changes
+    nothing. Sessions are shared, not copied (a `Localizer` copies its model; `__deepcopy__`
+    keeps this one)."""
 
-    def __init__(self, path: str | Path, session: Any, digest: str) -> None:
+    def __init__(self, model: bytes, session: Any) -> None:
         super().__init__()
-        self.path = str(path)
-        self.digest = digest
+        self._model = model
+        self.digest = hashlib.sha256(model).hexdigest()
         self._sessions = {torch.get_num_threads(): session}
         self._lock = threading.Lock()
 
@@ -78,7 +82,7 @@ class OnnxNetwork(nn.Module):
         threads = torch.get_num_threads()
         with self._lock:
             if threads not in self._sessions:
-                self._sessions[threads] = open_session(self.path, threads)
+                self._sessions[threads] = open_session(self._model, threads)
             return self._sessions[threads]
 
     @torch.compiler.disable  # ONNX Runtime runs it: `--compile` leaves it as it is
@@ -88,14 +92,14 @@ class OnnxNetwork(nn.Module):
         return torch.from_numpy(logits).to(x.device), torch.from_numpy(cams).to(x.device)
 
 
-def open_session(path: str | Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session of ``path`` using ``threads`` threads."""
+def open_session(model: bytes, threads: int) -> Any:
+    """An ONNX Runtime CPU session of the serialised ``model`` using ``threads`` threads."""
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: its warnings are not the user's problem
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def _check_graph(session: Any, description: OnnxDescription) -> str | None:
@@ -124,9 +128,16 @@ def open_onnx_network(path: str | Path) -> tuple[OnnxNetwork, OnnxDescription]:
         raise InputFileError(f"{name}: {error.strerror or error}") from None
     if not stat.S_ISREG(info.st_mode):
         raise InputFileError(f"{name}: not a regular file")
+    if info.st_size > MAX_BYTES:
+        raise InputFileError(f"{name}: over 2 GiB, more than one ONNX file holds")
     import_onnxruntime()
     try:
-        session = open_session(path, torch.get_num_threads())
+        with open(path, "rb") as file:
+            model = file.read()
+    except OSError as error:
+        raise InputFileError(f"{name}: {error.strerror or error}") from None
+    try:
+        session = open_session(model, torch.get_num_threads())
     except Exception as error:  # noqa: BLE001 - ONNX Runtime's own kinds: any is "unreadable"
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InputFileError(
@@ -139,4 +150,4 @@ def open_onnx_network(path: str | Path) -> tuple[OnnxNetwork, OnnxDescription]:
     problem = _check_graph(session, description)
     if problem is not None:
         raise InputFileError(f"{name}: {problem}")
-    return OnnxNetwork(path, session, sha256_file(path)), description
+    return OnnxNetwork(model, session), description
