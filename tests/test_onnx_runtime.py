@@ -1,7 +1,7 @@
 """`--onnx FILE`: ONNX Runtime computes the logits and CAMs, the rest of the run is the same.
 
 Checked against PyTorch on real images of the shared sample: mobilenet_v2 (ImageNet weights),
-resnet50 (random weights) and a checkpoint of `cam-cli train`; scripts/check_onnx.py does the
+resnet50 (random weights) and a checkpoint of `cam-cli train`; scripts/tools/check_onnx.py does the
 same on all of the sample's images and reports the figures.
 """
 
