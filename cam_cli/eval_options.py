@@ -131,7 +131,7 @@ def _model_given(model: ModelOptions | LoadedModel) -> list[str]:
     """The model options set (beyond the class list, which checks records too)."""
     if not isinstance(model, ModelOptions):
         return ["model"]
-    names = ("arch", "weights", "checkpoint", "normalize", "input_size")
+    names = ("arch", "weights", "checkpoint", "normalize", "input_size", "onnx")
     return [name for name in names if getattr(model, name) is not None]
 
 

@@ -15,7 +15,7 @@ from cam_cli.settings import BboxFormat, CamOptions, DatasetFormat, LabelBy, cho
 def bbox(
     images: o.Images = None,
     extra_images: o.ExtraImages = None,
-    model: o.ModelArgs = o.ModelArgs(),
+    model: o.ModelOrOnnxArgs = o.ModelOrOnnxArgs(),
     topk: Annotated[
         int | None,
         typer.Option(

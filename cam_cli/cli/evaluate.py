@@ -101,7 +101,7 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
-    model: o.ModelArgs = o.ModelArgs(),
+    model: o.ModelOrOnnxArgs = o.ModelOrOnnxArgs(),
     threshold: o.ModelThreshold = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,

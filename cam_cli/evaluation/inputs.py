@@ -44,6 +44,7 @@ def input_files(options: EvalOptions, truth: GroundTruth) -> Files:
         if mode == "model":
             files["weights"] = [w for w in (model.weights,) if w not in (None, "imagenet")]
             files["checkpoint"] = [c for c in (model.checkpoint,) if c is not None]
+            files["onnx"] = [f for f in (model.onnx,) if f is not None]
         if mode != "scoremaps" and model.classes_file is not None:
             files["classes_file"] = [model.classes_file]
     if isinstance(source.predictions, str | Path) and str(source.predictions) != "-":
