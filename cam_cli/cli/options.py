@@ -61,6 +61,7 @@ FLAGS: dict[str, str] = {
     "compile_model": "--compile",
     "classes_file": "--classes",
     "json_report": "--json",
+    "html_report": "--report",
 }
 _ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
 
