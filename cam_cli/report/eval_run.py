@@ -16,7 +16,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +32,7 @@ from cam_cli.report.eval_page import gallery_selection, row_categories, write_ev
 from cam_cli.report.from_eval_files import MaxBoxAccCounter, row_from_line, run_info_from_settings
 from cam_cli.report.inputs import EvalReportInput, ImageRow, ReportOptions
 from cam_cli.runtime.distributed import is_main_process
+from cam_cli.settings import ModelOptions
 
 CamPair = tuple[np.ndarray | None, np.ndarray | None]  # (true class's CAM, top-1 class's CAM)
 FLUSH = 512  # images between two choices of the galleries
@@ -40,11 +41,18 @@ FLUSH = 512  # images between two choices of the galleries
 class EvalCollector:
     """What an `eval --report` page needs of the run, gathered image by image (`add`)."""
 
-    def __init__(self, options: ReportOptions, iou_thresholds: Sequence[float]) -> None:
+    def __init__(
+        self,
+        options: ReportOptions,
+        iou_thresholds: Sequence[float],
+        names: Mapping[str, str] | None = None,
+    ) -> None:
+        """``names``: class names by label, where known before the run (the model's list);
+        the predictions' own names fill in the others."""
         self.options = options
         self.iou_thresholds = iou_thresholds
         self.rows: list[ImageRow] = []
-        self.names: dict[str, str] = {}  # class names, as the predictions carry them
+        self.names: dict[str, str] = dict(names or {})
         self.counter: MaxBoxAccCounter | None = None
         self.pending: list[tuple[ImageRow, CamPair]] = []
         self.kept: dict[str, tuple[ImageRow, CamPair]] = {}
@@ -100,6 +108,22 @@ class EvalCollector:
         return EvalReportInput(run=run, figures=figures, rows=rows, maxboxacc=curves)
 
 
+def class_names(options: EvalOptions) -> dict[str, str]:
+    """The true classes' names: the model's class list (a loaded model's, or the classes file
+    the run reads); empty where neither says (the predictions' names are used then)."""
+    model = options.source.model
+    if not isinstance(model, ModelOptions):
+        return {c.wnid: c.name for c in model.classes if c.wnid and c.name}
+    if model.classes_file is None:
+        return {}
+    from cam_cli.data.classes import read_synset_mapping
+
+    try:
+        return {c.wnid: c.name for c in read_synset_mapping(model.classes_file) if c.name}
+    except (OSError, ValueError):  # the run itself says what is wrong with the file
+        return {}
+
+
 def command_line() -> str:
     """The command as typed, as far as the process knows it."""
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "cam-cli"
@@ -117,7 +141,8 @@ def evaluate_and_report(
     page = options.outputs.html_report
     if page is None:
         return evaluate(options)
-    collector = EvalCollector(report_options or ReportOptions(), MaxBoxAccV2().iou_thresholds)
+    levels = MaxBoxAccV2().iou_thresholds
+    collector = EvalCollector(report_options or ReportOptions(), levels, class_names(options))
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     start = time.perf_counter()
     report = evaluate(options, on_image=collector.add)
