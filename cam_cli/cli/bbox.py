@@ -36,6 +36,16 @@ def bbox(
     draw: Annotated[
         Path | None, typer.Option(help="Also write each image with its boxes as PNG here.")
     ] = None,
+    html_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write one self-contained HTML page of the run to FILE: the top-1 "
+            "classes' histogram and a gallery of the highest-scoring images with their CAM and "
+            "boxes (JSON Lines output only). Needs matplotlib: pip install 'cam-cli[report]'.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: o.Quiet = False,
 ) -> None:
     """Boxes for the top-k classes of every image, as JSON Lines (one object per image).
@@ -55,21 +65,40 @@ def bbox(
     sources = [*(images or []), *(extra_images or [])]
     o.check_before_work(
         inputs=model.inputs(sources),
-        outputs={"--output": output},
+        outputs={"--output": output, "--report": html_report},
         output_dirs={"--draw": draw},
         input_size=model.input_size,
     )
-    from cam_cli.inference.jobs import write_boxes
+    cam = CamOptions(topk=topk, threshold=threshold, box_rule=box_rule.value, ten_crop=ten_crop)
+    if html_report is None:
+        from cam_cli.inference.jobs import write_boxes
+
+        with o.errors_as_exit():
+            summary = write_boxes(
+                model.options(),
+                sources,
+                output=output,
+                fmt=output_format.value,
+                cam=cam,
+                classes=class_query,
+                draw=draw,
+                run=run.options(quiet),
+            )
+        o.end_of_run(summary)
+        return
+    if output_format != BboxFormat.jsonl:
+        raise o.fail("--report reads the records as JSON Lines; leave out --format")
+    if output is not None and output.resolve() == html_report.resolve():
+        raise o.fail("--report and --output must be different files")
+    from cam_cli.report.bbox_run import write_boxes_with_report
 
     with o.errors_as_exit():
-        summary = write_boxes(
+        summary = write_boxes_with_report(
             model.options(),
             sources,
+            html_report,
             output=output,
-            fmt=output_format.value,
-            cam=CamOptions(
-                topk=topk, threshold=threshold, box_rule=box_rule.value, ten_crop=ten_crop
-            ),
+            cam=cam,
             classes=class_query,
             draw=draw,
             run=run.options(quiet),

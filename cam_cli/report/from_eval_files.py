@@ -42,7 +42,8 @@ def _whole_box(value: Any) -> Box:
     return x0, y0, x1, y1
 
 
-def _predicted(prediction: Mapping) -> Predicted:
+def predicted(prediction: Mapping) -> Predicted:
+    """One prediction of a record (`cam-cli bbox`, a per-image line) as the report takes it."""
     label = prediction.get("wnid") or str(prediction.get("class_index"))
     return Predicted(label, prediction.get("name"), float(prediction.get("score") or 0.0),
                      _box(prediction.get("box")), int(prediction.get("rank", 1)))  # fmt: skip
@@ -53,7 +54,7 @@ def row_from_line(line: Mapping, names: Mapping[str, str] | None = None) -> Imag
     predictions = sorted(line.get("predictions") or [], key=lambda p: p.get("rank", 0))
     labels = line.get("labels") or []
     true_label = labels[0] if labels else None
-    top1 = _predicted(predictions[0]) if predictions else None
+    top1 = predicted(predictions[0]) if predictions else None
     return ImageRow(
         image_id=str(line.get("image_id")),
         path=line.get("path"),
