@@ -278,7 +278,7 @@ def _check_html_report(outputs: OutputOptions) -> None:
         if (
             other is not None
             and str(other) != "-"
-            and Path(other).resolve() == Path(page).resolve()
+            and Path(other).resolve() == Path(str(page)).resolve()
         ):
             raise EvaluationError(f"`html_report` and `{name}` must be different files")
     if importlib.util.find_spec("matplotlib") is None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from cam_cli import __version__
 from cam_cli.files.checks import check_output_file, printable_path
@@ -30,9 +30,14 @@ from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.writers import open_output
 from cam_cli.report import plots
 from cam_cli.report.bbox_page import write_bbox_report
-from cam_cli.report.eval_run import command_line
 from cam_cli.report.from_eval_files import predicted
-from cam_cli.report.inputs import BboxImage, BboxReportInput, ReportOptions, RunInfo
+from cam_cli.report.inputs import (
+    BboxImage,
+    BboxReportInput,
+    ReportOptions,
+    RunInfo,
+    command_line,
+)
 from cam_cli.runtime.distributed import is_main_process, process_device
 from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 
@@ -132,7 +137,7 @@ def write_boxes_with_report(
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     start = time.perf_counter()
     with open_output(output) as handle:
-        summary = write_boxes(model, images, output=_Tee(handle, collector), cam=cam,
+        summary = write_boxes(model, images, output=cast(IO[str], _Tee(handle, collector)), cam=cam,
                               classes=classes, draw=draw, run=run)  # fmt: skip
     seconds = time.perf_counter() - start
     if not is_main_process():

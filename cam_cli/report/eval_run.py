@@ -13,16 +13,14 @@ images' CAMs are dropped. Memory holds one small row per image plus a bounded nu
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 
+from cam_cli.data.classes import ClassInfo
 from cam_cli.eval_options import EvalOptions
 from cam_cli.evaluation.evaluate import evaluate
 from cam_cli.evaluation.evaluators.base import ScoredImage
@@ -30,7 +28,7 @@ from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
 from cam_cli.evaluation.report import Report, json_text
 from cam_cli.report.eval_page import gallery_selection, row_categories, write_eval_report
 from cam_cli.report.from_eval_files import MaxBoxAccCounter, row_from_line, run_info_from_settings
-from cam_cli.report.inputs import EvalReportInput, ImageRow, ReportOptions
+from cam_cli.report.inputs import EvalReportInput, ImageRow, ReportOptions, command_line
 from cam_cli.runtime.distributed import is_main_process
 from cam_cli.settings import ModelOptions
 
@@ -113,23 +111,19 @@ def class_names(options: EvalOptions) -> dict[str, str]:
     the run reads); empty where neither says (the predictions' names are used then)."""
     model = options.source.model
     if not isinstance(model, ModelOptions):
-        return {c.wnid: c.name for c in model.classes if c.wnid and c.name}
+        return _names(model.classes)
     if model.classes_file is None:
         return {}
     from cam_cli.data.classes import read_synset_mapping
 
     try:
-        return {c.wnid: c.name for c in read_synset_mapping(model.classes_file) if c.name}
+        return _names(read_synset_mapping(model.classes_file))
     except (OSError, ValueError):  # the run itself says what is wrong with the file
         return {}
 
 
-def command_line() -> str:
-    """The command as typed, as far as the process knows it."""
-    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "cam-cli"
-    if program in ("__main__.py", "-c", "") or program.startswith("python"):
-        program = "cam-cli"
-    return shlex.join([program, *sys.argv[1:]])
+def _names(classes: Sequence[ClassInfo]) -> dict[str, str]:
+    return {c.wnid: c.name for c in classes if c.wnid is not None and c.name is not None}
 
 
 def evaluate_and_report(
@@ -141,7 +135,7 @@ def evaluate_and_report(
     page = options.outputs.html_report
     if page is None:
         return evaluate(options)
-    levels = MaxBoxAccV2().iou_thresholds
+    levels = [float(v) for v in MaxBoxAccV2().iou_thresholds]
     collector = EvalCollector(report_options or ReportOptions(), levels, class_names(options))
     started = datetime.now().astimezone().isoformat(timespec="seconds")
     start = time.perf_counter()

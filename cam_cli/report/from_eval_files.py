@@ -169,8 +169,9 @@ def eval_input(
     """The report's input from an evaluation's JSON report and its per-image lines (read
     once, in order; only the rows are kept)."""
     summary = report.get("maxboxacc_v2")
-    wanted = summary and summary.get("images")
-    counter = MaxBoxAccCounter(summary["iou_thresholds"]) if wanted else None
+    counter = None
+    if summary and summary.get("images"):
+        counter = MaxBoxAccCounter(summary["iou_thresholds"])
     rows = []
     for line in lines:
         rows.append(row_from_line(line, names))

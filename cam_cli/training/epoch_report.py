@@ -124,7 +124,13 @@ class EpochReport:
             self.writer.flush()
         if not self.page:
             return
-        from cam_cli.report.inputs import CamGrid, GridImage, RunInfo, TrainingReportInput
+        from cam_cli.report.inputs import (
+            CamGrid,
+            GridImage,
+            RunInfo,
+            TrainingReportInput,
+            command_line,
+        )
         from cam_cli.report.training_page import write_training_report
 
         self.epochs.append(int(row["epoch"]))
@@ -135,9 +141,10 @@ class EpochReport:
             [list(cams) for cams in self.cams],
         )
         run = RunInfo(
-            command="cam-cli train",
+            command=command_line(),
             version=__version__,
             started=self.started,
+            seconds=sum(float(r.get("seconds") or 0) for r in history),
             network=self.settings.get("arch"),
             data={"data": printable_path(self.settings.get("data", ""))},
             device=str(device),
