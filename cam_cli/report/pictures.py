@@ -118,7 +118,8 @@ def _draw_box(draw: ImageDraw.ImageDraw, rect: Sequence[float], drawn: DrawnBox,
     x0, y0, x1, y1 = rect
     colour = _hex(drawn.colour)
     draw.rectangle([x0 - 1, y0 - 1, x1 + 1, y1 + 1], outline=CASING, width=1)
-    draw.rectangle([x0 + line, y0 + line, x1 - line, y1 - line], outline=CASING, width=1)
+    if x1 - x0 > 2 * line and y1 - y0 > 2 * line:  # a box thinner than its band has no inside
+        draw.rectangle([x0 + line, y0 + line, x1 - line, y1 - line], outline=CASING, width=1)
     if not drawn.dashed:
         draw.rectangle([x0, y0, x1, y1], outline=colour, width=line)
         return
