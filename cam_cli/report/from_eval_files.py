@@ -38,7 +38,7 @@ def _box(value: Any) -> Box | None:
 
 
 def _whole_box(value: Any) -> Box:
-    x0, y0, x1, y1 = (int(v) for v in value)
+    x0, y0, x1, y1 = map(int, value)
     return x0, y0, x1, y1
 
 
