@@ -4,6 +4,7 @@ class counts of its records, the highest-scoring images with their top-1 CAM."""
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 
 import numpy as np
@@ -92,3 +93,16 @@ def test_report_needs_json_lines_and_a_file_of_its_own(tmp_path, sample_dir) -> 
     result = invoke("bbox", "--arch", "mobilenet_v2", "--report", image[0], *image)
     assert result.exit_code == 2 and "--report" in result.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_without_matplotlib_one_line_before_any_work(tmp_path, sample_dir, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` fails
+    out = tmp_path / "b.jsonl"
+    result = invoke("bbox", "--arch", "mobilenet_v2", "-o", out, "--report", tmp_path / "r.html",
+                    *_images(sample_dir, 1))  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "cam-cli: error: the HTML report draws its plots with matplotlib: "
+        "pip install 'cam-cli[report]'"
+    ]
+    assert not out.exists() and not (tmp_path / "r.html").exists()
