@@ -1,4 +1,4 @@
-"""`cam-cli bbox`: options -> `inference.jobs.write_boxes` -> exit code."""
+"""`cam-cli bbox`: options -> `outputs.runs.write_boxes` -> exit code."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def bbox(
     )
     cam = CamOptions(topk=topk, threshold=threshold, box_rule=box_rule.value, ten_crop=ten_crop)
     if html_report is None:
-        from cam_cli.inference.jobs import write_boxes
+        from cam_cli.outputs.runs import write_boxes
 
         with o.errors_as_exit():
             summary = write_boxes(

@@ -1,4 +1,4 @@
-"""`bbox --report`: the `bbox` run as usual (`inference.jobs.write_boxes`, JSON Lines), and one
+"""`bbox --report`: the `bbox` run as usual (`outputs.runs.write_boxes`, JSON Lines), and one
 HTML page of it (`bbox_page`).
 
 The records are read as the run writes them (the output stream passes each line on, and the
@@ -24,9 +24,9 @@ from typing import IO, Any, cast
 from cam_cli import __version__
 from cam_cli.files.checks import check_output_file, printable_path
 from cam_cli.inference.analysis import Analysis
-from cam_cli.inference.jobs import RunSummary, write_boxes
 from cam_cli.inference.localizer import Localizer
 from cam_cli.models.loading import LoadedModel, load_model
+from cam_cli.outputs.runs import RunSummary, write_boxes
 from cam_cli.outputs.writers import open_output
 from cam_cli.report import plots
 from cam_cli.report.bbox_page import write_bbox_report

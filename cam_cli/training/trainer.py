@@ -277,7 +277,7 @@ class Trainer:
 
     # ---- steps ---------------------------------------------------------------------------
 
-    def _labelled(self, batch: ImageBatch) -> tuple[Tensor, Tensor]:
+    def labelled(self, batch: ImageBatch) -> tuple[Tensor, Tensor]:
         """A batch's pixels and labels; its failed images are reported (once each)."""
         for item in batch.failed:
             message = f"{item.path}: {item.error}"
@@ -341,7 +341,7 @@ class Trainer:
                             enabled=self.progress if self.ddp.main else False)  # fmt: skip
         step = start
         for batch in self.train_loader:
-            pixels, labels = self._labelled(batch)
+            pixels, labels = self.labelled(batch)
             iteration = epoch * self.steps_per_epoch + step
             set_lr(
                 self.optimizer, self.config, lr_factor(self.config, iteration, self.steps_per_epoch)
@@ -376,7 +376,7 @@ class Trainer:
         self.module.eval()
         correct, count = 0.0, 0.0
         for batch in self.val_loader:
-            pixels, labels = self._labelled(batch)
+            pixels, labels = self.labelled(batch)
             if labels.numel() == 0:
                 continue
             x = self.preprocessing.apply(pixels.to(self.device, non_blocking=True))

@@ -3,7 +3,7 @@
 7x7 CAMs), then `report_input`. CPU time of this process (robust to other jobs on the
 machine), and the peak of what it keeps (`tracemalloc`).
 
-    python scripts/bench_eval_collector.py --images 50000
+    python scripts/benchmarks/bench_eval_collector.py --images 50000
 """
 
 from __future__ import annotations
