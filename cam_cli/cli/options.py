@@ -62,6 +62,7 @@ FLAGS: dict[str, str] = {
     "classes_file": "--classes",
     "json_report": "--json",
     "box_backend": "--box-step",
+    "html_report": "--report",
 }
 _ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
 
