@@ -141,7 +141,8 @@ def write_boxes(
 ) -> RunSummary:
     """Boxes for the top-k classes (or the given ``classes``) of every image, one record per
     image in input order, to ``output`` (a file written atomically, an open stream, or stdout
-    for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes.
+    for None/``-``), as JSON Lines or CSV. ``draw``: also a PNG per image with its boxes
+    (`outputs.draw`), named by its record's ``"drawing"`` (a field only ``draw`` adds).
     ``cam``: the CAMs and boxes (`CamOptions`: ``topk``, ``threshold``, None for the
     checkpoint's own else 0.2, ``box_rule`` and ``ten_crop``, the paper's by default).
     ``model``: options to load it from, a loaded model, or a prepared `Localizer` (its own CAM
@@ -183,7 +184,7 @@ def _write_records(
     failures = len(missing)
     taken: set[str] = set()
     with open_output(output) as handle:
-        writer = RecordWriter(handle, fmt)
+        writer = RecordWriter(handle, fmt, drawing=draw_dir is not None)
         for path, problem in missing:
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
@@ -193,29 +194,31 @@ def _write_records(
                 failures += 1
                 _failed(result.path, result.error)
             elif draw_dir is not None:
-                problem = _save_drawing(result, draw_dir, taken)
-                if problem is not None:  # counted as failed, so its record says why
+                drawing = _save_drawing(result, draw_dir, taken)
+                if isinstance(drawing, Path):  # the record names its picture
+                    record["drawing"] = str(drawing)
+                else:  # counted as failed, so its record says why
                     failures += 1
-                    record["error"] = problem
+                    record["error"] = drawing
             writer.write(record)
         writer.close()
     return job.shared(RunSummary(len(paths) + len(missing), failures))
 
 
-def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> str | None:
-    """Writes the image's `--draw` PNG; the problem (also logged) when it cannot be drawn or
-    written. The record then keeps its predictions and gains ``"error"`` with that problem."""
-    problem = None
+def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path | str:
+    """Writes the image's `--draw` PNG: the file written, else the problem (also logged) why it
+    could not be drawn or written. The record then keeps its predictions and gains ``"error"``
+    with that problem."""
     if isinstance(result.analysis, Exception):
         problem = f"not drawn (--draw): {result.analysis}"
     else:
         target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
         try:
             write_bytes_atomic(result.analysis, target, derived=True)
+            return target
         except OSError as error:
             problem = f"not drawn (--draw): {target}: {error.strerror or error}"
-    if problem is not None:
-        _failed(result.path, problem)
+    _failed(result.path, problem)
     return problem
 
 

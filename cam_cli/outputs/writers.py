@@ -105,6 +105,8 @@ class CocoDocument:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": printable_path(record["path"]),
                             "width": record["width"], "height": record["height"]})  # fmt: skip
+        if "drawing" in record:  # `bbox --draw`: the picture drawn for the image
+            self.images[-1]["drawing"] = printable_path(record["drawing"])
         for p in record["predictions"]:
             category = int(p["class_index"])
             self.categories.setdefault(category, {
@@ -129,18 +131,21 @@ class CocoDocument:
 
 class RecordWriter:
     """Streams `ImageResult.as_record()` dicts as JSON Lines or CSV (one row per prediction),
-    or gathers them into one COCO document written by `close` (``fmt="coco"``)."""
+    or gathers them into one COCO document written by `close` (``fmt="coco"``). ``drawing``:
+    the CSV gains a last column, ``drawing``, the picture `bbox --draw` made of the image (JSON
+    records carry it as they are given it)."""
 
-    def __init__(self, handle: IO[str], fmt: str = "jsonl") -> None:
+    def __init__(self, handle: IO[str], fmt: str = "jsonl", drawing: bool = False) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; use jsonl, csv or coco")
         self.handle = handle
         self.fmt = fmt
         self._csv = None
         self._coco = CocoDocument() if fmt == "coco" else None
+        self._drawing = drawing
         if fmt == "csv":
             self._csv = SafeCsvWriter(handle)
-            self._csv.writerow(CSV_COLUMNS)
+            self._csv.writerow(CSV_COLUMNS + ["drawing"] * drawing)
 
     def write(self, record: dict) -> None:
         if self._coco is not None:
@@ -151,12 +156,14 @@ class RecordWriter:
             self.handle.write(json_line(record))
         elif "predictions" not in record:
             self._csv.writerow([path, "", "", "", "", "", "", "", "", "", "", "",
-                                record["error"]])  # fmt: skip
+                                record["error"], *[""] * self._drawing])  # fmt: skip
         else:  # an error beside predictions (the --draw PNG failed) is on each of its rows
+            drawing = [printable_path(record.get("drawing", ""))] * self._drawing
             for p in record["predictions"]:
                 self._csv.writerow([path, record["width"], record["height"], p["rank"],
                                     p["class_index"], p["wnid"] or "", p["name"] or "",
-                                    p["score"], *p["box"], record.get("error", "")])  # fmt: skip
+                                    p["score"], *p["box"], record.get("error", ""),
+                                    *drawing])  # fmt: skip
         if self.handle is sys.stdout:
             self.handle.flush()  # keep pipelines (`bbox | eval --predictions -`) streaming
 

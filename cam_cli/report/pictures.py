@@ -1,6 +1,7 @@
 """The pictures of a report: an image with its CAM laid over it and boxes drawn, as a JPEG data
 URI. Text never goes into a picture (the page writes it beside), so no label covers the object.
 
+The marks (colours, box outlines) are `outputs.marks`, shared with `bbox --draw`.
 Tiny images (Tiny ImageNet's 64 px) are first enlarged by a whole factor with nearest
 neighbour, so every pixel stays a crisp square and a box line is thin against the object; large
 ones are decoded at a reduced scale (`open_rgb`'s draft) and shrunk. Colours: the CAM in
@@ -13,8 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,25 +23,18 @@ from PIL import Image, ImageDraw
 
 from cam_cli.data.images import open_rgb
 from cam_cli.outputs.draw import normalise_for_display
+from cam_cli.outputs.marks import GT_COLOUR as GT_COLOUR  # re-exported: the pages' colours
+from cam_cli.outputs.marks import OKABE_ITO as OKABE_ITO
+from cam_cli.outputs.marks import PREDICTED_COLOUR as PREDICTED_COLOUR
+from cam_cli.outputs.marks import RANK_COLOURS as RANK_COLOURS
+from cam_cli.outputs.marks import (
+    box_rect,
+    draw_outline,
+    whole_factor,
+)
 from cam_cli.report.inputs import Box, ReportOptions
 
-# Okabe & Ito (2008), "Color Universal Design": distinct for every colour-vision deficiency.
-OKABE_ITO = {
-    "orange": "#E69F00",
-    "sky blue": "#56B4E9",
-    "bluish green": "#009E73",
-    "yellow": "#F0E442",
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "reddish purple": "#CC79A7",
-}
-GT_COLOUR = OKABE_ITO["sky blue"]
-PREDICTED_COLOUR = OKABE_ITO["orange"]
-# ranks 1..5 of a `bbox` run: the predicted colour first, then the others
-RANK_COLOURS = [PREDICTED_COLOUR, OKABE_ITO["reddish purple"], OKABE_ITO["bluish green"],
-                OKABE_ITO["yellow"], OKABE_ITO["vermillion"]]  # fmt: skip
 CAM_ALPHA_LOW, CAM_ALPHA_HIGH = 0.25, 0.65  # opacity of the CAM at its low and its peak
-CASING = (0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -96,41 +89,8 @@ def display_scale(width: int, height: int, options: ReportOptions) -> tuple[floa
     """Picture pixels per image pixel, and whether that is a whole-factor enlargement."""
     longest = max(width, height)
     if longest < options.min_picture_side:
-        return float(math.ceil(options.min_picture_side / longest)), True
+        return float(whole_factor(longest, options.min_picture_side)), True
     return min(1.0, options.picture_side / longest), False
-
-
-def _hex(colour: str) -> tuple[int, int, int]:
-    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
-
-
-def _dashes(start: float, end: float, dash: float) -> Iterable[tuple[float, float]]:
-    position = start
-    while position < end:
-        yield position, min(position + dash, end)
-        position += 2 * dash
-
-
-def _draw_box(draw: ImageDraw.ImageDraw, rect: Sequence[float], drawn: DrawnBox, line: int) -> None:
-    """A band ``line`` px wide in the box's colour between two 1 px black lines (visible on any
-    background); a dashed box fills the band with dashes of its colour and leaves the gaps
-    dark, so the black lines still run all round."""
-    x0, y0, x1, y1 = rect
-    colour = _hex(drawn.colour)
-    draw.rectangle([x0 - 1, y0 - 1, x1 + 1, y1 + 1], outline=CASING, width=1)
-    draw.rectangle([x0 + line, y0 + line, x1 - line, y1 - line], outline=CASING, width=1)
-    if not drawn.dashed:
-        draw.rectangle([x0, y0, x1, y1], outline=colour, width=line)
-        return
-    dash = 3 * line + 2
-    gap = (32, 32, 32)
-    draw.rectangle([x0, y0, x1, y1], outline=gap, width=line)
-    for a, b in _dashes(x0, x1, dash):
-        draw.rectangle([a, y0, b, y0 + line - 1], fill=colour)
-        draw.rectangle([a, y1 - line + 1, b, y1], fill=colour)
-    for a, b in _dashes(y0, y1, dash):
-        draw.rectangle([x0, a, x0 + line - 1, b], fill=colour)
-        draw.rectangle([x1 - line + 1, a, x1, b], fill=colour)
 
 
 def draw_picture(request: PictureRequest, options: ReportOptions) -> tuple[Image.Image, bool]:
@@ -153,17 +113,11 @@ def draw_picture(request: PictureRequest, options: ReportOptions) -> tuple[Image
         blended = (1 - alpha) * np.asarray(image, np.float32) + alpha * viridis(values)
         image = Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
     grid_w, grid_h = request.size or (full_w, full_h)
-    sx, sy = out_w / grid_w, out_h / grid_h
     line = max(3, round(min(out_w, out_h) / 70))
     draw = ImageDraw.Draw(image)
     for drawn in request.boxes:
-        x0, y0, x1, y1 = drawn.box
-        # an inclusive box covers pixels x0..x1: its outer edge is x1 + 1 in the grid
-        rect = [x0 * sx, y0 * sy, (x1 + 1) * sx - 1, (y1 + 1) * sy - 1]
-        rect = [
-            min(max(round(v), 0), lim - 1) for v, lim in zip(rect, (out_w, out_h) * 2, strict=True)
-        ]
-        _draw_box(draw, rect, drawn, line)
+        rect = box_rect(drawn.box, (grid_w, grid_h), (out_w, out_h))
+        draw_outline(draw, rect, drawn.colour, line, dashed=drawn.dashed)
     return image, upscaled
 
 
