@@ -290,7 +290,7 @@ def test_the_tiny_imagenet_recipes_resolve(name):
     config = resolve_config(config_file=configs / f"tiny-imagenet-{name}.toml").config
     assert config.threshold_images_per_class == 3
     twins = {
-        "cpu-gmp": ("cpu", "mobilenet_v2-s16-max"),
+        "cpu-gmp": ("cpu", "mobilenet_v2-max"),
         "cpu-7x7-gmp": ("cpu-7x7", "mobilenet_v2-max"),
         "cpu-64-gmp": ("cpu-64", "mobilenet_v2-gmp"),
     }

@@ -434,6 +434,12 @@ class Trainer:
 
     def run(self) -> TrainResult:
         self.prepare_cache()
+        if self.cached is None:
+            return self._run()
+        with self.cached.threads(self.device):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         history = read_metrics(self.run_dir)
         while self.epoch < self.config.epochs:
             stats = self.train_epoch()
