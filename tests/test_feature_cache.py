@@ -213,3 +213,20 @@ def test_one_step_on_the_cache_trains_the_head_as_one_step_on_the_images(
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
     for key, value in states[1].items():
         torch.testing.assert_close(states[0][key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_two_gloo_processes_on_the_cache_match_one_process(data, tmp_path):
+    """Under torchrun the ranks share the cache folder (each computes its share of the chunks)
+    and train on it to the same losses as one process with the same global batch."""
+    (tmp_path / "frozen.toml").write_text("freeze_backbone = true\nfeature_cache_views = 2\n")
+    one = subprocess_cli(*frozen_args(data, tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    two = subprocess_cli(*frozen_args(data, tmp_path / "two"), torchrun=2)
+    assert two.returncode == 0, two.stderr
+    rows = [
+        [json.loads(line) for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+        for n in ("one", "two")
+    ]
+    for a, b in zip(*rows, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["val_acc"] == b["val_acc"]
