@@ -2,7 +2,7 @@
 (`ModelOptions`), what a `Localizer` computes (`CamOptions`) and how a run goes (`RunOptions`).
 
 Frozen dataclasses with nothing that runs: the code that acts on them lives where the work is
-(`models.loading`, `inference.localizer`, `inference.shards`). Nothing heavy is imported here,
+(`models.loading`, `inference.localizer`, `runtime.group`). Nothing heavy is imported here,
 so the command line can build them without torch.
 """
 
@@ -49,7 +49,7 @@ class RunOptions:
 
     ``workers=None``: `default_workers` for the device; ``fast=None``: low precision where the
     hardware gains (`runtime.device.Precision`); ``progress=None``: a bar when stderr is a
-    terminal; ``lanes=None``: one per torch thread on the CPU; ``box_step``: where CAMs become
+    terminal; ``lanes=None``: one per torch thread on the CPU; ``box_backend``: where CAMs become
     boxes (`Localizer`); ``decode``: where JPEGs are decoded (`data.decode`).
     """
 
@@ -60,7 +60,7 @@ class RunOptions:
     compile_model: bool = False
     progress: bool | None = None
     lanes: int | None = None
-    box_step: str = "auto"  # auto, scipy, torch or triton (`boxes.steps`)
+    box_backend: str = "auto"  # auto, scipy, torch or triton (`boxes.backends`)
     decode: str = "auto"  # auto, pil or device
 
 
@@ -105,8 +105,8 @@ class BoxRule(StrEnum):
     all_components = "all-components"
 
 
-class BoxStep(StrEnum):
-    """Where CAMs become boxes (`inference.localizer.Localizer`'s ``box_step``)."""
+class BoxBackend(StrEnum):
+    """Where CAMs become boxes (`inference.localizer.Localizer`'s ``box_backend``)."""
 
     auto = "auto"
     scipy = "scipy"

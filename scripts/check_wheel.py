@@ -29,9 +29,11 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
-from docs_blocks import SHELL, all_blocks
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts" / "docs"))  # the documentation's code blocks
+
+from docs_blocks import SHELL, all_blocks  # noqa: E402
+
 PROJECT_URL = "https://github.com/cam-cli/cam-cli"
 # What a user of the sdist needs besides the package: the demo, the recipes, the tests and the
 # documentation, so the source tree can be rebuilt, checked and run from it.

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The GPU check of the issue "GPU-scale localization", as ONE command that ends within 5 minutes
-# on an H100/H200 (16 cores, no internet, nothing pip-installed: python3 with torch,
+# The whole check on a GPU machine (tests, outputs against the CPU's, speed, memory), as ONE
+# command that ends within 5 minutes on an H100/H200 (16 cores, no internet, nothing
+# pip-installed: python3 with torch,
 # torchvision, typer, scipy, scikit-image, tqdm, timm; no pytest). From the repository root,
-# with device_data/ carried (scripts/prepare_device_data.sh makes it; ../shared is used for the
-# sample where there is one):
+# with device_data/ carried (scripts/device_checks/prepare_device_data.sh makes it; ../shared is
+# used for the sample where there is one):
 #
 #   bash scripts/device_check.sh                        # on the GPU machine (--device cuda)
 #   PYTHON=.venv/bin/python bash scripts/device_check.sh --device cpu --quick   # a dry run here
@@ -26,21 +27,21 @@
 #   6 compare  3-5 against the CPU fp32 figures of the README: top-1/top-5/GT-known error
 #              within 0.1 (fp32) and 0.5 (--fast) points; MaxBoxAccV2 (cam-cli) 63.44 within
 #              0.1; PASS/FAIL                                                        (max 10 s)
-#   7 stages   scripts/device_stages.py: per-stage ms/batch and img/s (read, decode, forward,
+#   7 stages   scripts/device_checks/device_stages.py: per-stage ms/batch and img/s (read, decode, forward,
 #              CAMs, each box step, the MaxBoxAccV2 sweep per step, host output); host syncs
 #              per batch of bbox and eval --maxboxacc cam-cli (targets <= 2 and <= 4) with
 #              their call sites; a torch.profiler trace of 3 batches (trace-bbox-3-batches.json
 #              [.gz], profile-top25.txt); --decode pil vs device image by image and the decode
 #              rates on the 227x227 sample and on device_data/val500 (~500x375)       (max 60 s)
-#   8 bench    scripts/bench_bbox.py: mobilenet_v2, googlenet, resnet50, vgg16-gap on the sample
+#   8 bench    scripts/benchmarks/bench_bbox.py: mobilenet_v2, googlenet, resnet50, vgg16-gap on the sample
 #              replicated to 4,330 files; forward only, decode only, pipeline, then eval
 #              --maxboxacc (mobilenet_v2, 434 files); ratios and the issue's targets. Its own
 #              --time-limit is its step's limit less 15 s, so its report is always printed
 #                                                      (what is left, less 45 s kept for step 9)
 #   9 memory   bench_bbox.py --rss-only: host RSS and GPU memory peak, 500 vs 5,000 images
 #                                                                                    (max 45 s)
-#  10 train    scripts/train_smoke.py: the first 20 steps (--quick: 2 steps of 4 at 64 px) of
-#              configs/tiny-imagenet-finetune.toml (every layer trained) on synthetic images,
+#  10 train    scripts/device_checks/train_smoke.py: the first 20 steps (--quick: 2 steps of
+#              4 at 64 px) of configs/tiny-imagenet-finetune.toml (every layer trained) on synthetic images,
 #              from the ImageNet backbone: img/s and the loss after them (train.json); PASS
 #              when every step ran with a finite loss                (max 40 s; 240 s on the CPU)
 # Results go to $OUT when it is set (the device tool brings that folder back), else to
@@ -63,7 +64,7 @@ while [[ $# -gt 0 ]]; do
         --quick) QUICK=1; shift ;;
         --budget) BUDGET=$2; shift 2 ;;
         --box-step) BOX_STEP=$2; shift 2 ;;
-        -h | --help) sed -n '2,47p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,51p' "$0"; exit 0 ;;
         *) echo "device_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -91,7 +92,7 @@ elif [[ -d ../shared/data/ilsvrc2012-val-sample/val ]]; then
     SAMPLE=../shared/data/ilsvrc2012-val-sample
     WEIGHTS=../shared/weights/mobilenet_v2-imagenet.pth
 else
-    echo "device_check.sh: no sample data: run scripts/prepare_device_data.sh and carry" \
+    echo "device_check.sh: no sample data: run scripts/device_checks/prepare_device_data.sh and carry" \
         "device_data" >&2
     exit 2
 fi
@@ -189,13 +190,13 @@ print(f"TF32 as torch sets it (cam-cli leaves it): cudnn.allow_tf32 "
       f"{torch.get_float32_matmul_precision()}; NVIDIA_TF32_OVERRIDE "
       f"{os.environ.get('NVIDIA_TF32_OVERRIDE', '(unset)')} here, 0 in the fp32 evals")
 if sys.argv[1].startswith("cuda"):
-    from cam_cli.boxes.steps import resolve_box_step, triton_problem
+    from cam_cli.boxes.backends import resolve_box_backend, triton_problem
 
     device = torch.device(sys.argv[1])
     props = torch.cuda.get_device_properties(device)
     print(f"{device}: {props.name}, {props.total_memory / 2**30:.1f} GiB, capability "
           f"{props.major}.{props.minor}, bf16 {torch.cuda.is_bf16_supported()}")
-    print(f"box step {sys.argv[2]} -> {resolve_box_step(sys.argv[2], device)} "
+    print(f"box step {sys.argv[2]} -> {resolve_box_backend(sys.argv[2], device)} "
           f"(triton: {triton_problem(device) or 'runs here'})")
 EOF
 }
@@ -223,7 +224,7 @@ EOF
     elif "$PYTHON" -c "import pytest" 2> /dev/null; then
         how="$PYTHON's own pytest (no $WHEELS)"
     else
-        echo "$what: NOT RUN (no $WHEELS: run scripts/prepare_device_data.sh and carry" \
+        echo "$what: NOT RUN (no $WHEELS: run scripts/device_checks/prepare_device_data.sh and carry" \
             "device_data; $PYTHON has no pytest)"
         return 1
     fi
@@ -328,7 +329,7 @@ EOF
 stages() {
     local val500=()
     if [[ -d $VAL500 ]]; then val500=(--val500 "$VAL500"); fi
-    limited "$PYTHON" scripts/device_stages.py --device "$DEVICE" --images "$IMAGES" \
+    limited "$PYTHON" scripts/device_checks/device_stages.py --device "$DEVICE" --images "$IMAGES" \
         --classes "$CLASSES" --annotations "$SOLUTION" --weights "$WEIGHTS" "${val500[@]}" \
         --box-step "$BOX_STEP" "${STAGES_SIZE[@]}" --out "$RESULTS" \
         --time-limit "$((STEP_LIMIT > 15 ? STEP_LIMIT - 5 : 10))"
@@ -352,7 +353,7 @@ run_step 7-stages 60 "$KEEP_BENCH" stages
 # The benchmark stops its own variants 15 s before its step's limit, so its report is printed.
 bench() {
     local limit=$((STEP_LIMIT - 15))
-    limited "$PYTHON" scripts/bench_bbox.py --device "$DEVICE" \
+    limited "$PYTHON" scripts/benchmarks/bench_bbox.py --device "$DEVICE" \
         --archs mobilenet_v2,googlenet,resnet50,vgg16-gap --images "$IMAGES" \
         --classes "$CLASSES" --annotations "$SOLUTION" --box-step "$BOX_STEP" "${BENCH_SIZE[@]}" \
         --time-limit "$((limit > 10 ? limit : 10))" --save "$RESULTS/bench.json"
@@ -361,7 +362,7 @@ run_step 8-bench 600 85 bench
 ((STEP_RC == 0)) || FAILED=1
 memory() {
     local limit=$((STEP_LIMIT - 10))
-    limited "$PYTHON" scripts/bench_bbox.py --device "$DEVICE" --rss-only --archs mobilenet_v2 \
+    limited "$PYTHON" scripts/benchmarks/bench_bbox.py --device "$DEVICE" --rss-only --archs mobilenet_v2 \
         --images "$IMAGES" --classes "$CLASSES" --box-step "$BOX_STEP" "${MEMORY_SIZE[@]}" \
         --time-limit "$((limit > 10 ? limit : 10))" --save "$RESULTS/memory.json"
 }
@@ -369,7 +370,8 @@ run_step 9-memory 45 40 memory
 ((STEP_RC == 0)) || FAILED=1
 train_smoke() {
     local rc=0
-    limited "$PYTHON" scripts/train_smoke.py --config configs/tiny-imagenet-finetune.toml \
+    limited "$PYTHON" scripts/device_checks/train_smoke.py \
+        --config configs/tiny-imagenet-finetune.toml \
         --device "$DEVICE" --backbone-weights "$WEIGHTS" "${TRAIN_SIZE[@]}" \
         > "$RESULTS/train.json" || rc=$?
     cat "$RESULTS/train.json"

@@ -23,9 +23,9 @@ from cam_cli.boxes.components import (
     scale_boxes,
 )
 from cam_cli.boxes.components_torch import (
-    _component_roots,
     boxes_from_cams_torch,
     boxes_from_masks_torch,
+    component_roots,
 )
 
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -335,7 +335,7 @@ def test_a_spiral_is_one_component_and_converges_fast(device, shape):
     assert_same_as_reference(np.ascontiguousarray(np.stack([cams, cams[::-1, ::-1]])), device)
     # hooking keeps the iterations logarithmic: label propagation with pointer jumping alone
     # needs hundreds on the 224x224 spiral
-    _, _, iterations = _component_roots(torch.from_numpy(stack).to(device))
+    _, _, iterations = component_roots(torch.from_numpy(stack).to(device))
     assert iterations <= 12
 
 
@@ -371,7 +371,7 @@ def test_snakes_and_mazes_are_one_component(device, shape):
     # a maze's walls are one winding component too (the complement of the corridors)
     walls = ~stack[4:]
     assert_masks_same_as_reference(np.ascontiguousarray(walls), device)
-    _, _, iterations = _component_roots(torch.from_numpy(stack).to(device))
+    _, _, iterations = component_roots(torch.from_numpy(stack).to(device))
     assert iterations <= 14
 
 

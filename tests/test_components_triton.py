@@ -143,10 +143,10 @@ def test_cam_like_maps_dtypes_and_degenerate_maps(device):
 
 def test_triton_problem_says_why_not_and_checks_itself(device, monkeypatch):
     assert ct.triton_problem(device) is None  # the self-check passed
-    from cam_cli.boxes.steps import resolve_box_step
+    from cam_cli.boxes.backends import resolve_box_backend
 
-    assert resolve_box_step("triton", device) == "triton"
-    assert resolve_box_step("auto", torch.device("cpu")) == "scipy"
+    assert resolve_box_backend("triton", device) == "triton"
+    assert resolve_box_backend("auto", torch.device("cpu")) == "scipy"
     if device.type == "cpu":
         monkeypatch.delenv("TRITON_INTERPRET")
         monkeypatch.setattr(ct, "_checked", {})
@@ -223,7 +223,7 @@ def test_real_sample_cams_boxes_and_sweep(device, sample_dir, mobilenet_weights)
 def test_localizer_with_the_triton_step_writes_scipys_records(
     device, sample_dir, mobilenet_weights
 ):
-    """box_step="triton" through the whole pipeline (the main thread queues the boxes with the
+    """box_backend="triton" through the whole pipeline (the main thread queues the boxes with the
     forward, one copy to the host): the same records as the scipy step's, extra class too."""
     from cam_cli.inference.localizer import Localizer
     from cam_cli.models.loading import load_model
@@ -234,9 +234,9 @@ def test_localizer_with_the_triton_step_writes_scipys_records(
     records = {}
     for step in ("scipy", "triton"):
         # one lane: the interpreter is not thread-safe (two lanes would run it at once)
-        localizer = Localizer(loaded, topk=2, fast=False, box_step=step, device=str(device),
+        localizer = Localizer(loaded, topk=2, fast=False, box_backend=step, device=str(device),
                               lanes=1)  # fmt: skip
-        assert localizer.box_step == step and localizer.boxes_on_device == (step == "triton")
+        assert localizer.box_backend == step and localizer.boxes_on_device == (step == "triton")
         results = localizer.localize(paths, extra_classes=lambda path: [7], batch_size=2)
         records[step] = [(r.as_record(), [p.box for p in r.extra]) for r in results]
     assert records["triton"] == records["scipy"]

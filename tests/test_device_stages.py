@@ -1,5 +1,6 @@
-"""scripts/sync_count.py (which syncs count as the batch loop's) and scripts/device_stages.py
-as the GPU check runs it, tried on the CPU: the syncs are faked here, the stages are real."""
+"""scripts/device_checks/sync_count.py (which syncs count as the batch loop's) and
+scripts/device_checks/device_stages.py as the GPU check runs it, tried on the CPU: the syncs are
+faked here, the stages are real."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "device_checks"))
 
 import sync_count  # noqa: E402
 

@@ -4,7 +4,7 @@ Every shell block is either run here, in one workspace where the names the block
 files (the shared ILSVRC sample and MobileNetV2 weights, a small synthetic data set and a
 network trained on it), or says why it is not. The cheap checks hold for every block, run or
 not: each names its language, each `cam-cli` call names a command and options that exist, each
-`scripts/...` and `configs/...` path exists. The blocks are read with `scripts/docs_blocks.py`;
+`scripts/...` and `configs/...` path exists. The blocks are read with `scripts/docs/docs_blocks.py`;
 their `cam-cli` is this checkout's, through a fork server (tests/cli_server.py) that pays
 torch's start-up once for all of them.
 """
@@ -30,7 +30,7 @@ from cam_cli.synthetic.dataset import generate_dataset
 from cam_cli.training.config import resolve_config
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "docs"))
 import cli_server  # noqa: E402  (tests/ is on sys.path, as for conftest)
 import docs_blocks as docs  # noqa: E402
 

@@ -296,7 +296,7 @@ def test_localizer_and_evaluate_leave_the_callers_model_alone(tmp_path):
 
 @pytest.mark.slow
 def test_boxes_made_on_the_device_equal_the_host_ones(sample_dir, mobilenet_weights):
-    """box_step="torch" (the CUDA default) on the CPU: every record of the real sample equals
+    """box_backend="torch" (the CUDA default) on the CPU: every record of the real sample equals
     the scipy path's, top-5 and the GT-known extra class; only boxes leave the device."""
     loaded = load_model(
         arch="mobilenet_v2",
@@ -306,7 +306,7 @@ def test_boxes_made_on_the_device_equal_the_host_ones(sample_dir, mobilenet_weig
     paths = sorted(str(p) for p in (sample_dir / "val").iterdir())
     records = {}
     for step in ("scipy", "torch"):
-        localizer = Localizer(loaded, topk=5, fast=False, box_step=step)
+        localizer = Localizer(loaded, topk=5, fast=False, box_backend=step)
         assert localizer.boxes_on_device == (step == "torch")
         results = localizer.localize(paths, extra_classes=lambda path: [7], batch_size=32)
         records[step] = [(r.as_record(), [p.box for p in r.extra]) for r in results]
@@ -333,7 +333,7 @@ def test_maxboxacc_on_the_device_equals_the_host_sweep(sample_dir, mobilenet_wei
             tmp_path,
             truth,
             maxboxacc=True,
-            run=RunOptions(fast=False, box_step=step),
+            run=RunOptions(fast=False, box_backend=step),
             maxboxacc_protocol="cam-cli",  # the protocol the GPU sweep computes
         )
         for step in ("scipy", "torch")

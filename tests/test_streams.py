@@ -229,8 +229,10 @@ def test_the_pipeline_with_the_decode_thread_and_fake_streams_gives_the_same_res
     paths = sorted(str(p) for p in (sample_dir / "val").iterdir())[:6]
 
     def records(step: str, thread: bool, fake: FakeStreams | None = None) -> list:
-        localizer = Localizer(loaded, topk=2, fast=False, decode="device", box_step=step, lanes=1)
-        assert localizer.box_step == step and localizer.boxes_on_device == (step == "torch")
+        localizer = Localizer(
+            loaded, topk=2, fast=False, decode="device", box_backend=step, lanes=1
+        )
+        assert localizer.box_backend == step and localizer.boxes_on_device == (step == "torch")
         localizer.decode_thread = thread
         if fake is not None:
             localizer.streams = fake
@@ -287,7 +289,7 @@ def test_host_syncs_per_batch_on_cuda(fake, tmp_path, step):
     thread waits once per batch. Run with -s to see every thread's count."""
     from conftest import model_report, write_image, write_xml
 
-    from cam_cli.boxes.steps import triton_problem
+    from cam_cli.boxes.backends import triton_problem
     from cam_cli.data.annotations import read_annotations
     from cam_cli.settings import RunOptions
 
@@ -303,7 +305,7 @@ def test_host_syncs_per_batch_on_cuda(fake, tmp_path, step):
         paths.append(str(path))
     loaded = load_model(arch="small-gap", weights=str(fake / "weights.pth"),
                         classes_file=fake / "classes.txt", device="cuda")  # fmt: skip
-    localizer = Localizer(loaded, device="cuda", box_step=step, topk=2, fast=False, workers=1)
+    localizer = Localizer(loaded, device="cuda", box_backend=step, topk=2, fast=False, workers=1)
     list(localizer.localize(paths[:4], batch_size=4))  # warm-up: cuDNN, pinned blocks, probe
     batches = 4
 
@@ -320,7 +322,7 @@ def test_host_syncs_per_batch_on_cuda(fake, tmp_path, step):
     if step == "torch":
         return
     truth = read_annotations(tmp_path / "xml")
-    run = RunOptions(device="cuda", box_step=step, fast=False, batch_size=4, workers=1)
+    run = RunOptions(device="cuda", box_backend=step, fast=False, batch_size=4, workers=1)
 
     def sweep() -> None:
         report = model_report(loaded, tmp_path / "imgs", truth, maxboxacc=True, run=run,

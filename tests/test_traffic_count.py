@@ -1,4 +1,5 @@
-"""The memory-traffic counter of scripts/traffic_count.py on ops whose bytes are obvious."""
+"""The memory-traffic counter of scripts/benchmarks/traffic_count.py on ops whose bytes are
+obvious."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "benchmarks"))
 
 from bench_box_traffic import family_maps  # noqa: E402
 from traffic_count import TrafficCounter  # noqa: E402

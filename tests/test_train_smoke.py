@@ -1,5 +1,6 @@
-"""scripts/train_smoke.py: the fine-tuning recipe (every layer trained) runs its first steps
-here, on 2 cores, as the GPU check runs them on the device (there with the recipe's sizes)."""
+"""scripts/device_checks/train_smoke.py: the fine-tuning recipe (every layer trained) runs its
+first steps here, on 2 cores, as the GPU check runs them on the device (there with the
+recipe's sizes)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("train_smoke", REPO / "scripts/train_smoke.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_smoke", REPO / "scripts/device_checks/train_smoke.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

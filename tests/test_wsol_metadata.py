@@ -592,7 +592,7 @@ def test_convert_tiny_imagenet_val_annotations(tmp_path):
 def test_a_hundred_thousand_ids_read_in_linear_time(tmp_path):
     """Issue 25 (4): ``image_id in ids`` on a list made reading quadratic (100k ids: 62 s, ILSVRC
     train's 1.28 M: hours). Linear, it takes well under a second here; the bound only catches
-    the quadratic reader (scripts/bench_wsol_metadata.py measures it)."""
+    the quadratic reader (scripts/benchmarks/bench_wsol_metadata.py measures it)."""
     import time
 
     ids = [f"train/n{i % 1000:08d}/img_{i}.JPEG" for i in range(100_000)]

@@ -1,6 +1,6 @@
 """The Triton kernels of `boxes.components_triton` (which says what each does and why).
 
-A module of their own, imported only when the triton box step runs: importing it needs Triton,
+A module of their own, imported only when the triton box backend runs: importing it needs Triton,
 and `triton.jit` reads ``TRITON_INTERPRET`` when these are defined (the CPU tests set it first).
 """
 

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _component_roots(masks: Tensor) -> tuple[Tensor, Tensor, int]:
+def component_roots(masks: Tensor) -> tuple[Tensor, Tensor, int]:
     """8-connected components of a mask stack ``[N, H, W]``, never joined across maps.
 
     Returns ``(at, roots, iterations)``. ``at [P]`` is the flat position of each foreground
@@ -108,7 +108,7 @@ def boxes_from_masks_torch(masks: Tensor) -> Tensor:
     if masks.numel() == 0:
         return whole.expand(n, 4).clone()
 
-    at, roots, _ = _component_roots(masks)
+    at, roots, _ = component_roots(masks)
     padded_width, padded_area = width + 2, (height + 2) * (width + 2)
     map_of = at // padded_area
     # One key per component orders by size, then by the position of its first pixel (earlier
@@ -139,7 +139,7 @@ def boxes_from_masks_torch(masks: Tensor) -> Tensor:
 
 
 def cam_stack(cams: Tensor) -> Tensor:
-    """``cams`` as the device box steps compare them: a stack ``[N, H, W]`` of float32 or
+    """``cams`` as the device box backends compare them: a stack ``[N, H, W]`` of float32 or
     float64 maps (bfloat16 and float16 in float32, as their exact values); anything else is
     refused (ValueError for the shape, TypeError for integer maps)."""
     if cams.ndim != 3:
@@ -183,7 +183,7 @@ def component_boxes_torch(masks: Tensor) -> tuple[Tensor, Tensor]:
         return torch.zeros(0, dtype=torch.int64, device=device), torch.zeros(
             (0, 4), dtype=torch.int64, device=device
         )
-    at, roots, _ = _component_roots(masks)
+    at, roots, _ = component_roots(masks)
     padded_width, padded_area = width + 2, (height + 2) * (width + 2)
     components = torch.unique(roots)  # sorted: raster order of each component's first pixel
     slot = torch.searchsorted(components, roots)  # each pixel's component, 0..C-1

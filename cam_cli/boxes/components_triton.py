@@ -1,10 +1,10 @@
 """The paper's CAM-to-box step as union-find kernels in Triton: `components_torch` at memory speed.
 
-The torch step (`boxes.components_torch`) labels by repeated full-grid window minimums over
-int32 grids and int64 pixel lists: about 98 GB of memory traffic per batch of 1,280 maps of
-224x224 (`scripts/bench_box_traffic.py`), 29 ms at H100 bandwidth, 2.5 times the forward, and
-it waits for the device inside (``nonzero``, ``torch.equal``). Here the traffic is a few passes
-over the maps' own size and nothing waits: every output has a size known before the launch.
+The torch step (`boxes.components_torch`) labels by repeated full-grid window minimums over int32
+grids and int64 pixel lists: about 98 GB of memory traffic per batch of 1,280 maps of 224x224
+(`scripts/benchmarks/bench_box_traffic.py`), 29 ms at H100 bandwidth, 2.5 times the forward, and it
+waits for the device inside (``nonzero``, ``torch.equal``). Here the traffic is a few passes over
+the maps' own size and nothing waits: every output has a size known before the launch.
 
 The contract is `boxes.components.boxes_from_cams`' (inclusive boxes, strictly above
 ``threshold * max``, 8-connectivity, the largest component wins and a tie goes to the one whose
@@ -29,7 +29,7 @@ union): the masks are cut into 2x2 blocks, since all foreground pixels of a 2x2 
 5. ``extent``: the blocks of each map's winning component widen its box (``atomic_min`` /
    ``atomic_max`` of pixel rows and columns).
 
-Memory traffic, counted as `scripts/bench_box_traffic.py` counts it (each launch is a
+Memory traffic, counted as `scripts/benchmarks/bench_box_traffic.py` counts it (each launch is a
 ``cam_cli::`` custom op, so the count sees every tensor it takes and writes), for 1,280 maps of
 224x224 float32 (the maps are 257 MB; block arrays int32 [1280, 112, 112] are 64 MB, the codes
 16 MB): the per-map min and max read the maps (257 MB); init reads them again and writes codes
@@ -266,7 +266,7 @@ _checked: dict[str, str | None] = {}
 
 
 def triton_problem(device: torch.device) -> str | None:
-    """None when the triton box step runs on ``device`` here, else why not (one line).
+    """None when the triton box backend runs on ``device`` here, else why not (one line).
 
     CUDA with Triton, or any device under ``TRITON_INTERPRET=1`` (how the tests run it on the
     CPU). The first call per device boxes a small adversarial batch and compares with the

@@ -1,4 +1,4 @@
-"""`cam-cli bbox`: options -> `inference.jobs.write_boxes` -> exit code."""
+"""`cam-cli bbox`: options -> `outputs.runs.write_boxes` -> exit code."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def bbox(
         output_dirs={"--draw": draw},
         input_size=model.input_size,
     )
-    from cam_cli.inference.jobs import write_boxes
+    from cam_cli.outputs.runs import write_boxes
 
     with o.errors_as_exit():
         summary = write_boxes(

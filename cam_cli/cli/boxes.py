@@ -1,4 +1,4 @@
-"""`cam-cli boxes`: options -> `inference.jobs.write_heatmap_boxes` -> exit code."""
+"""`cam-cli boxes`: options -> `outputs.runs.write_heatmap_boxes` -> exit code."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def boxes(
             show_default=False,
         ),
     ] = None,
-    box_step: o.BoxStepOption = o.BoxStep.auto,
+    box_backend: o.BoxBackendOption = o.BoxBackend.auto,
     device: Annotated[
         str,
         typer.Option(
@@ -87,7 +87,7 @@ def boxes(
         inputs={"--maps": sources, "--reference": reference}, outputs={"--output": output}
     )
     from cam_cli.data.heatmaps import parse_size
-    from cam_cli.inference.jobs import write_heatmap_boxes
+    from cam_cli.outputs.runs import write_heatmap_boxes
 
     with o.errors_as_exit():
         try:
@@ -103,7 +103,7 @@ def boxes(
             size=wanted,
             reference=reference,
             upsample=upsample,
-            box_step=box_step.value,
+            box_backend=box_backend.value,
             device=device,
         )
     o.end_of_run(summary, "files")

@@ -1,4 +1,4 @@
-"""`cam-cli cam`: options -> `inference.jobs.write_cams` -> exit code."""
+"""`cam-cli cam`: options -> `outputs.runs.write_cams` -> exit code."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def cam(
         output_dirs={"--out": out},
         input_size=model.input_size,
     )
-    from cam_cli.inference.jobs import write_cams
+    from cam_cli.outputs.runs import write_cams
 
     with o.errors_as_exit():
         summary = write_cams(

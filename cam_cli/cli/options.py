@@ -22,7 +22,7 @@ import typer
 
 from cam_cli.errors import ArgumentError, CamCliError, RunFailed, SetupError
 from cam_cli.runtime.distributed import is_main_process
-from cam_cli.settings import BoxRule, BoxStep, DecodeMode, Normalization
+from cam_cli.settings import BoxBackend, BoxRule, DecodeMode, Normalization
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 LOGGER = "cam_cli"
@@ -61,6 +61,7 @@ FLAGS: dict[str, str] = {
     "compile_model": "--compile",
     "classes_file": "--classes",
     "json_report": "--json",
+    "box_backend": "--box-step",
 }
 _ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
 
@@ -255,8 +256,8 @@ Decode = Annotated[
         "PIL in the workers; 'auto' is 'device' on CUDA and 'pil' elsewhere.",
     ),
 ]
-BoxStepOption = Annotated[
-    BoxStep,
+BoxBackendOption = Annotated[
+    BoxBackend,
     typer.Option(
         "--box-step",
         help="Where CAMs become boxes (all give the same boxes): 'scipy' on the host, 'torch' "
@@ -378,7 +379,7 @@ class RunArgs(OptionGroup):
     fast: Fast = None
     compile_model: Compile = False
     decode: Decode = DecodeMode.auto
-    box_step: BoxStepOption = BoxStep.auto
+    box_backend: BoxBackendOption = BoxBackend.auto
 
     def options(self, quiet: bool):
         """The library's `RunOptions` (imported here: it pulls in torch)."""
@@ -392,7 +393,7 @@ class RunArgs(OptionGroup):
             compile_model=self.compile_model,
             progress=progress(quiet),
             decode=DecodeMode(self.decode).value,
-            box_step=BoxStep(self.box_step).value,
+            box_backend=BoxBackend(self.box_backend).value,
         )
 
 

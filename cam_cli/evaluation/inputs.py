@@ -19,8 +19,7 @@ from cam_cli.data.images import list_images
 from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import EvalOptions
 from cam_cli.evaluation.resume import check_per_image_file
-from cam_cli.evaluation.scoremap_files import scoremap_id, scoremap_path
-from cam_cli.evaluation.sources.given_maps import scoremaps_to_read
+from cam_cli.evaluation.scoremap_files import scoremap_id, scoremap_path, scoremaps_to_read
 from cam_cli.files.checks import (
     check_output_dir,
     check_output_file,

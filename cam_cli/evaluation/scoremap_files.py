@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cam_cli.errors import EvaluationError
 from cam_cli.evaluation.maxboxacc.wsol_protocol import SCOREMAP_SIZE, check_scoremap
 from cam_cli.files.atomic import atomic_file, is_temp_name
 from cam_cli.files.checks import printable_path
@@ -88,11 +89,14 @@ def scoremaps_of_ids(root: str | Path, image_ids: Sequence[str]) -> dict[str, Pa
     return found
 
 
-def maps_to_score(root: str | Path, image_ids: Sequence[str] | None = None) -> dict[str, Path]:
+def scoremaps_to_read(root: str | Path, image_ids: Sequence[str] | None = None) -> dict[str, Path]:
     """The score maps to read, by image stem: every ``.npy`` below ``root`` (`find_scoremaps`),
     or with a metadata split's ``image_ids`` only ``root/<id>.npy`` of those
-    (`scoremaps_of_ids`). ValueError for a folder that holds none."""
-    return find_scoremaps(root) if image_ids is None else scoremaps_of_ids(root, image_ids)
+    (`scoremaps_of_ids`). An `EvaluationError` for a folder that holds none."""
+    try:
+        return find_scoremaps(root) if image_ids is None else scoremaps_of_ids(root, image_ids)
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def load_scoremap(path: str | Path) -> np.ndarray:

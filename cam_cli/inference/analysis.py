@@ -10,7 +10,7 @@ there (`evaluation.model_run`); `write_boxes` draws, `write_cams` renders.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +42,9 @@ class Analysis:
         self.extra_classes = extra_classes
         self.extra_cams = extra_cams
 
-    def on_device(self, batch: ImageBatch, cams: torch.Tensor) -> list[Any] | torch.Tensor | None:
+    def on_device(
+        self, batch: ImageBatch, cams: torch.Tensor
+    ) -> Sequence[object] | torch.Tensor | None:
         """Per-image work on the extra classes' CAMs ``[B, m, S, S]`` of ``batch``'s good images,
         on the device, batch by batch: one value per image (kept on `ImageResult.analysis`),
         or None for none. A tensor ``[B, ...]`` left on the device is copied to the host with

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -46,7 +45,8 @@ class ImageResult:
     # Extra classes asked per image (e.g. the true class for GT-known localization):
     extra: list[Prediction] = field(default_factory=list)
     extra_cams: np.ndarray | None = None  # [m, S, S] at input resolution (or [m, h, w])
-    analysis: Any = None  # what the run's `Analysis` computed for this image (`inference.analysis`)
+    # What the run's `Analysis` computed for this image (`inference.analysis`):
+    analysis: object = None
 
     def flag_non_finite(self) -> bool:
         """A model that gives NaN or infinite scores (NaN weights, an overflow) has no answer

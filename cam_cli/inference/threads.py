@@ -83,7 +83,7 @@ def decoded_beside(
     stream its output blocks come from must be idle before each decode (`data.decode` drains
     the thread's own stream, `runtime.streams.drain_current`). Only this thread queues work on
     it, so that drain waits for the previous batch's decode and resize alone, never for the
-    forward or the box step, and no other thread can free a block into its pool meanwhile.
+    forward or the box backend, and no other thread can free a block into its pool meanwhile.
     The caller's stream waits on each batch's event before the pixels are used, and keeps
     them (``record_stream``), so their blocks are not reused under the forward.
 

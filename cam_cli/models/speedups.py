@@ -1,8 +1,8 @@
 """Folding batch norm into the convolution before it: an inference speed-up that keeps results
 (to float rounding), applied by `inference.localizer.Localizer` to its own copy of the model.
 
-Found with scripts/bench_bbox.py on a 2-core CPU, together with channels_last memory format
-(the pipeline) and keeping freed memory in the heap (`runtime.device.keep_freed_memory`).
+Found with scripts/benchmarks/bench_bbox.py on a 2-core CPU, together with channels_last memory
+format (the pipeline) and keeping freed memory in the heap (`runtime.device.keep_freed_memory`).
 """
 
 from __future__ import annotations

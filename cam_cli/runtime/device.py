@@ -5,7 +5,8 @@
   AMX), and fp16 on CUDA devices without bf16. fp16 needs gradient scaling when training; bf16
   has fp32's range and needs none.
 - It is on by default where it pays: on CUDA, and on CPUs with native bf16. Without native bf16,
-  CPU autocast emulates it and runs slower than fp32 (measured with scripts/bench_bbox.py).
+  CPU autocast emulates it and runs slower than fp32 (measured with
+  scripts/benchmarks/bench_bbox.py).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def keep_freed_memory() -> bool:
 
     Every batch allocates the same large activations; with glibc's defaults each is a fresh
     mmap that the kernel must zero-fill page by page. Peak memory is unchanged (it does not grow
-    with the number of images: see the RSS check of scripts/bench_bbox.py).
+    with the number of images: see the RSS check of scripts/benchmarks/bench_bbox.py).
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -1,5 +1,5 @@
 """One process, or the processes torchrun starts: the one owner of the process group, for
-training (`training.trainer`) and for sharded inference (`inference.shards`).
+training (`training.trainer`) and for inference over a group (`runtime.group`).
 
 torchrun describes the group in RANK / WORLD_SIZE / LOCAL_RANK; nccl joins CUDA processes, gloo
 CPU ones, and each CUDA process uses the GPU cuda:LOCAL_RANK. Only rank 0 writes files and logs;

@@ -1,9 +1,9 @@
 """CUDA streams, events and hand-offs between the pipeline's threads, in one place.
 
 Three threads touch the GPU: the decode thread (nvJPEG and the resize), the main thread (the
-forward and the CAMs) and, for a box step with host syncs inside (torch), the box thread. Each
+forward and the CAMs) and, for a box backend with host syncs inside (torch), the box thread. Each
 queues its work on a stream of its own, so a host sync in one (a drain before nvJPEG, a
-``nonzero`` in the box step) waits for that thread's work alone, never for another's.
+``nonzero`` in the box backend) waits for that thread's work alone, never for another's.
 
 The rules that make this correct on CUDA by construction:
 - a tensor made on one stream and used on another crosses with `hand_over`: the consumer's

@@ -288,7 +288,7 @@ class Trainer:
 
     # ---- steps ---------------------------------------------------------------------------
 
-    def _labelled(self, batch: ImageBatch) -> tuple[Tensor, Tensor]:
+    def labelled(self, batch: ImageBatch) -> tuple[Tensor, Tensor]:
         """A batch's pixels and labels; its failed images are reported (once each)."""
         for item in batch.failed:
             message = f"{item.path}: {item.error}"
@@ -388,7 +388,7 @@ class Trainer:
             return
         assert self.train_loader is not None
         for batch in self.train_loader:
-            yield self._labelled(batch)
+            yield self.labelled(batch)
 
     def _val_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         if self.cached is not None:
@@ -396,7 +396,7 @@ class Trainer:
             return
         assert self.val_loader is not None
         for batch in self.val_loader:
-            pixels, labels = self._labelled(batch)
+            pixels, labels = self.labelled(batch)
             yield self.preprocessing.apply(pixels.to(self.device, non_blocking=True)), labels
 
     @torch.no_grad()

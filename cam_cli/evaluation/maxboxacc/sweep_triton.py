@@ -1,15 +1,15 @@
 """MaxBoxAccV2's sweep in one Triton launch: `sweep_torch.best_ious_torch` without the
 per-mask arrays.
 
-The torch sweep labels 8 images x 100 thresholds of masks at a time with the torch labelling
-(about 1,240 GB of memory traffic per 256 images, counted by `scripts/bench_box_traffic.py`),
-and waits for the device inside every chunk. Here a fixed number of programs share the
-(image, threshold) masks; each labels one mask at a time in its own scratch slice (block labels
-and four extents per 2x2 block, `boxes.ccl_kernels.sweep`), computing the mask on the fly from
-the 8-bit map and the threshold's cut, and writes only the best IoU. Counted traffic for 256
-images x 100 thresholds at 224x224: the quantisation's ATen ops (the same as the torch sweep's,
-under 1 GB), the 8-bit maps (13 MB), the scratch (5 x 12,544 int32 per program: 257 MB read and
-written for 1,024 programs) and the ``[B, T]`` result. Nothing waits for the device.
+The torch sweep labels 8 images x 100 thresholds of masks at a time with the torch labelling (about
+1,240 GB of memory traffic per 256 images, counted by `scripts/benchmarks/bench_box_traffic.py`),
+and waits for the device inside every chunk. Here a fixed number of programs share the (image,
+threshold) masks; each labels one mask at a time in its own scratch slice (block labels and four
+extents per 2x2 block, `boxes.ccl_kernels.sweep`), computing the mask on the fly from the 8-bit map
+and the threshold's cut, and writes only the best IoU. Counted traffic for 256 images x 100
+thresholds at 224x224: the quantisation's ATen ops (the same as the torch sweep's, under 1 GB), the
+8-bit maps (13 MB), the scratch (5 x 12,544 int32 per program: 257 MB read and written for 1,024
+programs) and the ``[B, T]`` result. Nothing waits for the device.
 
 Equal to `best_ious_torch` value for value: the same quantisation (`sweep_torch.quantise`),
 the same components as scipy's (tested), the same float64 IoU arithmetic.

@@ -1,5 +1,5 @@
 """Which device sweep computes MaxBoxAccV2's best IoUs for a batch of CAMs: the one of the box
-step the run resolved (`boxes.steps.resolve_box_step`), torch or triton, imported at first use
+step the run resolved (`boxes.backends.resolve_box_backend`), torch or triton, imported at first use
 (the triton one needs Triton)."""
 
 from __future__ import annotations

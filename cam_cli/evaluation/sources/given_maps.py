@@ -15,7 +15,7 @@ from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import EvalOptions
 from cam_cli.evaluation.evaluators.base import Evaluator, ScoredImage
 from cam_cli.evaluation.report_settings import maxboxacc_settings
-from cam_cli.evaluation.scoremap_files import load_scoremap, maps_to_score
+from cam_cli.evaluation.scoremap_files import load_scoremap, scoremaps_to_read
 from cam_cli.evaluation.sources.base import Source
 from cam_cli.evaluation.wsol_convert import upright_size
 from cam_cli.files.checks import printable_path
@@ -79,14 +79,6 @@ class GivenMaps(Source):
         if not matched:
             what = "a mask" if self.truth.masks is not None else "an annotation"
             raise EvaluationError(f"no score map matches {what}: nothing to score")
-
-
-def scoremaps_to_read(root: str | Path, image_ids: Sequence[str] | None) -> dict[str, Path]:
-    """`scoremap_files.maps_to_score`, a folder without maps an `EvaluationError`."""
-    try:
-        return maps_to_score(root, image_ids)
-    except ValueError as error:
-        raise EvaluationError(str(error)) from None
 
 
 def _image_size(annotation: ImageAnnotation, image: Path | None, scoremap: Path) -> tuple[int, int]:

@@ -58,9 +58,9 @@ from cam_cli.files.lock import FileLock, FolderLock
 from cam_cli.inference.analysis import Analysis, ExtraCams
 from cam_cli.inference.localizer import Localizer, compile_or_warn
 from cam_cli.inference.results import ImageResult
-from cam_cli.inference.shards import Processes, processes
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.runtime.distributed import is_main_process, process_device
+from cam_cli.runtime.group import Group, open_group
 from cam_cli.settings import ModelOptions
 
 if TYPE_CHECKING:
@@ -88,9 +88,9 @@ class TrueClassAnalysis(Analysis):
         on_host: Sequence[Evaluator],
         on_device: Evaluator | None,
         save: ScoremapSaver | None,
-        box_step: str,
+        box_backend: str,
     ) -> None:
-        """``box_step``: the Localizer's resolved `Localizer.box_step`, for ``on_device``."""
+        """``box_backend``: the Localizer's resolved `Localizer.box_backend`, for ``on_device``."""
         keep = bool(on_host) or save is not None
         at: ExtraCams = "input" if protocol.input_size_cam else "feature"
         super().__init__(extra_classes=extra_classes, extra_cams=at if keep else None)
@@ -99,16 +99,16 @@ class TrueClassAnalysis(Analysis):
         self.host_evaluators = list(on_host)
         self.device_evaluator = on_device
         self.save = save
-        self.box_step = box_step
+        self.box_backend = box_backend
 
     def on_device(self, batch: ImageBatch, cams: torch.Tensor) -> torch.Tensor | None:
         if self.device_evaluator is None:
             return None
         images = [(self.annotation_of[i.path], i.width, i.height) for i in batch.items]
-        return self.device_evaluator.on_device(self.box_step, cams[:, 0], images)
+        return self.device_evaluator.on_device(self.box_backend, cams[:, 0], images)
 
     def on_host(self, result: ImageResult) -> None:
-        found: dict[str, Any] = {}
+        found: dict[str, object] = {}
         if self.device_evaluator is not None and result.analysis is not None:
             found[self.device_evaluator.key] = result.analysis
         if result.extra_cams is not None:
@@ -178,13 +178,13 @@ def model_run(options: EvalOptions, truth: GroundTruth) -> Iterator[ModelRun]:
     """The model loaded (from its options, on this process's device) or taken as given (left
     as it was: its Localizer works on a copy), under torchrun in the group of processes."""
     run = options.source.run
-    with processes(run.device) as job:  # under torchrun: the group
+    with open_group(run.device) as group:  # under torchrun: the group
         model = options.source.model
         if isinstance(model, ModelOptions):
             loaded, copy_model = load_model(model, device=str(process_device(run.device))), False
         else:
             loaded, copy_model = model, True
-        source = ModelRun(options, truth, loaded, job, copy_model)
+        source = ModelRun(options, truth, loaded, group, copy_model)
         try:
             yield source
         finally:
@@ -206,11 +206,11 @@ class ModelRun(Source):
         options: EvalOptions,
         truth: GroundTruth,
         loaded: LoadedModel,
-        job: Processes,
+        group: Group,
         copy_model: bool,
     ) -> None:
         super().__init__()
-        self.options, self.truth, self.job = options, truth, job
+        self.options, self.truth, self.group = options, truth, group
         metrics, outputs, run = options.metrics, options.outputs, options.source.run
         if truth.images is None:
             raise EvaluationError("give the images to run the model over")
@@ -243,7 +243,7 @@ class ModelRun(Source):
         # it), so every caller gets the same resume identity for the same weights.
         model_digest = loaded.digest() if outputs.per_image is not None else None
         self.loaded = loaded
-        self.localizer = Localizer(loaded, options.source.cam, run, processes=job,
+        self.localizer = Localizer(loaded, options.source.cam, run, group=group,
                                    copy_model=copy_model)  # fmt: skip
         self.settings = self._settings()
         self.fingerprint = None
@@ -298,22 +298,22 @@ class ModelRun(Source):
         self.localizer.close()
 
     def report(self, make: Callable[[], Report]) -> Report:
-        return self.job.from_rank_zero(make)
+        return self.group.from_rank_zero(make)
 
     def images(self, evaluators: Sequence[Evaluator]) -> Iterator[ScoredImage]:
         """The images read back from the per-image file first (rank 0), then the others as the
         pipeline gives them, each line appended to the file as it is scored."""
         per_image, maps = self.options.outputs.per_image, self.options.outputs.save_scoremaps
         lock = FileLock(per_image) if per_image is not None else None
-        # one run writes a folder of maps at a time (rank 0 holds it for the job)
+        # one run writes a folder of maps at a time (rank 0 holds it for the group)
         maps_lock = FolderLock(maps, "`save_scoremaps`") if self.save and maps else None
         writer = None
         annotation_of_path = {str(path): annotation for path, annotation in self.items}
         resumed: list[ScoredImage] = []
         try:  # the lock (rank 0, taken in _left_to_do) is held until the last line is written
             if maps_lock is not None:
-                self.job.from_rank_zero(maps_lock.acquire)
-            left = self.job.from_rank_zero(lambda: self._left_to_do(lock, resumed))
+                self.group.from_rank_zero(maps_lock.acquire)
+            left = self.group.from_rank_zero(lambda: self._left_to_do(lock, resumed))
             self.resumed = len(resumed)
             todo = [(path, annotation_of_path[path]) for path in left]
             if maps_lock is not None and len(todo) < len(self.items) and is_main_process():
@@ -366,7 +366,7 @@ class ModelRun(Source):
             on_host,
             on_device,
             self.save,
-            self.localizer.box_step,
+            self.localizer.box_backend,
         )
         return analysis, lambda path: len(listed_of.get(path, ()))
 

@@ -1,14 +1,14 @@
-"""Localization over the processes torchrun starts: one output, in input order, from rank 0.
+"""The group of processes torchrun starts: one output, in input order, from rank 0.
 
-``torchrun --nproc_per_node=N -m cam_cli bbox|cam|eval ...``: each job holds one process group
-for its whole run (`processes`, which gives the job its `Processes`), and a `Localizer` made
-with that `Processes` runs `Processes.localize`:
+``torchrun --nproc_per_node=N -m cam_cli bbox|cam|eval ...``: each command holds one process
+group for its whole run (`open_group`, which gives it its `Group`), and a `Localizer` made
+with that `Group` runs `Group.localize`:
 - rank r runs the pipeline, ``on_host`` analyses included, on ``paths[r::N]`` on its own device
   (cuda:LOCAL_RANK, or the CPU);
 - step by step, one batch of each rank goes to rank 0 (`gather_object`: the results are pickled,
   ``analysis`` and all), which yields them in input order, so its memory holds one step;
 - rank 0 alone reads what one process only may read (stdin, a --per-image file it trims) and
-  tells the others (`Processes.from_rank_zero`); it alone writes. The other ranks yield nothing.
+  tells the others (`Group.from_rank_zero`); it alone writes. The other ranks yield nothing.
 Objects travel over gloo, on CUDA too (a gloo group beside nccl): they are CPU data. In one
 process nothing here does anything, and no process group is made.
 """
@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import torch.distributed as dist
 
 from cam_cli.errors import SetupError
-from cam_cli.inference.results import ImageResult
 from cam_cli.runtime.distributed import in_group, release_group, setup_distributed
 
 T = TypeVar("T")
@@ -41,8 +40,8 @@ def cpus_per_process() -> int:
     return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
-class Processes:
-    """The processes of one job (`write_boxes`, `write_cams`, `evaluate`), from `processes`:
+class Group:
+    """The processes of one command (`write_boxes`, `write_cams`, `evaluate`), from `open_group`:
     what they share (`from_rank_zero`, `shared`) and how they split a localization
     (`localize`). In one process, a group of one where each call is the plain one."""
 
@@ -53,7 +52,7 @@ class Processes:
 
     @property
     def sharded(self) -> bool:
-        """Several processes: a `Localizer` of this job runs its share of the images."""
+        """Several processes: a `Localizer` of this group runs its share of the images."""
         return active()
 
     def _objects(self) -> Any:
@@ -93,11 +92,11 @@ class Processes:
 
     def localize(
         self,
-        localize: Callable[[Sequence[str], bool | None], Iterator[ImageResult]],
+        localize: Callable[[Sequence[str], bool | None], Iterator[T]],
         paths: Sequence[str],
         batch_size: int,
         progress: bool | None,
-    ) -> Iterator[ImageResult]:
+    ) -> Iterator[T]:
         """``localize(share, progress)`` (a Localizer's own run) over this rank's share of
         ``paths``, ``paths[rank::world]``; on rank 0, the results of every rank in input order,
         elsewhere none.
@@ -111,7 +110,7 @@ class Processes:
         from tqdm import tqdm
 
         paths = list(paths)
-        group = self._objects()
+        objects = self._objects()
         rank, world = dist.get_rank(), dist.get_world_size()
         share = -(-len(paths) // world)  # rank 0's, the largest: ceil(n / world)
         steps = -(-share // batch_size)
@@ -124,7 +123,7 @@ class Processes:
         for _ in range(steps):
             step = list(itertools.islice(mine, batch_size))
             parts: list[Any] | None = [None] * world if rank == 0 else None
-            dist.gather_object(step, parts, dst=0, group=group)
+            dist.gather_object(step, parts, dst=0, group=objects)
             if parts is not None:
                 merged = [part[i] for i in range(batch_size) for part in parts if i < len(part)]
                 bar.update(len(merged))
@@ -135,35 +134,35 @@ class Processes:
 
 
 @contextmanager
-def processes(device: str) -> Iterator[Processes]:
-    """The processes of one job: a process group when torchrun started several (on this
-    process's device for ``device``: cuda:LOCAL_RANK, or the CPU), and the job's `Processes`.
+def open_group(device: str) -> Iterator[Group]:
+    """The processes of one command: a process group when torchrun started several (on this
+    process's device for ``device``: cuda:LOCAL_RANK, or the CPU), and the command's `Group`.
     In one process: a group of one, and nothing else.
 
     At the end every rank meets the others at a barrier before the group is torn down (a rank
     that tears gloo down alone can abort at exit). They meet after a usage error too: one found
     before the pipeline by every rank alike (options, model, annotations), or one rank 0 told
-    them (`Processes.from_rank_zero`). Any other error is one rank's own: that rank does not
+    them (`Group.from_rank_zero`). Any other error is one rank's own: that rank does not
     wait, and torchrun stops the others. A group that is already there is used and left as it
     is.
     """
-    job = Processes()
+    group = Group()
     if not in_group():
-        yield job
+        yield group
         return
     ddp, _ = setup_distributed(device)
     if not ddp.owns_group:
-        yield job
+        yield group
         return
     meet = False
     try:
-        yield job
+        yield group
         meet = True
     except SetupError as error:
-        meet = not job.started or error is job.told
+        meet = not group.started or error is group.told
         raise
     except BaseException as error:
-        meet = error is job.told
+        meet = error is group.told
         raise
     finally:
         try:

@@ -1,5 +1,6 @@
-"""The CPU comparison of `scripts/bench_bbox.py` (without ``--device``): variants a-f, cam-cli
-against the forward-only bound and the peers, their agreement, the targets and the report.
+"""The CPU comparison of `scripts/benchmarks/bench_bbox.py` (without ``--device``): variants
+a-f, cam-cli against the forward-only bound and the peers, their agreement, the speed bounds
+they meet and the report.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Runs the model once over annotated images (fp32), keeps every image's true-class
 feature resolution, and scores the same CAMs under wsolevaluation's rules (`--maxboxacc`'s
 default) and with one rule at a time changed to cam-cli's old one: the README's table.
 
-    .venv/bin/python scripts/maxboxacc_differences.py --arch mobilenet_v2 \\
+    .venv/bin/python scripts/docs/maxboxacc_differences.py --arch mobilenet_v2 \\
         --weights ../shared/weights/mobilenet_v2-imagenet.pth \\
         --classes ../shared/data/ilsvrc2012-val-sample/LOC_synset_mapping.txt \\
         --images ../shared/data/ilsvrc2012-val-sample/val \\
@@ -54,7 +54,7 @@ def main() -> None:
 
     from cam_cli.boxes.geometry import pairwise_iou_inclusive
     from cam_cli.data.annotations import read_annotations
-    from cam_cli.data.matching import _label_indices, pair_images
+    from cam_cli.data.matching import label_indices, pair_images
     from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
     from cam_cli.evaluation.maxboxacc.protocol import MaxBoxAccProtocol
     from cam_cli.inference.localizer import Localizer
@@ -63,7 +63,7 @@ def main() -> None:
 
     loaded = load_model(arch=args.arch, weights=args.weights, classes_file=args.classes)
     items, _ = pair_images(args.images, read_annotations(args.annotations))
-    to_index = _label_indices(loaded.classes)
+    to_index = label_indices(loaded.classes)
     true_class = {str(path): to_index(a.labels[0]) for path, a in items}
     run = RunOptions(device="cpu", fast=False)
     localizer = Localizer(loaded, run=run)

@@ -3,8 +3,8 @@
 Writes a box split of N ids (four files, one box per image) into a temporary folder and times
 one read; the cam-cli imported is the one on PYTHONPATH, so the same script times two trees:
 
-    PYTHONPATH=. python scripts/bench_wsol_metadata.py 100000 1000000
-    PYTHONPATH=/path/to/old/tree timeout 600 python scripts/bench_wsol_metadata.py 100000
+    PYTHONPATH=. python scripts/benchmarks/bench_wsol_metadata.py 100000 1000000
+    PYTHONPATH=/path/to/old/tree timeout 600 python scripts/benchmarks/bench_wsol_metadata.py 100000
 
 Prints one line per N: ids, seconds, the peak resident memory so far (Linux).
 """

@@ -1,5 +1,6 @@
-"""The GPU-scale run of `scripts/bench_bbox.py` (``--device``): per network, forward only,
-decode only, pipeline and eval, their ratios, the issue's targets and the report.
+"""The GPU-scale run of `scripts/benchmarks/bench_bbox.py` (``--device``): per network,
+forward only, decode only, pipeline and eval, their ratios, the speed bounds they meet and the
+report.
 """
 
 from __future__ import annotations
@@ -214,14 +215,14 @@ def run_device_pipeline(config: dict) -> dict:
         workers=config["workers"],
         device=config["device"],
         fast=config["fast"],
-        box_step=config.get("box_step", "auto"),
+        box_backend=config.get("box_backend", "auto"),
         progress=False,
     )
     setup_s = time.perf_counter() - start
     timing = time_records(localizer, config, sync=_device_sync(device))
     localizer.close()
     facts = _device_facts(device, localizer.precision)
-    facts["box_step"] = localizer.box_step  # the resolved one
+    facts["box_backend"] = localizer.box_backend  # the resolved one
     return {"load_s": load_s, "setup_s": setup_s, **timing, **facts}
 
 
@@ -245,7 +246,7 @@ def run_device_eval(config: dict) -> dict:
         workers=config["workers"],
         device=config["device"],
         fast=config["fast"],
-        box_step=config.get("box_step", "auto"),
+        box_backend=config.get("box_backend", "auto"),
         progress=False,
     )
     reports = []
@@ -313,7 +314,7 @@ DEVICE_FACTS = (
     "workers",
     "figures",
     "decoded_pool_mb",
-    "box_step",
+    "box_backend",
 )
 
 
@@ -521,7 +522,7 @@ def device_main(args) -> int:
             "batch_size": batch,
             "workers": args.workers,
             "topk": args.topk,
-            "box_step": args.box_step,
+            "box_backend": args.box_step,
             "warmup_batches": args.warmup_batches,
             "torch_threads": args.torch_threads,
             "out_dir": str(tmp),
@@ -579,7 +580,7 @@ def device_main(args) -> int:
                 "workers": workers,
                 "fast": args.fast,
                 "topk": args.topk,
-                "box_step": args.box_step,
+                "box_backend": args.box_step,
                 "rounds": args.rounds,
                 "repeats": {arch: repeats_for.get(arch, args.repeats) for arch in archs},
                 "warmup_batches": args.warmup_batches,
@@ -621,7 +622,7 @@ def device_main(args) -> int:
 def print_device_report(report: dict) -> None:
     config, results, ratios = report["config"], report["results"], report["ratios"]
     precision = next((r["precision"] for r in results.values() if r.get("precision")), None)
-    box_step = next((r["box_step"] for r in results.values() if r.get("box_step")), None)
+    box_backend = next((r["box_backend"] for r in results.values() if r.get("box_backend")), None)
     if results:
         device = config["device"] + (f" ({config['device_name']})" if config["device_name"] else "")
         repeats = ", ".join(f"{a} {n}" for a, n in config["repeats"].items())
@@ -629,8 +630,8 @@ def print_device_report(report: dict) -> None:
             f"cam-cli GPU-scale benchmark: device {device}, torch {report['torch']} (CUDA "
             f"{report['cuda']}), {report['cpus']} CPUs; {config['num_images']} images from "
             f"{config['images_label']}; top-{config['topk']}, batch {config['batch_size']}, "
-            f"precision {precision or '-'}, box step {config.get('box_step', 'auto')}"
-            f"{f' ({box_step})' if box_step else ''}, decode workers {config['workers']}"
+            f"precision {precision or '-'}, box step {config.get('box_backend', 'auto')}"
+            f"{f' ({box_backend})' if box_backend else ''}, decode workers {config['workers']}"
             f"{' (pinned memory)' if config['device_type'] == 'cuda' else ''}; "
             f"{config['rounds']} round(s) x timed passes ({repeats}), median pass"
         )

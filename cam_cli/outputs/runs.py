@@ -4,7 +4,7 @@ Both take image sources as the command line does (files, folders, ``-`` for path
 never stop for one bad image (it gets an error record or is skipped, is named in one line on
 the ``cam_cli`` logger, and is counted), and write every file atomically. Under torchrun they
 share the images out among the processes, and rank 0 writes what one process would write
-(`inference.shards`).
+(`runtime.group`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 
@@ -29,15 +29,16 @@ from cam_cli.files.checks import (
     check_outputs_spare_inputs,
     printable_path,
 )
-from cam_cli.inference import shards
 from cam_cli.inference.analysis import Analysis
-from cam_cli.inference.localizer import Localizer, check_threshold, compile_or_warn
+from cam_cli.inference.computation import check_threshold
+from cam_cli.inference.localizer import Localizer, compile_or_warn
 from cam_cli.inference.results import ImageResult
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.outputs.writers import RecordWriter, open_output
 from cam_cli.runtime.device import resolve_device
 from cam_cli.runtime.distributed import is_main_process, process_device
+from cam_cli.runtime.group import Group, open_group
 from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def _localizer(
     classes: Sequence[str] | None,
     cam: CamOptions,
     run: RunOptions,
-    job: shards.Processes,
+    group: Group,
     compile_now: bool,
 ) -> Localizer:
     """The model loaded (from options) and prepared for ``run``, with ``--class`` queries
@@ -79,20 +80,20 @@ def _localizer(
         except ValueError as error:
             raise SetupError(str(error)) from None
         cam = replace(cam, class_indices=indices)
-    localizer = Localizer(model, cam, run, processes=job, copy_model=not loaded_here)
+    localizer = Localizer(model, cam, run, group=group, copy_model=not loaded_here)
     if run.compile_model and compile_now:
         compile_or_warn(localizer, run.batch_size)
     return localizer
 
 
 @contextmanager
-def _job(model: LoadedModel | ModelOptions | Localizer, run: RunOptions) -> Iterator:
-    """The job's processes (`shards.processes`); a prepared `Localizer` brings its own."""
+def _command_group(model: LoadedModel | ModelOptions | Localizer, run: RunOptions) -> Iterator:
+    """The command's group of processes (`open_group`); a prepared `Localizer` brings its own."""
     if isinstance(model, Localizer):
-        yield model.processes or shards.Processes()
+        yield model.group or Group()
         return
-    with shards.processes(run.device) as job:
-        yield job
+    with open_group(run.device) as group:
+        yield group
 
 
 def check_output_spares(output: str | Path | IO[str] | None, inputs: dict) -> None:
@@ -148,23 +149,23 @@ def write_boxes(
     ``model``: options to load it from, a loaded model, or a prepared `Localizer` (its own CAM
     and run settings then stand for ``cam``; it is left open, for the caller to run again). In
     a group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
-    with _job(model, run) as job:  # under torchrun: the group
-        paths, missing = job.from_rank_zero(lambda: collect_images(images))
+    with _command_group(model, run) as group:  # under torchrun: the group
+        paths, missing = group.from_rank_zero(lambda: collect_images(images))
         check_output_spares(output, {"--images": paths, **_model_files(model)})
         if draw is not None:
             check_drawings_spare_inputs(paths, draw)
         if isinstance(model, Localizer):
-            return _write_records(model, job, paths, missing, output, fmt, draw)
-        localizer = _localizer(model, classes, cam, run, job, bool(paths))
+            return _write_records(model, group, paths, missing, output, fmt, draw)
+        localizer = _localizer(model, classes, cam, run, group, bool(paths))
         try:
-            return _write_records(localizer, job, paths, missing, output, fmt, draw)
+            return _write_records(localizer, group, paths, missing, output, fmt, draw)
         finally:
             localizer.close()
 
 
 def _write_records(
     localizer: Localizer,
-    job: shards.Processes,
+    group: Group,
     paths: Sequence[str],
     missing: Sequence[tuple[str, str]],
     output: str | Path | IO[str] | None,
@@ -177,7 +178,7 @@ def _write_records(
     if not is_main_process():  # another rank of a torchrun group: its share, no output
         for _ in localizer.localize(paths, analysis):
             pass
-        return job.shared(None)
+        return group.shared(None)
     draw_dir = None if draw is None else Path(draw)
     if draw_dir is not None:
         draw_dir.mkdir(parents=True, exist_ok=True)
@@ -202,7 +203,7 @@ def _write_records(
                     record["error"] = drawing
             writer.write(record)
         writer.close()
-    return job.shared(RunSummary(len(paths) + len(missing), failures))
+    return group.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path | str:
@@ -214,7 +215,7 @@ def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path 
     else:
         target = draw_dir / f"{output_stem(result.path, taken)}_boxes.png"
         try:
-            write_bytes_atomic(result.analysis, target, derived=True)
+            write_bytes_atomic(cast(bytes, result.analysis), target, derived=True)
             return target
         except OSError as error:
             problem = f"not drawn (--draw): {target}: {error.strerror or error}"
@@ -252,10 +253,10 @@ def write_cams(
     ``.feature.npy`` holds that frame."""
     from cam_cli.outputs.cam_files import CamWriter
 
-    with shards.processes(run.device) as job:  # under torchrun: the group
-        paths, missing = job.from_rank_zero(lambda: collect_images(images))
+    with open_group(run.device) as group:  # under torchrun: the group
+        paths, missing = group.from_rank_zero(lambda: collect_images(images))
         cam = CamOptions(topk=topk, ten_crop=ten_crop)
-        localizer = _localizer(model, classes, cam, run, job, bool(paths))
+        localizer = _localizer(model, classes, cam, run, group, bool(paths))
         main = is_main_process()  # the others of a torchrun group render, never write
         try:
             writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
@@ -278,18 +279,18 @@ def write_cams(
                     _failed(result.path, str(error))
         finally:
             localizer.close()
-        return job.shared(RunSummary(len(paths) + len(missing), failures))
+        return group.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _heatmap_boxer(
-    rule: str, threshold: float, size: tuple[int, int] | None, box_step: str, device: str
+    rule: str, threshold: float, size: tuple[int, int] | None, box_backend: str, device: str
 ) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
     """The ranked boxes of each map of a file, in the pixels `write_heatmap_boxes` gives them:
-    per map on the host (every rule), or, for the paper's rule with a device box step, every
+    per map on the host (every rule), or, for the paper's rule with a device box backend, every
     map of the file of one size and dtype in one call there (same boxes)."""
+    from cam_cli.boxes.backends import resolve_box_backend
     from cam_cli.boxes.components import scale_boxes
     from cam_cli.boxes.rules import PAPER, ZHOU2016, boxes_for_image
-    from cam_cli.boxes.steps import resolve_box_step
 
     at_size = size is not None and rule == ZHOU2016
 
@@ -301,12 +302,12 @@ def _heatmap_boxer(
         ]  # fmt: skip
 
     where = resolve_device(device)
-    step = resolve_box_step(box_step, where) if rule == PAPER else "scipy"
+    step = resolve_box_backend(box_backend, where) if rule == PAPER else "scipy"
     if step == "scipy":
         return on_host
     import torch
 
-    from cam_cli.boxes.steps import device_boxes
+    from cam_cli.boxes.backends import device_boxes
 
     def on_device(maps: Sequence[np.ndarray]) -> list[np.ndarray]:
         shapes = {(cam.shape, cam.dtype) for cam in maps}
@@ -334,7 +335,7 @@ def write_heatmap_boxes(
     size: tuple[int, int] | None = None,
     reference: str | Path | None = None,
     upsample: int | None = None,
-    box_step: str = "auto",
+    box_backend: str = "auto",
     device: str = "auto",
 ) -> RunSummary:
     """What `cam-cli boxes` does: boxes from saved heatmaps, with no model.
@@ -350,7 +351,7 @@ def write_heatmap_boxes(
     either, boxes are in the map's own pixels. A file that cannot be used gives
     ``{"path", "error"}``, a line on the logger, and counts as failed; the run goes on.
 
-    ``box_step`` (`boxes.steps`): for the paper's rule, the maps of a file are boxed in one
+    ``box_backend`` (`boxes.backends`): for the paper's rule, the maps of a file are boxed in one
     call on ``device`` with ``torch`` or ``triton`` (``auto``: as `bbox` picks for the device,
     scipy on the CPU); the boxes are the same as scipy's."""
     from cam_cli.boxes.rules import check_rule, resize_map
@@ -374,7 +375,7 @@ def write_heatmap_boxes(
         check_image_size(size, f"--reference {printable_path(reference)}: its size")
     if not sources:
         raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
-    box_maps = _heatmap_boxer(rule, threshold, size, box_step, device)
+    box_maps = _heatmap_boxer(rule, threshold, size, box_backend, device)
     found = list(find_images(sources, HEATMAP_EXTENSIONS))
     check_output_spares(output, {"--maps": [path for path, _ in found], "--reference": reference})
     failures = 0

@@ -1,9 +1,9 @@
 """A picture of localization: a grid of annotated images, each with a CAM overlaid, the
 ground-truth boxes (green) and the box cam-cli makes from that CAM (red), as a PNG.
 
-    python scripts/cam_grid.py --checkpoint run/best.pt --images ROOT/val/images \\
+    python scripts/docs/cam_grid.py --checkpoint run/best.pt --images ROOT/val/images \\
         --annotations ROOT/val/val_annotations.txt --out docs/tiny-imagenet-cams.png
-    python scripts/cam_grid.py --arch mobilenet_v2 --weights mobilenet_v2-imagenet.pth \\
+    python scripts/docs/cam_grid.py --arch mobilenet_v2 --weights mobilenet_v2-imagenet.pth \\
         --classes LOC_synset_mapping.txt --images val/ --annotations annotations/ \\
         --show top1 --count 8 --columns 4 --out docs/ilsvrc-boxes.png
 

@@ -11,7 +11,7 @@ The two alternate for ``--rounds`` rounds (neighbours on a shared CPU come and g
 medians are printed with their ratio, which should be >= 0.8 (the loop keeps the CPU busy with
 the network, not with decoding). Other processes' CPU share during each pass is printed too.
 
-    python scripts/bench_train.py --data ../shared/data/tiny-imagenet-dev \\
+    python scripts/benchmarks/bench_train.py --data ../shared/data/tiny-imagenet-dev \\
         --config configs/tiny-imagenet-cpu-64.toml --classes 10 --images-per-class 64
 """
 
@@ -74,7 +74,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, data, Path(run_dir), Dist(), torch.device("cpu"), False)
         trainer.sampler.set_epoch(0)
-        batches = [trainer._labelled(batch) for batch in trainer.train_loader]  # decoded once
+        batches = [trainer.labelled(batch) for batch in trainer.train_loader]  # decoded once
         trainer.train_step(*batches[0])  # warm-up (oneDNN kernels), not timed
         rates: dict[str, list[float]] = {"ceiling": [], "loop": []}
         for round_number in range(args.rounds):

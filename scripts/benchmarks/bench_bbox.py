@@ -59,7 +59,7 @@ GPU-scale mode (``--device cuda``, or ``--device cpu`` to try it here), for each
             processes, pinned memory, non-blocking copies; a decode thread with 0 workers). It
             does not depend on the network: measured once per input size, shown for each.
   pipeline  JPEG files -> JSON Lines: `api.write_boxes` with a prepared
-            `Localizer` and ``RunOptions(device, batch_size, workers, box_step)``, top-k
+            `Localizer` and ``RunOptions(device, batch_size, workers, box_backend)``, top-k
             (``--box-step``, default auto; the eval and the RSS check's CLI take it too).
   eval      (``--eval [ARCHS]``) what `cam-cli eval --maxboxacc` runs
             (`evaluation.evaluate.evaluate_model`, its Localizer set-up included) over the
@@ -68,7 +68,7 @@ GPU-scale mode (``--device cuda``, or ``--device cpu`` to try it here), for each
 Every pass is timed between two ``torch.cuda.synchronize()``; each variant reports its host
 peak RSS and its GPU memory peak (``torch.cuda.max_memory_allocated``, its own process, reset
 at its start). Then the ratios pipeline / min(forward, decode) and pipeline / forward, and the
-issue's targets as PASS/FAIL lines (N/A, with the figure, when the run is not under the
+project's speed bounds as PASS/FAIL lines (N/A, with the figure, when the run is not under the
 targets' conditions: CUDA, top-5, batch 256, bf16). ``--replicate-to N`` makes N distinct files
 (hard links, or symlinks across file systems) from the sample in a temp dir. ``--rss-check``
 with ``--device`` runs the real CLI through a wrapper that also reads its GPU memory peak.
@@ -77,12 +77,13 @@ with ``--device`` runs the real CLI through a wrapper that also reads its GPU me
 Examples (from the repository root):
 
   .venv/bin/pip install -e ".[bench]"        # torchcam, grad-cam, psutil
-  .venv/bin/python scripts/bench_bbox.py --arch mobilenet_v2 --num-images 256 --rounds 2
-  .venv/bin/python scripts/bench_bbox.py --arch googlenet --variants a,b,c,d,e --json
-  .venv/bin/python scripts/bench_bbox.py --rss-only --fast
-  python3 scripts/bench_bbox.py --device cuda --archs mobilenet_v2,googlenet,resnet50,vgg16-gap \
-      --replicate-to 4330 --eval mobilenet_v2 --rss-check
-  .venv/bin/python scripts/bench_bbox.py --device cpu --archs mobilenet_v2,googlenet \
+  .venv/bin/python scripts/benchmarks/bench_bbox.py --arch mobilenet_v2 --num-images 256 --rounds 2
+  .venv/bin/python scripts/benchmarks/bench_bbox.py --arch googlenet --variants a,b,c,d,e --json
+  .venv/bin/python scripts/benchmarks/bench_bbox.py --rss-only --fast
+  python3 scripts/benchmarks/bench_bbox.py --device cuda \
+      --archs mobilenet_v2,googlenet,resnet50,vgg16-gap --replicate-to 4330 --eval mobilenet_v2 \
+      --rss-check
+  .venv/bin/python scripts/benchmarks/bench_bbox.py --device cpu --archs mobilenet_v2,googlenet \
       --replicate-to 48 --batch-size 8 --repeats 1
 
 Timings on a shared machine are noisy: repeat, and compare medians.
@@ -159,7 +160,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="auto",
         choices=["auto", "scipy", "torch", "triton"],
         help="with --device: where the pipeline, eval and the RSS check's CLI make boxes "
-        "(RunOptions.box_step; default auto: triton, else torch, on CUDA; scipy on the CPU)",
+        "(RunOptions.box_backend; default auto: triton, else torch, on CUDA; scipy on the CPU)",
     )
     parser.add_argument("--variants", default="a,b,c,d", help="comma list of a,b,c,d,e")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per round")

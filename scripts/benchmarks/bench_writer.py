@@ -1,4 +1,4 @@
-"""Per-image Python cost of the output path at top-5: the GPU issue's target is well under 50 us.
+"""Per-image Python cost, in microseconds, of the output path at top-5 (records, JSON lines).
 
 Times, on synthetic model outputs (no network, no decoding), the two stages every image goes
 through after its boxes are made:
@@ -6,7 +6,7 @@ through after its boxes are made:
    image's own pixels, `ImageResult`/`Prediction` objects), in the box thread or a lane;
 2. writing: `ImageResult.as_record` + `RecordWriter` (JSON Lines, and CSV), in the main thread.
 
-    .venv/bin/python scripts/bench_writer.py [--images 256] [--topk 5] [--repeats 20]
+    .venv/bin/python scripts/benchmarks/bench_writer.py [--images 256] [--topk 5] [--repeats 20]
 
 Prints the best of ``--repeats`` passes, in microseconds per image, and the total.
 """
@@ -29,7 +29,8 @@ def main() -> None:
 
     from cam_cli.data.batches import DecodedImage, ImageBatch
     from cam_cli.data.classes import classes_from_names
-    from cam_cli.inference.localizer import Localizer, _ForwardOutput
+    from cam_cli.inference.computation import ForwardOutput
+    from cam_cli.inference.localizer import Localizer
     from cam_cli.models.loading import LoadedModel, load_model
     from cam_cli.models.weights import imagenet_class_names
     from cam_cli.outputs.writers import RecordWriter
@@ -37,14 +38,14 @@ def main() -> None:
     small = load_model(arch="small-gap", num_classes=1000)
     named = classes_from_names(imagenet_class_names())
     loaded = LoadedModel(small.arch, small.model, named, small.preprocessing, 224)
-    localizer = Localizer(loaded, topk=args.topk, fast=False, box_step="torch")
+    localizer = Localizer(loaded, topk=args.topk, fast=False, box_backend="torch")
     rng = np.random.default_rng(0)
     n, k = args.images, args.topk
     items = [
         DecodedImage(i, f"/data/imagenet/val/ILSVRC2012_val_{i + 1:08d}.JPEG", 500, 375, None)
         for i in range(n)
     ]
-    out = _ForwardOutput(
+    out = ForwardOutput(
         ImageBatch(None, items, []),
         class_indices=rng.integers(0, 1000, (n, k)),
         scores=rng.random((n, k)).astype(np.float32),

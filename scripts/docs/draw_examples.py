@@ -2,7 +2,7 @@
 photo (227 x 227) and one Tiny ImageNet val image (64 x 64), with MobileNetV2's ImageNet weights,
 copied into docs/ with their colours reduced to a 256-colour palette (a few tens of kB each).
 
-    python scripts/draw_examples.py --shared ../shared --out docs
+    python scripts/docs/draw_examples.py --shared ../shared --out docs
 
 It runs the command line as a user would (``python -m cam_cli``, this checkout first on the
 path) and prints each record's names and scores, so the page's captions can be checked.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # (image below --shared, name of the picture in --out)
 EXAMPLES = [
     ("data/ilsvrc2012-val-sample/val/ILSVRC2012_val_00000363.JPEG", "drawing-ilsvrc-top5.png"),

@@ -18,14 +18,14 @@
 # Replication of the images to 4,330 files happens on the device machine (bench_bbox.py
 # --replicate-to makes links in a temp dir), never here.
 #
-# Usage: bash scripts/prepare_device_data.sh [--shared DIR] [--wheels DIR]
+# Usage: bash scripts/device_checks/prepare_device_data.sh [--shared DIR] [--wheels DIR]
 #   --shared DIR   default ../shared
 #   --wheels DIR   copy the wheels from DIR instead of downloading them (pip download needs
 #                  the package index)
 # PYTHON (default python3) runs PIL and pip.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SHARED=$REPO/../shared
 LIMIT_MIB=64
 WHEELS_FROM=

@@ -1,9 +1,9 @@
-"""Memory traffic of the box step and of the MaxBoxAccV2 sweep, per batch, for each box step.
+"""How many bytes of memory the box backends and the MaxBoxAccV2 sweep read and write per batch.
 
-The issue's sizes: a box step of 1,280 maps (256 images x top-5, 224x224) and a sweep of 256
-images x the 100 MaxBoxAccV2 thresholds. The targets: <= 2 GB per box step, <= 20 GB per
-sweep (the torch path was measured at ~75 GB and ~885 GB). For each step of ``--steps``
-(torch; triton where `boxes.steps.triton_problem` is None for the device, which on a CPU means
+The sizes counted: boxing 1,280 maps (256 images x top-5, 224x224) and a sweep of 256 images
+x the 100 MaxBoxAccV2 thresholds; the bounds checked: 2 GB per boxing, 20 GB per sweep (the
+torch path was measured at ~75 GB and ~885 GB). For each step of ``--steps``
+(torch; triton where `boxes.backends.triton_problem` is None for the device, which on a CPU means
 running with TRITON_INTERPRET=1) this runs the step once inside `traffic_count.TrafficCounter`
 (every ATen op and every ``cam_cli::`` custom op, with the bytes of its tensors; the rule is in
 that module) and reports:
@@ -13,7 +13,7 @@ that module) and reports:
   syncs     on CUDA the host syncs counted with torch.cuda.set_sync_debug_mode("warn"); on
             the CPU the ops that would sync on CUDA (nonzero, unique, equal, .item(), ...),
             an inference from op names, not a CUDA count;
-  labelling the torch path's window-minimum passes (`_component_roots`' third return);
+  labelling the torch path's window-minimum passes (`component_roots`' third return);
   time      wall time per step (CUDA events on CUDA, perf_counter on the CPU; the median of
             ``--repeats`` runs after the counted one), the time the bytes take at 3.35 TB/s
             (H100 HBM3) and both as a share of ``--forward-ms`` (mobilenet_v2's bf16 forward of
@@ -35,11 +35,11 @@ figure, not an error), 1 when one raised.
 
 Examples (from the repository root, PYTHONPATH=. or an installed cam-cli):
 
-  python scripts/bench_box_traffic.py --save runs/box_traffic.json
-  python scripts/bench_box_traffic.py --sweep-images 64 --repeats 1
-  TRITON_INTERPRET=1 python scripts/bench_box_traffic.py --steps triton --maps 40 \\
+  python scripts/benchmarks/bench_box_traffic.py --save runs/box_traffic.json
+  python scripts/benchmarks/bench_box_traffic.py --sweep-images 64 --repeats 1
+  TRITON_INTERPRET=1 python scripts/benchmarks/bench_box_traffic.py --steps triton --maps 40 \\
       --sweep-images 2 --repeats 1
-  python scripts/bench_box_traffic.py --device cuda --family spiral
+  python scripts/benchmarks/bench_box_traffic.py --device cuda --family spiral
 """
 
 from __future__ import annotations
@@ -236,11 +236,11 @@ def inputs(args, device: torch.device) -> dict:
 
 @contextmanager
 def labelling_iterations() -> Iterator[list[int]]:
-    """The window-minimum passes of every `_component_roots` call inside (the torch path),
+    """The window-minimum passes of every `component_roots` call inside (the torch path),
     read from its third return; the module's function is put back afterwards."""
     from cam_cli.boxes import components_torch
 
-    original = components_torch._component_roots
+    original = components_torch.component_roots
     passes: list[int] = []
 
     def watched(masks):
@@ -248,11 +248,11 @@ def labelling_iterations() -> Iterator[list[int]]:
         passes.append(iterations)
         return at, roots, iterations
 
-    components_torch._component_roots = watched
+    components_torch.component_roots = watched
     try:
         yield passes
     finally:
-        components_torch._component_roots = original
+        components_torch.component_roots = original
 
 
 def _timed(run: Callable[[], object], device: torch.device, repeats: int) -> list[float]:
@@ -306,9 +306,9 @@ def measure(run: Callable[[], object], device: torch.device, repeats: int, scale
 
 
 def step_calls(step: str, data: dict, args) -> tuple[Callable, Callable]:
-    """The box step and the sweep of ``step``, through `boxes.steps` (the one place that calls
+    """The box step and the sweep of ``step``, through `boxes.backends` (the one place that calls
     the implementations)."""
-    from cam_cli.boxes.steps import device_boxes
+    from cam_cli.boxes.backends import device_boxes
     from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
     from cam_cli.evaluation.maxboxacc.sweeps import device_best_ious
 
@@ -327,7 +327,7 @@ def step_calls(step: str, data: dict, args) -> tuple[Callable, Callable]:
 
 def run_step(step: str, data: dict, args, device: torch.device) -> dict:
     """Both measurements of one step, or why it was not measured."""
-    from cam_cli.boxes.steps import triton_problem
+    from cam_cli.boxes.backends import triton_problem
 
     if step == "triton" and (problem := triton_problem(device)) is not None:
         return {"not_measured": problem}

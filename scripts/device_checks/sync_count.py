@@ -1,4 +1,5 @@
-"""Host syncs of a piece of work on CUDA, per thread and per call site (`scripts/device_stages.py`).
+"""Host syncs of a piece of work on CUDA, per thread and per call site (for
+`scripts/device_checks/device_stages.py`).
 
 Two sources, because neither sees every host wait:
 - ``torch.cuda.set_sync_debug_mode("warn")``: a warning for each stream or device synchronize,
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _OWN_FILES = {Path(__file__).resolve(), Path(warnings.__file__).resolve()}
 
 

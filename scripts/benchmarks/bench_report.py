@@ -3,7 +3,7 @@
 pictures from the real images, a random 7x7 CAM each. Prints the time of each part and the
 page's size, the pictures' share of it and the bytes per picture.
 
-    python scripts/bench_report.py --json report.json --per-image per_image.jsonl \\
+    python scripts/benchmarks/bench_report.py --json report.json --per-image per_image.jsonl \\
         --images 1000 50000 [--resize 500x375]
 
 --resize re-encodes the pictures' source images at that size first (quality 90, in a temp

@@ -1,6 +1,6 @@
 """``--decode pil`` against ``--decode device``, image by image, and the decode rates of both
-(`scripts/device_stages.py`): what the device decoder changes in the network's input, whether
-that moves a class or a box, and whether decoding keeps up with the network.
+(`scripts/device_checks/device_stages.py`): what the device decoder changes in the network's
+input, whether that moves a class or a box, and whether decoding keeps up with the network.
 
 Only library pieces run here (the datasets, `collate_images`, `decode_pending`,
 `decode_batches`, `threads.decoded_beside`, `Localizer.localize`), as the pipeline runs them.

@@ -6,10 +6,10 @@ The data are the synthetic ILSVRC-layout images (`cam_cli.synthetic`), as many a
 so the run needs no dataset; the recipe's own settings (arch, size, batch, optimizer, schedule)
 are kept, except one epoch of N steps, no val images and no threshold choice.
 
-  python scripts/train_smoke.py --config configs/tiny-imagenet-finetune.toml --device cuda \\
-      --steps 30 --backbone-weights device_data/weights/mobilenet_v2-imagenet.pth
-  python scripts/train_smoke.py --config configs/tiny-imagenet-finetune.toml --device cpu \\
-      --steps 2 --batch-size 4 --image-size 64      # a dry run on 2 cores
+  python scripts/device_checks/train_smoke.py --config configs/tiny-imagenet-finetune.toml \\
+      --device cuda --steps 30 --backbone-weights device_data/weights/mobilenet_v2-imagenet.pth
+  python scripts/device_checks/train_smoke.py --config configs/tiny-imagenet-finetune.toml \\
+      --device cpu --steps 2 --batch-size 4 --image-size 64      # a dry run on 2 cores
 
 Prints one JSON line: steps, images, seconds of the epoch, img/s (the first step, with its
 warm-up, counted out: ``img_s_after_first``), the loss of the first and the last step.
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 

@@ -1,4 +1,4 @@
-"""Why a GPU target passed or failed: the bbox pipeline's stages timed one by one, its host
+"""Where the bbox pipeline's time goes on a device: its stages timed one by one, its host
 syncs per batch, a profiler trace, and PIL against device JPEG decoding (scripts/device_check.sh
 runs it as its stages step; ``--device cpu`` is a dry run).
 
@@ -14,7 +14,7 @@ skipped, and says so):
           device; scipy on the host, after the copy of the maps there), the MaxBoxAccV2 sweep
           of the cam-cli protocol (`evaluation.maxboxacc.sweeps.device_best_ious`, ground truth
           included) per
-          device step, and the host output (`_DeviceOutput.to_host`: the resolved box step and
+          device step, and the host output (`DeviceOutput.to_host`: the resolved box step and
           the batch's one copy; then the results and their JSON Lines). Each stage runs alone,
           the device drained before it: ms/batch is CUDA-event time (perf_counter on the CPU),
           host ms the time the host spent queueing it (its own syncs included). The pieces are
@@ -33,8 +33,8 @@ skipped, and says so):
 Results: a table per part on stdout, ``check`` / ``target`` lines as bench_bbox.py prints
 them, and every figure in ``--out``/stages.json.
 
-  python3 scripts/device_stages.py --device cuda --out runs/stages
-  .venv/bin/python scripts/device_stages.py --device cpu --batch-size 8 --batches 2 \\
+  python3 scripts/device_checks/device_stages.py --device cuda --out runs/stages
+  .venv/bin/python scripts/device_checks/device_stages.py --device cpu --batch-size 8 --batches 2 \\
       --decode-images 32 --compare-images 16
 """
 
@@ -55,18 +55,20 @@ import traceback
 from pathlib import Path
 
 import torch
-from bench_bbox_gpu import replicate
-from bench_harness import (
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # cam_cli, imported where it is used
+    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts" / "benchmarks"))  # the benchmarks' harness and sizes
+
+from bench_bbox_gpu import replicate  # noqa: E402
+from bench_harness import (  # noqa: E402
     DEFAULT_ANNOTATIONS,
     DEFAULT_CLASSES,
     DEFAULT_IMAGES,
     DEVICE_DATA,
     MOBILENET_WEIGHTS,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # cam_cli, imported where it is used
-    sys.path.insert(0, str(REPO))
 
 PARTS = ("stages", "syncs", "decode", "trace")  # the profiler last: the most fragile
 # The issue's targets for host syncs per batch (on CUDA).
@@ -93,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--val500",
         type=Path,
         default=DEVICE_DATA / "val500",
-        help="the sample re-encoded at ~500x375 (scripts/prepare_device_data.sh)",
+        help="the sample re-encoded at ~500x375 (scripts/device_checks/prepare_device_data.sh)",
     )
     parser.add_argument("--batch-size", type=int, default=None, help="256 on CUDA, else 32")
     parser.add_argument("--batches", type=int, default=8, help="timed batches per stage")
@@ -178,7 +180,7 @@ def _sync(device: torch.device) -> None:
 
 def device_steps(device: torch.device) -> tuple[list[str], dict[str, str]]:
     """The box steps that run on ``device`` here, and why the others do not."""
-    from cam_cli.boxes.steps import triton_problem
+    from cam_cli.boxes.backends import triton_problem
 
     steps, missing = ["torch"], {}
     problem = triton_problem(device) if device.type == "cuda" else "CUDA only"
@@ -195,8 +197,8 @@ def _annotation_of(paths: list[str], sources: list[str], truth: dict) -> dict:
 
 
 def time_stages(loaded, sources, paths, truth, args, device) -> dict:
+    from cam_cli.boxes.backends import device_boxes
     from cam_cli.boxes.components import boxes_from_cams
-    from cam_cli.boxes.steps import device_boxes
     from cam_cli.cam.maps import compute_cams, upsample_cams
     from cam_cli.data.batches import ImageListDataset, collate_images
     from cam_cli.data.decode import JpegRoutingDataset, decode_pending, resolve_decode
@@ -205,13 +207,14 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
     from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
     from cam_cli.evaluation.maxboxacc.sweep_torch import pad_gt_boxes
     from cam_cli.evaluation.maxboxacc.sweeps import device_best_ious
-    from cam_cli.inference.localizer import NOTHING_MORE, Localizer, _channels_last, _DeviceOutput
+    from cam_cli.inference.computation import NOTHING_MORE, DeviceOutput, channels_last
+    from cam_cli.inference.localizer import Localizer
     from cam_cli.outputs.writers import RecordWriter
     from cam_cli.runtime.streams import STREAMS, to_device
 
     bs = args.batch_size
     localizer = Localizer(loaded, topk=args.topk, device=args.device, fast=args.fast,
-                          box_step=args.box_step, batch_size=bs, progress=False)  # fmt: skip
+                          box_backend=args.box_step, batch_size=bs, progress=False)  # fmt: skip
     size, threshold = localizer.input_size, localizer.threshold
     notes = []
     try:
@@ -248,8 +251,8 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
                 else:
                     batch.pixels = to_device(batch.pixels, device)
             with clock.stage(f"forward: preprocess + network ({_precision(localizer)}) + top-k"):
-                x = _channels_last(localizer.preprocessing.apply(batch.pixels))
-                logits, features = localizer._network(x)
+                x = channels_last(localizer.preprocessing.apply(batch.pixels))
+                logits, features = localizer.network(x)
                 scores, indices = logits.float().softmax(dim=1).topk(localizer.topk, dim=1)
             with clock.stage("CAMs: compute_cams + upsample_cams"):
                 cams = compute_cams(features, weight, indices)
@@ -271,8 +274,8 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
                     ]  # fmt: skip
                     gt_boxes, gt_valid = pad_gt_boxes(gt, device)
                     device_best_ious(step, upsampled[:, 0], gt_boxes, gt_valid, thresholds)
-            out = _DeviceOutput(batch, localizer.boxing, indices, scores, cams, upsampled)
-            with clock.stage(f"host output: to_host (box step {localizer.box_step}, one copy)"):
+            out = DeviceOutput(batch, localizer.boxing, indices, scores, cams, upsampled)
+            with clock.stage(f"host output: to_host (box step {localizer.box_backend}, one copy)"):
                 host = out.to_host(NOTHING_MORE, STREAMS.current(device))
             with clock.stage("host output: results + JSON Lines"):
                 for result in localizer.boxes_and_results(host):
@@ -288,7 +291,7 @@ def time_stages(loaded, sources, paths, truth, args, device) -> dict:
         "rows": rows,
         "warmup_s": warm_s,
         "batch_size": bs,
-        "box_step": localizer.box_step,
+        "box_backend": localizer.box_backend,
         "decode": "device" if on_device else "pil",
         "workers": workers,
         "notes": notes,
@@ -327,7 +330,7 @@ def print_stages(report: dict, device: torch.device) -> None:
     print(
         f"stages: batch {bs}, {report['rows'][0]['batches']} timed batches after one untimed "
         f"({report['warmup_s']:.2f} s); decode {report['decode']}; the pipeline's box step "
-        f"{report['box_step']}; each stage alone, the device drained before it"
+        f"{report['box_backend']}; each stage alone, the device drained before it"
     )
     header = ["stage", "ms/batch", "host ms/batch", "img/s"]
     rows = [
@@ -382,7 +385,7 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
     from sync_count import count_syncs
 
     from cam_cli.api import write_boxes
-    from cam_cli.boxes.steps import resolve_box_step
+    from cam_cli.boxes.backends import resolve_box_backend
     from cam_cli.data.ground_truth import GroundTruth
     from cam_cli.eval_options import EvalOptions, MetricOptions, SourceOptions
     from cam_cli.evaluation.evaluate import evaluate as evaluate_options
@@ -391,25 +394,25 @@ def host_syncs(loaded, sources, paths, truth, args, device) -> dict:
 
     bs = args.batch_size
     steps, _ = device_steps(device)
-    chosen = resolve_box_step(args.box_step, device)
-    out: dict = {"bbox": {}, "eval": None, "box_step": chosen}
+    chosen = resolve_box_backend(args.box_step, device)
+    out: dict = {"bbox": {}, "eval": None, "box_backend": chosen}
     with open(os.devnull, "w") as devnull:
         for step in dict.fromkeys([chosen, *steps]):  # the run's step first, then the others
             localizer = Localizer(loaded, topk=args.topk, device=args.device, fast=args.fast,
-                                  box_step=step, batch_size=bs, progress=False)  # fmt: skip
+                                  box_backend=step, batch_size=bs, progress=False)  # fmt: skip
             try:
                 write_boxes(localizer, paths[:bs], output=devnull)  # warm-up: kernels, probes
                 batches = math.ceil(len(paths) / localizer.batch_for_memory(bs))
                 report = count_syncs(lambda loc=localizer: write_boxes(loc, paths, output=devnull))
                 out["bbox"][step] = {
-                    "resolved": localizer.box_step,
+                    "resolved": localizer.box_backend,
                     "decode": localizer.decode,
                     **report.as_dict(batches),
                 }
             finally:
                 localizer.close()
     stems = {Path(p).stem: p for p in sources if Path(p).stem in truth}
-    run = RunOptions(device=args.device, batch_size=bs, box_step=args.box_step, fast=args.fast,
+    run = RunOptions(device=args.device, batch_size=bs, box_backend=args.box_step, fast=args.fast,
                      progress=False)  # fmt: skip
 
     def evaluate(chosen: dict) -> None:
@@ -440,7 +443,7 @@ def print_syncs(report: dict | None, args, device: torch.device, why: str | None
                       counts)  # fmt: skip
     if report["eval"] is not None:
         _print_counts("eval --maxboxacc cam-cli", report["eval"])
-    main = report["bbox"][report["box_step"]]
+    main = report["bbox"][report["box_backend"]]
     word = "PASS" if main["per_batch"] <= BBOX_SYNCS else "FAIL"
     print(f"target host syncs per batch, {bbox_name} <= {BBOX_SYNCS}: {main['per_batch']:.2f} "
           f"over {main['batches']} batches  {word}")  # fmt: skip
@@ -478,7 +481,7 @@ def profile_trace(loaded, paths, args, device, out_dir: Path) -> dict:
 
     bs = args.batch_size
     localizer = Localizer(loaded, topk=args.topk, device=args.device, fast=args.fast,
-                          box_step=args.box_step, batch_size=bs, progress=False)  # fmt: skip
+                          box_backend=args.box_step, batch_size=bs, progress=False)  # fmt: skip
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
@@ -545,7 +548,7 @@ def compare_decoders(loaded, folders: dict[str, list[str]], args, device) -> dic
         return {"error": str(error)}
     bs, size = args.batch_size, loaded.input_size
     run_fields = {"topk": args.topk, "device": args.device, "fast": args.fast,
-                  "box_step": args.box_step, "batch_size": bs}  # fmt: skip
+                  "box_backend": args.box_step, "batch_size": bs}  # fmt: skip
     out: dict = {}
     for name, files in folders.items():
         chosen = files[: args.compare_images] if args.compare_images else files
@@ -692,8 +695,9 @@ def run_part(part: str, loaded, sources, val500, paths, truth, args, device) -> 
         if val500:
             folders["val500"] = val500
         else:
-            print(f"note: {args.val500}: no images (scripts/prepare_device_data.sh makes "
-                  "them); decode measured on the sample only")  # fmt: skip
+            print(f"note: {args.val500}: no images "
+                  "(scripts/device_checks/prepare_device_data.sh makes them); "
+                  "decode measured on the sample only")  # fmt: skip
         report = compare_decoders(loaded, folders, args, device)
         print_decoders(report)
     return report

@@ -2,8 +2,8 @@
 is, the images, the timing of passes in a child process, the child processes themselves and
 their memory, the summaries of rounds, and the RSS check of the real CLI.
 
-Every child is started as ``scripts/bench_bbox.py --child ...`` (`ENTRY`), the one front door,
-so a variant runs in a fresh process of its own whichever benchmark asked for it.
+Every child is started as ``scripts/benchmarks/bench_bbox.py --child ...`` (`ENTRY`), the
+one front door, so a variant runs in a fresh process of its own whichever benchmark asked for it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-# The real sample and weights: ../shared, else the copy that scripts/prepare_device_data.sh
-# makes in device_data/ (carried to a machine that has no ../shared).
+REPO = Path(__file__).resolve().parents[2]
+# The real sample and weights: ../shared, else the copy that
+# scripts/device_checks/prepare_device_data.sh makes in device_data/ (carried to a machine that
+# has no ../shared).
 SHARED_SAMPLE = REPO.parent / "shared" / "data" / "ilsvrc2012-val-sample"
 DEVICE_DATA = REPO / "device_data"
 SAMPLE = SHARED_SAMPLE if SHARED_SAMPLE.is_dir() or not DEVICE_DATA.is_dir() else DEVICE_DATA

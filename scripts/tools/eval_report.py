@@ -3,7 +3,7 @@ until `eval --report` makes it as it runs. With the model (--arch/--weights/--cl
 gallery images' CAMs (true class and top-1 class) are computed again, in one batched run over
 those images only; without it the pictures show the boxes on the bare images.
 
-    python scripts/eval_report.py --json report.json --per-image per_image.jsonl \\
+    python scripts/tools/eval_report.py --json report.json --per-image per_image.jsonl \\
         --classes LOC_synset_mapping.txt --arch mobilenet_v2 --weights mnv2.pth -o report.html
 
 Prints the time each step took (reading, CAMs, rendering) and the file's size.
