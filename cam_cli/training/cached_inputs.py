@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -68,7 +69,8 @@ class CachedHead(nn.Module):
 
     def forward(self, cached: Tensor) -> tuple[Tensor, Tensor | None]:
         if self.kind == "trunk":
-            maps = self.model.net.cam_conv(cached)
+            cam_conv = cast(nn.Module, self.model.net.cam_conv)
+            maps = cam_conv(cached)
             return self.model.pooled_logits(self.model.pool(maps)), maps
         return self.model.pooled_logits(cached), None
 
@@ -77,7 +79,8 @@ class CachedHead(nn.Module):
 def backbone_outputs(model: CAMNet, kind: str, x: Tensor) -> Tensor:
     """What the cache stores for a batch of preprocessed images."""
     if kind == "trunk":
-        return model.net.trunk_features(x)
+        trunk_features = cast(Callable[[Tensor], Tensor], model.net.trunk_features)
+        return trunk_features(x)
     _, maps = model(x)
     return model.pool(maps)
 

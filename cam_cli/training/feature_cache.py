@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -82,6 +82,11 @@ def tensors_digest(named: Iterable[tuple[str, Any]]) -> str:
     return digest.hexdigest()
 
 
+def _mapped(path: Path, mode: Literal["r", "r+"]) -> np.memmap:
+    """A ``.npy`` file mapped, not read (``np.load`` gives a memmap with ``mmap_mode``)."""
+    return cast(np.memmap, np.load(path, mmap_mode=mode))
+
+
 def _byte_dtype():
     import torch
 
@@ -121,9 +126,9 @@ class FeatureCache:
             raise ValueError(f"cache dtype must be one of {', '.join(DTYPES)}")
         self.folder = Path(root) / key
         self.layout = layout
-        self.features: np.ndarray | None = None
-        self.valid: np.ndarray | None = None
-        self._done: np.ndarray | None = None
+        self.features: np.memmap | None = None
+        self.valid: np.memmap | None = None
+        self._done: np.memmap | None = None
 
     # ---- state on disk -------------------------------------------------------------------
 
@@ -140,8 +145,8 @@ class FeatureCache:
 
     def _arrays_match(self) -> bool:
         try:
-            features = np.load(self.folder / FEATURES, mmap_mode="r")
-            valid = np.load(self.folder / VALID, mmap_mode="r")
+            features = _mapped(self.folder / FEATURES, "r")
+            valid = _mapped(self.folder / VALID, "r")
         except (OSError, ValueError):
             return False
         layout = self.layout
@@ -163,7 +168,7 @@ class FeatureCache:
         done = None
         if done_path.is_file() and self._arrays_match():
             try:
-                done = np.load(done_path, mmap_mode="r+")
+                done = _mapped(done_path, "r+")
             except (OSError, ValueError):
                 done = None
             if done is not None and done.shape != (layout.views, layout.chunks_per_view):
@@ -176,10 +181,10 @@ class FeatureCache:
                                       (VALID, np.bool_, shape)):  # fmt: skip
                 np.lib.format.open_memmap(self.folder / name, "w+", dtype, full).flush()
             self._publish_done(np.zeros((layout.views, layout.chunks_per_view), np.uint8))
-            done = np.load(done_path, mmap_mode="r+")
+            done = _mapped(done_path, "r+")
         self._done = done
-        self.features = np.load(self.folder / FEATURES, mmap_mode="r+")
-        self.valid = np.load(self.folder / VALID, mmap_mode="r+")
+        self.features = _mapped(self.folder / FEATURES, "r+")
+        self.valid = _mapped(self.folder / VALID, "r+")
         return [(int(v), int(c)) for v, c in zip(*np.nonzero(done == 0), strict=True)]
 
     def _publish_done(self, flags: np.ndarray) -> None:
@@ -212,6 +217,6 @@ class FeatureCache:
         self.open_read()
 
     def open_read(self) -> None:
-        self.features = np.load(self.folder / FEATURES, mmap_mode="r")
-        self.valid = np.load(self.folder / VALID, mmap_mode="r")
+        self.features = _mapped(self.folder / FEATURES, "r")
+        self.valid = _mapped(self.folder / VALID, "r")
         self._done = None
