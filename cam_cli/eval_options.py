@@ -11,11 +11,13 @@ one without importing torch. Errors name the options by their field names in bac
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from cam_cli.data.interchange import FORMATS
 from cam_cli.errors import EvaluationError
 from cam_cli.settings import CamOptions, MaxBoxAccProtocolName, ModelOptions, RunOptions, choices
 
@@ -34,6 +36,9 @@ class TruthOptions:
     (None: ``test``), or a split of wsolevaluation metadata (``wsol_metadata``, mask paths
     under ``mask_root``, default ``images``). ``images``: the folder of the images (matched by
     file stem), or with ``wsol_metadata`` the root its ids are relative to; CUB brings its own.
+    ``annotations_format``: how ``annotations`` is read (`data.interchange.FORMATS`: Pascal
+    VOC, YOLO, COCO instances or the plain CSV, with classes by name; ``ilsvrc``: ILSVRC's
+    own); None tells it from the path.
     """
 
     annotations: PathLike | None = None
@@ -43,6 +48,7 @@ class TruthOptions:
     wsol_metadata: PathLike | None = None
     mask_root: PathLike | None = None
     images: PathLike | None = None
+    annotations_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,12 +87,14 @@ class MetricOptions:
 class OutputOptions:
     """The files an evaluation writes: ``per_image`` (JSON Lines, one per image; a model run
     resumes from it), ``save_scoremaps`` (a folder of wsolevaluation's score maps) and
-    ``json_report`` (the report as JSON; ``-``: the caller prints it, `report.json_text`).
-    None of them may be a file the evaluation reads."""
+    ``json_report`` (the report as JSON; ``-``: the caller prints it, `report.json_text`),
+    ``html_report`` (one HTML page of the run, `report.eval_run`; needs matplotlib). None of
+    them may be a file the evaluation reads."""
 
     per_image: PathLike | None = None
     save_scoremaps: PathLike | None = None
     json_report: PathLike | None = None
+    html_report: PathLike | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ def _model_given(model: ModelOptions | LoadedModel) -> list[str]:
     """The model options set (beyond the class list, which checks records too)."""
     if not isinstance(model, ModelOptions):
         return ["model"]
-    names = ("arch", "weights", "checkpoint", "normalize", "input_size")
+    names = ("arch", "weights", "checkpoint", "normalize", "input_size", "onnx")
     return [name for name in names if getattr(model, name) is not None]
 
 
@@ -155,6 +163,13 @@ def _check_truth(truth: TruthOptions, source: SourceOptions) -> None:
     if truth.meta is not None and truth.annotations is None:
         raise EvaluationError(
             "`meta` goes with `annotations` ILSVRC2012_validation_ground_truth.txt"
+        )
+    if truth.annotations_format is not None and truth.annotations is None:
+        raise EvaluationError("`annotations_format` goes with `annotations`")
+    if truth.annotations_format is not None and truth.annotations_format not in FORMATS:
+        raise EvaluationError(
+            f"`annotations_format` must be one of {', '.join(FORMATS)}, "
+            f"not {truth.annotations_format!r}"
         )
     if truth.split is not None and truth.cub is None:
         raise EvaluationError("`split` goes with `cub`")
@@ -261,3 +276,24 @@ def _check_outputs(options: EvalOptions) -> None:
         and Path(json_report).resolve() == Path(per_image).resolve()
     ):
         raise EvaluationError("`json_report` and `per_image` must be different files")
+    if options.outputs.html_report is not None:
+        _check_html_report(options.outputs)
+
+
+def _check_html_report(outputs: OutputOptions) -> None:
+    """A page of its own, and matplotlib to draw its plots: said now, before any image."""
+    page = outputs.html_report
+    if str(page) == "-":
+        raise EvaluationError("`html_report` needs a FILE (stdout carries the table or the JSON)")
+    for name in ("json_report", "per_image"):
+        other = getattr(outputs, name)
+        if (
+            other is not None
+            and str(other) != "-"
+            and Path(other).resolve() == Path(str(page)).resolve()
+        ):
+            raise EvaluationError(f"`html_report` and `{name}` must be different files")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise EvaluationError(
+            "`html_report` draws its plots with matplotlib: pip install 'cam-cli[report]'"
+        )

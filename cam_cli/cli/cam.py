@@ -16,7 +16,7 @@ def cam(
     out: Annotated[Path, typer.Option("--out", help="Folder for the overlays and maps.")],
     images: o.Images = None,
     extra_images: o.ExtraImages = None,
-    model: o.ModelArgs = o.ModelArgs(),
+    model: o.ModelOrOnnxArgs = o.ModelOrOnnxArgs(),
     topk: o.TopK = 1,
     class_query: o.ClassQuery = None,
     ten_crop: o.TenCrop = False,
@@ -25,6 +25,16 @@ def cam(
         typer.Option(help="Also save raw maps: none, feature (h x w), image (H x W) or both."),
     ] = NpyMaps.none,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Heat-map opacity.")] = 0.5,
+    pseudo_masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--pseudo-masks",
+            help="Also write one segmentation pseudo-mask per image here: an 8-bit PNG with "
+            "Pascal VOC's palette, class index + 1 inside the thresholded CAM region at the "
+            "image's size, 0 outside.",
+            show_default=False,
+        ),
+    ] = None,
     run: o.RunArgs = o.RunArgs(),
     quiet: o.Quiet = False,
 ) -> None:
@@ -44,7 +54,7 @@ def cam(
     sources = [*(images or []), *(extra_images or [])]
     o.check_before_work(
         inputs=model.inputs(sources),
-        output_dirs={"--out": out},
+        output_dirs={"--out": out, "--pseudo-masks": pseudo_masks},
         input_size=model.input_size,
     )
     from cam_cli.outputs.runs import write_cams
@@ -60,5 +70,6 @@ def cam(
             alpha=alpha,
             ten_crop=ten_crop,
             run=run.options(quiet),
+            pseudo_masks=pseudo_masks,
         )
     o.end_of_run(summary)

@@ -1,4 +1,5 @@
-"""`cam-cli eval`: options -> one `EvalOptions` -> `evaluation.evaluate.evaluate` -> the table
+"""`cam-cli eval`: options -> one `EvalOptions` -> `report.eval_run.evaluate_and_report` (which is
+`evaluation.evaluate.evaluate` unless ``--report`` asks for a page too) -> the table
 (and the JSON on stdout with ``--json -``).
 
 Every rule on which options go together is the library's (`EvalOptions.validate`); every
@@ -21,7 +22,7 @@ from cam_cli.eval_options import (
     SourceOptions,
     TruthOptions,
 )
-from cam_cli.settings import CamOptions, CubSplit, MaxBoxAccProtocolName
+from cam_cli.settings import AnnotationsFormat, CamOptions, CubSplit, MaxBoxAccProtocolName
 
 
 @o.with_option_groups
@@ -31,7 +32,19 @@ def eval_command(
         typer.Option(
             "--annotations",
             help="Ground truth: a folder of ILSVRC XML, Kaggle LOC_val_solution.csv, or the "
-            "devkit's ILSVRC2012_validation_ground_truth.txt (with --meta; labels only).",
+            "devkit's ILSVRC2012_validation_ground_truth.txt (with --meta; labels only); or "
+            "labelled data with class names: a Pascal VOC folder, a YOLO folder (labels/ with "
+            "data.yaml or classes.txt), a COCO instances .json, a CSV "
+            "path,class,xmin,ymin,xmax,ymax (inclusive 0-based pixels).",
+            show_default=False,
+        ),
+    ] = None,
+    annotations_format: Annotated[
+        AnnotationsFormat | None,
+        typer.Option(
+            "--annotations-format",
+            help="How to read --annotations (default: told from the path). Class names are "
+            "matched to the model's classes (checkpoint, --classes).",
             show_default=False,
         ),
     ] = None,
@@ -89,7 +102,7 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
-    model: o.ModelArgs = o.ModelArgs(),
+    model: o.ModelOrOnnxArgs = o.ModelOrOnnxArgs(),
     threshold: o.ModelThreshold = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,
@@ -186,6 +199,16 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    html_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write one self-contained HTML page of the run to FILE: what was run, "
+            "the figures, curves, IoU histogram, failure categories with galleries, per-class "
+            "table (docs/report.md). Needs matplotlib: pip install 'cam-cli[report]'.",
+            show_default=False,
+        ),
+    ] = None,
     run: o.RunArgs = o.RunArgs(),
     quiet: o.Quiet = False,
 ) -> None:
@@ -211,6 +234,9 @@ def eval_command(
       cam-cli eval --checkpoint cub.pt --cub CUB_200_2011 --maxboxacc --json report.json
 
     \b
+      cam-cli eval ... --maxboxacc --report report.html   # open it in a browser
+
+    \b
       cam-cli eval ... --maxboxacc --save-scoremaps maps/        # wsolevaluation's layout
       cam-cli eval --scoremaps maps/ --annotations val_xml/      # anyone's maps, no model
     """
@@ -223,6 +249,7 @@ def eval_command(
             wsol_metadata=wsol_metadata,
             mask_root=mask_root,
             images=images,
+            annotations_format=None if annotations_format is None else annotations_format.value,
         ),
         source=SourceOptions(
             model=model.options(),
@@ -240,14 +267,17 @@ def eval_command(
             allow_missing=allow_missing,
         ),
         outputs=OutputOptions(
-            per_image=per_image, save_scoremaps=save_scoremaps, json_report=json_out
+            per_image=per_image,
+            save_scoremaps=save_scoremaps,
+            json_report=json_out,
+            html_report=html_report,
         ),
     )
     o.configure_logging(quiet)
-    from cam_cli.evaluation.evaluate import evaluate
+    from cam_cli.report.eval_run import evaluate_and_report
 
     with o.errors_as_exit():
-        report = evaluate(options)
+        report = evaluate_and_report(options)
     if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
         return
     from cam_cli.evaluation.report import json_text

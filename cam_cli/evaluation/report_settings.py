@@ -34,9 +34,12 @@ def input_settings(options: EvalOptions) -> dict[str, Any]:
         "classes": model.classes_file if options.mode != "scoremaps" else None,
         "weights": model.weights if model_run else None,
         "checkpoint": model.checkpoint if model_run else None,
+        "onnx": model.onnx if model_run else None,
         "scoremaps": source.scoremaps,
     }
     settings: dict[str, Any] = {k: absolute(v) for k, v in paths.items() if v is not None}
+    if files.annotations_format is not None:
+        settings["annotations_format"] = files.annotations_format
     if files.cub is not None:
         settings["split"] = files.split or "test"
     return settings
