@@ -273,8 +273,8 @@ def test_real_run_trains_chooses_a_threshold_and_evaluates(dev_root, tmp_path):
     [
         "cpu",
         "cpu-gmp",
-        "cpu-7x7",
-        "cpu-7x7-gmp",
+        "cpu-cached",
+        "cpu-cached-gmp",
         "cpu-64",
         "cpu-64-gmp",
         "cpu-128",
@@ -291,7 +291,7 @@ def test_the_tiny_imagenet_recipes_resolve(name):
     assert config.threshold_images_per_class == 3
     twins = {
         "cpu-gmp": ("cpu", "mobilenet_v2-max"),
-        "cpu-7x7-gmp": ("cpu-7x7", "mobilenet_v2-max"),
+        "cpu-cached-gmp": ("cpu-cached", "mobilenet_v2-max"),
         "cpu-64-gmp": ("cpu-64", "mobilenet_v2-gmp"),
     }
     if name in twins:
