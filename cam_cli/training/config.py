@@ -22,8 +22,10 @@ from typing import Any
 
 from cam_cli.errors import ConfigError, SetupError
 from cam_cli.files.checks import check_input_size
+from cam_cli.settings import AnnotationsFormat, choices
 
 SCHEDULES = ("step", "multistep", "cosine", "constant")
+ANNOTATIONS_FORMATS = choices(AnnotationsFormat)  # what `val_annotations` may be
 MAX_CONFIG_BYTES = 1 << 20  # a config of every key is under 2 KB
 
 
@@ -67,6 +69,8 @@ class TrainConfig:
     val_images: int = 0  # validate on the first N val images (sorted by path); 0: all
     zero_init_head: bool = False  # the new classifier starts at zero: first loss exactly ln C
     threshold_boxes: str | None = None  # choose the CAM threshold on the boxes of this file
+    val_annotations: str | None = None  # the val images' classes from this ground-truth file
+    val_annotations_format: str | None = None  # its format (`data.interchange`); None: detected
     # With freeze_backbone: the backbone's outputs computed once into an on-disk cache
     # (`training.feature_cache`), the head trained on them every epoch.
     feature_cache: bool = True
@@ -98,6 +102,8 @@ class TrainConfig:
             raise ConfigError(f"{source}: lr_milestones must be increasing")
         if not self.arch:
             raise ConfigError(f"{source}: no arch given")
+        if self.val_annotations_format is not None and self.val_annotations is None:
+            raise ConfigError(f"{source}: val_annotations_format without val_annotations")
 
 
 # --- per-key validation ---------------------------------------------------------------------
@@ -161,7 +167,15 @@ def _check_value(key: str, value: Any, source: str) -> Any:
         except SetupError as error:
             raise ConfigError(str(error)) from None
         return value
-    if key in ("backbone_weights", "threshold_boxes", "feature_cache_dir"):
+    if key == "val_annotations_format":
+        if value is None or value == "":
+            return None
+        if value not in ANNOTATIONS_FORMATS:
+            raise ConfigError(
+                f"{where} must be one of {', '.join(ANNOTATIONS_FORMATS)}, got {value!r}"
+            )
+        return value
+    if key in ("backbone_weights", "threshold_boxes", "val_annotations", "feature_cache_dir"):
         if value is None or value == "":
             return None
         return str(value)

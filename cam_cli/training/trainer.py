@@ -79,6 +79,7 @@ from cam_cli.training.initial_weights import initial_model
 from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
 from cam_cli.training.threshold import calibrate_checkpoints, threshold_images
 from cam_cli.training.threshold_boxes import boxed_images
+from cam_cli.training.val_annotations import annotated_val
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
@@ -565,6 +566,10 @@ def train(
         data.notes.append(f"training on the first {config.train_images_per_class} images of "
                           f"every class: {len(kept)} of {len(data.train)}")  # fmt: skip
         data = TrainData(data.classes, kept, data.val, data.notes)
+    if config.val_annotations is not None:  # replaces DIR/val's labels; read before any epoch
+        val = annotated_val(config.val_annotations, config.val_annotations_format,
+                            data.classes, data_dir, data.notes)  # fmt: skip
+        data = TrainData(data.classes, data.train, val, data.notes)
     if config.val_images and len(data.val) > config.val_images:
         val = sorted(data.val)[: config.val_images]
         data.notes.append(f"validating on the first {len(val)} of {len(data.val)} val images")
