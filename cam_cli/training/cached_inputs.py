@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -289,7 +289,7 @@ class CachedRun:
     ) -> None:
         """Both caches: the training images in ``views`` augmented views, the val images as
         inference sees them (one view, no augmentation)."""
-        common = dict(image_size=config.image_size, seed=config.seed,
+        common: dict[str, Any] = dict(image_size=config.image_size, seed=config.seed,
                       crop_scale_min=config.crop_scale_min, dtype=settings.dtype,
                       root=settings.root, max_bytes=settings.max_bytes,
                       workers=settings.workers, batch=settings.batch)  # fmt: skip
