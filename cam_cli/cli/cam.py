@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
-from cam_cli.settings import NpyMaps
+from cam_cli.settings import CamFileOptions, CamOptions, NpyMaps
 
 
 @o.with_option_groups
@@ -64,12 +64,9 @@ def cam(
             model.options(),
             sources,
             out,
-            topk=topk,
+            cam=CamOptions(topk=topk, ten_crop=ten_crop),
             classes=class_query,
-            npy=npy.value,
-            alpha=alpha,
-            ten_crop=ten_crop,
+            files=CamFileOptions(npy=npy.value, alpha=alpha, pseudo_masks=pseudo_masks),
             run=run.options(quiet),
-            pseudo_masks=pseudo_masks,
         )
     o.end_of_run(summary)

@@ -170,7 +170,9 @@ class ForwardOutput:
     source_maps: np.ndarray | None = None  # [B, k + m, h, w]: maps boxed at each image's size
 
 
-def _with_fields(cam: CamOptions, run: RunOptions, given: dict[str, Any]):
+def _with_fields(
+    cam: CamOptions, run: RunOptions, given: dict[str, Any]
+) -> tuple[CamOptions, RunOptions]:
     """``cam`` and ``run`` with the fields named in ``given`` replaced (short calls in tests
     and scripts: ``Localizer(loaded, topk=1, fast=False)``)."""
     cam_names = {f.name for f in fields(CamOptions)}
