@@ -23,6 +23,7 @@ class ModelOptions:
     classes_file: str | Path | None = None
     normalize: str | None = None
     input_size: int | None = None
+    cam_exact: bool = True  # False: any head (a gradient method reads a layer, not the head)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class CamOptions:
     in this order); ``threshold``: the CAM threshold (None: the one the checkpoint carries, else
     the paper's 0.2); ``box_rule`` (`boxes.rules`): ``paper``, ``zhou2016`` or
     ``all-components``; ``ten_crop``: the released ten-crop CAM (`cam.ten_crop`).
+    ``method``: where the maps come from, ``cam`` (the paper's, exact) or a method of
+    `cam.methods` (``gradcam``...), which reads ``layer`` (None: the network's default layer).
     """
 
     topk: int = 5
@@ -40,6 +43,8 @@ class CamOptions:
     class_indices: tuple[int, ...] | None = None
     box_rule: str = "paper"
     ten_crop: bool = False
+    method: str = "cam"
+    layer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ def bbox(
     class_query: o.ClassQuery = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,
+    method: o.Method = "cam",
+    layer: o.Layer = None,
     run: o.RunArgs = o.RunArgs(),
     output_format: Annotated[
         BboxFormat,
@@ -68,7 +70,12 @@ def bbox(
             output=output,
             fmt=output_format.value,
             cam=CamOptions(
-                topk=topk, threshold=threshold, box_rule=box_rule.value, ten_crop=ten_crop
+                topk=topk,
+                threshold=threshold,
+                box_rule=box_rule.value,
+                ten_crop=ten_crop,
+                method=method,
+                layer=layer,
             ),
             classes=class_query,
             draw=draw,

@@ -93,6 +93,8 @@ def eval_command(
     threshold: o.ModelThreshold = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,
+    method: o.Method = "cam",
+    layer: o.Layer = None,
     boxes: Annotated[
         int,
         typer.Option(
@@ -226,7 +228,13 @@ def eval_command(
         ),
         source=SourceOptions(
             model=model.options(),
-            cam=CamOptions(threshold=threshold, box_rule=box_rule.value, ten_crop=ten_crop),
+            cam=CamOptions(
+                threshold=threshold,
+                box_rule=box_rule.value,
+                ten_crop=ten_crop,
+                method=method,
+                layer=layer,
+            ),
             run=run.options(quiet),
             predictions=predictions,
             scoremaps=scoremaps,

@@ -29,7 +29,7 @@ from cam_cli.data.batches import ImageBatch
 from cam_cli.data.classes import ClassInfo
 from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.inference.analysis import Analysis
-from cam_cli.inference.map_methods import DEFAULT_MAP_METHOD, ForwardPass, MapMethod, map_method
+from cam_cli.inference.map_methods import ForwardPass, MapMethod, map_method
 from cam_cli.inference.results import ImageResult, Prediction
 from cam_cli.models.loading import LoadedModel
 from cam_cli.models.speedups import fold_batch_norms
@@ -267,9 +267,9 @@ class BatchComputation:
         self.input_size = loaded.input_size
         # Ten-crop decodes a larger frame (256 for 224) and cuts the crops from it.
         self.load_size = tc.frame_size(self.input_size) if cam.ten_crop else self.input_size
-        # Where the maps come from (`map_methods`): the paper's CAM.
+        # Where the maps come from (`map_methods`): the paper's CAM by default.
         self.maps: MapMethod = map_method(
-            DEFAULT_MAP_METHOD, self.model, self.input_size, cam.ten_crop
+            cam.method, self.model, self.input_size, cam.ten_crop, cam.layer
         )
         # The network as called (torch.compile'd by `Localizer.compile`), and the slice size
         # it was compiled for: every slice is then padded to it.

@@ -32,8 +32,9 @@ from cam_cli.files.checks import (
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.computation import check_threshold
 from cam_cli.inference.localizer import Localizer, compile_or_warn
+from cam_cli.inference.map_methods import load_for_method, method_settings
 from cam_cli.inference.results import ImageResult
-from cam_cli.models.loading import LoadedModel, load_model
+from cam_cli.models.loading import LoadedModel
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.outputs.writers import RecordWriter, open_output
 from cam_cli.runtime.device import resolve_device
@@ -73,7 +74,7 @@ def _localizer(
     is prepared in place, not copied."""
     loaded_here = isinstance(model, ModelOptions)
     if loaded_here:
-        model = load_model(model, device=str(process_device(run.device)))
+        model = load_for_method(model, cam, str(process_device(run.device)))
     if classes:
         try:
             indices = tuple(resolve_class(query, model.classes) for query in classes)
@@ -189,8 +190,11 @@ def _write_records(
         for path, problem in missing:
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
+        made_by = method_settings(localizer.maps)  # nothing for the paper's CAM
         for result in localizer.localize(paths, analysis):
             record = result.as_record()
+            if made_by and result.error is None:
+                record.update(made_by)
             if result.error is not None:
                 failures += 1
                 _failed(result.path, result.error)
@@ -239,23 +243,22 @@ def write_cams(
     images: Sequence[str],
     out: str | Path,
     *,
-    topk: int = 1,
+    cam: CamOptions = CamOptions(topk=1),
     classes: Sequence[str] | None = None,
     npy: str = "none",
     alpha: float = 0.5,
     run: RunOptions = RunOptions(),
-    ten_crop: bool = False,
 ) -> RunSummary:
     """For each image and class, ``IMAGE_rankR_CLASS.png`` (a jet overlay of the CAM) in
     ``out``, and with ``npy`` the raw maps: ``.feature.npy`` (h x w) and/or ``.image.npy``
-    (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``ten_crop``:
-    the maps are the merged ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
+    (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``cam``: the
+    classes (``topk``), the map method and layer; with ``ten_crop`` the maps are the merged
+    ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
     ``.feature.npy`` holds that frame."""
     from cam_cli.outputs.cam_files import CamWriter
 
     with open_group(run.device) as group:  # under torchrun: the group
         paths, missing = group.from_rank_zero(lambda: collect_images(images))
-        cam = CamOptions(topk=topk, ten_crop=ten_crop)
         localizer = _localizer(model, classes, cam, run, group, bool(paths))
         main = is_main_process()  # the others of a torchrun group render, never write
         try:

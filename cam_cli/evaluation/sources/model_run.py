@@ -57,8 +57,9 @@ from cam_cli.files.checks import printable_path
 from cam_cli.files.lock import FileLock, FolderLock
 from cam_cli.inference.analysis import Analysis, ExtraCams
 from cam_cli.inference.localizer import Localizer, compile_or_warn
+from cam_cli.inference.map_methods import load_for_method
 from cam_cli.inference.results import ImageResult
-from cam_cli.models.loading import LoadedModel, load_model
+from cam_cli.models.loading import LoadedModel
 from cam_cli.runtime.distributed import is_main_process, process_device
 from cam_cli.runtime.group import Group, open_group
 from cam_cli.settings import ModelOptions
@@ -181,7 +182,8 @@ def model_run(options: EvalOptions, truth: GroundTruth) -> Iterator[ModelRun]:
     with open_group(run.device) as group:  # under torchrun: the group
         model = options.source.model
         if isinstance(model, ModelOptions):
-            loaded, copy_model = load_model(model, device=str(process_device(run.device))), False
+            device = str(process_device(run.device))
+            loaded, copy_model = load_for_method(model, options.source.cam, device), False
         else:
             loaded, copy_model = model, True
         source = ModelRun(options, truth, loaded, group, copy_model)
