@@ -93,6 +93,8 @@ def _describe_source(settings: Mapping[str, Any]) -> str:
         if settings.get("box_rule") or settings.get("ten_crop"):
             rule = settings.get("box_rule", "paper")
             head += f", box rule {rule}{', ten-crop' if settings.get('ten_crop') else ''}"
+        if settings.get("method"):  # the paper's CAM says nothing
+            head += f", maps by {settings['method']} at layer {settings.get('layer')}"
     truth = settings.get("cub") or settings.get("annotations") or settings.get("wsol_metadata")
     return f"{head}\nground truth: {truth}" if truth else head
 

@@ -11,6 +11,7 @@ ran, so it costs no second pass.
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 import threading
 from collections.abc import Callable
@@ -129,7 +130,11 @@ def map_method(
     """The map method ``name`` for ``model`` (already prepared for the run: on its device),
     reading ``layer`` (gradient methods; None: the network's default)."""
     if name not in MAP_METHODS:
-        raise ArgumentError("method", f"must be one of {', '.join(MAP_METHODS)}, got {name!r}")
+        near = difflib.get_close_matches(name, list(MAP_METHODS), n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise ArgumentError(
+            "method", f"must be one of {', '.join(MAP_METHODS)}, got {name!r}{hint}"
+        )
     return MAP_METHODS[name](model, input_size, ten_crop, layer)
 
 

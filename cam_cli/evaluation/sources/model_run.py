@@ -57,7 +57,7 @@ from cam_cli.files.checks import printable_path
 from cam_cli.files.lock import FileLock, FolderLock
 from cam_cli.inference.analysis import Analysis, ExtraCams
 from cam_cli.inference.localizer import Localizer, compile_or_warn
-from cam_cli.inference.map_methods import load_for_method
+from cam_cli.inference.map_methods import load_for_method, method_settings
 from cam_cli.inference.results import ImageResult
 from cam_cli.models.loading import LoadedModel
 from cam_cli.runtime.distributed import is_main_process, process_device
@@ -261,6 +261,7 @@ class ModelRun(Source):
         return {
             **self.loaded.describe(),
             **box_settings(cam.box_rule, cam.ten_crop, metrics.boxes),
+            **method_settings(localizer.maps),  # none for the paper's CAM
             "threshold": localizer.threshold,  # None: the checkpoint's own, else 0.2
             "topk": localizer.topk,
             "fast": localizer.precision.enabled,  # resolved: None means where the hardware gains
@@ -291,6 +292,7 @@ class ModelRun(Source):
                     else {"class_predictions": file_digest(metrics.class_predictions)}
                 ),
                 **box_settings(cam.box_rule, cam.ten_crop, metrics.boxes),
+                **method_settings(self.localizer.maps),  # other maps, other lines
                 # device decoding moves pixels slightly; PIL runs keep their old fingerprints
                 **({"decode": "device"} if settings["decode"] == "device" else {}),
             }
