@@ -36,6 +36,8 @@ class CamOptions:
     ``all-components``; ``ten_crop``: the released ten-crop CAM (`cam.ten_crop`).
     ``method``: where the maps come from, ``cam`` (the paper's, exact) or a method of
     `cam.methods` (``gradcam``...), which reads ``layer`` (None: the network's default layer).
+    ``faithfulness``: also each image's Average Drop, Increase in Confidence and Deletion /
+    Insertion AUC of its top-1 map (`cam.faithfulness`), on `ImageResult.faithfulness`.
     """
 
     topk: int = 5
@@ -45,6 +47,7 @@ class CamOptions:
     ten_crop: bool = False
     method: str = "cam"
     layer: str | None = None
+    faithfulness: bool = False
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,16 @@ def eval_command(
             "true class's CAM, as wsolevaluation computes it (see --maxboxacc-protocol).",
         ),
     ] = False,
+    faithfulness: Annotated[
+        bool,
+        typer.Option(
+            "--faithfulness",
+            help="Also Average Drop, Increase in Confidence (Chattopadhay et al. 2018) and "
+            "Deletion/Insertion AUC (Petsiuk et al. 2018; 20 steps, zero baseline after "
+            "normalisation) of each image's top-1 map, as torchcam 0.5 computes them. About 40 "
+            "extra forward passes per image.",
+        ),
+    ] = False,
     maxboxacc_protocol: Annotated[
         MaxBoxAccProtocolName,
         typer.Option(
@@ -241,6 +251,7 @@ def eval_command(
         ),
         metrics=MetricOptions(
             maxboxacc=maxboxacc,
+            faithfulness=faithfulness,
             maxboxacc_protocol=maxboxacc_protocol.value,
             cam_threshold_from=cam_threshold_from,
             boxes=boxes,

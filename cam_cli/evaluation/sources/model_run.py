@@ -241,11 +241,16 @@ class ModelRun(Source):
             self.save = scoremap_saver(outputs.save_scoremaps, truth.base())
         if truth.masks is not None and outputs.per_image is not None:
             raise EvaluationError("PxAP cannot resume from `per_image` yet; leave one out")
+        if metrics.faithfulness and outputs.per_image is not None:
+            raise EvaluationError(
+                "`faithfulness` cannot resume from `per_image` yet; leave one out"
+            )
         # The weights' digest before the pipeline prepares them (folded batch norm would change
         # it), so every caller gets the same resume identity for the same weights.
         model_digest = loaded.digest() if outputs.per_image is not None else None
         self.loaded = loaded
-        self.localizer = Localizer(loaded, options.source.cam, run, group=group,
+        cam = replace(options.source.cam, faithfulness=metrics.faithfulness)
+        self.localizer = Localizer(loaded, cam, run, group=group,
                                    copy_model=copy_model)  # fmt: skip
         self.settings = self._settings()
         self.fingerprint = None
@@ -384,13 +389,11 @@ class ModelRun(Source):
         error = result.error
         if error is None and not record.get("predictions"):
             error = "no predictions"
+        found = dict(result.analysis) if isinstance(result.analysis, dict) else {}
+        if result.faithfulness is not None:
+            found["faithfulness"] = result.faithfulness
         return ScoredImage(
-            annotation,
-            result.path,
-            error,
-            record,
-            result.extra[0].box if wanted else None,
-            result.analysis if isinstance(result.analysis, dict) else {},
+            annotation, result.path, error, record, result.extra[0].box if wanted else None, found
         )
 
     def _left_to_do(self, lock: FileLock | None, resumed: list[ScoredImage]) -> list[str]:
