@@ -109,3 +109,15 @@ def test_faithfulness_needs_a_model(fake, tmp_path: Path):
     result = invoke("eval", "--predictions", records, "--annotations", fake / "xml",
                     "--faithfulness")  # fmt: skip
     one_line_error(result, "--faithfulness", "model run")
+
+
+def test_models_timm_methods_lists_every_model_with_its_methods_and_layer():
+    pytest.importorskip("timm", reason="timm is not installed")
+    result = invoke("models", "--timm", "mobilenetv*_050", "--methods")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+    assert rows["timm/mobilenetv2_050"][0].startswith("cam,gradcam,")  # CAM-exact head
+    # conv_head after pooling: no CAM, every other method at the last stage
+    methods, layer = rows["timm/mobilenetv3_small_050"]
+    assert methods.split(",")[0] == "gradcam" and "cam" not in methods.split(",")
+    assert layer == "blocks.5"

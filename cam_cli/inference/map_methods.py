@@ -28,6 +28,13 @@ from cam_cli.errors import ArgumentError, NotCAMExact
 from cam_cli.models.camnet import AnyHeadNet, CAMNet
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.models.registry import get_arch
+from cam_cli.models.timm_models import (
+    PREFIX,
+    default_input_size,
+    head_problem,
+    meta_network,
+    timm_names,
+)
 from cam_cli.settings import CamOptions, ModelOptions
 
 logger = logging.getLogger(__name__)
@@ -170,3 +177,23 @@ def _methods_on(options: ModelOptions) -> tuple[str, ...]:
     with torch.device("meta"):
         network = spec.build(1000)
     return methods_for(network.eval(), spec.default_input_size).methods
+
+
+def describe_timm_methods(pattern: str) -> list[tuple[str, str, str]]:
+    """Rows ``(name, methods, default layer)`` of every timm model matching ``pattern``
+    (`models.timm_models.timm_names`), CAM-exact or not: which map methods run on it (``cam``
+    where its head is CAM-exact) and the layer the others read by default (or why none).
+    Built on the meta device: no memory, no weights."""
+    rows = []
+    for name in timm_names(pattern):
+        try:
+            network = meta_network(PREFIX + name)
+            size = default_input_size(network)
+            exact = head_problem(network, size) is None
+            support = methods_for(network, size)
+        except Exception:  # noqa: BLE001 - a model timm cannot build on meta: not listed
+            continue
+        methods = (*(("cam",) if exact else ()), *support.methods)
+        layer = support.default_layer or f"none ({support.layer_why})"
+        rows.append((PREFIX + name, ",".join(methods) or "none", layer))
+    return rows

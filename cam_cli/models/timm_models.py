@@ -232,11 +232,9 @@ def meta_network(name: str) -> nn.Module:
 MAX_LISTED = 300
 
 
-def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
-    """Rows ``(name, CAM size at the default input, input size, params)`` of the CAM-exact timm
-    models matching ``pattern`` (timm's wildcard syntax; a bare word, with no ``*``, ``?`` or
-    ``[``, means the names containing it: ``resnet`` is ``*resnet*``); built on meta, so no
-    memory is used. Models that are not CAM-exact, or cannot be built on meta, are left out."""
+def timm_names(pattern: str) -> list[str]:
+    """The timm model names matching ``pattern`` (a bare word: the names containing it), at
+    most `MAX_LISTED`."""
     timm = import_timm()
     if not any(c in pattern for c in "*?["):
         pattern = f"*{pattern}*"
@@ -246,6 +244,16 @@ def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
             f"--timm {pattern!r} matches {len(names)} timm models; give a narrower pattern "
             f"(at most {MAX_LISTED}), e.g. '*resnet*' or 'efficientnet_b*'"
         )
+    return list(names)
+
+
+def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
+    """Rows ``(name, CAM size at the default input, input size, params)`` of the CAM-exact timm
+    models matching ``pattern`` (timm's wildcard syntax; a bare word, with no ``*``, ``?`` or
+    ``[``, means the names containing it: ``resnet`` is ``*resnet*``); built on meta, so no
+    memory is used. Models that are not CAM-exact, or cannot be built on meta, are left out."""
+    timm = import_timm()
+    names = timm_names(pattern)
     rows = []
     for name in names:
         try:
