@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from cam_cli.data.interchange import FORMATS
 from cam_cli.errors import EvaluationError
 from cam_cli.settings import CamOptions, MaxBoxAccProtocolName, ModelOptions, RunOptions, choices
 
@@ -34,6 +35,9 @@ class TruthOptions:
     (None: ``test``), or a split of wsolevaluation metadata (``wsol_metadata``, mask paths
     under ``mask_root``, default ``images``). ``images``: the folder of the images (matched by
     file stem), or with ``wsol_metadata`` the root its ids are relative to; CUB brings its own.
+    ``annotations_format``: how ``annotations`` is read (`data.interchange.FORMATS`: Pascal
+    VOC, YOLO, COCO instances or the plain CSV, with classes by name; ``ilsvrc``: ILSVRC's
+    own); None tells it from the path.
     """
 
     annotations: PathLike | None = None
@@ -43,6 +47,7 @@ class TruthOptions:
     wsol_metadata: PathLike | None = None
     mask_root: PathLike | None = None
     images: PathLike | None = None
+    annotations_format: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,13 @@ def _check_truth(truth: TruthOptions, source: SourceOptions) -> None:
     if truth.meta is not None and truth.annotations is None:
         raise EvaluationError(
             "`meta` goes with `annotations` ILSVRC2012_validation_ground_truth.txt"
+        )
+    if truth.annotations_format is not None and truth.annotations is None:
+        raise EvaluationError("`annotations_format` goes with `annotations`")
+    if truth.annotations_format is not None and truth.annotations_format not in FORMATS:
+        raise EvaluationError(
+            f"`annotations_format` must be one of {', '.join(FORMATS)}, "
+            f"not {truth.annotations_format!r}"
         )
     if truth.split is not None and truth.cub is None:
         raise EvaluationError("`split` goes with `cub`")

@@ -94,11 +94,31 @@ class OutputFormat(StrEnum):
 
 
 class BboxFormat(StrEnum):
-    """`cam-cli bbox` records (`outputs.writers.RecordWriter`)."""
+    """`cam-cli bbox` records (`outputs.writers.RecordWriter`), or a pseudo-label dataset
+    folder (`DatasetFormat`, `outputs.datasets`)."""
 
     jsonl = "jsonl"
     csv = "csv"
     coco = "coco"
+    voc = "voc"
+    yolo = "yolo"
+    coco_dataset = "coco-dataset"
+
+
+class DatasetFormat(StrEnum):
+    """The pseudo-label datasets `cam-cli bbox --output DIR` writes (`outputs.datasets`)."""
+
+    voc = "voc"
+    yolo = "yolo"
+    coco_dataset = "coco-dataset"
+
+
+class LabelBy(StrEnum):
+    """How a pseudo-label dataset names its classes."""
+
+    name = "name"
+    wnid = "wnid"
+    index = "index"
 
 
 class DecodeMode(StrEnum):
@@ -132,6 +152,16 @@ class NpyMaps(StrEnum):
 class MaxBoxAccProtocolName(StrEnum):
     wsol = "wsol"
     cam_cli = "cam-cli"
+
+
+class AnnotationsFormat(StrEnum):
+    """How `eval` reads its ground truth (`data.interchange.FORMATS`)."""
+
+    ilsvrc = "ilsvrc"
+    voc = "voc"
+    yolo = "yolo"
+    coco = "coco"
+    csv = "csv"
 
 
 class CubSplit(StrEnum):

@@ -242,3 +242,24 @@ def takes_under(seconds: float, started: float) -> None:
     """A refusal that must come at once: well before a `fifo`'s release."""
     elapsed = time.monotonic() - started
     assert elapsed < seconds, f"took {elapsed:.1f} s: it waited on the FIFO"
+
+
+def write_own_checkpoint(path: Path, names: list[str], arch: str = "small-gap") -> Path:
+    """A checkpoint of an own-data model as `train` stores one: classes known by their folder
+    names (wnid = name = the folder), random weights (seed 0)."""
+    from cam_cli.models.checkpoint_format import CHECKPOINT_FORMAT
+    from cam_cli.models.preprocess import IMAGENET
+
+    torch.manual_seed(0)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "arch": arch,
+            "classes": [{"index": i, "wnid": n, "name": n} for i, n in enumerate(names)],
+            "model": build_model(arch, len(names)).state_dict(),
+            "preprocessing": IMAGENET.to_dict(),
+            "input_size": 96,
+        },
+        path,
+    )
+    return path

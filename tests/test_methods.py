@@ -227,3 +227,27 @@ def test_inference_mode_images_still_get_gradients(mobilenet, cnn_images):
     _, maps = make_method("gradcam", mobilenet)(frozen, 1)
     _, plain = make_method("gradcam", mobilenet)(cnn_images, 1)
     torch.testing.assert_close(maps, plain)
+
+
+def test_two_threads_on_one_model_get_their_own_maps(mobilenet, cnn_images):
+    """The pipeline's CPU lanes run one model in several threads: each call's hook keeps only
+    its own thread's forward."""
+    import threading
+
+    method = make_method("layercam", mobilenet)
+    alone = [method(cnn_images[i : i + 1], 2)[1] for i in range(2)]
+    results: dict[int, torch.Tensor] = {}
+    barrier = threading.Barrier(2)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        for _ in range(3):
+            results[index] = method(cnn_images[index : index + 1], 2)[1]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(2):
+        torch.testing.assert_close(results[index], alone[index])

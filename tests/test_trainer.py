@@ -480,7 +480,7 @@ def test_a_malformed_boxes_file_for_the_threshold_stops_before_training(tmp_path
         (root / "train" / wnid / f"{wnid}_boxes.txt").write_text(rows)
     (root / "train" / WNIDS[1] / f"{WNIDS[1]}_boxes.txt").write_text(f"{WNIDS[1]}_0.JPEG\t1\t1\n")
     config = tiny_config(threshold_images_per_class=1, image_size=32)
-    with pytest.raises(TrainError, match=r"threshold_images_per_class: .*_boxes.txt:1: expected 5"):
+    with pytest.raises(TrainError, match=r"images_per_class`: .*_boxes.txt:1: expected 5"):
         train(config, root, tmp_path / "run", progress=False)
     assert (
         not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "best.pt").exists()

@@ -27,6 +27,16 @@ def cam(
         typer.Option(help="Also save raw maps: none, feature (h x w), image (H x W) or both."),
     ] = NpyMaps.none,
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Heat-map opacity.")] = 0.5,
+    pseudo_masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--pseudo-masks",
+            help="Also write one segmentation pseudo-mask per image here: an 8-bit PNG with "
+            "Pascal VOC's palette, class index + 1 inside the thresholded CAM region at the "
+            "image's size, 0 outside.",
+            show_default=False,
+        ),
+    ] = None,
     run: o.RunArgs = o.RunArgs(),
     quiet: o.Quiet = False,
 ) -> None:
@@ -46,7 +56,7 @@ def cam(
     sources = [*(images or []), *(extra_images or [])]
     o.check_before_work(
         inputs=model.inputs(sources),
-        output_dirs={"--out": out},
+        output_dirs={"--out": out, "--pseudo-masks": pseudo_masks},
         input_size=model.input_size,
     )
     from cam_cli.outputs.runs import write_cams
@@ -61,5 +71,6 @@ def cam(
             npy=npy.value,
             alpha=alpha,
             run=run.options(quiet),
+            pseudo_masks=pseudo_masks,
         )
     o.end_of_run(summary)

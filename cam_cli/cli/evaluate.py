@@ -21,7 +21,7 @@ from cam_cli.eval_options import (
     SourceOptions,
     TruthOptions,
 )
-from cam_cli.settings import CamOptions, CubSplit, MaxBoxAccProtocolName
+from cam_cli.settings import AnnotationsFormat, CamOptions, CubSplit, MaxBoxAccProtocolName
 
 
 @o.with_option_groups
@@ -31,7 +31,19 @@ def eval_command(
         typer.Option(
             "--annotations",
             help="Ground truth: a folder of ILSVRC XML, Kaggle LOC_val_solution.csv, or the "
-            "devkit's ILSVRC2012_validation_ground_truth.txt (with --meta; labels only).",
+            "devkit's ILSVRC2012_validation_ground_truth.txt (with --meta; labels only); or "
+            "labelled data with class names: a Pascal VOC folder, a YOLO folder (labels/ with "
+            "data.yaml or classes.txt), a COCO instances .json, a CSV "
+            "path,class,xmin,ymin,xmax,ymax (inclusive 0-based pixels).",
+            show_default=False,
+        ),
+    ] = None,
+    annotations_format: Annotated[
+        AnnotationsFormat | None,
+        typer.Option(
+            "--annotations-format",
+            help="How to read --annotations (default: told from the path). Class names are "
+            "matched to the model's classes (checkpoint, --classes).",
             show_default=False,
         ),
     ] = None,
@@ -235,6 +247,7 @@ def eval_command(
             wsol_metadata=wsol_metadata,
             mask_root=mask_root,
             images=images,
+            annotations_format=None if annotations_format is None else annotations_format.value,
         ),
         source=SourceOptions(
             model=model.options(),

@@ -1,6 +1,6 @@
 """`cam-cli train`: options -> `training.trainer.train_from_options` -> a JSON summary.
 
-Every option defaults to None ("not given"), so the config layers underneath show through:
+Every setting option defaults to None ("not given"), so the config layers underneath show through:
 option > --config FILE > the run's saved config (--resume) > the arch's recipe > built-ins.
 """
 
@@ -28,12 +28,19 @@ and best.pt; both checkpoints work with `cam-cli bbox/cam/eval --checkpoint`. A 
 is named once on stderr and skipped. A NaN/inf loss stops the run (exit 1) and keeps the
 last good checkpoint.
 
+On a machine without a GPU, with no --config (and not resuming), the CPU recipe fills in what
+is not given: --arch mobilenet_v2, its ImageNet backbone frozen, the new classifier from zero,
+5 epochs over every image at batch 32, a learning rate set by the number of classes, loader
+workers below the core count. A one-line summary of the choices goes to stderr before the
+first step. Offline, pass the ImageNet weights with --backbone-weights FILE.
+
 --batch-size is the GLOBAL batch: with torchrun each of N processes takes batch/N images per
 step (DistributedDataParallel; nccl on GPUs, gloo on CPU; only rank 0 writes).
 
 Examples:
 
 \b
+  cam-cli train --data my_data --out runs/mine --threshold-boxes my_boxes.csv
   cam-cli train --arch vgg16-gap --data imagenet/ --out runs/vgg \\
       --backbone-weights vgg16-397923af.pth
   cam-cli train --config configs/small-cpu.toml --data synth/ --out runs/small
@@ -115,6 +122,51 @@ def train(
         Opt("--amp/--no-amp", help="Mixed precision (fp16 CUDA, bf16 CPU).", show_default=False),
     ] = None,
     seed: Annotated[int | None, Opt(min=0, show_default=False)] = None,
+    freeze_backbone: Annotated[
+        bool | None,
+        Opt(
+            "--freeze-backbone/--no-freeze-backbone",
+            help="Train only the new layers; the ImageNet backbone stays fixed (default on a CPU).",
+            show_default=False,
+        ),
+    ] = None,
+    zero_init_head: Annotated[
+        bool | None,
+        Opt(
+            "--zero-init-head/--no-zero-init-head",
+            help="Start the new classifier at zero: first loss ln(classes) (default on a CPU).",
+            show_default=False,
+        ),
+    ] = None,
+    train_images_per_class: Annotated[
+        int | None,
+        Opt(
+            min=0,
+            help="Train on the first N images (sorted) of every class; 0: all.",
+            show_default=False,
+        ),
+    ] = None,
+    val_images: Annotated[
+        int | None,
+        Opt(min=0, help="Validate on the first N val images (sorted); 0: all.", show_default=False),
+    ] = None,
+    threshold_images_per_class: Annotated[
+        int | None,
+        Opt(
+            min=0,
+            help="Choose the CAM threshold on the last N training images of every class "
+            "with a box in train/<class>/<class>_boxes.txt; 0: choose none.",
+            show_default=False,
+        ),
+    ] = None,
+    threshold_boxes: Annotated[
+        Path | None,
+        Opt(
+            help="CSV of boxes you drew (path,class,xmin,ymin,xmax,ymax): choose the CAM "
+            "threshold on them; stored in best.pt for bbox/cam/eval.",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint_every: Annotated[
         int | None,
         Opt(min=0, help="Also write last.pt every N steps (0: epoch ends).", show_default=False),
@@ -140,6 +192,7 @@ def train(
     }
     overrides["lr_milestones"] = milestones
     overrides["backbone_weights"] = None if backbone_weights is None else str(backbone_weights)
+    overrides["threshold_boxes"] = None if threshold_boxes is None else str(threshold_boxes)
     o.configure_logging(quiet)
     o.check_before_work(output_dirs={"--out": out}, input_size=image_size,
                         input_size_option="--image-size")  # fmt: skip

@@ -63,7 +63,9 @@ class GroundTruth:
     ``masks``: PxAP's masks by image id (wsolevaluation mask metadata). ``image_ids``: a
     metadata split's ids, so score maps are read as ``<id>.npy``. ``scoremap_base``: the folder
     wsolevaluation's ids start from (None: the folder above ``images``). ``files``: every file
-    read for it, by the option that named it (outputs are checked against them)."""
+    read for it, by the option that named it (outputs are checked against them).
+    ``class_names``: the labels are class names (VOC, YOLO, COCO, CSV ground truth) still to
+    be matched to the model's classes (`data.class_match`) once those are known."""
 
     annotations: Mapping[str, ImageAnnotation]
     images: str | Path | Mapping[str, str | Path] | None = None
@@ -72,6 +74,7 @@ class GroundTruth:
     image_ids: Sequence[str] | None = None
     scoremap_base: Path | None = None
     files: Mapping[str, Sequence[Path]] = field(default_factory=dict)
+    class_names: bool = False
 
     @property
     def has_boxes(self) -> bool:

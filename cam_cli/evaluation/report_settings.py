@@ -37,6 +37,8 @@ def input_settings(options: EvalOptions) -> dict[str, Any]:
         "scoremaps": source.scoremaps,
     }
     settings: dict[str, Any] = {k: absolute(v) for k, v in paths.items() if v is not None}
+    if files.annotations_format is not None:
+        settings["annotations_format"] = files.annotations_format
     if files.cub is not None:
         settings["split"] = files.split or "test"
     return settings

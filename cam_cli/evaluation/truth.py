@@ -1,7 +1,8 @@
 """The ground truth of an evaluation, whatever its format, loaded in one place (`load_truth`):
-ILSVRC XML, the Kaggle CSV, the devkit's labels, CUB, wsolevaluation's metadata with boxes or
-masks. Each gives one `data.ground_truth.GroundTruth`: annotations by image id (file stem),
-where the images are, and every file it read.
+ILSVRC XML, the Kaggle CSV, the devkit's labels, Pascal VOC, YOLO, COCO and the plain CSV
+(`data.interchange`), CUB, wsolevaluation's metadata with boxes or masks. Each gives one
+`data.ground_truth.GroundTruth`: annotations by image id (file stem), where the images are,
+and every file it read.
 
 A new format is one reader (in `data`, returning ``{image id: ImageAnnotation}``) and one
 branch of `load_truth`.
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cam_cli.data.annotations import CUB_FILES, annotation_files, read_annotations, read_cub
+from cam_cli.data.annotations import CUB_FILES, read_cub
 from cam_cli.data.ground_truth import GroundTruth, MaskPaths
+from cam_cli.data.interchange import read_ground_truth
 from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import TruthOptions
 
@@ -32,11 +34,12 @@ def load_truth(options: TruthOptions | GroundTruth) -> GroundTruth:
             return GroundTruth(annotations, images, classes, None, None, root / "images", files)
         if options.annotations is None:
             raise EvaluationError("give the ground truth: `annotations`, `cub` or `wsol_metadata`")
-        annotations = read_annotations(options.annotations, options.meta)
-        read = {"annotations": annotation_files(options.annotations)}
-        if options.meta is not None:
-            read["meta"] = [Path(options.meta)]
-        return GroundTruth(annotations, options.images, files=read)
+        return read_ground_truth(
+            options.annotations,
+            fmt=options.annotations_format,
+            images=options.images,
+            meta=options.meta,
+        )
     except (ValueError, OSError) as error:  # unreadable or malformed ground truth
         raise EvaluationError(str(error)) from None
 

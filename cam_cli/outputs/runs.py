@@ -9,6 +9,7 @@ share the images out among the processes, and rank 0 writes what one process wou
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from cam_cli.inference.localizer import Localizer, compile_or_warn
 from cam_cli.inference.map_methods import load_for_method, method_settings
 from cam_cli.inference.results import ImageResult
 from cam_cli.models.loading import LoadedModel
+from cam_cli.outputs.datasets import DatasetOptions, DatasetWriter
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.outputs.writers import RecordWriter, open_output
 from cam_cli.runtime.device import resolve_device
@@ -134,7 +136,7 @@ def write_boxes(
     model: LoadedModel | ModelOptions | Localizer,
     images: Sequence[str],
     *,
-    output: str | Path | IO[str] | None = None,
+    output: str | Path | IO[str] | DatasetOptions | None = None,
     fmt: str = "jsonl",
     cam: CamOptions = CamOptions(),
     classes: Sequence[str] | None = None,
@@ -150,18 +152,94 @@ def write_boxes(
     ``model``: options to load it from, a loaded model, or a prepared `Localizer` (its own CAM
     and run settings then stand for ``cam``; it is left open, for the caller to run again). In
     a group of processes, rank 0 writes everything, and every rank returns rank 0's summary."""
+    if isinstance(output, DatasetOptions):
+        output.check()
     with _command_group(model, run) as group:  # under torchrun: the group
         paths, missing = group.from_rank_zero(lambda: collect_images(images))
-        check_output_spares(output, {"--images": paths, **_model_files(model)})
+        inputs = {"--images": paths, **_model_files(model)}
+        if not isinstance(output, DatasetOptions):
+            check_output_spares(output, inputs)
         if draw is not None:
             check_drawings_spare_inputs(paths, draw)
-        if isinstance(model, Localizer):
-            return _write_records(model, group, paths, missing, output, fmt, draw)
-        localizer = _localizer(model, classes, cam, run, group, bool(paths))
+        given = isinstance(model, Localizer)
+        localizer = model if isinstance(model, Localizer) else _localizer(
+            model, classes, cam, run, group, bool(paths)
+        )  # fmt: skip
         try:
+            if isinstance(output, DatasetOptions):
+                return _write_dataset(localizer, group, paths, missing, output, inputs)
             return _write_records(localizer, group, paths, missing, output, fmt, draw)
         finally:
-            localizer.close()
+            if not given:  # a prepared Localizer is the caller's, left open
+                localizer.close()
+
+
+def _identity(localizer: Localizer) -> dict:
+    """What decides a dataset's boxes (its journal refuses another run's): the prepared
+    network's weights by content, and the CAM settings."""
+    import torch
+
+    digest = hashlib.sha256()
+    for key, tensor in localizer.model.state_dict().items():
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return {"model": digest.hexdigest()[:16], "threshold": localizer.threshold,
+            "topk": localizer.topk, "box_rule": localizer.box_rule,
+            "ten_crop": localizer.ten_crop, "class_indices": localizer.fixed_classes}  # fmt: skip
+
+
+def _write_dataset(
+    localizer: Localizer,
+    group: Group,
+    paths: Sequence[str],
+    missing: Sequence[tuple[str, str]],
+    dataset: DatasetOptions,
+    inputs: dict,
+) -> RunSummary:
+    """The run of `write_boxes` into a pseudo-label dataset (`outputs.datasets`): images a
+    resumed run has done are skipped; images that fail are named and counted, and left out."""
+    identity = _identity(localizer)
+    writers: list[DatasetWriter] = []
+
+    def open_writer() -> list[str]:  # rank 0 alone (under torchrun): lock, resume
+        try:
+            writers.append(DatasetWriter(dataset, localizer.classes, paths, identity, inputs))
+        except ValueError as error:
+            raise SetupError(str(error)) from None
+        return [path for path in paths if path not in writers[0].done]
+
+    todo = group.from_rank_zero(open_writer)
+    if not is_main_process():  # another rank of a torchrun group: its share, no output
+        for _ in localizer.localize(todo, None):
+            pass
+        return group.shared(None)
+    writer = writers[0]
+    failures, left_out = len(missing), 0
+    try:
+        for path, problem in missing:
+            _failed(path, problem)
+        if len(todo) < len(paths):
+            done = len(paths) - len(todo)
+            logger.info("%s: resuming, %d of %d images already done",
+                        printable_path(dataset.out), done, len(paths))  # fmt: skip
+        for result in localizer.localize(todo, None):
+            if result.error is not None:
+                failures += 1
+                _failed(result.path, result.error)
+                continue
+            try:
+                left_out += writer.write(result) == 0
+            except (ValueError, OSError) as error:
+                failures += 1
+                _failed(result.path, str(error))
+    finally:
+        images, boxes = writer.close()
+    logger.info("%s: %d images, %d boxes", printable_path(dataset.out), images, boxes)
+    if left_out:  # a note: it changes what the dataset holds, so `quiet` keeps it
+        logger.info("note: %d images left out of %s: no box scoring at least `min_score`",
+                    left_out, printable_path(dataset.out))  # fmt: skip
+    return group.shared(RunSummary(len(paths) + len(missing), failures))
 
 
 def _write_records(
@@ -248,14 +326,17 @@ def write_cams(
     npy: str = "none",
     alpha: float = 0.5,
     run: RunOptions = RunOptions(),
+    pseudo_masks: str | Path | None = None,
 ) -> RunSummary:
     """For each image and class, ``IMAGE_rankR_CLASS.png`` (a jet overlay of the CAM) in
     ``out``, and with ``npy`` the raw maps: ``.feature.npy`` (h x w) and/or ``.image.npy``
     (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``cam``: the
     classes (``topk``), the map method and layer; with ``ten_crop`` the maps are the merged
-    ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
-    ``.feature.npy`` holds that frame."""
+    ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and ``.feature.npy`` holds that
+    frame. ``pseudo_masks``: also a folder of one segmentation pseudo-mask per image
+    (`outputs.masks`)."""
     from cam_cli.outputs.cam_files import CamWriter
+    from cam_cli.outputs.masks import MaskWriter
 
     with open_group(run.device) as group:  # under torchrun: the group
         paths, missing = group.from_rank_zero(lambda: collect_images(images))
@@ -263,7 +344,10 @@ def write_cams(
         main = is_main_process()  # the others of a torchrun group render, never write
         try:
             writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
-        except ValueError as error:
+            masks = None
+            if pseudo_masks is not None:  # every rank checks; results come to rank 0 alone
+                masks = MaskWriter(pseudo_masks, paths, localizer.threshold)
+        except (ValueError, SetupError) as error:
             localizer.close()
             raise SetupError(str(error)) from None
         for path, problem in missing if main else ():
@@ -277,6 +361,8 @@ def write_cams(
                     continue
                 try:
                     writer.write(result)
+                    if masks is not None:
+                        masks.write(result)
                 except (ValueError, OSError) as error:
                     failures += 1
                     _failed(result.path, str(error))

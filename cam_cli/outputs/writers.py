@@ -18,7 +18,7 @@ from typing import IO
 from cam_cli.errors import SetupError
 from cam_cli.files.atomic import atomic_file, named_errors
 from cam_cli.files.checks import printable, printable_path
-from cam_cli.settings import BboxFormat, OutputFormat, choices
+from cam_cli.settings import BboxFormat, DatasetFormat, OutputFormat, choices
 
 CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name", "score",
                "xmin", "ymin", "xmax", "ymax", "error"]  # fmt: skip
@@ -66,7 +66,7 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
             yield handle
 
 
-FORMATS = choices(BboxFormat)
+FORMATS = tuple(f for f in choices(BboxFormat) if f not in choices(DatasetFormat))
 BOX_FORMATS = choices(OutputFormat)
 
 

@@ -65,6 +65,8 @@ class TrainConfig:
     train_images_per_class: int = 0  # the first N images (sorted) of every class; 0: all
     threshold_images_per_class: int = 0  # choose the CAM threshold on N boxed train images
     val_images: int = 0  # validate on the first N val images (sorted by path); 0: all
+    zero_init_head: bool = False  # the new classifier starts at zero: first loss exactly ln C
+    threshold_boxes: str | None = None  # choose the CAM threshold on the boxes of this file
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -101,7 +103,7 @@ _NONNEG_FLOATS = {
     "new_layers_lr_mult", "bias_lr_mult", "bias_decay_mult", "lr_gamma", "warmup_epochs",
     "weight_decay", "momentum",
 }  # fmt: skip
-_BOOL_KEYS = {"augment", "amp", "freeze_backbone"}
+_BOOL_KEYS = {"augment", "amp", "freeze_backbone", "zero_init_head"}
 KNOWN_KEYS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -151,7 +153,7 @@ def _check_value(key: str, value: Any, source: str) -> Any:
         except SetupError as error:
             raise ConfigError(str(error)) from None
         return value
-    if key == "backbone_weights":
+    if key in ("backbone_weights", "threshold_boxes"):
         if value is None or value == "":
             return None
         return str(value)
@@ -286,20 +288,29 @@ def resolve_config(
     config_file: str | Path | None = None,
     base: dict[str, Any] | None = None,
     base_name: str = "saved run config",
+    on_cpu: bool = False,
 ) -> ResolvedConfig:
     """Merge the layers (see the module docstring) into one validated `TrainConfig`.
 
     ``overrides`` holds only the options given on the command line (None = not given). ``base``
     is a run's saved config on resume: it replaces the architecture's defaults, so resuming needs
     no options at all. The architecture's dependent values (image size, pretrained) are filled in
-    here, so the saved config says exactly what ran.
+    here, so the saved config says exactly what ran. ``on_cpu``: the run is on a CPU; without a
+    config file or a saved config, the CPU recipe
+    (`training.cpu_recipe`, with `mobilenet_v2` when no arch is given) then sits just above the
+    architecture's defaults.
     """
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     cli = {k: _check_value(k, v, "command line") for k, v in given.items()}
     from_file = read_config_file(config_file) if config_file is not None else {}
     saved = {k: _check_value(k, v, base_name) for k, v in (base or {}).items()}
 
+    on_cpu = on_cpu and config_file is None and not base
     arch = cli.get("arch") or from_file.get("arch") or saved.get("arch")
+    if not arch and on_cpu:
+        from cam_cli.training.cpu_recipe import CPU_ARCH
+
+        arch = CPU_ARCH
     if not arch:
         raise ConfigError("no architecture: give --arch NAME (see `cam-cli models`) or set arch")
     try:
@@ -309,9 +320,23 @@ def resolve_config(
     except KeyError as error:
         raise ConfigError(str(error.args[0])) from None
 
+    defaults = {} if base else arch_defaults(spec.name)
+    has_weights = bool(spec.backbone_weights or spec.torchvision_weights)
+    cpu_layer: dict[str, Any] = {}
+    if on_cpu:
+        from cam_cli.training.cpu_recipe import cpu_recipe
+
+        pretrained = cli.get("pretrained", defaults.get("pretrained"))
+        starts_trained = "backbone_weights" in cli or (
+            has_weights if pretrained is None else pretrained
+        )
+        cpu_layer = cpu_recipe(starts_trained)
+        if not (cli.get("arch") or saved.get("arch")):
+            cpu_layer["arch"] = spec.name
     layers: list[tuple[str, dict[str, Any]]] = [
         ("built-in default", TrainConfig().to_dict()),
-        (f"{spec.name} default recipe", {} if base else arch_defaults(spec.name)),
+        (f"{spec.name} default recipe", defaults),
+        ("CPU recipe (no GPU, no config file)", cpu_layer),
         (base_name, saved),
         (str(config_file), from_file),
         ("command line", cli),
@@ -327,7 +352,6 @@ def resolve_config(
     if merged["image_size"] is None:
         merged["image_size"] = spec.default_input_size
         sources["image_size"] = f"{spec.name} input size"
-    has_weights = bool(spec.backbone_weights or spec.torchvision_weights)
     if merged["pretrained"] is None:
         merged["pretrained"] = has_weights or merged["backbone_weights"] is not None
         sources["pretrained"] = f"{spec.name} has ImageNet weights: {has_weights}"
@@ -342,17 +366,20 @@ def resolve_config(
 # Keys that may differ when a run is resumed: they change how it runs, not what it learns
 # (the starting weights only matter at the start, and epochs may be raised to train longer).
 RESUME_FREE_KEYS = frozenset(
-    {"epochs", "workers", "device", "amp", "checkpoint_every", "pretrained", "backbone_weights"}
-)
+    {"epochs", "workers", "device", "amp", "checkpoint_every", "pretrained", "backbone_weights",
+     "threshold_boxes"}
+)  # fmt: skip
 
 
 def resume_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """``key: saved -> new`` for every key that must match to continue a run."""
+    """``key: saved -> new`` for every key that must match to continue a run. A key a saved
+    config lacks (written before the key existed) had its built-in default."""
     differences = []
+    built_in = TrainConfig().to_dict()
     for key in KNOWN_KEYS:
         if key in RESUME_FREE_KEYS:
             continue
-        old_value, new_value = saved.get(key), new.get(key)
+        old_value, new_value = saved.get(key, built_in[key]), new.get(key, built_in[key])
         if isinstance(old_value, int | float) and isinstance(new_value, int | float):
             same = math.isclose(float(old_value), float(new_value), rel_tol=1e-12)
         else:

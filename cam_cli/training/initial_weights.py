@@ -135,6 +135,12 @@ def initial_model(config: TrainConfig, num_classes: int) -> CAMNet:
     state_dict, source = starting_weights(config, spec)
     torch.manual_seed(config.seed)
     model = build_model(spec.name, num_classes)
+    if config.zero_init_head and model.classifier is not None:
+        # Zero logits for every image: the first loss is ln C, no class favoured. Set before
+        # the weights go in, so a whole network's own classifier (same classes) is kept.
+        nn.init.zeros_(model.classifier.weight)
+        if model.classifier.bias is not None:
+            nn.init.zeros_(model.classifier.bias)
     if state_dict is not None:
         what = apply_initial_weights(model, spec, state_dict, source)
         if is_main_process():

@@ -57,6 +57,7 @@ from cam_cli.training.checkpoints import (
     write_metrics,
     write_run_config,
 )
+from cam_cli.training.choices import choices_summary
 from cam_cli.training.config import (
     TrainConfig,
     read_config_file,
@@ -74,6 +75,7 @@ from cam_cli.training.data import (
 from cam_cli.training.initial_weights import initial_model
 from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
 from cam_cli.training.threshold import calibrate_checkpoints, threshold_images
+from cam_cli.training.threshold_boxes import boxed_images
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
@@ -484,8 +486,11 @@ def train(
     resume: bool = False,
     *,
     progress: bool | None = None,
+    sources: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train ``config.arch`` on ``data_dir`` into ``out_dir``; continue from last.pt if resume.
+    ``sources``: where each setting came from (`resolve_config`), for the one-line summary
+    of the choices.
 
     Works alike as a plain process and under torchrun (DistributedDataParallel; only rank 0
     writes files and logs). Raises a `SetupError` (`TrainError`: set-up problems, incompatible
@@ -513,8 +518,8 @@ def train(
         for note in data.notes:
             log(f"note: {note}")
         chosen_on = None  # the threshold's images, read (and checked) before any training
-        if config.threshold_images_per_class and ddp.main:
-            chosen_on = _threshold_images(data_dir, data, config.threshold_images_per_class)
+        if ddp.main:
+            chosen_on = _threshold_images(data_dir, data, config, log)
         last = run_dir / LAST
         saved = None
         if last.exists() and not resume:
@@ -527,13 +532,15 @@ def train(
             _check_resume(saved, config, data, last)
         elif resume:
             log(f"nothing to resume in {run_dir} (no {LAST}); starting a new run")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        # The network (and its starting weights: a download that fails offline) first, so a
+        # setup error leaves no config.toml behind in a run folder that holds no run.
+        trainer = Trainer(config, data, run_dir, ddp, device, progress, saved is None)
         if ddp.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(run_dir)
             write_run_config(run_dir, config)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        trainer = Trainer(config, data, run_dir, ddp, device, progress, saved is None)
         if saved is not None:
             try:
                 trainer.restore(saved)
@@ -553,6 +560,7 @@ def train(
                 where = f"after epoch {trainer.epoch}"
             log(f"resuming {run_dir} {where}")
             del saved
+        log(choices_summary(config, data, sources or {}, trainer.workers))
         log(
             f"training {config.arch} on {len(data.train)} images of {len(data.classes)} classes"
             f" ({len(data.val)} val) at {config.image_size}px, global batch {config.batch_size}"
@@ -562,7 +570,7 @@ def train(
             result = trainer.run()
             result.main_process = ddp.main
             per_class = config.threshold_images_per_class
-            if per_class and ddp.main and result.best_checkpoint is not None:
+            if chosen_on is not None and result.best_checkpoint is not None:
                 _choose_threshold(run_dir, data_dir, per_class, device, log, chosen_on)
             if ddp.world > 1:
                 # Rank 0 may still be writing checkpoints: a rank that tears gloo down alone can
@@ -583,12 +591,28 @@ def train(
         release_group(ddp)
 
 
-def _threshold_images(data_dir, data: TrainData, per_class: int) -> list:
-    """The boxed training images the CAM threshold will be chosen on, read now."""
+def _threshold_images(data_dir, data: TrainData, config: TrainConfig, log) -> list | None:
+    """The boxed images the CAM threshold will be chosen on (None: no threshold is chosen),
+    read and checked now, before the first epoch: the user's box file, else the training
+    images' own boxes."""
+    if config.threshold_boxes is not None:
+        if config.threshold_images_per_class:
+            log("note: the CAM threshold is chosen on the boxes of `threshold_boxes`; "
+                "`threshold_images_per_class` is not used")  # fmt: skip
+        notes: list[str] = []
+        try:
+            images = boxed_images(config.threshold_boxes, data.classes, notes)
+        except (ValueError, OSError) as error:
+            raise TrainError(f"`threshold_boxes`: {error}") from None
+        for note in notes:
+            log(f"note: {note}")
+        return images
+    if not config.threshold_images_per_class:
+        return None
     try:
-        return threshold_images(data_dir, data.classes, per_class)
+        return threshold_images(data_dir, data.classes, config.threshold_images_per_class)
     except ValueError as error:
-        raise TrainError(f"threshold_images_per_class: {error}") from None
+        raise TrainError(f"`threshold_images_per_class`: {error}") from None
 
 
 def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log, images) -> None:
@@ -596,10 +620,10 @@ def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log, imag
     try:
         choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device), images)
     except ValueError as error:
-        raise TrainError(f"threshold_images_per_class: {error}") from None
+        raise TrainError(f"CAM threshold: {error}") from None
     sweep = ", ".join(f"{t} {100 * a:.1f}%" for t, a in choice["accuracy"].items())
     log(f"CAM threshold {choice['cam_threshold']} (GT-known box accuracy on "
-        f"{choice['images']} training images: {sweep}); stored in best.pt and last.pt")  # fmt: skip
+        f"{choice['images']} boxed images: {sweep}); stored in best.pt and last.pt")  # fmt: skip
 
 
 def train_from_options(
@@ -616,5 +640,15 @@ def train_from_options(
     recipe > built-ins), then `train`. No option has to be repeated to resume."""
     saved_config = Path(out_dir) / CONFIG_FILE
     base = read_config_file(saved_config) if resume and saved_config.is_file() else None
-    resolved = resolve_config(overrides=overrides, config_file=config_file, base=base)
-    return train(resolved.config, data_dir, out_dir, resume=resume, progress=progress)
+    on_cpu = base is None and config_file is None and _no_gpu(overrides.get("device"))
+    resolved = resolve_config(
+        overrides=overrides, config_file=config_file, base=base, on_cpu=on_cpu
+    )
+    return train(resolved.config, data_dir, out_dir, resume=resume, progress=progress,
+                 sources=resolved.sources)  # fmt: skip
+
+
+def _no_gpu(device: str | None) -> bool:
+    """The run will be on the CPU: ``--device cpu``, or ``auto`` (the default) without CUDA."""
+    name = device or "auto"
+    return name == "cpu" or (name == "auto" and not torch.cuda.is_available())

@@ -12,7 +12,8 @@ medians are printed with their ratio, which should be >= 0.8 (the loop keeps the
 the network, not with decoding). Other processes' CPU share during each pass is printed too.
 
     python scripts/benchmarks/bench_train.py --data ../shared/data/tiny-imagenet-dev \\
-        --config configs/tiny-imagenet-cpu-64.toml --classes 10 --images-per-class 64
+        --config configs/tiny-imagenet-cpu-64.toml --classes 10 --images-per-class 64 \\
+        --backbone-weights ../shared/weights/mobilenet_v2-imagenet.pth
 """
 
 from __future__ import annotations
@@ -54,9 +55,13 @@ def main() -> None:
     parser.add_argument("--images-per-class", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="Override the recipe's.")
+    parser.add_argument("--backbone-weights", default=None,
+                        help="Local ImageNet weights (the recipes download them).")  # fmt: skip
     args = parser.parse_args()
 
     overrides = {"workers": args.workers} if args.workers is not None else {}
+    if args.backbone_weights is not None:
+        overrides["backbone_weights"] = args.backbone_weights
     file_keys = read_config_file(args.config)
     config = resolve_config(overrides=overrides, config_file=args.config).config
     config = config.replace(epochs=1, threshold_images_per_class=0)

@@ -18,6 +18,7 @@ Why this way, and why it is exact:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -70,8 +71,13 @@ def capture(
     `cam_cli.cam.maps.top_classes` picks them."""
     store: list[Tensor] = []
     want_grad = rank_map is not None
+    owner = threading.get_ident()
 
     def hook(module: nn.Module, args: object, output: object) -> Tensor | None:
+        # the module is shared: another thread's forward of the same model (the CPU lanes of
+        # the pipeline) passes through this hook too, and is left alone
+        if threading.get_ident() != owner:
+            return None
         if store:
             raise LayerError(
                 f"`layer` {layer.name} runs more than once in a forward pass; pick a layer "

@@ -27,7 +27,6 @@ import torch
 from torch import Tensor, nn
 
 from cam_cli.errors import SetupError
-from cam_cli.models.camnet import CAMNet
 
 Reshape = Callable[[Tensor], Tensor]
 
@@ -81,9 +80,18 @@ class LayerChoice:
     why: str
 
 
+def is_camnet(model: nn.Module) -> bool:
+    """A registry network (`cam_cli.models.camnet.CAMNet`), known by its wrapped ``net`` and its
+    ``class_weights``: recognised by shape, so that `cam` does not import `models` (which
+    imports `data`, which imports `boxes`, which imports `cam`)."""
+    return isinstance(getattr(model, "net", None), nn.Module) and callable(
+        getattr(model, "class_weights", None)
+    )
+
+
 def network_of(model: nn.Module) -> nn.Module:
     """The classifier whose module names a `layer` uses: ``CAMNet.net``, or the model itself."""
-    return model.net if isinstance(model, CAMNet) else model
+    return model.net if is_camnet(model) else model  # type: ignore[return-value]
 
 
 def logits_of(output: object) -> Tensor:
@@ -176,7 +184,7 @@ def default_layer(model: nn.Module) -> LayerChoice:
         return LayerChoice(name, network.get_submodule(name), reshape, why)
     found: str | None = None
     why = ""
-    if isinstance(model, CAMNet):
+    if is_camnet(model):
         probe = _probe_input(network)
         found = _layer_giving(network, lambda: model(probe)[1])
         why = "the layer whose output CAM is built from"

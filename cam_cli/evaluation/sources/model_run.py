@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.class_match import match_truth
 from cam_cli.data.classes import ClassInfo
 from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.data.matching import (
@@ -193,6 +194,13 @@ def model_run(options: EvalOptions, truth: GroundTruth) -> Iterator[ModelRun]:
             source.close()
 
 
+def _matched_truth(truth: GroundTruth, classes: Sequence[ClassInfo]) -> GroundTruth:
+    try:
+        return match_truth(truth, classes, "`annotations`")
+    except ValueError as error:
+        raise EvaluationError(str(error)) from None
+
+
 class ModelRun(Source):
     """``loaded`` (from `models.loading.load_model`) over the ground truth's images: a folder
     matched to the annotations by file stem, or ``{stem: path}`` (CUB, wsolevaluation ids).
@@ -212,6 +220,8 @@ class ModelRun(Source):
         copy_model: bool,
     ) -> None:
         super().__init__()
+        if truth.classes is None:  # names (VOC, YOLO, COCO, CSV) -> the model's labels
+            truth = _matched_truth(truth, loaded.classes)
         self.options, self.truth, self.group = options, truth, group
         metrics, outputs, run = options.metrics, options.outputs, options.source.run
         if truth.images is None:

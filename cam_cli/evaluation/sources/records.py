@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cam_cli.data.annotations import ImageAnnotation
+from cam_cli.data.class_match import match_truth
 from cam_cli.data.classes import ClassInfo, read_synset_mapping
 from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.data.matching import (
@@ -81,10 +82,20 @@ class Records(Source):
             self.records: Records_ = read_prediction_records(given)  # type: ignore[arg-type]
         else:
             self.records = given or []
-        self.truth = truth
         self.allow_missing = options.metrics.allow_missing
         self.per_image = options.outputs.per_image
         self.classes = _class_list(options, truth)
+        if self.classes is None and truth.class_names:
+            raise EvaluationError(
+                "`annotations` names classes by name; give the model's class list "
+                "(`classes_file`) to match them to the records' classes"
+            )
+        if self.classes is not None and truth.classes is None:
+            try:
+                truth = match_truth(truth, self.classes, "`annotations`")
+            except ValueError as error:
+                raise EvaluationError(str(error)) from None
+        self.truth = truth
         self.settings = box_settings(boxes=options.metrics.boxes)
 
     def images(self, evaluators: Sequence[Evaluator]) -> Iterator[ScoredImage]:

@@ -15,7 +15,7 @@ is printed with the machine's load average, then whether the boxes agree (identi
 the mean IoU of those that are not). Needs ../shared (the sample and the MobileNetV2 weights),
 grad-cam and scikit-image (``pip install "cam-cli[bench]"``).
 
-    python scripts/bench_methods.py --num-images 128 --rounds 2
+    python scripts/benchmarks/bench_methods.py --num-images 128 --rounds 2
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO.parent / "shared" / "data" / "ilsvrc2012-val-sample" / "val"
 WEIGHTS = REPO.parent / "shared" / "weights" / "mobilenet_v2-imagenet.pth"
 TOPK = 5
