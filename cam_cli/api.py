@@ -16,12 +16,12 @@ from cam_cli.eval_options import (
     SourceOptions,
     TruthOptions,
 )
-from cam_cli.evaluation.evaluate import evaluate
 from cam_cli.evaluation.report import Report
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.localizer import Localizer
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.runs import RunSummary, write_boxes, write_cams, write_heatmap_boxes
+from cam_cli.report.eval_run import evaluate_and_report as evaluate
 from cam_cli.settings import CamOptions, ModelOptions, RunOptions
 from cam_cli.training.trainer import train_from_options as train
 

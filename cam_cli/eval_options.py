@@ -11,6 +11,7 @@ one without importing torch. Errors name the options by their field names in bac
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +90,14 @@ class MetricOptions:
 class OutputOptions:
     """The files an evaluation writes: ``per_image`` (JSON Lines, one per image; a model run
     resumes from it), ``save_scoremaps`` (a folder of wsolevaluation's score maps) and
-    ``json_report`` (the report as JSON; ``-``: the caller prints it, `report.json_text`).
-    None of them may be a file the evaluation reads."""
+    ``json_report`` (the report as JSON; ``-``: the caller prints it, `report.json_text`),
+    ``html_report`` (one HTML page of the run, `report.eval_run`; needs matplotlib). None of
+    them may be a file the evaluation reads."""
 
     per_image: PathLike | None = None
     save_scoremaps: PathLike | None = None
     json_report: PathLike | None = None
+    html_report: PathLike | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def _model_given(model: ModelOptions | LoadedModel) -> list[str]:
     """The model options set (beyond the class list, which checks records too)."""
     if not isinstance(model, ModelOptions):
         return ["model"]
-    names = ("arch", "weights", "checkpoint", "normalize", "input_size")
+    names = ("arch", "weights", "checkpoint", "normalize", "input_size", "onnx")
     return [name for name in names if getattr(model, name) is not None]
 
 
@@ -276,3 +279,24 @@ def _check_outputs(options: EvalOptions) -> None:
         and Path(json_report).resolve() == Path(per_image).resolve()
     ):
         raise EvaluationError("`json_report` and `per_image` must be different files")
+    if options.outputs.html_report is not None:
+        _check_html_report(options.outputs)
+
+
+def _check_html_report(outputs: OutputOptions) -> None:
+    """A page of its own, and matplotlib to draw its plots: said now, before any image."""
+    page = outputs.html_report
+    if str(page) == "-":
+        raise EvaluationError("`html_report` needs a FILE (stdout carries the table or the JSON)")
+    for name in ("json_report", "per_image"):
+        other = getattr(outputs, name)
+        if (
+            other is not None
+            and str(other) != "-"
+            and Path(other).resolve() == Path(str(page)).resolve()
+        ):
+            raise EvaluationError(f"`html_report` and `{name}` must be different files")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise EvaluationError(
+            "`html_report` draws its plots with matplotlib: pip install 'cam-cli[report]'"
+        )

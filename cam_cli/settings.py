@@ -23,6 +23,7 @@ class ModelOptions:
     classes_file: str | Path | None = None
     normalize: str | None = None
     input_size: int | None = None
+    onnx: str | Path | None = None  # a `cam-cli export` file run by ONNX Runtime (`onnx_runtime`)
     cam_exact: bool = True  # False: any head (a gradient method reads a layer, not the head)
 
 

@@ -62,6 +62,18 @@ def test_a_box_is_drawn_on_exactly_its_pixels(tmp_path) -> None:
     assert tuple(row[34]) == WHITE and tuple(row[85]) == WHITE and tuple(row[20]) == WHITE
 
 
+@pytest.mark.parametrize("dashed", [False, True])
+def test_a_box_thinner_than_its_band_is_drawn_whole(tmp_path, dashed) -> None:
+    """Tiny ImageNet has one-pixel ground-truth boxes: at 6x the box is 6 px wide, under two
+    3 px bands; it is drawn (its colour on its pixels, black casing round it), never refused."""
+    path = _save(tmp_path / "white.png", np.full((30, 40, 3), 255, dtype=np.uint8))
+    box = DrawnBox((5, 5, 5, 5), GT_COLOUR, dashed=dashed)
+    image, _ = draw_picture(PictureRequest(path, None, None, (box,)), OPTIONS)
+    pixels = np.asarray(image)
+    assert tuple(pixels[30, 30]) == _rgb(GT_COLOUR)  # pixel 5 -> 30..35
+    assert tuple(pixels[30, 29]) == BLACK and tuple(pixels[30, 36]) == BLACK
+
+
 def test_boxes_in_another_grid_are_scaled_to_the_picture(tmp_path) -> None:
     """Boxes given for an 80 x 60 grid on a 40 x 30 image: halved, then enlarged 6 times."""
     path = _save(tmp_path / "white.png", np.full((30, 40, 3), 255, dtype=np.uint8))

@@ -18,7 +18,7 @@ from cam_cli.evaluation.report import report_from_json
 from cam_cli.evaluation.table import format_report
 from cam_cli.report.bbox_page import write_bbox_report
 from cam_cli.report.eval_page import figures_of, write_eval_report
-from cam_cli.report.from_eval_files import eval_input, read_lines, row_from_line
+from cam_cli.report.from_eval_files import eval_input, row_from_line
 from cam_cli.report.inputs import (
     BboxImage,
     BboxReportInput,
@@ -90,28 +90,27 @@ def test_bbox_and_training_reports_in_a_browser(tmp_path) -> None:
 
 
 def test_a_real_evaluation_report_in_a_browser(tmp_path, sample_dir, mobilenet_weights) -> None:
-    """`cam-cli eval` on 24 images of the real sample, its --json and --per-image made into a
-    report; the page's figures are the JSON's. The screenshot is kept where
-    CAM_CLI_REPORT_SHOTS says (to look at), else in the test's folder."""
+    """`cam-cli eval --report` on 24 images of the real sample: the page the command wrote,
+    opened as a user would; its figures are the run's --json, as the table formats them. The
+    screenshot is kept where CAM_CLI_REPORT_SHOTS says (to look at), else in the test's
+    folder."""
     images, xml = tmp_path / "val", tmp_path / "xml"
     images.mkdir(), xml.mkdir()
     for path in sorted((sample_dir / "val").iterdir())[:24]:
         (images / path.name).symlink_to(path)
         (xml / f"{path.stem}.xml").symlink_to(sample_dir / "annotations" / f"{path.stem}.xml")
-    per_image, out = tmp_path / "per_image.jsonl", tmp_path / "eval.json"
+    out, page = tmp_path / "eval.json", tmp_path / "real.html"
     result = invoke("eval", "--arch", "mobilenet_v2", "--weights", mobilenet_weights,
                     "--classes", sample_dir / "LOC_synset_mapping.txt", "--images", images,
-                    "--annotations", xml, "--maxboxacc", "--per-image", per_image,
-                    "--json", out, "--workers", "0", "--no-fast", "--quiet")  # fmt: skip
+                    "--annotations", xml, "--maxboxacc", "--json", out, "--report", page,
+                    "--workers", "0", "--no-fast", "--quiet")  # fmt: skip
     assert result.exit_code == 0, result.output
     import json
 
     report = json.loads(out.read_text())
-    data = eval_input(report, read_lines(per_image), run_info("cam-cli eval ..."))
-    page = tmp_path / "real.html"
-    write_eval_report(data, page)
     view = chromium(page, tmp_path, height=5000)
     _clean_page(view, pictures=len(view.dom.sources))
+    assert len(view.dom.sources) >= 24  # the galleries' pictures, each with the run's CAM
     assert view.dom.cards == figures_of(report)
     assert view.dom.table == format_report(report_from_json(report))
     keep = os.environ.get("CAM_CLI_REPORT_SHOTS")

@@ -15,7 +15,7 @@ from cam_cli.settings import BboxFormat, CamOptions, DatasetFormat, LabelBy, cho
 def bbox(
     images: o.Images = None,
     extra_images: o.ExtraImages = None,
-    model: o.ModelArgs = o.ModelArgs(),
+    model: o.ModelOrOnnxArgs = o.ModelOrOnnxArgs(),
     topk: Annotated[
         int | None,
         typer.Option(
@@ -70,6 +70,16 @@ def bbox(
     draw: Annotated[
         Path | None, typer.Option(help="Also write each image with its boxes as PNG here.")
     ] = None,
+    html_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write one self-contained HTML page of the run to FILE: the top-1 "
+            "classes' histogram and a gallery of the highest-scoring images with their CAM and "
+            "boxes (JSON Lines output only). Needs matplotlib: pip install 'cam-cli[report]'.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: o.Quiet = False,
 ) -> None:
     """Boxes for the top-k classes of every image, as JSON Lines (one object per image).
@@ -97,12 +107,40 @@ def bbox(
                      "coco-dataset)")  # fmt: skip
     if dataset and draw is not None:
         raise o.fail("--draw goes with the record formats (jsonl, csv, coco)")
+    if html_report is not None and output_format != BboxFormat.jsonl:
+        raise o.fail("--report reads the records as JSON Lines; leave out --format")
+    if html_report is not None and output is not None and output.resolve() == html_report.resolve():
+        raise o.fail("--report and --output must be different files")
     o.check_before_work(
         inputs=model.inputs(sources),
-        outputs={} if dataset else {"--output": output},
+        outputs={} if dataset else {"--output": output, "--report": html_report},
         output_dirs={"--draw": draw, **({"--output": output} if dataset else {})},
         input_size=model.input_size,
     )
+    cam = CamOptions(
+        topk=topk if topk is not None else 1 if dataset else 5,
+        threshold=threshold,
+        box_rule=box_rule.value,
+        ten_crop=ten_crop,
+        method=method,
+        layer=layer,
+    )
+    if html_report is not None:
+        from cam_cli.report.bbox_run import write_boxes_with_report
+
+        with o.errors_as_exit():
+            summary = write_boxes_with_report(
+                model.options(),
+                sources,
+                html_report,
+                output=output,
+                cam=cam,
+                classes=class_query,
+                draw=draw,
+                run=run.options(quiet),
+            )
+        o.end_of_run(summary)
+        return
     from cam_cli.outputs.datasets import DatasetOptions
     from cam_cli.outputs.runs import write_boxes
 
@@ -116,14 +154,7 @@ def bbox(
             sources,
             output=target,
             fmt=output_format.value,
-            cam=CamOptions(
-                topk=topk if topk is not None else 1 if dataset else 5,
-                threshold=threshold,
-                box_rule=box_rule.value,
-                ten_crop=ten_crop,
-                method=method,
-                layer=layer,
-            ),
+            cam=cam,
             classes=class_query,
             draw=draw,
             run=run.options(quiet),

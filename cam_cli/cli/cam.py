@@ -16,7 +16,7 @@ def cam(
     out: Annotated[Path, typer.Option("--out", help="Folder for the overlays and maps.")],
     images: o.Images = None,
     extra_images: o.ExtraImages = None,
-    model: o.ModelArgs = o.ModelArgs(),
+    model: o.ModelOrOnnxArgs = o.ModelOrOnnxArgs(),
     topk: o.TopK = 1,
     class_query: o.ClassQuery = None,
     ten_crop: o.TenCrop = False,

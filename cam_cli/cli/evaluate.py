@@ -1,4 +1,5 @@
-"""`cam-cli eval`: options -> one `EvalOptions` -> `evaluation.evaluate.evaluate` -> the table
+"""`cam-cli eval`: options -> one `EvalOptions` -> `report.eval_run.evaluate_and_report` (which is
+`evaluation.evaluate.evaluate` unless ``--report`` asks for a page too) -> the table
 (and the JSON on stdout with ``--json -``).
 
 Every rule on which options go together is the library's (`EvalOptions.validate`); every
@@ -101,7 +102,7 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
-    model: o.ModelArgs = o.ModelArgs(),
+    model: o.ModelOrOnnxArgs = o.ModelOrOnnxArgs(),
     threshold: o.ModelThreshold = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,
@@ -210,6 +211,16 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    html_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write one self-contained HTML page of the run to FILE: what was run, "
+            "the figures, curves, IoU histogram, failure categories with galleries, per-class "
+            "table (docs/report.md). Needs matplotlib: pip install 'cam-cli[report]'.",
+            show_default=False,
+        ),
+    ] = None,
     run: o.RunArgs = o.RunArgs(),
     quiet: o.Quiet = False,
 ) -> None:
@@ -233,6 +244,9 @@ def eval_command(
 
     \b
       cam-cli eval --checkpoint cub.pt --cub CUB_200_2011 --maxboxacc --json report.json
+
+    \b
+      cam-cli eval ... --maxboxacc --report report.html   # open it in a browser
 
     \b
       cam-cli eval ... --maxboxacc --save-scoremaps maps/        # wsolevaluation's layout
@@ -272,14 +286,17 @@ def eval_command(
             allow_missing=allow_missing,
         ),
         outputs=OutputOptions(
-            per_image=per_image, save_scoremaps=save_scoremaps, json_report=json_out
+            per_image=per_image,
+            save_scoremaps=save_scoremaps,
+            json_report=json_out,
+            html_report=html_report,
         ),
     )
     o.configure_logging(quiet)
-    from cam_cli.evaluation.evaluate import evaluate
+    from cam_cli.report.eval_run import evaluate_and_report
 
     with o.errors_as_exit():
-        report = evaluate(options)
+        report = evaluate_and_report(options)
     if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
         return
     from cam_cli.evaluation.report import json_text

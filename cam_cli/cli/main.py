@@ -11,7 +11,7 @@ import time
 import typer
 
 from cam_cli import __version__
-from cam_cli.cli import bbox, boxes, cam, convert, evaluate, models, synth, train
+from cam_cli.cli import bbox, boxes, cam, convert, evaluate, export, models, synth, train
 from cam_cli.cli.options import EXIT_USAGE, main_process, reader_gone
 
 RANK_ZERO_SPEAKS_FIRST_S = 3.0
@@ -63,6 +63,7 @@ app.command()(synth.synth)
 app.command("eval")(evaluate.eval_command)
 app.command()(convert.convert)
 app.command(help=train.HELP)(train.train)
+app.command()(export.export)
 
 
 def main() -> None:

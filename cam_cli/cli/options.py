@@ -64,6 +64,7 @@ FLAGS: dict[str, str] = {
     "box_backend": "--box-step",
     "method": "--method",
     "layer": "--layer",
+    "html_report": "--report",
 }
 _ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
 
@@ -218,6 +219,15 @@ InputSize = Annotated[
     int | None,
     typer.Option(
         help="Network input size; the whole image is resized to it (no crop).", show_default=False
+    ),
+]
+OnnxFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--onnx",
+        help="A FILE.onnx written by `cam-cli export`, run by ONNX Runtime instead of PyTorch "
+        "(classes, preprocessing and input size come from it). Needs the [onnx] extra.",
+        show_default=False,
     ),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -400,6 +410,21 @@ class ModelArgs(OptionGroup):
         weights_file = None if self.weights in (None, "imagenet") else self.weights
         return {"--weights": weights_file, "--checkpoint": self.checkpoint,
                 "--classes": self.classes, "--images": images}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelOrOnnxArgs(ModelArgs):
+    """`ModelArgs`, or an exported ONNX file in their place (`bbox`, `cam`, `eval`)."""
+
+    onnx: OnnxFile = None
+
+    def options(self):
+        from dataclasses import replace
+
+        return replace(super().options(), onnx=self.onnx)
+
+    def inputs(self, images=None) -> dict:
+        return {**super().inputs(images), "--onnx": self.onnx}
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ Examples:
 Opt = typer.Option
 # The options that are not training settings; every other option is a `TrainConfig` key of
 # the same name (None: not given), so a new setting is one new option below.
-NOT_SETTINGS = ("data", "out", "config", "resume", "quiet")
+NOT_SETTINGS = ("data", "out", "config", "resume", "quiet", "tensorboard")
 
 
 def train(
@@ -171,6 +171,14 @@ def train(
         int | None,
         Opt(min=0, help="Also write last.pt every N steps (0: epoch ends).", show_default=False),
     ] = None,
+    tensorboard: Annotated[
+        bool,
+        Opt(
+            "--tensorboard",
+            help="Also write TensorBoard event files (loss, accuracy, lr per epoch) in "
+            "OUT/tensorboard. Needs the tensorboard package: pip install 'cam-cli[tensorboard]'.",
+        ),
+    ] = False,
     quiet: Annotated[
         bool,
         Opt(
@@ -202,7 +210,13 @@ def train(
     with o.errors_as_exit(advice={TrainingDiverged: "Lower --lr and start again."}):
         check_run_folder(out, data, backbone_weights)
         result = train_from_options(
-            overrides, data, out, config_file=config, resume=resume, progress=o.progress(quiet)
+            overrides,
+            data,
+            out,
+            config_file=config,
+            resume=resume,
+            progress=o.progress(quiet),
+            tensorboard=tensorboard,
         )
     if result.main_process:
         best = "-" if result.best_metric is None else f"{100 * result.best_metric:.2f}%"

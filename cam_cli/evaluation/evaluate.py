@@ -10,7 +10,7 @@ then puts its figure into the report.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import cast
 from cam_cli.data.ground_truth import GroundTruth
 from cam_cli.errors import SetupError
 from cam_cli.eval_options import EvalOptions
-from cam_cli.evaluation.evaluators.base import Setup
+from cam_cli.evaluation.evaluators.base import ScoredImage, Setup
 from cam_cli.evaluation.evaluators.registry import make_evaluators
 from cam_cli.evaluation.inputs import check_outputs
 from cam_cli.evaluation.report import FailedImage, MissingCounts, Report, json_text
@@ -32,11 +32,13 @@ from cam_cli.files.atomic import write_text_atomic
 from cam_cli.runtime.distributed import is_main_process
 
 
-def evaluate(options: EvalOptions) -> Report:
+def evaluate(options: EvalOptions, on_image: Callable[[ScoredImage], None] | None = None) -> Report:
     """Every figure `options` asks for, on the ground truth it names; the JSON report written
     when ``outputs.json_report`` names a file. Raises `errors.EvaluationError` (or another
     `errors.SetupError`) naming the options or the file when they cannot give a correct
-    report, before the first image is run; images that fail are figures (counted as wrong)."""
+    report, before the first image is run; images that fail are figures (counted as wrong).
+    ``on_image``: shown each image once every evaluator has counted it (its per-image line
+    whole), so a caller keeps what it wants of the run as it goes (`report.eval_run`)."""
     options.validate()
     truth = load_truth(options.truth)
     check_outputs(options, truth)
@@ -46,6 +48,8 @@ def evaluate(options: EvalOptions) -> Report:
         for image in source.images(evaluators):
             for evaluator in evaluators:
                 evaluator.accumulate(image)
+            if on_image is not None:
+                on_image(image)
             images += 1
             if image.error is not None:
                 failed.append(FailedImage(path=image.path, error=image.error))

@@ -4,8 +4,8 @@ that no output is one of them (`check_outputs`), both before the first image is 
 The inputs are the ground truth's files (annotations, a CUB root's tables, the four metadata
 files, the masks), the images (a folder's, CUB's, those an ``images`` root gives a metadata
 split), the model's files, the records, the score maps, the report thresholds are carried from
-and another classifier's classes. The outputs are the JSON report, the per-image file and the
-score maps to save.
+and another classifier's classes. The outputs are the JSON report, the per-image file, the
+HTML report and the score maps to save.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def input_files(options: EvalOptions, truth: GroundTruth) -> Files:
         if mode == "model":
             files["weights"] = [w for w in (model.weights,) if w not in (None, "imagenet")]
             files["checkpoint"] = [c for c in (model.checkpoint,) if c is not None]
+            files["onnx"] = [f for f in (model.onnx,) if f is not None]
         if mode != "scoremaps" and model.classes_file is not None:
             files["classes_file"] = [model.classes_file]
     if isinstance(source.predictions, str | Path) and str(source.predictions) != "-":
@@ -71,6 +72,8 @@ def check_outputs(options: EvalOptions, truth: GroundTruth) -> None:
     appended to or replaced otherwise). Each failure one `SetupError` naming the file."""
     outputs = options.outputs
     written = {"`json_report`": outputs.json_report, "`per_image`": outputs.per_image}
+    if outputs.html_report is not None:  # a default run's checks stay exactly as they were
+        written["`html_report`"] = outputs.html_report
     for option, path in written.items():
         check_output_file(path, option)
     if outputs.save_scoremaps is not None:

@@ -34,6 +34,7 @@ def input_settings(options: EvalOptions) -> dict[str, Any]:
         "classes": model.classes_file if options.mode != "scoremaps" else None,
         "weights": model.weights if model_run else None,
         "checkpoint": model.checkpoint if model_run else None,
+        "onnx": model.onnx if model_run else None,
         "scoremaps": source.scoremaps,
     }
     settings: dict[str, Any] = {k: absolute(v) for k, v in paths.items() if v is not None}

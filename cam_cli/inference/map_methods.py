@@ -158,6 +158,10 @@ def load_for_method(options: ModelOptions, cam: CamOptions, device: str) -> Load
     take any head (`models.camnet.AnyHeadNet`). A head refused for CAM is refused in the one
     line it always was, naming the methods that do work on that network."""
     if cam.method != DEFAULT_MAP_METHOD:
+        if options.onnx is not None:
+            raise ArgumentError(
+                "method", f"{cam.method} needs the PyTorch network's layers, not an `onnx` file"
+            )
         options = replace(options, cam_exact=False)
     try:
         return load_model(options, device=device)

@@ -57,6 +57,18 @@ class CAMNet(nn.Module):
         logits = pooled if classifier is None else classifier(self.dropout(pooled))
         return logits, features
 
+    def cam_exact_problem(self) -> str | None:
+        """Why this network's CAMs are not the exact decomposition of its scores (one line),
+        or None: the head must be the average of the features then one linear layer (or none),
+        so that ``mean(M_c) = S_c - b_c``. Global max pooling (the paper's GMP ablation) breaks
+        it: its maps still localize, but are not what the scores were computed from."""
+        if self.pooling != "avg":
+            return f"its head pools by {self.pooling}, not by the average (GAP)"
+        classifier = self.classifier
+        if classifier is not None and not isinstance(classifier, nn.Linear):
+            return f"its classifier is a {type(classifier).__name__}, not one linear layer"
+        return None
+
     def class_weights(self) -> tuple[Tensor | None, Tensor | None]:
         """``(W [C, K], b [C])`` of the classifier; ``(None, None)`` when maps are per class."""
         classifier = self.classifier

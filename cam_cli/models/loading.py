@@ -132,7 +132,42 @@ def load_model(
     return loaded
 
 
+def _onnx_model(options: ModelOptions) -> LoadedModel:
+    """A `cam-cli export` file: everything comes from it; a class list given must be its own.
+    (onnx_runtime is imported here: ONNX Runtime is an extra, loaded only for ``onnx``.)"""
+    from cam_cli.models.onnx_runtime import open_onnx_network, pixels_as_float
+
+    others = ("arch", "weights", "checkpoint", "normalize", "input_size")
+    given = [name for name in others if getattr(options, name) is not None]
+    if given:
+        raise ModelLoadError(
+            f"`onnx` holds the whole model, its preprocessing and input size: leave out "
+            f"{', '.join(f'`{name}`' for name in given)}"
+        )
+    path = options.onnx
+    assert path is not None  # `_load` comes here for it
+    network, description = open_onnx_network(path)
+    if options.classes_file is not None:
+        given_classes = read_synset_mapping(options.classes_file)
+        if [c.wnid for c in given_classes] != [c.wnid for c in description.classes]:
+            raise ModelLoadError(
+                f"{options.onnx}: its class order differs from the `classes_file` file "
+                f"({len(description.classes)} vs {len(given_classes)} classes); its own list "
+                "is used when `classes_file` is left out"
+            )
+    return LoadedModel(
+        arch=description.arch,
+        model=network,  # type: ignore[arg-type]  # it presents what inference asks of a CAMNet
+        classes=description.classes,
+        preprocessing=pixels_as_float(description),
+        input_size=description.input_size,
+        cam_threshold=description.cam_threshold,
+    )
+
+
 def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
+    if options.onnx is not None:
+        return _onnx_model(options)
     arch, weights, classes_file = options.arch, options.weights, options.classes_file
     if options.checkpoint is not None:
         if weights is not None:

@@ -114,7 +114,7 @@ def _model_files(model: LoadedModel | ModelOptions | Localizer) -> dict:
         return {}
     weights = None if model.weights in (None, "imagenet") else model.weights
     return {"--weights": weights, "--checkpoint": model.checkpoint,
-            "--classes": model.classes_file}  # fmt: skip
+            "--classes": model.classes_file, "--onnx": model.onnx}  # fmt: skip
 
 
 def _failed(path: str, reason: str) -> None:

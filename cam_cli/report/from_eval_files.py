@@ -3,7 +3,8 @@
 this is how a report is made of a finished evaluation; the rows are the lines as scored, so
 the report's verdicts are the run's.
 
-The MaxBoxAccV2 curves are counted from the lines' per-threshold IoUs, exactly as
+The MaxBoxAccV2 curves are counted from the lines' per-threshold IoUs (`MaxBoxAccCounter`,
+which `eval --report` feeds as it runs), exactly as
 `MaxBoxAccV2.add_best_ious` counts them, and checked against the JSON's best accuracies and
 thresholds: lines of another run are refused, never drawn.
 """
@@ -11,7 +12,7 @@ thresholds: lines of another run are refused, never drawn.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,12 @@ def _box(value: Any) -> Box | None:
 
 
 def _whole_box(value: Any) -> Box:
-    x0, y0, x1, y1 = (int(v) for v in value)
+    x0, y0, x1, y1 = map(int, value)
     return x0, y0, x1, y1
 
 
-def _predicted(prediction: Mapping) -> Predicted:
+def predicted(prediction: Mapping) -> Predicted:
+    """One prediction of a record (`cam-cli bbox`, a per-image line) as the report takes it."""
     label = prediction.get("wnid") or str(prediction.get("class_index"))
     return Predicted(label, prediction.get("name"), float(prediction.get("score") or 0.0),
                      _box(prediction.get("box")), int(prediction.get("rank", 1)))  # fmt: skip
@@ -52,7 +54,7 @@ def row_from_line(line: Mapping, names: Mapping[str, str] | None = None) -> Imag
     predictions = sorted(line.get("predictions") or [], key=lambda p: p.get("rank", 0))
     labels = line.get("labels") or []
     true_label = labels[0] if labels else None
-    top1 = _predicted(predictions[0]) if predictions else None
+    top1 = predicted(predictions[0]) if predictions else None
     return ImageRow(
         image_id=str(line.get("image_id")),
         path=line.get("path"),
@@ -72,23 +74,26 @@ def row_from_line(line: Mapping, names: Mapping[str, str] | None = None) -> Imag
     )
 
 
-class _CurveCounter:
-    """MaxBoxAccV2's hit table, fed one line at a time (so the lines need not be kept)."""
+class MaxBoxAccCounter:
+    """MaxBoxAccV2's hit table, fed one image's best IoUs per threshold at a time (so the
+    lines need not be kept), exactly as `MaxBoxAccV2.add_best_ious` counts them."""
 
-    def __init__(self, summary: Mapping) -> None:
-        self.summary = summary
-        self.counter = MaxBoxAccV2(
-            iou_thresholds=summary["iou_thresholds"], protocol=summary["protocol"]
-        )
+    def __init__(self, iou_thresholds: Sequence[float] = (0.3, 0.5, 0.7)) -> None:
+        self.counter = MaxBoxAccV2(iou_thresholds=iou_thresholds)
+
+    def add_ious(self, ious: Sequence[float]) -> None:
+        self.counter.add_best_ious(np.asarray(ious, dtype=np.float64))
 
     def add(self, line: Mapping) -> None:
         ious = line.get("maxboxacc_ious")
         if ious is None:
             raise EvaluationError(f"per-image line of {line.get('path')} has no MaxBoxAcc IoUs")
-        self.counter.add_best_ious(np.asarray(ious, dtype=np.float64))
+        self.add_ious(ious)
 
-    def curves(self) -> MaxBoxAccCurves:
-        recounted, summary = self.counter.summary(), self.summary
+    def curves(self, summary: Mapping) -> MaxBoxAccCurves:
+        """The accuracy table, once its best accuracies and thresholds are found to be the
+        report's ``summary`` (`MaxBoxAccV2.summary`); EvaluationError otherwise."""
+        recounted = self.counter.summary()
         if (recounted["accuracy"], recounted["best_threshold"]) != (
             list(summary["accuracy"]),
             list(summary["best_threshold"]),
@@ -103,10 +108,10 @@ class _CurveCounter:
 def maxboxacc_curves(lines: Iterable[Mapping], summary: Mapping) -> MaxBoxAccCurves:
     """Accuracy per CAM threshold and IoU level from the lines' ``maxboxacc_ious``, counted
     as the run counted them; EvaluationError when their best is not the report's."""
-    counter = _CurveCounter(summary)
+    counter = MaxBoxAccCounter(summary["iou_thresholds"])
     for line in lines:
         counter.add(line)
-    return counter.curves()
+    return counter.curves(summary)
 
 
 def run_info_from_settings(
@@ -164,7 +169,9 @@ def eval_input(
     """The report's input from an evaluation's JSON report and its per-image lines (read
     once, in order; only the rows are kept)."""
     summary = report.get("maxboxacc_v2")
-    counter = _CurveCounter(summary) if summary and summary.get("images") else None
+    counter = None
+    if summary and summary.get("images"):
+        counter = MaxBoxAccCounter(summary["iou_thresholds"])
     rows = []
     for line in lines:
         rows.append(row_from_line(line, names))
@@ -174,5 +181,5 @@ def eval_input(
         raise EvaluationError(
             f"{len(rows)} per-image lines for a report of {report.get('images')} images"
         )
-    curves = None if counter is None else counter.curves()
+    curves = None if counter is None or not summary else counter.curves(summary)
     return EvalReportInput(run=run, figures=dict(report), rows=rows, maxboxacc=curves)

@@ -9,8 +9,11 @@ resolution (the feature map's is enough: they are resized to the picture), for t
 
 from __future__ import annotations
 
+import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -192,3 +195,11 @@ class ReportOptions:
             raise ValueError(f"`jpeg_quality` must be in [1, 95], got {self.jpeg_quality}")
         if self.grid_epochs < 2 or self.workers < 1:
             raise ValueError("`grid_epochs` must be at least 2 and `workers` at least 1")
+
+
+def command_line() -> str:
+    """The command as typed, as far as the process knows it."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "cam-cli"
+    if program in ("__main__.py", "-c", "") or program.startswith("python"):
+        program = "cam-cli"
+    return shlex.join([program, *sys.argv[1:]])

@@ -72,6 +72,7 @@ from cam_cli.training.data import (
     limit_per_class,
     scan_data,
 )
+from cam_cli.training.epoch_report import EpochReport, check_tensorboard
 from cam_cli.training.initial_weights import initial_model
 from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
 from cam_cli.training.threshold import calibrate_checkpoints, threshold_images
@@ -198,6 +199,7 @@ class Trainer:
             val_sampler = ValSampler(len(data.val), ddp.rank, ddp.world)
             self.val_loader = self._loader(val_set, val_sampler, drop_last=False)
         self.metric_name = "val_acc" if data.val else "train_acc"
+        self.after_epoch: EpochReport | None = None  # rank 0's page (and TensorBoard files)
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.epoch = 0  # completed epochs
@@ -421,6 +423,8 @@ class Trainer:
                 self.writer.save(self.checkpoint(0), LAST)
             self.on_disk = f"the end of epoch {self.epoch}"
             self.log(_summary(row, self.config.epochs))
+            if self.after_epoch is not None and self.ddp.main:
+                self.after_epoch.after_epoch(self.module, self.device, history)
         return TrainResult(
             run_dir=self.run_dir,
             last_checkpoint=self.run_dir / LAST,
@@ -486,11 +490,13 @@ def train(
     resume: bool = False,
     *,
     progress: bool | None = None,
+    tensorboard: bool = False,
     sources: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train ``config.arch`` on ``data_dir`` into ``out_dir``; continue from last.pt if resume.
     ``sources``: where each setting came from (`resolve_config`), for the one-line summary
-    of the choices.
+    of the choices. After each epoch rank 0 rewrites ``report.html`` (`epoch_report`; where
+    matplotlib is installed) and, with ``tensorboard``, writes TensorBoard event files.
 
     Works alike as a plain process and under torchrun (DistributedDataParallel; only rank 0
     writes files and logs). Raises a `SetupError` (`TrainError`: set-up problems, incompatible
@@ -499,6 +505,8 @@ def train(
     last good ones).
     """
     run_dir = Path(out_dir)
+    if tensorboard:
+        check_tensorboard()  # one line, before any work
     data = scan_data(data_dir)
     if config.train_images_per_class:
         kept = limit_per_class(data.train, config.train_images_per_class)
@@ -512,6 +520,7 @@ def train(
     ddp, device = setup_distributed(config.device)  # SetupError: a --device not here
     log = _main_log(ddp)
     lock = FolderLock(run_dir) if ddp.main else None  # rank 0 writes, so rank 0 holds it
+    trainer: Trainer | None = None
     try:
         if lock is not None:
             lock.acquire()
@@ -541,6 +550,19 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(run_dir)
             write_run_config(run_dir, config)
+        if ddp.main:
+            settings = {"arch": config.arch, "data": str(data_dir), "epochs": str(config.epochs),
+                        "image_size": str(config.image_size),
+                        "batch_size": str(config.batch_size), "lr": str(config.lr)}  # fmt: skip
+            trainer.after_epoch = EpochReport(
+                run_dir,
+                data.val,
+                data.classes,
+                config.image_size,
+                trainer.preprocessing,
+                settings,
+                tensorboard,
+            )
         if saved is not None:
             try:
                 trainer.restore(saved)
@@ -586,6 +608,8 @@ def train(
             )
             raise TrainingDiverged(f"{error}; stopped: {where}") from None
     finally:
+        if trainer is not None and trainer.after_epoch is not None:
+            trainer.after_epoch.close()  # TensorBoard's files flushed and closed
         if lock is not None:
             lock.release()
         release_group(ddp)
@@ -634,6 +658,7 @@ def train_from_options(
     config_file: str | Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    tensorboard: bool = False,
 ) -> TrainResult:
     """What `cam-cli train` does: the settings resolved in layers (``overrides``, i.e. the
     options given, > ``config_file`` > on ``resume`` the run's own config.toml > the arch's
@@ -645,7 +670,7 @@ def train_from_options(
         overrides=overrides, config_file=config_file, base=base, on_cpu=on_cpu
     )
     return train(resolved.config, data_dir, out_dir, resume=resume, progress=progress,
-                 sources=resolved.sources)  # fmt: skip
+                 sources=resolved.sources, tensorboard=tensorboard)  # fmt: skip
 
 
 def _no_gpu(device: str | None) -> bool:

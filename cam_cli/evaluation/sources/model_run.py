@@ -91,11 +91,16 @@ class TrueClassAnalysis(Analysis):
         on_device: Evaluator | None,
         save: ScoremapSaver | None,
         box_backend: str,
+        report_cams: bool = False,
     ) -> None:
-        """``box_backend``: the Localizer's resolved `Localizer.box_backend`, for ``on_device``."""
+        """``box_backend``: the Localizer's resolved `Localizer.box_backend`, for ``on_device``.
+        ``report_cams``: also hand on the true class's and the top-1 class's CAMs (as
+        ``from_map["report_cams"]``), for an HTML report's pictures."""
         keep = bool(on_host) or save is not None
         at: ExtraCams = "input" if protocol.input_size_cam else "feature"
-        super().__init__(extra_classes=extra_classes, extra_cams=at if keep else None)
+        extra: ExtraCams | None = at if keep else ("feature" if report_cams else None)
+        super().__init__(keep_cams=report_cams, extra_classes=extra_classes, extra_cams=extra)
+        self.report_cams = report_cams
         self.annotation_of = annotation_of
         self.protocol = protocol
         self.host_evaluators = list(on_host)
@@ -113,7 +118,14 @@ class TrueClassAnalysis(Analysis):
         found: dict[str, object] = {}
         if self.device_evaluator is not None and result.analysis is not None:
             found[self.device_evaluator.key] = result.analysis
-        if result.extra_cams is not None:
+        if self.report_cams and result.extra_cams is not None:
+            top1 = result.cams[0] if result.cams is not None and len(result.cams) else None
+            found["report_cams"] = (
+                result.extra_cams[0].copy(),
+                None if top1 is None else top1.copy(),
+            )
+            result.cams = None
+        if result.extra_cams is not None and (self.host_evaluators or self.save is not None):
             scoremap = scoremap_of_cam(result.extra_cams[0], self.protocol)
             if self.save is not None:
                 self.save(result.path, scoremap)
@@ -122,7 +134,7 @@ class TrueClassAnalysis(Analysis):
                 found[evaluator.key] = evaluator.on_map(
                     scoremap, annotation, result.width, result.height
                 )
-            result.extra_cams = None
+        result.extra_cams = None
         result.analysis = found
 
 
@@ -386,6 +398,7 @@ class ModelRun(Source):
             on_device,
             self.save,
             self.localizer.box_backend,
+            report_cams=self.options.outputs.html_report is not None,
         )
         return analysis, lambda path: len(listed_of.get(path, ()))
 
