@@ -47,7 +47,7 @@ def main() -> None:
         loc = json.loads(loc_file.read_text()) if loc_file.exists() else None
         faith = json.loads(faith_file.read_text()) if faith_file.exists() else None
         cells = [f"`{method}`"]
-        if loc is not None and method in seconds:
+        if loc is not None:
             box = loc.get("maxboxacc_v2") or {}
             cells += [
                 _cell(100 - loc["top1_loc_error"]),
@@ -55,7 +55,7 @@ def main() -> None:
                 _cell(box.get("maxboxacc_v2")),
             ]
         else:
-            cells += ["not run"] * 3
+            cells += ["not finished"] * 3
         figures = (faith or {}).get("faithfulness")
         if figures:
             cells += [
@@ -65,12 +65,12 @@ def main() -> None:
                 _cell(figures["insertion_auc"], 100),
             ]
         else:
-            cells += ["not run"] * 4
+            cells += ["not finished"] * 4
         if loc is not None and method in seconds:
             spent, load = seconds[method]
             cells.append(f"{loc['images'] / spent:.2f} (load {load})")
         else:
-            cells.append("not run")
+            cells.append("not measured" if loc is not None else "not finished")
         print("| " + " | ".join(cells) + " |")
 
 
