@@ -269,7 +269,18 @@ def test_real_run_trains_chooses_a_threshold_and_evaluates(dev_root, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["cpu", "cpu-gmp", "cpu-64", "cpu-64-gmp", "cpu-128", "scratch", "finetune"]
+    "name",
+    [
+        "cpu",
+        "cpu-gmp",
+        "cpu-cached",
+        "cpu-cached-gmp",
+        "cpu-64",
+        "cpu-64-gmp",
+        "cpu-128",
+        "scratch",
+        "finetune",
+    ],
 )
 def test_the_tiny_imagenet_recipes_resolve(name):
     """Every recipe is valid as it stands; each GMP one differs from its GAP one in pooling only."""
@@ -278,7 +289,11 @@ def test_the_tiny_imagenet_recipes_resolve(name):
     configs = Path(__file__).resolve().parents[1] / "configs"
     config = resolve_config(config_file=configs / f"tiny-imagenet-{name}.toml").config
     assert config.threshold_images_per_class == 3
-    twins = {"cpu-gmp": ("cpu", "mobilenet_v2-max"), "cpu-64-gmp": ("cpu-64", "mobilenet_v2-gmp")}
+    twins = {
+        "cpu-gmp": ("cpu", "mobilenet_v2-max"),
+        "cpu-cached-gmp": ("cpu-cached", "mobilenet_v2-max"),
+        "cpu-64-gmp": ("cpu-64", "mobilenet_v2-gmp"),
+    }
     if name in twins:
         gap_name, gmp_arch = twins[name]
         gap = resolve_config(config_file=configs / f"tiny-imagenet-{gap_name}.toml").config

@@ -51,11 +51,17 @@ class CAMNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self._features(self.net, x)
-        # GAP: F_k = mean_{x,y} f_k(x, y); GMP: F_k = max_{x,y} f_k(x, y)
-        pooled = features.amax(dim=(2, 3)) if self.pooling == "max" else features.mean(dim=(2, 3))
+        return self.pooled_logits(self.pool(features)), features
+
+    def pool(self, features: Tensor) -> Tensor:
+        """GAP: ``F_k = mean_{x,y} f_k(x, y)``; GMP: ``F_k = max_{x,y} f_k(x, y)``."""
+        return features.amax(dim=(2, 3)) if self.pooling == "max" else features.mean(dim=(2, 3))
+
+    def pooled_logits(self, pooled: Tensor) -> Tensor:
+        """The logits of pooled features: a frozen backbone's pooled features are cached, and
+        the classifier trains on them alone (`training.cached_inputs`)."""
         classifier = self.classifier
-        logits = pooled if classifier is None else classifier(self.dropout(pooled))
-        return logits, features
+        return pooled if classifier is None else classifier(self.dropout(pooled))
 
     def cam_exact_problem(self) -> str | None:
         """Why this network's CAMs are not the exact decomposition of its scores (one line),

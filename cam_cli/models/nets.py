@@ -44,8 +44,13 @@ class PaperGAPNet(nn.Module):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
+    def trunk_features(self, x: Tensor) -> Tensor:
+        """The truncated backbone's maps: what a frozen trunk gives, cached once for every
+        epoch of the added layers (`training.cached_inputs`)."""
+        return self._trunk_forward(self.trunk, x)
+
     def features(self, x: Tensor) -> Tensor:
-        return self.cam_conv(self._trunk_forward(self.trunk, x))
+        return self.cam_conv(self.trunk_features(x))
 
     def new_layers(self) -> list[nn.Module]:
         """The layers the paper adds (trained with a higher learning rate)."""
@@ -76,8 +81,11 @@ class SmallGAPNet(nn.Module):
         self.cam_conv = nn.Sequential(nn.Conv2d(channels, width * 4, 3, padding=1), nn.ReLU(True))
         self.fc = nn.Linear(width * 4, num_classes)
 
+    def trunk_features(self, x: Tensor) -> Tensor:
+        return self.trunk(x)
+
     def features(self, x: Tensor) -> Tensor:
-        return self.cam_conv(self.trunk(x))
+        return self.cam_conv(self.trunk_features(x))
 
     def new_layers(self) -> list[nn.Module]:
         return [self.cam_conv, self.fc]

@@ -26,6 +26,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from cam_cli.models.registry import get_arch
 from cam_cli.models.weights import read_state_file
 from cam_cli.runtime.device import Precision
 from cam_cli.runtime.distributed import Dist, release_group, setup_distributed
+from cam_cli.training.cached_inputs import BuildContext, CachedRun, CacheSettings
 from cam_cli.training.checkpoints import (
     BEST,
     CONFIG_FILE,
@@ -77,10 +79,13 @@ from cam_cli.training.initial_weights import initial_model
 from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
 from cam_cli.training.threshold import calibrate_checkpoints, threshold_images
 from cam_cli.training.threshold_boxes import boxed_images
+from cam_cli.training.val_annotations import annotated_val
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
 logger = logging.getLogger(__name__)
+
+CACHE_FOLDER = "feature-cache"  # in the run folder, unless feature_cache_dir says elsewhere
 
 
 @dataclass
@@ -176,10 +181,16 @@ class Trainer:
         self.module = initial_model(build_config, len(data.classes)).to(device)
         self.frozen = freeze_backbone(self.module) if config.freeze_backbone else []
         self.optimizer = build_optimizer(self.module, config)
-        self.model: nn.Module = self.module
+        # A frozen backbone runs once per image into a cache; its head trains on the cache.
+        cache = config.freeze_backbone and config.feature_cache
+        self.cached = CachedRun(self.module) if cache else None
+        trained: nn.Module = self.module if self.cached is None else self.cached.head
+        self.model: nn.Module = trained
         if ddp.enabled:
             ids = [device.index] if device.type == "cuda" else None
-            self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+            self.model = nn.parallel.DistributedDataParallel(
+                trained, device_ids=ids, broadcast_buffers=self.cached is None
+            )
         self.precision = Precision(device, config.amp)
         self.autocast = self.precision.autocast
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.needs_grad_scaling)
@@ -188,13 +199,16 @@ class Trainer:
         )
         size = config.image_size
         self.workers = bounded_workers(config.workers, "workers")
-        self.train_loader = self._loader(
-            LabeledImages(data.train, size, config.augment, config.seed, config.crop_scale_min),
-            self.sampler,
-            drop_last=True,
-        )
+        self.train_loader = None
+        if self.cached is None:
+            self.train_loader = self._loader(
+                LabeledImages(data.train, size, config.augment, config.seed,
+                              config.crop_scale_min),
+                self.sampler,
+                drop_last=True,
+            )  # fmt: skip
         self.val_loader = None
-        if data.val:
+        if data.val and self.cached is None:
             val_set = LabeledImages(data.val, size, False, config.seed, config.crop_scale_min)
             val_sampler = ValSampler(len(data.val), ddp.rank, ddp.world)
             self.val_loader = self._loader(val_set, val_sampler, drop_last=False)
@@ -308,7 +322,10 @@ class Trainer:
             size = self.config.image_size
             pixels = torch.zeros((1, 3, size, size), dtype=torch.uint8)
             labels = torch.zeros(1, dtype=torch.long)
-        x = self.preprocessing.apply(pixels.to(self.device, non_blocking=True))
+        if self.cached is not None:
+            x = self.cached.inputs(pixels, count, self.device)
+        else:
+            x = self.preprocessing.apply(pixels.to(self.device, non_blocking=True))
         y = labels.to(self.device, non_blocking=True)
         with self.autocast():
             logits, _ = self.model(x)
@@ -342,8 +359,7 @@ class Trainer:
         bar = _progress_bar(self.steps_per_epoch, start, f"epoch {epoch + 1}/{self.config.epochs}",
                             enabled=self.progress if self.ddp.main else False)  # fmt: skip
         step = start
-        for batch in self.train_loader:
-            pixels, labels = self.labelled(batch)
+        for pixels, labels in self._train_batches(epoch):
             iteration = epoch * self.steps_per_epoch + step
             set_lr(
                 self.optimizer, self.config, lr_factor(self.config, iteration, self.steps_per_epoch)
@@ -370,20 +386,37 @@ class Trainer:
         self.start_step, self.partial = 0, EpochStats()
         return stats
 
+    def _train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The epoch's ``(inputs, labels)`` batches: decoded images, or cached features."""
+        if self.cached is not None:
+            yield from self.cached.train_batches(epoch, [i for _, i in self.sampler], self.batch)
+            return
+        assert self.train_loader is not None
+        for batch in self.train_loader:
+            yield self.labelled(batch)
+
+    def _val_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.cached is not None:
+            yield from self.cached.val_batches(self.batch)
+            return
+        assert self.val_loader is not None
+        for batch in self.val_loader:
+            pixels, labels = self.labelled(batch)
+            yield self.preprocessing.apply(pixels.to(self.device, non_blocking=True)), labels
+
     @torch.no_grad()
     def evaluate(self) -> float | None:
         """Top-1 accuracy on the val images (each rank its share; the counts are summed)."""
-        if self.val_loader is None:
+        if not self.data.val:
             return None
         self.module.eval()
+        network = self.module if self.cached is None else self.cached.head
         correct, count = 0.0, 0.0
-        for batch in self.val_loader:
-            pixels, labels = self.labelled(batch)
+        for x, labels in self._val_batches():
             if labels.numel() == 0:
                 continue
-            x = self.preprocessing.apply(pixels.to(self.device, non_blocking=True))
             with self.autocast():
-                logits, _ = self.module(x)
+                logits, _ = network(x.to(self.device, non_blocking=True))
             correct += float((logits.argmax(1).cpu() == labels).sum())
             count += labels.numel()
         total = self._global_sum([correct, count])
@@ -391,7 +424,27 @@ class Trainer:
 
     # ---- the run -------------------------------------------------------------------------
 
+    def prepare_cache(self) -> None:
+        """Build (or find) the feature caches of a frozen run, once its weights are final."""
+        if self.cached is None:
+            return
+        config = self.config
+        root = Path(config.feature_cache_dir or self.run_dir / CACHE_FOLDER)
+        context = BuildContext(self.module, self.spec.name, self.frozen, self.preprocessing,
+                               self.device, self.autocast, self.ddp)  # fmt: skip
+        settings = CacheSettings(root, config.feature_cache_views, config.feature_cache_dtype,
+                                 int(config.feature_cache_max_gb * 1e9), self.workers,
+                                 self.batch)  # fmt: skip
+        self.cached.build(context, settings, config, self.data, self.log)
+
     def run(self) -> TrainResult:
+        self.prepare_cache()
+        if self.cached is None:
+            return self._run()
+        with self.cached.threads(self.device):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         history = read_metrics(self.run_dir)
         while self.epoch < self.config.epochs:
             stats = self.train_epoch()
@@ -513,6 +566,10 @@ def train(
         data.notes.append(f"training on the first {config.train_images_per_class} images of "
                           f"every class: {len(kept)} of {len(data.train)}")  # fmt: skip
         data = TrainData(data.classes, kept, data.val, data.notes)
+    if config.val_annotations is not None:  # replaces DIR/val's labels; read before any epoch
+        val = annotated_val(config.val_annotations, config.val_annotations_format,
+                            data.classes, data_dir, data.notes)  # fmt: skip
+        data = TrainData(data.classes, data.train, val, data.notes)
     if config.val_images and len(data.val) > config.val_images:
         val = sorted(data.val)[: config.val_images]
         data.notes.append(f"validating on the first {len(val)} of {len(data.val)} val images")
