@@ -52,6 +52,17 @@ class CamOptions:
 
 
 @dataclass(frozen=True)
+class CamFileOptions:
+    """What `write_cams` writes beside each image's overlays: ``npy`` (`NpyMaps`) the raw
+    maps, ``alpha`` the overlay's opacity, ``pseudo_masks`` a folder of one segmentation
+    pseudo-mask per image (`outputs.masks`)."""
+
+    npy: str = "none"
+    alpha: float = 0.5
+    pseudo_masks: str | Path | None = None
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """How a run goes, never what it computes (``fast`` aside: bf16 moves figures by at most
     a few tenths of a point): shared by `write_boxes`, `write_cams` and `evaluate`.
@@ -107,7 +118,7 @@ class BboxFormat(StrEnum):
 
 
 class DatasetFormat(StrEnum):
-    """The pseudo-label datasets `cam-cli bbox --output DIR` writes (`outputs.datasets`)."""
+    """The pseudo-label datasets `cam-cli bbox`'s `output` DIR writes (`outputs.datasets`)."""
 
     voc = "voc"
     yolo = "yolo"
@@ -119,7 +130,7 @@ class LabelBy(StrEnum):
 
     name = "name"
     wnid = "wnid"
-    index = "index"
+    class_index = "index"  # not `index`: that is str.index
 
 
 class DecodeMode(StrEnum):

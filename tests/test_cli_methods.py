@@ -58,7 +58,8 @@ def test_the_default_records_are_as_they_were_and_others_name_method_and_layer(f
                    "--method", "eigencam", "--layer", "trunk")  # fmt: skip
     for record in _records(other.stdout):
         if record.get("error") is None:
-            assert record["method"] == "eigencam" and record["layer"] == "trunk"
+            assert record["method"] == "eigencam"
+            assert record["layer"] == "trunk"
 
 
 def test_gradcam_boxes_on_real_images_match_cams(sample_dir, mobilenet_weights, tmp_path):
@@ -76,7 +77,8 @@ def test_gradcam_boxes_on_real_images_match_cams(sample_dir, mobilenet_weights, 
     grad = _records(result.stdout)
     assert len(grad) == len(cam) == 4
     for c, g in zip(cam, grad, strict=True):
-        assert g["method"] == "gradcam" and g["layer"] == "features"
+        assert g["method"] == "gradcam"
+        assert g["layer"] == "features"
         for pc, pg in zip(c["predictions"], g["predictions"], strict=True):
             assert (pc["class_index"], pc["score"]) == (pg["class_index"], pg["score"])
             # Grad-CAM = CAM / (h w) with the negatives cut: the same box but for the pixels
@@ -89,7 +91,8 @@ def test_eval_names_the_method_and_adds_faithfulness(fake, tmp_path: Path):
     default = tmp_path / "default.json"
     assert invoke("eval", *base, "--json", default).exit_code in (0, 1)
     data = json.loads(default.read_text())
-    assert "faithfulness" not in data and "method" not in data["settings"]
+    assert "faithfulness" not in data
+    assert "method" not in data["settings"]
     other = tmp_path / "other.json"
     result = invoke("eval", *base, "--method", "gradcam++", "--faithfulness", "--json", other)
     assert result.exit_code in (0, 1), result.output
@@ -100,7 +103,8 @@ def test_eval_names_the_method_and_adds_faithfulness(fake, tmp_path: Path):
     assert figures["images"] + figures["failed_images"] == 3
     assert figures["steps"] == 20
     assert 0.0 <= figures["average_drop"] <= 1.0
-    assert 0.0 <= figures["deletion_auc"] <= 1.0 and 0.0 <= figures["insertion_auc"] <= 1.0
+    assert 0.0 <= figures["deletion_auc"] <= 1.0
+    assert 0.0 <= figures["insertion_auc"] <= 1.0
 
 
 def test_faithfulness_needs_a_model(fake, tmp_path: Path):
@@ -119,5 +123,6 @@ def test_models_timm_methods_lists_every_model_with_its_methods_and_layer():
     assert rows["timm/mobilenetv2_050"][0].startswith("cam,gradcam,")  # CAM-exact head
     # conv_head after pooling: no CAM, every other method at the last stage
     methods, layer = rows["timm/mobilenetv3_small_050"]
-    assert methods.split(",")[0] == "gradcam" and "cam" not in methods.split(",")
+    assert methods.split(",")[0] == "gradcam"
+    assert "cam" not in methods.split(",")
     assert layer == "blocks.5"

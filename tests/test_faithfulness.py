@@ -13,7 +13,6 @@ from torch import nn
 from cam_cli.cam.faithfulness import faithfulness, points
 
 metrics = pytest.importorskip("torchcam.metrics", reason="torchcam (the peer) is not installed")
-core = pytest.importorskip("torchcam.methods.core")
 
 
 class _GivenMaps:
@@ -23,8 +22,12 @@ class _GivenMaps:
     def __init__(self, model: nn.Module, maps: torch.Tensor) -> None:
         self.model, self.maps = model, maps
 
-    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs):
-        return [core._CAM._normalize(self.maps.clone())]
+    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs) -> list:
+        # torchcam's `_CAM._normalize`, step for step
+        cams = self.maps.clone()
+        cams.sub_(cams.amin(dim=(1, 2), keepdim=True))
+        cams.div_(cams.amax(dim=(1, 2), keepdim=True) + 1e-8)
+        return [cams]
 
     def fuse_cams(self, cams):
         return cams[0]

@@ -98,7 +98,8 @@ def test_the_cache_holds_the_backbone_outputs_of_each_view(data, tmp_path, arch)
     assert not np.allclose(cache.features[0], cache.features[1])  # two different crops
     again: list[str] = []
     reread = build_cache(context(model, modules), request(items, tmp_path), again.append)
-    assert reread.folder == cache.folder and again[0].endswith("(complete, reused)")
+    assert reread.folder == cache.folder
+    assert again[0].endswith("(complete, reused)")
 
 
 def test_a_changed_size_data_or_backbone_is_another_cache(data, tmp_path):
@@ -120,7 +121,8 @@ def test_a_changed_size_data_or_backbone_is_another_cache(data, tmp_path):
     assert len(folders) == 5
     assert all("computing" in line for line in log)  # none reused a stale cache
     assert fewer.features.shape == (2, 23, 128, 8, 8)
-    assert larger.name != base.name and (larger.parent == base.parent == tmp_path)
+    assert larger.name != base.name
+    assert larger.parent == base.parent == tmp_path
 
 
 def test_the_cache_size_is_bounded_by_a_setting(data, tmp_path):
@@ -148,7 +150,8 @@ def test_a_partial_cache_recomputes_only_the_chunks_not_marked_done(tmp_path):
         span = again.chunk_indices(chunk)
         again.write_chunk(view, chunk, np.full((len(span), 3), view), np.ones(len(span), bool))
     again.finish()
-    assert again.complete() and FeatureCache(tmp_path, "key", layout).prepare() == []
+    assert again.complete()
+    assert FeatureCache(tmp_path, "key", layout).prepare() == []
     np.testing.assert_array_equal(again.features[0, :, 0], [0, 0, 7, 7, 0])
     np.testing.assert_array_equal(again.features[1, :, 0], [1, 1, 1, 1, 1])
     other = FeatureCache(tmp_path, "key", CacheLayout(5, 2, (4,), "float16", chunk=2))
@@ -188,7 +191,8 @@ def test_kill_during_caching_resumes_to_the_same_cache_and_run(data, tmp_path):
         for n in ("whole", "run")
     ]
     for a, b in zip(*runs, strict=True):
-        assert a["train_loss"] == b["train_loss"] and a["val_acc"] == b["val_acc"]
+        assert a["train_loss"] == b["train_loss"]
+        assert a["val_acc"] == b["val_acc"]
 
 
 @pytest.mark.parametrize("arch", ["small-gap", *MOBILENETS[:1]])

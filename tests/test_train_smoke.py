@@ -32,9 +32,12 @@ def test_the_finetune_recipe_trains_every_layer_for_its_first_steps(tmp_path, ca
                         "--out", str(out)])  # fmt: skip
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0
-    assert report["arch"] == "mobilenet_v2-gap" and report["steps"] == 2
-    assert report["images"] == 8 and report["img_s"] > 0
-    assert math.isfinite(report["first_loss"]) and math.isfinite(report["last_loss"])
+    assert report["arch"] == "mobilenet_v2-gap"
+    assert report["steps"] == 2
+    assert report["images"] == 8
+    assert report["img_s"] > 0
+    assert math.isfinite(report["first_loss"])
+    assert math.isfinite(report["last_loss"])
     saved = torch.load(out / "last.pt", weights_only=True)
     assert saved["config"]["freeze_backbone"] is False
     assert not (out / "feature-cache").exists()  # not frozen: no cache

@@ -123,7 +123,8 @@ def test_cli_unknown_class_exits_2_before_any_epoch(data, tmp_path):
                     "--image-size", "32", "--workers", "0", "--device", "cpu", "--epochs", "1",
                     "--val-annotations", labels, "--val-annotations-format", "csv")  # fmt: skip
     assert result.exit_code == 2
-    assert "--val-annotations: " in result.stderr and "'unicorn'" in result.stderr
+    assert "--val-annotations: " in result.stderr
+    assert "'unicorn'" in result.stderr
     assert not (tmp_path / "run" / "last.pt").exists()
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
-from cam_cli.settings import CamOptions, NpyMaps
+from cam_cli.settings import CamFileOptions, CamOptions, NpyMaps
 
 
 @o.with_option_groups
@@ -68,9 +68,7 @@ def cam(
             out,
             cam=CamOptions(topk=topk, ten_crop=ten_crop, method=method, layer=layer),
             classes=class_query,
-            npy=npy.value,
-            alpha=alpha,
+            files=CamFileOptions(npy=npy.value, alpha=alpha, pseudo_masks=pseudo_masks),
             run=run.options(quiet),
-            pseudo_masks=pseudo_masks,
         )
     o.end_of_run(summary)

@@ -9,6 +9,7 @@ earlier reports had them, so a report's bytes do not change with the code that m
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NotRequired, TypedDict
 
@@ -203,8 +204,8 @@ class Report:
         }
 
 
-def report_from_json(data: dict[str, Any]) -> Report:
-    """The `Report` a ``--json`` file holds (`Report.to_json` read back): for what renders a
+def report_from_json(data: Mapping[str, Any]) -> Report:
+    """The `Report` a `json_report` file holds (`Report.to_json` read back): for what renders a
     finished evaluation's figures from its file, as the table does. A section or count the
     data lacks is left out (None, zero)."""
     localization = None

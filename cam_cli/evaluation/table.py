@@ -47,7 +47,7 @@ def format_report(report: Report, failed_shown: int = FAILED_SHOWN) -> str:
     if count is not None and count < 5:
         lines.append(
             f"note: some images have only {count} prediction(s); top-5 figures need "
-            "`cam-cli bbox --topk 5`"
+            "`cam-cli bbox `topk` 5`"
         )
     lines += _left_out_and_failed(report, failed_shown)
     return "\n".join(lines)

@@ -175,7 +175,9 @@ class ForwardOutput:
     faithfulness: np.ndarray | None = None  # [B, 4] (`cam.faithfulness.FIGURES`)
 
 
-def _with_fields(cam: CamOptions, run: RunOptions, given: dict[str, Any]):
+def _with_fields(
+    cam: CamOptions, run: RunOptions, given: dict[str, Any]
+) -> tuple[CamOptions, RunOptions]:
     """``cam`` and ``run`` with the fields named in ``given`` replaced (short calls in tests
     and scripts: ``Localizer(loaded, topk=1, fast=False)``)."""
     cam_names = {f.name for f in fields(CamOptions)}

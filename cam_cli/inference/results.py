@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class Prediction:
     boxes: list[list[int]] | None = None
 
     def as_dict(self) -> dict:
-        record = {
+        record: dict[str, Any] = {
             "rank": self.rank,
             "class_index": self.class_index,
             "wnid": self.wnid,

@@ -122,4 +122,4 @@ class ArchSpec:
     default_input_size: int = 224
     aliases: tuple[str, ...] = field(default_factory=tuple)
     preprocessing: Preprocessing | None = None  # the weights' own; None: ImageNet's
-    hub_weights: str | None = None  # for timm entries: ``hf-hub:<repo>`` of --weights imagenet
+    hub_weights: str | None = None  # for timm entries: ``hf-hub:<repo>`` of `weights` imagenet

@@ -14,7 +14,7 @@ class PaperGAPNet(nn.Module):
     """A truncated ImageNet backbone + added conv 3x3/1/1 layers (1024 units, ReLU) + linear.
 
     ``trunk`` is the whole torchvision model with the layers after the cut removed, so its
-    state_dict keys are torchvision's and ``--backbone-weights`` files load into it directly.
+    state_dict keys are torchvision's and `backbone_weights` files load into it directly.
     """
 
     def __init__(
@@ -39,7 +39,8 @@ class PaperGAPNet(nn.Module):
         for module in [*self.cam_conv.modules(), self.fc]:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # always here: the CAM layers have biases
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)

@@ -12,7 +12,7 @@ Two families:
   classifier + GAP (SqueezeNet, whose class maps are the classifier's own output maps).
 
 The wrapped torchvision model is kept whole under ``CAMNet.net``, so torchvision state_dicts
-load unchanged (``--weights FILE``) and torchvision's own weight enums still apply.
+load unchanged (`weights` ``FILE``) and torchvision's own weight enums still apply.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ _GOOGLENET_HEAD = ("maxpool4", "inception5a", "inception5b")
 def _googlenet_input(net: nn.Module, x: Tensor) -> Tensor:
     # torchvision's GoogLeNet ImageNet weights expect this re-normalisation of ImageNet-normalised
     # input (transform_input=True); kept for every GoogLeNet so those weights load as they are.
-    return net._transform_input(x)
+    return net._transform_input(x)  # noqa: SLF001 - torchvision's own step, no public name
 
 
 def _googlenet_trunk_forward(trunk: nn.Module, x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""timm networks as registry entries: ``--arch timm/<model_name>``, built generically.
+"""timm networks as registry entries: `arch` ``timm/<model_name>``, built generically.
 
 Any timm model whose head is CAM-exact works: the head must be global average pooling followed
 by one linear layer (dropout allowed), so that ``mean(M_c) = S_c - b_c``. The features are
@@ -43,7 +43,7 @@ def import_timm() -> Any:
         import timm
     except ImportError:
         raise SetupError(
-            f"--arch timm/...: timm is not installed; install it with: {INSTALL_HINT}"
+            f"`arch` timm/...: timm is not installed; install it with: {INSTALL_HINT}"
         ) from None
     return timm
 
@@ -176,7 +176,7 @@ def timm_spec(name: str, cam_exact: bool = True) -> ArchSpec:
     short = model_name(name)
     if not short or not timm.is_model(short):
         raise KeyError(
-            f"unknown timm model {short!r}; list CAM-exact ones with `cam-cli models --timm "
+            f"unknown timm model {short!r}; list CAM-exact ones with `cam-cli models `timm` "
             "PATTERN`"
         )
     meta = _meta_model(timm, short)
@@ -241,7 +241,7 @@ def timm_names(pattern: str) -> list[str]:
     names = timm.list_models(pattern)
     if len(names) > MAX_LISTED:
         raise SetupError(
-            f"--timm {pattern!r} matches {len(names)} timm models; give a narrower pattern "
+            f"`timm` {pattern!r} matches {len(names)} timm models; give a narrower pattern "
             f"(at most {MAX_LISTED}), e.g. '*resnet*' or 'efficientnet_b*'"
         )
     return list(names)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from cam_cli.files.lock import FolderLock
 from cam_cli.models.camnet import CAMNet
 from cam_cli.models.preprocess import Preprocessing
 from cam_cli.runtime.distributed import Dist
-from cam_cli.training.data import LabeledImages
+from cam_cli.training.data import LabeledImages, TrainData
 from cam_cli.training.feature_cache import (
     CacheLayout,
     FeatureCache,
@@ -41,6 +41,9 @@ from cam_cli.training.feature_cache import (
     data_listing_digest,
     tensors_digest,
 )
+
+if TYPE_CHECKING:  # the type only
+    from cam_cli.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +246,8 @@ def cached_batches(
 ) -> Iterator[tuple[Tensor, Tensor]]:
     """``(features float32, labels)`` batches of ``indices`` (in order) from view ``view``;
     images that failed to decode are left out, as the image path leaves them out."""
-    assert cache.features is not None and cache.valid is not None
+    assert cache.features is not None
+    assert cache.valid is not None
     for start in range(0, len(indices), batch):
         chosen = np.asarray(indices[start : start + batch], dtype=np.int64)
         keep = chosen[np.asarray(cache.valid[view, chosen], dtype=bool)]
@@ -275,10 +279,17 @@ class CachedRun:
         self.val_labels = np.zeros(0, dtype=np.int64)
         self.val_indices: list[int] = []
 
-    def build(self, context: BuildContext, settings: CacheSettings, config, data, log) -> None:
+    def build(
+        self,
+        context: BuildContext,
+        settings: CacheSettings,
+        config: TrainConfig,
+        data: TrainData,
+        log: Callable[[str], None],
+    ) -> None:
         """Both caches: the training images in ``views`` augmented views, the val images as
         inference sees them (one view, no augmentation)."""
-        common = dict(image_size=config.image_size, seed=config.seed,
+        common: dict[str, Any] = dict(image_size=config.image_size, seed=config.seed,
                       crop_scale_min=config.crop_scale_min, dtype=settings.dtype,
                       root=settings.root, max_bytes=settings.max_bytes,
                       workers=settings.workers, batch=settings.batch)  # fmt: skip
@@ -293,13 +304,15 @@ class CachedRun:
             ddp = context.ddp
             self.val_indices = list(range(ddp.rank, len(data.val), ddp.world))
 
-    def train_batches(self, epoch: int, indices: list[int], batch: int):
+    def train_batches(
+        self, epoch: int, indices: list[int], batch: int
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """Epoch ``epoch``'s batches (``indices`` in the sampler's order) from its view."""
         assert self.train is not None
         view = epoch % self.train.layout.views
         yield from cached_batches(self.train, self.train_labels, view, indices, batch)
 
-    def val_batches(self, batch: int):
+    def val_batches(self, batch: int) -> Iterator[tuple[Tensor, Tensor]]:
         if self.val is not None:
             yield from cached_batches(self.val, self.val_labels, 0, self.val_indices, batch)
 

@@ -1,12 +1,12 @@
 """Training configuration: one flat set of keys, merged from layers, validated once.
 
-Precedence (highest first): command-line option > ``--config FILE`` > the run's own saved config
-(on ``--resume``) > the architecture's default recipe (`ARCH_DEFAULTS`) > built-in defaults (the
+Precedence (highest first): command-line option > `config` ``FILE`` > the run's own saved config
+(on `resume`) > the architecture's default recipe (`ARCH_DEFAULTS`) > built-in defaults (the
 `TrainConfig` field defaults). Keeping every layer a plain ``{key: value}`` dict makes that
 precedence one loop, lets a TOML file use exactly the names of the dataclass fields, and lets
-``config.toml`` written into a run directory be passed back as ``--config``.
+``config.toml`` written into a run directory be passed back as `config`.
 
-Nothing here imports torch at module level, so ``cam-cli --help`` stays fast.
+Nothing here imports torch at module level, so the command line's help answers at once.
 """
 
 from __future__ import annotations
@@ -336,7 +336,7 @@ def resolve_config(
 
         arch = CPU_ARCH
     if not arch:
-        raise ConfigError("no architecture: give --arch NAME (see `cam-cli models`) or set arch")
+        raise ConfigError("no architecture: give `arch` NAME (see `cam-cli models`) or set arch")
     try:
         from cam_cli.models.registry import get_arch
 
@@ -381,8 +381,8 @@ def resolve_config(
         sources["pretrained"] = f"{spec.name} has ImageNet weights: {has_weights}"
     if merged["pretrained"] and not has_weights and merged["backbone_weights"] is None:
         raise ConfigError(
-            f"{spec.name} has no ImageNet weights to start from; use --no-pretrained, "
-            "or --backbone-weights FILE"
+            f"{spec.name} has no ImageNet weights to start from; use `no_pretrained`, "
+            "or `backbone_weights` FILE"
         )
     return ResolvedConfig(TrainConfig.from_dict(merged, "merged config"), sources)
 

@@ -27,9 +27,12 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
+
+if TYPE_CHECKING:  # the type only: torch is imported where it runs
+    import torch
 
 from cam_cli.files.atomic import write_bytes_atomic, write_text_atomic
 
@@ -87,7 +90,7 @@ def _mapped(path: Path, mode: Literal["r", "r+"]) -> np.memmap:
     return cast(np.memmap, np.load(path, mmap_mode=mode))
 
 
-def _byte_dtype():
+def _byte_dtype() -> torch.dtype:
     import torch
 
     return torch.uint8
@@ -198,7 +201,9 @@ class FeatureCache:
 
     def write_chunk(self, view: int, chunk: int, values: np.ndarray, valid: np.ndarray) -> None:
         """Store one chunk's features, flush them, and only then mark the chunk done."""
-        assert self.features is not None and self.valid is not None and self._done is not None
+        assert self.features is not None
+        assert self.valid is not None
+        assert self._done is not None
         span = self.chunk_indices(chunk)
         self.features[view, span.start : span.stop] = values
         self.valid[view, span.start : span.stop] = valid

@@ -2,7 +2,7 @@
 
 Layout of a run directory::
 
-    config.toml     the resolved config (pass it back with --config to repeat the run)
+    config.toml     the resolved config (pass it back with `config` to repeat the run)
     metrics.jsonl   one line per finished epoch (rewritten atomically; never two for one epoch)
     last.pt         everything needed to continue: weights, optimizer, step, RNG states
     best.pt         the best epoch so far (val top-1, or train top-1 without val data), slim
@@ -26,10 +26,10 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -80,6 +80,9 @@ from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, 
 from cam_cli.training.threshold import calibrate_checkpoints, threshold_images
 from cam_cli.training.threshold_boxes import boxed_images
 from cam_cli.training.val_annotations import annotated_val
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
@@ -172,7 +175,7 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise TrainError(
                 f"{len(data.train)} training images are fewer than one batch of "
-                f"{config.batch_size}; lower --batch-size"
+                f"{config.batch_size}; lower `batch_size`"
             )
         # On resume the weights come from last.pt: no download, no backbone file needed.
         build_config = (
@@ -224,7 +227,9 @@ class Trainer:
         self.step_in_epoch = 0
         self.on_disk: str | None = None  # what last.pt holds, for the divergence message
 
-    def _loader(self, dataset, sampler, drop_last: bool) -> torch.utils.data.DataLoader:
+    def _loader(
+        self, dataset: torch.utils.data.Dataset, sampler: torch.utils.data.Sampler, drop_last: bool
+    ) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=self.batch,
@@ -491,12 +496,12 @@ class Trainer:
         )
 
 
-def _main_log(ddp: Dist):
+def _main_log(ddp: Dist) -> Callable[..., None]:
     """Notes for people, from rank 0 only (every rank would say the same)."""
     return logger.info if ddp.main else (lambda *args: None)
 
 
-def _progress_bar(total: int, initial: int, desc: str, enabled: bool | None):
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool | None) -> tqdm | None:
     """``enabled=None``: a bar when stderr is a terminal (tqdm decides)."""
     if enabled is False:
         return None
@@ -528,11 +533,11 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig, data: TrainData, p
         raise TrainError(
             f"{path}: cannot resume with a different setup: "
             + "; ".join(problems)
-            + ". Use a new --out, or the run's own settings (epochs may be raised)."
+            + ". Use a new `out`, or the run's own settings (epochs may be raised)."
         )
     if config.epochs < int(saved["epoch"]):
         raise TrainError(
-            f"{path}: {saved['epoch']} epochs are done; --epochs must be at least that"
+            f"{path}: {saved['epoch']} epochs are done; `epochs` must be at least that"
         )
 
 
@@ -574,7 +579,7 @@ def train(
         val = sorted(data.val)[: config.val_images]
         data.notes.append(f"validating on the first {len(val)} of {len(data.val)} val images")
         data = TrainData(data.classes, data.train, val, data.notes)
-    ddp, device = setup_distributed(config.device)  # SetupError: a --device not here
+    ddp, device = setup_distributed(config.device)  # SetupError: a `device` not here
     log = _main_log(ddp)
     lock = FolderLock(run_dir) if ddp.main else None  # rank 0 writes, so rank 0 holds it
     trainer: Trainer | None = None
@@ -590,8 +595,8 @@ def train(
         saved = None
         if last.exists() and not resume:
             raise TrainError(
-                f"{run_dir} already holds a run ({LAST}); pass --resume to continue it, "
-                "or choose another --out"
+                f"{run_dir} already holds a run ({LAST}); pass `resume` to continue it, "
+                "or choose another `out`"
             )
         if resume and last.exists():
             saved = read_state_file(last)
@@ -628,7 +633,7 @@ def train(
                 detail = " ".join(str(error).split())[:200] or type(error).__name__
                 raise TrainError(
                     f"{last}: a damaged checkpoint, cannot resume from it ({detail}); "
-                    "start a new run with another --out"
+                    "start a new run with another `out`"
                 ) from None
             if ddp.main:  # drop lines of epochs about to be redone (written before a crash)
                 write_metrics(run_dir, [r for r in read_metrics(run_dir)
@@ -672,7 +677,9 @@ def train(
         release_group(ddp)
 
 
-def _threshold_images(data_dir, data: TrainData, config: TrainConfig, log) -> list | None:
+def _threshold_images(
+    data_dir: str | Path, data: TrainData, config: TrainConfig, log: Callable[..., None]
+) -> list | None:
     """The boxed images the CAM threshold will be chosen on (None: no threshold is chosen),
     read and checked now, before the first epoch: the user's box file, else the training
     images' own boxes."""
@@ -696,7 +703,14 @@ def _threshold_images(data_dir, data: TrainData, config: TrainConfig, log) -> li
         raise TrainError(f"`threshold_images_per_class`: {error}") from None
 
 
-def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log, images) -> None:
+def _choose_threshold(
+    run_dir: Path,
+    data_dir: str | Path,
+    per_class: int,
+    device: torch.device,
+    log: Callable[..., None],
+    images: list,
+) -> None:
     """The CAM threshold of best.pt, chosen on boxed training images (`training.threshold`)."""
     try:
         choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device), images)
@@ -731,6 +745,6 @@ def train_from_options(
 
 
 def _no_gpu(device: str | None) -> bool:
-    """The run will be on the CPU: ``--device cpu``, or ``auto`` (the default) without CUDA."""
+    """The run will be on the CPU: `device` ``cpu``, or ``auto`` (the default) without CUDA."""
     name = device or "auto"
     return name == "cpu" or (name == "auto" and not torch.cuda.is_available())

@@ -3,7 +3,7 @@
 by `data.interchange` exactly as `eval` reads it.
 
 Train's validation is top-1 accuracy each epoch (the epoch it picks for best.pt), so what it
-needs from such a file is each image's class; the boxes in it are for `eval --annotations`
+needs from such a file is each image's class; the boxes in it are for `eval`'s `annotations`
 on the trained run, which needs the CAM threshold chosen once training ends. Own data rarely
 comes as ``val/<class>/`` folders: a flat folder of images with the labels a labelling tool
 wrote is the common case, and the file then says which class each image is of.
