@@ -94,6 +94,20 @@ class CAMNet(nn.Module):
         self.load_state_dict(state_dict, strict=True)
 
 
+class AnyHeadNet(CAMNet):
+    """A network whose head is not CAM-exact (a norm after pooling, a class token, attention
+    pooling), for the map methods that read a layer instead of the head (`cam.methods`):
+    ``forward`` returns ``(logits, features)`` with the network's own head on its own features
+    (``net.forward_head``), so its scores are the network's; there is no CAM of it."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self._features(self.net, x)
+        return self.net.forward_head(features), features
+
+    def class_weights(self) -> tuple[Tensor | None, Tensor | None]:
+        raise TypeError("a network whose head is not CAM-exact has no CAM weights")
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """A registry entry: how to build the network and what is known about it."""
