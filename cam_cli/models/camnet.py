@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -102,7 +103,9 @@ class AnyHeadNet(CAMNet):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self._features(self.net, x)
-        return self.net.forward_head(features), features
+        # timm's method; nn.Module's __getattr__ types it as a tensor or a module
+        head = cast("Callable[[Tensor], Tensor]", self.net.forward_head)
+        return head(features), features
 
     def class_weights(self) -> tuple[Tensor | None, Tensor | None]:
         raise TypeError("a network whose head is not CAM-exact has no CAM weights")
