@@ -24,6 +24,7 @@ class ModelOptions:
     normalize: str | None = None
     input_size: int | None = None
     onnx: str | Path | None = None  # a `cam-cli export` file run by ONNX Runtime (`onnx_runtime`)
+    cam_exact: bool = True  # False: any head (a gradient method reads a layer, not the head)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class CamOptions:
     in this order); ``threshold``: the CAM threshold (None: the one the checkpoint carries, else
     the paper's 0.2); ``box_rule`` (`boxes.rules`): ``paper``, ``zhou2016`` or
     ``all-components``; ``ten_crop``: the released ten-crop CAM (`cam.ten_crop`).
+    ``method``: where the maps come from, ``cam`` (the paper's, exact) or a method of
+    `cam.methods` (``gradcam``...), which reads ``layer`` (None: the network's default layer).
+    ``faithfulness``: also each image's Average Drop, Increase in Confidence and Deletion /
+    Insertion AUC of its top-1 map (`cam.faithfulness`), on `ImageResult.faithfulness`.
     """
 
     topk: int = 5
@@ -41,6 +46,9 @@ class CamOptions:
     class_indices: tuple[int, ...] | None = None
     box_rule: str = "paper"
     ten_crop: bool = False
+    method: str = "cam"
+    layer: str | None = None
+    faithfulness: bool = False
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ def cam(
     topk: o.TopK = 1,
     class_query: o.ClassQuery = None,
     ten_crop: o.TenCrop = False,
+    method: o.Method = "cam",
+    layer: o.Layer = None,
     npy: Annotated[
         NpyMaps,
         typer.Option(help="Also save raw maps: none, feature (h x w), image (H x W) or both."),
@@ -64,7 +66,7 @@ def cam(
             model.options(),
             sources,
             out,
-            cam=CamOptions(topk=topk, ten_crop=ten_crop),
+            cam=CamOptions(topk=topk, ten_crop=ten_crop, method=method, layer=layer),
             classes=class_query,
             files=CamFileOptions(npy=npy.value, alpha=alpha, pseudo_masks=pseudo_masks),
             run=run.options(quiet),

@@ -66,6 +66,8 @@ FLAGS: dict[str, str] = {
     "classes_file": "--classes",
     "json_report": "--json",
     "box_backend": "--box-step",
+    "method": "--method",
+    "layer": "--layer",
     "html_report": "--report",
 }
 _ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
@@ -321,6 +323,37 @@ BoxRuleOption = Annotated[
         "text); zhou2016: the released code's generator (dt_box 20 100 110 on the 8-bit map at "
         "the image's size), boxes ranked; all-components: every component's box, largest "
         "first. Records of the ranked rules carry all boxes as 'boxes'.",
+    ),
+]
+METHOD_NAMES = (
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "layercam",
+    "hirescam",
+    "scorecam",
+    "eigencam",
+)  # fmt: skip  (the library checks the name: `inference.map_methods`)
+Method = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        metavar="|".join(METHOD_NAMES),
+        help="Where the maps come from: cam (the paper's exact CAM, the default) or a method "
+        "that reads a layer: gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, "
+        "eigencam (as pytorch-grad-cam defines them; these also run on networks whose head is "
+        "not CAM-exact). Boxes and metrics are the same for every method.",
+    ),
+]
+Layer = Annotated[
+    str | None,
+    typer.Option(
+        "--layer",
+        metavar="NAME",
+        help="The layer a method other than cam reads, as named_modules() names it (e.g. "
+        "features.18); default: the network's, printed on stderr.",
+        show_default=False,
     ),
 ]
 TenCrop = Annotated[

@@ -127,6 +127,22 @@ class SecondBoxFigures(TypedDict):
     released_combination: LocErrors
 
 
+class FaithfulnessFigures(TypedDict):
+    """Means over the images of each one's top-1 map (`cam.faithfulness`, torchcam 0.5's
+    metrics): Average Drop and Deletion AUC lower is better, Increase in Confidence and
+    Insertion AUC higher; ``steps`` of the curves and their ``baseline`` image."""
+
+    average_drop: float
+    increase_in_confidence: float
+    deletion_auc: float
+    insertion_auc: float
+    images: int
+    failed_images: int
+    steps: int
+    baseline: str
+    classes: str
+
+
 @dataclass
 class Report:
     """Every figure of one evaluation. ``images``: those scored (failed ones included, as
@@ -148,6 +164,7 @@ class Report:
     pxap: PxAPFigures | None = None
     gt_known_available: bool = False
     resumed_images: int = 0
+    faithfulness: FaithfulnessFigures | None = None
 
     @property
     def mode(self) -> str | None:
@@ -183,6 +200,7 @@ class Report:
             "resumed_images": self.resumed_images,
             "settings": self.settings,
             **({} if self.pxap is None else {"pxap": self.pxap}),
+            **({} if self.faithfulness is None else {"faithfulness": self.faithfulness}),
         }
 
 
@@ -214,6 +232,7 @@ def report_from_json(data: Mapping[str, Any]) -> Report:
         pxap=data.get("pxap"),
         gt_known_available=data.get("gt_known_available", False),
         resumed_images=data.get("resumed_images", 0),
+        faithfulness=data.get("faithfulness"),
     )
 
 

@@ -48,6 +48,9 @@ class ImageResult:
     extra_cams: np.ndarray | None = None  # [m, S, S] at input resolution (or [m, h, w])
     # What the run's `Analysis` computed for this image (`inference.analysis`):
     analysis: object = None
+    # Average Drop, Increase in Confidence, Deletion and Insertion AUC of the top-1 map
+    # (`cam.faithfulness.FIGURES`), when asked for (`CamOptions.faithfulness`):
+    faithfulness: list[float] | None = None
 
     def flag_non_finite(self) -> bool:
         """A model that gives NaN or infinite scores (NaN weights, an overflow) has no answer

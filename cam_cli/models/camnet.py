@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -92,6 +93,22 @@ class CAMNet(nn.Module):
             k: v for k, v in state_dict.items() if k in own_keys or not k.startswith("net.aux")
         }
         self.load_state_dict(state_dict, strict=True)
+
+
+class AnyHeadNet(CAMNet):
+    """A network whose head is not CAM-exact (a norm after pooling, a class token, attention
+    pooling), for the map methods that read a layer instead of the head (`cam.methods`):
+    ``forward`` returns ``(logits, features)`` with the network's own head on its own features
+    (``net.forward_head``), so its scores are the network's; there is no CAM of it."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self._features(self.net, x)
+        # timm's method; nn.Module's __getattr__ types it as a tensor or a module
+        head = cast("Callable[[Tensor], Tensor]", self.net.forward_head)
+        return head(features), features
+
+    def class_weights(self) -> tuple[Tensor | None, Tensor | None]:
+        raise TypeError("a network whose head is not CAM-exact has no CAM weights")
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def _num_classes_in(state_dict: dict[str, torch.Tensor], spec: ArchSpec) -> int 
     network on the meta device (no memory, no initialisation) with 2 classes and seeing which
     tensors have 2 rows."""
     with torch.device("meta"):
-        own = build_model(spec.name, 2).state_dict()
+        own = spec.build(2).state_dict()
     for key, value in state_dict.items():
         full = key if key.startswith("net.") else f"net.{key}"
         if full in own and own[full].shape[:1] == (2,) and value.ndim >= 1:
@@ -188,7 +188,7 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
 
     if arch is None:
         raise ModelLoadError("give `arch` NAME (see `cam-cli models`) or `checkpoint` FILE")
-    spec = get_arch(arch)
+    spec = get_arch(arch, options.cam_exact)
     file_classes = read_synset_mapping(classes_file) if classes_file is not None else None
     names: list[str] | None = None
     if weights is None:
@@ -220,7 +220,7 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
             raise ModelLoadError(f"{weights}: its classifier has 0 classes (0 output rows)")
     if count is None:
         count = len(file_classes) if file_classes else IMAGENET_CLASSES
-    model = build_model(spec.name, count)
+    model = spec.build(count)
     if state_dict is not None:
         load_weights_into(model, state_dict, str(weights))
 

@@ -38,10 +38,12 @@ def register(spec: ArchSpec) -> ArchSpec:
     return spec
 
 
-def get_arch(name: str) -> ArchSpec:
-    """The entry of ``name``; ``timm/<model_name>`` builds a timm entry (timm imported then)."""
+def get_arch(name: str, cam_exact: bool = True) -> ArchSpec:
+    """The entry of ``name``; ``timm/<model_name>`` builds a timm entry (timm imported then).
+    ``cam_exact=False``: a timm network whose head is not CAM-exact is built too (for the
+    map methods that read a layer, `models.camnet.AnyHeadNet`)."""
     if is_timm_name(name):
-        return timm_spec(name)
+        return timm_spec(name, cam_exact)
     key = name.lower().replace("_", "-")
     for candidate in (name, key):
         if candidate in REGISTRY:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from cam_cli.errors import NotCAMExact, SetupError
-from cam_cli.models.camnet import ArchSpec, CAMNet
+from cam_cli.models.camnet import AnyHeadNet, ArchSpec, CAMNet
 from cam_cli.models.preprocess import ChannelValues, Preprocessing
 
 PREFIX = "timm/"
@@ -58,10 +58,10 @@ def _features(net: nn.Module, x: Tensor) -> Tensor:
     return _timm(net).forward_features(x)
 
 
-def _classifier(net: nn.Module) -> nn.Linear:
-    classifier = _timm(net).get_classifier()
-    assert isinstance(classifier, nn.Linear)  # `timm_spec` admits GAP + one linear layer only
-    return classifier
+def _classifier(net: nn.Module) -> nn.Linear | None:
+    # one linear layer for a CAM-exact head (`head_problem`); an `AnyHeadNet`'s may be any
+    # module, passed on as timm gives it
+    return _timm(net).get_classifier()
 
 
 def _is_avg_pool(module: nn.Module) -> bool:
@@ -179,8 +179,10 @@ def hub_weights_of(model: nn.Module) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def timm_spec(name: str) -> ArchSpec:
-    """The registry entry of ``timm/<model_name>``: checked CAM-exact once, on meta."""
+def timm_spec(name: str, cam_exact: bool = True) -> ArchSpec:
+    """The registry entry of ``timm/<model_name>``: checked CAM-exact once, on meta.
+    ``cam_exact=False``: any head is built (`AnyHeadNet`), for the map methods that read a
+    layer; a CAM-exact head still gives its `CAMNet`."""
     timm = import_timm()
     short = model_name(name)
     if not short or not timm.is_model(short):
@@ -191,6 +193,8 @@ def timm_spec(name: str) -> ArchSpec:
     meta = _meta_model(timm, short)
     size = default_input_size(meta)
     problem = head_problem(meta, size)
+    if problem is not None and not cam_exact:
+        return _any_head_spec(timm, short, meta, size, problem)
     if problem is not None:
         raise NotCAMExact(
             f"{PREFIX}{short} is not CAM-exact: {problem}, which breaks mean(M_c) = S_c - b_c "
@@ -215,14 +219,33 @@ def timm_spec(name: str) -> ArchSpec:
     )
 
 
+def _any_head_spec(timm: Any, short: str, meta: nn.Module, size: int, problem: str) -> ArchSpec:
+    def build(num_classes: int) -> CAMNet:
+        net = timm.create_model(short, pretrained=False, num_classes=num_classes)
+        return AnyHeadNet(net, _features, _classifier)
+
+    return ArchSpec(
+        f"{PREFIX}{short}",
+        build,
+        0,  # no CAM
+        f"timm {short}: not CAM-exact ({problem})",
+        default_input_size=size,
+        preprocessing=preprocessing_of(meta),
+        hub_weights=hub_weights_of(meta),
+    )
+
+
+def meta_network(name: str) -> nn.Module:
+    """``timm/<model_name>`` built on the meta device (no memory), whatever its head."""
+    return _meta_model(import_timm(), model_name(name))
+
+
 MAX_LISTED = 300
 
 
-def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
-    """Rows ``(name, CAM size at the default input, input size, params)`` of the CAM-exact timm
-    models matching ``pattern`` (timm's wildcard syntax; a bare word, with no ``*``, ``?`` or
-    ``[``, means the names containing it: ``resnet`` is ``*resnet*``); built on meta, so no
-    memory is used. Models that are not CAM-exact, or cannot be built on meta, are left out."""
+def timm_names(pattern: str) -> list[str]:
+    """The timm model names matching ``pattern`` (a bare word: the names containing it), at
+    most `MAX_LISTED`."""
     timm = import_timm()
     if not any(c in pattern for c in "*?["):
         pattern = f"*{pattern}*"
@@ -232,6 +255,16 @@ def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
             f"`timm` {pattern!r} matches {len(names)} timm models; give a narrower pattern "
             f"(at most {MAX_LISTED}), e.g. '*resnet*' or 'efficientnet_b*'"
         )
+    return list(names)
+
+
+def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
+    """Rows ``(name, CAM size at the default input, input size, params)`` of the CAM-exact timm
+    models matching ``pattern`` (timm's wildcard syntax; a bare word, with no ``*``, ``?`` or
+    ``[``, means the names containing it: ``resnet`` is ``*resnet*``); built on meta, so no
+    memory is used. Models that are not CAM-exact, or cannot be built on meta, are left out."""
+    timm = import_timm()
+    names = timm_names(pattern)
     rows = []
     for name in names:
         try:

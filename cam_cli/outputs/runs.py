@@ -32,8 +32,9 @@ from cam_cli.files.checks import (
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.computation import check_threshold
 from cam_cli.inference.localizer import Localizer, compile_or_warn
+from cam_cli.inference.map_methods import load_for_method, method_settings
 from cam_cli.inference.results import ImageResult
-from cam_cli.models.loading import LoadedModel, load_model
+from cam_cli.models.loading import LoadedModel
 from cam_cli.outputs.datasets import DatasetOptions, DatasetWriter
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.outputs.writers import RecordWriter, open_output
@@ -77,7 +78,7 @@ def _localizer(
     is prepared in place, not copied."""
     loaded_here = isinstance(model, ModelOptions)
     if loaded_here:
-        model = load_model(model, device=str(process_device(run.device)))
+        model = load_for_method(model, cam, str(process_device(run.device)))
     if classes:
         try:
             indices = tuple(resolve_class(query, model.classes) for query in classes)
@@ -269,8 +270,11 @@ def _write_records(
         for path, problem in missing:
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
+        made_by = method_settings(localizer.maps)  # nothing for the paper's CAM
         for result in localizer.localize(paths, analysis):
             record = result.as_record()
+            if made_by and result.error is None:
+                record.update(made_by)
             if result.error is not None:
                 failures += 1
                 _failed(result.path, result.error)
@@ -328,15 +332,18 @@ def write_cams(
     ``out``, and what ``files`` asks for beside it: the raw maps (``npy``: ``.feature.npy``,
     h x w, and/or ``.image.npy``, upsampled bilinearly to the image's H x W) and a folder of
     one segmentation pseudo-mask per image (``pseudo_masks``, `outputs.masks`). Inputs are
-    never overwritten. ``cam``: its ``topk`` classes of each image; with its ``ten_crop``, the
-    maps are the merged ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
+    never overwritten. ``cam``: its ``topk`` classes of each image, its map ``method`` and
+    ``layer``; with its ``ten_crop``, the maps are the merged ten-crop maps (256 x 256 for a
+    224 network; `ten_crop`), and
     ``.feature.npy`` holds that frame."""
     from cam_cli.outputs.cam_files import CamWriter
     from cam_cli.outputs.masks import MaskWriter
 
     with open_group(run.device) as group:  # under torchrun: the group
         paths, missing = group.from_rank_zero(lambda: collect_images(images))
-        cam = CamOptions(topk=cam.topk, ten_crop=cam.ten_crop)  # the rest is for boxes
+        cam = CamOptions(  # the rest is for boxes
+            topk=cam.topk, ten_crop=cam.ten_crop, method=cam.method, layer=cam.layer
+        )
         localizer = _localizer(model, classes, cam, run, group, bool(paths))
         main = is_main_process()  # the others of a torchrun group render, never write
         try:

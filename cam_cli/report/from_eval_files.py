@@ -127,7 +127,7 @@ def run_info_from_settings(
                  "predictions", "scoremaps", "meta", "class_predictions")  # fmt: skip
     data = {key: printable_path(str(settings[key])) for key in data_keys if settings.get(key)}
     shown = ("threshold", "topk", "input_size", "preprocessing", "box_rule", "maxboxacc_protocol",
-             "decode")  # fmt: skip
+             "decode", "method", "layer")  # fmt: skip
     extra = {key: str(settings[key]) for key in shown if settings.get(key) is not None}
     fast = settings.get("fast")
     return RunInfo(
