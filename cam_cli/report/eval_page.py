@@ -150,7 +150,7 @@ def _wording(options: ReportOptions) -> Callable[[str], str]:
 def _figures_section(data: EvalReportInput, options: ReportOptions) -> str:
     figures = data.figures
     cards = {key: (CARDS[key], value) for key, value in figures_of(figures).items()}
-    table = _wording(options)(format_report(report_from_json(figures)))
+    table = _wording(options)(format_report(report_from_json(dict(figures))))
     return (
         figure_cards(cards)
         + '<p class="note">The table exactly as <code>cam-cli eval</code> prints it (the same '

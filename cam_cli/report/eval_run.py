@@ -74,7 +74,8 @@ class EvalCollector:
         if histograms is not None:  # the rule of `PxAPFigure.accumulate`
             if self.pxap is None:
                 self.pxap = PxAP()
-            self.pxap.add_histograms(*histograms, images=1)
+            foreground, background = histograms
+            self.pxap.add_histograms(foreground, background, images=1)
         line = image.line
         if not line:  # score maps: no per-image line, figures and curves only
             return
