@@ -22,11 +22,12 @@ from cam_cli.inference.localizer import Localizer
 from cam_cli.models.loading import LoadedModel, load_model
 from cam_cli.outputs.runs import RunSummary, write_boxes, write_cams, write_heatmap_boxes
 from cam_cli.report.eval_run import evaluate_and_report as evaluate
-from cam_cli.settings import CamOptions, ModelOptions, RunOptions
+from cam_cli.settings import CamFileOptions, CamOptions, ModelOptions, RunOptions
 from cam_cli.training.trainer import train_from_options as train
 
 __all__ = [
     "Analysis",
+    "CamFileOptions",
     "CamOptions",
     "EvalOptions",
     "GroundTruth",

@@ -11,9 +11,9 @@ Problems with single images are not errors: they are reported per image and the 
 Messages speak of the library's own arguments, never of command-line flags: an argument is
 named in backticks, as the library calls it (```per_image` is not a cam-cli per-image file``),
 in errors and in log lines alike. The CLI names the flag instead, from one table
-(`cli.options.FLAGS`): ``--per-image is not a cam-cli per-image file``.
+(`cli.options.FLAGS`, `cli.options.as_flags`), so the user reads the option they typed.
 
-Nothing here imports anything, so every layer (and ``cam-cli --help``) may import it.
+Nothing here imports anything, so every layer (and the command line's help) may import it.
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ class RunFailed(CamCliError):
 class ArgumentError(SetupError):
     """An argument with a value it cannot take. ``str()`` names the argument as the library
     calls it (``threshold must be in [0, 1), got 2``); ``argument`` and ``problem`` let a
-    front end name it its own way (the CLI: ``--threshold must be in [0, 1), got 2``)."""
+    front end name it its own way (the CLI: by its flag, from `cli.options.FLAGS`)."""
 
     def __init__(self, argument: str, problem: str) -> None:
         super().__init__(f"{argument} {problem}")
         self.argument = argument
         self.problem = problem
 
-    def __reduce__(self):  # pickled whole (rank 0's error travels to the other ranks)
+    # pickled whole (rank 0's error travels to the other ranks)
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return type(self), (self.argument, self.problem)
 
 

@@ -73,7 +73,9 @@ class MetricOptions:
     ``maxboxacc_protocol``, ``wsol`` or ``cam-cli``; also at the CAM thresholds of an earlier
     report, ``cam_threshold_from``), ``boxes=2`` (each class's second box, as the released
     evaluation), ``class_predictions`` (another classifier's classes, boxed from their own
-    CAMs); ``allow_missing``: score the matched images when some have no counterpart."""
+    CAMs); ``allow_missing``: score the matched images when some have no counterpart;
+    ``faithfulness``: Average Drop, Increase in Confidence and Deletion / Insertion AUC of each
+    image's top-1 map (a model run; `cam.faithfulness`)."""
 
     maxboxacc: bool = False
     maxboxacc_protocol: str = MaxBoxAccProtocolName.wsol.value
@@ -81,6 +83,7 @@ class MetricOptions:
     boxes: int = 1
     class_predictions: PathLike | None = None
     allow_missing: bool = False
+    faithfulness: bool = False
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ class ModelOptions:
     normalize: str | None = None
     input_size: int | None = None
     onnx: str | Path | None = None  # a `cam-cli export` file run by ONNX Runtime (`onnx_runtime`)
+    cam_exact: bool = True  # False: any head (a gradient method reads a layer, not the head)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class CamOptions:
     in this order); ``threshold``: the CAM threshold (None: the one the checkpoint carries, else
     the paper's 0.2); ``box_rule`` (`boxes.rules`): ``paper``, ``zhou2016`` or
     ``all-components``; ``ten_crop``: the released ten-crop CAM (`cam.ten_crop`).
+    ``method``: where the maps come from, ``cam`` (the paper's, exact) or a method of
+    `cam.methods` (``gradcam``...), which reads ``layer`` (None: the network's default layer).
+    ``faithfulness``: also each image's Average Drop, Increase in Confidence and Deletion /
+    Insertion AUC of its top-1 map (`cam.faithfulness`), on `ImageResult.faithfulness`.
     """
 
     topk: int = 5
@@ -41,6 +46,20 @@ class CamOptions:
     class_indices: tuple[int, ...] | None = None
     box_rule: str = "paper"
     ten_crop: bool = False
+    method: str = "cam"
+    layer: str | None = None
+    faithfulness: bool = False
+
+
+@dataclass(frozen=True)
+class CamFileOptions:
+    """What `write_cams` writes beside each image's overlays: ``npy`` (`NpyMaps`) the raw
+    maps, ``alpha`` the overlay's opacity, ``pseudo_masks`` a folder of one segmentation
+    pseudo-mask per image (`outputs.masks`)."""
+
+    npy: str = "none"
+    alpha: float = 0.5
+    pseudo_masks: str | Path | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +118,7 @@ class BboxFormat(StrEnum):
 
 
 class DatasetFormat(StrEnum):
-    """The pseudo-label datasets `cam-cli bbox --output DIR` writes (`outputs.datasets`)."""
+    """The pseudo-label datasets `cam-cli bbox`'s `output` DIR writes (`outputs.datasets`)."""
 
     voc = "voc"
     yolo = "yolo"
@@ -111,7 +130,7 @@ class LabelBy(StrEnum):
 
     name = "name"
     wnid = "wnid"
-    index = "index"
+    class_index = "index"  # not `index`: that is str.index
 
 
 class DecodeMode(StrEnum):

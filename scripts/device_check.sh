@@ -40,6 +40,10 @@
 #                                                      (what is left, less 45 s kept for step 9)
 #   9 memory   bench_bbox.py --rss-only: host RSS and GPU memory peak, 500 vs 5,000 images
 #                                                                                    (max 45 s)
+#  10 train    scripts/device_checks/train_smoke.py: the first 20 steps (--quick: 2 steps of
+#              4 at 64 px) of configs/tiny-imagenet-finetune.toml (every layer trained) on synthetic images,
+#              from the ImageNet backbone: img/s and the loss after them (train.json); PASS
+#              when every step ran with a finite loss                (max 40 s; 240 s on the CPU)
 # Results go to $OUT when it is set (the device tool brings that folder back), else to
 # runs/device_check/: one log per step, eval-*.json, stages.json, the trace, bench.json,
 # memory.json, summary.txt (every step's exit code and time, every check and target line).
@@ -60,7 +64,7 @@ while [[ $# -gt 0 ]]; do
         --quick) QUICK=1; shift ;;
         --budget) BUDGET=$2; shift 2 ;;
         --box-step) BOX_STEP=$2; shift 2 ;;
-        -h | --help) sed -n '2,47p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,51p' "$0"; exit 0 ;;
         *) echo "device_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -101,8 +105,8 @@ WHEELS=device_data/wheels
 RESULTS=${OUT:-$REPO/runs/device_check}
 mkdir -p "$RESULTS"
 # No result of an earlier run may be read as this run's (a step stopped early writes none).
-rm -f -- "$RESULTS"/{eval-fp32,eval-fast,eval-maxboxacc,stages,bench,memory}.json \
-    "$RESULTS"/[1-9]-*.log "$RESULTS"/trace-bbox-3-batches.json* "$RESULTS"/profile-top25.txt
+rm -f -- "$RESULTS"/{eval-fp32,eval-fast,eval-maxboxacc,stages,bench,memory,train}.json \
+    "$RESULTS"/[1-9]-*.log "$RESULTS"/10-*.log "$RESULTS"/trace-bbox-3-batches.json* "$RESULTS"/profile-top25.txt
 SUMMARY=$RESULTS/summary.txt
 : > "$SUMMARY"
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/device_check.XXXXXX")
@@ -113,12 +117,14 @@ if ((QUICK)); then  # tiny counts: tries every path of the script in a few minut
     BENCH_SIZE=(--replicate-to 24 --batch-size 8 --repeats 1 --warmup-batches 1
         --eval mobilenet_v2 --eval-images 16)
     MEMORY_SIZE=(--replicate-to 48 --batch-size 8 --rss-counts 16,48)
+    TRAIN_SIZE=(--steps 2 --batch-size 4 --image-size 64 --workers 0)
 else  # vgg16-gap and the networks without a rate target get one timed pass
     STAGES_SIZE=()
     BENCH_SIZE=(--replicate-to 4330 --repeats 2
         --repeats-per-arch googlenet=1,resnet50=1,vgg16-gap=1 --warmup-batches 1
         --eval mobilenet_v2)
     MEMORY_SIZE=(--replicate-to 4330)
+    TRAIN_SIZE=(--steps 20)
 fi
 
 START=$SECONDS
@@ -352,7 +358,7 @@ bench() {
         --classes "$CLASSES" --annotations "$SOLUTION" --box-step "$BOX_STEP" "${BENCH_SIZE[@]}" \
         --time-limit "$((limit > 10 ? limit : 10))" --save "$RESULTS/bench.json"
 }
-run_step 8-bench 600 45 bench
+run_step 8-bench 600 85 bench
 ((STEP_RC == 0)) || FAILED=1
 memory() {
     local limit=$((STEP_LIMIT - 10))
@@ -360,13 +366,33 @@ memory() {
         --images "$IMAGES" --classes "$CLASSES" --box-step "$BOX_STEP" "${MEMORY_SIZE[@]}" \
         --time-limit "$((limit > 10 ? limit : 10))" --save "$RESULTS/memory.json"
 }
-run_step 9-memory 45 0 memory
+run_step 9-memory 45 40 memory
+((STEP_RC == 0)) || FAILED=1
+train_smoke() {
+    local rc=0
+    limited "$PYTHON" scripts/device_checks/train_smoke.py \
+        --config configs/tiny-imagenet-finetune.toml \
+        --device "$DEVICE" --backbone-weights "$WEIGHTS" "${TRAIN_SIZE[@]}" \
+        > "$RESULTS/train.json" || rc=$?
+    cat "$RESULTS/train.json"
+    if ((rc == 0)); then
+        echo "check train-smoke: every step ran, loss finite: PASS"
+    else
+        echo "check train-smoke: every step ran, loss finite: FAIL (exit $rc)"
+    fi
+    return "$rc"
+}
+# 40 s on the GPU; the CPU dry run's two tiny steps take longer than that on 2 shared cores.
+TRAIN_MAX=40
+if [[ $DEVICE == cpu ]]; then TRAIN_MAX=240; fi
+run_step 10-train "$TRAIN_MAX" 0 train_smoke
 ((STEP_RC == 0)) || FAILED=1
 
 {
     echo "== checks and targets"
     grep -h -E '^(check|target) ' "$RESULTS"/2-gpu-tests.log "$RESULTS"/6-eval-compare.log \
-        "$RESULTS"/7-stages.log "$RESULTS"/8-bench.log "$RESULTS"/9-memory.log 2> /dev/null \
+        "$RESULTS"/7-stages.log "$RESULTS"/8-bench.log "$RESULTS"/9-memory.log \
+        "$RESULTS"/10-train.log 2> /dev/null \
         || echo "(none printed)"
 } | tee -a "$SUMMARY"
 # NOT MEASURED fails the check on CUDA; on the CPU it is what a line that needs CUDA says.

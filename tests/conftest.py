@@ -119,7 +119,8 @@ def model_report(loaded, images, annotations, *, classes=None, run=None, **metri
 def one_line_error(result, *parts: str) -> None:
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("cam-cli: error: "), result.stderr
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cam-cli: error: "), result.stderr
     for part in parts:
         assert part in lines[0], lines[0]
 

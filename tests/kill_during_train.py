@@ -5,6 +5,8 @@ with SIGKILL (what ``kill -9`` does) at WHEN, so the tests can prove that ``--re
   wrote, if one was due: the kill comes as the trainer starts its next step or its evaluation.
 - ``save:N``: in the middle of the N-th checkpoint write, leaving behind the half-written temp
   file such a kill leaves (the previous checkpoint stays whole: `files.atomic`).
+- ``chunk:N``: in the middle of the N-th chunk write of a feature cache: half the chunk's
+  features stored (and flushed), its done flag not yet set.
 
 The hooks are patched into the trainer here; the production code carries none.
 """
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 from cam_cli.cli.main import main  # noqa: E402
 from cam_cli.files.atomic import temp_path  # noqa: E402
 from cam_cli.training.checkpoints import CheckpointWriter  # noqa: E402
+from cam_cli.training.feature_cache import FeatureCache  # noqa: E402
 from cam_cli.training.trainer import Trainer  # noqa: E402
 
 HALF_A_CHECKPOINT = b"PK\x03\x04 half a checkpoint"  # what a kill mid-write leaves
@@ -64,9 +67,27 @@ def kill_during_save(count: int) -> None:
     CheckpointWriter.save = counted_save
 
 
+def kill_during_chunk(count: int) -> None:
+    chunks = [0]
+    write_chunk = FeatureCache.write_chunk
+
+    def counted_write(self, view, chunk, values, valid):
+        chunks[0] += 1
+        if chunks[0] == count:
+            span = self.chunk_indices(chunk)
+            half = len(span) // 2
+            self.features[view, span.start : span.start + half] = values[:half] + 1000
+            self.features.flush()
+            kill()
+        return write_chunk(self, view, chunk, values, valid)
+
+    FeatureCache.write_chunk = counted_write
+
+
 if __name__ == "__main__":
     when, args = sys.argv[1], sys.argv[2:]
     kind, _, count = when.partition(":")
-    {"step": kill_after_step, "save": kill_during_save}[kind](int(count))
+    hooks = {"step": kill_after_step, "save": kill_during_save, "chunk": kill_during_chunk}
+    hooks[kind](int(count))
     sys.argv = ["cam-cli", *args]
     main()

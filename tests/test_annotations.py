@@ -353,7 +353,9 @@ def test_match_images_wnid_subfolders(tmp_path):
     for image_id in ANNOTATIONS:
         _touch(val / "n01751748" / f"{image_id}.JPEG")
     matched, images_without, annotations_without = match_images(val, ANNOTATIONS)
-    assert len(matched) == 3 and not images_without and not annotations_without
+    assert len(matched) == 3
+    assert not images_without
+    assert not annotations_without
     assert all(path.parent.name == "n01751748" for path, _ in matched)
 
 
@@ -395,7 +397,9 @@ def test_real_sample_xml_and_csv_agree_for_all_images():
         ), image_id
         assert (xml_annotation.width, xml_annotation.height) == (227, 227)
     matched, images_without, annotations_without = match_images(SAMPLE / "val", from_xml)
-    assert len(matched) == 434 and not images_without and not annotations_without
+    assert len(matched) == 434
+    assert not images_without
+    assert not annotations_without
     classes = read_synset_mapping(SAMPLE / "LOC_synset_mapping.txt")
     assert check_labels_known(from_xml, classes) == []
 
@@ -405,7 +409,7 @@ def test_a_latin1_csv_is_named_in_its_error(tmp_path):
 
     path = tmp_path / "LOC_val_solution.csv"
     path.write_bytes("ImageId,PredictionString\na,n01440764 1 2 3 4 caf\xe9\n".encode("latin-1"))
-    with pytest.raises(ValueError) as failed:
+    with pytest.raises(ValueError, match="not UTF-8 text") as failed:
         read_annotations(path)
     assert str(failed.value) == (
         f"{path}:2: not UTF-8 text (byte 0xe9 at column 24); save it as UTF-8"

@@ -28,7 +28,8 @@ from cam_cli.files.atomic import (
 def test_the_temp_file_sits_beside_the_target_with_a_marker_and_a_random_token(tmp_path):
     target = tmp_path / "boxes.jsonl"
     first, second = temp_path(target), temp_path(target)
-    assert first.parent == tmp_path and first != second  # a fresh token each time
+    assert first.parent == tmp_path
+    assert first != second
     assert re.fullmatch(r"\.boxes\.jsonl\.cam-cli-tmp-[0-9a-f]{16}", first.name)
     assert is_temp_name(first.name)
     others = [
@@ -46,7 +47,8 @@ def test_the_temp_file_sits_beside_the_target_with_a_marker_and_a_random_token(t
 def test_an_error_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "out.txt"
     write_text_atomic("old\n", target)
-    with pytest.raises(RuntimeError), atomic_file(target) as handle:
+    # the body is what the context manager under test wraps (PT012: more than one statement)
+    with pytest.raises(RuntimeError), atomic_file(target) as handle:  # noqa: PT012
         handle.write("half of the new")
         raise RuntimeError("killed")
     assert target.read_text() == "old\n"
@@ -57,8 +59,10 @@ def test_the_target_appears_only_when_complete(tmp_path):
     target = tmp_path / "sub" / "out.bin"  # missing folders are made
     with atomic_file(target, "wb") as handle:
         handle.write(b"abc")
-        assert not target.exists() and len(temps(target.parent)) == 1
-    assert target.read_bytes() == b"abc" and not temps(target.parent)
+        assert not target.exists()
+        assert len(temps(target.parent)) == 1
+    assert target.read_bytes() == b"abc"
+    assert not temps(target.parent)
     write_bytes_atomic(b"xyz", target)
     assert target.read_bytes() == b"xyz"
 
@@ -113,7 +117,8 @@ def test_a_temp_file_being_written_by_this_process_is_never_cleaned(tmp_path):
         with atomic_file(tmp_path / "other.jsonl") as second:  # a second write, same folder
             second.write("x\n")
         handle.write("rest\n")
-    assert target.read_text() == "part\nrest\n" and not temps(tmp_path)
+    assert target.read_text() == "part\nrest\n"
+    assert not temps(tmp_path)
 
 
 KILLED = """
@@ -135,9 +140,10 @@ def test_kill_9_mid_write_leaves_the_old_file_and_the_next_write_clears_the_temp
     assert target.read_text() == "old\n"
     (left,) = temps(tmp_path)
     assert (tmp_path / left).read_text() == "half of the new"
-    atomic._cleaned.clear()  # a new process: it clears each folder it writes to, once
+    atomic._cleaned.clear()  # noqa: SLF001 - a new process: it clears each folder once
     write_text_atomic("new\n", tmp_path / "another.txt")
-    assert not temps(tmp_path) and target.read_text() == "old\n"
+    assert not temps(tmp_path)
+    assert target.read_text() == "old\n"
 
 
 def test_a_device_or_a_pipe_is_written_directly_never_replaced(tmp_path):
@@ -157,14 +163,18 @@ def test_a_full_disk_is_said_of_the_target_file(tmp_path):
     import errno
 
     target = tmp_path / "last.pt"
-    with pytest.raises(OSError) as caught, atomic_file(target, "wb"):
+    with pytest.raises(OSError, match="No space left") as caught, atomic_file(target, "wb"):  # noqa: PT012
         try:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         except OSError:
             raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos") from None
-    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(target)
     assert str(caught.value) == f"[Errno 28] No space left on device: '{target}'"
-    with pytest.raises(OSError) as caught, atomic_file(tmp_path / "m.jsonl") as handle:
+    with (  # noqa: PT012 - the body is what the context manager under test wraps
+        pytest.raises(OSError, match="too large") as caught,
+        atomic_file(tmp_path / "m.jsonl") as handle,
+    ):
         handle.write("x")
         raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
     assert caught.value.filename == str(tmp_path / "m.jsonl")
@@ -174,7 +184,10 @@ def test_a_full_disk_is_said_of_the_target_file(tmp_path):
 
 
 def test_a_full_disk_names_the_output():
-    with pytest.raises(OSError) as failed, atomic_file("/dev/full") as handle:
+    with (
+        pytest.raises(OSError, match="No space left") as failed,
+        atomic_file("/dev/full") as handle,
+    ):
         handle.write("x" * 10_000)
     assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, "/dev/full")
     assert str(failed.value) == "[Errno 28] No space left on device: '/dev/full'"
@@ -234,7 +247,8 @@ def test_the_clean_up_never_deletes_a_users_file_that_looks_like_an_old_temp(fak
     other_node.write_text("a live run elsewhere\n")
     result = invoke("bbox", *model_args(fake), "--images", fake / "imgs", "-o", out / "out.jsonl")
     assert result.exit_code == 0, result.output
-    assert notes.read_text() == "precious\n" and other_node.exists()
+    assert notes.read_text() == "precious\n"
+    assert other_node.exists()
 
 
 def test_output_to_dev_null_is_written_not_replaced(fake):
@@ -264,7 +278,8 @@ def test_a_derived_name_replaces_a_fifo_or_a_symlink_and_never_writes_through(tm
         entry = os.lstat(tmp_path / name)
         assert stat.S_ISREG(entry.st_mode), name
         assert (tmp_path / name).read_bytes() == b"map"
-    assert precious.read_text() == "keep\n" and stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    assert precious.read_text() == "keep\n"
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
 
 
 def test_a_folder_at_a_derived_name_is_refused_by_name(tmp_path):
@@ -320,7 +335,9 @@ def test_every_derived_writer_replaces_a_fifo_at_its_name(tmp_path, write, name)
         started = time.monotonic()
         write(target)
         takes_under(10, started)
-    assert target.is_file() and not target.is_symlink() and target.stat().st_size > 0
+    assert target.is_file()
+    assert not target.is_symlink()
+    assert target.stat().st_size > 0
 
 
 def test_cam_overlays_and_bbox_drawings_replace_a_fifo_and_a_symlink(fake, tmp_path):
@@ -342,9 +359,11 @@ def test_cam_overlays_and_bbox_drawings_replace_a_fifo_and_a_symlink(fake, tmp_p
         cams = invoke("cam", *model_args(fake), "--images", image, "--out", tmp_path / "cams")
         drawn = invoke("bbox", *model_args(fake), "--images", image, "--draw", drawing.parent)
         takes_under(15, started)
-    assert cams.exit_code == 0 and drawn.exit_code == 0, cams.output + drawn.output
+    assert cams.exit_code == 0, cams.output + drawn.output
+    assert drawn.exit_code == 0, cams.output + drawn.output
     for path in (overlay, drawing):
-        assert not path.is_symlink() and path.read_bytes().startswith(b"\x89PNG"), path
+        assert not path.is_symlink(), path
+        assert path.read_bytes().startswith(b"\x89PNG"), path
 
 
 # --- a full disk, said of the file (issue 25, item 14) ----------------------------------------
@@ -359,15 +378,25 @@ def test_a_short_write_without_a_cause_on_a_full_disk_is_enospc_naming_the_file(
     target = tmp_path / "val" / "x.JPEG.npy"
     full = SimpleNamespace(f_bavail=0, f_bfree=0)
     full_disk = mock.patch("os.fstatvfs", return_value=full)
-    with full_disk, pytest.raises(OSError) as failed, atomic_file(target, "wb", derived=True):
+    with (
+        full_disk,
+        pytest.raises(OSError, match="No space left") as failed,
+        atomic_file(target, "wb", derived=True),
+    ):
         raise OSError("50176 requested and 26096 written")
     assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, str(target))
-    assert not target.exists() and not temps(target.parent)
+    assert not target.exists()
+    assert not temps(target.parent)
     free = SimpleNamespace(f_bavail=10, f_bfree=10)  # not full: the error as it was
     free_disk = mock.patch("os.fstatvfs", return_value=free)
-    with free_disk, pytest.raises(OSError) as failed, atomic_file(target, "wb"):
+    with (
+        free_disk,
+        pytest.raises(OSError, match="50176 requested") as failed,
+        atomic_file(target, "wb"),
+    ):
         raise OSError("50176 requested and 26096 written")
-    assert failed.value.errno is None and "50176 requested" in str(failed.value)
+    assert failed.value.errno is None
+    assert "50176 requested" in str(failed.value)
 
 
 @pytest.fixture
@@ -394,5 +423,6 @@ def test_save_scoremaps_on_a_full_disk_is_one_line_naming_the_map(fake, small_tm
                     fake / "xml", "--maxboxacc", "--save-scoremaps", maps)  # fmt: skip
     assert result.exit_code == 2, result.output
     (line,) = [line for line in result.stderr.splitlines() if "error" in line]
-    assert line.startswith(f"cam-cli: error: {maps}/") and ".npy: No space left on device" in line
+    assert line.startswith(f"cam-cli: error: {maps}/")
+    assert ".npy: No space left on device" in line
     assert not [p for p in maps.rglob("*") if TEMP_MARK in p.name]

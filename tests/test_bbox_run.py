@@ -79,9 +79,11 @@ def test_gallery_cams_are_the_top1_class_maps(tmp_path, sample_dir, mobilenet_we
     finally:
         bbox_run.BboxReportInput = real
     data = kept["data"]
-    assert data.total == 3 and len(data.images) == 3
+    assert data.total == 3
+    assert len(data.images) == 3
     for image in data.images:
-        assert image.cam.shape == (7, 7) and np.isfinite(image.cam).all()
+        assert image.cam.shape == (7, 7)
+        assert np.isfinite(image.cam).all()
     assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 3
 
 
@@ -89,9 +91,11 @@ def test_report_needs_json_lines_and_a_file_of_its_own(tmp_path, sample_dir) -> 
     image = _images(sample_dir, 1)
     result = invoke("bbox", "--arch", "mobilenet_v2", "--format", "csv", "--report",
                     tmp_path / "r.html", *image)  # fmt: skip
-    assert result.exit_code == 2 and "--format" in result.stderr
+    assert result.exit_code == 2
+    assert "--format" in result.stderr
     result = invoke("bbox", "--arch", "mobilenet_v2", "--report", image[0], *image)
-    assert result.exit_code == 2 and "--report" in result.stderr
+    assert result.exit_code == 2
+    assert "--report" in result.stderr
     assert not (tmp_path / "r.html").exists()
 
 
@@ -105,4 +109,5 @@ def test_without_matplotlib_one_line_before_any_work(tmp_path, sample_dir, monke
         "cam-cli: error: the HTML report draws its plots with matplotlib: "
         "pip install 'cam-cli[report]'"
     ]
-    assert not out.exists() and not (tmp_path / "r.html").exists()
+    assert not out.exists()
+    assert not (tmp_path / "r.html").exists()

@@ -62,7 +62,8 @@ def test_a_raw_byte_and_its_literal_escape_stay_two_images(fake, tmp_path):
                     "--json", tmp_path / "p.json")  # fmt: skip
     assert scored.exit_code == 0, scored.output
     report, one = (json.loads((tmp_path / n).read_text()) for n in ("p.json", "1.json"))
-    assert report["images"] == 2 and report["top1_loc_error"] == one["top1_loc_error"]
+    assert report["images"] == 2
+    assert report["top1_loc_error"] == one["top1_loc_error"]
 
 
 @pytest.mark.slow
@@ -79,7 +80,8 @@ def test_bbox_output_file_and_strict_stdout_with_a_non_utf8_name(fake, tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode("utf-8") == out.read_text(encoding="utf-8")
     csv = invoke("bbox", *model_args(fake), "--images", fake / "imgs", "--format", "csv")
-    assert csv.exit_code == 0 and "bad\\xff.jpg" in csv.stdout
+    assert csv.exit_code == 0
+    assert "bad\\xff.jpg" in csv.stdout
 
 
 def test_eval_per_image_resume_and_predictions_with_a_non_utf8_name(fake, tmp_path):
@@ -88,18 +90,21 @@ def test_eval_per_image_resume_and_predictions_with_a_non_utf8_name(fake, tmp_pa
     first = invoke(*args, "--per-image", per_image, "--json", tmp_path / "1.json")
     assert first.exit_code == 0, first.output
     lines = per_image.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 3 and json.loads(lines[2])["image_id"] == "bad\\xff"
+    assert len(lines) == 3
+    assert json.loads(lines[2])["image_id"] == "bad\\xff"
     again = invoke(*args, "--per-image", per_image, "--json", tmp_path / "2.json")
     assert again.exit_code == 0, again.output
     one, two = (json.loads((tmp_path / n).read_text()) for n in ("1.json", "2.json"))
-    assert two["resumed_images"] == 3 and two["top1_loc_error"] == one["top1_loc_error"]
+    assert two["resumed_images"] == 3
+    assert two["top1_loc_error"] == one["top1_loc_error"]
     # the escaped records of bbox match their annotations back
     boxes = invoke("bbox", *model_args(fake), "--images", fake / "imgs")
     scored = invoke("eval", "--predictions", "-", "--annotations", fake / "xml",
                     "--json", tmp_path / "p.json", input=boxes.stdout)  # fmt: skip
     assert scored.exit_code == 0, scored.output
     report = json.loads((tmp_path / "p.json").read_text())
-    assert report["images"] == 3 and report["top1_loc_error"] == one["top1_loc_error"]
+    assert report["images"] == 3
+    assert report["top1_loc_error"] == one["top1_loc_error"]
 
 
 def test_cam_with_a_non_utf8_name(fake, tmp_path):
@@ -129,7 +134,8 @@ def test_outputs_that_are_inputs_are_refused_before_any_work(fake, tmp_path):
     preds.write_text("")
     result = invoke("eval", "--predictions", preds, "--annotations", ann, "--per-image", preds)
     one_line_error(result, "--per-image", "--predictions")
-    assert ann.read_text().startswith("ImageId") and preds.read_text() == ""
+    assert ann.read_text().startswith("ImageId")
+    assert preds.read_text() == ""
 
 
 def test_outputs_are_checked_against_every_file_read_stdin_paths_and_links_too(fake, tmp_path):
@@ -263,10 +269,12 @@ def test_read_only_folder(fake, tmp_path):
 def test_workers_are_capped(caplog):
     """Issue 19 (9): ``workers = 1000`` would start a thousand DataLoader processes."""
     top = max_workers()
-    assert top == max(8, 2 * os.cpu_count()) and max_workers(64) == 128
+    assert top == max(8, 2 * os.cpu_count())
+    assert max_workers(64) == 128
     with caplog.at_level("INFO", logger="cam_cli"):
         assert bounded_workers(1000, "workers") == top
-        assert bounded_workers(top) == top and bounded_workers(0) == 0
+        assert bounded_workers(top) == top
+        assert bounded_workers(0) == 0
     assert [r.getMessage() for r in caplog.records] == [
         f"note: workers 1000 capped to {top} (at most 2 per CPU core, or 8)"
     ]

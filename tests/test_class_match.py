@@ -36,7 +36,8 @@ def test_identity_keeps_the_callers_objects():
     classes = [ClassInfo(0, "n01440764", "tench")]
     annotations = {"a": ImageAnnotation("a", ("n01440764",), (("n01440764", (0, 0, 1, 1)),))}
     matched = match_labels(annotations, classes, "x")
-    assert matched == annotations and matched["a"] is annotations["a"]
+    assert matched == annotations
+    assert matched["a"] is annotations["a"]
     renamed = match_labels({"a": ImageAnnotation("a", ("TENCH",))}, classes, "x")
     assert renamed["a"].labels == ("n01440764",)
 
@@ -78,7 +79,8 @@ def test_eval_own_checkpoint_against_named_csv(own, tmp_path):
     result = invoke(*args, "--annotations", csv)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["images"] == 3 and report["top1_cls_error"] == 0.0
+    assert report["images"] == 3
+    assert report["top1_cls_error"] == 0.0
     assert report["top1_loc_error"] == 0.0
     result = invoke(*args, "--annotations", csv, "--annotations-format", "csv")
     assert result.exit_code == 0, result.output

@@ -38,7 +38,8 @@ def test_a_thousand_classes_per_image_keep_five_with_a_note(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="cam_cli"):
         found = read_class_predictions(path)
     assert found == {f"im{i}": [f"n{c:08d}" for c in range(USED_CLASSES)] for i in range(3)}
-    assert "note: " in caplog.text and "3 image(s) list more than 5 classes" in caplog.text
+    assert "note: " in caplog.text
+    assert "3 image(s) list more than 5 classes" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,9 @@ def test_help_is_fast_because_torch_is_not_imported():
     code = "import sys, cam_cli.cli.main; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
     result = run("bbox", "--help")
-    assert result.returncode == 0 and "--topk" in result.stdout and "Example" in result.stdout
+    assert result.returncode == 0
+    assert "--topk" in result.stdout
+    assert "Example" in result.stdout
 
 
 def test_version_prints_the_package_version_without_torch():
@@ -68,7 +70,8 @@ def test_version_prints_the_package_version_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"cam-cli {__version__}\n"
-    assert __version__.count(".") == 2 and all(p.isdigit() for p in __version__.split("."))
+    assert __version__.count(".") == 2
+    assert all(p.isdigit() for p in __version__.split("."))
 
 
 @pytest.mark.slow
@@ -94,8 +97,10 @@ def test_bbox_on_real_images_with_bad_files(images, truth, sample_dir, mobilenet
         assert predictions[0]["score"] >= predictions[1]["score"]
         for p in predictions:
             x0, y0, x1, y1 = p["box"]
-            assert 0 <= x0 <= x1 <= 226 and 0 <= y0 <= y1 <= 226
-            assert p["wnid"].startswith("n") and p["name"]
+            assert 0 <= x0 <= x1 <= 226
+            assert 0 <= y0 <= y1 <= 226
+            assert p["wnid"].startswith("n")
+            assert p["name"]
         right += predictions[0]["wnid"] == truth[Path(record["path"]).stem]
     assert right >= SUBSET * 0.6  # ~80% top-1 on the full sample
     assert len(list(draw.glob("*_boxes.png"))) == SUBSET
@@ -125,7 +130,8 @@ def test_squeezenet_caffe_weights(images, truth, sample_dir, squeezenet_weights)
     records = [json.loads(line) for line in result.stdout.splitlines()]
     good = [r for r in records if "predictions" in r]
     right = sum(r["predictions"][0]["wnid"] == truth[Path(r["path"]).stem] for r in good)
-    assert len(good) == SUBSET and right >= SUBSET * 0.5  # ~70% top-1 on the full sample
+    assert len(good) == SUBSET
+    assert right >= SUBSET * 0.5
 
 
 @pytest.mark.slow
@@ -141,7 +147,8 @@ def test_cam_writes_overlays_and_maps(images, sample_dir, mobilenet_weights, tmp
     assert len(names) == 6  # 2 classes x (png, feature.npy, image.npy)
     feature = np.load(out / names[0])
     full = np.load(out / "ILSVRC2012_val_00000363_rank1_n02011460-bittern.image.npy")
-    assert feature.shape == (7, 7) and full.shape == (227, 227)
+    assert feature.shape == (7, 7)
+    assert full.shape == (227, 227)
     assert Image.open(out / "ILSVRC2012_val_00000363_rank1_n02011460-bittern.png").size == (
         227,
         227,
@@ -155,7 +162,8 @@ def test_usage_errors_exit_2(tmp_path):
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
     unknown = run("bbox", "--images", str(image), "--arch", "nonet")
-    assert unknown.returncode == 2 and "unknown architecture" in unknown.stderr
+    assert unknown.returncode == 2
+    assert "unknown architecture" in unknown.stderr
     assert (
         run("bbox", "--images", str(image), "--arch", "resnet18", "--format", "xml").returncode == 2
     )
@@ -173,9 +181,11 @@ def test_cam_writer_renders_in_a_worker_and_reports_errors_at_write(tmp_path):
     good = ImageResult(str(picture), 40, 30, [Prediction(1, 3, None, "cat", 0.9, [0, 0, 1, 1])])
     good.cams = cam[None]
     writer.render(good)  # as localize's finish does, in a lane
-    assert isinstance(good.analysis, RenderedCams) and good.analysis.size == (40, 30)
+    assert isinstance(good.analysis, RenderedCams)
+    assert good.analysis.size == (40, 30)
     (written,) = writer.write(good)
-    assert written.name == "img_rank1_cat.png" and Image.open(written).size == (40, 30)
+    assert written.name == "img_rank1_cat.png"
+    assert Image.open(written).size == (40, 30)
 
     gone = ImageResult(str(tmp_path / "gone.png"), 40, 30, good.predictions)
     gone.cams = cam[None]
@@ -233,7 +243,8 @@ def test_models_into_a_closed_pipe_exits_0():
     os.close(read)  # closed before the table is written: EPIPE every time, not half the time
     proc = subprocess.run([*CLI, "models"], stdout=write, stderr=subprocess.PIPE, timeout=120)
     os.close(write)
-    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b"", proc.stderr
 
 
 def test_control_characters_in_file_names_are_escaped_on_stderr(tmp_path, capsys):
@@ -247,7 +258,8 @@ def test_control_characters_in_file_names_are_escaped_on_stderr(tmp_path, capsys
     configure_logging(False)
     result = invoke("boxes", tmp_path / "m.npy", "--reference", tmp_path / "x\x1b]0;owned\x07.png")
     assert result.exit_code == 2
-    assert result.stderr.startswith("cam-cli: error: ") and "\x1b" not in result.stderr
+    assert result.stderr.startswith("cam-cli: error: ")
+    assert "\x1b" not in result.stderr
     assert "x\\x1b]0;owned\\x07.png: cannot read the image's size" in result.stderr
 
 

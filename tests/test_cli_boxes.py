@@ -42,10 +42,12 @@ def test_boxes_of_npy_maps_jsonl_csv_and_bad_inputs(tmp_path):
         "a.npy", "b.npy", "b.npy", "c.png", "d.npy", "missing.npy"]  # fmt: skip
     assert records[0] == {"path": str(folder / "a.npy"), "width": 30, "height": 20,
                           "boxes": [[12, 10, 19, 15], [3, 2, 5, 4]]}  # fmt: skip
-    assert records[1]["map"] == 0 and records[2]["map"] == 1
+    assert records[1]["map"] == 0
+    assert records[2]["map"] == 1
     assert records[2]["boxes"][0] == [12, 4, 19, 9]  # flipped rows
     assert records[3]["boxes"] == records[0]["boxes"]  # the grey image of the same map
-    assert "error" in records[4] and records[5]["error"] == "no such file or directory"
+    assert "error" in records[4]
+    assert records[5]["error"] == "no such file or directory"
     lines = result.stderr.splitlines()
     assert any(line.startswith(f"cam-cli: {folder / 'd.npy'}: ") for line in lines)
     assert lines[-1] == "cam-cli: 2 of 5 files failed"
@@ -121,13 +123,15 @@ def test_boxes_never_opens_a_fifo(tmp_path):
     assert _records(result.stdout) == [{"path": str(tmp_path / "fifo.npy"),
                                         "error": "not a regular file (a FIFO)"}]  # fmt: skip
     result = invoke("boxes", tmp_path / "a.npy", "--reference", tmp_path / "fifo.jpg")
-    assert result.exit_code == 2 and "fifo.jpg" in result.stderr
-    assert "not a regular file (a FIFO)" in result.stderr and result.stdout == ""
+    assert result.exit_code == 2
+    assert "fifo.jpg" in result.stderr
+    assert "not a regular file (a FIFO)" in result.stderr
+    assert result.stdout == ""
     signal.alarm(0)
 
 
 @pytest.mark.parametrize(
-    "args, words",
+    ("args", "words"),
     [(["--upsample", "100000"], "--upsample 100000: must be between 1 and 4096"),
      (["--size", "60000x60000"], "--size 60000x60000: 3600000000 pixels exceeds the limit"),
      (["--size", "99999999999999999999x2"], "--size 99999999999999999999x2")],
@@ -136,9 +140,12 @@ def test_boxes_sizes_out_of_range_exit_2(tmp_path, args, words):
     """Issue 19 (8): no 100000 x 100000 map is allocated, no box overflows int64."""
     np.save(tmp_path / "a.npy", np.ones((3, 3)))
     result = invoke("boxes", tmp_path / "a.npy", *args)
-    assert result.exit_code == 2 and result.stdout == ""
+    assert result.exit_code == 2
+    assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cam-cli: error: ") and words in lines[0]
+    assert len(lines) == 1
+    assert lines[0].startswith("cam-cli: error: ")
+    assert words in lines[0]
 
 
 @pytest.mark.slow
@@ -206,7 +213,8 @@ def test_ten_crop_and_rules_leave_the_default_records_alone(sample_dir, mobilene
     assert '"boxes"' not in default.stdout
     assert default.stdout == run(*base, "--box-rule", "paper").stdout
     ten = _records(run(*base, "--ten-crop").stdout)[0]
-    assert "boxes" not in ten["predictions"][0] and ten["width"] == 227
+    assert "boxes" not in ten["predictions"][0]
+    assert ten["width"] == 227
     ranked = _records(run(*base, "--ten-crop", "--box-rule", "zhou2016").stdout)[0]
     assert [p["class_index"] for p in ranked["predictions"]] == [
         p["class_index"] for p in ten["predictions"]

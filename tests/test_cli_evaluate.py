@@ -97,10 +97,13 @@ def test_model_run_xml_equals_csv(fake, tmp_path):
     assert result.exit_code == 0, result.output
     _, from_csv = run_eval(fake, tmp_path, annotations=fake / "LOC_val_solution.csv")
     assert figures(from_xml) == figures(from_csv)
-    assert from_xml["images"] == IMAGES and from_xml["failed_images"] == 0
-    assert from_xml["gt_known_images"] == IMAGES and from_xml["gt_known_available"]
+    assert from_xml["images"] == IMAGES
+    assert from_xml["failed_images"] == 0
+    assert from_xml["gt_known_images"] == IMAGES
+    assert from_xml["gt_known_available"]
     settings = from_xml["settings"]
-    assert settings["arch"] == "small-gap" and settings["threshold"] == 0.2
+    assert settings["arch"] == "small-gap"
+    assert settings["threshold"] == 0.2
     assert settings["input_size"] == get_arch("small-gap").default_input_size
     assert settings["fast"] is False
     assert settings["annotations"] == str((fake / "xml").resolve())
@@ -140,11 +143,13 @@ def test_image_without_annotation(fake, tmp_path):
     write_image(images / "stray.JPEG", (1, 1, 9, 9))
     result, _ = run_eval(fake, tmp_path, images=images)
     assert result.exit_code == 2
-    assert "1 images have no annotation" in result.stderr and "stray.JPEG" in result.stderr
+    assert "1 images have no annotation" in result.stderr
+    assert "stray.JPEG" in result.stderr
     assert "--allow-missing" in result.stderr
     result, report = run_eval(fake, tmp_path, "--allow-missing", images=images)
     assert result.exit_code == 0
-    assert report["images"] == IMAGES and report["missing"]["images_without_annotation"] == 1
+    assert report["images"] == IMAGES
+    assert report["missing"]["images_without_annotation"] == 1
     assert "left out (--allow-missing): 1 images without annotation" in result.stdout
 
 
@@ -158,7 +163,8 @@ def test_annotation_without_image(fake, tmp_path):
     assert result.exit_code == 2
     assert "1 annotations have no image (e.g. ILSVRC2012_val_00000099)" in result.stderr
     result, report = run_eval(fake, tmp_path, "--allow-missing", annotations=xml)
-    assert result.exit_code == 0 and report["missing"]["annotations_without_image"] == 1
+    assert result.exit_code == 0
+    assert report["missing"]["annotations_without_image"] == 1
 
 
 def test_unknown_wnid(fake, tmp_path):
@@ -166,7 +172,8 @@ def test_unknown_wnid(fake, tmp_path):
     text = (fake / "LOC_val_solution.csv").read_text()
     csv.write_text(text.replace(WNIDS[2], "n04999999"))
     result, _ = run_eval(fake, tmp_path, annotations=csv)
-    assert result.exit_code == 2 and "n04999999" in result.stderr
+    assert result.exit_code == 2
+    assert "n04999999" in result.stderr
     assert "not classes of the model" in result.stderr
 
 
@@ -190,7 +197,8 @@ def test_checkpoint_and_classes_in_another_order(fake, tmp_path):
     reordered.write_text("".join(f"{w} x\n" for w in reversed(WNIDS)))
     args = ["--images", fake / "val", "--annotations", fake / "xml", "--workers", "0", "-q"]
     result = invoke("eval", "--checkpoint", checkpoint, "--classes", reordered, *args)
-    assert result.exit_code == 2 and "class order differs" in result.stderr
+    assert result.exit_code == 2
+    assert "class order differs" in result.stderr
     result = invoke("eval", "--checkpoint", checkpoint, *args, "--no-fast")
     assert result.exit_code == 0, result.output
 
@@ -207,7 +215,8 @@ def test_failed_images_count_as_wrong_and_exit_1(fake, tmp_path):
     write_xml(xml / "ILSVRC2012_val_00000050.xml", 80, 60, [(WNIDS[1], (0, 0, 79, 59))])
     result, report = run_eval(fake, tmp_path, images=images, annotations=xml)
     assert result.exit_code == 1, result.output
-    assert report["images"] == IMAGES + 1 and report["failed_images"] == 1
+    assert report["images"] == IMAGES + 1
+    assert report["failed_images"] == 1
     assert report["failed"][0]["path"].endswith("ILSVRC2012_val_00000050.JPEG")
     assert report["gt_known_images"] == IMAGES + 1  # the failed image counts, as wrong
     assert "1 images failed (counted as wrong):" in result.stdout
@@ -244,10 +253,12 @@ def test_resume_after_a_crash_gives_the_one_shot_figures(fake, tmp_path):
 
     # Nothing left to do: the figures come from the file alone.
     _, again = run_eval(fake, tmp_path, *args, "--per-image", log, name="again.json")
-    assert again["resumed_images"] == IMAGES and figures(again) == figures(one_shot)
+    assert again["resumed_images"] == IMAGES
+    assert figures(again) == figures(one_shot)
     # Other settings never mix into the same file.
     result, _ = run_eval(fake, tmp_path, *args, "--threshold", "0.3", "--per-image", log)
-    assert result.exit_code == 2 and "other settings" in result.stderr
+    assert result.exit_code == 2
+    assert "other settings" in result.stderr
 
 
 @pytest.mark.slow
@@ -264,13 +275,15 @@ def test_resume_retries_images_that_failed_before(fake, tmp_path):
     _, one_shot = run_eval(fake, tmp_path, "--maxboxacc", name="one_shot.json")
     log = tmp_path / "per_image.jsonl"
     result, first = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images)
-    assert result.exit_code == 1 and first["failed_images"] == 1, result.output
+    assert result.exit_code == 1, result.output
+    assert first["failed_images"] == 1, result.output
     assert sum(json.loads(t)["error"] is not None for t in log.read_text().splitlines()) == 1
     broken.write_bytes(good_bytes)  # fixed
     result, resumed = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images,
                                name="resumed.json")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert resumed["resumed_images"] == IMAGES - 1 and resumed["failed_images"] == 0
+    assert resumed["resumed_images"] == IMAGES - 1
+    assert resumed["failed_images"] == 0
     assert figures(resumed) == figures(one_shot)
     lines = [json.loads(t) for t in log.read_text().splitlines()]
     assert sorted(line["image_id"] for line in lines) == sorted(
@@ -279,7 +292,8 @@ def test_resume_retries_images_that_failed_before(fake, tmp_path):
     assert all(line["error"] is None for line in lines)
     assert lines[-1]["image_id"] == broken.stem  # run again, after the kept lines
     _, again = run_eval(fake, tmp_path, "--maxboxacc", "--per-image", log, images=images)
-    assert again["resumed_images"] == IMAGES and figures(again) == figures(one_shot)
+    assert again["resumed_images"] == IMAGES
+    assert figures(again) == figures(one_shot)
 
 
 @pytest.mark.parametrize(
@@ -297,13 +311,15 @@ def test_per_image_file_that_is_not_ours_is_never_changed(fake, tmp_path, conten
     notes.write_bytes(content)
     result, _ = run_eval(fake, tmp_path, "--per-image", notes)
     assert result.exit_code == 2, result.output
-    assert "not a cam-cli per-image file" in result.stderr and "notes.txt" in result.stderr
+    assert "not a cam-cli per-image file" in result.stderr
+    assert "notes.txt" in result.stderr
     assert notes.read_bytes() == content
     records = tmp_path / "p.jsonl"
     records.write_text(invoke("bbox", *model_args(fake), "--images", fake / "val").stdout)
     result = invoke("eval", "--predictions", records, "--annotations", fake / "xml",
                     "--per-image", notes)  # fmt: skip
-    assert result.exit_code == 2 and "not a cam-cli per-image file" in result.stderr
+    assert result.exit_code == 2
+    assert "not a cam-cli per-image file" in result.stderr
     assert notes.read_bytes() == content
 
 
@@ -315,7 +331,8 @@ def test_a_per_image_file_torn_in_its_first_line_is_resumed(fake, tmp_path):
     log.write_bytes(first[: len(first) // 3])  # a kill -9 inside the very first line
     result, resumed = run_eval(fake, tmp_path, "--per-image", log)
     assert result.exit_code == 0, result.output
-    assert figures(resumed) == figures(one_shot) and len(log.read_text().splitlines()) == IMAGES
+    assert figures(resumed) == figures(one_shot)
+    assert len(log.read_text().splitlines()) == IMAGES
 
 
 def test_a_second_run_on_the_same_per_image_file_waits_for_none(fake, tmp_path):
@@ -356,11 +373,13 @@ def test_resume_refuses_lines_of_other_weights_under_the_same_file_name(fake, tm
     copy.write_bytes(weights.read_bytes())
     moved = [str(copy) if a == weights else a for a in args]
     result = invoke("eval", *moved, "--per-image", log)
-    assert result.exit_code == 0 and "resumed: 10 images" in result.stdout, result.output
+    assert result.exit_code == 0, result.output
+    assert "resumed: 10 images" in result.stdout, result.output
     torch.manual_seed(1)  # retrained: other weights under the old name
     torch.save(build_model("small-gap", 3).state_dict(), weights)
     result = invoke("eval", *args, "--per-image", log)
-    assert result.exit_code == 2 and "other settings" in result.stderr
+    assert result.exit_code == 2
+    assert "other settings" in result.stderr
 
 
 # --- CUB --------------------------------------------------------------------------------------
@@ -395,8 +414,10 @@ def test_cub_end_to_end(cub, tmp_path):
     result = invoke(*base, "--maxboxacc", "--json", tmp_path / "test.json")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "test.json").read_text())
-    assert report["images"] == 4 and report["settings"]["split"] == "test"
-    assert report["maxboxacc_v2"]["images"] == 4 and report["gt_known_images"] == 4
+    assert report["images"] == 4
+    assert report["settings"]["split"] == "test"
+    assert report["maxboxacc_v2"]["images"] == 4
+    assert report["gt_known_images"] == 4
     assert "MaxBoxAccV2" in result.stdout
     result = invoke(*base, "--split", "all", "--json", tmp_path / "all.json")
     assert json.loads((tmp_path / "all.json").read_text())["images"] == 6
@@ -429,7 +450,8 @@ def test_cub_checkpoint_with_another_class_order(cub, tmp_path):
         checkpoint,
     )
     result = invoke("eval", "--checkpoint", checkpoint, "--cub", cub, "--workers", "0", "-q")
-    assert result.exit_code == 2 and "class order differs" in result.stderr
+    assert result.exit_code == 2
+    assert "class order differs" in result.stderr
 
 
 # --- usage errors -----------------------------------------------------------------------------
@@ -451,12 +473,14 @@ def test_cub_checkpoint_with_another_class_order(cub, tmp_path):
 )
 def test_usage_errors(args, message):
     result = invoke("eval", *args)
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.output
 
 
 def test_unreadable_annotations_are_a_usage_error(tmp_path):
     result = invoke("eval", "--predictions", "-", "--annotations", tmp_path / "nope.csv")
-    assert result.exit_code == 2 and "nope.csv" in result.stderr
+    assert result.exit_code == 2
+    assert "nope.csv" in result.stderr
 
 
 # --- the real sample --------------------------------------------------------------------------
@@ -494,7 +518,8 @@ def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weigh
     from_xml = evaluate(xml, "xml.json")
     from_csv = evaluate(csv, "csv.json")
     assert figures(from_xml) == figures(from_csv)
-    assert from_xml["images"] == SUBSET and from_xml["failed_images"] == 0
+    assert from_xml["images"] == SUBSET
+    assert from_xml["failed_images"] == 0
 
     bbox = subprocess.Popen(
         [*CLI, "bbox", *model, "--images", str(images), "--topk", "5"],
@@ -505,10 +530,12 @@ def test_real_subset_xml_csv_and_bbox_pipeline_agree(sample_dir, mobilenet_weigh
         stdin=bbox.stdout, capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     bbox.stdout.close()
-    assert bbox.wait(timeout=300) == 0 and evaluation.returncode == 0, evaluation.stderr
+    assert bbox.wait(timeout=300) == 0, evaluation.stderr
+    assert evaluation.returncode == 0, evaluation.stderr
     assert without_gt_known(json.loads(evaluation.stdout)) == without_gt_known(from_xml)
     # Loose sanity on 32 images (the whole sample: ~20% top-1 error, ~40% GT-known error).
-    assert from_xml["top1_cls_error"] <= 40 and from_xml["gt_known_loc_error"] <= 65
+    assert from_xml["top1_cls_error"] <= 40
+    assert from_xml["gt_known_loc_error"] <= 65
 
 
 # --- wsolevaluation: score maps, carried thresholds, another classifier's classes -------------
@@ -546,8 +573,10 @@ def test_save_scoremaps_then_score_them_without_the_model(fake, tmp_path):
     files = sorted(p.relative_to(maps).as_posix() for p in maps.rglob("*.npy"))
     assert files == [f"val/ILSVRC2012_val_{i + 1:08d}.JPEG.npy" for i in range(IMAGES)]
     scoremap = np.load(maps / files[0])
-    assert scoremap.dtype == np.float64 and scoremap.shape == (224, 224)
-    assert scoremap.min() == 0.0 and scoremap.max() == 1.0
+    assert scoremap.dtype == np.float64
+    assert scoremap.shape == (224, 224)
+    assert scoremap.min() == 0.0
+    assert scoremap.max() == 1.0
     assert run["settings"]["save_scoremaps"] == str(maps.resolve())
     # the same figure from the saved maps alone (CSV ground truth: sizes from --images)
     for truth in (fake / "xml", fake / "LOC_val_solution.csv"):
@@ -577,7 +606,8 @@ def test_a_bad_score_map_exits_1_and_is_named(fake, tmp_path):
     np.save(maps / "ILSVRC2012_val_00000003.JPEG.npy", np.full((224, 224), 2.0))
     result = invoke("eval", "--scoremaps", tmp_path / "maps", "--annotations", fake / "xml")
     assert result.exit_code == 1
-    assert "ILSVRC2012_val_00000003.JPEG.npy" in result.stderr and "[0, 1]" in result.stderr
+    assert "ILSVRC2012_val_00000003.JPEG.npy" in result.stderr
+    assert "[0, 1]" in result.stderr
     assert "10 images, 1 failed" in result.stdout
 
 
@@ -607,7 +637,8 @@ def test_class_predictions_from_another_classifier(fake, tmp_path):
         )
     )
     _, second = run_eval(fake, tmp_path, "--class-predictions", wrong_first, name="second.json")
-    assert second["top1_cls_error"] == 100.0 and second["top1_loc_error"] == 100.0
+    assert second["top1_cls_error"] == 100.0
+    assert second["top1_loc_error"] == 100.0
     assert second["top5_cls_error"] == 0.0
     assert second["top5_loc_error"] == plain["gt_known_loc_error"]
     # the model's own top-5 (a `bbox` run's records) give the plain run's figures
@@ -621,11 +652,13 @@ def test_class_predictions_from_another_classifier(fake, tmp_path):
     short = tmp_path / "short.csv"
     short.write_text("ILSVRC2012_val_00000001,n01440764\n")
     result, _ = run_eval(fake, tmp_path, "--class-predictions", short, name="short.json")
-    assert result.exit_code == 2 and "no class predictions for 9 evaluated images" in result.stderr
+    assert result.exit_code == 2
+    assert "no class predictions for 9 evaluated images" in result.stderr
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("".join(f"ILSVRC2012_val_{i + 1:08d},n99999999\n" for i in range(IMAGES)))
     result, _ = run_eval(fake, tmp_path, "--class-predictions", unknown, name="unknown.json")
-    assert result.exit_code == 2 and "n99999999 is not one of the model's classes" in result.stderr
+    assert result.exit_code == 2
+    assert "n99999999 is not one of the model's classes" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -639,4 +672,5 @@ def test_class_predictions_from_another_classifier(fake, tmp_path):
 )
 def test_wsol_usage_errors(args, message):
     result = invoke("eval", *args)
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.output

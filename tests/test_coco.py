@@ -50,7 +50,8 @@ def test_bbox_coco_loads_with_pycocotools_and_equals_the_jsonl_boxes(tmp_path):
         for ann, p in zip(anns, record["predictions"], strict=True):
             x0, y0, x1, y1 = p["box"]
             assert ann["bbox"] == [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
-            assert ann["category_id"] == p["class_index"] and ann["score"] == p["score"]
+            assert ann["category_id"] == p["class_index"]
+            assert ann["score"] == p["score"]
     assert {c["id"] for c in document["categories"]} == {
         p["class_index"] for r in records for p in r["predictions"]
     }

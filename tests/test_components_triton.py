@@ -42,9 +42,9 @@ def device():
         return
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set in this process")
-    ct._checked.clear()
+    ct._checked.clear()  # noqa: SLF001 - the self-check's cache, reset per test
     yield torch.device("cpu")
-    ct._checked.clear()
+    ct._checked.clear()  # noqa: SLF001 - the self-check's cache, reset per test
 
 
 def triton_mask_boxes(masks: np.ndarray, device) -> np.ndarray:
@@ -182,9 +182,11 @@ def test_sweep_equals_the_torch_sweep(device, wsol):
     thresholds = MaxBoxAccV2().thresholds[::9]
     want = best_ious_torch(cams.to(device), boxes, valid, thresholds, wsol)
     got = best_ious_triton(cams.to(device), boxes, valid, thresholds, wsol)
-    assert got.dtype == torch.float64 and got.shape == (7, len(thresholds))
+    assert got.dtype == torch.float64
+    assert got.shape == (7, len(thresholds))
     assert torch.equal(got, want)  # equal, not close
-    assert (got[4] == 0).all() and (got[1] == 0).all()  # no box; no component
+    assert (got[4] == 0).all()
+    assert (got[1] == 0).all()
     assert got.max() > 0.2
 
 
@@ -236,7 +238,8 @@ def test_localizer_with_the_triton_step_writes_scipys_records(
         # one lane: the interpreter is not thread-safe (two lanes would run it at once)
         localizer = Localizer(loaded, topk=2, fast=False, box_backend=step, device=str(device),
                               lanes=1)  # fmt: skip
-        assert localizer.box_backend == step and localizer.boxes_on_device == (step == "triton")
+        assert localizer.box_backend == step
+        assert localizer.boxes_on_device == (step == "triton")
         results = localizer.localize(paths, extra_classes=lambda path: [7], batch_size=2)
         records[step] = [(r.as_record(), [p.box for p in r.extra]) for r in results]
     assert records["triton"] == records["scipy"]
@@ -261,4 +264,5 @@ def test_the_command_under_the_interpreter_with_two_lanes_equals_the_torch_step(
     assert triton.returncode == 0, triton.stderr.decode()[-2000:]
     torch_step = run_cli(*args, "--box-step", "torch", env_extra=lanes)
     assert torch_step.returncode == 0, torch_step.stderr.decode()[-2000:]
-    assert triton.stdout == torch_step.stdout and triton.stdout.count(b"\n") == 24
+    assert triton.stdout == torch_step.stdout
+    assert triton.stdout.count(b"\n") == 24

@@ -26,8 +26,10 @@ def test_precedence_cli_over_file_over_arch_recipe_over_builtin(tmp_path):
     file.write_text('arch = "small-gap"\nlr = 0.2\nepochs = 3\nlr_schedule = "step"\n')
     resolved = resolve_config(overrides={"lr": 0.3, "momentum": None}, config_file=file)
     config, sources = resolved.config, resolved.sources
-    assert config.lr == 0.3 and sources["lr"] == "command line"  # CLI beats the file
-    assert config.epochs == 3 and sources["epochs"] == str(file)  # file beats the arch recipe
+    assert config.lr == 0.3
+    assert sources["lr"] == "command line"
+    assert config.epochs == 3
+    assert sources["epochs"] == str(file)
     assert config.lr_schedule == "step"  # the file beats the recipe's cosine
     assert config.crop_scale_min == ARCH_DEFAULTS["small-gap"]["crop_scale_min"] != 0.08
     assert sources["crop_scale_min"] == "small-gap default recipe"  # recipe beats built-in
@@ -40,13 +42,15 @@ def test_precedence_cli_over_file_over_arch_recipe_over_builtin(tmp_path):
     # no file: the arch recipe shows through; the CLI arch beats the file's arch
     assert resolve_config(overrides={"arch": "small-gap"}).config.lr == 0.05
     other = resolve_config(overrides={"arch": "small-gap-nobn"}, config_file=file).config
-    assert other.arch == "small-gap-nobn" and other.lr == 0.2
+    assert other.arch == "small-gap-nobn"
+    assert other.lr == 0.2
 
 
 def test_resume_base_replaces_the_arch_recipe(tmp_path):
     saved = TrainConfig(arch="small-gap", epochs=2, lr=0.123, image_size=32).to_dict()
     resolved = resolve_config(overrides={"epochs": 5}, base=saved)
-    assert resolved.config.lr == 0.123 and resolved.config.epochs == 5
+    assert resolved.config.lr == 0.123
+    assert resolved.config.epochs == 5
     assert resolved.config.crop_scale_min == 0.08  # saved value, not the small-gap recipe's
     assert resolved.sources["lr"] == "saved run config"
 
@@ -55,7 +59,8 @@ def test_paper_recipes_and_arch_aliases():
     for arch in PAPER_ARCHS:
         config = resolve_config(overrides={"arch": arch, "pretrained": False}).config
         assert (config.lr, config.momentum, config.weight_decay) == (0.001, 0.9, 5e-4)
-        assert config.lr_schedule == "step" and config.image_size == 224
+        assert config.lr_schedule == "step"
+        assert config.image_size == 224
         assert (config.bias_lr_mult, config.bias_decay_mult) == (2.0, 0.0)
     assert resolve_config(overrides={"arch": "vggnet-gap"}).config.arch == "vgg16-gap"
     assert resolve_config(overrides={"arch": "vgg16-gap"}).config.pretrained is True
@@ -73,7 +78,9 @@ def test_shipped_paper_config_is_the_arch_recipe(arch):
 
 def test_small_cpu_config_resolves():
     config = resolve_config(config_file=CONFIGS / "small-cpu.toml").config
-    assert config.arch == "small-gap" and config.pretrained is False and config.image_size == 64
+    assert config.arch == "small-gap"
+    assert config.pretrained is False
+    assert config.image_size == 64
 
 
 @pytest.mark.parametrize(
@@ -85,7 +92,7 @@ def test_small_cpu_config_resolves():
         ("arch = 'small-gap'\nlr = -1\n", "lr must be > 0"),
         ("arch = 'small-gap'\nlr_schedule = 'poly'\n", "lr_schedule must be one of"),
         ("arch = 'small-gap'\nlr_schedule = 'multistep'\n", "needs lr_milestones"),
-        ("arch = 'small-gap'\npretrained = true\n", "--no-pretrained"),
+        ("arch = 'small-gap'\npretrained = true\n", "`no_pretrained`"),
         ("arch = 'no-such-net'\n", "unknown architecture"),
         ("[train]\nlr = 1\n", "top level"),
         ("lr = \n", "not valid TOML"),
@@ -103,7 +110,7 @@ def test_bad_configs_say_what_is_wrong(tmp_path, text, message):
 
 
 def test_no_arch_anywhere():
-    with pytest.raises(ConfigError, match="--arch"):
+    with pytest.raises(ConfigError, match="`arch`"):
         resolve_config(overrides={"lr": 0.1})
 
 

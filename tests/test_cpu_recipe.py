@@ -24,10 +24,15 @@ def test_the_loader_leaves_one_core_to_the_network():
 def test_without_a_gpu_and_without_arguments_the_recipe_is_a_frozen_imagenet_mobilenet():
     resolved = resolve_config(overrides={}, on_cpu=True)
     config = resolved.config
-    assert config.arch == "mobilenet_v2" and config.pretrained and config.freeze_backbone
-    assert config.zero_init_head and config.epochs == 5 and config.batch_size == 32
+    assert config.arch == "mobilenet_v2"
+    assert config.pretrained
+    assert config.freeze_backbone
+    assert config.zero_init_head
+    assert config.epochs == 5
+    assert config.batch_size == 32
     assert config.lr * config.new_layers_lr_mult == pytest.approx(0.03)
-    assert config.train_images_per_class == 0 and config.val_images == 0  # every image
+    assert config.train_images_per_class == 0
+    assert config.val_images == 0
     assert config.workers == cpu_workers()
     assert resolved.sources["arch"].startswith("CPU recipe")
     assert resolved.sources["freeze_backbone"].startswith("CPU recipe")
@@ -38,7 +43,9 @@ def test_every_option_still_wins_over_the_cpu_recipe():
     config = resolve_config(
         overrides={"freeze_backbone": False, "lr": 0.5, "epochs": 2}, on_cpu=True
     ).config
-    assert not config.freeze_backbone and config.lr == 0.5 and config.epochs == 2
+    assert not config.freeze_backbone
+    assert config.lr == 0.5
+    assert config.epochs == 2
     assert config.zero_init_head  # what was not given still comes from the recipe
 
 

@@ -67,8 +67,10 @@ def test_round_trip_scores_every_box_written(own, tmp_path, fmt, image_dir, anno
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # the dataset is the output
     report = evaluate(own, out / image_dir, out / annotations, tmp_path)
-    assert report["images"] == 4 and report["failed_images"] == 0
-    assert report["top1_cls_error"] == 0.0 and report["top1_loc_error"] == 0.0
+    assert report["images"] == 4
+    assert report["failed_images"] == 0
+    assert report["top1_cls_error"] == 0.0
+    assert report["top1_loc_error"] == 0.0
 
 
 def test_voc_files(own, tmp_path):
@@ -80,12 +82,14 @@ def test_voc_files(own, tmp_path):
     x0, y0, x1, y1 = first["box"]
     assert f"<path>{own / 'b' / 'img0.png'}</path>" in xml
     assert "<size><width>30</width><height>50</height><depth>3</depth></size>" in xml
-    assert f"<name>{first['name']}</name>" in xml and "<difficult>0</difficult>" in xml
+    assert f"<name>{first['name']}</name>" in xml
+    assert "<difficult>0</difficult>" in xml
     for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), (x0, y0, x1, y1), strict=True):
         assert f"<{tag}>{value + 1}</{tag}>" in xml  # VOC's 1-based pixels
     assert (out / "ImageSets" / "Main" / "train.txt").read_text() == "img0\nimg0-2\nimg1\nimg2\n"
     link = out / "JPEGImages" / "img0-2.png"
-    assert link.is_symlink() and link.resolve() == (own / "b" / "img0.png").resolve()
+    assert link.is_symlink()
+    assert link.resolve() == (own / "b" / "img0.png").resolve()
 
 
 def test_yolo_files(own, tmp_path):
@@ -125,9 +129,11 @@ def test_coco_files_and_min_score(own, tmp_path):
         x0, y0, x1, y1 = p["box"]
         assert annotation["bbox"] == [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
         assert annotation["area"] == (x1 - x0 + 1) * (y1 - y0 + 1)
-        assert annotation["iscrowd"] == 0 and annotation["score"] == round(p["score"], 6)
+        assert annotation["iscrowd"] == 0
+        assert annotation["score"] == round(p["score"], 6)
     left_out = len(by_path) - len({path for path, _ in kept})
-    assert left_out > 0 and len(data["images"]) == len(by_path) - left_out
+    assert left_out > 0
+    assert len(data["images"]) == len(by_path) - left_out
     assert f"note: {left_out} images left out of {out}: no box scoring at least --min-score" in (
         result.stderr
     )
@@ -147,7 +153,8 @@ def test_resume_lock_and_refusals(own, tmp_path):
     assert result.exit_code == 0, result.output
     assert {p: p.read_bytes() for p in out.rglob("*.xml")} == before
     resumed = journal.read_text().splitlines()
-    assert resumed[:3] == lines[:3] and len(resumed) == 5
+    assert resumed[:3] == lines[:3]
+    assert len(resumed) == 5
     # another run's settings: refused, nothing touched
     result = bbox(own, "voc", out, "--threshold", "0.5")
     one_line_error(result, "--output", "holds a dataset of another run")
@@ -173,7 +180,8 @@ def test_one_writer(own, tmp_path):
     out.mkdir()
     with FolderLock(out):
         result = bbox(own, "yolo", out)
-    assert result.exit_code == 2 and "--output" in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert "--output" in result.stderr, result.output
     assert not (out / "labels").exists()
 
 
@@ -200,7 +208,8 @@ def test_yolo_folder_loads_with_ultralytics_checker(own, tmp_path, monkeypatch):
     out = tmp_path / "yolo"
     assert bbox(own, "yolo", out).exit_code == 0
     data = check_det_dataset(str(out / "data.yaml"), autodownload=False)
-    assert data["names"] == dict(enumerate(OWN)) and data["nc"] == 3
+    assert data["names"] == dict(enumerate(OWN))
+    assert data["nc"] == 3
     dataset = YOLODataset(img_path=data["train"], data=data, task="detect", augment=False)
     loaded = {Path(label["im_file"]).stem: label for label in dataset.labels}
     assert sorted(loaded) == ["img0", "img0-2", "img1", "img2"]

@@ -141,10 +141,12 @@ def test_items_off_the_device_path_are_the_pil_paths_own(files):
     for index, kind in enumerate(files):
         item, reference = routed[index], plain[index]
         if ROUTES[kind][0] == "device":
-            assert item.pixels is None and item.error is None
+            assert item.pixels is None
+            assert item.error is None
             assert item.encoded.tobytes() == Path(paths[index]).read_bytes()
             continue
-        assert item.encoded is None and item.error == reference.error, kind
+        assert item.encoded is None, kind
+        assert item.error == reference.error, kind
         assert (item.width, item.height) == (reference.width, reference.height)
         if reference.pixels is not None:
             np.testing.assert_array_equal(item.pixels, reference.pixels)
@@ -166,19 +168,22 @@ def test_a_mixed_batch_keeps_order_sizes_and_error_lines(files, device):
     paths = list(files.values())
     routed = JpegRoutingDataset(paths, SIZE, MAX_PIXELS)
     batch = collate_images([routed[i] for i in range(len(paths))])
-    assert batch.pending is not None and len(batch.pending.items) == 4
+    assert batch.pending is not None
+    assert len(batch.pending.items) == 4
     done = decode_pending(batch, torch.device(device), SIZE, MAX_PIXELS)
     reference = collate_images(
         [ImageListDataset(paths, SIZE, MAX_PIXELS)[i] for i in range(len(paths))]
     )
 
-    assert done.pending is None and done.pixels.device.type == device
+    assert done.pending is None
+    assert done.pixels.device.type == device
     assert [s.index for s in done.items] == [s.index for s in reference.items]  # input order
     assert [(s.width, s.height) for s in done.items] == [
         (s.width, s.height) for s in reference.items
     ]
     sizes = {Path(s.path).name: (s.width, s.height) for s in done.items}
-    assert sizes["baseline.jpg"] == (96, 64) and sizes["b444.jpg"] == (70, 110)
+    assert sizes["baseline.jpg"] == (96, 64)
+    assert sizes["b444.jpg"] == (70, 110)
     assert sizes["rot.jpg"] == (40, 80)  # EXIF orientation 6: the upright size, as PIL gives it
     assert [(s.index, s.error) for s in done.failed] == [
         (s.index, s.error) for s in reference.failed
@@ -198,7 +203,8 @@ def test_a_mixed_batch_keeps_order_sizes_and_error_lines(files, device):
 def _sample_pixels(paths: list[str], device: str) -> tuple[torch.Tensor, torch.Tensor]:
     routed = JpegRoutingDataset(paths, SIZE)
     batch = collate_images([routed[i] for i in range(len(paths))])
-    assert batch.pending is not None and len(batch.pending.items) == len(paths)
+    assert batch.pending is not None
+    assert len(batch.pending.items) == len(paths)
     done = decode_pending(batch, torch.device(device), SIZE, routed.max_pixels)
     reference = collate_images([ImageListDataset(paths, SIZE)[i] for i in range(len(paths))])
     return done.pixels.cpu().int(), reference.pixels.int()
@@ -215,7 +221,8 @@ def test_pixels_match_the_pil_path_on_the_real_sample(sample_dir, device):
         got, want = _sample_pixels(paths[start : start + 64], device)
         difference = (got - want).abs().float()
         if device == "cpu":
-            assert difference.mean() < 0.01 and difference.max() <= 2, difference.max()
+            assert difference.mean() < 0.01, difference.max()
+            assert difference.max() <= 2, difference.max()
         else:  # nvJPEG's IDCT and chroma upsampling differ from libjpeg's: not measured yet
             assert difference.mean() < 2.0, difference.mean()
 
@@ -268,7 +275,8 @@ def test_real_sample_figures_with_device_decoding(sample_dir, mobilenet_weights,
             )
         ).to_json()
         assert report["settings"]["decode"] == decode
-        assert report["images"] == 434 and report["failed_images"] == 0
+        assert report["images"] == 434
+        assert report["failed_images"] == 0
         return report
 
     keys = ("top1_loc_error", "top5_loc_error", "gt_known_loc_error")
@@ -309,7 +317,8 @@ def test_the_commands_take_decode(files, sample_dir, mobilenet_weights, tmp_path
     for command in ("bbox", "cam", "eval"):
         assert "--decode" in run(command, "--help").stdout
     refused = run("eval", "--predictions", "-", "--annotations", str(tmp_path), "--decode", "pil")
-    assert refused.returncode == 2 and "leave out --decode" in refused.stderr
+    assert refused.returncode == 2
+    assert "leave out --decode" in refused.stderr
 
 
 def test_an_image_the_device_cannot_resize_goes_to_pil(files, monkeypatch):
@@ -330,7 +339,8 @@ def test_an_image_the_device_cannot_resize_goes_to_pil(files, monkeypatch):
     done = decode_pending(
         collate_images([routed[i] for i in range(3)]), torch.device("cpu"), SIZE, 10**9
     )
-    assert [s.path for s in done.items] == paths and not done.failed
+    assert [s.path for s in done.items] == paths
+    assert not done.failed
     np.testing.assert_array_equal(done.pixels[1].numpy(), ImageListDataset(paths, SIZE)[1].pixels)
 
 
@@ -349,5 +359,6 @@ def test_torchvisions_deprecation_warning_does_not_reach_stderr(tmp_path):
             tmp_path / "a.jpg", "--decode", "device", "--device", "cpu", "-q"]  # fmt: skip
     proc = subprocess.run([sys.executable, "-m", "cam_cli", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0 and proc.stdout.count("\n") == 1, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1, proc.stderr
     assert proc.stderr == ""

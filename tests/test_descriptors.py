@@ -44,7 +44,8 @@ def test_a_descriptor_lock_is_exclusive_between_open_files(tmp_path):
     path.write_bytes(b"")
     first, second = os.open(path, os.O_RDWR), os.open(path, os.O_RDWR)
     try:
-        assert try_lock(first) and not try_lock(second)
+        assert try_lock(first)
+        assert not try_lock(second)
         unlock(first)
         assert try_lock(second)
     finally:

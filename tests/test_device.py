@@ -40,7 +40,8 @@ def test_precision_policy_is_shared_by_inference_and_training():
     cpu = torch.device("cpu")
     assert low_precision_dtype(cpu) == torch.bfloat16
     off = Precision(cpu, enabled=False)
-    assert not off.enabled and not off.needs_grad_scaling
+    assert not off.enabled
+    assert not off.needs_grad_scaling
     with off.autocast():
         assert not torch.is_autocast_enabled("cpu")
     on = Precision(cpu, enabled=True)

@@ -41,7 +41,8 @@ def test_main_thread_syncs_are_set_up_and_other_threads_are_the_loop(no_debug_mo
     before = torch.cuda.Event.synchronize
     report = sync_count.count_syncs(work)
     assert torch.cuda.Event.synchronize is before  # the wrapper is gone again
-    assert report.setup == 2 and report.in_loop == 1
+    assert report.setup == 2
+    assert report.in_loop == 1
     assert report.by_thread == {"MainThread": 2, "cam-cli-box": 1}
     assert report.kinds == {"sync-debug": 2, "event wait": 1}
     assert report.as_dict(batches=2)["per_batch"] == 0.5
@@ -65,7 +66,8 @@ def test_syncs_below_localizer_run_are_the_loop(no_debug_mode, fake, monkeypatch
     paths = sorted(str(p) for p in (fake / "imgs").glob("*.jpg"))[:4]
     with open(os.devnull, "w") as devnull:
         report = sync_count.count_syncs(lambda: write_boxes(localizer, paths, output=devnull))
-    assert report.in_loop == 2 and report.setup == 0, report
+    assert report.in_loop == 2, report
+    assert report.setup == 0, report
     (site,) = report.sites
     assert "cam_cli/inference/localizer.py:" in site  # the loop that launched it
 
@@ -85,11 +87,15 @@ def test_device_stages_dry_run_on_the_cpu(sample_dir, mobilenet_weights, tmp_pat
     out = capsys.readouterr().out
     assert code == 0
     assert "check stages' pieces give what Localizer.launch_batch gives" in out
-    assert out.count("PASS") == 1 and "FAIL" not in out
+    assert out.count("PASS") == 1
+    assert "FAIL" not in out
     assert out.count("NOT MEASURED (CUDA only") == 2  # the sync targets
     report = json.loads((tmp_path / "stages.json").read_text())
     stages = [row["stage"].split(":")[0] for row in report["stages"]["rows"]]
     assert stages[:4] == ["read", "decode", "forward", "CAMs"]
-    assert "box step torch (device)" in stages and "box step scipy (host)" in stages
+    assert "box step torch (device)" in stages
+    assert "box step scipy (host)" in stages
     pixels = report["decode"]["sample"]["pixels"]
-    assert pixels["images"] == 4 and pixels["decoded_on_device"] == 4 and pixels["max_abs"] <= 2
+    assert pixels["images"] == 4
+    assert pixels["decoded_on_device"] == 4
+    assert pixels["max_abs"] <= 2

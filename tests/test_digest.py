@@ -22,5 +22,5 @@ def test_a_fifo_is_refused_not_read_forever(tmp_path) -> None:
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(ValueError, match="FIFO"):
         sha256_file(tmp_path / "pipe")
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError):
         sha256_file(tmp_path / "missing")

@@ -124,7 +124,8 @@ def test_python_blocks_are_run_by_the_test_they_name():
         assert block.kind in ("python", "not run"), f"{block.where}: say which test runs it"
         if block.kind == "python":
             test = re.search(r"tests/test_\w+\.py", block.note)
-            assert test and (REPO / test.group()).is_file(), f"{block.where}: {block.note}"
+            assert test, f"{block.where}: {block.note}"
+            assert (REPO / test.group()).is_file(), f"{block.where}: {block.note}"
             page = block.path.relative_to(REPO).as_posix()
             assert page in (REPO / test.group()).read_text(), f"{test.group()} reads {page}"
 
@@ -170,7 +171,8 @@ def test_the_readme_opens_with_the_two_commands_ci_runs():
     )
     assert second.text.strip() == ".venv/bin/python -m pytest -q"
     ci = (REPO / ".ci" / "run").read_text().splitlines()
-    assert first.text.strip() in ci and second.text.strip() in ci
+    assert first.text.strip() in ci
+    assert second.text.strip() in ci
     getting_started = [b for b in SHELL_BLOCKS if b.path.name == "getting-started.md"][:2]
     assert [b.text for b in getting_started] == [first.text, second.text]
 
@@ -180,7 +182,8 @@ def test_the_readme_is_short_and_its_links_resolve():
     assert len(text.splitlines()) <= README_LIMIT
     links = re.findall(r"\]\(([^)\s]+)\)", text)
     local = [link.split("#")[0] for link in links if "://" not in link]
-    assert local and all((REPO / link).exists() for link in local), local
+    assert local, local
+    assert all((REPO / link).exists() for link in local), local
 
 
 def test_the_wheel_demo_trains_what_the_demo_trains():
@@ -258,5 +261,6 @@ def test_shell_block_runs_as_printed(block: docs.Block, workspace):
     assert result.returncode == 0, f"{block.where} exited {result.returncode}:\n{result.stderr}"
     if block.note == docs.COMPARE:
         shown = docs.next_block(block)
-        assert shown is not None and shown.lang == "text", f"{block.where}: no text block after"
+        assert shown is not None, f"{block.where}: no text block after"
+        assert shown.lang == "text", f"{block.where}: no text block after"
         assert result.stdout.strip() == shown.text.strip(), f"{block.where}: output differs"

@@ -27,8 +27,10 @@ def _prediction(rank: int, box, name: str = "thing", score: float = 0.5) -> dict
 
 def test_the_enlargement_rule() -> None:
     # short side under 320: the smallest whole factor that reaches it; the long side kept <= 4096
-    assert drawing_scale(64, 64) == 5 and drawing_scale(227, 227) == 2
-    assert drawing_scale(100, 60) == 6 and drawing_scale(500, 375) == 1
+    assert drawing_scale(64, 64) == 5
+    assert drawing_scale(227, 227) == 2
+    assert drawing_scale(100, 60) == 6
+    assert drawing_scale(500, 375) == 1
     assert drawing_scale(2000, 100) == 2  # 4 would reach 320, but 8000 px is over the cap
 
 
@@ -38,20 +40,25 @@ def test_boxes_on_exactly_their_scaled_pixels_on_a_non_square_image() -> None:
     wide = _prediction(2, (50, 5, 89, 44))
     picture = np.asarray(draw_boxes(Image.fromarray(pixels), [thin, wide]))
     # 100 x 60: short side 60 -> 6 times (ceil(320 / 60)), 600 x 360, then the key below
-    assert picture.shape[1] == 600 and picture.shape[0] > 360
+    assert picture.shape[1] == 600
+    assert picture.shape[0] > 360
     enlarged = pixels.repeat(6, axis=0).repeat(6, axis=1)
     first, second = hex_rgb(rank_colour(1)), hex_rgb(rank_colour(2))
     # the thin box: image column 10 -> 60..65, rows 20..30 -> 120..185; a 2 px band
     # (360 / 160 -> 2) inside, black casings at 59 and 66 and inside at 62..63
     row = [tuple(v) for v in picture[150, 58:68]]
     assert row[1:9] == [BLACK, first, first, BLACK, BLACK, first, first, BLACK]
-    assert row[0] == tuple(enlarged[150, 58]) and row[9] == tuple(enlarged[150, 67])
+    assert row[0] == tuple(enlarged[150, 58])
+    assert row[9] == tuple(enlarged[150, 67])
     column = [tuple(v) for v in picture[182:188, 63]]  # its bottom edge: row 185 (its tag on top)
     assert column == [BLACK, BLACK, first, first, BLACK, tuple(enlarged[187, 63])]
     # the wide box: columns 50..89 -> 300..539, rows 5..44 -> 30..269
-    assert tuple(picture[150, 299]) == BLACK and tuple(picture[150, 540]) == BLACK
-    assert tuple(picture[150, 300]) == second and tuple(picture[150, 539]) == second
-    assert tuple(picture[269, 400]) == second and tuple(picture[270, 400]) == BLACK
+    assert tuple(picture[150, 299]) == BLACK
+    assert tuple(picture[150, 540]) == BLACK
+    assert tuple(picture[150, 300]) == second
+    assert tuple(picture[150, 539]) == second
+    assert tuple(picture[269, 400]) == second
+    assert tuple(picture[270, 400]) == BLACK
     assert tuple(picture[271, 400]) == tuple(enlarged[271, 400])
     # away from the marks, the image's own pixels, each a crisp 6 x 6 square
     assert (picture[280:360] == enlarged[280:360]).all()
@@ -125,7 +132,8 @@ def test_records_name_their_drawing_only_with_draw(fake, tmp_path) -> None:
         args = ("--images", *images, "--format", "csv", *extra)
         return next(csv.reader(io.StringIO(invoke("bbox", *model_args(fake), *args).stdout)))
 
-    assert "drawing" not in header() and header("--draw", tmp_path / "c")[-1] == "drawing"
+    assert "drawing" not in header()
+    assert header("--draw", tmp_path / "c")[-1] == "drawing"
     coco = invoke("bbox", *model_args(fake), "--images", *images, "--format", "coco",
                   "--draw", tmp_path / "k")  # fmt: skip
     named = [image["drawing"] for image in json.loads(coco.stdout)["images"]]

@@ -66,7 +66,8 @@ def test_the_grid_cams_are_the_networks_own(data, tmp_path) -> None:
                 "images": 24, "seconds": 1.0}]  # fmt: skip
     report.after_epoch(model, torch.device("cpu"), metrics)
     assert (tmp_path / "report.html").is_file()
-    assert len(report.cams) == 1 and len(report.cams[0]) == len(report.images) == 3
+    assert len(report.cams) == 1
+    assert len(report.cams[0]) == len(report.images) == 3
     model.eval()
     with torch.no_grad():
         _, features = model(IMAGENET.apply(report.pixels))

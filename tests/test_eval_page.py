@@ -64,9 +64,11 @@ def test_the_page_shows_the_tables_figures(evaluation, page_text) -> None:
 def test_the_page_asks_for_nothing(page_text) -> None:
     text = page_text
     dom = read_dom(text)
-    assert dom.sources and all(s.startswith("data:image/jpeg;base64,") for s in dom.sources)
+    assert dom.sources
+    assert all(s.startswith("data:image/jpeg;base64,") for s in dom.sources)
     assert all(link.startswith("#") for link in dom.links)
-    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+    assert "Content-Security-Policy" in text
+    assert "default-src 'none'" in text
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", text)
     assert not re.search(r"url\((?!#)", text)  # no CSS url() but SVG's own #ids
 
@@ -85,7 +87,8 @@ def test_galleries_are_capped_and_worst_first(evaluation) -> None:
     assert [r.image_id for r in gallery_selection(data.rows, ReportOptions())[WRONG_CLASS]] == [
         "b_too_large", "e_off_target"]  # fmt: skip
     text = eval_report_html(data, ReportOptions(gallery_cap=1))
-    assert "wrong class: 1 of 2 shown" in text and "At most 1 images per gallery" in text
+    assert "wrong class: 1 of 2 shown" in text
+    assert "At most 1 images per gallery" in text
 
 
 def test_per_class_table_counts_the_runs_verdicts(evaluation, page_text) -> None:
@@ -102,7 +105,8 @@ def test_per_class_table_counts_the_runs_verdicts(evaluation, page_text) -> None
 
 def test_failed_images_are_listed(page_text) -> None:
     text = page_text
-    assert "1 images failed (counted as wrong)" in text and "truncated or corrupt image" in text
+    assert "1 images failed (counted as wrong)" in text
+    assert "truncated or corrupt image" in text
 
 
 def test_without_gt_known_boxes_the_categories_say_why(evaluation) -> None:

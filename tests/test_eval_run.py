@@ -90,7 +90,8 @@ def test_the_page_is_never_written_over_an_input(tmp_path, sample_dir, mobilenet
                     "--classes", sample_dir / "LOC_synset_mapping.txt", "--images", images,
                     "--annotations", xml, "--report", target, "--quiet")  # fmt: skip
     assert result.exit_code == 2, result.output
-    assert "--report" in result.stderr and "--annotations" in result.stderr
+    assert "--report" in result.stderr
+    assert "--annotations" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert target.read_bytes() == before
 
@@ -122,15 +123,19 @@ def test_the_page_input_is_the_run_itself(tmp_path, sample_dir, mobilenet_weight
     from_files = eval_input(data.figures, read_lines(per_image), run_info_from_settings(
         data.figures["settings"], "x", "y"), names)  # fmt: skip
     assert data.rows == from_files.rows  # the CAMs are not compared: equal rows, equal verdicts
-    assert len(data.rows) == 24 and data.rows[0].true_name == names[data.rows[0].true_label]
-    assert data.maxboxacc is not None and from_files.maxboxacc is not None
+    assert len(data.rows) == 24
+    assert data.rows[0].true_name == names[data.rows[0].true_label]
+    assert data.maxboxacc is not None
+    assert from_files.maxboxacc is not None
     assert np.array_equal(data.maxboxacc.accuracy, from_files.maxboxacc.accuracy)
     chosen = {r.image_id for group in gallery_selection(data.rows, small).values() for r in group}
     with_cams = {r.image_id for r in data.rows if r.true_cam is not None}
-    assert chosen and with_cams == chosen  # exactly the gallery images keep their maps
+    assert chosen
+    assert with_cams == chosen
     for row in data.rows:
         if row.image_id in chosen:
-            assert row.true_cam.shape == (7, 7) and row.top1_cam.shape == (7, 7)
+            assert row.true_cam.shape == (7, 7)
+            assert row.top1_cam.shape == (7, 7)
             assert np.isfinite(row.true_cam).all()
 
 
@@ -148,7 +153,8 @@ def test_without_the_page_nothing_changes(tmp_path, sample_dir, mobilenet_weight
         outs[name] = (result.stdout, json_out.read_bytes(), per_image.read_bytes())
     assert outs["plain"] == outs["page"]
     page = (tmp_path / "r.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and "cam-cli eval report" in page
+    assert page.startswith("<!DOCTYPE html>")
+    assert "cam-cli eval report" in page
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically: no temporary file left
 
 
@@ -156,7 +162,8 @@ def test_the_library_call_writes_the_page_too(tmp_path, sample_dir, mobilenet_we
     images, xml = _sample(tmp_path, sample_dir, count=3)
     options = _options(images, xml, sample_dir, mobilenet_weights, html_report=tmp_path / "r.html")
     report = evaluate_and_report(options, ReportOptions(gallery_cap=1))
-    assert report.images == 3 and (tmp_path / "r.html").stat().st_size > 10_000
+    assert report.images == 3
+    assert (tmp_path / "r.html").stat().st_size > 10_000
 
 
 # --- PxAP: the run's own precision-recall curve --------------------------------------------------
@@ -200,18 +207,22 @@ def test_a_pxap_run_shows_its_curve_labelled_with_the_table_figure(masks, tmp_pa
     assert result.exit_code == 0, result.output
     figures = json.loads(json_out.read_text())
     pxap = figures["pxap"]
-    assert pxap["images"] == 4 and 0 < pxap["pxap"] < 100
+    assert pxap["images"] == 4
+    assert 0 < pxap["pxap"] < 100
     line = format_pxap(pxap)
-    assert line in result.stdout and line.endswith(f": {table_cell(pxap['pxap'])}")
+    assert line in result.stdout
+    assert line.endswith(f": {table_cell(pxap['pxap'])}")
     html_text = page.read_text()
-    assert 'id="pxap-curve"' in html_text and "PxAP precision-recall curve" in html_text
+    assert 'id="pxap-curve"' in html_text
+    assert "PxAP precision-recall curve" in html_text
     text = _page_text(page)
     assert text.count(line) == 2  # the table's line, the curve's note
     assert f"PxAP {table_cell(pxap['pxap'])} (area under the curve, %)" in text  # its title
     shown = re.search(r'id="figures-table">(.*?)</pre>', html_text, re.S)[1]
     assert shown == result.stdout.rstrip("\n").replace("&", "&amp;").replace("<", "&lt;") \
         .replace(">", "&gt;")  # fmt: skip
-    assert "--fast" in shown and "`fast`" not in html_text
+    assert "--fast" in shown
+    assert "`fast`" not in html_text
 
 
 def test_the_pxap_curve_is_the_runs_own_histograms(masks, tmp_path) -> None:
@@ -234,9 +245,12 @@ def test_the_pxap_curve_is_the_runs_own_histograms(masks, tmp_path) -> None:
     collector = EvalCollector(ReportOptions(), (0.3, 0.5, 0.7))
     report = evaluate(options, on_image=collector.add)
     data = collector.report_input(report, 1.0, "2026-01-01T00:00:00")
-    assert data.pxap is not None and data.pxap.summary == report.pxap
+    assert data.pxap is not None
+    assert data.pxap.summary == report.pxap
     precision, recall = data.pxap.precision, data.pxap.recall
-    assert recall[0] >= 0 and recall[-1] == 1.0 and np.all(np.diff(recall) >= 0)
+    assert recall[0] >= 0
+    assert recall[-1] == 1.0
+    assert np.all(np.diff(recall) >= 0)
     area = 100 * np.nansum(precision[1:] * np.diff(recall))
     assert area == pytest.approx(report.pxap["pxap"], rel=1e-12)
     collector.pxap.foreground[0] += 1  # a pixel the run did not count

@@ -56,7 +56,8 @@ def test_a_new_figure_is_one_class_and_one_line(monkeypatch):
     report = evaluate(EvalOptions(GroundTruth(truth), SourceOptions(predictions=records)))
     assert made[0].seen == [("a.jpg", True), ("b.jpg", False), ("c.jpg", True)]
     assert report.settings["counted"] == 2
-    assert report.localization is not None and report.localization["correct"]["top1_cls"] == 2
+    assert report.localization is not None
+    assert report.localization["correct"]["top1_cls"] == 2
 
 
 def test_each_figure_applies_where_it_can():

@@ -100,7 +100,8 @@ def assert_same_exit(run: subprocess.CompletedProcess, single_exit_code: int) ->
 def assert_usage_error(run: subprocess.CompletedProcess) -> None:
     """Every rank exits 2 (torchrun may stop one that is still exiting: SIGTERM), no output."""
     codes = rank_exit_codes(run)
-    assert 2 in codes.values() and set(codes.values()) <= {2, -15}, run.stderr[-3000:]
+    assert 2 in codes.values(), run.stderr[-3000:]
+    assert set(codes.values()) <= {2, -15}, run.stderr[-3000:]
     assert run.stdout == ""
 
 
@@ -118,10 +119,13 @@ def test_bbox_jsonl_and_drawings_match_one_process(data, tmp_path):
     assert_same_exit(sharded, single.exit_code)
     # byte for byte but the folder each record's "drawing" names, and nothing from rank 1
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
-    assert sharded.stdout.count(two) == 10 and sharded.stdout.replace(two, one) == single.stdout
-    assert len(sharded.stdout.splitlines()) == 11 and f"{BAD}.JPEG" in sharded.stdout
+    assert sharded.stdout.count(two) == 10
+    assert sharded.stdout.replace(two, one) == single.stdout
+    assert len(sharded.stdout.splitlines()) == 11
+    assert f"{BAD}.JPEG" in sharded.stdout
     drawn = files(tmp_path / "two")
-    assert drawn == files(tmp_path / "one") and len(drawn) == 10
+    assert drawn == files(tmp_path / "one")
+    assert len(drawn) == 10
     assert "ILSVRC2012_val_00000002-2_boxes.png" in drawn
     assert sharded.stderr.count(f"{BAD}.JPEG: not an image") == 1  # named once, by rank 0
     assert sharded.stderr.count("1 of 11 images failed") == 1
@@ -139,7 +143,8 @@ def test_bbox_csv_from_stdin_matches_one_process(data, tmp_path):
     assert_same_exit(sharded, single.exit_code)
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     rows = (tmp_path / "one.csv").read_text().splitlines()
-    assert sharded.stdout == "" and len(rows) == 1 + 10 * 3 + 1  # header, top-3 each, the error
+    assert sharded.stdout == ""
+    assert len(rows) == 1 + 10 * 3 + 1
 
 
 @pytest.mark.slow
@@ -179,7 +184,8 @@ def test_eval_report_and_per_image_match_one_process(data, tmp_path, one_process
     for name in ("report.json", "per_image.jsonl"):
         assert (tmp_path / name).read_bytes() == (one / name).read_bytes(), name
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["images"] == 9 and report["failed_images"] == 1
+    assert report["images"] == 9
+    assert report["failed_images"] == 1
     assert report["maxboxacc_v2"]["images"] == 9
 
 

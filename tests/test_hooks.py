@@ -48,8 +48,10 @@ def test_imports_are_read_from_the_source_function_local_ones_too(tmp_path):
     assert modules["cam_cli.high.top"].imports == {"cam_cli.low.leaf", "cam_cli.high.other"}
     text = hooks.architecture_markdown(tmp_path)
     assert "- subpackages: `high`, `low`" in text
-    assert "`high.top` imports `low.leaf`" in text and "`low.leaf` imports `high.top`" in text
-    assert "| `leaf.py` | A leaf. |" in text and "| `top.py` | Top \\| piped. |" in text
+    assert "`high.top` imports `low.leaf`" in text
+    assert "`low.leaf` imports `high.top`" in text
+    assert "| `leaf.py` | A leaf. |" in text
+    assert "| `top.py` | Top \\| piped. |" in text
 
 
 def test_the_real_package_map_names_every_module():
@@ -61,8 +63,10 @@ def test_the_real_package_map_names_every_module():
 
 def test_generated_help_is_the_commands_own():
     text = hooks.on_page_markdown("a\n<!-- generated: help synth -->\nb\n", page=None)
-    assert "Usage: cam-cli synth [OPTIONS]" in text and "--masks" in text
-    assert text.startswith("a\n```text\n") and text.endswith("```\nb\n")
+    assert "Usage: cam-cli synth [OPTIONS]" in text
+    assert "--masks" in text
+    assert text.startswith("a\n```text\n")
+    assert text.endswith("```\nb\n")
     with pytest.raises(ValueError, match="no command"):
         hooks.help_text("nonesuch")
 

@@ -32,12 +32,15 @@ def test_modes_become_rgb(tmp_path):
     sixteen_path = save(tmp_path, "sixteen.png", sixteen)
     for path in (grey, palette, rgba_path, cmyk, sixteen_path):
         image, size = open_rgb(path)
-        assert image.mode == "RGB" and size == (8, 6), path
+        assert image.mode == "RGB", path
+        assert size == (8, 6), path
     assert open_rgb(grey)[0].getpixel((3, 3)) == (100, 100, 100)
     assert open_rgb(rgba_path)[0].getpixel((0, 0)) == (255, 255, 255)
     assert open_rgb(rgba_path)[0].getpixel((1, 1)) == (255, 0, 0)
     red = open_rgb(cmyk)[0].getpixel((3, 3))
-    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    assert red[0] > 200
+    assert red[1] < 60
+    assert red[2] < 60
     # 16-bit: full scale is white and half scale mid-grey, not everything clipped to 255
     assert open_rgb(sixteen_path)[0].getpixel((3, 3)) == (255, 255, 255)
     assert open_rgb(sixteen_path)[0].getpixel((0, 0))[0] == 128
@@ -51,12 +54,14 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6
     path = save(tmp_path, "rotated.jpg", Image.fromarray(array), exif=exif, quality=100)
     image, size = open_rgb(path)
-    assert size == (4, 8) and image.size == (4, 8)
+    assert size == (4, 8)
+    assert image.size == (4, 8)
     upright = np.asarray(image)
     assert upright[:3, :, 0].mean() < 30  # the black half is on top after rotation
     assert upright[-3:, :, 0].mean() > 220
     pixels, width, height = load_resized(path, 16)
-    assert (width, height) == (4, 8) and pixels.shape == (3, 16, 16)
+    assert (width, height) == (4, 8)
+    assert pixels.shape == (3, 16, 16)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +102,8 @@ def test_dataset_never_raises_and_collate_separates_failures(tmp_path):
     batch = collate_images([dataset[0], dataset[1]])
     assert tuple(batch.pixels.shape) == (1, 3, 12, 12)
     assert [(i.width, i.height) for i in batch.items] == [(10, 20)]
-    assert batch.failed[0].path == str(bad) and "empty" in batch.failed[0].error
+    assert batch.failed[0].path == str(bad)
+    assert "empty" in batch.failed[0].error
 
 
 def test_find_images_walks_directories_and_reports_missing(tmp_path):
@@ -128,7 +134,9 @@ def test_one_extension_set_for_every_command(tmp_path):
     assert images == {"a.gif", "b.png", "c.ppm", "d.JPEG"}
     truth = {Path(n).stem: ImageAnnotation(Path(n).stem, ("n01",)) for n in names[:-1]}
     matched, unmatched, missing = match_images(folder, truth)
-    assert {p.name for p, _ in matched} == images and not unmatched and not missing
+    assert {p.name for p, _ in matched} == images
+    assert not unmatched
+    assert not missing
     data = scan_data(tmp_path)
     assert {Path(path).name for path, _ in data.train} == images
 
@@ -164,16 +172,20 @@ def test_one_pixel_limit_for_pillow_and_the_tool(large_pngs):
 
     assert Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS == 178_956_970
     pixels, width, height = load_resized(large_pngs / "90mp.png", 32)  # Pillow's default: refused
-    assert (width, height) == (9500, 9500) and pixels.shape == (3, 32, 32) and pixels.min() == 255
+    assert (width, height) == (9500, 9500)
+    assert pixels.shape == (3, 32, 32)
+    assert pixels.min() == 255
     with open_image(large_pngs / "169mp.png") as image:  # under the limit: opens for decoding
         assert image.size == (13000, 13000)
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(ValueError, match="exceeds the limit") as refused:
         open_rgb(large_pngs / "180mp.png")
     assert str(refused.value) == (
         "refused: 13400x13400 = 179560000 pixels exceeds the limit of 178956970 "
         "(decompression bomb?)"
     )
-    with pytest.raises(ValueError) as refused:  # Pillow's own error (over twice its limit)
+    with pytest.raises(
+        ValueError, match="exceeds the limit"
+    ) as refused:  # Pillow's own error (over twice its limit)
         open_rgb(large_pngs / "400mp.png")
     assert str(refused.value) == (
         "refused: 400000000 pixels exceeds the limit of 178956970 (decompression bomb?)"
@@ -199,10 +211,12 @@ def test_images_folder_without_images(fake, tmp_path):
     result = invoke("bbox", *model_args(fake), "--images", tmp_path / "empty")
     one_line_error(result, f"no images found in {tmp_path / 'empty'}")
     missing = invoke("bbox", *model_args(fake), "--images", tmp_path / "gone.jpg")
-    assert missing.exit_code == 1 and '"error": "no such file or directory"' in missing.stdout
+    assert missing.exit_code == 1
+    assert '"error": "no such file or directory"' in missing.stdout
 
 
 def test_fifo_image_is_not_an_empty_file(fake, tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")
     result = invoke("bbox", *model_args(fake), "--images", tmp_path / "pipe.jpg")
-    assert result.exit_code == 1 and "not a regular file (a FIFO)" in result.stdout
+    assert result.exit_code == 1
+    assert "not a regular file (a FIFO)" in result.stdout

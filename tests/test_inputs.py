@@ -21,7 +21,7 @@ from cam_cli.evaluation.truth import load_truth
 STEMS = ("a", "b")
 
 
-@pytest.fixture()
+@pytest.fixture
 def data(tmp_path) -> Path:
     """root/val/{a,b}.jpg with xml/, maps/val/*.jpg.npy, boxes/ and masks/ metadata, masks/."""
     (tmp_path / "val").mkdir()

@@ -258,7 +258,8 @@ def test_coco_boxes_from_xywh(tmp_path):
     truth = read_ground_truth(path)
     # x 4 .. 14 -> 4..13; y 2 .. 7.5 -> 2..7; the second clamped into the 40x30 image
     assert boxes(truth, "a") == [("king_penguin", [4, 2, 13, 7]), ("jellyfish", [30, 25, 39, 29])]
-    assert truth.annotations["b"].labels == () and truth.annotations["b"].width == 50
+    assert truth.annotations["b"].labels == ()
+    assert truth.annotations["b"].width == 50
 
 
 @pytest.mark.parametrize(

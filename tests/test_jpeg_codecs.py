@@ -21,10 +21,10 @@ from cam_cli.data import decode, jpeg_codecs
 from cam_cli.data.jpeg_codecs import ENV_VAR, decode_jpegs, jpeg_codec
 from cam_cli.errors import SetupError
 
-HAVE_TORCHCODEC = jpeg_codecs._torchcodec_problem() is None
+HAVE_TORCHCODEC = jpeg_codecs.torchcodec_problem() is None
 needs_torchcodec = pytest.mark.skipif(
     not HAVE_TORCHCODEC,
-    reason=f"TorchCodec does not work here ({jpeg_codecs._torchcodec_problem()})",
+    reason=f"TorchCodec does not work here ({jpeg_codecs.torchcodec_problem()})",
 )
 CODECS = ["torchvision", pytest.param("torchcodec", marks=needs_torchcodec)]
 
@@ -63,14 +63,14 @@ def test_the_codec_is_torchcodec_where_it_works_and_can_be_forced(fresh):
 
 
 def test_a_torchcodec_that_does_not_work_falls_back_unless_forced(fresh):
-    fresh.setattr(jpeg_codecs, "_torchcodec_problem", lambda: "built for another torch")
+    fresh.setattr(jpeg_codecs, "torchcodec_problem", lambda: "built for another torch")
     assert jpeg_codec() == "torchvision"
     fresh.setenv(ENV_VAR, "torchcodec")
     jpeg_codec.cache_clear()
     with pytest.raises(SetupError, match="TorchCodec does not work here .built for another"):
         jpeg_codec()
     # --decode device names the reason; auto would use PIL with a warning
-    with pytest.raises(SetupError, match="^--decode device: cannot decode JPEGs on cpu .CAM_CLI"):
+    with pytest.raises(SetupError, match="^`decode` device: cannot decode JPEGs on cpu .CAM_CLI"):
         decode.resolve_decode("device", torch.device("cpu"))
 
 
@@ -83,7 +83,7 @@ def test_the_probe_names_the_codec(fresh):
     with pytest.raises(SetupError) as error:
         decode.resolve_decode("device", torch.device("cpu"))
     assert str(error.value) == (
-        "--decode device: cannot decode JPEGs on cpu (torchvision: no decoder here)"
+        "`decode` device: cannot decode JPEGs on cpu (torchvision: no decoder here)"
     )
     # e.g. a TorchCodec built without nvJPEG, on CUDA: the way out is named
     fresh.setattr(decode, "_probed", {})
@@ -107,7 +107,8 @@ def test_a_bad_file_costs_only_itself(fresh, codec, device):
     decoded = decode_jpegs([good[0], bad, good[1]], torch.device(device))
     assert isinstance(decoded[1], Exception)
     for image, alone in zip(decoded[::2], together, strict=True):
-        assert image.device.type == device and image.dtype == torch.uint8
+        assert image.device.type == device
+        assert image.dtype == torch.uint8
         assert tuple(image.shape) == (3, 24, 40)
         assert torch.equal(image, alone)
 
@@ -178,6 +179,7 @@ def test_on_cuda_both_codecs_stay_close_to_libjpeg(fresh, sample_dir):
         jpeg_codec.cache_clear()
         got = decode_jpegs(files, torch.device("cuda"))
         for path, image, reference in zip(paths, got, want, strict=True):
-            assert isinstance(image, torch.Tensor) and image.is_cuda, (codec, path.name, image)
+            assert isinstance(image, torch.Tensor), (codec, path.name, image)
+            assert image.is_cuda, (codec, path.name, image)
             difference = (image.cpu().int() - reference).abs().float()
             assert difference.mean() < 2.0, (codec, path.name, difference.mean())

@@ -54,7 +54,8 @@ def test_timm_family_defaults(name):
     else:
         assert choice.reshape == reshape
     support = methods_for(model)
-    assert support.default_layer == layer and len(support.methods) == 7, support
+    assert support.default_layer == layer, support
+    assert len(support.methods) == 7, support
 
 
 def test_token_grid_drops_prefix_tokens_and_lays_patches_on_the_grid():
@@ -72,13 +73,15 @@ def test_a_bad_layer_name_names_the_nearest():
         resolve_layer(model, "featurs.18")
     message = str(info.value)
     assert "has no module 'featurs.18'; nearest: features.18" in message
-    assert "\n" not in message and message.startswith("`layer`")
+    assert "\n" not in message
+    assert message.startswith("`layer`")
 
 
 def test_a_network_with_no_known_default_says_so():
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
     support = methods_for(net)
-    assert support.default_layer is None and support.methods == ()
+    assert support.default_layer is None
+    assert support.methods == ()
     assert "no default `layer` is known for Sequential" in support.refused["gradcam"]
     assert resolve_layer(net, "0").module is net[0]
 
@@ -88,6 +91,7 @@ def test_finding_the_default_changes_nothing_in_a_training_model():
     model = build_model("small-gap", num_classes=3).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert resolve_layer(model).name == "cam_conv"
-    assert model.training and all(m.training for m in model.modules())
+    assert model.training
+    assert all(m.training for m in model.modules())
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

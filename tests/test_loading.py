@@ -29,7 +29,7 @@ def _checkpoint(fake: Path, path: Path, **changes) -> Path:
 
 
 @pytest.mark.parametrize(
-    "changes, words",
+    ("changes", "words"),
     [({"arch": "no-such-net"}, "no-such-net"), ({"arch": None}, "arch"),
      ({"classes": "abc"}, "damaged"), ({"classes": [{"wnid": "x"}]}, "damaged"),
      # issue 19 (8, 9): tracebacks or per-image ZeroDivisionErrors before
@@ -56,13 +56,14 @@ def test_weights_files_that_are_empty_fifos_or_pickles(fake, tmp_path):
     one_line_error(invoke(*base, fifo), "not a regular file")
 
     class Evil:
-        def __reduce__(self):
+        def __reduce__(self) -> tuple:
             return (os.system, ("touch " + str(tmp_path / "pwned"),))
 
     torch.save({"x": Evil()}, tmp_path / "evil.pth")
     result = invoke(*base, tmp_path / "evil.pth")
     one_line_error(result, "cannot be loaded safely")
-    assert "weights_only" not in result.stderr and not (tmp_path / "pwned").exists()
+    assert "weights_only" not in result.stderr
+    assert not (tmp_path / "pwned").exists()
     (tmp_path / "garbage.pth").write_bytes(b"not a torch file")
     result = invoke(*base, tmp_path / "garbage.pth")
     one_line_error(result, "not a loadable weights file")

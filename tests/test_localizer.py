@@ -66,7 +66,8 @@ def test_lanes_and_decode_thread_keep_every_result_and_the_order(tmp_path):
         got = _records(localizer, paths, batch_size=5, workers=workers)
         localizer.close()
         assert [r["path"] for r in got] == paths
-        assert "error" in got[4] and "error" in got[-1]
+        assert "error" in got[4]
+        assert "error" in got[-1]
         for want, have in zip(expected, got, strict=True):
             if "error" in want:
                 assert have["error"] == want["error"]
@@ -121,7 +122,7 @@ def test_prefetched_keeps_order_and_raises_in_order():
         raise OSError("disk gone")
 
     got = []
-    with pytest.raises(OSError, match="disk gone"):
+    with pytest.raises(OSError, match="disk gone"):  # noqa: PT012 - the loop is what fails
         for item in prefetched(failing(), depth=4):
             got.append(item)
     assert got == [1, 2]
@@ -188,7 +189,9 @@ def test_a_failed_compile_is_reported_and_the_run_goes_on_eager(tmp_path, monkey
     with caplog.at_level("WARNING", logger="cam_cli"):
         assert not compile_or_warn(localizer, 4)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == ["--compile failed (no working C++ compiler found); running uncompiled"]
+    assert warnings == [
+        "`compile_model` failed (no working C++ compiler found); running uncompiled"
+    ]
     assert all("predictions" in r for r in _records(localizer, paths, batch_size=4))
 
 
@@ -226,14 +229,18 @@ def test_real_sample_figures_fp32_and_fast_path(sample_dir, mobilenet_weights):
         for fast in (False, True)
     }
     fp32 = reports[False]
-    assert fp32["images"] == 434 and fp32["failed_images"] == 0
-    assert round(fp32["top1_cls_error"], 2) == 19.82 and round(fp32["top5_cls_error"], 2) == 6.22
-    assert round(fp32["top1_loc_error"], 2) == 51.61 and round(fp32["top5_loc_error"], 2) == 42.63
+    assert fp32["images"] == 434
+    assert fp32["failed_images"] == 0
+    assert round(fp32["top1_cls_error"], 2) == 19.82
+    assert round(fp32["top5_cls_error"], 2) == 6.22
+    assert round(fp32["top1_loc_error"], 2) == 51.61
+    assert round(fp32["top5_loc_error"], 2) == 42.63
     assert round(fp32["gt_known_loc_error"], 2) == 40.78
     # wsolevaluation's BoxEvaluator gives these on the maps `--save-scoremaps` writes (README);
     # cam-cli's own protocol before it gave 63.44 (87.79 / 67.28 / 35.25 at 0.50 / 0.36 / 0.28)
     maxbox = fp32["maxboxacc_v2"]
-    assert maxbox["protocol"] == "wsol" and round(maxbox["maxboxacc_v2"], 2) == 63.13
+    assert maxbox["protocol"] == "wsol"
+    assert round(maxbox["maxboxacc_v2"], 2) == 63.13
     assert [round(v, 2) for v in maxbox["accuracy"]] == [87.56, 67.28, 34.56]
     assert [round(v, 2) for v in maxbox["best_threshold"]] == [0.53, 0.35, 0.27]
     # The fast path (bf16 where the CPU has it natively) varies with the CPU's kernels (oneDNN
@@ -290,7 +297,8 @@ def test_localizer_and_evaluate_leave_the_callers_model_alone(tmp_path):
     run = RunOptions(fast=False)
     report = model_report(loaded, tmp_path, truth, classes=classes, run=run)
     assert report["images"] == 2
-    assert loaded.classes == classes_before and loaded.classes != classes
+    assert loaded.classes == classes_before
+    assert loaded.classes != classes
     assert list(loaded.model.state_dict()) == keys
 
 
@@ -357,9 +365,8 @@ def test_nan_weights_give_error_records_and_exit_1(fake, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]  # strict JSON
     assert len(records) == 3
     assert all(r["error"] == "non-finite scores (NaN) from the model" for r in records)
-    assert "3 of 3 images failed" in result.stderr and "NaN" not in out.read_text().replace(
-        "(NaN)", ""
-    )
+    assert "3 of 3 images failed" in result.stderr
+    assert "NaN" not in out.read_text().replace("(NaN)", "")
     evaluated = invoke("eval", *args, "--images", fake / "imgs", "--annotations", fake / "xml",
                        "--json", tmp_path / "r.json",
                        "--per-image", tmp_path / "p.jsonl")  # fmt: skip

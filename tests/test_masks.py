@@ -35,7 +35,8 @@ def test_palette_png():
     assert palette[:15] == [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0, 0, 0, 128]
     assert palette[255 * 3 : 256 * 3] == [224, 224, 192]  # VOC's "ignore" colour
     image = Image.open(io.BytesIO(mask_png(np.array([[0, 1], [2, 0]], np.uint8))))
-    assert image.mode == "P" and image.getpalette()[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]
+    assert image.mode == "P"
+    assert image.getpalette()[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]
     assert np.array(image).tolist() == [[0, 1], [2, 0]]
 
 
@@ -52,7 +53,8 @@ def test_cam_pseudo_masks_equal_the_runs_own_maps(tmp_path):
     assert result.exit_code == 0, result.output
     for name, size in (("x", (64, 40)), ("x-2", (30, 50))):
         image = Image.open(tmp_path / "masks" / f"{name}.png")
-        assert image.mode == "P" and image.size == size
+        assert image.mode == "P"
+        assert image.size == size
         (npy,) = (tmp_path / "cams").glob(f"{name}_rank1_*.image.npy")
         cam = np.load(npy)
         index = ["jellyfish", "king_penguin", "fox"].index(npy.name.split("_rank1_")[1]

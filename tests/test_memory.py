@@ -81,6 +81,8 @@ def test_localize_in_smaller_batches_gives_the_same_results(tmp_path, monkeypatc
     with caplog.at_level("INFO", logger="cam_cli"):
         assert localizer.batch_for_memory(32) == 2
         parts = [r.as_record() for r in localizer.localize(paths, batch_size=32, workers=0)]
-    assert parts == whole and len(whole) == 5 and all("predictions" in r for r in whole)
+    assert parts == whole
+    assert len(whole) == 5
+    assert all("predictions" in r for r in whole)
     assert any("2 images per forward pass instead of 32" in r.getMessage() for r in caplog.records)
     localizer.close()

@@ -72,8 +72,10 @@ def test_iou_just_over_and_just_under_half_decide_correctness():
     over = evaluator.add(record(pred(1, SNAKE, (0, 0, 99, 50))), annotation((SNAKE, GT)))
     under = evaluator.add(record(pred(1, SNAKE, (0, 0, 99, 48))), annotation((SNAKE, GT)))
     exact = evaluator.add(record(pred(1, SNAKE, (0, 0, 99, 49))), annotation((SNAKE, GT)))
-    assert over["top1_loc_correct"] and exact["top1_loc_correct"]
-    assert not under["top1_loc_correct"] and under["top1_cls_correct"]
+    assert over["top1_loc_correct"]
+    assert exact["top1_loc_correct"]
+    assert not under["top1_loc_correct"]
+    assert under["top1_cls_correct"]
     assert under["predictions"][0]["iou"] == pytest.approx(0.49)
     summary = evaluator.summary()
     assert summary["correct"]["top1_loc"] == 2
@@ -84,13 +86,15 @@ def test_right_box_wrong_class_is_wrong():
     result = LocalizationEvaluator().add(record(pred(1, TENCH, GT)), annotation((SNAKE, GT)))
     assert result["predictions"][0]["iou"] == 1.0
     assert not result["predictions"][0]["class_correct"]
-    assert not result["top1_loc_correct"] and not result["top5_loc_correct"]
+    assert not result["top1_loc_correct"]
+    assert not result["top5_loc_correct"]
 
 
 def test_second_ground_truth_box_matches():
     gt = annotation((SNAKE, (0, 0, 9, 9)), (SNAKE, (50, 50, 89, 89)))
     result = LocalizationEvaluator().add(record(pred(1, SNAKE, (50, 50, 89, 89))), gt)
-    assert result["top1_loc_correct"] and result["predictions"][0]["iou"] == 1.0
+    assert result["top1_loc_correct"]
+    assert result["predictions"][0]["iou"] == 1.0
     assert [b["box"] for b in result["gt_boxes"]] == [[0, 0, 9, 9], [50, 50, 89, 89]]
 
 
@@ -98,7 +102,8 @@ def test_box_must_overlap_a_box_of_the_predicted_class():
     # Two classes in the image: the snake prediction sits exactly on the *fox* box.
     gt = annotation((SNAKE, (0, 0, 9, 9)), (FOX, (50, 50, 89, 89)))
     result = LocalizationEvaluator().add(record(pred(1, SNAKE, (50, 50, 89, 89))), gt)
-    assert result["top1_cls_correct"] and not result["top1_loc_correct"]
+    assert result["top1_cls_correct"]
+    assert not result["top1_loc_correct"]
 
 
 def test_top5_hit_at_rank_4():
@@ -113,8 +118,10 @@ def test_top5_hit_at_rank_4():
     # Given out of order: the evaluator sorts by rank.
     result = evaluator.add(record(*reversed(predictions)), annotation((SNAKE, GT)))
     assert [p["rank"] for p in result["predictions"]] == [1, 2, 3, 4, 5]
-    assert not result["top1_cls_correct"] and result["top5_cls_correct"]
-    assert not result["top1_loc_correct"] and result["top5_loc_correct"]
+    assert not result["top1_cls_correct"]
+    assert result["top5_cls_correct"]
+    assert not result["top1_loc_correct"]
+    assert result["top5_loc_correct"]
     assert [p["loc_correct"] for p in result["predictions"]] == [False, False, False, True, False]
     summary = evaluator.summary()
     assert (summary["top1_cls_error"], summary["top5_cls_error"]) == (100.0, 0.0)
@@ -125,7 +132,8 @@ def test_top5_hit_at_rank_4():
 def test_only_the_first_five_predictions_count():
     predictions = [pred(rank, TENCH, GT) for rank in range(1, 6)] + [pred(6, SNAKE, GT)]
     result = LocalizationEvaluator().add(record(*predictions), annotation((SNAKE, GT)))
-    assert not result["top5_cls_correct"] and len(result["predictions"]) == 5
+    assert not result["top5_cls_correct"]
+    assert len(result["predictions"]) == 5
 
 
 def test_failed_image_counts_as_wrong_and_is_listed():
@@ -134,10 +142,12 @@ def test_failed_image_counts_as_wrong_and_is_listed():
     failed = evaluator.add(
         {"path": "broken.JPEG", "error": "cannot decode"}, annotation((SNAKE, GT))
     )
-    assert failed["error"] == "cannot decode" and failed["predictions"] == []
+    assert failed["error"] == "cannot decode"
+    assert failed["predictions"] == []
     assert not any(failed[f"{k}_correct"] for k in ("top1_cls", "top5_cls", "top1_loc", "top5_loc"))
     summary = evaluator.summary()
-    assert summary["images"] == 2 and summary["failed_images"] == 1
+    assert summary["images"] == 2
+    assert summary["failed_images"] == 1
     assert summary["failed"] == [{"path": "broken.JPEG", "error": "cannot decode"}]
     for key in ("top1_cls_error", "top5_cls_error", "top1_loc_error", "top5_loc_error"):
         assert summary[key] == 50.0
@@ -153,7 +163,8 @@ def test_cub_labels_match_by_class_index():
     gt = annotation(("3", (0, 0, 99, 99)))
     good = LocalizationEvaluator().add(record(pred(1, None, GT, class_index=3)), gt)
     bad = LocalizationEvaluator().add(record(pred(1, None, GT, class_index=4)), gt)
-    assert good["top1_loc_correct"] and not bad["top1_cls_correct"]
+    assert good["top1_loc_correct"]
+    assert not bad["top1_cls_correct"]
     assert prediction_matches({"class_index": 65, "wnid": SNAKE}, SNAKE)
     assert not prediction_matches({"class_index": 65, "wnid": None}, SNAKE)
 
@@ -164,7 +175,8 @@ def test_ground_truth_rescaled_to_the_evaluated_image_size():
     gt = annotation((SNAKE, (0, 0, 99, 99)), width=200, height=200)
     evaluator = LocalizationEvaluator()
     result = evaluator.add(record(pred(1, SNAKE, (0, 0, 49, 49))), gt)
-    assert result["gt_boxes"][0]["box"] == [0, 0, 49, 49] and result["top1_loc_correct"]
+    assert result["gt_boxes"][0]["box"] == [0, 0, 49, 49]
+    assert result["top1_loc_correct"]
     assert evaluator.summary()["images_gt_rescaled"] == 1
 
 
@@ -174,8 +186,10 @@ def test_gt_known():
     miss = evaluator.add(
         record(pred(1, SNAKE, GT)), annotation((SNAKE, GT)), gt_known_box=(0, 0, 99, 48)
     )
-    assert hit["gt_known_correct"] and not hit["top1_loc_correct"]  # class ignored
-    assert miss["gt_known_iou"] == pytest.approx(0.49) and not miss["gt_known_correct"]
+    assert hit["gt_known_correct"]
+    assert not hit["top1_loc_correct"]
+    assert miss["gt_known_iou"] == pytest.approx(0.49)
+    assert not miss["gt_known_correct"]
     summary = evaluator.summary()
     assert (summary["gt_known_images"], summary["gt_known_correct"]) == (2, 1)
     assert summary["gt_known_loc_error"] == 50.0
@@ -190,7 +204,8 @@ def test_labels_only_ground_truth_gives_classification_only():
     evaluator.add(record(pred(1, SNAKE, GT)), annotation(labels=(SNAKE,)))
     summary = evaluator.summary()
     assert summary["top1_cls_error"] == 0.0
-    assert summary["top1_loc_error"] is None and summary["images_without_boxes"] == 1
+    assert summary["top1_loc_error"] is None
+    assert summary["images_without_boxes"] == 1
     assert summary["baselines"]["whole_image"]["top1_loc_error"] is None
 
 
@@ -360,7 +375,8 @@ def test_format_table():
     assert gt_known.split()[-2:] == ["-", "-"]
     assert any("baseline: whole-image box" in line for line in lines)
     assert any("baseline: centred median-size box" in line for line in lines)
-    assert "MaxBoxAccV2" in table and "IoU >= 0.7: 66.67 at CAM threshold 0.00" in table
+    assert "MaxBoxAccV2" in table
+    assert "IoU >= 0.7: 66.67 at CAM threshold 0.00" in table
     # Columns line up.
     header = lines[1]
     assert len({len(line) for line in lines[1:7]}) == 1, table

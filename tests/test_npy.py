@@ -31,7 +31,8 @@ def test_a_good_file_reads_as_np_load(tmp_path):
     for name in ("m.npy", "f.npy"):
         got = read_npy(tmp_path / name)
         want = np.load(tmp_path / name)
-        assert got.dtype == want.dtype and got.flags.f_contiguous == want.flags.f_contiguous
+        assert got.dtype == want.dtype
+        assert got.flags.f_contiguous == want.flags.f_contiguous
         np.testing.assert_array_equal(got, want)
 
 

@@ -33,7 +33,9 @@ def test_the_graph_takes_a_uint8_batch_and_gives_logits_and_every_class_map(expo
     onnx.checker.check_model(model)
     (graph_input,) = model.graph.input
     dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-    assert graph_input.name == "images" and isinstance(dims[0], str) and dims[1:] == [3, 64, 64]
+    assert graph_input.name == "images"
+    assert isinstance(dims[0], str)
+    assert dims[1:] == [3, 64, 64]
     assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     logits, cams = model.graph.output
     assert (logits.name, cams.name) == ("logits", "cams")
@@ -47,11 +49,14 @@ def test_the_graph_takes_a_uint8_batch_and_gives_logits_and_every_class_map(expo
 def test_the_metadata_state_the_preprocessing_classes_version_and_exporter(exported, fake):
     props = {p.key: p.value for p in onnx.load(str(exported[0])).metadata_props}
     assert list(props) == [key for key in KEYS if key != "cam_threshold"]  # none carried
-    assert props["format"] == FORMAT and props["cam_cli_version"] == __version__
+    assert props["format"] == FORMAT
+    assert props["cam_cli_version"] == __version__
     assert json.loads(props["mean"]) == [0.485, 0.456, 0.406]
     assert json.loads(props["std"]) == [0.229, 0.224, 0.225]
-    assert props["channel_order"] == "rgb" and json.loads(props["divide_by"]) == 255.0
-    assert props["input_size"] == "64" and props["opset"] == "18"
+    assert props["channel_order"] == "rgb"
+    assert json.loads(props["divide_by"]) == 255.0
+    assert props["input_size"] == "64"
+    assert props["opset"] == "18"
     assert [wnid for wnid, _ in json.loads(props["classes"])] == WNIDS
     assert json.loads(props["classes"])[1] == [WNIDS[1], "class1"]
     assert props["exporter"].startswith("torch.onnx.export(dynamo=True), torch ")

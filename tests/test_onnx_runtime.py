@@ -37,7 +37,8 @@ def both_outputs(options: ModelOptions, onnx_file, paths: list[str]):
     """(PyTorch logits, PyTorch CAMs of every class, ONNX logits, ONNX CAMs) on ``paths``."""
     torch.manual_seed(0)  # random weights: the same as the export's
     ours, theirs = load_model(options), load_model(ModelOptions(onnx=onnx_file))
-    assert theirs.input_size == ours.input_size and theirs.classes == ours.classes
+    assert theirs.input_size == ours.input_size
+    assert theirs.classes == ours.classes
     pixels = torch.from_numpy(np.stack([load_resized(p, ours.input_size)[0] for p in paths]))
     with torch.inference_mode():
         logits, features = ours.model(ours.preprocessing.apply(pixels))
@@ -166,7 +167,9 @@ def test_a_checkpoint_equals_pytorch_and_its_threshold_travels(trained, sample_d
     assert_close_to_range(logits, onnx_logits, (1,))
     assert_close_to_range(cams, onnx_cams, (2, 3))
     loaded = load_model(ModelOptions(onnx=onnx_file))
-    assert loaded.cam_threshold == 0.35 and loaded.input_size == 32 and loaded.arch == "small-gap"
+    assert loaded.cam_threshold == 0.35
+    assert loaded.input_size == 32
+    assert loaded.arch == "small-gap"
 
 
 def test_bbox_and_eval_with_onnx_equal_the_checkpoint(trained, tmp_path):
@@ -184,9 +187,11 @@ def test_bbox_and_eval_with_onnx_equal_the_checkpoint(trained, tmp_path):
         reports.append(json.loads(out.read_text()))
     ours, theirs = (report.pop("settings") for report in reports)
     assert reports[0] == reports[1]  # every figure
-    assert theirs.pop("onnx") == str(onnx_file) and ours.pop("checkpoint") == options.checkpoint
+    assert theirs.pop("onnx") == str(onnx_file)
+    assert ours.pop("checkpoint") == options.checkpoint
     assert theirs.pop("preprocessing") == "imagenet (inside the ONNX graph)"
-    assert ours.pop("preprocessing") == "imagenet" and theirs == ours
+    assert ours.pop("preprocessing") == "imagenet"
+    assert theirs == ours
 
 
 def test_cam_with_onnx_writes_the_maps_of_the_checkpoint(trained, tmp_path):
@@ -198,7 +203,8 @@ def test_cam_with_onnx_writes_the_maps_of_the_checkpoint(trained, tmp_path):
                         "--no-fast", "--workers", 0, "-q")  # fmt: skip
         assert result.exit_code == 0, result.output
     written = sorted(p.name for p in (tmp_path / "torch").iterdir())
-    assert written == sorted(p.name for p in (tmp_path / "onnx").iterdir()) and written
+    assert written == sorted(p.name for p in (tmp_path / "onnx").iterdir())
+    assert written
     for name in (n for n in written if n.endswith(".npy")):
         ours, theirs = np.load(tmp_path / "torch" / name), np.load(tmp_path / "onnx" / name)
         assert np.abs(ours - theirs).max() <= TOLERANCE * (ours.max() - ours.min())

@@ -17,7 +17,8 @@ def test_input_size_out_of_range(fake, size, tmp_path):
     one_line_error(result, "--input-size")
     result = invoke("train", "--data", tmp_path, "--out", tmp_path / "r", "--image-size", size)
     one_line_error(result, f"--image-size {size}")
-    assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()
+    assert not (tmp_path / "c").exists()
+    assert not (tmp_path / "r").exists()
 
 
 def test_library_arguments_in_backticks_become_flags():

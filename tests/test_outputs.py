@@ -161,7 +161,8 @@ def test_jsonl_sizes_are_the_images_own(boxes):
         assert [p["rank"] for p in record["predictions"]] == list(range(1, TOPK + 1))
         for p in record["predictions"]:
             x0, y0, x1, y1 = p["box"]
-            assert 0 <= x0 <= x1 < width and 0 <= y0 <= y1 < height
+            assert 0 <= x0 <= x1 < width
+            assert 0 <= y0 <= y1 < height
 
 
 @pytest.mark.slow
@@ -261,9 +262,11 @@ def test_overlay_at_alpha_1_is_the_jet_colour_of_the_map(boxes, cams):
         cold = cell_centre(np.unravel_index(np.argmin(normalised), CAM_SIZE), CAM_SIZE, size)
         # a pixel may sit half a pixel off the cell's centre, hence the tolerance on 128
         red, green, blue = overlay[hot]
-        assert abs(red - 128) <= 16 and green == blue == 0, f"{name}: peak {overlay[hot]}"
+        assert abs(red - 128) <= 16, f"{name}: peak {overlay[hot]}"
+        assert green == blue == 0, f"{name}: peak {overlay[hot]}"
         red, green, blue = overlay[cold]
-        assert abs(blue - 128) <= 16 and red == green == 0, f"{name}: zero {overlay[cold]}"
+        assert abs(blue - 128) <= 16, f"{name}: zero {overlay[cold]}"
+        assert red == green == 0, f"{name}: zero {overlay[cold]}"
 
 
 @pytest.mark.slow
@@ -319,7 +322,8 @@ def test_bbox_draw_outlines_every_rank_in_its_colour(images, boxes):
         original = pixels(images[name]).repeat(2, axis=0).repeat(2, axis=1)  # crisp, nearest
         drawn = pixels(draw / f"{name}_boxes.png")
         height, width = original.shape[:2]
-        assert drawn.shape[1] == width and drawn.shape[0] > height  # the key below the image
+        assert drawn.shape[1] == width
+        assert drawn.shape[0] > height
         drawn = drawn[:height]
         for p in predictions:
             x0, y0, x1, y1 = scaled(p["box"])
@@ -401,7 +405,9 @@ def test_a_draw_failure_is_in_the_images_record_as_it_is_in_the_count(tmp_path):
         ]  # fmt: skip
         if fmt == "jsonl":
             a, b = map(json.loads, result.stdout.splitlines())
-            assert "error" not in a and b["error"] == problem and len(b["predictions"]) == 1
+            assert "error" not in a
+            assert b["error"] == problem
+            assert len(b["predictions"]) == 1
         else:
             rows = list(csv.DictReader(io.StringIO(result.stdout)))
             assert [(r["rank"], r["error"]) for r in rows] == [("1", ""), ("1", problem)]

@@ -70,10 +70,12 @@ def test_own_folders_train_on_a_cpu_pick_a_threshold_and_score_by_class_name(tmp
         "9 val images (all); 1 epochs of 3 steps of 6;" in trained.stderr  # fmt: skip
     summary = json.loads(trained.stdout)
     checkpoint = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
-    assert checkpoint["config"]["freeze_backbone"] and checkpoint["config"]["zero_init_head"]
+    assert checkpoint["config"]["freeze_backbone"]
+    assert checkpoint["config"]["zero_init_head"]
     assert [c["wnid"] for c in checkpoint["classes"]] == sorted(CLASSES.values())
     choice = checkpoint["cam_threshold_choice"]
-    assert choice["images"] == 6 and choice["failed_images"] == 0
+    assert choice["images"] == 6
+    assert choice["failed_images"] == 0
     best = max(choice["accuracy"].values())
     assert choice["accuracy"][f"{checkpoint['cam_threshold']:.2f}"] == best
     # the candidates' accuracies are counts out of 6 images
@@ -102,9 +104,8 @@ def test_own_folders_train_on_a_cpu_pick_a_threshold_and_score_by_class_name(tmp
                     "--annotations", data / "val_boxes.csv", "--json", report)  # fmt: skip
     assert scored.exit_code == 0, scored.output
     figures = json.loads(report.read_text())
-    assert (
-        figures["images"] == 9 and figures["settings"]["threshold"] == checkpoint["cam_threshold"]
-    )
+    assert figures["images"] == 9
+    assert figures["settings"]["threshold"] == checkpoint["cam_threshold"]
     assert figures["top1_cls_error"] == pytest.approx(100 * (1 - top1 / 9))
     assert figures["gt_known_loc_error"] == pytest.approx(100 * (1 - gt_known / 9))
     assert figures["top1_loc_error"] == pytest.approx(100 * (1 - top1_loc / 9))
@@ -123,7 +124,8 @@ def test_a_missing_setup_is_refused_before_the_first_epoch(tmp_path):
                      "--backbone-weights", MOBILENET_WEIGHTS,
                      "--threshold-boxes", data / "boxes" / "other.csv")  # fmt: skip
     assert unknown.exit_code == 2
-    assert "--threshold-boxes: " in unknown.stderr and "tabby cat" in unknown.stderr
+    assert "--threshold-boxes: " in unknown.stderr
+    assert "tabby cat" in unknown.stderr
     for run in ("r1", "r2"):  # nothing trained, nothing written
         assert not (tmp_path / run / "metrics.jsonl").exists()
         assert not (tmp_path / run / "best.pt").exists()

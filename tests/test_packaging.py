@@ -25,9 +25,12 @@ def test_metadata_fields_an_index_shows_are_there():
     assert PROJECT["license"] == "MIT"
     assert all((REPO / name).is_file() for name in PROJECT["license-files"])
     assert "MIT License" in (REPO / "LICENSE").read_text()
-    assert PROJECT["authors"] and PROJECT["keywords"]
-    assert PROJECT["readme"] == "README.md" and PROJECT["requires-python"] == ">=3.11"
-    assert PROJECT["dynamic"] == ["version"] and cam_cli.__version__.count(".") == 2
+    assert PROJECT["authors"]
+    assert PROJECT["keywords"]
+    assert PROJECT["readme"] == "README.md"
+    assert PROJECT["requires-python"] == ">=3.11"
+    assert PROJECT["dynamic"] == ["version"]
+    assert cam_cli.__version__.count(".") == 2
 
 
 def test_one_project_url_everywhere():
@@ -50,7 +53,9 @@ def test_dev_installs_what_ci_runs():
     dev = " ".join(extras["dev"])
     own = [re.findall(r"\w+", name.split("[", 1)[1]) for name in extras["dev"] if "[" in name]
     assert any("docs" in names for names in own), extras["dev"]  # cam-cli[docs,...]
-    assert "build" in dev and "pytest" in dev and "ruff" in dev
+    assert "build" in dev
+    assert "pytest" in dev
+    assert "ruff" in dev
     assert any(name.startswith("mkdocs-material") for name in extras["docs"])
     assert any(name.startswith("mkdocstrings") for name in extras["docs"])
 

@@ -63,7 +63,8 @@ def test_the_readme_python_api_runs_as_printed(tmp_path, sample_dir, mobilenet_w
     assert any(Path("cams").iterdir())
     report = names["report"].to_json()
     assert report["images"] == len(images)
-    assert math.isfinite(report["top1_loc_error"]) and math.isfinite(report["top5_loc_error"])
+    assert math.isfinite(report["top1_loc_error"])
+    assert math.isfinite(report["top5_loc_error"])
     assert Path("runs/x/best.pt").is_file()
 
     names = {}

@@ -118,7 +118,9 @@ def test_names_and_nan_as_every_output_writes_them():
     )
     shown = printable_report(report)
     assert shown.failed == [{"path": "bad\\xff.jpg", "error": "truncated"}]
-    assert shown.settings == {"images": "bad\\xff.jpg"} and shown.pxap["pxap"] is None
+    assert shown.settings == {"images": "bad\\xff.jpg"}
+    assert shown.pxap["pxap"] is None
     assert report.failed[0]["path"] == bad  # the report itself is left as it was
     text = json_text(report)
-    assert text.endswith("}\n") and json.loads(text)["failed"][0]["path"] == "bad\\xff.jpg"
+    assert text.endswith("}\n")
+    assert json.loads(text)["failed"][0]["path"] == "bad\\xff.jpg"

@@ -102,7 +102,8 @@ def test_merge_puts_each_crop_at_its_place():
     assert merged[255, 0] == 3 + 8  # bottom-left
     assert merged[255, 255] == 4 + 9  # bottom-right
     assert merged[128, 128] == sum(range(1, 11))  # all ten
-    assert merged[16, 16] == 1 + 6 + 5 + 10 and merged[15, 16] == 1 + 6  # centre from 16
+    assert merged[16, 16] == 1 + 6 + 5 + 10
+    assert merged[15, 16] == 1 + 6
     assert merged[0, 100] == 1 + 6 + 2 + 7  # both top crops
 
 
@@ -139,9 +140,11 @@ def test_read_maps_npy_shapes_and_bad_files(tmp_path):
     np.save(tmp_path / "stack.npy", np.ones((3, 4, 5)))
     np.save(tmp_path / "ints.npy", np.arange(20, dtype=np.int16).reshape(4, 5))
     maps, stacked = read_maps(tmp_path / "one.npy")
-    assert maps.shape == (1, 4, 5) and not stacked
+    assert maps.shape == (1, 4, 5)
+    assert not stacked
     maps, stacked = read_maps(tmp_path / "stack.npy")
-    assert maps.shape == (3, 4, 5) and stacked
+    assert maps.shape == (3, 4, 5)
+    assert stacked
     assert read_maps(tmp_path / "ints.npy")[0].dtype == np.float64
     bad = {
         "vector.npy": (np.ones(5), "got shape"),
@@ -232,7 +235,8 @@ def test_resize_map_scales_maps_beyond_float32_instead_of_overflowing(recwarn):
     cam = np.zeros((7, 7))
     cam[3, 3], cam[0, 0] = 1e308, -1e308
     resized = resize_map(cam, (14, 14))
-    assert np.isfinite(resized).all() and resized.max() == pytest.approx(resized[6:8, 6:8].max())
+    assert np.isfinite(resized).all()
+    assert resized.max() == pytest.approx(resized[6:8, 6:8].max())
     assert (
         rule_boxes(resized, "zhou2016")[0].tolist()
         == rule_boxes(resize_map(cam / 1e308, (14, 14)), "zhou2016")[0].tolist()

@@ -65,7 +65,8 @@ def test_layout_is_np_save_of_the_image_id(tmp_path):
     assert written == tmp_path / "maps" / "val" / "ILSVRC2012_val_00000001.JPEG.npy"
     assert written == scoremap_path(tmp_path / "maps", image_id)
     back = np.load(written)  # what their CamDataset does
-    assert back.dtype == np.float64 and back.shape == (224, 224)
+    assert back.dtype == np.float64
+    assert back.shape == (224, 224)
     np.testing.assert_array_equal(back, scoremap)
     assert not [p for p in written.parent.iterdir() if p.name.startswith(".")]  # no temp left
     assert find_scoremaps(tmp_path / "maps") == {"ILSVRC2012_val_00000001": written}
@@ -92,10 +93,12 @@ def test_scoremaps_scored_as_boxevaluator(tmp_path):
     maxbox = report["maxboxacc_v2"]
     # a hits at t <= 0.39 (weak blob box [100, 100, 150, 150]: 2500 / 2601), b at t >= 0.30
     # (blob box [60, 60, 120, 120]: 3600 / 3721): both at 0.30..0.39, the lowest is reported
-    assert report["images"] == 2 and report["failed_images"] == 0
+    assert report["images"] == 2
+    assert report["failed_images"] == 0
     assert maxbox["accuracy"] == [100.0, 100.0, 100.0]
     assert maxbox["best_threshold"] == [pytest.approx(0.30)] * 3
-    assert maxbox["maxboxacc_v2"] == 100.0 and maxbox["protocol"] == "wsol"
+    assert maxbox["maxboxacc_v2"] == 100.0
+    assert maxbox["protocol"] == "wsol"
     assert maxbox["threshold_source"] == "best on these images"
     assert report["settings"]["mode"] == "scoremaps"
 
@@ -159,7 +162,8 @@ def test_a_bad_map_is_a_failed_image_and_unmatched_maps_are_listed(tmp_path):
     np.save(tmp_path / "val" / "c.JPEG.npy", np.zeros((100, 100)))
     truth["c"] = _annotation("c", (0, 0, 10, 10))
     report = evaluate_scoremaps(tmp_path, truth)
-    assert report["images"] == 3 and report["failed_images"] == 1
+    assert report["images"] == 3
+    assert report["failed_images"] == 1
     assert "224x224" in report["failed"][0]["error"]
     assert report["maxboxacc_v2"]["accuracy"] == [pytest.approx(200 / 3)] * 3  # c: a miss
     with pytest.raises(ValueError, match="224x224"):
@@ -195,9 +199,11 @@ def test_real_maps_saved_by_a_model_run_give_its_figure(sample_dir, mobilenet_we
         save_scoremaps=tmp_path / "maps",
     )  # fmt: skip
     saved = find_scoremaps(tmp_path / "maps")
-    assert sorted(saved) == sorted(truth) and len(saved) == 12
+    assert sorted(saved) == sorted(truth)
+    assert len(saved) == 12
     first = load_scoremap(saved[min(saved)])
-    assert first.dtype == np.float64 and (first.min(), first.max()) == (0.0, 1.0)
+    assert first.dtype == np.float64
+    assert (first.min(), first.max()) == (0.0, 1.0)
     scored = evaluate_scoremaps(tmp_path / "maps", truth)
     assert scored["maxboxacc_v2"] == run["maxboxacc_v2"]
 
@@ -221,7 +227,8 @@ def test_wsol_metadata_reads_only_its_ids_maps(tmp_path):
         truth=TruthOptions(wsol_metadata=tmp_path / "m"), source=SourceOptions(scoremaps=maps)
     )
     report = evaluate(options).to_json()
-    assert report["images"] == 2 and report["missing"]["left_out"] == 0
+    assert report["images"] == 2
+    assert report["missing"]["left_out"] == 0
     assert report["maxboxacc_v2"]["accuracy"] == [100.0, 100.0, 100.0]  # as test above
     assert report["maxboxacc_v2"]["best_threshold"] == [pytest.approx(0.30)] * 3
     (maps / "val" / "b.JPEG.npy").unlink()
@@ -276,7 +283,8 @@ def test_a_map_declaring_a_huge_or_a_sparse_array_fails_from_its_header(tmp_path
     errors = {Path(f["path"]).name: f["error"] for f in report["failed"]}
     assert "declares shape [200000, 200000]" in errors["huge.JPEG.npy"]
     assert errors["sparse.JPEG.npy"] == "a score map must be 224x224, not 12000x12000"
-    assert report["images"] == 4 and report["failed_images"] == 2
+    assert report["images"] == 4
+    assert report["failed_images"] == 2
 
 
 def test_image_sizes_for_the_maps_are_read_under_the_pixel_limit(tmp_path):

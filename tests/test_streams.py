@@ -152,7 +152,8 @@ def test_the_decode_thread_alone_uses_its_stream_drained_before_each_decode(
             waited, kept = fake.ops(consumer)[-2:]
             assert waited[:2] == ("wait_event", "MainThread")
             assert waited[2].stream is fake.sides[0]  # the event of the decode thread's stream
-            assert kept[0] == "keep" and kept[2] is batch.pixels  # record_stream for the consumer
+            assert kept[0] == "keep"
+            assert kept[2] is batch.pixels
             # the race of the issue: another thread queues and frees work meanwhile
             box_thread.submit(lambda: fake.current(CPU).record_event()).result()
             got.append(batch)
@@ -162,7 +163,8 @@ def test_the_decode_thread_alone_uses_its_stream_drained_before_each_decode(
     recorded = [thing for op, _, thing in fake.ops(side) if op == "record_event"]
     consumer = fake.current(CPU)
     waited = [thing for op, _, thing in fake.ops(consumer) if op == "wait_event"]
-    assert waited == recorded and len(recorded) == 4  # batch i waits on batch i's event
+    assert waited == recorded
+    assert len(recorded) == 4
     # one batched call per batch (the PNG went to the PIL path), each in the decode thread,
     # on its drained stream, which no other thread had used
     assert decodes == [(DECODE_THREAD, True, {DECODE_THREAD})] * 4
@@ -232,7 +234,8 @@ def test_the_pipeline_with_the_decode_thread_and_fake_streams_gives_the_same_res
         localizer = Localizer(
             loaded, topk=2, fast=False, decode="device", box_backend=step, lanes=1
         )
-        assert localizer.box_backend == step and localizer.boxes_on_device == (step == "torch")
+        assert localizer.box_backend == step
+        assert localizer.boxes_on_device == (step == "torch")
         localizer.decode_thread = thread
         if fake is not None:
             localizer.streams = fake
@@ -244,7 +247,8 @@ def test_the_pipeline_with_the_decode_thread_and_fake_streams_gives_the_same_res
         fake = FakeStreams()
         assert records(step, thread=True, fake=fake) == reference
         main_waits = [op for _, op, thread, _ in fake.log if thread == "MainThread"]
-        assert "synchronize" not in main_waits and "host waits" not in main_waits
+        assert "synchronize" not in main_waits
+        assert "host waits" not in main_waits
         users = {side: {thread for _, thread, _ in fake.ops(side)} for side in fake.sides}
         assert sorted(map(sorted, users.values())) == sorted(
             [[DECODE_THREAD]] + ([["cam-cli-box_0"]] if step == "torch" else [])
@@ -252,7 +256,8 @@ def test_the_pipeline_with_the_decode_thread_and_fake_streams_gives_the_same_res
         if step == "torch":
             (box_side,) = [side for side, threads in users.items() if threads != {DECODE_THREAD}]
             ops = fake.ops(box_side)
-            assert ops[0][0] == "use" and ops[1][0] == "wait_event"
+            assert ops[0][0] == "use"
+            assert ops[1][0] == "wait_event"
             assert ops[1][2].stream is fake.current(torch.device("cpu"))  # the forward's
             assert [op for op, _, _ in ops[2:8]] == ["keep"] * 6  # every tensor that crosses
 
@@ -311,7 +316,8 @@ def test_host_syncs_per_batch_on_cuda(fake, tmp_path, step):
 
     def bbox() -> None:
         results = list(localizer.localize(paths, extra_classes=lambda p: [1], batch_size=4))
-        assert len(results) == 16 and all(r.error is None for r in results)
+        assert len(results) == 16
+        assert all(r.error is None for r in results)
 
     syncs = _count_syncs(bbox)
     print(f"\nbbox, box step {step}, decode {localizer.decode}: {dict(syncs)} in {batches} batches")

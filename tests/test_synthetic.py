@@ -153,7 +153,8 @@ def test_layout_and_formats(dataset):
         labels.append(wnids.index(csv_objects[0][0]))
         n_boxes += len(csv_objects)
     assert n_boxes == dataset.val_boxes
-    assert dataset.train_images == 6 * 2 and dataset.val_images == N_VAL
+    assert dataset.train_images == 6 * 2
+    assert dataset.val_images == N_VAL
     # Mostly one object per image, some with two; balanced classes.
     assert N_VAL < n_boxes < 1.25 * N_VAL
     counts = np.bincount(labels, minlength=6)
@@ -169,12 +170,15 @@ def test_boxes_inside_image_and_within_promised_area(dataset):
         t = prediction.split()
         for j in range(0, len(t), 5):
             x0, y0, x1, y1 = (int(v) for v in t[j + 1 : j + 5])
-            assert 0 <= x0 <= x1 <= 63 and 0 <= y0 <= y1 <= 63
+            assert 0 <= x0 <= x1 <= 63
+            assert 0 <= y0 <= y1 <= 63
             fractions.append((x1 - x0 + 1) * (y1 - y0 + 1) / 64**2)
     fractions = np.array(fractions)
-    assert fractions.min() >= MIN_AREA_FRACTION and fractions.max() <= MAX_AREA_FRACTION
+    assert fractions.min() >= MIN_AREA_FRACTION
+    assert fractions.max() <= MAX_AREA_FRACTION
     # Spread over the range, not bunched at one size.
-    assert fractions.min() < 0.1 and fractions.max() > 0.3
+    assert fractions.min() < 0.1
+    assert fractions.max() > 0.3
 
 
 def test_box_is_tight_around_object_pixels(dataset):
@@ -244,10 +248,11 @@ def test_class_specs():
     assert len({s.name for s in specs}) == MAX_CLASSES
     assert [s.wnid for s in specs] == sorted(s.wnid for s in specs)
     first = class_specs(8)
-    assert len({s.shape for s in first}) == 8 and len({s.colour for s in first}) == 8
+    assert len({s.shape for s in first}) == 8
+    assert len({s.colour for s in first}) == 8
     assert class_specs(6)[0].name == "red striped disc"
     for bad in (0, MAX_CLASSES + 1):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="num_classes must be in"):
             class_specs(bad)
 
 
@@ -273,7 +278,7 @@ def test_refuses_to_clobber_and_overwrites_own_output(tmp_path):
 
 def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     calls = []
-    real_save = synthetic._save_jpeg
+    real_save = synthetic._save_jpeg  # noqa: SLF001 - wrapped to fail part-way
 
     def flaky_save(image, path):
         calls.append(path)
@@ -297,7 +302,8 @@ def test_the_synth_command(tmp_path):
     with Image.open(out / "val" / "ILSVRC2012_val_00000001.JPEG") as im:
         assert im.size == (40, 40)
     again = CliRunner().invoke(app, ["synth", str(out)])  # exists: refused, with a message
-    assert again.exit_code == 2 and "exists" in again.stderr
+    assert again.exit_code == 2
+    assert "exists" in again.stderr
 
 
 def test_partials_of_killed_runs_are_removed_on_the_next_run_and_only_those(tmp_path):

@@ -41,9 +41,11 @@ def test_boxes_of_present_images_of_known_classes_are_kept_the_rest_said(tmp_pat
         (str(tmp_path / "imgs" / "sub" / "b.png"), 2),
     ]
     a, b = images[0][2], images[1][2]
-    assert a.image_id == "a" and a.labels == ("golden_retriever",)
+    assert a.image_id == "a"
+    assert a.labels == ("golden_retriever",)
     assert a.boxes == (("golden_retriever", (1, 2, 30, 20)), ("golden_retriever", (5, 5, 10, 9)))
-    assert b.boxes == (("n02056570", (0, 0, 47, 31)),) and b.labels == ("n02056570",)
+    assert b.boxes == (("n02056570", (0, 0, 47, 31)),)
+    assert b.labels == ("n02056570",)
     assert notes == [
         f"1 images of {csv} have boxes of several classes (e.g. 'b'); only their first class's "
         "boxes are used",

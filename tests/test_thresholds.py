@@ -32,7 +32,8 @@ def test_a_good_report_gives_its_thresholds(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(report()))
     carried = carry(path)
-    assert carried["thresholds"] == [0.35, 0.5, 0.2] and carried["images"] == 7
+    assert carried["thresholds"] == [0.35, 0.5, 0.2]
+    assert carried["images"] == 7
     assert carried["source"] == f"{path.resolve()} (best on its 7 images)"
 
 
@@ -58,7 +59,8 @@ def test_every_bad_report_is_one_error_naming_the_file(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(EvaluationError) as refused:
         carry(path)
-    assert str(refused.value).startswith(str(path)) and message in str(refused.value)
+    assert str(refused.value).startswith(str(path))
+    assert message in str(refused.value)
 
 
 def test_a_fifo_report_is_refused_at_once(tmp_path):

@@ -36,7 +36,8 @@ REFUSED = {
 def test_timm_cam_identity_and_size(name):
     torch.manual_seed(0)
     spec = get_arch(name)
-    assert spec.name == name and spec.cam_size_at_224 == EXACT[name]
+    assert spec.name == name
+    assert spec.cam_size_at_224 == EXACT[name]
     model = build_model(name, num_classes=5).eval()
     size = EXACT[name]
     assert cam_size(model, 224) == (size, size)
@@ -57,7 +58,8 @@ def test_timm_heads_that_are_not_cam_exact_are_refused(name):
     with pytest.raises(SetupError, match=REFUSED[name]) as info:
         get_arch(name)
     message = str(info.value)
-    assert "mean(M_c) = S_c - b_c" in message and "\n" not in message
+    assert "mean(M_c) = S_c - b_c" in message
+    assert "\n" not in message
 
 
 def test_timm_refusal_on_the_command_line_is_one_line_and_exit_2(tmp_path):
@@ -67,7 +69,8 @@ def test_timm_refusal_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "img" / "a.png")
     result = invoke("bbox", "--arch", "timm/convnext_atto", "--images", tmp_path / "img")
     assert result.exit_code == 2, result.output
-    assert "head.norm" in result.output and "mean(M_c) = S_c - b_c" in result.output
+    assert "head.norm" in result.output
+    assert "mean(M_c) = S_c - b_c" in result.output
 
 
 def test_unknown_timm_model_and_missing_timm_say_what_to_do(monkeypatch):
@@ -174,9 +177,10 @@ def test_hf_hub_weights_offline_say_how_to_pass_a_file(monkeypatch):
     for reachable in (True, False):  # the download fails / the hub does not answer at all
         monkeypatch.setattr("cam_cli.models.weights._hub_reachable", lambda r=reachable: r)
         for weights in ("hf-hub:timm/resnet18.a1_in1k", "imagenet"):
-            with pytest.raises(ModelLoadError, match="--weights FILE") as info:
+            with pytest.raises(ModelLoadError, match="`weights` FILE") as info:
                 load_model(arch="timm/resnet18", weights=weights)
-            assert "\n" not in str(info.value) and "timm/resnet18" in str(info.value)
+            assert "\n" not in str(info.value)
+            assert "timm/resnet18" in str(info.value)
 
 
 def test_hf_hub_weights_from_the_hub_cache(monkeypatch, tmp_path):
@@ -201,7 +205,8 @@ def test_hf_hub_weights_from_the_hub_cache(monkeypatch, tmp_path):
     monkeypatch.setattr("cam_cli.models.weights._hub_reachable", lambda: True)
     loaded = load_model(arch="timm/resnet18", weights="hf-hub:timm/resnet18.a1_in1k")
     assert asked == [("timm/resnet18.a1_in1k", "model.safetensors")]
-    assert len(loaded.classes) == 1000 and loaded.classes[0].name
+    assert len(loaded.classes) == 1000
+    assert loaded.classes[0].name
 
 
 def test_models_timm_lists_only_cam_exact_models():
@@ -213,9 +218,11 @@ def test_models_timm_lists_only_cam_exact_models():
     assert "timm/mobilenetv2_050" in names
     assert "timm/mobilenetv3_small_050" not in names  # conv_head after pooling
     row = next(line.split() for line in lines if line.startswith("timm/mobilenetv2_050 "))
-    assert row[1:3] == ["7x7", "224"] and row[3].endswith("M")
+    assert row[1:3] == ["7x7", "224"]
+    assert row[3].endswith("M")
     too_many = invoke("models", "--timm", "*")
-    assert too_many.exit_code == 2 and "narrower pattern" in too_many.output
+    assert too_many.exit_code == 2
+    assert "narrower pattern" in too_many.output
 
 
 @pytest.mark.parametrize("name", ["timm/resnet18", "timm/efficientnet_b0"])

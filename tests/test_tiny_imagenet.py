@@ -125,7 +125,8 @@ def test_scan_data_takes_the_download_as_it_is(root):
         (0, "n01000001", "goldfish"),
         (1, "n02000002", "bullfrog"),
     ]
-    assert len(data.train) == 6 and all("/images/" in path for path, _ in data.train)
+    assert len(data.train) == 6
+    assert all("/images/" in path for path, _ in data.train)
     assert sorted(data.val) == [
         (str(root / "val/images/val_0.JPEG"), 1),
         (str(root / "val/images/val_1.JPEG"), 0),
@@ -133,7 +134,9 @@ def test_scan_data_takes_the_download_as_it_is(root):
     assert any("1 val images have no annotation" in note for note in data.notes)
     assert limit_per_class(data.train, 2) == [data.train[i] for i in (0, 1, 3, 4)]
     grey = LabeledImages(data.train, 8, augment=True, seed=0, scale_min=0.35)[(0, 0)]
-    assert "_0.JPEG" in grey.path and grey.error is None and grey.pixels.shape == (3, 8, 8)
+    assert "_0.JPEG" in grey.path
+    assert grey.error is None
+    assert grey.pixels.shape == (3, 8, 8)
 
 
 def test_a_class_folder_not_in_wnids_txt(root):
@@ -156,7 +159,8 @@ def test_gmp_pools_by_max():
     torch.testing.assert_close(gap(x)[1], features)  # same maps, hence the same CAMs
     assert not torch.allclose(gap(x)[0], logits)
     mobile = build_model("mobilenet_v2-gmp", 5)
-    assert mobile.pooling == "max" and mobile(torch.rand(1, 3, 64, 64))[1].shape[-2:] == (4, 4)
+    assert mobile.pooling == "max"
+    assert mobile(torch.rand(1, 3, 64, 64))[1].shape[-2:] == (4, 4)
 
 
 def test_the_checkpoint_threshold_is_the_default_and_an_explicit_one_wins():
@@ -236,7 +240,8 @@ def test_real_run_trains_chooses_a_threshold_and_evaluates(dev_root, tmp_path):
                          train_images_per_class=16, threshold_images_per_class=2)  # fmt: skip
     run = tmp_path / "run"
     result = train(config, dev_root, run, progress=False)
-    assert result.best_metric_name == "val_acc" and result.epochs == 1
+    assert result.best_metric_name == "val_acc"
+    assert result.epochs == 1
     saved = torch.load(run / "best.pt", weights_only=True)
     names = ["European fire salamander", "bullfrog", "tailed frog"]  # sorted wnids, words.txt
     assert [c["name"] for c in saved["classes"]] == names
@@ -269,7 +274,18 @@ def test_real_run_trains_chooses_a_threshold_and_evaluates(dev_root, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["cpu", "cpu-gmp", "cpu-64", "cpu-64-gmp", "cpu-128", "scratch", "finetune"]
+    "name",
+    [
+        "cpu",
+        "cpu-gmp",
+        "cpu-cached",
+        "cpu-cached-gmp",
+        "cpu-64",
+        "cpu-64-gmp",
+        "cpu-128",
+        "scratch",
+        "finetune",
+    ],
 )
 def test_the_tiny_imagenet_recipes_resolve(name):
     """Every recipe is valid as it stands; each GMP one differs from its GAP one in pooling only."""
@@ -278,11 +294,16 @@ def test_the_tiny_imagenet_recipes_resolve(name):
     configs = Path(__file__).resolve().parents[1] / "configs"
     config = resolve_config(config_file=configs / f"tiny-imagenet-{name}.toml").config
     assert config.threshold_images_per_class == 3
-    twins = {"cpu-gmp": ("cpu", "mobilenet_v2-max"), "cpu-64-gmp": ("cpu-64", "mobilenet_v2-gmp")}
+    twins = {
+        "cpu-gmp": ("cpu", "mobilenet_v2-max"),
+        "cpu-cached-gmp": ("cpu-cached", "mobilenet_v2-max"),
+        "cpu-64-gmp": ("cpu-64", "mobilenet_v2-gmp"),
+    }
     if name in twins:
         gap_name, gmp_arch = twins[name]
         gap = resolve_config(config_file=configs / f"tiny-imagenet-{gap_name}.toml").config
-        assert config.replace(arch=gap.arch) == gap and config.arch == gmp_arch
+        assert config.replace(arch=gap.arch) == gap
+        assert config.arch == gmp_arch
 
 
 def test_a_frozen_backbone_without_a_trunk_trains_only_the_classifier():
@@ -299,7 +320,8 @@ def test_a_frozen_backbone_without_a_trunk_trains_only_the_classifier():
         assert [type(m).__name__ for m in frozen] == ["Sequential"]  # net.features
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         assert trainable == {"net.classifier.1.weight", "net.classifier.1.bias"}
-        assert not model.net.features.training and model.net.classifier.training
+        assert not model.net.features.training
+        assert model.net.classifier.training
         logits, features = model(torch.rand(2, 3, 64, 48))
         logits.sum().backward()
         assert model.net.features[0][0].weight.grad is None

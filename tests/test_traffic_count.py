@@ -33,7 +33,8 @@ def test_add_reads_two_and_writes_one():
     with TrafficCounter() as counter:
         torch.add(a, b)
     assert counter.total_bytes == 3 * MB
-    assert counter.op_count == 1 and list(counter.ops) == ["aten.add.Tensor"]
+    assert counter.op_count == 1
+    assert list(counter.ops) == ["aten.add.Tensor"]
 
 
 def test_in_place_counts_the_written_tensor_twice():
@@ -56,7 +57,8 @@ def test_copy_writes_its_destination_without_reading_it():
     with TrafficCounter() as counter:
         a.copy_(b)
         a.add_(b)  # reads a: read + write in both figures
-    assert counter.total_bytes == 6 * MB and counter.write_once_bytes == 5 * MB
+    assert counter.total_bytes == 6 * MB
+    assert counter.write_once_bytes == 5 * MB
 
 
 def test_views_count_their_own_size_and_move_nothing_themselves():
@@ -65,7 +67,8 @@ def test_views_count_their_own_size_and_move_nothing_themselves():
         half = a[0]  # a view: no traffic of its own
         half.neg()  # reads the 1 MB view (not the 2 MB base), writes 1 MB
     assert counter.total_bytes == 2 * MB
-    assert counter.free_bytes > 0 and counter.op_count == 1
+    assert counter.free_bytes > 0
+    assert counter.op_count == 1
 
 
 def test_a_custom_op_with_a_mutated_argument_is_seen_and_counted():
@@ -74,7 +77,8 @@ def test_a_custom_op_with_a_mutated_argument_is_seen_and_counted():
         double_(x)
     assert counter.custom("traffic_test") == counter.ops
     (tally,) = counter.ops.values()
-    assert tally.count == 1 and tally.bytes == tally.write_once == 2 * MB  # read + write of x
+    assert tally.count == 1
+    assert tally.bytes == tally.write_once == 2 * MB
     assert x[0] == 2.0  # it ran
 
 
@@ -89,10 +93,12 @@ def test_sync_inference_flags_data_dependent_ops_only():
 @pytest.mark.parametrize("family", ["spiral", "snake", "maze", "checkerboard"])
 def test_adversarial_families_are_one_component(family):
     maps = family_maps(family, 2, size=33)
-    assert maps.shape == (2, 33, 33) and maps.min() == 0.0
+    assert maps.shape == (2, 33, 33)
+    assert maps.min() == 0.0
     mask = maps[0] > 0.2 * maps[0].max()
     _, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    assert count == 1 and mask.sum() > 33 * 33 // 3
+    assert count == 1
+    assert mask.sum() > 33 * 33 // 3
 
 
 def test_blocking_copies_between_host_and_device_are_flagged():

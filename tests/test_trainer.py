@@ -84,12 +84,14 @@ def test_train_then_bbox_from_the_checkpoint_alone(data, tmp_path):
                  "--lr", 0.05, *TINY)  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["epochs"] == 2 and summary["best_metric"] == "val_acc"
+    assert summary["epochs"] == 2
+    assert summary["best_metric"] == "val_acc"
     assert "epoch 2/2" in result.stderr
 
     # precedence, as recorded in the run: CLI > --config > small-gap recipe > built-in
     resolved = read_config_file(run / "config.toml")
-    assert resolved["epochs"] == 2 and resolved["lr"] == 0.05  # CLI over the file
+    assert resolved["epochs"] == 2
+    assert resolved["lr"] == 0.05
     assert resolved["momentum"] == 0.5  # file over the recipe (0.9)
     assert resolved["crop_scale_min"] == 0.35  # small-gap recipe over the built-in 0.08
     assert resolved["bias_lr_mult"] == 1.0  # built-in
@@ -101,18 +103,23 @@ def test_train_then_bbox_from_the_checkpoint_alone(data, tmp_path):
 
     for name in ("last.pt", "best.pt"):
         saved = torch.load(run / name, map_location="cpu", weights_only=True)
-        assert saved["format"] == CHECKPOINT_FORMAT and saved["version"] == 1
-        assert saved["arch"] == "small-gap" and saved["input_size"] == 32
+        assert saved["format"] == CHECKPOINT_FORMAT
+        assert saved["version"] == 1
+        assert saved["arch"] == "small-gap"
+        assert saved["input_size"] == 32
         assert [c["wnid"] for c in saved["classes"]] == ["n90000000", "n90000001", "n90000002"]
         assert saved["classes"][0]["name"] == "red striped disc"  # from LOC_synset_mapping.txt
         assert all(key.startswith("net.") for key in saved["model"])
         assert saved["config"]["lr"] == 0.05
     last = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     assert {"optimizer", "scheduler", "scaler", "rng", "epoch", "best_metric"} <= set(last)
-    assert last["epoch"] == 2 and last["step"] == 0
+    assert last["epoch"] == 2
+    assert last["step"] == 0
 
     loaded = load_model(checkpoint=run / "best.pt")
-    assert loaded.arch == "small-gap" and len(loaded.classes) == 3 and loaded.input_size == 32
+    assert loaded.arch == "small-gap"
+    assert len(loaded.classes) == 3
+    assert loaded.input_size == 32
 
     boxes = invoke("bbox", "--checkpoint", run / "best.pt", "--images", data / "val",
                 "--workers", 0, "--topk", 2)  # fmt: skip
@@ -120,22 +127,26 @@ def test_train_then_bbox_from_the_checkpoint_alone(data, tmp_path):
     records = [json.loads(line) for line in boxes.stdout.splitlines()]
     assert len(records) == 6
     prediction = records[0]["predictions"][0]
-    assert prediction["wnid"].startswith("n9000") and len(prediction["box"]) == 4
+    assert prediction["wnid"].startswith("n9000")
+    assert len(prediction["box"]) == 4
 
     evaluated = invoke("eval", "--checkpoint", run / "best.pt", "--images", data / "val", "--json",
                     "-", "--annotations", data / "annotations", "--workers", 0)  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(evaluated.stdout)
-    assert report["images"] == 6 and 0 <= report["top1_loc_error"] <= 100
+    assert report["images"] == 6
+    assert 0 <= report["top1_loc_error"] <= 100
 
     # more epochs on resume are fine; a different image size is refused, naming the difference
     more = invoke("train", "--data", data, "--out", run, "--resume", "--epochs", 3)
     assert more.exit_code == 0, more.output
     assert [r["epoch"] for r in metrics(run)] == [1, 2, 3]
     changed = invoke("train", "--data", data, "--out", run, "--resume", "--image-size", 40)
-    assert changed.exit_code == 2 and "image_size: 32 -> 40" in changed.stderr
+    assert changed.exit_code == 2
+    assert "image_size: 32 -> 40" in changed.stderr
     again = invoke("train", "--arch", "small-gap", "--data", data, "--out", run, *TINY)
-    assert again.exit_code == 2 and "--resume" in again.stderr
+    assert again.exit_code == 2
+    assert "--resume" in again.stderr
 
 
 def test_bad_image_is_named_once_and_skipped(data, tmp_path):
@@ -155,7 +166,8 @@ def test_nan_loss_stops_with_a_clear_message(data, tmp_path):
     assert result.exit_code == 1
     message = result.stderr.strip().splitlines()[-1]
     assert "loss is nan" in message or "loss is inf" in message
-    assert "Lower --lr" in message and "Traceback" not in result.output
+    assert "Lower --lr" in message
+    assert "Traceback" not in result.output
 
 
 # --- crash and resume ------------------------------------------------------------------------
@@ -228,7 +240,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data, t
 
     for got, want in zip(metrics(tmp_path / "ddp"), metrics(tmp_path / "single"), strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-5)
-        assert got["train_acc"] == want["train_acc"] and got["val_acc"] == want["val_acc"]
+        assert got["train_acc"] == want["train_acc"]
+        assert got["val_acc"] == want["val_acc"]
     ddp_weights = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["model"]
     one_weights = torch.load(tmp_path / "single" / "last.pt", weights_only=True)["model"]
     torch.manual_seed(0)
@@ -262,14 +275,19 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index(data):
     dataset = LabeledImages(items, 24, augment=True, seed=3, scale_min=0.2)
     item = dataset[(0, 5)]
     a = item.pixels
-    assert item.error is None and a.shape == (3, 24, 24) and a.dtype == np.uint8
-    assert item.label == items[5][1] and item.path == items[5][0]
+    assert item.error is None
+    assert a.shape == (3, 24, 24)
+    assert a.dtype == np.uint8
+    assert item.label == items[5][1]
+    assert item.path == items[5][0]
     assert np.array_equal(a, dataset[(0, 5)].pixels)
     assert not np.array_equal(a, dataset[(1, 5)].pixels)
     for seed in range(50):
         left, top, w, h = random_resized_crop_box(40, 30, np.random.default_rng(seed))
-        assert 0 < w <= 40 and 0 < h <= 30
-        assert 0 <= left <= 40 - w and 0 <= top <= 30 - h
+        assert 0 < w <= 40
+        assert 0 < h <= 30
+        assert 0 <= left <= 40 - w
+        assert 0 <= top <= 30 - h
 
 
 def test_lr_schedules():
@@ -378,7 +396,8 @@ def test_resume_from_a_last_pt_with_a_damaged_optimizer(data, tmp_path, damage):
     result = invoke(*args, "--epochs", 2, "--resume")
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
         f"cam-cli: error: {run / 'last.pt'}: a damaged checkpoint, cannot resume from it ("
     ), result.stderr
 
@@ -392,7 +411,7 @@ def test_a_full_disk_during_train_names_the_file(data, tmp_path, monkeypatch):
     from cam_cli.files import atomic
 
     class FullDisk(io.RawIOBase):
-        def __init__(self, real):
+        def __init__(self, real) -> None:
             self.real = real
 
         def writable(self):
@@ -432,7 +451,8 @@ def test_offline_pretrained_says_to_pass_backbone_weights(data, tmp_path):
         pytest.skip("torchvision's VGG16 weights were available")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--backbone-weights FILE" in lines[0], result.stderr
+    assert len(lines) == 1, result.stderr
+    assert "--backbone-weights FILE" in lines[0], result.stderr
     assert lines[0].startswith("cam-cli: error:")
 
 
@@ -482,6 +502,5 @@ def test_a_malformed_boxes_file_for_the_threshold_stops_before_training(tmp_path
     config = tiny_config(threshold_images_per_class=1, image_size=32)
     with pytest.raises(TrainError, match=r"images_per_class`: .*_boxes.txt:1: expected 5"):
         train(config, root, tmp_path / "run", progress=False)
-    assert (
-        not (tmp_path / "run" / "last.pt").exists() and not (tmp_path / "run" / "best.pt").exists()
-    )
+    assert not (tmp_path / "run" / "last.pt").exists()
+    assert not (tmp_path / "run" / "best.pt").exists()

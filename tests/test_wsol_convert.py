@@ -47,7 +47,8 @@ def test_a_class_list_out_of_sorted_order_gets_a_note(tmp_path):
     result = invoke("convert", tmp_path / "wsol", "--annotations", tmp_path / "xml", "--images",
                     tmp_path / "val", "--classes", tmp_path / "classes.txt", "-q")  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "note: " in result.stderr and "classes.txt: its wnids are not in sorted" in result.stderr
+    assert "note: " in result.stderr
+    assert "classes.txt: its wnids are not in sorted" in result.stderr
     labels = (tmp_path / "wsol" / "class_labels.txt").read_text().splitlines()
     assert labels == ["val/a.JPEG,1", "val/b.JPEG,0"]  # the file's own line numbers
 

@@ -81,7 +81,7 @@ def test_mask_metadata_with_an_empty_ignore_field(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "files, message",
+    ("files", "message"),
     [
         ({"localization": "a.jpg,1,2,3"}, "localization.txt:1: expected 3 or 5"),
         ({"localization": "a.jpg,5,2,3,4"}, "localization.txt:1: invalid box"),
@@ -108,8 +108,10 @@ def test_rows_of_unlisted_images_are_left_out_as_theirs(tmp_path):
         localization="a.jpg,1,2,3,4\nb.jpg,1,2,3,4\n",
     )
     metadata = read_wsol_metadata(folder)
-    assert metadata.image_ids == ("a.jpg",) and set(metadata.class_labels) == {"a.jpg"}
-    assert set(metadata.boxes) == {"a.jpg"} and set(metadata.image_sizes) == {"a.jpg"}
+    assert metadata.image_ids == ("a.jpg",)
+    assert set(metadata.class_labels) == {"a.jpg"}
+    assert set(metadata.boxes) == {"a.jpg"}
+    assert set(metadata.image_sizes) == {"a.jpg"}
 
 
 def test_ids_sharing_a_stem_are_refused():
@@ -130,7 +132,7 @@ def write_image(path: Path, size: tuple[int, int]) -> None:
     Image.fromarray(np.full((size[1], size[0], 3), 90, np.uint8)).save(path)
 
 
-@pytest.fixture()
+@pytest.fixture
 def ilsvrc(tmp_path) -> Path:
     """Three non-square images (80x60, 60x90), one with two boxes, as XML and as Kaggle CSV."""
     root = tmp_path / "data"
@@ -218,9 +220,11 @@ def test_convert_usage_errors(ilsvrc, tmp_path):
     result = invoke(
         "convert", tmp_path / "o", "--annotations", ilsvrc / "xml", "--images", ilsvrc / "val"
     )
-    assert result.exit_code == 2 and "--classes LOC_synset_mapping.txt" in result.output
+    assert result.exit_code == 2
+    assert "--classes LOC_synset_mapping.txt" in result.output
     result = invoke("convert", tmp_path / "o", "--annotations", ilsvrc / "xml")
-    assert result.exit_code == 2 and "--images DIR" in result.output
+    assert result.exit_code == 2
+    assert "--images DIR" in result.output
 
 
 def test_eval_with_wsol_metadata_equals_eval_with_xml(ilsvrc, tmp_path):
@@ -263,7 +267,9 @@ def save_mask(path: Path, mask) -> str:
 
 def test_threshold_grid_is_theirs():
     grid = wsol_thresholds(0.01)
-    assert len(grid) == 100 and grid[0] == 0 and grid[-1] == 0.99
+    assert len(grid) == 100
+    assert grid[0] == 0
+    assert grid[-1] == 0.99
     assert grid[7] == 0.07000000000000001  # np.arange's values, not round(0.07)
     assert len(wsol_thresholds(0.001)) == 1000
 
@@ -292,7 +298,8 @@ def test_pxap_by_hand_with_an_ignore_region():
     # a batch of one is the same
     batch = PxAP()
     batch.add(SCORES_A[None], FOREGROUND_A[None], IGNORE_A[None])
-    assert batch.value() == scorer.value() and batch.images == 1
+    assert batch.value() == scorer.value()
+    assert batch.images == 1
     # Without the ignore region the 1.0 background pixel counts: at 1.0 precision 0, then
     # 1/2 at recall 1/2 and 2/4 at recall 1: PxAP = 0.5 * 1/2 + 0.5 * 1/2 = 1/2.
     plain = PxAP()
@@ -321,7 +328,8 @@ def test_pxap_from_files_with_an_empty_ignore_field(tmp_path):
     np.save(maps / "b.jpg.npy", np.array([[1.0, 0.0]]))
     summary = pxap_from_scoremap_dir(meta, tmp_path / "scoremaps", tmp_path / "masks")
     assert summary["pxap"] == pytest.approx(100 * 2.75 / 3, abs=1e-12)
-    assert summary["images"] == 2 and summary["foreground_pixels"] == 3
+    assert summary["images"] == 2
+    assert summary["foreground_pixels"] == 3
     assert summary["background_pixels"] == 4  # a: 3 (one ignored), b: 1
     in_memory = pxap_of_scoremaps(
         {"a": SCORES_A, "b": np.array([[1.0, 0.0]])},
@@ -354,7 +362,8 @@ def synth_masks(tmp_path_factory) -> Path:
 
 def test_synth_masks_are_the_objects_pixels(synth_masks):
     metadata = read_wsol_metadata(synth_masks / "wsol" / "val")
-    assert metadata.kind == "masks" and len(metadata.image_ids) == 12
+    assert metadata.kind == "masks"
+    assert len(metadata.image_ids) == 12
     classes = class_specs(3)
     labels = val_labels(12, 3, 0)
     two = 0
@@ -370,7 +379,8 @@ def test_synth_masks_are_the_objects_pixels(synth_masks):
             assert np.array_equal(np.asarray(Image.open(synth_masks / path)) == 255, mask)
         ignore = np.asarray(Image.open(synth_masks / metadata.ignore[image_id])) == 255
         union = np.logical_or.reduce(sample.masks)
-        assert not (ignore & union).any() and ignore.any()
+        assert not (ignore & union).any()
+        assert ignore.any()
         assert metadata.class_labels[image_id] == spec.index
     assert two >= 1  # an image with two objects: two rows, the ignore on the first only
 
@@ -406,9 +416,8 @@ def test_synth_masks_pxap_of_ideal_and_box_maps(synth_masks, tmp_path):
 def test_synth_cli_masks_flag_and_default_without_masks(tmp_path):
     result = invoke("synth", tmp_path / "plain", "--train-per-class", "1", "--val-images", "2")
     assert result.exit_code == 0, result.output
-    assert (
-        not (tmp_path / "plain" / "masks").exists() and not (tmp_path / "plain" / "wsol").exists()
-    )
+    assert not (tmp_path / "plain" / "masks").exists()
+    assert not (tmp_path / "plain" / "wsol").exists()
     assert "masks" not in json.loads((tmp_path / "plain" / "synthetic.json").read_text())
     result = invoke(
         "synth", tmp_path / "m", "--train-per-class", "1", "--val-images", "2", "--masks"
@@ -440,8 +449,10 @@ def test_eval_model_run_gives_pxap_on_synth_masks(synth_masks, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     pxap = report["pxap"]
     saved = pxap_from_scoremap_dir(synth_masks / "wsol" / "val", tmp_path / "maps", synth_masks)
-    assert saved["pxap"] == pytest.approx(pxap["pxap"], abs=1e-9) and saved["images"] == 12
-    assert pxap["images"] == 12 and pxap["failed_images"] == 0
+    assert saved["pxap"] == pytest.approx(pxap["pxap"], abs=1e-9)
+    assert saved["images"] == 12
+    assert pxap["images"] == 12
+    assert pxap["failed_images"] == 0
     metadata = read_wsol_metadata(synth_masks / "wsol" / "val")
     foreground = sum(
         ground_truth_mask(
@@ -514,7 +525,8 @@ def test_model_run_with_wsol_metadata_equals_xml(ilsvrc, tmp_path):
 )
 def test_eval_wsol_usage_errors(args, message):
     result = invoke("eval", *args)
-    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.output
 
 
 def test_eval_missing_mask_file_stops_before_any_image(synth_masks, tmp_path):
@@ -523,7 +535,8 @@ def test_eval_missing_mask_file_stops_before_any_image(synth_masks, tmp_path):
         "--images", synth_masks, "--mask-root", tmp_path, "--classes",
         synth_masks / "LOC_synset_mapping.txt", "-q",
     )  # fmt: skip
-    assert result.exit_code == 2 and "no such mask file" in result.stderr, result.output
+    assert result.exit_code == 2, result.output
+    assert "no such mask file" in result.stderr, result.output
 
 
 def test_eval_scoremaps_with_mask_metadata_gives_pxap(synth_masks, tmp_path):
@@ -545,14 +558,17 @@ def test_eval_scoremaps_with_mask_metadata_gives_pxap(synth_masks, tmp_path):
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["pxap"]["pxap"] == pytest.approx(100.0) and report["pxap"]["images"] == 12
-    assert report["images"] == 12 and report["failed_images"] == 0
+    assert report["pxap"]["pxap"] == pytest.approx(100.0)
+    assert report["pxap"]["images"] == 12
+    assert report["images"] == 12
+    assert report["failed_images"] == 0
     assert "PxAP (12 images" in result.stdout
     np.save(maps / metadata.image_ids[0].replace(".JPEG", ".JPEG.npy"), np.full((224, 224), 2.0))
     result = invoke(*args)
     assert result.exit_code == 1, result.output
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["failed_images"] == 1 and report["pxap"]["images"] == 11
+    assert report["failed_images"] == 1
+    assert report["pxap"]["images"] == 11
     assert report["pxap"]["pxap"] == pytest.approx(100.0)
 
 
@@ -606,7 +622,8 @@ def test_a_hundred_thousand_ids_read_in_linear_time(tmp_path):
     started = time.monotonic()
     metadata = read_wsol_metadata(folder)
     assert time.monotonic() - started < 20
-    assert len(metadata.image_ids) == 100_000 and metadata.image_ids[-1] == ids[-1]
+    assert len(metadata.image_ids) == 100_000
+    assert metadata.image_ids[-1] == ids[-1]
     assert metadata.boxes[ids[5]] == ((1, 2, 30, 40),)
 
 
@@ -632,7 +649,7 @@ def test_a_huge_line_is_refused_with_a_short_message(tmp_path):
     """Issue 25 (12): a 300 MB line took 4.8 GB and gave a 1.26 GB error line."""
     folder = write_metadata(tmp_path / "m", class_labels="a.jpg,0\n")
     (folder / "image_ids.txt").write_bytes(b"a.jpg\n" + b"v" * 3_000_000 + b"\n")
-    with pytest.raises(ValueError) as refused:
+    with pytest.raises(ValueError, match="a line longer than") as refused:
         read_wsol_metadata(folder)
     message = str(refused.value)
     assert message.startswith(f"{folder / 'image_ids.txt'}:2: a line longer than 1048576 bytes")

@@ -83,7 +83,8 @@ def test_cubic_resize_is_keys_bicubic():
     for shape in [(7, 7), (13, 13), (14, 9)]:
         cam = rng.normal(size=shape).astype(np.float32)
         ours = resize_cam(cam, 224, "cubic")
-        assert ours.dtype == np.float64 and ours.shape == (224, 224)
+        assert ours.dtype == np.float64
+        assert ours.shape == (224, 224)
         # OpenCV's coefficients are float32: equal to the formula to float32 precision
         np.testing.assert_allclose(ours, _keys_cubic(cam, 224), atol=1e-5)
 
@@ -104,7 +105,8 @@ def test_cubic_versus_bilinear_moves_the_best_threshold():
     cam = np.zeros((7, 7), dtype=np.float32)
     cam[3, 3] = 1.0
     cubic, bilinear = scoremap_from_cam(cam, "cubic"), scoremap_from_cam(cam, "bilinear")
-    assert cubic[0, 0] == pytest.approx(0.10003, abs=1e-5) and int(cubic[0, 0] * 255) == 25
+    assert cubic[0, 0] == pytest.approx(0.10003, abs=1e-5)
+    assert int(cubic[0, 0] * 255) == 25
     assert bilinear[0, 0] == 0.0
     # Below t = 0.10 the cut int(t * 255) <= 22 keeps that background (25): the mask is the
     # whole image. At t = 0.10 the cut is int(25.5) = 25, and 25 > 25 is false: the peak alone.
@@ -149,7 +151,8 @@ def test_no_contour_scores_the_box_0_0_0_0():
     # (one pixel), scored like any box: IoU with gt [0, 0, 0, 1] (2 px) is 1 / 2.
     flat = np.full((224, 224), 0.3)
     index, boxes = scoremap_boxes(normalize_scoremap(flat), [0.0, 0.5])
-    assert index.tolist() == [0, 1] and boxes.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0]]
+    assert index.tolist() == [0, 1]
+    assert boxes.tolist() == [[0, 0, 0, 0], [0, 0, 0, 0]]
     metric = MaxBoxAccV2(thresholds=[0.0, 0.5])
     np.testing.assert_allclose(metric.best_ious(flat, [[0, 0, 0, 1]]), [0.5, 0.5])
     # cam-cli's components: an empty mask has no box at all

@@ -18,7 +18,6 @@ from cam_cli.boxes.zhou2016 import (
     clip_rects,
     contour_rects,
     inner_mask,
-    load_heatmap,
     merge_rects,
     quantize_heatmap,
     rank_rects,
@@ -26,6 +25,7 @@ from cam_cli.boxes.zhou2016 import (
     scaled_distance_transform,
     zhou2016_boxes,
 )
+from cam_cli.data.heatmaps import load_heatmap
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 EXAMPLE = SHARED / "data" / "zhou2016-bboxgenerator"
@@ -57,7 +57,8 @@ def _expected_output() -> list[int]:
 @pytest.mark.shared
 def test_released_example_is_reproduced_exactly():
     heatmap = _example_heatmap()
-    assert heatmap.shape == (368, 500) and heatmap.dtype == np.uint8
+    assert heatmap.shape == (368, 500)
+    assert heatmap.dtype == np.uint8
     expected = _expected_output()  # dt_box heatmap_6.jpg 20 100 110
     assert expected == [41, 145, 362, 202, 102, 188, 242, 126]
     assert released_rects(heatmap, (20, 100, 110)).ravel().tolist() == expected

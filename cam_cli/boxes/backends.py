@@ -1,4 +1,4 @@
-"""Which implementation turns CAMs into boxes (``--box-step``), and the one place that calls it.
+"""Which implementation turns CAMs into boxes (`box_backend`), and the one place that calls it.
 
 Three give the same boxes (tested against each other on adversarial masks and the real sample):
 - ``scipy``: `boxes.components`, on the host (the maps are copied there first);
@@ -35,7 +35,7 @@ def triton_problem(device: torch.device) -> str | None:
 
 
 def resolve_box_backend(step: str, device: torch.device) -> str:
-    """``--box-step`` -> "scipy", "torch" or "triton" for a run on ``device``.
+    """`box_backend` -> "scipy", "torch" or "triton" for a run on ``device``.
 
     ``auto``: scipy on the CPU; triton on CUDA when it can run there (else torch, with a
     warning once); ``triton`` where it cannot run is a `SetupError` naming the reason."""
@@ -56,7 +56,7 @@ def resolve_box_backend(step: str, device: torch.device) -> str:
     if step == "triton":
         problem = triton_problem(device)
         if problem is not None:
-            raise SetupError(f"--box-step triton: cannot run on {device} ({problem})")
+            raise SetupError(f"`box_backend` triton: cannot run on {device} ({problem})")
     return step
 
 

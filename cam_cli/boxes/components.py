@@ -40,7 +40,7 @@ def degenerate_maps(cams: np.ndarray) -> np.ndarray:
     return (peak <= 0) | (peak == floor)
 
 
-def _label_stack(masks: np.ndarray, dtype=np.int32) -> tuple[np.ndarray, int, np.ndarray]:
+def _label_stack(masks: np.ndarray, dtype: type = np.int32) -> tuple[np.ndarray, int, np.ndarray]:
     """Label a mask stack; return labels, the label count and the map index of every label.
 
     scipy numbers components in raster order of their first pixel, so all labels of map i are

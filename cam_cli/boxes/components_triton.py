@@ -42,7 +42,7 @@ The kernels are textbook lock-free union-find; parents are read with volatile lo
 threads write them meanwhile. On the CPU Triton runs them only under ``TRITON_INTERPRET=1``,
 which executes programs one after another (each program's lanes atomically in lane order): that
 proves the logic and the exactness, not the concurrency. So the first use on a device runs a
-self-check against the torch step (`triton_problem`), and ``--box-step auto`` takes triton only
+self-check against the torch step (`triton_problem`), and `box_backend` ``auto`` takes triton only
 where that passes.
 """
 
@@ -276,7 +276,9 @@ def triton_problem(device: torch.device) -> str | None:
     if key in _checked:
         return _checked[key]
     if device.type != "cuda" and not _interpreting():
-        problem = f"Triton runs on CUDA devices, not on {device} (TRITON_INTERPRET=1 aside)"
+        problem: str | None = (
+            f"Triton runs on CUDA devices, not on {device} (TRITON_INTERPRET=1 aside)"
+        )
     else:
         try:
             import triton  # noqa: F401

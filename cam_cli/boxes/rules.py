@@ -1,5 +1,5 @@
 """Which boxes a CAM gives: the paper's one box, the released generator's ranked boxes, or the
-box of every component. Shared by `cam-cli boxes`, `bbox` and `eval` (``--box-rule``).
+box of every component. Shared by `cam-cli boxes`, `bbox` and `eval` (`box_rule`).
 
 - ``paper``: the text of Zhou et al. (2016), section 3.1: threshold at 20% of the max, the box
   of the largest 8-connected component (`boxes.boxes_from_cams`). One box. The default.
@@ -84,7 +84,7 @@ def _component_boxes_by_size(cam: np.ndarray, threshold: float) -> np.ndarray:
 
 def resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``cam [h, w]`` resized bilinearly to ``size = (width, height)``: the very call `cam-cli
-    cam --npy image` makes, so a map resized here equals the ``.image.npy`` it wrote."""
+    cam` makes for its `npy` ``image``, so a map resized here equals the ``.image.npy`` it wrote."""
     import torch
 
     from cam_cli.cam.maps import upsample_cams

@@ -28,12 +28,9 @@ returns exactly that, `zhou2016_boxes` the project's inclusive ``[xmin, ymin, xm
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-
-from cam_cli.data.images import open_image
 
 RELEASED_THRESHOLDS = (20, 100, 110)  # generate_bbox.m:15, ILSVRC_evaluate_bbox.m:63
 DT_KEEP_ABOVE = 10  # dt_box.cpp:60: cvThreshold(dt, dt, 10, 255, CV_THRESH_BINARY)
@@ -68,21 +65,6 @@ def quantize_heatmap(cam: np.ndarray) -> np.ndarray:
     scaled = values / np.nanmax(values)
     levels = np.floor(np.nan_to_num(scaled, nan=0.0) * 255 + 0.5)
     return np.clip(levels, 0, 255).astype(np.uint8)
-
-
-def load_heatmap(path: str | Path) -> np.ndarray:
-    """Read a heatmap file as ``uint8 [H, W]`` the way dt_box did: ``cvLoadImage(path, 0)``.
-
-    OpenCV's grey load of a colour JPEG asks libjpeg for ``JCS_GRAYSCALE``, i.e. the decoded Y
-    (luma) plane, with no round trip through RGB; ``Image.draft("L")`` makes Pillow's libjpeg do
-    the same. Other formats are converted with Pillow's ``"L"`` (ITU-R 601 luma), which equals
-    OpenCV's grey conversion exactly whenever R == G == B, as in the released heatmaps. For
-    the released heatmap_6.jpg the result equals ``cv2.imread(path, 0)`` pixel for pixel.
-    """
-    with open_image(path) as image:  # the tool's one pixel limit, checked before decoding
-        if image.format == "JPEG":
-            image.draft("L", None)
-        return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------------------------

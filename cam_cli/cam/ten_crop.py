@@ -73,7 +73,9 @@ def merge_crops(maps: Tensor, frame: int) -> Tensor:
     return merged
 
 
-def ten_crop_cams(features: Tensor, weight: Tensor | None, class_indices: Tensor, crop: int):
+def ten_crop_cams(
+    features: Tensor, weight: Tensor | None, class_indices: Tensor, crop: int
+) -> Tensor:
     """The merged ten-crop CAMs ``[B, n, F, F]``: `crop_cams`, each upsampled to the crop size
     (bilinear, as the one-crop path), then `merge_crops`."""
     cams = crop_cams(features, weight, class_indices)

@@ -30,6 +30,8 @@ def bbox(
     class_query: o.ClassQuery = None,
     box_rule: o.BoxRuleOption = o.BoxRule.paper,
     ten_crop: o.TenCrop = False,
+    method: o.Method = "cam",
+    layer: o.Layer = None,
     run: o.RunArgs = o.RunArgs(),
     output_format: Annotated[
         BboxFormat,
@@ -120,6 +122,8 @@ def bbox(
         threshold=threshold,
         box_rule=box_rule.value,
         ten_crop=ten_crop,
+        method=method,
+        layer=layer,
     )
     if html_report is not None:
         from cam_cli.report.bbox_run import write_boxes_with_report

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
-from cam_cli.settings import OutputFormat
+from cam_cli.settings import CamOptions, OutputFormat, RunOptions
 
 
 def boxes(
@@ -93,17 +93,15 @@ def boxes(
         try:
             wanted = None if size is None else parse_size(size)
         except ValueError as error:
-            raise o.fail(str(error)) from None
+            raise o.fail(o.as_flags(str(error))) from None
         summary = write_heatmap_boxes(
             sources,
             output=output,
             fmt=output_format.value,
-            rule=box_rule.value,
-            threshold=threshold,
+            cam=CamOptions(box_rule=box_rule.value, threshold=threshold),
             size=wanted,
             reference=reference,
             upsample=upsample,
-            box_backend=box_backend.value,
-            device=device,
+            run=RunOptions(device=device, box_backend=box_backend.value),
         )
     o.end_of_run(summary, "files")

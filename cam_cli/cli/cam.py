@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cam_cli.cli import options as o
-from cam_cli.settings import NpyMaps
+from cam_cli.settings import CamFileOptions, CamOptions, NpyMaps
 
 
 @o.with_option_groups
@@ -20,6 +20,8 @@ def cam(
     topk: o.TopK = 1,
     class_query: o.ClassQuery = None,
     ten_crop: o.TenCrop = False,
+    method: o.Method = "cam",
+    layer: o.Layer = None,
     npy: Annotated[
         NpyMaps,
         typer.Option(help="Also save raw maps: none, feature (h x w), image (H x W) or both."),
@@ -64,12 +66,9 @@ def cam(
             model.options(),
             sources,
             out,
-            topk=topk,
+            cam=CamOptions(topk=topk, ten_crop=ten_crop, method=method, layer=layer),
             classes=class_query,
-            npy=npy.value,
-            alpha=alpha,
-            ten_crop=ten_crop,
+            files=CamFileOptions(npy=npy.value, alpha=alpha, pseudo_masks=pseudo_masks),
             run=run.options(quiet),
-            pseudo_masks=pseudo_masks,
         )
     o.end_of_run(summary)

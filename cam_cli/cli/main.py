@@ -91,9 +91,10 @@ def _other_rank() -> int:
     try:
         code = app(standalone_mode=False) or 0  # typer.Exit(code) comes back as the code
     except Exception as error:
-        if not hasattr(error, "show") or not isinstance(getattr(error, "exit_code", None), int):
+        exit_code = getattr(error, "exit_code", None)
+        if not hasattr(error, "show") or not isinstance(exit_code, int):
             raise
-        code = error.exit_code  # a click usage error (ClickException)
+        code = exit_code  # a click usage error (ClickException)
     if code == EXIT_USAGE:
         time.sleep(RANK_ZERO_SPEAKS_FIRST_S)
     return code

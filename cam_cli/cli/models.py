@@ -17,13 +17,19 @@ def models(
         '--arch timm/NAME. Needs timm (pip install "cam-cli[timm]").',
         show_default=False,
     ),
+    methods: bool = typer.Option(
+        False,
+        "--methods",
+        help="With --timm: every matching model, CAM-exact or not, with the map methods that "
+        "run on it (--method) and the layer they read by default (--layer).",
+    ),
 ) -> None:
     """List the networks of the registry: CAM resolution at 224, parameters, ImageNet weights.
 
     Example: cam-cli models;  cam-cli models --timm '*resnet*'
     """
     if timm is not None:
-        _timm_models(timm)
+        _timm_methods(timm) if methods else _timm_models(timm)
         return
     from cam_cli.models.registry import describe_archs
 
@@ -64,3 +70,17 @@ def _timm_models(pattern: str) -> None:
     )  # fmt: skip
     if not rows:
         typer.echo(f"no CAM-exact timm model matches {pattern!r}", err=True)
+
+
+def _timm_methods(pattern: str) -> None:
+    from cam_cli.cli.options import errors_as_exit
+    from cam_cli.inference.map_methods import describe_timm_methods
+
+    with errors_as_exit():
+        rows = describe_timm_methods(pattern)
+    header = ("name", "methods", "default layer")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(2)]
+    _print([f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}"
+            for row in [header, *rows]])  # fmt: skip
+    if not rows:
+        typer.echo(f"no timm model matches {pattern!r}", err=True)

@@ -16,13 +16,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 
 from cam_cli.errors import ArgumentError, CamCliError, RunFailed, SetupError
 from cam_cli.runtime.distributed import is_main_process
 from cam_cli.settings import BoxBackend, BoxRule, DecodeMode, Normalization
+
+if TYPE_CHECKING:  # the types only: importing them pulls in torch
+    from cam_cli.outputs.runs import RunSummary
+    from cam_cli.settings import ModelOptions, RunOptions
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 LOGGER = "cam_cli"
@@ -62,6 +66,8 @@ FLAGS: dict[str, str] = {
     "classes_file": "--classes",
     "json_report": "--json",
     "box_backend": "--box-step",
+    "method": "--method",
+    "layer": "--layer",
     "html_report": "--report",
 }
 _ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)`")
@@ -319,6 +325,37 @@ BoxRuleOption = Annotated[
         "first. Records of the ranked rules carry all boxes as 'boxes'.",
     ),
 ]
+METHOD_NAMES = (
+    "cam",
+    "gradcam",
+    "gradcam++",
+    "xgradcam",
+    "layercam",
+    "hirescam",
+    "scorecam",
+    "eigencam",
+)  # fmt: skip  (the library checks the name: `inference.map_methods`)
+Method = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        metavar="|".join(METHOD_NAMES),
+        help="Where the maps come from: cam (the paper's exact CAM, the default) or a method "
+        "that reads a layer: gradcam, gradcam++, xgradcam, layercam, hirescam, scorecam, "
+        "eigencam (as pytorch-grad-cam defines them; these also run on networks whose head is "
+        "not CAM-exact). Boxes and metrics are the same for every method.",
+    ),
+]
+Layer = Annotated[
+    str | None,
+    typer.Option(
+        "--layer",
+        metavar="NAME",
+        help="The layer a method other than cam reads, as named_modules() names it (e.g. "
+        "features.18); default: the network's, printed on stderr.",
+        show_default=False,
+    ),
+]
 TenCrop = Annotated[
     bool,
     typer.Option(
@@ -359,7 +396,7 @@ class ModelArgs(OptionGroup):
     normalize: Normalize = None
     input_size: InputSize = None
 
-    def options(self):
+    def options(self) -> ModelOptions:
         """The library's `ModelOptions` (imported here: it pulls in torch)."""
         from cam_cli.settings import ModelOptions
 
@@ -372,7 +409,7 @@ class ModelArgs(OptionGroup):
             input_size=self.input_size,
         )
 
-    def inputs(self, images=None) -> dict:
+    def inputs(self, images: list[str] | None = None) -> dict:
         """The input files of a model run, as `check_before_work` takes them."""
         weights_file = None if self.weights in (None, "imagenet") else self.weights
         return {"--weights": weights_file, "--checkpoint": self.checkpoint,
@@ -385,12 +422,12 @@ class ModelOrOnnxArgs(ModelArgs):
 
     onnx: OnnxFile = None
 
-    def options(self):
+    def options(self) -> ModelOptions:
         from dataclasses import replace
 
         return replace(super().options(), onnx=self.onnx)
 
-    def inputs(self, images=None) -> dict:
+    def inputs(self, images: list[str] | None = None) -> dict:
         return {**super().inputs(images), "--onnx": self.onnx}
 
 
@@ -406,7 +443,7 @@ class RunArgs(OptionGroup):
     decode: Decode = DecodeMode.auto
     box_backend: BoxBackendOption = BoxBackend.auto
 
-    def options(self, quiet: bool):
+    def options(self, quiet: bool) -> RunOptions:
         """The library's `RunOptions` (imported here: it pulls in torch)."""
         from cam_cli.settings import RunOptions
 
@@ -451,7 +488,7 @@ def with_option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def end_of_run(summary, what: str = "images") -> None:
+def end_of_run(summary: RunSummary, what: str = "images") -> None:
     """`RunSummary` -> the closing line and exit code 1 when some inputs failed."""
     if summary.failed and main_process():
         typer.echo(f"cam-cli: {summary.failed} of {summary.images} {what} failed", err=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cam_cli.cli.options import fail
+from cam_cli.cli.options import as_flags, fail
 
 
 def synth(
@@ -49,7 +49,7 @@ def synth(
             masks=masks,
         )
     except (ValueError, FileExistsError, OSError) as error:
-        raise fail(str(error)) from None
+        raise fail(as_flags(str(error))) from None
     typer.echo(
         f"cam-cli: wrote {summary.train_images} training and {summary.val_images} validation "
         f"images of {summary.num_classes} classes to {out_dir} in {summary.seconds:.1f}s",

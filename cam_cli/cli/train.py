@@ -14,12 +14,14 @@ import typer
 
 from cam_cli.cli import options as o
 from cam_cli.errors import TrainingDiverged
+from cam_cli.settings import AnnotationsFormat
 
 HELP = """Train a CAM network (last conv -> GAP -> linear) on image labels.
 
 --data DIR holds train/<class>/<images> (ImageNet's train/<wnid>/*.JPEG layout; names from
 DIR/LOC_synset_mapping.txt when present) and optionally val/: class folders, or flat ILSVRC
 images with DIR/annotations/*.xml or DIR/LOC_val_solution.csv (top-1 accuracy each epoch).
+--val-annotations FILE labels the val images from any ground truth eval reads instead.
 A Tiny ImageNet root is taken as downloaded (train/<wnid>/images/, wnids.txt, words.txt,
 val/images/ with val/val_annotations.txt).
 
@@ -167,6 +169,19 @@ def train(
             show_default=False,
         ),
     ] = None,
+    val_annotations: Annotated[
+        Path | None,
+        Opt(
+            help="Ground truth of the val images (CSV path,class,xmin,ymin,xmax,ymax, Pascal "
+            "VOC, YOLO or COCO, as eval reads it): their classes, matched to the train/ folders "
+            "by name. Images under DATA/val, else beside the file.",
+            show_default=False,
+        ),
+    ] = None,
+    val_annotations_format: Annotated[
+        AnnotationsFormat | None,
+        Opt(help="Format of --val-annotations (default: detected).", show_default=False),
+    ] = None,
     checkpoint_every: Annotated[
         int | None,
         Opt(min=0, help="Also write last.pt every N steps (0: epoch ends).", show_default=False),
@@ -201,6 +216,9 @@ def train(
     overrides["lr_milestones"] = milestones
     overrides["backbone_weights"] = None if backbone_weights is None else str(backbone_weights)
     overrides["threshold_boxes"] = None if threshold_boxes is None else str(threshold_boxes)
+    overrides["val_annotations"] = None if val_annotations is None else str(val_annotations)
+    if val_annotations_format is not None:
+        overrides["val_annotations_format"] = val_annotations_format.value
     o.configure_logging(quiet)
     o.check_before_work(output_dirs={"--out": out}, input_size=image_size,
                         input_size_option="--image-size")  # fmt: skip

@@ -21,9 +21,10 @@ from __future__ import annotations
 import csv
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from cam_cli.data import tiny_imagenet
 from cam_cli.data.classes import ClassInfo
@@ -134,14 +135,14 @@ class _CsvRows:
     """`csv.reader` whose own errors (a field over its limit of 131,072 characters, a NUL)
     are a ValueError naming the file and line, as every other problem of the file is."""
 
-    def __init__(self, handle, path: Path) -> None:
+    def __init__(self, handle: Iterable[str], path: Path) -> None:
         self._reader, self._path = csv.reader(handle), path
 
     @property
     def line_num(self) -> int:
         return self._reader.line_num
 
-    def __iter__(self):
+    def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> list[str]:

@@ -45,7 +45,7 @@ def decode_item(
 class ImageListDataset:
     """A map-style dataset over a list of paths; never raises for a bad image."""
 
-    def __init__(self, paths: list[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    def __init__(self, paths: list[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.paths = paths
         self.size = size
         self.max_pixels = max_pixels

@@ -1,6 +1,6 @@
 """Ground-truth classes given by NAME (a VOC ``<name>``, a YOLO ``data.yaml`` entry, a COCO
 category, a CSV ``class`` field) matched to a model's classes, so any labelled data scores a
-model whose class list came from a checkpoint, a ``--classes`` file or torchvision's metadata.
+model whose class list came from a checkpoint, a `classes_file` file or torchvision's metadata.
 
 The labels the evaluation compares are a class's wnid, or its index as digits
 (`data.annotations`): a name becomes the one its class is known by, so every evaluator keeps

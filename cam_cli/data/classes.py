@@ -1,12 +1,13 @@
 """Class lists: index -> (wnid, name). Outputs carry all three, so users never juggle orders.
 
 The source of truth is, in order: a checkpoint's own class list, a `LOC_synset_mapping.txt`
-given with `--classes`, torchvision's weight metadata (names only). ILSVRC's sorted-wnid order
+given with `classes_file`, torchvision's weight metadata (names only). ILSVRC's sorted-wnid order
 (line i of `LOC_synset_mapping.txt` is class i) is the order torchvision and most checkpoints use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def read_synset_mapping(path: str | Path) -> list[ClassInfo]:
 
 
 def check_unique_wnids(classes: list[ClassInfo], source: str) -> None:
-    """Two classes with one wnid make every wnid lookup (eval's labels, ``--class``) ambiguous:
+    """Two classes with one wnid make every wnid lookup (eval's labels, `class`) ambiguous:
     ValueError naming the first one repeated. Classes without a wnid are not compared."""
     seen: set[str] = set()
     for info in classes:
@@ -57,14 +58,14 @@ def check_unique_wnids(classes: list[ClassInfo], source: str) -> None:
 
 
 def classes_from_names(
-    names: list[str | None], wnids: list[str | None] | None = None
+    names: Sequence[str | None], wnids: Sequence[str | None] | None = None
 ) -> list[ClassInfo]:
     wnids = wnids or [None] * len(names)
     return [ClassInfo(i, w, n) for i, (w, n) in enumerate(zip(wnids, names, strict=True))]
 
 
 def anonymous_classes(count: int) -> list[ClassInfo]:
-    """Classes known only by index (weights without metadata and no --classes)."""
+    """Classes known only by index (weights without metadata and no `classes_file`)."""
     return [ClassInfo(i, None, None) for i in range(count)]
 
 

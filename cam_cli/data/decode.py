@@ -22,7 +22,7 @@ them:
   to 8 bits: the same two passes with ``interpolate(antialias=True)`` on float give pixels
   within 2 grey levels of Pillow's (mean 0.0035 on the sample, decoded by libjpeg on the CPU).
 
-The same code runs on the CPU (``decode="device"`` with ``--device cpu``), which is how it is
+The same code runs on the CPU (``decode="device"`` with `device` ``cpu``), which is how it is
 tested where there is no GPU.
 
 On CUDA, decode in a thread of its own on a CUDA stream of its own
@@ -284,7 +284,7 @@ def _probe(device: torch.device) -> str | None:
 
 
 def resolve_decode(decode: str, device: torch.device) -> str:
-    """``--decode`` -> "device" or "pil". ``auto``: the device on CUDA when the JPEG codec can
+    """`decode` -> "device" or "pil". ``auto``: the device on CUDA when the JPEG codec can
     decode JPEGs there (else PIL, with a warning), PIL on the CPU; ``device`` where it cannot
     is a `SetupError`."""
     if decode not in DECODE_CHOICES:
@@ -295,7 +295,7 @@ def resolve_decode(decode: str, device: torch.device) -> str:
     if problem is None:
         return "device"
     if decode == "device":
-        raise SetupError(f"--decode device: cannot decode JPEGs on {device} ({problem})")
+        raise SetupError(f"`decode` device: cannot decode JPEGs on {device} ({problem})")
     if str(device) not in _warned:
         _warned.add(str(device))
         logger.warning("JPEG decoding on %s is not available (%s); using PIL", device, problem)

@@ -40,14 +40,14 @@ def unique(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def check_box(box: Box, where: str) -> Box:
+def check_box(box: tuple[int, ...], where: str) -> Box:
     xmin, ymin, xmax, ymax = box
     if xmin < 0 or ymin < 0 or xmax < xmin or ymax < ymin:
         raise ValueError(f"{where}: invalid box {list(box)} (need 0 <= min <= max)")
     if xmax > MAX_COORDINATE or ymax > MAX_COORDINATE:
         raise ValueError(f"{where}: invalid box {list(box)} (a coordinate above "
                          f"{MAX_COORDINATE}, outside any image)")  # fmt: skip
-    return box
+    return (xmin, ymin, xmax, ymax)
 
 
 # {image id: (instance mask paths, ignore mask path or None)}: PxAP's ground truth

@@ -1,9 +1,9 @@
 """Saved heatmaps as `cam-cli boxes` reads them: ``.npy`` arrays and grey image files.
 
-A ``.npy`` file holds one map ``[H, W]`` or a stack ``[k, H, W]`` (what `cam-cli cam --npy`
+A ``.npy`` file holds one map ``[H, W]`` or a stack ``[k, H, W]`` (what `cam-cli cam`'s `npy`
 writes, or any tool's maps: torchcam, pytorch-grad-cam, your own), of any real number type.
 An image file is read as an 8-bit grey map the way the released ``dt_box`` read its heatmaps
-(`zhou2016.load_heatmap`), so a released heatmap JPEG gives the released boxes.
+(`load_heatmap`), so a released heatmap JPEG gives the released boxes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cam_cli.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, regular_file
+from cam_cli.data.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, open_image, regular_file
 
 HEATMAP_EXTENSIONS = frozenset(IMAGE_EXTENSIONS | {".npy"})
 CHANNELS = (1, 3, 4)  # the last axis of an [H, W, C] image: grey, RGB, RGBA
@@ -31,8 +31,6 @@ def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
         raise ValueError(error.strerror or str(error)) from None
     if path.suffix.lower() == ".npy":
         return _read_npy(path)
-    from cam_cli.boxes.zhou2016 import load_heatmap
-
     try:
         if info.st_size == 0:
             raise ValueError("empty file (0 bytes)")
@@ -42,6 +40,21 @@ def read_maps(path: str | Path) -> tuple[np.ndarray, bool]:
     except Exception as error:  # noqa: BLE001 - PIL's many errors: one line, never a crash
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ValueError(f"not a readable grey image ({reason})") from None
+
+
+def load_heatmap(path: str | Path) -> np.ndarray:
+    """Read a heatmap file as ``uint8 [H, W]`` the way dt_box did: ``cvLoadImage(path, 0)``.
+
+    OpenCV's grey load of a colour JPEG asks libjpeg for ``JCS_GRAYSCALE``, i.e. the decoded Y
+    (luma) plane, with no round trip through RGB; ``Image.draft("L")`` makes Pillow's libjpeg do
+    the same. Other formats are converted with Pillow's ``"L"`` (ITU-R 601 luma), which equals
+    OpenCV's grey conversion exactly whenever R == G == B, as in the released heatmaps. For
+    the released heatmap_6.jpg the result equals ``cv2.imread(path, 0)`` pixel for pixel.
+    """
+    with open_image(path) as image:  # the tool's one pixel limit, checked before decoding
+        if image.format == "JPEG":
+            image.draft("L", None)
+        return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
 def _read_npy(path: Path) -> tuple[np.ndarray, bool]:
@@ -82,11 +95,11 @@ def parse_size(text: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, in
     boxes beyond int64, or maps of many GB."""
     match = _SIZE.match(text)
     if not match or int(match[1]) < 1 or int(match[2]) < 1:
-        raise ValueError(f"--size must be WIDTHxHEIGHT in pixels, e.g. 500x375, not {text!r}")
+        raise ValueError(f"`size` must be WIDTHxHEIGHT in pixels, e.g. 500x375, not {text!r}")
     width, height = int(match[1]), int(match[2])
     if width * height > max_pixels:
         raise ValueError(
-            f"--size {text.strip()}: {width * height} pixels exceeds the limit of {max_pixels} "
+            f"`size` {text.strip()}: {width * height} pixels exceeds the limit of {max_pixels} "
             "(the largest image cam-cli decodes)"
         )
     return width, height

@@ -18,9 +18,9 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from cam_cli.errors import SetupError
+from cam_cli.files.image_names import IMAGE_EXTENSIONS, is_image_file
 from cam_cli.files.reading import regular_file
 
-IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 # The one pixel limit of the tool, for every image it opens. Pillow warns above its
 # MAX_IMAGE_PIXELS (89,478,485 by default) and refuses above twice that: it is set to our limit
 # here, and its warning is a refusal (`open_image`), so both say the same number.
@@ -29,8 +29,18 @@ Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is an error, not a grey half-image
 
 
-def is_image_file(path: str | Path, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:
-    return Path(path).suffix.lower() in extensions
+def check_image_size(size: tuple[int, int] | None, argument: str = "`size`") -> None:
+    """An image size given as ``(width, height)``: no larger than an image the tool decodes
+    (`DEFAULT_MAX_PIXELS`), so boxes scaled to it stay exact integers. ``argument`` names
+    where the size comes from, in the library's words."""
+    if size is None:
+        return
+    width, height = size
+    if width < 1 or height < 1 or width * height > DEFAULT_MAX_PIXELS:
+        raise SetupError(
+            f"{argument} {width}x{height}: must be at least 1x1 and at most {DEFAULT_MAX_PIXELS} "
+            "pixels (the largest image cam-cli decodes)"
+        )
 
 
 def list_images(
@@ -182,7 +192,9 @@ def open_rgb(
         raise ValueError(f"{type(error).__name__}: {error}") from None
 
 
-def load_resized(path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+def load_resized(
+    path: str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, int, int]:
     """Decode and resize the whole image (no crop) to ``size x size``; returns (pixels, w, h)."""
     image, (width, height) = open_rgb(path, max_pixels, draft_size=size)
     resized = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)

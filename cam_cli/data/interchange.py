@@ -265,7 +265,7 @@ def read_csv(path: str | Path, images: str | Path | None = None) -> Read:
         values = [_number(text, name, where) for text, name in fields]
         if any(v != int(v) for v in values):
             raise ValueError(f"{where}: coordinates must be whole pixels, got {row[2:]}")
-        box = check_box(tuple(int(v) for v in values), where)  # type: ignore[arg-type]
+        box = check_box(tuple(int(v) for v in values), where)
         stem = Path(image).stem
         if first_path.setdefault(stem, image) != image:
             raise ValueError(f"{where}: {image} and {first_path[stem]} have one file stem {stem}")

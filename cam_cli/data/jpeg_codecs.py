@@ -11,7 +11,7 @@ one; unset (or ``auto``), TorchCodec if it imports and decodes a tiny JPEG here,
 otherwise. TorchCodec is tied to torch (0.17: torch's stable ABI, torch 2.11 or newer, and one
 CUDA major version): a mismatched build fails to load its libraries, and this falls back
 rather than fails. On the CPU it is slower per call (0.34 against 0.30 ms for a 227x227 photo
-here); the CPU decodes this way only with ``--decode device --device cpu``.
+here); the CPU decodes this way only with `decode` ``device`` and `device` ``cpu``.
 
 CUDA streams, which differ between the two:
 - torchvision (0.29) allocates its outputs on the current stream but has nvJPEG write them on a
@@ -93,7 +93,7 @@ _DECODERS = {"torchcodec": _torchcodec_decoder, "torchvision": _torchvision_deco
 
 
 @cache
-def _torchcodec_problem() -> str | None:
+def torchcodec_problem() -> str | None:
     """None if TorchCodec imports and decodes a JPEG on the CPU here, else why not."""
     try:
         image = _torchcodec_decoder()(_tiny_jpeg(), torch.device("cpu"))
@@ -109,14 +109,14 @@ def jpeg_codec() -> str:
     """The library this process decodes JPEGs with, "torchcodec" or "torchvision" (cached).
 
     ``CAM_CLI_JPEG_CODEC`` forces one; forcing TorchCodec where it does not work is a
-    `SetupError` (which `--decode auto` turns into PIL decoding with a warning).
+    `SetupError` (which `decode` ``auto`` turns into PIL decoding with a warning).
     """
     forced = os.environ.get(ENV_VAR, "").strip().lower()
     if forced not in ("", "auto", *CODECS):
         raise SetupError(f"{ENV_VAR}={forced!r}: use one of auto, {', '.join(CODECS)}")
     if forced == "torchvision":
         return "torchvision"
-    problem = _torchcodec_problem()
+    problem = torchcodec_problem()
     if problem is None:
         return "torchcodec"
     if forced == "torchcodec":

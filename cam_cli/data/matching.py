@@ -115,7 +115,7 @@ def check_missing(missing: Missing, allow_missing: bool, image_word: str = "imag
     if missing.count and not allow_missing:
         raise EvaluationError(
             f"{missing.describe(image_word)}. Check that the images and the annotations belong "
-            "together, or pass --allow-missing to evaluate the matched ones only "
+            "together, or pass `allow_missing` to evaluate the matched ones only "
             "(the report then says how many were left out)."
         )
 
@@ -199,7 +199,7 @@ def check_known_labels(annotations: Iterable[ImageAnnotation], classes: list[Cla
         return
     hint = ""
     if any(not label.isdigit() for label in unknown) and all(c.wnid is None for c in classes):
-        hint = " The model's classes have no wnids: pass --classes LOC_synset_mapping.txt."
+        hint = " The model's classes have no wnids: pass `classes_file` LOC_synset_mapping.txt."
     raise EvaluationError(
         f"{len(unknown)} ground-truth labels are not classes of the model "
         f"({len(classes)} classes), e.g. {_examples(unknown)}.{hint}"
@@ -257,5 +257,5 @@ def check_prediction_record(record: Mapping, where: str) -> None:
         )
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

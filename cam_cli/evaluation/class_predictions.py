@@ -1,4 +1,4 @@
-"""Classes from another classifier (``eval --class-predictions FILE``): its top-k classes per
+"""Classes from another classifier (`eval`'s `class_predictions` FILE): its top-k classes per
 image, combined with cam-cli's boxes for top-1/top-5 localization error, as TS-CAM and GenPromp
 report it (wsolevaluation #14, #50).
 
@@ -104,7 +104,7 @@ def _is_class(value: object) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
-def _bbox_class(prediction) -> str:
+def _bbox_class(prediction: object) -> str:
     if isinstance(prediction, dict):
         return str(prediction.get("wnid") or prediction.get("class_index"))
     return str(prediction)

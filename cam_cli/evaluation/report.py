@@ -9,6 +9,7 @@ earlier reports had them, so a report's bytes do not change with the code that m
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, NotRequired, TypedDict
 
@@ -126,6 +127,22 @@ class SecondBoxFigures(TypedDict):
     released_combination: LocErrors
 
 
+class FaithfulnessFigures(TypedDict):
+    """Means over the images of each one's top-1 map (`cam.faithfulness`, torchcam 0.5's
+    metrics): Average Drop and Deletion AUC lower is better, Increase in Confidence and
+    Insertion AUC higher; ``steps`` of the curves and their ``baseline`` image."""
+
+    average_drop: float
+    increase_in_confidence: float
+    deletion_auc: float
+    insertion_auc: float
+    images: int
+    failed_images: int
+    steps: int
+    baseline: str
+    classes: str
+
+
 @dataclass
 class Report:
     """Every figure of one evaluation. ``images``: those scored (failed ones included, as
@@ -147,6 +164,7 @@ class Report:
     pxap: PxAPFigures | None = None
     gt_known_available: bool = False
     resumed_images: int = 0
+    faithfulness: FaithfulnessFigures | None = None
 
     @property
     def mode(self) -> str | None:
@@ -182,11 +200,12 @@ class Report:
             "resumed_images": self.resumed_images,
             "settings": self.settings,
             **({} if self.pxap is None else {"pxap": self.pxap}),
+            **({} if self.faithfulness is None else {"faithfulness": self.faithfulness}),
         }
 
 
-def report_from_json(data: dict[str, Any]) -> Report:
-    """The `Report` a ``--json`` file holds (`Report.to_json` read back): for what renders a
+def report_from_json(data: Mapping[str, Any]) -> Report:
+    """The `Report` a `json_report` file holds (`Report.to_json` read back): for what renders a
     finished evaluation's figures from its file, as the table does. A section or count the
     data lacks is left out (None, zero)."""
     localization = None
@@ -213,6 +232,7 @@ def report_from_json(data: dict[str, Any]) -> Report:
         pxap=data.get("pxap"),
         gt_known_available=data.get("gt_known_available", False),
         resumed_images=data.get("resumed_images", 0),
+        faithfulness=data.get("faithfulness"),
     )
 
 

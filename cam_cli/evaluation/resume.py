@@ -11,7 +11,7 @@ The writer holds the file's lock (`files.lock.FileLock`) from reading it to its 
 
 A resumed line is trusted no more than new input: each is read bounded (`files.reading`: a
 line of at most 1 MiB, JSON nested at most 100 deep) and checked field by field
-(`check_line`: the record's predictions as `eval --predictions` checks a record, sizes positive
+(`check_line`: the record's predictions as `eval`'s `predictions` checks a record, sizes positive
 integers, MaxBoxAccV2 IoUs numbers in [0, 1]), so an edited line is refused naming the file and
 line, never scored.
 """
@@ -61,7 +61,7 @@ LINE_START = b'{"path": '
 
 
 def check_per_image_file(path: str | Path) -> None:
-    """Refuse a --per-image FILE that exists, is not empty and is not one cam-cli wrote: its
+    """Refuse a `per_image` FILE that exists, is not empty and is not one cam-cli wrote: its
     first line must be (or, torn by a crash, begin as) a per-image line. Such a file is never
     cut, appended to or replaced; a folder or a device is refused too."""
     path = Path(path)
@@ -144,7 +144,9 @@ def rewrite_per_image(path: str | Path, raw_lines: list[bytes]) -> None:
             handle.write(raw)
 
 
-def _per_image_line(raw: bytes, number: int, path: Path, fingerprint: str, last: bool):
+def _per_image_line(
+    raw: bytes, number: int, path: Path, fingerprint: str, last: bool
+) -> dict[str, Any] | None:
     """Parse one line of a per-image file; None for a torn last line."""
     try:
         line = loads(raw, f"{path}:{number}") if raw.endswith(b"\n") else None

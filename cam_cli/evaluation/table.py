@@ -39,13 +39,15 @@ def format_report(report: Report, failed_shown: int = FAILED_SHOWN) -> str:
     lines.append(table)
     if report.pxap:
         lines.append(format_pxap(report.pxap))
+    if report.faithfulness:
+        lines.append(format_faithfulness(report.faithfulness))
     if report.second_box:
         lines.append(format_second_box(report.second_box))
     count = None if report.localization is None else report.localization["min_predictions"]
     if count is not None and count < 5:
         lines.append(
             f"note: some images have only {count} prediction(s); top-5 figures need "
-            "`cam-cli bbox --topk 5`"
+            "`cam-cli bbox `topk` 5`"
         )
     lines += _left_out_and_failed(report, failed_shown)
     return "\n".join(lines)
@@ -93,6 +95,8 @@ def _describe_source(settings: Mapping[str, Any]) -> str:
         if settings.get("box_rule") or settings.get("ten_crop"):
             rule = settings.get("box_rule", "paper")
             head += f", box rule {rule}{', ten-crop' if settings.get('ten_crop') else ''}"
+        if settings.get("method"):  # the paper's CAM says nothing
+            head += f", maps by {settings['method']} at layer {settings.get('layer')}"
     truth = settings.get("cub") or settings.get("annotations") or settings.get("wsol_metadata")
     return f"{head}\nground truth: {truth}" if truth else head
 
@@ -175,6 +179,18 @@ def format_maxboxacc(maxboxacc: Mapping, carried: Mapping | None = None) -> list
             at = f" at CAM threshold {threshold:.2f}"
             lines.append(f"  IoU >= {level:.1f}: {table_cell(accuracy)}{at}")
     return lines
+
+
+def format_faithfulness(figures: Mapping[str, Any]) -> str:
+    """The faithfulness line (torchcam's figures as fractions, shown in %)."""
+    return (
+        f"faithfulness ({figures['images']} images, top-1 maps; deletion/insertion in "
+        f"{figures['steps']} steps from a {figures['baseline']} baseline): "
+        f"Average Drop {100 * figures['average_drop']:.2f} (lower is better), Increase in "
+        f"Confidence {100 * figures['increase_in_confidence']:.2f}, Deletion AUC "
+        f"{100 * figures['deletion_auc']:.2f} (lower is better), Insertion AUC "
+        f"{100 * figures['insertion_auc']:.2f}"
+    )
 
 
 def format_pxap(summary: Mapping[str, Any]) -> str:

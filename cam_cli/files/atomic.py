@@ -16,9 +16,9 @@ that is provably gone. Anything else (``.notes.tmp-999999``, a live run's temp f
 NFS node or in another container) is never touched. `atomic_file` clears each folder it writes
 to once per process.
 
-Names come in two kinds. A name the user gave (``--output``, ``--json``) that exists and is not
+Names come in two kinds. A name the user gave (`output`, `json_report`) that exists and is not
 a regular file (``/dev/null``, a FIFO, a terminal) is written directly: the user asked for it.
-A name the tool derives (``derived=True``: a score map, an overlay, a ``--draw`` picture, a
+A name the tool derives (``derived=True``: a score map, an overlay, a `draw` picture, a
 run folder's ``best.pt``, a metadata file) never is: whatever sits there that is not a regular
 file (a FIFO, a symlink to ``/dev/null``, a device) is replaced, the directory entry itself, by
 the rename, so nothing is written through it and nothing waits on it; a directory there is

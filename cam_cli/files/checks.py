@@ -13,9 +13,10 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
-from cam_cli.data.images import DEFAULT_MAX_PIXELS, is_image_file
 from cam_cli.errors import SetupError
+from cam_cli.files.image_names import is_image_file
 
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 4096  # 4096x4096 already takes GBs of activations/image
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def printable_path(path: str | os.PathLike) -> str:
     name literally called ``a\\xff.jpg`` prints ``a\\x5cxff.jpg``, the one with the byte 0xFF
     prints ``a\\xff.jpg``. Every other name (all ordinary UTF-8 names) is returned unchanged.
     The rule is the same in every output (bbox/boxes/eval records, per-image lines, reports);
-    `eval --predictions` matches records by it (`record_name`).
+    `eval`'s `predictions` matches records by it (`record_name`).
     """
     text = os.fspath(path)
     if "\\" in text:
@@ -69,7 +70,7 @@ def printable_line(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-def printable(value):
+def printable(value: Any) -> Any:
     """`printable_path` applied to every string in a JSON-like value (dicts, lists)."""
     if isinstance(value, str):
         return printable_path(value)
@@ -80,7 +81,7 @@ def printable(value):
     return value
 
 
-def strict_json(value):
+def strict_json(value: Any) -> Any:
     """NaN and infinities (not JSON) as null, in a JSON-like value; everything else as it is."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -94,15 +95,15 @@ def strict_json(value):
 def check_run_folder(
     out: str | os.PathLike, data: str | os.PathLike, backbone: str | os.PathLike | None = None
 ) -> None:
-    """`train --out` must not be the --data folder nor inside it (its files would mix with the
+    """`train`'s `out` must not be the `data` folder nor inside it (its files would mix with the
     data, a folder under train/ would become a class), and must not write over the
-    --backbone-weights file (a run folder's last.pt or best.pt)."""
+    `backbone_weights` file (a run folder's last.pt or best.pt)."""
     out, data = Path(out), Path(data)
     for name in ("last.pt", "best.pt"):
-        check_not_an_input({"--out": out / name}, {"--backbone-weights": backbone})
+        check_not_an_input({"`out`": out / name}, {"`backbone_weights`": backbone})
     if same_file(out, data) or (data.is_dir() and _inside(out, data)):
         raise SetupError(
-            f"--out {printable_path(out)}: is inside the --data folder {printable_path(data)}; "
+            f"`out` {printable_path(out)}: is inside the `data` folder {printable_path(data)}; "
             "give a run folder outside the data"
         )
 
@@ -131,8 +132,8 @@ def check_not_an_input(
     inputs: Mapping[str, str | os.PathLike | Iterable[str | os.PathLike] | None],
 ) -> None:
     """Refuse an output FILE that is one of the inputs: ``{option: path}`` on both sides (an
-    input option may hold several paths, e.g. --images; ``-`` is stdin/stdout and skipped). An
-    input folder (--images DIR) counts for the image files already in it."""
+    input option may hold several paths, e.g. `images`; ``-`` is stdin/stdout and skipped). An
+    input folder (`images` DIR) counts for the image files already in it."""
     for out_option, output in outputs.items():
         if output is None or str(output) == "-":
             continue
@@ -190,7 +191,8 @@ def check_outputs_spare_inputs(
         for source in paths:
             if str(source) == "-":
                 continue
-            hit = targets.get(_identity(source))
+            identity = _identity(source)
+            hit = None if identity is None else targets.get(identity)
             if hit is not None:
                 out_option, output = hit
                 raise SetupError(
@@ -250,27 +252,14 @@ def check_output_dir(path: str | os.PathLike | None, option: str) -> None:
 
 
 def check_input_size(
-    size: int | None, option: str = "--input-size", low: int = MIN_INPUT_SIZE
+    size: int | None, option: str = "`input_size`", low: int = MIN_INPUT_SIZE
 ) -> None:
-    """A network input size (or a map's, ``--upsample``) wherever it comes from: an option, a
+    """A network input size (or a map's, `upsample`) wherever it comes from: an option, a
     training config, a checkpoint. ``option`` names where, e.g. ``"CKPT: its input_size"``."""
     if size is not None and not (
         isinstance(size, int) and not isinstance(size, bool) and low <= size <= MAX_INPUT_SIZE
     ):
         raise SetupError(f"{option} {size}: must be between {low} and {MAX_INPUT_SIZE}")
-
-
-def check_image_size(size: tuple[int, int] | None, option: str = "--size") -> None:
-    """An image size given as ``(width, height)``: no larger than an image the tool decodes
-    (`data.images.DEFAULT_MAX_PIXELS`), so boxes scaled to it stay exact integers."""
-    if size is None:
-        return
-    width, height = size
-    if width < 1 or height < 1 or width * height > DEFAULT_MAX_PIXELS:
-        raise SetupError(
-            f"{option} {width}x{height}: must be at least 1x1 and at most {DEFAULT_MAX_PIXELS} "
-            "pixels (the largest image cam-cli decodes)"
-        )
 
 
 # torch's DataLoader warns when it starts more processes than the CPU has cores, which
@@ -288,7 +277,7 @@ def max_workers(cpus: int | None = None) -> int:
     return max(8, 2 * (cpus or os.cpu_count() or 1))
 
 
-def bounded_workers(workers: int, option: str = "--workers") -> int:
+def bounded_workers(workers: int, option: str = "`workers`") -> int:
     """``workers`` capped at `max_workers`, with a note when it was more (results never
     depend on the number of workers)."""
     top = max_workers()

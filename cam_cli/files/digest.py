@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from cam_cli.data.images import regular_file
+from cam_cli.files.reading import regular_file
 
 CHUNK_BYTES = 1 << 20
 

@@ -1,5 +1,5 @@
-"""One writer at a time: `train --out` (a run folder), `eval --save-scoremaps` (a folder of
-maps) and `eval --per-image` (a resumable file) are locked while a run writes them.
+"""One writer at a time: `train`'s `out` (a run folder), `eval`'s `save_scoremaps` (a folder of
+maps) and `eval`'s `per_image` (a resumable file) are locked while a run writes them.
 
 The lock is an exclusive lock (`descriptors.try_lock`: ``flock`` on POSIX) on a lock file that
 holds the writer's PID: ``FOLDER/.cam-cli.lock`` for a folder, ``.NAME.cam-cli.lock`` beside a
@@ -16,6 +16,7 @@ import os
 import stat
 from contextlib import suppress
 from pathlib import Path
+from typing import Self
 
 from cam_cli.errors import SetupError
 from cam_cli.files.checks import printable_path
@@ -38,11 +39,11 @@ class _Lock:
         self.option = option
         self._fd: int | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def acquire(self) -> None:
@@ -104,16 +105,16 @@ def _read_pid(fd: int) -> str:
 
 
 class FolderLock(_Lock):
-    """A run folder (`train --out`), locked through ``FOLDER/.cam-cli.lock``."""
+    """A run folder (`train`'s `out`), locked through ``FOLDER/.cam-cli.lock``."""
 
-    def __init__(self, folder: str | Path, option: str = "--out") -> None:
+    def __init__(self, folder: str | Path, option: str = "`out`") -> None:
         super().__init__(Path(folder), Path(folder) / LOCK_NAME, option)
         self.folder = self.target
 
 
 class FileLock(_Lock):
-    """A file appended to by one run (`eval --per-image`), locked through
+    """A file appended to by one run (`eval`'s `per_image`), locked through
     ``.NAME.cam-cli.lock`` beside it (the file itself may not exist yet, or be replaced)."""
 
-    def __init__(self, path: str | Path, option: str = "--per-image") -> None:
+    def __init__(self, path: str | Path, option: str = "`per_image`") -> None:
         super().__init__(Path(path), file_lock_path(path), option)

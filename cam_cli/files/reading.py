@@ -1,7 +1,7 @@
 """Reading the files a command is given, bounded: the one way text lines and JSON come in.
 
-Every text or JSON input (a ``--cam-threshold-from`` report, ``--class-predictions``,
-``--predictions``, ``--per-image`` resume lines, wsolevaluation's metadata, Tiny ImageNet's
+Every text or JSON input (a `cam_threshold_from` report, `class_predictions`,
+`predictions`, `per_image` resume lines, wsolevaluation's metadata, Tiny ImageNet's
 tables, ground truth, class lists) is read here, so each gets the same guarantees:
 
 - Only a regular file is opened for good (`open_regular`): the open itself does not wait
@@ -38,7 +38,7 @@ from cam_cli.files.descriptors import BINARY, CLOEXEC, NONBLOCK, POSIX
 
 MAX_LINE_BYTES = 1 << 20  # no line of a format cam-cli reads comes near 1 MiB
 MAX_TEXT_BYTES = 1 << 33  # 8 GiB: ILSVRC train's metadata is under 100 MB
-MAX_JSON_BYTES = 1 << 28  # one JSON document (an `eval --json` report): 256 MiB
+MAX_JSON_BYTES = 1 << 28  # one JSON document (an `eval` `json_report`): 256 MiB
 MAX_JSON_DEPTH = 100  # cam-cli's own records nest 4 deep
 EXCERPT = 60  # characters an error quotes of a line
 

@@ -24,12 +24,13 @@ from cam_cli.boxes.backends import device_boxes, resolve_box_backend
 from cam_cli.boxes.components import boxes_from_cams, scale_boxes
 from cam_cli.boxes.rules import BOX_RULES, PAPER, ZHOU2016, boxes_for_image
 from cam_cli.cam import ten_crop as tc
+from cam_cli.cam.faithfulness import faithfulness
 from cam_cli.cam.maps import upsample_cams
 from cam_cli.data.batches import ImageBatch
 from cam_cli.data.classes import ClassInfo
 from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.inference.analysis import Analysis
-from cam_cli.inference.map_methods import DEFAULT_MAP_METHOD, ForwardPass, MapMethod, map_method
+from cam_cli.inference.map_methods import ForwardPass, MapMethod, map_method
 from cam_cli.inference.results import ImageResult, Prediction
 from cam_cli.models.loading import LoadedModel
 from cam_cli.models.speedups import fold_batch_norms
@@ -77,11 +78,12 @@ class DeviceOutput:
     upsampled: torch.Tensor | None = None  # [B, k + m, S, S]
     extra_indices: torch.Tensor | None = None  # [B, m]
     extra_scores: torch.Tensor | None = None
+    faithfulness: torch.Tensor | None = None  # [B, 4] (`cam.faithfulness`), when asked for
 
     def crossing(self) -> list[torch.Tensor | None]:
         """The device tensors another stream reads to finish the batch (`hand_over`)."""
         return [self.indices, self.scores, self.cams, self.upsampled, self.extra_indices,
-                self.extra_scores]  # fmt: skip
+                self.extra_scores, self.faithfulness]  # fmt: skip
 
     @torch.inference_mode()
     def queue_to_host(self, analysis: Analysis, stream: Stream) -> InFlight:
@@ -96,6 +98,8 @@ class DeviceOutput:
         with stream.context():
             if analysis.keep_cams:
                 found["feature_cams"] = self.cams[:, :k]
+            if self.faithfulness is not None:
+                found["faithfulness"] = self.faithfulness
             if self.boxing.at_image_size:  # boxed per image at its own size, on the host
                 found["source_maps"] = self.cams
             elif self.boxing.on_device:
@@ -168,9 +172,12 @@ class ForwardOutput:
     extra_cams: np.ndarray | None = None  # [B, m, S, S], when asked to keep them
     analyses: Sequence[object] | None = None  # what `Analysis.on_device` gave, one per good image
     source_maps: np.ndarray | None = None  # [B, k + m, h, w]: maps boxed at each image's size
+    faithfulness: np.ndarray | None = None  # [B, 4] (`cam.faithfulness.FIGURES`)
 
 
-def _with_fields(cam: CamOptions, run: RunOptions, given: dict[str, Any]):
+def _with_fields(
+    cam: CamOptions, run: RunOptions, given: dict[str, Any]
+) -> tuple[CamOptions, RunOptions]:
     """``cam`` and ``run`` with the fields named in ``given`` replaced (short calls in tests
     and scripts: ``Localizer(loaded, topk=1, fast=False)``)."""
     cam_names = {f.name for f in fields(CamOptions)}
@@ -230,6 +237,10 @@ class BatchComputation:
         self.box_rule = cam.box_rule
         self.ten_crop = cam.ten_crop
         check_threshold(threshold)
+        if cam.faithfulness and cam.ten_crop:
+            raise ArgumentError(
+                "faithfulness", "scores the top-1 map of one crop: leave out `ten_crop`"
+            )
         if cam.topk < 1:
             raise ArgumentError("topk", f"must be >= 1, got {cam.topk}")
         self.classes: list[ClassInfo] = loaded.classes
@@ -267,9 +278,9 @@ class BatchComputation:
         self.input_size = loaded.input_size
         # Ten-crop decodes a larger frame (256 for 224) and cuts the crops from it.
         self.load_size = tc.frame_size(self.input_size) if cam.ten_crop else self.input_size
-        # Where the maps come from (`map_methods`): the paper's CAM.
+        # Where the maps come from (`map_methods`): the paper's CAM by default.
         self.maps: MapMethod = map_method(
-            DEFAULT_MAP_METHOD, self.model, self.input_size, cam.ten_crop
+            cam.method, self.model, self.input_size, cam.ten_crop, cam.layer
         )
         # The network as called (torch.compile'd by `Localizer.compile`), and the slice size
         # it was compiled for: every slice is then padded to it.
@@ -330,9 +341,15 @@ class BatchComputation:
         # [B, k + m, h, w] (ten-crop: the merged maps, at the size `ten_crop` gives them)
         cams = self.maps.maps(ForwardPass(inputs, logits, features), all_indices)
         upsampled = upsample_cams(cams, (self.input_size, self.input_size))
-        return DeviceOutput(
-            batch, self.boxing, indices, scores, cams, upsampled, extra_indices, extra_scores
-        )
+        figures = None
+        if self.cam.faithfulness:  # the top-1 map's: torchcam's metrics, batched
+            figures = faithfulness(self._softmax, inputs, cams[:, 0], indices[:, 0])
+        return DeviceOutput(batch, self.boxing, indices, scores, cams, upsampled,
+                            extra_indices, extra_scores, figures)  # fmt: skip
+
+    def _softmax(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's class probabilities of ``x`` (as its scores are made)."""
+        return self.network(channels_last(x))[0].float().softmax(dim=1)
 
     def _prediction(
         self, rank: int, index: int, score: float, box: list[int], boxes: list | None = None
@@ -394,6 +411,8 @@ class BatchComputation:
             ]
             if out.feature_cams is not None:
                 result.cams = out.feature_cams[i]
+            if out.faithfulness is not None:
+                result.faithfulness = out.faithfulness[i].tolist()
             if out.extra_indices is not None:
                 result.extra = [
                     prediction(0, int(index), float(out.extra_scores[i, j]), boxes[k + j])

@@ -25,8 +25,8 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import cached_property, partial
 from typing import Any
 
@@ -296,7 +296,9 @@ class Localizer(BatchComputation):
         crops = 10 if self.ten_crop else 1
         return batch_for_memory(batch_size, self.input_size, maps + extra, self.device, crops)
 
-    def _localize_in_lanes(self, pool, batches, analysis: Analysis) -> Iterator[list[ImageResult]]:
+    def _localize_in_lanes(
+        self, pool: Executor, batches: Iterable[ImageBatch], analysis: Analysis
+    ) -> Iterator[list[ImageResult]]:
         """CPU: each lane runs a slice end to end; the next batch is queued before this one is
         collected, so a lane that finishes early starts on it instead of waiting."""
         pending: deque[list[Future]] = deque()
@@ -313,7 +315,9 @@ class Localizer(BatchComputation):
         while pending:
             yield in_input_order(_gather(pending.popleft()))
 
-    def _localize_with_box_thread(self, batches, analysis: Analysis) -> Iterator[list[ImageResult]]:
+    def _localize_with_box_thread(
+        self, batches: Iterable[ImageBatch], analysis: Analysis
+    ) -> Iterator[list[ImageResult]]:
         """One forward at a time (all threads, or the GPU); batch i is collected (copied to the
         host, boxed) in a thread while batch i+1 is launched, so the main thread never waits
         for the device: a box backend without host syncs is queued here behind the forward, with
@@ -341,7 +345,9 @@ class Localizer(BatchComputation):
                 yield pending.popleft().result()
 
 
-def _extra_tensor(batch: ImageBatch, extra_classes) -> torch.Tensor | None:
+def _extra_tensor(
+    batch: ImageBatch, extra_classes: Mapping[str, Sequence[int]] | None
+) -> torch.Tensor | None:
     if extra_classes is None or not batch.items:
         return None
     return torch.tensor([list(extra_classes(s.path)) for s in batch.items])
@@ -352,7 +358,7 @@ def _gather(futures: list[Future]) -> list[tuple[int, ImageResult]]:
 
 
 def compile_or_warn(localizer: Localizer, batch_size: int | None = None) -> bool:
-    """--compile as the commands run it: say what it cost, or why it failed and go on eager.
+    """`compile_model` as the commands run it: say what it cost, or why it failed and go on eager.
 
     Eager gives the same results, so a compiler or backend failure never stops a run.
     """
@@ -361,7 +367,7 @@ def compile_or_warn(localizer: Localizer, batch_size: int | None = None) -> bool
         seconds = localizer.compile(batch_size)
     except Exception as error:  # noqa: BLE001 - any compile failure: run uncompiled
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        logger.warning("--compile failed (%s); running uncompiled", reason)
+        logger.warning("`compile_model` failed (%s); running uncompiled", reason)
         return False
     logger.info("compiled in %.1f s", seconds)
     return True

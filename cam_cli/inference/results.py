@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class Prediction:
     boxes: list[list[int]] | None = None
 
     def as_dict(self) -> dict:
-        record = {
+        record: dict[str, Any] = {
             "rank": self.rank,
             "class_index": self.class_index,
             "wnid": self.wnid,
@@ -47,6 +48,9 @@ class ImageResult:
     extra_cams: np.ndarray | None = None  # [m, S, S] at input resolution (or [m, h, w])
     # What the run's `Analysis` computed for this image (`inference.analysis`):
     analysis: object = None
+    # Average Drop, Increase in Confidence, Deletion and Insertion AUC of the top-1 map
+    # (`cam.faithfulness.FIGURES`), when asked for (`CamOptions.faithfulness`):
+    faithfulness: list[float] | None = None
 
     def flag_non_finite(self) -> bool:
         """A model that gives NaN or infinite scores (NaN weights, an overflow) has no answer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -51,11 +52,17 @@ class CAMNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self._features(self.net, x)
-        # GAP: F_k = mean_{x,y} f_k(x, y); GMP: F_k = max_{x,y} f_k(x, y)
-        pooled = features.amax(dim=(2, 3)) if self.pooling == "max" else features.mean(dim=(2, 3))
+        return self.pooled_logits(self.pool(features)), features
+
+    def pool(self, features: Tensor) -> Tensor:
+        """GAP: ``F_k = mean_{x,y} f_k(x, y)``; GMP: ``F_k = max_{x,y} f_k(x, y)``."""
+        return features.amax(dim=(2, 3)) if self.pooling == "max" else features.mean(dim=(2, 3))
+
+    def pooled_logits(self, pooled: Tensor) -> Tensor:
+        """The logits of pooled features: a frozen backbone's pooled features are cached, and
+        the classifier trains on them alone (`training.cached_inputs`)."""
         classifier = self.classifier
-        logits = pooled if classifier is None else classifier(self.dropout(pooled))
-        return logits, features
+        return pooled if classifier is None else classifier(self.dropout(pooled))
 
     def cam_exact_problem(self) -> str | None:
         """Why this network's CAMs are not the exact decomposition of its scores (one line),
@@ -88,6 +95,22 @@ class CAMNet(nn.Module):
         self.load_state_dict(state_dict, strict=True)
 
 
+class AnyHeadNet(CAMNet):
+    """A network whose head is not CAM-exact (a norm after pooling, a class token, attention
+    pooling), for the map methods that read a layer instead of the head (`cam.methods`):
+    ``forward`` returns ``(logits, features)`` with the network's own head on its own features
+    (``net.forward_head``), so its scores are the network's; there is no CAM of it."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self._features(self.net, x)
+        # timm's method; nn.Module's __getattr__ types it as a tensor or a module
+        head = cast("Callable[[Tensor], Tensor]", self.net.forward_head)
+        return head(features), features
+
+    def class_weights(self) -> tuple[Tensor | None, Tensor | None]:
+        raise TypeError("a network whose head is not CAM-exact has no CAM weights")
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     """A registry entry: how to build the network and what is known about it."""
@@ -102,4 +125,4 @@ class ArchSpec:
     default_input_size: int = 224
     aliases: tuple[str, ...] = field(default_factory=tuple)
     preprocessing: Preprocessing | None = None  # the weights' own; None: ImageNet's
-    hub_weights: str | None = None  # for timm entries: ``hf-hub:<repo>`` of --weights imagenet
+    hub_weights: str | None = None  # for timm entries: ``hf-hub:<repo>`` of `weights` imagenet

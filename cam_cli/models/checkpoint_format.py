@@ -1,5 +1,5 @@
 """The cam-cli checkpoint, defined once: what `cam-cli train` writes (`training.trainer`) and
-what ``--checkpoint`` reads (`models.loading`).
+what `checkpoint` reads (`models.loading`).
 
 A checkpoint is a dict of tensors and plain containers, so ``torch.load(weights_only=True)``
 reads it. Its model part (`model_part`, read back by `read_model_part`) is what running the

@@ -2,11 +2,11 @@
 preprocessing and input size, from the options a user gives.
 
 Sources of weights:
-- ``--weights imagenet``: torchvision's ImageNet weights (downloaded once into torch's cache).
-- ``--weights FILE``: a state_dict (torchvision's keys or our own ``net.`` keys).
-- ``--checkpoint FILE``: written by ``cam-cli train``; self-describing (architecture, classes,
+- `weights` ``imagenet``: torchvision's ImageNet weights (downloaded once into torch's cache).
+- `weights` ``FILE``: a state_dict (torchvision's keys or our own ``net.`` keys).
+- `checkpoint` ``FILE``: written by ``cam-cli train``; self-describing (architecture, classes,
   preprocessing, input size), so nothing else needs to be given.
-Weights know their data, as torchvision's do: a 1000-class model without ``--classes`` is an
+Weights know their data, as torchvision's do: a 1000-class model without `classes_file` is an
 ImageNet model and gets torchvision's ImageNet class names.
 """
 
@@ -84,7 +84,7 @@ def _num_classes_in(state_dict: dict[str, torch.Tensor], spec: ArchSpec) -> int 
     network on the meta device (no memory, no initialisation) with 2 classes and seeing which
     tensors have 2 rows."""
     with torch.device("meta"):
-        own = build_model(spec.name, 2).state_dict()
+        own = spec.build(2).state_dict()
     for key, value in state_dict.items():
         full = key if key.startswith("net.") else f"net.{key}"
         if full in own and own[full].shape[:1] == (2,) and value.ndim >= 1:
@@ -96,7 +96,7 @@ def _checkpoint_model(path: str | Path) -> LoadedModel:
     data = read_state_file(path)
     if not is_checkpoint(data):
         raise ModelLoadError(
-            f"{path}: not a cam-cli checkpoint (use --weights for a plain state_dict)"
+            f"{path}: not a cam-cli checkpoint (use `weights` for a plain state_dict)"
         )
     saved = read_model_part(data, path)
     model = build_model(saved.arch, len(saved.classes))
@@ -124,7 +124,7 @@ def load_model(
         loaded = _load(options, num_classes)
     except KeyError as error:  # unknown architecture
         raise ModelLoadError(str(error.args[0])) from None
-    except (ValueError, OSError) as error:  # unreadable --classes file, unknown normalization
+    except (ValueError, OSError) as error:  # unreadable `classes_file` file, unknown normalization
         if isinstance(error, SetupError):
             raise
         raise ModelLoadError(str(error)) from None
@@ -171,7 +171,7 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     arch, weights, classes_file = options.arch, options.weights, options.classes_file
     if options.checkpoint is not None:
         if weights is not None:
-            raise ModelLoadError("give either --checkpoint or --weights, not both")
+            raise ModelLoadError("give either `checkpoint` or `weights`, not both")
         loaded = _checkpoint_model(options.checkpoint)
         if arch is not None and get_arch(arch).name != loaded.arch:
             raise ModelLoadError(f"{options.checkpoint}: holds a {loaded.arch}, not a {arch}")
@@ -187,14 +187,14 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
         )
 
     if arch is None:
-        raise ModelLoadError("give --arch NAME (see `cam-cli models`) or --checkpoint FILE")
-    spec = get_arch(arch)
+        raise ModelLoadError("give `arch` NAME (see `cam-cli models`) or `checkpoint` FILE")
+    spec = get_arch(arch, options.cam_exact)
     file_classes = read_synset_mapping(classes_file) if classes_file is not None else None
     names: list[str] | None = None
     if weights is None:
         state_dict = None
         logger.info(  # a note: shown with -q too, by rank 0 only under torchrun
-            "note: --arch %s without --weights or --checkpoint: its parameters are random "
+            "note: `arch` %s without `weights` or `checkpoint`: its parameters are random "
             "(untrained), so its classes, scores and boxes mean nothing",
             spec.name,
         )
@@ -204,7 +204,7 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
         if spec.torchvision_weights is None:
             raise ModelLoadError(
                 f"{spec.name} has no torchvision ImageNet weights; train it with `cam-cli train`"
-                " and pass --checkpoint, or pass --weights FILE"
+                " and pass `checkpoint`, or pass `weights` FILE"
             )
         state_dict = download_torchvision_state_dict(spec.torchvision_weights, spec.name)
         names = list(torchvision_weights(spec.torchvision_weights).meta["categories"])
@@ -220,7 +220,7 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
             raise ModelLoadError(f"{weights}: its classifier has 0 classes (0 output rows)")
     if count is None:
         count = len(file_classes) if file_classes else IMAGENET_CLASSES
-    model = build_model(spec.name, count)
+    model = spec.build(count)
     if state_dict is not None:
         load_weights_into(model, state_dict, str(weights))
 
@@ -245,12 +245,14 @@ def _load(options: ModelOptions, num_classes: int | None) -> LoadedModel:
     )
 
 
-def _check_same_classes(own: list[ClassInfo], given: list[ClassInfo], options: ModelOptions):
+def _check_same_classes(
+    own: list[ClassInfo], given: list[ClassInfo], options: ModelOptions
+) -> None:
     own_wnids = [c.wnid for c in own]
     given_wnids = [c.wnid for c in given]
     if own_wnids != given_wnids:
         raise ModelLoadError(
-            f"{options.checkpoint}: its class order differs from the --classes file "
+            f"{options.checkpoint}: its class order differs from the `classes_file` file "
             f"({len(own_wnids)} vs {len(given_wnids)} classes); the checkpoint's own list is used "
-            "when --classes is left out"
+            "when `classes_file` is left out"
         )

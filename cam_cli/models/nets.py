@@ -14,7 +14,7 @@ class PaperGAPNet(nn.Module):
     """A truncated ImageNet backbone + added conv 3x3/1/1 layers (1024 units, ReLU) + linear.
 
     ``trunk`` is the whole torchvision model with the layers after the cut removed, so its
-    state_dict keys are torchvision's and ``--backbone-weights`` files load into it directly.
+    state_dict keys are torchvision's and `backbone_weights` files load into it directly.
     """
 
     def __init__(
@@ -39,13 +39,19 @@ class PaperGAPNet(nn.Module):
         for module in [*self.cam_conv.modules(), self.fc]:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # always here: the CAM layers have biases
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)
 
+    def trunk_features(self, x: Tensor) -> Tensor:
+        """The truncated backbone's maps: what a frozen trunk gives, cached once for every
+        epoch of the added layers (`training.cached_inputs`)."""
+        return self._trunk_forward(self.trunk, x)
+
     def features(self, x: Tensor) -> Tensor:
-        return self.cam_conv(self._trunk_forward(self.trunk, x))
+        return self.cam_conv(self.trunk_features(x))
 
     def new_layers(self) -> list[nn.Module]:
         """The layers the paper adds (trained with a higher learning rate)."""
@@ -76,8 +82,11 @@ class SmallGAPNet(nn.Module):
         self.cam_conv = nn.Sequential(nn.Conv2d(channels, width * 4, 3, padding=1), nn.ReLU(True))
         self.fc = nn.Linear(width * 4, num_classes)
 
+    def trunk_features(self, x: Tensor) -> Tensor:
+        return self.trunk(x)
+
     def features(self, x: Tensor) -> Tensor:
-        return self.cam_conv(self.trunk(x))
+        return self.cam_conv(self.trunk_features(x))
 
     def new_layers(self) -> list[nn.Module]:
         return [self.cam_conv, self.fc]

@@ -6,7 +6,7 @@ One graph, ``images -> (logits, cams)``:
   decodes and resizes; the metadata states it too (mean, std, channel order, divisor).
 - ``logits``: float32 ``[N, C]``, before the softmax.
 - ``cams``: float32 ``[N, C, h, w]``: every class's map at the features' resolution, before
-  upsampling. All classes rather than a top-k fixed at export: ``--class``, ``eval``'s
+  upsampling. All classes rather than a top-k fixed at export: `class`, ``eval``'s
   ground-truth classes and any k are then a gather, and the maps cost one matrix product of
   the features, a small part of the network's own work.
 

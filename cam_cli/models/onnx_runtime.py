@@ -32,7 +32,7 @@ MAX_BYTES = 2**31  # protobuf's bound on one message: `export` writes no larger 
 
 def import_onnxruntime() -> Any:
     try:
-        import onnxruntime  # type: ignore[import-untyped]
+        import onnxruntime
     except ImportError:
         raise SetupError(
             f"`onnx`: ONNX Runtime is not installed; install it with: {INSTALL_HINT}"
@@ -85,7 +85,7 @@ class OnnxNetwork(nn.Module):
                 self._sessions[threads] = open_session(self._model, threads)
             return self._sessions[threads]
 
-    @torch.compiler.disable  # ONNX Runtime runs it: `--compile` leaves it as it is
+    @torch.compiler.disable  # ONNX Runtime runs it: `compile_model` leaves it as it is
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         pixels = x.detach().to("cpu", torch.uint8).contiguous().numpy()
         logits, cams = self._session().run(list(OUTPUTS), {INPUT: pixels})

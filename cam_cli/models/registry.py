@@ -12,7 +12,7 @@ Two families:
   classifier + GAP (SqueezeNet, whose class maps are the classifier's own output maps).
 
 The wrapped torchvision model is kept whole under ``CAMNet.net``, so torchvision state_dicts
-load unchanged (``--weights FILE``) and torchvision's own weight enums still apply.
+load unchanged (`weights` ``FILE``) and torchvision's own weight enums still apply.
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ def register(spec: ArchSpec) -> ArchSpec:
     return spec
 
 
-def get_arch(name: str) -> ArchSpec:
-    """The entry of ``name``; ``timm/<model_name>`` builds a timm entry (timm imported then)."""
+def get_arch(name: str, cam_exact: bool = True) -> ArchSpec:
+    """The entry of ``name``; ``timm/<model_name>`` builds a timm entry (timm imported then).
+    ``cam_exact=False``: a timm network whose head is not CAM-exact is built too (for the
+    map methods that read a layer, `models.camnet.AnyHeadNet`)."""
     if is_timm_name(name):
-        return timm_spec(name)
+        return timm_spec(name, cam_exact)
     key = name.lower().replace("_", "-")
     for candidate in (name, key):
         if candidate in REGISTRY:
@@ -102,7 +104,7 @@ _GOOGLENET_HEAD = ("maxpool4", "inception5a", "inception5b")
 def _googlenet_input(net: nn.Module, x: Tensor) -> Tensor:
     # torchvision's GoogLeNet ImageNet weights expect this re-normalisation of ImageNet-normalised
     # input (transform_input=True); kept for every GoogLeNet so those weights load as they are.
-    return net._transform_input(x)
+    return net._transform_input(x)  # noqa: SLF001 - torchvision's own step, no public name
 
 
 def _googlenet_trunk_forward(trunk: nn.Module, x: Tensor) -> Tensor:
@@ -215,14 +217,27 @@ def _build_googlenet(num_classes: int) -> CAMNet:
     return CAMNet(net, _googlenet_features, lambda n: n.fc, dropout=0.2)
 
 
-def _mobilenet_v2(pooling: str) -> Callable[[int], CAMNet]:
+def _mobilenet_v2(pooling: str, output_stride: int = 32) -> Callable[[int], CAMNet]:
     def build(num_classes: int) -> CAMNet:
         from torchvision.models import mobilenet_v2
 
         net = mobilenet_v2(num_classes=num_classes)
+        if output_stride == 16:
+            _dilate_last_stage(net)
         return CAMNet(net, _features, lambda n: n.classifier[1], dropout=0.2, pooling=pooling)
 
     return build
+
+
+def _dilate_last_stage(net: nn.Module) -> None:
+    """MobileNetV2 at output stride 16 (DeepLabv3's way): the last stride-2 depthwise conv
+    (block 14) keeps stride 1 and the depthwise convs after it dilate by 2, so every layer sees
+    the same context as before and the same weights load, with a map twice as fine (14x14 at
+    224 px instead of 7x7) for four times the cost of the last stage."""
+    net.features[14].conv[1][0].stride = (1, 1)
+    for block in net.features[15:18]:
+        depthwise = block.conv[1][0]
+        depthwise.dilation, depthwise.padding = (2, 2), (2, 2)
 
 
 def _squeezenet_class_maps(net: nn.Module, x: Tensor) -> Tensor:
@@ -256,6 +271,16 @@ register(ArchSpec(
     torchvision_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
     aliases=("mobilenet-v2",),
 ))  # fmt: skip
+# The same network and weights at output stride 16: a CAM twice as fine (`_dilate_last_stage`).
+for _arch, _pool, _what in (
+    ("mobilenet_v2-s16", "avg", "GAP"),
+    ("mobilenet_v2-s16-max", "max", "GMP"),
+):
+    register(ArchSpec(
+        _arch, _mobilenet_v2(_pool, output_stride=16), 14,
+        f"mobilenet_v2 at output stride 16 (last stage dilated; 14x14 at 224), {_what} + linear",
+        backbone_weights="MobileNet_V2_Weights.IMAGENET1K_V1",
+    ))  # fmt: skip
 # Its GMP twin for the paper's ablation: the same layers with global max pooling, so only the
 # ImageNet backbone carries over (its classifier was trained on averages, not maxima).
 register(ArchSpec(

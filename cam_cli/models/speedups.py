@@ -61,7 +61,8 @@ def _fold_in_sequentials(model: nn.Module) -> int:
     (torchvision's Conv2dNormActivation, VGG-BN...) feeds that batch norm alone."""
     folded = 0
     for sequence in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
-        children = sequence._modules
+        # the registry itself, in order and with repeats (named_children skips a repeat)
+        children = sequence._modules  # noqa: SLF001
         for first, second in itertools.pairwise(list(children)):
             conv, batch_norm = children[first], children[second]
             if _plain_conv(conv) and _plain_batch_norm(batch_norm):

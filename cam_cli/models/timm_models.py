@@ -1,4 +1,4 @@
-"""timm networks as registry entries: ``--arch timm/<model_name>``, built generically.
+"""timm networks as registry entries: `arch` ``timm/<model_name>``, built generically.
 
 Any timm model whose head is CAM-exact works: the head must be global average pooling followed
 by one linear layer (dropout allowed), so that ``mean(M_c) = S_c - b_c``. The features are
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from cam_cli.errors import NotCAMExact, SetupError
-from cam_cli.models.camnet import ArchSpec, CAMNet
+from cam_cli.models.camnet import AnyHeadNet, ArchSpec, CAMNet
 from cam_cli.models.preprocess import Preprocessing
 
 PREFIX = "timm/"
@@ -43,7 +43,7 @@ def import_timm() -> Any:
         import timm
     except ImportError:
         raise SetupError(
-            f"--arch timm/...: timm is not installed; install it with: {INSTALL_HINT}"
+            f"`arch` timm/...: timm is not installed; install it with: {INSTALL_HINT}"
         ) from None
     return timm
 
@@ -168,18 +168,22 @@ def hub_weights_of(model: nn.Module) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def timm_spec(name: str) -> ArchSpec:
-    """The registry entry of ``timm/<model_name>``: checked CAM-exact once, on meta."""
+def timm_spec(name: str, cam_exact: bool = True) -> ArchSpec:
+    """The registry entry of ``timm/<model_name>``: checked CAM-exact once, on meta.
+    ``cam_exact=False``: any head is built (`AnyHeadNet`), for the map methods that read a
+    layer; a CAM-exact head still gives its `CAMNet`."""
     timm = import_timm()
     short = model_name(name)
     if not short or not timm.is_model(short):
         raise KeyError(
-            f"unknown timm model {short!r}; list CAM-exact ones with `cam-cli models --timm "
+            f"unknown timm model {short!r}; list CAM-exact ones with `cam-cli models `timm` "
             "PATTERN`"
         )
     meta = _meta_model(timm, short)
     size = default_input_size(meta)
     problem = head_problem(meta, size)
+    if problem is not None and not cam_exact:
+        return _any_head_spec(timm, short, meta, size, problem)
     if problem is not None:
         raise NotCAMExact(
             f"{PREFIX}{short} is not CAM-exact: {problem}, which breaks mean(M_c) = S_c - b_c "
@@ -204,7 +208,43 @@ def timm_spec(name: str) -> ArchSpec:
     )
 
 
+def _any_head_spec(timm: Any, short: str, meta: nn.Module, size: int, problem: str) -> ArchSpec:
+    def build(num_classes: int) -> CAMNet:
+        net = timm.create_model(short, pretrained=False, num_classes=num_classes)
+        return AnyHeadNet(net, _features, _classifier)
+
+    return ArchSpec(
+        f"{PREFIX}{short}",
+        build,
+        0,  # no CAM
+        f"timm {short}: not CAM-exact ({problem})",
+        default_input_size=size,
+        preprocessing=preprocessing_of(meta),
+        hub_weights=hub_weights_of(meta),
+    )
+
+
+def meta_network(name: str) -> nn.Module:
+    """``timm/<model_name>`` built on the meta device (no memory), whatever its head."""
+    return _meta_model(import_timm(), model_name(name))
+
+
 MAX_LISTED = 300
+
+
+def timm_names(pattern: str) -> list[str]:
+    """The timm model names matching ``pattern`` (a bare word: the names containing it), at
+    most `MAX_LISTED`."""
+    timm = import_timm()
+    if not any(c in pattern for c in "*?["):
+        pattern = f"*{pattern}*"
+    names = timm.list_models(pattern)
+    if len(names) > MAX_LISTED:
+        raise SetupError(
+            f"`timm` {pattern!r} matches {len(names)} timm models; give a narrower pattern "
+            f"(at most {MAX_LISTED}), e.g. '*resnet*' or 'efficientnet_b*'"
+        )
+    return list(names)
 
 
 def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
@@ -213,14 +253,7 @@ def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
     ``[``, means the names containing it: ``resnet`` is ``*resnet*``); built on meta, so no
     memory is used. Models that are not CAM-exact, or cannot be built on meta, are left out."""
     timm = import_timm()
-    if not any(c in pattern for c in "*?["):
-        pattern = f"*{pattern}*"
-    names = timm.list_models(pattern)
-    if len(names) > MAX_LISTED:
-        raise SetupError(
-            f"--timm {pattern!r} matches {len(names)} timm models; give a narrower pattern "
-            f"(at most {MAX_LISTED}), e.g. '*resnet*' or 'efficientnet_b*'"
-        )
+    names = timm_names(pattern)
     rows = []
     for name in names:
         try:

@@ -42,7 +42,7 @@ def download_torchvision_state_dict(name: str, what: str) -> dict[str, torch.Ten
         raise ModelLoadError(
             f"cannot get torchvision's ImageNet weights for {what} ({weights.url}): {reason}. "
             "Offline? Download that file elsewhere and pass it as a local state_dict "
-            "(e.g. --weights FILE, or --backbone-weights FILE for training)."
+            "(e.g. `weights` FILE, or `backbone_weights` FILE for training)."
         ) from None
 
 
@@ -136,7 +136,7 @@ def download_hf_hub_state_dict(name: str) -> dict[str, torch.Tensor]:
     raise ModelLoadError(
         f"cannot get {name} from the Hugging Face hub ({reason}). Offline? Download its "
         f"model.safetensors elsewhere (https://huggingface.co/{repo}) and pass it as "
-        "--weights FILE."
+        "`weights` FILE."
     )
 
 
@@ -208,7 +208,9 @@ def check_weight_dtypes(state_dict: dict[str, Any], source: str) -> None:
         )
 
 
-def load_weights_into(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str):
+def load_weights_into(
+    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str
+) -> None:
     """`CAMNet.load_weights`, with a shape or key mismatch said in one line."""
     check_weight_dtypes(state_dict, source)
     try:

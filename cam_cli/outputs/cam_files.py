@@ -34,7 +34,7 @@ class CamWriter:
         npy: str = "none",
         alpha: float = 0.5,
         make_dir: bool = True,  # False: only `render` will be used (a rank that never writes)
-    ):
+    ) -> None:
         if npy not in NPY_CHOICES:
             raise ValueError(f"npy must be one of {', '.join(NPY_CHOICES)}, not {npy!r}")
         self.out_dir = Path(out_dir)

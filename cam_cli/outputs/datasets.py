@@ -1,5 +1,5 @@
-"""Pseudo-label datasets out of `cam-cli bbox` (``--format voc|yolo|coco-dataset --output
-DIR``): the folders a detector trainer reads, so CAM boxes on unlabelled images become its
+"""Pseudo-label datasets out of `cam-cli bbox` (`format` ``voc|yolo|coco-dataset``, `output`
+``DIR``): the folders a detector trainer reads, so CAM boxes on unlabelled images become its
 training set.
 
 Layouts (``NAME``: the image's unique name, below; ``SPLIT``: `DatasetOptions.split`):
@@ -20,7 +20,7 @@ under ``min_score``) is left out of the dataset, not written as an image of noth
 would teach a detector that its object is background; the run says how many.
 
 ``NAME`` is the image's file stem; the second image of one stem in one run (``a/x.jpg`` and
-``b/x.jpg``) is ``x-2`` (in input order, as `bbox --draw` names its pictures), and every
+``b/x.jpg``) is ``x-2`` (in input order, as `bbox`'s `draw` names its pictures), and every
 file says which image it is: VOC's ``<path>``, COCO's ``cam_cli_path``, the link's target.
 
 The folder obeys the rules of every resumable output: each file written atomically, one

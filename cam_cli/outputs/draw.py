@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from cam_cli.data.images import open_rgb
 from cam_cli.errors import SetupError
@@ -51,7 +51,7 @@ def heatmap_overlay(image: Image.Image, cam: np.ndarray, alpha: float = 0.5) -> 
     return Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
 
 
-# `bbox --draw` enlarges an image whose short side is under SHORT_SIDE by the smallest whole
+# `bbox`'s `draw` enlarges an image whose short side is under SHORT_SIDE by the smallest whole
 # factor that reaches it (nearest neighbour: crisp pixels, boxes on pixel edges), with the long
 # side kept within LONG_SIDE_CAP; larger images are drawn at their own size.
 SHORT_SIDE = 320
@@ -120,7 +120,7 @@ def label_text(prediction: dict) -> str:
     return f"{name}  {score:.2f}" if score >= 0.005 else f"{name}  <0.01"
 
 
-def _fitted(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+def _fitted(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
     """``text``, cut with an ellipsis to fit ``width`` px."""
     if draw.textlength(text, font=font) <= width:
         return text
@@ -181,7 +181,7 @@ def output_stem(image_path: str | Path, taken: set[str]) -> str:
 
 
 def check_drawings_spare_inputs(paths: list[str], draw_dir: str | Path) -> None:
-    """`bbox --draw DIR` names its PNGs as `output_stem` does, in input order: refuse, before
+    """`bbox`'s `draw` DIR names its PNGs as `output_stem` does, in input order: refuse, before
     any work, a folder where one of them would be an input image."""
     inputs = {Path(p).resolve() for p in paths}
     taken: set[str] = set()
@@ -189,7 +189,7 @@ def check_drawings_spare_inputs(paths: list[str], draw_dir: str | Path) -> None:
         target = Path(draw_dir) / f"{output_stem(path, taken)}_boxes.png"
         if target.resolve() in inputs:
             raise SetupError(
-                f"--draw {printable_path(draw_dir)}: its {printable_path(target.name)} would "
+                f"`draw` {printable_path(draw_dir)}: its {printable_path(target.name)} would "
                 "overwrite that input image; give another folder"
             )
 
@@ -201,7 +201,7 @@ def png_bytes(image: Image.Image, compress_level: int = 6) -> bytes:
 
 
 def boxes_png(image_path: str | Path, predictions: list[dict]) -> bytes:
-    """`bbox --draw`'s picture of one image, PNG-encoded (thread-safe: runs in the lanes).
+    """`bbox`'s `draw`'s picture of one image, PNG-encoded (thread-safe: runs in the lanes).
     zlib's fastest level: the enlarged pictures would otherwise spend most of their time in
     the encoder, for files only a tenth smaller."""
     return png_bytes(draw_boxes(open_rgb(image_path)[0], predictions), compress_level=1)

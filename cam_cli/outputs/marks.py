@@ -1,4 +1,4 @@
-"""Marks drawn on pictures for people, shared by `bbox --draw` (`outputs.draw`) and the HTML
+"""Marks drawn on pictures for people, shared by `bbox`'s `draw` (`outputs.draw`) and the HTML
 report (`report.pictures`): the colours, the crisp enlargement of small images, box outlines on
 exactly the box's pixels, and numbered rank tags that never overlap one another.
 

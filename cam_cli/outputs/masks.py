@@ -1,11 +1,11 @@
-"""Pseudo-masks out of `cam-cli cam --pseudo-masks DIR`: one 8-bit palette PNG per image, the
+"""Pseudo-masks out of `cam-cli cam`'s `pseudo_masks` DIR: one 8-bit palette PNG per image, the
 format weakly-supervised segmentation code (and Pascal VOC's SegmentationClass) reads.
 
 A pixel holds the class index + 1 where the class's CAM, upsampled bilinearly to the image's
-size (as ``--npy image``), is above the CAM threshold times its maximum (the paper's rule,
+size (as `npy` ``image``), is above the CAM threshold times its maximum (the paper's rule,
 `boxes.components.threshold_masks`; the threshold the checkpoint carries, else 0.2), and 0
-elsewhere; a map that is flat or nowhere positive has no region. With several classes (``--topk``,
-``--class``), a better-ranked class wins where regions overlap. An index + 1 above 254 does not
+elsewhere; a map that is flat or nowhere positive has no region. With several classes (`topk`,
+`class`), a better-ranked class wins where regions overlap. An index + 1 above 254 does not
 fit (255 is VOC's "ignore"): such an image is refused by name, never written wrong. The palette
 is Pascal VOC's, so 1 is dark red, 2 green, as in its own masks.
 """
@@ -80,7 +80,7 @@ def mask_png(mask: np.ndarray) -> bytes:
 
 
 class MaskWriter:
-    """``DIR/NAME.png`` per image (NAME: its stem, made unique in input order as `bbox --draw`
+    """``DIR/NAME.png`` per image (NAME: its stem, made unique in input order as `bbox`'s `draw`
     names pictures: the second ``x`` is ``x-2``), written atomically."""
 
     def __init__(self, out_dir: str | Path, paths: Sequence[str], threshold: float) -> None:

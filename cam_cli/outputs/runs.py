@@ -15,16 +15,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 import numpy as np
 
 from cam_cli.data.classes import resolve_class
-from cam_cli.data.images import find_images
+from cam_cli.data.images import check_image_size, find_images
 from cam_cli.errors import SetupError
 from cam_cli.files.atomic import write_bytes_atomic
 from cam_cli.files.checks import (
-    check_image_size,
     check_input_size,
     check_output_file,
     check_outputs_spare_inputs,
@@ -33,15 +32,19 @@ from cam_cli.files.checks import (
 from cam_cli.inference.analysis import Analysis
 from cam_cli.inference.computation import check_threshold
 from cam_cli.inference.localizer import Localizer, compile_or_warn
+from cam_cli.inference.map_methods import load_for_method, method_settings
 from cam_cli.inference.results import ImageResult
-from cam_cli.models.loading import LoadedModel, load_model
+from cam_cli.models.loading import LoadedModel
 from cam_cli.outputs.datasets import DatasetOptions, DatasetWriter
 from cam_cli.outputs.draw import boxes_png, check_drawings_spare_inputs, output_stem
 from cam_cli.outputs.writers import RecordWriter, open_output
 from cam_cli.runtime.device import resolve_device
 from cam_cli.runtime.distributed import is_main_process, process_device
 from cam_cli.runtime.group import Group, open_group
-from cam_cli.settings import CamOptions, ModelOptions, RunOptions
+from cam_cli.settings import CamFileOptions, CamOptions, ModelOptions, RunOptions
+
+if TYPE_CHECKING:  # the type only: `write_cams` imports it when it runs
+    from cam_cli.outputs.cam_files import CamWriter
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class RunSummary:
 def collect_images(sources: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Image sources -> (paths to run, [(source, problem)] for those that do not exist)."""
     if not sources:
-        raise SetupError("no images given: use --images DIR|FILE|- (see --help)")
+        raise SetupError("no images given: use `images` DIR|FILE|- (see `help`)")
     paths, missing = [], []
     for path, problem in find_images(sources):
         (missing.append((str(path), problem)) if problem else paths.append(str(path)))
@@ -70,12 +73,12 @@ def _localizer(
     group: Group,
     compile_now: bool,
 ) -> Localizer:
-    """The model loaded (from options) and prepared for ``run``, with ``--class`` queries
+    """The model loaded (from options) and prepared for ``run``, with `class` queries
     resolved against its classes, compiled when asked and ``compile_now``. A model loaded here
     is prepared in place, not copied."""
     loaded_here = isinstance(model, ModelOptions)
     if loaded_here:
-        model = load_model(model, device=str(process_device(run.device)))
+        model = load_for_method(model, cam, str(process_device(run.device)))
     if classes:
         try:
             indices = tuple(resolve_class(query, model.classes) for query in classes)
@@ -99,12 +102,12 @@ def _command_group(model: LoadedModel | ModelOptions | Localizer, run: RunOption
 
 
 def check_output_spares(output: str | Path | IO[str] | None, inputs: dict) -> None:
-    """``--output`` FILE, before any work: not a directory, and none of the files read
+    """`output` FILE, before any work: not a directory, and none of the files read
     (``inputs``: ``{option: paths}``, as the walk and stdin gave them); a stream is the
     caller's."""
     if isinstance(output, str | Path):
-        check_output_file(output, "--output")
-        check_outputs_spare_inputs({"--output": output}, inputs)
+        check_output_file(output, "`output`")
+        check_outputs_spare_inputs({"`output`": output}, inputs)
 
 
 def _model_files(model: LoadedModel | ModelOptions | Localizer) -> dict:
@@ -112,8 +115,8 @@ def _model_files(model: LoadedModel | ModelOptions | Localizer) -> dict:
     if not isinstance(model, ModelOptions):
         return {}
     weights = None if model.weights in (None, "imagenet") else model.weights
-    return {"--weights": weights, "--checkpoint": model.checkpoint,
-            "--classes": model.classes_file, "--onnx": model.onnx}  # fmt: skip
+    return {"`weights`": weights, "`checkpoint`": model.checkpoint,
+            "`classes_file`": model.classes_file, "`onnx`": model.onnx}  # fmt: skip
 
 
 def _failed(path: str, reason: str) -> None:
@@ -121,7 +124,7 @@ def _failed(path: str, reason: str) -> None:
 
 
 class _Drawing(Analysis):
-    """`--draw`'s picture of every image, drawn and PNG-encoded beside the network; an error
+    """`draw`'s picture of every image, drawn and PNG-encoded beside the network; an error
     is kept for the main loop to report."""
 
     def on_host(self, result: ImageResult) -> None:
@@ -155,7 +158,7 @@ def write_boxes(
         output.check()
     with _command_group(model, run) as group:  # under torchrun: the group
         paths, missing = group.from_rank_zero(lambda: collect_images(images))
-        inputs = {"--images": paths, **_model_files(model)}
+        inputs = {"`images`": paths, **_model_files(model)}
         if not isinstance(output, DatasetOptions):
             check_output_spares(output, inputs)
         if draw is not None:
@@ -267,8 +270,11 @@ def _write_records(
         for path, problem in missing:
             _failed(path, problem)
             writer.write(ImageResult(path, error=problem).as_record())
+        made_by = method_settings(localizer.maps)  # nothing for the paper's CAM
         for result in localizer.localize(paths, analysis):
             record = result.as_record()
+            if made_by and result.error is None:
+                record.update(made_by)
             if result.error is not None:
                 failures += 1
                 _failed(result.path, result.error)
@@ -285,7 +291,7 @@ def _write_records(
 
 
 def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path | str:
-    """Writes the image's `--draw` PNG: the file written, else the problem (also logged) why it
+    """Writes the image's `draw` PNG: the file written, else the problem (also logged) why it
     could not be drawn or written. The record then keeps its predictions and gains ``"error"``
     with that problem."""
     if isinstance(result.analysis, Exception):
@@ -304,7 +310,7 @@ def _save_drawing(result: ImageResult, draw_dir: Path, taken: set[str]) -> Path 
 class _CamRendering(Analysis):
     """`write_cams`' pictures, rendered beside the network (`CamWriter.render`)."""
 
-    def __init__(self, writer) -> None:
+    def __init__(self, writer: CamWriter) -> None:
         super().__init__(keep_cams=True)
         self.writer = writer
 
@@ -317,33 +323,34 @@ def write_cams(
     images: Sequence[str],
     out: str | Path,
     *,
-    topk: int = 1,
+    cam: CamOptions = CamOptions(topk=1),
     classes: Sequence[str] | None = None,
-    npy: str = "none",
-    alpha: float = 0.5,
+    files: CamFileOptions = CamFileOptions(),
     run: RunOptions = RunOptions(),
-    ten_crop: bool = False,
-    pseudo_masks: str | Path | None = None,
 ) -> RunSummary:
     """For each image and class, ``IMAGE_rankR_CLASS.png`` (a jet overlay of the CAM) in
-    ``out``, and with ``npy`` the raw maps: ``.feature.npy`` (h x w) and/or ``.image.npy``
-    (upsampled bilinearly to the image's H x W). Inputs are never overwritten. ``ten_crop``:
-    the maps are the merged ten-crop maps (256 x 256 for a 224 network; `ten_crop`), and
-    ``.feature.npy`` holds that frame. ``pseudo_masks``: also a folder of one segmentation
-    pseudo-mask per image (`outputs.masks`)."""
+    ``out``, and what ``files`` asks for beside it: the raw maps (``npy``: ``.feature.npy``,
+    h x w, and/or ``.image.npy``, upsampled bilinearly to the image's H x W) and a folder of
+    one segmentation pseudo-mask per image (``pseudo_masks``, `outputs.masks`). Inputs are
+    never overwritten. ``cam``: its ``topk`` classes of each image, its map ``method`` and
+    ``layer``; with its ``ten_crop``, the maps are the merged ten-crop maps (256 x 256 for a
+    224 network; `ten_crop`), and
+    ``.feature.npy`` holds that frame."""
     from cam_cli.outputs.cam_files import CamWriter
     from cam_cli.outputs.masks import MaskWriter
 
     with open_group(run.device) as group:  # under torchrun: the group
         paths, missing = group.from_rank_zero(lambda: collect_images(images))
-        cam = CamOptions(topk=topk, ten_crop=ten_crop)
+        cam = CamOptions(  # the rest is for boxes
+            topk=cam.topk, ten_crop=cam.ten_crop, method=cam.method, layer=cam.layer
+        )
         localizer = _localizer(model, classes, cam, run, group, bool(paths))
         main = is_main_process()  # the others of a torchrun group render, never write
         try:
-            writer = CamWriter(Path(out), paths, npy=npy, alpha=alpha, make_dir=main)
+            writer = CamWriter(Path(out), paths, npy=files.npy, alpha=files.alpha, make_dir=main)
             masks = None
-            if pseudo_masks is not None:  # every rank checks; results come to rank 0 alone
-                masks = MaskWriter(pseudo_masks, paths, localizer.threshold)
+            if files.pseudo_masks is not None:  # every rank checks; results come to rank 0 alone
+                masks = MaskWriter(files.pseudo_masks, paths, localizer.threshold)
         except (ValueError, SetupError) as error:
             localizer.close()
             raise SetupError(str(error)) from None
@@ -416,20 +423,19 @@ def write_heatmap_boxes(
     *,
     output: str | Path | IO[str] | None = None,
     fmt: str = "jsonl",
-    rule: str = "paper",
-    threshold: float = 0.2,
+    cam: CamOptions = CamOptions(),
     size: tuple[int, int] | None = None,
     reference: str | Path | None = None,
     upsample: int | None = None,
-    box_backend: str = "auto",
-    device: str = "auto",
+    run: RunOptions = RunOptions(),
 ) -> RunSummary:
     """What `cam-cli boxes` does: boxes from saved heatmaps, with no model.
 
     ``sources``: ``.npy`` maps (``[H, W]`` or ``[k, H, W]``) and grey image files, as files,
     folders or ``-`` (`data.heatmaps`). One record per map, in input order:
     ``{"path", "width", "height", "boxes"}`` (``"map": i`` after the path for a stack), the
-    boxes ranked by ``rule`` (`boxes.rules`). ``upsample``: the map is first resized bilinearly
+    boxes ranked by ``cam.box_rule`` (`boxes.rules`) at ``cam.threshold`` (None: the paper's
+    0.2). ``upsample``: the map is first resized bilinearly
     to ``N x N``, as `bbox` resizes a CAM to the network's input size. ``size`` (W, H) or the
     size of the ``reference`` image: the boxes are given in that image's pixels, as `bbox`
     does (the paper's and all-components' boxes are scaled, rounding outwards; ``zhou2016``
@@ -437,12 +443,15 @@ def write_heatmap_boxes(
     either, boxes are in the map's own pixels. A file that cannot be used gives
     ``{"path", "error"}``, a line on the logger, and counts as failed; the run goes on.
 
-    ``box_backend`` (`boxes.backends`): for the paper's rule, the maps of a file are boxed in one
-    call on ``device`` with ``torch`` or ``triton`` (``auto``: as `bbox` picks for the device,
-    scipy on the CPU); the boxes are the same as scipy's."""
+    ``run.box_backend`` (`boxes.backends`): for the paper's rule, the maps of a file are boxed in
+    one call on ``run.device`` with ``torch`` or ``triton`` (``auto``: as `bbox` picks for the
+    device, scipy on the CPU); the boxes are the same as scipy's."""
     from cam_cli.boxes.rules import check_rule, resize_map
     from cam_cli.data.heatmaps import HEATMAP_EXTENSIONS, read_maps, reference_size
     from cam_cli.outputs.writers import BoxRecordWriter
+
+    rule, box_backend, device = cam.box_rule, run.box_backend, run.device
+    threshold = 0.2 if cam.threshold is None else cam.threshold  # the paper's
 
     try:
         check_rule(rule)
@@ -450,20 +459,20 @@ def write_heatmap_boxes(
         raise SetupError(str(error)) from None
     check_threshold(threshold)
     if size is not None and reference is not None:
-        raise SetupError("give --size WxH or --reference IMAGE, not both")
-    check_input_size(upsample, "--upsample", low=1)
+        raise SetupError("give `size` WxH or `reference` IMAGE, not both")
+    check_input_size(upsample, "`upsample`", low=1)
     check_image_size(size)
     if reference is not None:
         try:
             size = reference_size(reference)
         except ValueError as error:
             raise SetupError(str(error)) from None
-        check_image_size(size, f"--reference {printable_path(reference)}: its size")
+        check_image_size(size, f"`reference` {printable_path(reference)}: its size")
     if not sources:
-        raise SetupError("no heatmaps given: use --maps DIR|FILE|- (see --help)")
+        raise SetupError("no heatmaps given: use `maps` DIR|FILE|- (see `help`)")
     box_maps = _heatmap_boxer(rule, threshold, size, box_backend, device)
     found = list(find_images(sources, HEATMAP_EXTENSIONS))
-    check_output_spares(output, {"--maps": [path for path, _ in found], "--reference": reference})
+    check_output_spares(output, {"`maps`": [path for path, _ in found], "`reference`": reference})
     failures = 0
     with open_output(output) as handle:
         writer = BoxRecordWriter(handle, fmt)

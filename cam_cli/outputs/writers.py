@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -29,7 +29,7 @@ CSV_COLUMNS = ["path", "width", "height", "rank", "class_index", "wnid", "name",
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_cell(value):
+def csv_cell(value: object) -> object:
     """A text cell of a CSV output, neutralised for spreadsheets: one that starts like a
     formula gets a leading ``'`` (shown by no spreadsheet, read back as text). Numbers and
     other text are written as they are; JSON outputs are never changed."""
@@ -44,7 +44,7 @@ class SafeCsvWriter:
     def __init__(self, handle: IO[str]) -> None:
         self._writer = csv.writer(handle)
 
-    def writerow(self, row) -> None:
+    def writerow(self, row: Iterable[object]) -> None:
         self._writer.writerow([csv_cell(value) for value in row])
 
 
@@ -57,7 +57,7 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
         yield path
     elif path is None or str(path) == "-":
         if sys.stdout is None:
-            raise SetupError("stdout is closed: give --output FILE, or let stdout be written")
+            raise SetupError("stdout is closed: give `output` FILE, or let stdout be written")
         with named_errors("<stdout>"):  # `> /dev/full`: "<stdout>: No space left on device"
             yield sys.stdout
             sys.stdout.flush()
@@ -105,7 +105,7 @@ class CocoDocument:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": printable_path(record["path"]),
                             "width": record["width"], "height": record["height"]})  # fmt: skip
-        if "drawing" in record:  # `bbox --draw`: the picture drawn for the image
+        if "drawing" in record:  # `bbox`'s `draw`: the picture drawn for the image
             self.images[-1]["drawing"] = printable_path(record["drawing"])
         for p in record["predictions"]:
             category = int(p["class_index"])
@@ -132,7 +132,7 @@ class CocoDocument:
 class RecordWriter:
     """Streams `ImageResult.as_record()` dicts as JSON Lines or CSV (one row per prediction),
     or gathers them into one COCO document written by `close` (``fmt="coco"``). ``drawing``:
-    the CSV gains a last column, ``drawing``, the picture `bbox --draw` made of the image (JSON
+    the CSV gains a last column, ``drawing``, the picture `bbox`'s `draw` made of the image (JSON
     records carry it as they are given it)."""
 
     def __init__(self, handle: IO[str], fmt: str = "jsonl", drawing: bool = False) -> None:
@@ -157,7 +157,7 @@ class RecordWriter:
         elif "predictions" not in record:
             self._csv.writerow([path, "", "", "", "", "", "", "", "", "", "", "",
                                 record["error"], *[""] * self._drawing])  # fmt: skip
-        else:  # an error beside predictions (the --draw PNG failed) is on each of its rows
+        else:  # an error beside predictions (the `draw` PNG failed) is on each of its rows
             drawing = [printable_path(record.get("drawing", ""))] * self._drawing
             for p in record["predictions"]:
                 self._csv.writerow([path, record["width"], record["height"], p["rank"],
@@ -165,7 +165,7 @@ class RecordWriter:
                                     p["score"], *p["box"], record.get("error", ""),
                                     *drawing])  # fmt: skip
         if self.handle is sys.stdout:
-            self.handle.flush()  # keep pipelines (`bbox | eval --predictions -`) streaming
+            self.handle.flush()  # keep pipelines (`bbox | eval`) streaming
 
     def close(self) -> None:
         """Ends the output: the COCO document is written here, all at once."""

@@ -1,4 +1,4 @@
-"""`bbox --report`: one HTML page of a `cam-cli bbox` run: what was run, the histogram of top-1
+"""`bbox`'s `report`: one HTML page of a `cam-cli bbox` run: what was run, the histogram of top-1
 classes over every image, and a gallery of at most ``bbox_cap`` images, highest top-1 score
 first, each with its top-1 CAM and its top-k boxes (`bbox_selection` says which, so a run keeps
 only those images' CAMs)."""

@@ -1,4 +1,4 @@
-"""`bbox --report`: the `bbox` run as usual (`outputs.runs.write_boxes`, JSON Lines), and one
+"""`bbox`'s `report`: the `bbox` run as usual (`outputs.runs.write_boxes`, JSON Lines), and one
 HTML page of it (`bbox_page`).
 
 The records are read as the run writes them (the output stream passes each line on, and the

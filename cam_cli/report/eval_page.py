@@ -1,4 +1,4 @@
-"""`eval --report`: one HTML page of an evaluation (docs/report.md says what each part shows).
+"""`eval`'s `report`: one HTML page of an evaluation (docs/report.md says what each part shows).
 
 The figures are the run's, printed by the text table's own functions (`table.table_cell`,
 `table.format_report`, `table.format_maxboxacc`, `table.format_pxap`); the curves are the

@@ -1,8 +1,8 @@
-"""`eval --report`: the evaluation run as usual, and its HTML page made from what the run
+"""`eval`'s `report`: the evaluation run as usual, and its HTML page made from what the run
 itself computed (`evaluate` with an ``on_image`` hook), never from a second pass.
 
 `EvalCollector` takes each image once every evaluator has counted it: its per-image line (the
-same line ``--per-image`` writes) becomes a report row, its MaxBoxAccV2 IoUs are counted into
+same line `per_image` writes) becomes a report row, its MaxBoxAccV2 IoUs are counted into
 the curves (checked against the run's own best accuracies), and the CAMs the run handed on
 (`model_run.TrueClassAnalysis`, ``report_cams``) are kept only while the image could still be
 in a gallery: every few hundred images the galleries are chosen again over the images kept and
@@ -49,7 +49,7 @@ FLUSH = 512  # images between two choices of the galleries
 
 
 class EvalCollector:
-    """What an `eval --report` page needs of the run, gathered image by image (`add`)."""
+    """What an `eval`'s `report` page needs of the run, gathered image by image (`add`)."""
 
     def __init__(
         self,

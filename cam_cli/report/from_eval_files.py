@@ -1,10 +1,10 @@
-"""A report's input from what `cam-cli eval` already wrote: its ``--json`` report and its
-``--per-image`` lines (`evaluation.resume`). Until `eval --report` collects these as it runs,
+"""A report's input from what `cam-cli eval` already wrote: its `json_report` report and its
+`per_image` lines (`evaluation.resume`). Until `eval`'s `report` collects these as it runs,
 this is how a report is made of a finished evaluation; the rows are the lines as scored, so
 the report's verdicts are the run's.
 
 The MaxBoxAccV2 curves are counted from the lines' per-threshold IoUs (`MaxBoxAccCounter`,
-which `eval --report` feeds as it runs), exactly as
+which `eval`'s `report` feeds as it runs), exactly as
 `MaxBoxAccV2.add_best_ious` counts them, and checked against the JSON's best accuracies and
 thresholds: lines of another run are refused, never drawn.
 """
@@ -127,7 +127,7 @@ def run_info_from_settings(
                  "predictions", "scoremaps", "meta", "class_predictions")  # fmt: skip
     data = {key: printable_path(str(settings[key])) for key in data_keys if settings.get(key)}
     shown = ("threshold", "topk", "input_size", "preprocessing", "box_rule", "maxboxacc_protocol",
-             "decode")  # fmt: skip
+             "decode", "method", "layer")  # fmt: skip
     extra = {key: str(settings[key]) for key in shown if settings.get(key) is not None}
     fast = settings.get("fast")
     return RunInfo(

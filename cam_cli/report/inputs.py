@@ -3,7 +3,7 @@ computed. The renderers read these and nothing else (no model, no ground-truth f
 report never recomputes a figure, and the run decides what it keeps for one.
 
 Boxes are inclusive pixel boxes ``(x0, y0, x1, y1)`` in the grid of the image's ``width x
-height`` (what `cam-cli bbox` and `eval --per-image` write). CAMs are 2-D float arrays at any
+height`` (what `cam-cli bbox` and `eval`'s `per_image` write). CAMs are 2-D float arrays at any
 resolution (the feature map's is enough: they are resized to the picture), for the class named.
 """
 
@@ -105,8 +105,8 @@ class PrecisionRecall:
 
 @dataclass(frozen=True)
 class EvalReportInput:
-    """Everything `eval --report` shows. ``figures``: the report `eval --json` writes (the
-    dict `evaluate` returns), whose numbers the page prints with the table's own formatting."""
+    """Everything `eval`'s `report` shows. ``figures``: the `eval` `json_report` (the dict
+    `evaluate` returns), whose numbers the page prints with the table's own formatting."""
 
     run: RunInfo
     figures: Mapping[str, Any]
@@ -130,7 +130,7 @@ class BboxImage:
 
 @dataclass(frozen=True)
 class BboxReportInput:
-    """Everything `bbox --report` shows. ``images``: those the gallery may show (a run may
+    """Everything `bbox`'s `report` shows. ``images``: those the gallery may show (a run may
     keep only the ones `bbox_selection` would pick); ``class_counts``: the top-1 class of every
     image of the run, ``{(label, name): count}``; ``total``/``failed``: the run's counts."""
 

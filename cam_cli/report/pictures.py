@@ -1,7 +1,7 @@
 """The pictures of a report: an image with its CAM laid over it and boxes drawn, as a JPEG data
 URI. Text never goes into a picture (the page writes it beside), so no label covers the object.
 
-The marks (colours, box outlines) are `outputs.marks`, shared with `bbox --draw`.
+The marks (colours, box outlines) are `outputs.marks`, shared with `bbox`'s `draw`.
 Tiny images (Tiny ImageNet's 64 px) are first enlarged by a whole factor with nearest
 neighbour, so every pixel stays a crisp square and a box line is thin against the object; large
 ones are decoded at a reduced scale (`open_rgb`'s draft) and shrunk. Colours: the CAM in

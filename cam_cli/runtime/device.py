@@ -49,7 +49,7 @@ def native_low_precision(device: torch.device) -> bool:
     if device.type == "cuda":
         return True
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # noqa: SLF001 - no public probe
     except (AttributeError, RuntimeError):
         return False
 

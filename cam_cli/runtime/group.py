@@ -7,7 +7,7 @@ with that `Group` runs `Group.localize`:
   (cuda:LOCAL_RANK, or the CPU);
 - step by step, one batch of each rank goes to rank 0 (`gather_object`: the results are pickled,
   ``analysis`` and all), which yields them in input order, so its memory holds one step;
-- rank 0 alone reads what one process only may read (stdin, a --per-image file it trims) and
+- rank 0 alone reads what one process only may read (stdin, a `per_image` file it trims) and
   tells the others (`Group.from_rank_zero`); it alone writes. The other ranks yield nothing.
 Objects travel over gloo, on CUDA too (a gloo group beside nccl): they are CPU data. In one
 process nothing here does anything, and no process group is made.

@@ -1,4 +1,4 @@
-"""How many images one forward pass may take: bounded by memory, not only by ``--batch-size``.
+"""How many images one forward pass may take: bounded by memory, not only by `batch_size`.
 
 A network's activations grow with the square of its input size: a batch of 32 that takes a
 few hundred MB at 224 px needs tens of GB at 4096 px. `batch_for_memory` shrinks the batch to
@@ -116,5 +116,5 @@ def out_of_memory(input_size: int, batch: int) -> Iterator[None]:
             raise
         raise SetupError(
             f"out of memory at input size {input_size} with {batch} images per forward pass; "
-            "give a smaller --batch-size or --input-size"
+            "give a smaller `batch_size` or `input_size`"
         ) from None

@@ -12,7 +12,7 @@ exact. What it writes under ``OUT_DIR``::
     LOC_synset_mapping.txt                     ``wnid name`` lines, sorted by wnid (= class index)
     synthetic.json                             the generation parameters (provenance)
 
-With ``masks=True`` (``cam-cli synth --masks``) it also writes each val object's pixel mask in
+With ``masks=True`` (`synth`'s `masks`) it also writes each val object's pixel mask in
 OpenImages30k's layout, with wsolevaluation metadata for PxAP (`evaluation.pxap`)::
 
     masks/val/<wnid>/<id>_m<wnid>_<hash>.png   one per object, 0/255 grey (its exact pixels)
@@ -20,8 +20,8 @@ OpenImages30k's layout, with wsolevaluation metadata for PxAP (`evaluation.pxap`
                                                where the JPEG blends object and background
     wsol/val/{image_ids,class_labels,image_sizes,localization}.txt
                                                ids ``val/<id>.JPEG``; mask paths relative to
-                                               ``OUT_DIR`` (``eval --wsol-metadata
-                                               OUT_DIR/wsol/val --images OUT_DIR``)
+                                               ``OUT_DIR`` (`eval` with `wsol_metadata`
+                                               ``OUT_DIR/wsol/val``, `images` ``OUT_DIR``)
 
 The default output (no masks) is unchanged, byte for byte.
 
@@ -55,6 +55,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def val_image_id(number: int) -> str:
     return f"ILSVRC2012_val_{number:08d}"
 
 
-def annotation_xml(image_id: str, width: int, height: int, objects) -> str:
+def annotation_xml(
+    image_id: str, width: int, height: int, objects: Iterable[tuple[str, Sequence[int]]]
+) -> str:
     """The ILSVRC2012_bbox_val_v3 XML text (tabs, no declaration) for ``(wnid, box)`` objects."""
     lines = [
         "<annotation>",
@@ -224,7 +227,7 @@ def generate_dataset(
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise FileExistsError(
-                f"{out_dir} exists and is not empty (--overwrite replaces a dataset this "
+                f"{out_dir} exists and is not empty (`overwrite` replaces a dataset this "
                 "generator made)"
             )
         if not _is_replaceable(out_dir):
@@ -333,7 +336,9 @@ def _save_mask(mask: np.ndarray, path: Path) -> None:
     Image.fromarray(mask.astype(np.uint8) * 255, "L").save(path, format="PNG")
 
 
-def _write_masks(tmp: Path, image_id: str, spec: ClassSpec, masks: list[np.ndarray]):
+def _write_masks(
+    tmp: Path, image_id: str, spec: ClassSpec, masks: list[np.ndarray]
+) -> list[tuple[str, str, str, str]]:
     """Each object's mask and the image's ignore mask, OpenImages30k names; the metadata rows."""
     folder = Path("masks") / "val" / spec.wnid
     (tmp / folder).mkdir(parents=True, exist_ok=True)
@@ -348,7 +353,7 @@ def _write_masks(tmp: Path, image_id: str, spec: ClassSpec, masks: list[np.ndarr
     return rows
 
 
-def _write_mask_metadata(tmp: Path, rows, image_size: int) -> None:
+def _write_mask_metadata(tmp: Path, rows: list[tuple[str, str, str, str]], image_size: int) -> None:
     """wsolevaluation's four files for the val masks (`data.wsol_metadata`)."""
     from cam_cli.data.wsol_metadata import WsolMetadata, metadata_texts
 

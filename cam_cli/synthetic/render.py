@@ -8,6 +8,7 @@ per image.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ _OBJECT_AREA_RANGE = (0.06, 0.45)  # sampled range (log-uniform), inside the pro
 _SECOND_OBJECT_AREA_RANGE = (0.06, 0.16)
 _SECOND_OBJECT_PROBABILITY = 0.10
 _SECOND_OBJECT_GAP = 0.15  # min gap between two instances, fraction of the image side
+Box = tuple[float, float, float, float]  # continuous (x0, y0, x1, y1)
 _DISTRACTOR_AREA_RANGE = (0.008, 0.035)
 _ASPECT_RANGE = (0.75, 1.33)  # box width / height
 _ROTATION_JITTER_DEG = 12.0  # small, so that square and diamond stay distinct
@@ -218,13 +220,13 @@ def _sample_box(
     return (x0, y0, x0 + w, y0 + h)
 
 
-def _overlaps(a, b, margin: float) -> bool:
+def _overlaps(a: Box, b: Box, margin: float) -> bool:
     return not (
         a[2] + margin < b[0] or b[2] + margin < a[0] or a[3] + margin < b[1] or b[3] + margin < a[1]
     )
 
 
-def _jitter(colour, rng: np.random.Generator, amount: float) -> np.ndarray:
+def _jitter(colour: Sequence[float], rng: np.random.Generator, amount: float) -> np.ndarray:
     return np.clip(np.asarray(colour, dtype=float) + rng.uniform(-amount, amount, 3), 0, 255)
 
 
@@ -265,7 +267,13 @@ def _box_area_fraction(box: tuple[int, int, int, int], size: int) -> float:
     return (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / (size * size)
 
 
-def _sample_object(rng: np.random.Generator, shape: str, size: int, area_range, avoid=None):
+def _sample_object(
+    rng: np.random.Generator,
+    shape: str,
+    size: int,
+    area_range: tuple[float, float],
+    avoid: Box | None = None,
+) -> tuple[Box, float, np.ndarray] | None:
     """Geometry and mask of one object whose *pixel* box keeps the promised area bounds.
 
     Rasterisation can shave a pixel off thin tips, so the drawn box is checked, not assumed.

@@ -1,9 +1,9 @@
 """The one line `train` says before its first step: what it chose, and where from.
 
-A user who typed ``cam-cli train --data DIR --out RUN`` sees, before the time is spent, what a
-run is about to do with their images: which recipe, whether the backbone learns, how many
-images (and how many each epoch's last partial batch leaves out), the learning rate and how
-the CAM threshold will be chosen.
+A user who typed `cam-cli train` with a `data` DIR and an `out` RUN sees, before the time is
+spent, what a run is about to do with their images: which recipe, whether the backbone
+learns, how many images (and how many each epoch's last partial batch leaves out), the
+learning rate and how the CAM threshold will be chosen.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Training configuration: one flat set of keys, merged from layers, validated once.
 
-Precedence (highest first): command-line option > ``--config FILE`` > the run's own saved config
-(on ``--resume``) > the architecture's default recipe (`ARCH_DEFAULTS`) > built-in defaults (the
+Precedence (highest first): command-line option > `config` ``FILE`` > the run's own saved config
+(on `resume`) > the architecture's default recipe (`ARCH_DEFAULTS`) > built-in defaults (the
 `TrainConfig` field defaults). Keeping every layer a plain ``{key: value}`` dict makes that
 precedence one loop, lets a TOML file use exactly the names of the dataclass fields, and lets
-``config.toml`` written into a run directory be passed back as ``--config``.
+``config.toml`` written into a run directory be passed back as `config`.
 
-Nothing here imports torch at module level, so ``cam-cli --help`` stays fast.
+Nothing here imports torch at module level, so the command line's help answers at once.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from typing import Any
 
 from cam_cli.errors import ConfigError, SetupError
 from cam_cli.files.checks import check_input_size
+from cam_cli.settings import AnnotationsFormat, choices
 
 SCHEDULES = ("step", "multistep", "cosine", "constant")
+ANNOTATIONS_FORMATS = choices(AnnotationsFormat)  # what `val_annotations` may be
 MAX_CONFIG_BYTES = 1 << 20  # a config of every key is under 2 KB
 
 
@@ -67,6 +69,15 @@ class TrainConfig:
     val_images: int = 0  # validate on the first N val images (sorted by path); 0: all
     zero_init_head: bool = False  # the new classifier starts at zero: first loss exactly ln C
     threshold_boxes: str | None = None  # choose the CAM threshold on the boxes of this file
+    val_annotations: str | None = None  # the val images' classes from this ground-truth file
+    val_annotations_format: str | None = None  # its format (`data.interchange`); None: detected
+    # With freeze_backbone: the backbone's outputs computed once into an on-disk cache
+    # (`training.feature_cache`), the head trained on them every epoch.
+    feature_cache: bool = True
+    feature_cache_views: int = 1  # augmented views per image; epoch e reads view e % views
+    feature_cache_dir: str | None = None  # None: RUN_DIR/feature-cache
+    feature_cache_max_gb: float = 20.0  # refuse to build a larger cache
+    feature_cache_dtype: str = "float16"  # or "float32"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,19 +102,22 @@ class TrainConfig:
             raise ConfigError(f"{source}: lr_milestones must be increasing")
         if not self.arch:
             raise ConfigError(f"{source}: no arch given")
+        if self.val_annotations_format is not None and self.val_annotations is None:
+            raise ConfigError(f"{source}: val_annotations_format without val_annotations")
 
 
 # --- per-key validation ---------------------------------------------------------------------
 
 _INT_KEYS = {"epochs": 1, "batch_size": 1, "workers": 0, "seed": 0, "checkpoint_every": 0,
              "train_images_per_class": 0, "threshold_images_per_class": 0,
-             "val_images": 0}  # fmt: skip
-_POSITIVE_FLOATS = {"lr", "lr_step_size"}
+             "val_images": 0, "feature_cache_views": 1}  # fmt: skip
+_POSITIVE_FLOATS = {"lr", "lr_step_size", "feature_cache_max_gb"}
 _NONNEG_FLOATS = {
     "new_layers_lr_mult", "bias_lr_mult", "bias_decay_mult", "lr_gamma", "warmup_epochs",
     "weight_decay", "momentum",
 }  # fmt: skip
-_BOOL_KEYS = {"augment", "amp", "freeze_backbone", "zero_init_head"}
+_BOOL_KEYS = {"augment", "amp", "freeze_backbone", "zero_init_head", "feature_cache"}
+CACHE_DTYPES = ("float16", "float32")
 KNOWN_KEYS = tuple(f.name for f in fields(TrainConfig))
 
 
@@ -153,10 +167,20 @@ def _check_value(key: str, value: Any, source: str) -> Any:
         except SetupError as error:
             raise ConfigError(str(error)) from None
         return value
-    if key in ("backbone_weights", "threshold_boxes"):
+    if key == "val_annotations_format":
+        if value is None or value == "":
+            return None
+        if value not in ANNOTATIONS_FORMATS:
+            raise ConfigError(
+                f"{where} must be one of {', '.join(ANNOTATIONS_FORMATS)}, got {value!r}"
+            )
+        return value
+    if key in ("backbone_weights", "threshold_boxes", "val_annotations", "feature_cache_dir"):
         if value is None or value == "":
             return None
         return str(value)
+    if key == "feature_cache_dtype" and value not in CACHE_DTYPES:
+        raise ConfigError(f"{where} must be one of {', '.join(CACHE_DTYPES)}, got {value!r}")
     if not isinstance(value, str):  # arch, device
         raise ConfigError(f"{where} must be a string, got {value!r}")
     return value
@@ -312,7 +336,7 @@ def resolve_config(
 
         arch = CPU_ARCH
     if not arch:
-        raise ConfigError("no architecture: give --arch NAME (see `cam-cli models`) or set arch")
+        raise ConfigError("no architecture: give `arch` NAME (see `cam-cli models`) or set arch")
     try:
         from cam_cli.models.registry import get_arch
 
@@ -357,8 +381,8 @@ def resolve_config(
         sources["pretrained"] = f"{spec.name} has ImageNet weights: {has_weights}"
     if merged["pretrained"] and not has_weights and merged["backbone_weights"] is None:
         raise ConfigError(
-            f"{spec.name} has no ImageNet weights to start from; use --no-pretrained, "
-            "or --backbone-weights FILE"
+            f"{spec.name} has no ImageNet weights to start from; use `no_pretrained`, "
+            "or `backbone_weights` FILE"
         )
     return ResolvedConfig(TrainConfig.from_dict(merged, "merged config"), sources)
 
@@ -367,7 +391,7 @@ def resolve_config(
 # (the starting weights only matter at the start, and epochs may be raised to train longer).
 RESUME_FREE_KEYS = frozenset(
     {"epochs", "workers", "device", "amp", "checkpoint_every", "pretrained", "backbone_weights",
-     "threshold_boxes"}
+     "threshold_boxes", "feature_cache_dir", "feature_cache_max_gb"}
 )  # fmt: skip
 
 

@@ -1,13 +1,13 @@
-"""The recipe `train` falls back on when it runs on a CPU and no ``--config`` gives one.
+"""The recipe `train` falls back on when it runs on a CPU and no `config` gives one.
 
 The built-in defaults (and the paper recipes) fine-tune a whole network for many epochs: a GPU
 job. On a CPU, a user's own few hundred images train in minutes only as a linear probe: the
 ImageNet backbone frozen, a new classifier that starts at zero (so the first loss is exactly
 ln C and no class starts favoured), a handful of epochs over every image. This layer sits just
-above the architecture's defaults, so every option and ``--config`` key still wins, and a GPU
+above the architecture's defaults, so every option and `config` key still wins, and a GPU
 run, a resumed run and a run with a recipe file are exactly what they were before it.
 
-Nothing here imports torch, so ``cam-cli --help`` stays fast.
+Nothing here imports torch, so the command line's help answers at once.
 """
 
 from __future__ import annotations

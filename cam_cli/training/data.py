@@ -290,7 +290,7 @@ class EpochSampler(torch.utils.data.Sampler):
 
     def __init__(
         self, n: int, batch_per_rank: int, rank: int, world: int, seed: int, shuffle: bool = True
-    ):
+    ) -> None:
         self.n, self.batch, self.rank, self.world = n, batch_per_rank, rank, world
         self.seed, self.shuffle = seed, shuffle
         self.steps = n // (batch_per_rank * world)

@@ -113,7 +113,7 @@ def apply_initial_weights(
 def starting_weights(config: TrainConfig, spec: ArchSpec) -> tuple[dict | None, str]:
     """The state_dict a run starts from (a local file, or torchvision's download) and its name.
 
-    Fetched before the network is built, so an offline ``--pretrained`` fails at once.
+    Fetched before the network is built, so an offline `pretrained` fails at once.
     """
     if config.backbone_weights is not None:
         return read_state_file(config.backbone_weights), config.backbone_weights
@@ -123,7 +123,7 @@ def starting_weights(config: TrainConfig, spec: ArchSpec) -> tuple[dict | None, 
         return download_hf_hub_state_dict(spec.hub_weights), spec.hub_weights
     weights_name = spec.backbone_weights or spec.torchvision_weights
     if weights_name is None:
-        raise TrainError(f"{spec.name} has no ImageNet weights; use --no-pretrained")
+        raise TrainError(f"{spec.name} has no ImageNet weights; use `no_pretrained`")
     with _quiet_stderr():  # torch.hub prints "Downloading ..." before failing offline
         state_dict = download_torchvision_state_dict(weights_name, spec.name)
     return state_dict, f"torchvision {weights_name.partition('.')[0]}"

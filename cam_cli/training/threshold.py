@@ -6,7 +6,7 @@ image) peaks far above it and 0.2 keeps too little. Choe et al. (CVPR 2020) show
 such a hyper-parameter needs only a few full-supervision images; these are training images
 (the last N of every class, with their ``<wnid>_boxes.txt`` boxes), never the val split, so the
 choice does not depend on what it is then measured on. The winner goes into the checkpoint
-(``cam_threshold``) and is what `bbox` and `eval` use with it unless ``--threshold`` is given.
+(``cam_threshold``) and is what `bbox` and `eval` use with it unless `threshold` is given.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Layout of a run directory::
 
-    config.toml     the resolved config (pass it back with --config to repeat the run)
+    config.toml     the resolved config (pass it back with `config` to repeat the run)
     metrics.jsonl   one line per finished epoch (rewritten atomically; never two for one epoch)
     last.pt         everything needed to continue: weights, optimizer, step, RNG states
     best.pt         the best epoch so far (val top-1, or train top-1 without val data), slim
@@ -26,9 +26,10 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -46,6 +47,7 @@ from cam_cli.models.registry import get_arch
 from cam_cli.models.weights import read_state_file
 from cam_cli.runtime.device import Precision
 from cam_cli.runtime.distributed import Dist, release_group, setup_distributed
+from cam_cli.training.cached_inputs import BuildContext, CachedRun, CacheSettings
 from cam_cli.training.checkpoints import (
     BEST,
     CONFIG_FILE,
@@ -77,10 +79,16 @@ from cam_cli.training.initial_weights import initial_model
 from cam_cli.training.optim import build_optimizer, freeze_backbone, lr_factor, set_lr
 from cam_cli.training.threshold import calibrate_checkpoints, threshold_images
 from cam_cli.training.threshold_boxes import boxed_images
+from cam_cli.training.val_annotations import annotated_val
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["TrainError", "TrainResult", "TrainingDiverged", "train", "train_from_options"]
 
 logger = logging.getLogger(__name__)
+
+CACHE_FOLDER = "feature-cache"  # in the run folder, unless feature_cache_dir says elsewhere
 
 
 @dataclass
@@ -167,7 +175,7 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise TrainError(
                 f"{len(data.train)} training images are fewer than one batch of "
-                f"{config.batch_size}; lower --batch-size"
+                f"{config.batch_size}; lower `batch_size`"
             )
         # On resume the weights come from last.pt: no download, no backbone file needed.
         build_config = (
@@ -176,10 +184,16 @@ class Trainer:
         self.module = initial_model(build_config, len(data.classes)).to(device)
         self.frozen = freeze_backbone(self.module) if config.freeze_backbone else []
         self.optimizer = build_optimizer(self.module, config)
-        self.model: nn.Module = self.module
+        # A frozen backbone runs once per image into a cache; its head trains on the cache.
+        cache = config.freeze_backbone and config.feature_cache
+        self.cached = CachedRun(self.module) if cache else None
+        trained: nn.Module = self.module if self.cached is None else self.cached.head
+        self.model: nn.Module = trained
         if ddp.enabled:
             ids = [device.index] if device.type == "cuda" else None
-            self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+            self.model = nn.parallel.DistributedDataParallel(
+                trained, device_ids=ids, broadcast_buffers=self.cached is None
+            )
         self.precision = Precision(device, config.amp)
         self.autocast = self.precision.autocast
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision.needs_grad_scaling)
@@ -188,13 +202,16 @@ class Trainer:
         )
         size = config.image_size
         self.workers = bounded_workers(config.workers, "workers")
-        self.train_loader = self._loader(
-            LabeledImages(data.train, size, config.augment, config.seed, config.crop_scale_min),
-            self.sampler,
-            drop_last=True,
-        )
+        self.train_loader = None
+        if self.cached is None:
+            self.train_loader = self._loader(
+                LabeledImages(data.train, size, config.augment, config.seed,
+                              config.crop_scale_min),
+                self.sampler,
+                drop_last=True,
+            )  # fmt: skip
         self.val_loader = None
-        if data.val:
+        if data.val and self.cached is None:
             val_set = LabeledImages(data.val, size, False, config.seed, config.crop_scale_min)
             val_sampler = ValSampler(len(data.val), ddp.rank, ddp.world)
             self.val_loader = self._loader(val_set, val_sampler, drop_last=False)
@@ -210,7 +227,9 @@ class Trainer:
         self.step_in_epoch = 0
         self.on_disk: str | None = None  # what last.pt holds, for the divergence message
 
-    def _loader(self, dataset, sampler, drop_last: bool) -> torch.utils.data.DataLoader:
+    def _loader(
+        self, dataset: torch.utils.data.Dataset, sampler: torch.utils.data.Sampler, drop_last: bool
+    ) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=self.batch,
@@ -308,7 +327,10 @@ class Trainer:
             size = self.config.image_size
             pixels = torch.zeros((1, 3, size, size), dtype=torch.uint8)
             labels = torch.zeros(1, dtype=torch.long)
-        x = self.preprocessing.apply(pixels.to(self.device, non_blocking=True))
+        if self.cached is not None:
+            x = self.cached.inputs(pixels, count, self.device)
+        else:
+            x = self.preprocessing.apply(pixels.to(self.device, non_blocking=True))
         y = labels.to(self.device, non_blocking=True)
         with self.autocast():
             logits, _ = self.model(x)
@@ -342,8 +364,7 @@ class Trainer:
         bar = _progress_bar(self.steps_per_epoch, start, f"epoch {epoch + 1}/{self.config.epochs}",
                             enabled=self.progress if self.ddp.main else False)  # fmt: skip
         step = start
-        for batch in self.train_loader:
-            pixels, labels = self.labelled(batch)
+        for pixels, labels in self._train_batches(epoch):
             iteration = epoch * self.steps_per_epoch + step
             set_lr(
                 self.optimizer, self.config, lr_factor(self.config, iteration, self.steps_per_epoch)
@@ -370,20 +391,37 @@ class Trainer:
         self.start_step, self.partial = 0, EpochStats()
         return stats
 
+    def _train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The epoch's ``(inputs, labels)`` batches: decoded images, or cached features."""
+        if self.cached is not None:
+            yield from self.cached.train_batches(epoch, [i for _, i in self.sampler], self.batch)
+            return
+        assert self.train_loader is not None
+        for batch in self.train_loader:
+            yield self.labelled(batch)
+
+    def _val_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.cached is not None:
+            yield from self.cached.val_batches(self.batch)
+            return
+        assert self.val_loader is not None
+        for batch in self.val_loader:
+            pixels, labels = self.labelled(batch)
+            yield self.preprocessing.apply(pixels.to(self.device, non_blocking=True)), labels
+
     @torch.no_grad()
     def evaluate(self) -> float | None:
         """Top-1 accuracy on the val images (each rank its share; the counts are summed)."""
-        if self.val_loader is None:
+        if not self.data.val:
             return None
         self.module.eval()
+        network = self.module if self.cached is None else self.cached.head
         correct, count = 0.0, 0.0
-        for batch in self.val_loader:
-            pixels, labels = self.labelled(batch)
+        for x, labels in self._val_batches():
             if labels.numel() == 0:
                 continue
-            x = self.preprocessing.apply(pixels.to(self.device, non_blocking=True))
             with self.autocast():
-                logits, _ = self.module(x)
+                logits, _ = network(x.to(self.device, non_blocking=True))
             correct += float((logits.argmax(1).cpu() == labels).sum())
             count += labels.numel()
         total = self._global_sum([correct, count])
@@ -391,7 +429,27 @@ class Trainer:
 
     # ---- the run -------------------------------------------------------------------------
 
+    def prepare_cache(self) -> None:
+        """Build (or find) the feature caches of a frozen run, once its weights are final."""
+        if self.cached is None:
+            return
+        config = self.config
+        root = Path(config.feature_cache_dir or self.run_dir / CACHE_FOLDER)
+        context = BuildContext(self.module, self.spec.name, self.frozen, self.preprocessing,
+                               self.device, self.autocast, self.ddp)  # fmt: skip
+        settings = CacheSettings(root, config.feature_cache_views, config.feature_cache_dtype,
+                                 int(config.feature_cache_max_gb * 1e9), self.workers,
+                                 self.batch)  # fmt: skip
+        self.cached.build(context, settings, config, self.data, self.log)
+
     def run(self) -> TrainResult:
+        self.prepare_cache()
+        if self.cached is None:
+            return self._run()
+        with self.cached.threads(self.device):
+            return self._run()
+
+    def _run(self) -> TrainResult:
         history = read_metrics(self.run_dir)
         while self.epoch < self.config.epochs:
             stats = self.train_epoch()
@@ -438,12 +496,12 @@ class Trainer:
         )
 
 
-def _main_log(ddp: Dist):
+def _main_log(ddp: Dist) -> Callable[..., None]:
     """Notes for people, from rank 0 only (every rank would say the same)."""
     return logger.info if ddp.main else (lambda *args: None)
 
 
-def _progress_bar(total: int, initial: int, desc: str, enabled: bool | None):
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool | None) -> tqdm | None:
     """``enabled=None``: a bar when stderr is a terminal (tqdm decides)."""
     if enabled is False:
         return None
@@ -475,11 +533,11 @@ def _check_resume(saved: dict[str, Any], config: TrainConfig, data: TrainData, p
         raise TrainError(
             f"{path}: cannot resume with a different setup: "
             + "; ".join(problems)
-            + ". Use a new --out, or the run's own settings (epochs may be raised)."
+            + ". Use a new `out`, or the run's own settings (epochs may be raised)."
         )
     if config.epochs < int(saved["epoch"]):
         raise TrainError(
-            f"{path}: {saved['epoch']} epochs are done; --epochs must be at least that"
+            f"{path}: {saved['epoch']} epochs are done; `epochs` must be at least that"
         )
 
 
@@ -513,11 +571,15 @@ def train(
         data.notes.append(f"training on the first {config.train_images_per_class} images of "
                           f"every class: {len(kept)} of {len(data.train)}")  # fmt: skip
         data = TrainData(data.classes, kept, data.val, data.notes)
+    if config.val_annotations is not None:  # replaces DIR/val's labels; read before any epoch
+        val = annotated_val(config.val_annotations, config.val_annotations_format,
+                            data.classes, data_dir, data.notes)  # fmt: skip
+        data = TrainData(data.classes, data.train, val, data.notes)
     if config.val_images and len(data.val) > config.val_images:
         val = sorted(data.val)[: config.val_images]
         data.notes.append(f"validating on the first {len(val)} of {len(data.val)} val images")
         data = TrainData(data.classes, data.train, val, data.notes)
-    ddp, device = setup_distributed(config.device)  # SetupError: a --device not here
+    ddp, device = setup_distributed(config.device)  # SetupError: a `device` not here
     log = _main_log(ddp)
     lock = FolderLock(run_dir) if ddp.main else None  # rank 0 writes, so rank 0 holds it
     trainer: Trainer | None = None
@@ -533,8 +595,8 @@ def train(
         saved = None
         if last.exists() and not resume:
             raise TrainError(
-                f"{run_dir} already holds a run ({LAST}); pass --resume to continue it, "
-                "or choose another --out"
+                f"{run_dir} already holds a run ({LAST}); pass `resume` to continue it, "
+                "or choose another `out`"
             )
         if resume and last.exists():
             saved = read_state_file(last)
@@ -571,7 +633,7 @@ def train(
                 detail = " ".join(str(error).split())[:200] or type(error).__name__
                 raise TrainError(
                     f"{last}: a damaged checkpoint, cannot resume from it ({detail}); "
-                    "start a new run with another --out"
+                    "start a new run with another `out`"
                 ) from None
             if ddp.main:  # drop lines of epochs about to be redone (written before a crash)
                 write_metrics(run_dir, [r for r in read_metrics(run_dir)
@@ -615,7 +677,9 @@ def train(
         release_group(ddp)
 
 
-def _threshold_images(data_dir, data: TrainData, config: TrainConfig, log) -> list | None:
+def _threshold_images(
+    data_dir: str | Path, data: TrainData, config: TrainConfig, log: Callable[..., None]
+) -> list | None:
     """The boxed images the CAM threshold will be chosen on (None: no threshold is chosen),
     read and checked now, before the first epoch: the user's box file, else the training
     images' own boxes."""
@@ -639,7 +703,14 @@ def _threshold_images(data_dir, data: TrainData, config: TrainConfig, log) -> li
         raise TrainError(f"`threshold_images_per_class`: {error}") from None
 
 
-def _choose_threshold(run_dir: Path, data_dir, per_class: int, device, log, images) -> None:
+def _choose_threshold(
+    run_dir: Path,
+    data_dir: str | Path,
+    per_class: int,
+    device: torch.device,
+    log: Callable[..., None],
+    images: list,
+) -> None:
     """The CAM threshold of best.pt, chosen on boxed training images (`training.threshold`)."""
     try:
         choice = calibrate_checkpoints(run_dir, data_dir, per_class, str(device), images)
@@ -674,6 +745,6 @@ def train_from_options(
 
 
 def _no_gpu(device: str | None) -> bool:
-    """The run will be on the CPU: ``--device cpu``, or ``auto`` (the default) without CUDA."""
+    """The run will be on the CPU: `device` ``cpu``, or ``auto`` (the default) without CUDA."""
     name = device or "auto"
     return name == "cpu" or (name == "auto" and not torch.cuda.is_available())

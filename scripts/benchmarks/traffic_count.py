@@ -95,7 +95,7 @@ def mutated_arguments(
     write_only_self = func.namespace == "aten" and func.overloadpacket.__name__ in WRITE_ONLY
     mutated = []
     positional = 0
-    for number, argument in enumerate(func._schema.arguments):
+    for number, argument in enumerate(func._schema.arguments):  # noqa: SLF001 - an op's schema has no public name
         if argument.kwarg_only:
             value = kwargs.get(argument.name)
         else:
@@ -115,7 +115,7 @@ def moves_no_data(func) -> bool:
     """Views (every output aliases an input, none written) and allocations."""
     if func.namespace == "aten" and func.overloadpacket.__name__ in ALLOCATIONS:
         return True
-    returns = func._schema.returns
+    returns = func._schema.returns  # noqa: SLF001
     return bool(returns) and all(
         r.alias_info is not None and not r.alias_info.is_write for r in returns
     )

@@ -118,7 +118,7 @@ def _family_default(network: nn.Module) -> tuple[str, Reshape | None, str] | Non
         grid = tuple(int(v) for v in grid) if grid is not None else None
         name = f"blocks.{_last_index(network, 'blocks')}.norm1"
         why = f"ViT/DeiT default: the last block's norm1, {prefix} prefix token(s) dropped"
-        return name, TokenGrid(prefix, grid), why  # type: ignore[arg-type]
+        return name, TokenGrid(prefix, grid), why
     if kind == "SwinTransformer":
         name = f"layers.{_last_index(network, 'layers')}"
         return name, channels_last_to_first, "Swin default: the last stage, channels last permuted"

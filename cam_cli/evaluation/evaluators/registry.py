@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cam_cli.evaluation.evaluators.base import Evaluator, Setup
+from cam_cli.evaluation.evaluators.faithfulness import Faithfulness
 from cam_cli.evaluation.evaluators.localization import IlsvrcLocalization
 from cam_cli.evaluation.evaluators.pxap import PxAPFigure
 from cam_cli.evaluation.evaluators.second_box import SecondBox
@@ -17,6 +18,7 @@ EVALUATORS: tuple[Callable[[Setup], Evaluator | None], ...] = (
     SecondBox.setup,
     MaxBoxAcc.setup,
     PxAPFigure.setup,
+    Faithfulness.setup,
 )
 
 

@@ -47,7 +47,7 @@ def carried_thresholds(
     if not isinstance(maxbox, dict) or not maxbox.get("images"):
         raise EvaluationError(
             f"{path}: no MaxBoxAccV2 in this report; choose the thresholds with "
-            "`cam-cli eval --maxboxacc --json REPORT.json` on the other split"
+            "`cam-cli eval `maxboxacc` `json_report` REPORT.json` on the other split"
         )
     images = maxbox["images"]
     if not isinstance(images, int) or isinstance(images, bool) or images < 1:

@@ -58,8 +58,9 @@ from cam_cli.files.checks import printable_path
 from cam_cli.files.lock import FileLock, FolderLock
 from cam_cli.inference.analysis import Analysis, ExtraCams
 from cam_cli.inference.localizer import Localizer, compile_or_warn
+from cam_cli.inference.map_methods import load_for_method, method_settings
 from cam_cli.inference.results import ImageResult
-from cam_cli.models.loading import LoadedModel, load_model
+from cam_cli.models.loading import LoadedModel
 from cam_cli.runtime.distributed import is_main_process, process_device
 from cam_cli.runtime.group import Group, open_group
 from cam_cli.settings import ModelOptions
@@ -194,7 +195,8 @@ def model_run(options: EvalOptions, truth: GroundTruth) -> Iterator[ModelRun]:
     with open_group(run.device) as group:  # under torchrun: the group
         model = options.source.model
         if isinstance(model, ModelOptions):
-            loaded, copy_model = load_model(model, device=str(process_device(run.device))), False
+            device = str(process_device(run.device))
+            loaded, copy_model = load_for_method(model, options.source.cam, device), False
         else:
             loaded, copy_model = model, True
         source = ModelRun(options, truth, loaded, group, copy_model)
@@ -261,11 +263,16 @@ class ModelRun(Source):
             self.save = scoremap_saver(outputs.save_scoremaps, truth.base())
         if truth.masks is not None and outputs.per_image is not None:
             raise EvaluationError("PxAP cannot resume from `per_image` yet; leave one out")
+        if metrics.faithfulness and outputs.per_image is not None:
+            raise EvaluationError(
+                "`faithfulness` cannot resume from `per_image` yet; leave one out"
+            )
         # The weights' digest before the pipeline prepares them (folded batch norm would change
         # it), so every caller gets the same resume identity for the same weights.
         model_digest = loaded.digest() if outputs.per_image is not None else None
         self.loaded = loaded
-        self.localizer = Localizer(loaded, options.source.cam, run, group=group,
+        cam = replace(options.source.cam, faithfulness=metrics.faithfulness)
+        self.localizer = Localizer(loaded, cam, run, group=group,
                                    copy_model=copy_model)  # fmt: skip
         self.settings = self._settings()
         self.fingerprint = None
@@ -281,6 +288,7 @@ class ModelRun(Source):
         return {
             **self.loaded.describe(),
             **box_settings(cam.box_rule, cam.ten_crop, metrics.boxes),
+            **method_settings(localizer.maps),  # none for the paper's CAM
             "threshold": localizer.threshold,  # None: the checkpoint's own, else 0.2
             "topk": localizer.topk,
             "fast": localizer.precision.enabled,  # resolved: None means where the hardware gains
@@ -311,6 +319,7 @@ class ModelRun(Source):
                     else {"class_predictions": file_digest(metrics.class_predictions)}
                 ),
                 **box_settings(cam.box_rule, cam.ten_crop, metrics.boxes),
+                **method_settings(self.localizer.maps),  # other maps, other lines
                 # device decoding moves pixels slightly; PIL runs keep their old fingerprints
                 **({"decode": "device"} if settings["decode"] == "device" else {}),
             }
@@ -403,13 +412,11 @@ class ModelRun(Source):
         error = result.error
         if error is None and not record.get("predictions"):
             error = "no predictions"
+        found = dict(result.analysis) if isinstance(result.analysis, dict) else {}
+        if result.faithfulness is not None:
+            found["faithfulness"] = result.faithfulness
         return ScoredImage(
-            annotation,
-            result.path,
-            error,
-            record,
-            result.extra[0].box if wanted else None,
-            result.analysis if isinstance(result.analysis, dict) else {},
+            annotation, result.path, error, record, result.extra[0].box if wanted else None, found
         )
 
     def _left_to_do(self, lock: FileLock | None, resumed: list[ScoredImage]) -> list[str]:
