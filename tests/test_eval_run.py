@@ -164,3 +164,97 @@ def test_the_library_call_writes_the_page_too(tmp_path, sample_dir, mobilenet_we
     report = evaluate_and_report(options, ReportOptions(gallery_cap=1))
     assert report.images == 3
     assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+# --- PxAP: the run's own precision-recall curve --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory):
+    """A tiny mask split (wsolevaluation's metadata, masks as ground truth) and a seeded
+    small-gap model for it."""
+    import torch
+
+    from cam_cli.models.registry import build_model
+    from cam_cli.synthetic.dataset import generate_dataset
+
+    out = tmp_path_factory.mktemp("pxap") / "data"
+    generate_dataset(out, num_classes=3, train_per_class=1, val_images=4, seed=0, masks=True)
+    torch.manual_seed(0)
+    torch.save(build_model("small-gap", 3).state_dict(), out / "w.pth")
+    return out
+
+
+def _page_text(path) -> str:
+    """The page's visible text lines (tags dropped, entities decoded)."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "\n", path.read_text()))
+
+
+def test_a_pxap_run_shows_its_curve_labelled_with_the_table_figure(masks, tmp_path) -> None:
+    """A model run on masks, through the CLI: the page holds the precision-recall curve the
+    run's own PxAP histograms give (`PxAP.curve` on them: the area under it is the JSON's
+    figure), labelled with the table's PxAP line; and the table on the page is the one the CLI
+    printed, flags and all (`--fast`, where the library writes `` `fast` ``)."""
+    from cam_cli.evaluation.table import format_pxap, table_cell
+
+    page, json_out = tmp_path / "r.html", tmp_path / "r.json"
+    result = invoke("eval", "--arch", "small-gap", "--weights", masks / "w.pth",
+                    "--classes", masks / "LOC_synset_mapping.txt", "--wsol-metadata",
+                    masks / "wsol" / "val", "--images", masks, "--workers", "0", "--fast",
+                    "--quiet", "--json", json_out, "--report", page)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    figures = json.loads(json_out.read_text())
+    pxap = figures["pxap"]
+    assert pxap["images"] == 4
+    assert 0 < pxap["pxap"] < 100
+    line = format_pxap(pxap)
+    assert line in result.stdout
+    assert line.endswith(f": {table_cell(pxap['pxap'])}")
+    html_text = page.read_text()
+    assert 'id="pxap-curve"' in html_text
+    assert "PxAP precision-recall curve" in html_text
+    text = _page_text(page)
+    assert text.count(line) == 2  # the table's line, the curve's note
+    assert f"PxAP {table_cell(pxap['pxap'])} (area under the curve, %)" in text  # its title
+    shown = re.search(r'id="figures-table">(.*?)</pre>', html_text, re.S)[1]
+    assert shown == result.stdout.rstrip("\n").replace("&", "&amp;").replace("<", "&lt;") \
+        .replace(">", "&gt;")  # fmt: skip
+    assert "--fast" in shown
+    assert "`fast`" not in html_text
+
+
+def test_the_pxap_curve_is_the_runs_own_histograms(masks, tmp_path) -> None:
+    """Score maps (no per-image lines): the collector sums the histograms the run's PxAP
+    evaluator made of each map, and its curve's area is the run's figure to the last bit;
+    histograms of another run are refused, never drawn."""
+    from cam_cli.data.wsol_metadata import read_wsol_metadata
+
+    metadata = read_wsol_metadata(masks / "wsol" / "val")
+    maps = tmp_path / "maps"
+    rng = np.random.default_rng(0)
+    for image_id in metadata.image_ids:
+        (maps / image_id).parent.mkdir(parents=True, exist_ok=True)
+        np.save(maps / f"{image_id}.npy", rng.random((224, 224)))
+    options = EvalOptions(
+        truth=Truth(wsol_metadata=masks / "wsol" / "val", mask_root=masks),
+        source=SourceOptions(scoremaps=maps),
+        outputs=OutputOptions(html_report=tmp_path / "r.html"),
+    )
+    collector = EvalCollector(ReportOptions(), (0.3, 0.5, 0.7))
+    report = evaluate(options, on_image=collector.add)
+    data = collector.report_input(report, 1.0, "2026-01-01T00:00:00")
+    assert data.pxap is not None
+    assert data.pxap.summary == report.pxap
+    precision, recall = data.pxap.precision, data.pxap.recall
+    assert recall[0] >= 0
+    assert recall[-1] == 1.0
+    assert np.all(np.diff(recall) >= 0)
+    area = 100 * np.nansum(precision[1:] * np.diff(recall))
+    assert area == pytest.approx(report.pxap["pxap"], rel=1e-12)
+    collector.pxap.foreground[0] += 1  # a pixel the run did not count
+    with pytest.raises(EvaluationError, match="PxAP histograms do not give its PxAP figure"):
+        collector.report_input(report, 1.0, "2026-01-01T00:00:00")
+    evaluate_and_report(options)
+    assert 'id="pxap-curve"' in (tmp_path / "r.html").read_text()

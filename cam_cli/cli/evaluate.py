@@ -294,9 +294,10 @@ def eval_command(
     )
     o.configure_logging(quiet)
     from cam_cli.report.eval_run import evaluate_and_report
+    from cam_cli.report.inputs import ReportOptions
 
-    with o.errors_as_exit():
-        report = evaluate_and_report(options)
+    with o.errors_as_exit():  # the page words the table as printed below (`as_flags`)
+        report = evaluate_and_report(options, ReportOptions(describe=o.as_flags))
     if not o.main_process():  # under torchrun rank 0 writes the report and ends the run
         return
     from cam_cli.evaluation.report import json_text

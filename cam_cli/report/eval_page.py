@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,10 +142,15 @@ def _caption(row: ImageRow, category: str, wrong_class: bool) -> list[str]:
     return lines
 
 
-def _figures_section(data: EvalReportInput) -> str:
+def _wording(options: ReportOptions) -> Callable[[str], str]:
+    """How the page words the table's lines (`ReportOptions.describe`)."""
+    return options.describe or (lambda text: text)
+
+
+def _figures_section(data: EvalReportInput, options: ReportOptions) -> str:
     figures = data.figures
     cards = {key: (CARDS[key], value) for key, value in figures_of(figures).items()}
-    table = format_report(report_from_json(figures))
+    table = _wording(options)(format_report(report_from_json(dict(figures))))
     return (
         figure_cards(cards)
         + '<p class="note">The table exactly as <code>cam-cli eval</code> prints it (the same '
@@ -154,16 +159,17 @@ def _figures_section(data: EvalReportInput) -> str:
     )
 
 
-def _curves_section(data: EvalReportInput) -> str:
-    parts = []
+def _curves_section(data: EvalReportInput, options: ReportOptions) -> str:
+    parts, say = [], _wording(options)
     if data.maxboxacc is not None:
         summary = data.maxboxacc.summary
-        labels = format_maxboxacc(summary)[1 : 1 + len(summary["iou_thresholds"])]
+        lines = [say(line) for line in format_maxboxacc(summary)]
+        labels = lines[1 : 1 + len(summary["iou_thresholds"])]
         best = list(zip(summary["best_threshold"], summary["accuracy"], strict=True))
         parts.append(
             '<p class="note">Box accuracy at each CAM threshold (every box of the map, as '
             "MaxBoxAccV2 counts), one line per IoU level; the marker is the best threshold. "
-            f"{esc(format_maxboxacc(summary)[0])}</p>"
+            f"{esc(lines[0])}</p>"
             + plots.maxboxacc_plot(
                 np.asarray(data.maxboxacc.thresholds),
                 np.asarray(data.maxboxacc.accuracy),
@@ -173,11 +179,15 @@ def _curves_section(data: EvalReportInput) -> str:
             )
         )
     if data.pxap is not None:
+        label = say(format_pxap(data.pxap.summary))
         parts.append(
-            plots.precision_recall_plot(
+            '<p class="note" id="pxap-curve">Precision against recall over the masks\' pixels, '
+            "the CAM threshold falling from the top (the pixels of every image counted "
+            f"together); PxAP is the area under it. {esc(label)}</p>"
+            + plots.precision_recall_plot(
                 np.asarray(data.pxap.precision),
                 np.asarray(data.pxap.recall),
-                format_pxap(data.pxap.summary),
+                f"PxAP {table_cell(data.pxap.summary['pxap'])} (area under the curve, %)",
             )
         )
     return "".join(parts)
@@ -385,8 +395,8 @@ def eval_report_html(data: EvalReportInput, options: ReportOptions | None = None
     images = data.figures.get("images", len(rows))
     sections = [
         ("run", "What was run", run_section(data.run)),
-        ("figures", "Figures", _figures_section(data)),
-        ("curves", "Curves", _curves_section(data)),
+        ("figures", "Figures", _figures_section(data, options)),
+        ("curves", "Curves", _curves_section(data, options)),
         ("iou", "IoU distribution", _iou_section(rows)),
         ("categories", "Failure categories", _categories_section(rows, categories)),
         ("galleries", "Galleries", _galleries_section(rows, options, categories)),

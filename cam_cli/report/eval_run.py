@@ -8,6 +8,9 @@ the curves (checked against the run's own best accuracies), and the CAMs the run
 in a gallery: every few hundred images the galleries are chosen again over the images kept and
 the new ones (`eval_page.gallery_selection`, the rule the page itself applies), and the other
 images' CAMs are dropped. Memory holds one small row per image plus a bounded number of maps.
+With masks, the pixel histograms the run's PxAP evaluator computed on each map
+(``from_map["pxap"]``) are summed as it sums them, for its precision-recall curve (checked
+against the run's own PxAP figure and pixel counts).
 """
 
 from __future__ import annotations
@@ -21,14 +24,23 @@ from datetime import datetime
 import numpy as np
 
 from cam_cli.data.classes import ClassInfo
+from cam_cli.errors import EvaluationError
 from cam_cli.eval_options import EvalOptions
 from cam_cli.evaluation.evaluate import evaluate
 from cam_cli.evaluation.evaluators.base import ScoredImage
+from cam_cli.evaluation.evaluators.pxap import PxAPFigure
 from cam_cli.evaluation.maxboxacc.metric import MaxBoxAccV2
+from cam_cli.evaluation.pxap import PxAP
 from cam_cli.evaluation.report import Report, json_text
 from cam_cli.report.eval_page import gallery_selection, row_categories, write_eval_report
 from cam_cli.report.from_eval_files import MaxBoxAccCounter, row_from_line, run_info_from_settings
-from cam_cli.report.inputs import EvalReportInput, ImageRow, ReportOptions, command_line
+from cam_cli.report.inputs import (
+    EvalReportInput,
+    ImageRow,
+    PrecisionRecall,
+    ReportOptions,
+    command_line,
+)
 from cam_cli.runtime.distributed import is_main_process
 from cam_cli.settings import ModelOptions
 
@@ -52,11 +64,18 @@ class EvalCollector:
         self.rows: list[ImageRow] = []
         self.names: dict[str, str] = dict(names or {})
         self.counter: MaxBoxAccCounter | None = None
+        self.pxap: PxAP | None = None
         self.pending: list[tuple[ImageRow, CamPair]] = []
         self.kept: dict[str, tuple[ImageRow, CamPair]] = {}
 
     def add(self, image: ScoredImage) -> None:
         """One image, after the evaluators (its line whole)."""
+        histograms = image.from_map.get(PxAPFigure.key) if image.error is None else None
+        if histograms is not None:  # the rule of `PxAPFigure.accumulate`
+            if self.pxap is None:
+                self.pxap = PxAP()
+            foreground, background = histograms
+            self.pxap.add_histograms(foreground, background, images=1)
         line = image.line
         if not line:  # score maps: no per-image line, figures and curves only
             return
@@ -103,7 +122,19 @@ class EvalCollector:
         if self.counter is not None and summary and summary.get("images"):
             curves = self.counter.curves(summary)
         run = run_info_from_settings(figures["settings"], command_line(), started, run_seconds)
-        return EvalReportInput(run=run, figures=figures, rows=rows, maxboxacc=curves)
+        pxap = self._precision_recall(figures.get("pxap"))
+        return EvalReportInput(run=run, figures=figures, rows=rows, maxboxacc=curves, pxap=pxap)
+
+    def _precision_recall(self, summary: Mapping | None) -> PrecisionRecall | None:
+        """The run's PxAP curve, once the histograms summed here are found to give the
+        report's ``summary`` (figure, images, pixel counts); EvaluationError otherwise."""
+        if not summary or self.pxap is None:
+            return None
+        summed = self.pxap.summary()
+        if any(summed[key] != summary.get(key) for key in summed):
+            raise EvaluationError("the run's PxAP histograms do not give its PxAP figure")
+        precision, recall, _ = self.pxap.curve()
+        return PrecisionRecall(precision, recall, dict(summary))
 
 
 def class_names(options: EvalOptions) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,7 +177,10 @@ class ReportOptions:
     class; the bbox gallery takes ``bbox_cap``); ``picture_side``: the longest side of a
     picture, the full-size view (larger images are shrunk); ``min_picture_side``: tiny images
     are enlarged by a whole factor, nearest neighbour, to at least this; ``grid_epochs``: the
-    training grid's columns at most (first, last and evenly between)."""
+    training grid's columns at most (first, last and evenly between). ``describe``: how the page
+    words the lines the library writes for people (the text table, the curves' labels), which
+    name arguments in backticks: a caller that prints them otherwise passes its own rewriting
+    (the CLI, its ``as_flags``), so the page reads as what the user saw; None keeps them."""
 
     gallery_cap: int = 24
     bbox_cap: int = 120
@@ -186,6 +189,7 @@ class ReportOptions:
     jpeg_quality: int = 82
     grid_epochs: int = 10
     workers: int = 2
+    describe: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("gallery_cap", "bbox_cap", "picture_side", "min_picture_side"):

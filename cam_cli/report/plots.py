@@ -143,7 +143,7 @@ def maxboxacc_plot(
 
 @_styled
 def precision_recall_plot(precision: np.ndarray, recall: np.ndarray, label: str) -> str:
-    """PxAP's precision-recall curve, labelled with the table's PxAP line."""
+    """PxAP's precision-recall curve, titled ``label`` (the table's PxAP figure)."""
     figure = _figure(5.0, 3.6)
     ax = figure.subplots()
     finite = np.isfinite(precision)
