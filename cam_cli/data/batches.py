@@ -19,7 +19,7 @@ import numpy as np
 
 from cam_cli.data.images import DEFAULT_MAX_PIXELS, load_resized
 
-if TYPE_CHECKING:  # torch is imported lazily: `cam-cli --help` stays fast
+if TYPE_CHECKING:  # torch is imported where a batch is made: the CLI starts without it
     import torch
 
 
