@@ -28,6 +28,7 @@ returns exactly that, `zhou2016_boxes` the project's inclusive ``[xmin, ymin, xm
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from scipy import ndimage
@@ -203,9 +204,12 @@ def clip_rects(rects: np.ndarray, width: int, height: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+_T = TypeVar("_T")
+
+
 def _libstdcxx_sort(
-    items: list, less: Callable[[object, object], bool], depth_limit: int | None = None
-) -> list:
+    items: list[_T], less: Callable[[_T, _T], bool], depth_limit: int | None = None
+) -> list[_T]:
     """``std::sort`` of GCC's libstdc++ (4.8.4, as in the shipped binary, through 12), in Python.
 
     ``std::sort`` is not stable, and dt_box ranks by area alone (dt_box.cpp:153-164), so the
@@ -218,7 +222,7 @@ def _libstdcxx_sort(
     """
     a = list(items)
 
-    def adjust_heap(first: int, hole: int, length: int, value: object) -> None:
+    def adjust_heap(first: int, hole: int, length: int, value: _T) -> None:
         top, child = hole, hole
         while child < (length - 1) // 2:
             child = 2 * (child + 1)

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
@@ -470,6 +470,7 @@ def with_option_groups(command: Callable[..., Any]) -> Callable[..., Any]:
         if not (isinstance(group, type) and issubclass(group, OptionGroup)):
             parameters.append(parameter)
             continue
+        assert is_dataclass(group), group  # every option group is a dataclass
         groups[parameter.name] = group
         hints = get_type_hints(group, include_extras=True)
         parameters += [

@@ -13,10 +13,14 @@ process decodes them on the device before the batch reaches the network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cam_cli.data.images import DEFAULT_MAX_PIXELS, load_resized
+
+if TYPE_CHECKING:  # torch is imported where a batch is made: the CLI starts without it
+    import torch
 
 
 @dataclass
@@ -63,10 +67,10 @@ class PendingJpegs:
     one uint8 tensor (one shared-memory block from a DataLoader worker, not one per file)."""
 
     items: list[DecodedImage]  # in input order; `pixels` None, width/height from the header
-    data: object  # torch.Tensor uint8 [total bytes]
+    data: torch.Tensor  # uint8 [total bytes]
     sizes: list[int]  # bytes of each file
 
-    def files(self) -> list:
+    def files(self) -> list[torch.Tensor]:
         """One 1-D uint8 tensor per file (views of `data`)."""
         return list(self.data.split(self.sizes))
 
@@ -75,7 +79,7 @@ class PendingJpegs:
 class ImageBatch:
     """Good images stacked as one uint8 tensor; failed ones carried along for reporting."""
 
-    pixels: object  # torch.Tensor uint8 [B, 3, S, S] (B may be 0)
+    pixels: torch.Tensor  # uint8 [B, 3, S, S] (B may be 0)
     items: list[DecodedImage]  # the good ones, in the order of `pixels`
     failed: list[DecodedImage]
     pending: PendingJpegs | None = None  # device decoding: not in `pixels` yet
@@ -85,13 +89,27 @@ class ImageBatch:
         return self
 
 
+def stack_pixels(items: list[DecodedImage]) -> np.ndarray:
+    """The host-decoded pixels of ``items`` (each decoded without error) as one array."""
+    arrays = []
+    for item in items:
+        assert item.pixels is not None, item.path  # decoded on the host, without error
+        arrays.append(item.pixels)
+    return np.stack(arrays)
+
+
+def _encoded(item: DecodedImage) -> np.ndarray:
+    assert item.encoded is not None, item.path  # left to the device, not decoded yet
+    return item.encoded
+
+
 def collate_images(samples: list[DecodedImage]) -> ImageBatch:
     import torch
 
     good = [s for s in samples if s.error is None and s.encoded is None]
     failed = [s for s in samples if s.error is not None]
     if good:
-        pixels = torch.from_numpy(np.stack([s.pixels for s in good]))
+        pixels = torch.from_numpy(stack_pixels(good))
     else:
         pixels = torch.zeros((0, 3, 1, 1), dtype=torch.uint8)
     for s in good:
@@ -99,8 +117,9 @@ def collate_images(samples: list[DecodedImage]) -> ImageBatch:
     pending = None
     encoded = [s for s in samples if s.error is None and s.encoded is not None]
     if encoded:
-        data = torch.from_numpy(np.concatenate([s.encoded for s in encoded]))
-        pending = PendingJpegs(encoded, data, [len(s.encoded) for s in encoded])
+        files = [_encoded(s) for s in encoded]
+        data = torch.from_numpy(np.concatenate(files))
+        pending = PendingJpegs(encoded, data, [len(f) for f in files])
         for s in encoded:
             s.encoded = None  # `data` holds the bytes now
     return ImageBatch(pixels, good, failed, pending)

@@ -44,7 +44,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cam_cli.data.batches import DecodedImage, ImageBatch, ImageListDataset, decode_item
+from cam_cli.data.batches import (
+    DecodedImage,
+    ImageBatch,
+    ImageListDataset,
+    decode_item,
+    stack_pixels,
+)
 from cam_cli.data.jpeg_codecs import decode_jpegs, jpeg_codec
 from cam_cli.errors import ArgumentError, SetupError
 from cam_cli.runtime.streams import drain_current, to_device
@@ -400,7 +406,7 @@ def _decode_pending(
         pixels[: len(batch.items)] = to_device(batch.pixels, device)
     if pil_good:
         rows = slice(len(batch.items), len(batch.items) + len(pil_good))
-        pixels[rows] = to_device(torch.from_numpy(np.stack([s.pixels for s in pil_good])), device)
+        pixels[rows] = to_device(torch.from_numpy(stack_pixels(pil_good)), device)
         for s in pil_good:
             s.pixels = None
     if on_device:

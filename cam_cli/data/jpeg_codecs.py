@@ -38,6 +38,7 @@ import os
 import warnings
 from collections.abc import Callable
 from functools import cache
+from typing import cast
 
 import torch
 
@@ -140,7 +141,8 @@ def decode_jpegs(files: list[torch.Tensor], device: torch.device) -> list[torch.
     decoded: list[torch.Tensor | Exception] = []
     for data in files:
         try:
-            decoded.append(decode(data, device))
+            # one file in, one image out (the Decoder's union is for the batched call)
+            decoded.append(cast(torch.Tensor, decode(data, device)))
         except Exception as error:  # noqa: BLE001 - this file goes to PIL
             decoded.append(error)
     return decoded

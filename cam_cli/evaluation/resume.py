@@ -110,6 +110,7 @@ def per_image_lines(path: str | Path, fingerprint: str) -> tuple[list[tuple[byte
         for _, raw in raw_lines(handle, str(path)):  # one line behind, to know the last
             if previous is not None:
                 line = _per_image_line(previous, number, path, fingerprint, last=False)
+                assert line is not None  # only a last line may be torn; a bad other one raised
                 lines.append((previous, line))
                 good_end += len(previous)
             previous, number = raw if isinstance(raw, bytes) else raw.encode(), number + 1

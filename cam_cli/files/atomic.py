@@ -93,18 +93,19 @@ def atomic_file(path: str | Path, mode: str = "w", *, derived: bool = False) -> 
     directory there is an `IsADirectoryError` naming it (module docstring).
     """
     path = Path(path)
-    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    # bytes: no encoding, no newline translation (the defaults); text: UTF-8, written as given
+    encoding, newline = (None, None) if "b" in mode else ("utf-8", "")
     if derived:
         _check_derived(path)
     elif path.exists() and not path.is_file() and not path.is_dir():
-        with named_errors(path), open(path, mode, **text) as stream:
+        with named_errors(path), open(path, mode, encoding=encoding, newline=newline) as stream:
             yield stream
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     _clean_once(path.parent)
     tmp, fd = _open_locked_temp(path)
     try:
-        handle = os.fdopen(fd, mode, **text)
+        handle = os.fdopen(fd, mode, encoding=encoding, newline=newline)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
@@ -161,7 +162,7 @@ def _said_of_full_disk(error: OSError, fd: int) -> OSError:
 _WRITE_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 
-def _write_failure(error: BaseException) -> OSError | None:
+def _write_failure(error: BaseException | None) -> OSError | None:
     """The disk-full (quota, file-size limit, I/O) error behind a failed write, if that is what
     it was: raised as it is by a write, or as the context of torch.save's own RuntimeError
     (``inline_container.cc: unexpected pos``), which names neither the cause nor the file."""

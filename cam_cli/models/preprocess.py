@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -16,12 +17,14 @@ from torch import Tensor
 from cam_cli.runtime.streams import to_device
 from cam_cli.settings import Normalization
 
+ChannelValues = tuple[float, float, float]  # one value per colour channel
+
 
 @dataclass(frozen=True)
 class Preprocessing:
     name: str
-    mean: tuple[float, float, float]  # in the channel order below, after dividing by `divide_by`
-    std: tuple[float, float, float]
+    mean: ChannelValues  # in the channel order below, after dividing by `divide_by`
+    std: ChannelValues
     channel_order: str  # "rgb" or "bgr"
     divide_by: float  # 255 for [0, 1] inputs, 1 for Caffe's 0..255
 
@@ -45,8 +48,9 @@ class Preprocessing:
         (the network would fail on every image, or give NaN)."""
         preprocessing = cls(
             name=str(data["name"]),
-            mean=tuple(float(v) for v in data["mean"]),
-            std=tuple(float(v) for v in data["std"]),
+            # three of each: checked below, with the other values
+            mean=cast(ChannelValues, tuple(float(v) for v in data["mean"])),
+            std=cast(ChannelValues, tuple(float(v) for v in data["std"])),
             channel_order=str(data["channel_order"]),
             divide_by=float(data["divide_by"]),
         )
@@ -71,7 +75,8 @@ IMAGENET = Preprocessing(
 )
 # Caffe: BGR, 0..255, minus the per-channel mean (B 104, G 117, R 123), no std scaling.
 CAFFE = Preprocessing(Normalization.caffe.value, (104.0, 117.0, 123.0), (1.0, 1.0, 1.0), "bgr", 1.0)
-PRESETS = {Normalization.imagenet: IMAGENET, Normalization.caffe: CAFFE}  # every choice named
+# every choice named
+PRESETS: dict[str, Preprocessing] = {Normalization.imagenet: IMAGENET, Normalization.caffe: CAFFE}
 
 
 def get_preprocessing(name: str) -> Preprocessing:

@@ -18,6 +18,7 @@ load unchanged (`weights` ``FILE``) and torchvision's own weight enums still app
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -67,14 +68,39 @@ def build_model(name: str, num_classes: int = 1000) -> CAMNet:
 # The paper's GAP networks (the paper, section 3.1; README, "cam-cli models")
 
 
+def _layer(net: nn.Module, *path: str) -> nn.Module:
+    """The submodule of ``net`` at ``path`` (child names): torch types a module's attributes as
+    ``Tensor | Module``, so each step is checked to be a module."""
+    module = net
+    for name in path:
+        child = getattr(module, name)
+        assert isinstance(child, nn.Module), path
+        module = child
+    return module
+
+
+def _linear(net: nn.Module, *path: str) -> nn.Linear:
+    layer = _layer(net, *path)
+    assert isinstance(layer, nn.Linear), path
+    return layer
+
+
+def _depthwise_conv(stage: nn.Module, block: str) -> nn.Conv2d:
+    conv = _layer(stage, block, "conv", "1", "0")  # MobileNetV2's InvertedResidual
+    assert isinstance(conv, nn.Conv2d), block
+    return conv
+
+
 def _features(net: nn.Module, x: Tensor) -> Tensor:
     """``net.features(x)``: the paper nets, the small nets, the truncated trunks and MobileNetV2
     all keep their maps there."""
-    return net.features(x)
+    # a submodule (torchvision's nets) or a method (the paper's): torch types it Tensor | Module
+    features = cast(Callable[[Tensor], Tensor], net.features)
+    return features(x)
 
 
 def _paper_classifier(net: nn.Module) -> nn.Linear:
-    return net.fc
+    return _linear(net, "fc")
 
 
 def _alexnet_trunk() -> tuple[nn.Module, int]:
@@ -104,7 +130,9 @@ _GOOGLENET_HEAD = ("maxpool4", "inception5a", "inception5b")
 def _googlenet_input(net: nn.Module, x: Tensor) -> Tensor:
     # torchvision's GoogLeNet ImageNet weights expect this re-normalisation of ImageNet-normalised
     # input (transform_input=True); kept for every GoogLeNet so those weights load as they are.
-    return net._transform_input(x)  # noqa: SLF001 - torchvision's own step, no public name
+    # a method of torchvision's GoogLeNet, which torch's attribute type (Tensor | Module) hides
+    transform = cast(Callable[[Tensor], Tensor], net._transform_input)  # noqa: SLF001
+    return transform(x)  # torchvision's own step, no public name
 
 
 def _googlenet_trunk_forward(trunk: nn.Module, x: Tensor) -> Tensor:
@@ -189,14 +217,15 @@ for _arch, _pool, _what in (
 
 def _resnet(factory_name: str) -> Callable[[int], CAMNet]:
     def features(net: nn.Module, x: Tensor) -> Tensor:
-        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-        return net.layer4(net.layer3(net.layer2(net.layer1(x))))
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            x = getattr(net, name)(x)
+        return x
 
     def build(num_classes: int) -> CAMNet:
         import torchvision.models as tvm
 
         net = getattr(tvm, factory_name)(num_classes=num_classes)
-        return CAMNet(net, features, lambda n: n.fc)
+        return CAMNet(net, features, lambda n: _linear(n, "fc"))
 
     return build
 
@@ -214,7 +243,7 @@ def _build_googlenet(num_classes: int) -> CAMNet:
     net = googlenet(
         num_classes=num_classes, aux_logits=False, transform_input=True, init_weights=True
     )
-    return CAMNet(net, _googlenet_features, lambda n: n.fc, dropout=0.2)
+    return CAMNet(net, _googlenet_features, lambda n: _linear(n, "fc"), dropout=0.2)
 
 
 def _mobilenet_v2(pooling: str, output_stride: int = 32) -> Callable[[int], CAMNet]:
@@ -224,7 +253,9 @@ def _mobilenet_v2(pooling: str, output_stride: int = 32) -> Callable[[int], CAMN
         net = mobilenet_v2(num_classes=num_classes)
         if output_stride == 16:
             _dilate_last_stage(net)
-        return CAMNet(net, _features, lambda n: n.classifier[1], dropout=0.2, pooling=pooling)
+        return CAMNet(
+            net, _features, lambda n: _linear(n, "classifier", "1"), dropout=0.2, pooling=pooling
+        )
 
     return build
 
@@ -234,17 +265,20 @@ def _dilate_last_stage(net: nn.Module) -> None:
     (block 14) keeps stride 1 and the depthwise convs after it dilate by 2, so every layer sees
     the same context as before and the same weights load, with a map twice as fine (14x14 at
     224 px instead of 7x7) for four times the cost of the last stage."""
-    net.features[14].conv[1][0].stride = (1, 1)
-    for block in net.features[15:18]:
-        depthwise = block.conv[1][0]
+    features = _layer(net, "features")
+    _depthwise_conv(features, "14").stride = (1, 1)
+    for block in ("15", "16", "17"):
+        depthwise = _depthwise_conv(features, block)
         depthwise.dilation, depthwise.padding = (2, 2), (2, 2)
 
 
 def _squeezenet_class_maps(net: nn.Module, x: Tensor) -> Tensor:
     # classifier = Dropout, Conv1x1(512 -> C), ReLU, AdaptiveAvgPool: its ReLU output is one
     # map per class, and the logits are their means, so the CAM is that map (b_c = 0).
-    x = net.features(x)
-    for layer in list(net.classifier)[:3]:
+    x = _layer(net, "features")(x)
+    classifier = _layer(net, "classifier")
+    assert isinstance(classifier, nn.Sequential)
+    for layer in list(classifier)[:3]:
         x = layer(x)
     return x
 

@@ -8,18 +8,19 @@ format (the pipeline) and keeping freed memory in the heap (`runtime.device.keep
 from __future__ import annotations
 
 import itertools
+from typing import TypeGuard
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-def _plain_batch_norm(module: nn.Module | None) -> bool:
+def _plain_batch_norm(module: nn.Module | None) -> TypeGuard[nn.BatchNorm2d]:
     # Exactly BatchNorm2d: subclasses may do more (timm's BatchNormAct2d holds an activation).
     return type(module) is nn.BatchNorm2d
 
 
-def _plain_conv(module: nn.Module | None) -> bool:
+def _plain_conv(module: nn.Module | None) -> TypeGuard[nn.Conv2d]:
     # Exactly Conv2d: subclasses may transform their weight (timm's StdConv2d standardises it).
     return type(module) is nn.Conv2d
 
@@ -43,13 +44,16 @@ def fold_batch_norms(model: nn.Module) -> int:
         if node.op != "call_module" or not _plain_batch_norm(modules.get(node.target)):
             continue
         source = node.args[0]
-        if (
+        if not (
             isinstance(source, torch.fx.Node)
             and source.op == "call_module"
-            and _plain_conv(modules.get(source.target))
+            and isinstance(source.target, str)  # a call_module node names its module
+            and isinstance(node.target, str)
             and len(source.users) == 1
         ):
-            conv, batch_norm = modules[source.target], modules[node.target]
+            continue
+        conv, batch_norm = modules.get(source.target), modules[node.target]
+        if _plain_conv(conv) and _plain_batch_norm(batch_norm):
             model.set_submodule(source.target, fuse_conv_bn_eval(conv, batch_norm))
             model.set_submodule(node.target, nn.Identity())
             folded += 1

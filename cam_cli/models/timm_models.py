@@ -14,14 +14,14 @@ timm is imported only here, and only when a ``timm/`` name is asked for.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from cam_cli.errors import NotCAMExact, SetupError
 from cam_cli.models.camnet import AnyHeadNet, ArchSpec, CAMNet
-from cam_cli.models.preprocess import Preprocessing
+from cam_cli.models.preprocess import ChannelValues, Preprocessing
 
 PREFIX = "timm/"
 INSTALL_HINT = 'pip install "cam-cli[timm]"'
@@ -48,12 +48,20 @@ def import_timm() -> Any:
     return timm
 
 
+def _timm(model: nn.Module) -> Any:
+    """``model`` with timm's own methods (``forward_features``, ``get_classifier``,
+    ``forward_head``), which torch's type of a module's attributes (``Tensor | Module``) hides."""
+    return model
+
+
 def _features(net: nn.Module, x: Tensor) -> Tensor:
-    return net.forward_features(x)
+    return _timm(net).forward_features(x)
 
 
-def _classifier(net: nn.Module) -> nn.Module:
-    return net.get_classifier()
+def _classifier(net: nn.Module) -> nn.Linear | None:
+    # one linear layer for a CAM-exact head (`head_problem`); an `AnyHeadNet`'s may be any
+    # module, passed on as timm gives it
+    return _timm(net).get_classifier()
 
 
 def _is_avg_pool(module: nn.Module) -> bool:
@@ -77,12 +85,14 @@ def head_problem(model: nn.Module, input_size: int = 224) -> str | None:
     ``model`` may live on the meta device: only shapes and the layers called are looked at.
     """
     name = type(model).__name__
-    classifier = model.get_classifier()
+    classifier = _timm(model).get_classifier()
     if not isinstance(classifier, nn.Linear):
         return f"its classifier is a {type(classifier).__name__}, not one linear layer"
     device = next(model.parameters()).device
     with torch.no_grad():
-        features = model.forward_features(torch.zeros(1, 3, input_size, input_size, device=device))
+        features = _timm(model).forward_features(
+            torch.zeros(1, 3, input_size, input_size, device=device)
+        )
     if features.ndim != 4:
         return (
             f"forward_features gives tokens {list(features.shape)}, not a spatial map "
@@ -97,7 +107,7 @@ def head_problem(model: nn.Module, input_size: int = 224) -> str | None:
     ]
     try:
         with torch.no_grad():
-            model.forward_head(features)
+            _timm(model).forward_head(features)
     finally:
         for hook in hooks:
             hook.remove()
@@ -155,8 +165,9 @@ def preprocessing_of(model: nn.Module) -> Preprocessing:
     import timm.data
 
     config = timm.data.resolve_data_config({}, model=model)
-    mean = tuple(float(v) for v in config["mean"])
-    std = tuple(float(v) for v in config["std"])
+    # one value per channel, as `Preprocessing` checks when it reads them back
+    mean = cast(ChannelValues, tuple(float(v) for v in config["mean"]))
+    std = cast(ChannelValues, tuple(float(v) for v in config["std"]))
     interpolation = config.get("interpolation", "bilinear")
     return Preprocessing(f"timm:{interpolation}", mean, std, "rgb", 255.0)
 
@@ -190,7 +201,7 @@ def timm_spec(name: str, cam_exact: bool = True) -> ArchSpec:
             "(a CAM needs global average pooling followed by one linear layer)"
         )
     with torch.no_grad():
-        at_224 = meta.forward_features(torch.zeros(1, 3, 224, 224, device="meta"))
+        at_224 = _timm(meta).forward_features(torch.zeros(1, 3, 224, 224, device="meta"))
     dropout = float(getattr(meta, "drop_rate", 0.0) or 0.0)
 
     def build(num_classes: int) -> CAMNet:
@@ -262,7 +273,8 @@ def describe_timm(pattern: str) -> list[tuple[str, str, str, str]]:
             if head_problem(meta, size) is not None:
                 continue
             with torch.no_grad():
-                features = meta.forward_features(torch.zeros(1, 3, size, size, device="meta"))
+                zeros = torch.zeros(1, 3, size, size, device="meta")
+                features = _timm(meta).forward_features(zeros)
         except Exception:  # noqa: BLE001 - a model timm cannot build on meta: not listed
             continue
         count = sum(p.numel() for p in meta.parameters())

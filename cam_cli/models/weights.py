@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from cam_cli.errors import ModelLoadError
+from cam_cli.models.camnet import CAMNet
 
 _WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 # DistributedDataParallel, torch.compile, Hugging Face transformers' TimmWrapper
@@ -208,9 +209,7 @@ def check_weight_dtypes(state_dict: dict[str, Any], source: str) -> None:
         )
 
 
-def load_weights_into(
-    model: torch.nn.Module, state_dict: dict[str, torch.Tensor], source: str
-) -> None:
+def load_weights_into(model: CAMNet, state_dict: dict[str, torch.Tensor], source: str) -> None:
     """`CAMNet.load_weights`, with a shape or key mismatch said in one line."""
     check_weight_dtypes(state_dict, source)
     try:

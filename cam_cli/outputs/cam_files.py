@@ -57,6 +57,7 @@ class CamWriter:
         the network; an error is kept too, and raised by `write`."""
         try:
             image, _ = open_rgb(result.path)
+            assert result.cams is not None  # `cam` keeps every image's maps
             pngs = [png_bytes(heatmap_overlay(image, cam, self.alpha)) for cam in result.cams]
             result.analysis = RenderedCams(image.size, pngs)
         except (ValueError, OSError) as error:
@@ -65,11 +66,13 @@ class CamWriter:
     def write(self, result: ImageResult) -> list[Path]:
         if not isinstance(result.analysis, RenderedCams | Exception):
             self.render(result)
-        if isinstance(result.analysis, Exception):
-            raise result.analysis
-        rendered: RenderedCams = result.analysis
+        rendered = result.analysis
+        if isinstance(rendered, Exception):
+            raise rendered
+        assert isinstance(rendered, RenderedCams)  # what `render` keeps when it does not fail
         stem = output_stem(result.path, self._taken)
         written = []
+        assert result.cams is not None  # `cam` keeps every image's maps
         maps = zip(result.predictions, result.cams, rendered.pngs, strict=True)
         for prediction, cam, png in maps:
             label = "-".join(x for x in (prediction.wnid, prediction.name) if x)

@@ -120,7 +120,12 @@ def label_text(prediction: dict) -> str:
     return f"{name}  {score:.2f}" if score >= 0.005 else f"{name}  <0.01"
 
 
-def _fitted(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
+def _fitted(
+    draw: ImageDraw.ImageDraw,
+    text: str,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+    width: int,
+) -> str:
     """``text``, cut with an ellipsis to fit ``width`` px."""
     if draw.textlength(text, font=font) <= width:
         return text

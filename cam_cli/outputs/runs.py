@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the type only: `write_cams` imports it when it runs
     from cam_cli.outputs.cam_files import CamWriter
 
 logger = logging.getLogger(__name__)
+Maps = Sequence[np.ndarray] | np.ndarray  # the maps of one file: a list, or a stack [k, H, W]
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,13 @@ def collect_images(sources: Sequence[str]) -> tuple[list[str], list[tuple[str, s
     return paths, missing
 
 
+def _rank_zero_summary(group: Group) -> RunSummary:
+    """On another rank of a torchrun group: the summary rank 0 shares when it is done."""
+    summary: RunSummary | None = group.shared(None)
+    assert summary is not None  # rank 0 shares its RunSummary
+    return summary
+
+
 def _localizer(
     model: LoadedModel | ModelOptions,
     classes: Sequence[str] | None,
@@ -77,7 +85,7 @@ def _localizer(
     resolved against its classes, compiled when asked and ``compile_now``. A model loaded here
     is prepared in place, not copied."""
     loaded_here = isinstance(model, ModelOptions)
-    if loaded_here:
+    if isinstance(model, ModelOptions):
         model = load_for_method(model, cam, str(process_device(run.device)))
     if classes:
         try:
@@ -215,7 +223,7 @@ def _write_dataset(
     if not is_main_process():  # another rank of a torchrun group: its share, no output
         for _ in localizer.localize(todo, None):
             pass
-        return group.shared(None)
+        return _rank_zero_summary(group)
     writer = writers[0]
     failures, left_out = len(missing), 0
     try:
@@ -259,7 +267,7 @@ def _write_records(
     if not is_main_process():  # another rank of a torchrun group: its share, no output
         for _ in localizer.localize(paths, analysis):
             pass
-        return group.shared(None)
+        return _rank_zero_summary(group)
     draw_dir = None if draw is None else Path(draw)
     if draw_dir is not None:
         draw_dir.mkdir(parents=True, exist_ok=True)
@@ -377,7 +385,7 @@ def write_cams(
 
 def _heatmap_boxer(
     rule: str, threshold: float, size: tuple[int, int] | None, box_backend: str, device: str
-) -> Callable[[Sequence[np.ndarray]], list[np.ndarray]]:
+) -> Callable[[Maps], list[np.ndarray]]:
     """The ranked boxes of each map of a file, in the pixels `write_heatmap_boxes` gives them:
     per map on the host (every rule), or, for the paper's rule with a device box backend, every
     map of the file of one size and dtype in one call there (same boxes)."""
@@ -387,7 +395,7 @@ def _heatmap_boxer(
 
     at_size = size is not None and rule == ZHOU2016
 
-    def on_host(maps: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def on_host(maps: Maps) -> list[np.ndarray]:
         return [
             boxes_for_image(cam, size or (cam.shape[1], cam.shape[0]), rule, threshold,
                             at_image_size=at_size)
@@ -402,13 +410,13 @@ def _heatmap_boxer(
 
     from cam_cli.boxes.backends import device_boxes
 
-    def on_device(maps: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def on_device(maps: Maps) -> list[np.ndarray]:
         shapes = {(cam.shape, cam.dtype) for cam in maps}
         # numpy thresholds float16 maps in float16 and uint8 heatmaps in float64: the device
         # path is exact for float32/float64 (and uint8, taken as float64), the rest stay here.
         if len(shapes) != 1 or maps[0].dtype not in (np.float32, np.float64, np.uint8):
             return on_host(maps)
-        stack = np.stack(maps)
+        stack = np.stack(list(maps))  # a stack is iterated as np.stack would
         stack = stack.astype(np.float64) if stack.dtype == np.uint8 else stack
         boxes = device_boxes(step, torch.from_numpy(stack).to(where), threshold).cpu().numpy()
         height, width = stack.shape[1:]
@@ -480,6 +488,7 @@ def write_heatmap_boxes(
             try:
                 if problem is not None:
                     raise ValueError(problem)
+                maps: Maps
                 maps, stacked = read_maps(path)
             except ValueError as error:
                 failures += 1
@@ -487,9 +496,9 @@ def write_heatmap_boxes(
                 writer.write({"path": str(path), "error": str(error)})
                 continue
             if upsample is not None:
-                maps = [resize_map(cam, (upsample, upsample)) for cam in maps]
-            for index, (cam, boxes) in enumerate(zip(maps, box_maps(maps), strict=True)):
-                target = size or (cam.shape[1], cam.shape[0])
+                maps = [resize_map(heatmap, (upsample, upsample)) for heatmap in maps]
+            for index, (heatmap, boxes) in enumerate(zip(maps, box_maps(maps), strict=True)):
+                target = size or (heatmap.shape[1], heatmap.shape[0])
                 record = {"path": str(path), **({"map": index} if stacked else {})}
                 record |= {"width": target[0], "height": target[1], "boxes": boxes.tolist()}
                 writer.write(record)

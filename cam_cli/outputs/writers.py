@@ -53,7 +53,7 @@ def open_output(path: str | Path | IO[str] | None) -> Iterator[IO[str]]:
     """stdout for None or ``-``, an open stream as it is, otherwise an atomic file. A closed
     stdout (``cam-cli bbox ... >&-``: Python then has none) is a `SetupError`, before any
     record is made: the results would go nowhere."""
-    if hasattr(path, "write"):
+    if path is not None and not isinstance(path, str | Path):  # an open stream
         yield path
     elif path is None or str(path) == "-":
         if sys.stdout is None:

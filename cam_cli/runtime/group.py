@@ -80,10 +80,10 @@ class Group:
                 box[0] = (None, error)
         own = box[0]
         dist.broadcast_object_list(box, src=0, group=self._objects())
-        value, error = own if own is not None else box[0]  # rank 0 keeps its own objects
-        if error is not None:
-            self.told = error
-            raise error
+        value, failure = own if own is not None else box[0]  # rank 0 keeps its own objects
+        if failure is not None:
+            self.told = failure
+            raise failure
         return value
 
     def shared(self, value: T) -> T:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -267,6 +268,22 @@ def _box_area_fraction(box: tuple[int, int, int, int], size: int) -> float:
     return (box[2] - box[0] + 1) * (box[3] - box[1] + 1) / (size * size)
 
 
+@overload
+def _sample_object(
+    rng: np.random.Generator,
+    shape: str,
+    size: int,
+    area_range: tuple[float, float],
+    avoid: None = None,
+) -> tuple[Box, float, np.ndarray]: ...
+@overload
+def _sample_object(
+    rng: np.random.Generator,
+    shape: str,
+    size: int,
+    area_range: tuple[float, float],
+    avoid: Box,
+) -> tuple[Box, float, np.ndarray] | None: ...
 def _sample_object(
     rng: np.random.Generator,
     shape: str,

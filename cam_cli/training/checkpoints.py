@@ -26,7 +26,9 @@ LAST, BEST, METRICS, CONFIG_FILE = "last.pt", "best.pt", "metrics.jsonl", "confi
 def rng_state() -> dict[str, Any]:
     """RNG states as tensors and plain values (weights_only-loadable); they matter for dropout.
     Data order and augmentation are seeded per epoch/image and need no saved state."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = np.random.get_state()
+    assert isinstance(numpy_state, tuple)  # the legacy global generator is MT19937: a tuple
+    kind, keys, pos, has_gauss, gauss = numpy_state
     version, py_state, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),

@@ -79,11 +79,13 @@ def scan_train_dir(data_dir: Path) -> tuple[list[ClassInfo], list[tuple[str, int
         names = _tiny_names(data_dir, [f.name for f in folders], notes)
     elif mapping.is_file():
         try:
-            names = {c.wnid: c.name for c in read_synset_mapping(mapping) if c.wnid and c.name}
+            for c in read_synset_mapping(mapping):
+                if c.wnid and c.name:
+                    names[c.wnid] = c.name
         except ValueError as error:
             raise TrainError(str(error)) from None
     items: list[tuple[str, int]] = []
-    kept = []
+    kept: list[Path] = []
     for folder in folders:  # a folder without images is no class (it could never be learned)
         paths = [str(path) for path in class_images(folder, data_dir, notes)]
         if not paths:
@@ -114,7 +116,12 @@ def _tiny_names(data_dir: Path, folders: list[str], notes: list[str]) -> dict[st
                 f"{len(absent)} wnids of {listed_in} have no class folder in {train} "
                 f"(e.g. {absent[0]}); not classes here"
             )
-        return {c.wnid: c.name for c in tiny_classes(data_dir, folders)}
+        names: dict[str, str] = {}
+        for c in tiny_classes(data_dir, folders):
+            assert c.wnid is not None  # each folder is a listed wnid...
+            assert c.name is not None  # ... and each wnid is named (by itself at least)
+            names[c.wnid] = c.name
+        return names
     except (ValueError, OSError) as error:
         raise TrainError(str(error)) from None
 

@@ -19,8 +19,9 @@ from cam_cli.training.config import TrainConfig
 def new_layer_modules(model: CAMNet) -> list[nn.Module]:
     """The layers trained at ``new_layers_lr_mult``: the paper's added layers, else the
     classifier (the one layer fine-tuning replaces)."""
-    if hasattr(model.net, "new_layers"):
-        return list(model.net.new_layers())
+    new_layers = getattr(model.net, "new_layers", None)  # a method of the paper's nets only
+    if new_layers is not None:
+        return list(new_layers())
     return [model.classifier] if model.classifier is not None else []
 
 

@@ -147,6 +147,13 @@ def _check_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
                     raise ValueError(f"optimizer state {key!r} is a {type(value).__name__}")
 
 
+def _image_size(config: TrainConfig) -> int:
+    """The input size of a resolved config (`resolve_config` fills in the architecture's)."""
+    if config.image_size is None:
+        raise ValueError("`image_size` is unset: resolve the config first (`resolve_config`)")
+    return config.image_size
+
+
 class Trainer:
     """One run: holds the model, optimizer and loaders; `run` goes epoch by epoch."""
 
@@ -200,7 +207,7 @@ class Trainer:
         self.sampler = EpochSampler(
             len(data.train), self.batch, ddp.rank, ddp.world, config.seed, shuffle=True
         )
-        size = config.image_size
+        size = _image_size(config)
         self.workers = bounded_workers(config.workers, "workers")
         self.train_loader = None
         if self.cached is None:
@@ -248,7 +255,7 @@ class Trainer:
     def checkpoint(self, step: int, full: bool = True) -> dict[str, Any]:
         """The self-describing checkpoint; ``full`` adds what resuming needs (optimizer...)."""
         data = model_part(self.spec.name, self.data.classes, self.preprocessing,
-                          self.config.image_size, self.module.state_dict())  # fmt: skip
+                          _image_size(self.config), self.module.state_dict())  # fmt: skip
         data |= {
             "config": self.config.to_dict(),
             "epoch": self.epoch,
@@ -324,7 +331,7 @@ class Trainer:
         if count == 0:
             # Every image of this rank's batch failed to decode. Under DDP all ranks must still
             # run backward (the gradient all-reduce); a zero-weighted dummy image keeps in step.
-            size = self.config.image_size
+            size = _image_size(self.config)
             pixels = torch.zeros((1, 3, size, size), dtype=torch.uint8)
             labels = torch.zeros(1, dtype=torch.long)
         if self.cached is not None:
@@ -620,7 +627,7 @@ def train(
                 run_dir,
                 data.val,
                 data.classes,
-                config.image_size,
+                _image_size(config),
                 trainer.preprocessing,
                 settings,
                 tensorboard,
