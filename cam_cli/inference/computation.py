@@ -93,15 +93,21 @@ class DeviceOutput:
         no host wait here unless the box backend has syncs inside (`SYNCING_BACKENDS`)."""
         if not self.batch.items:
             return InFlight(self.batch, None, 0)
-        upsampled, k = self.upsampled, self.indices.shape[1]
-        found: dict[str, torch.Tensor] = {"class_indices": self.indices, "scores": self.scores}
+        indices, scores, cams, upsampled = self.indices, self.scores, self.cams, self.upsampled
+        # `launch_batch` sets them together for every batch with an image
+        assert indices is not None
+        assert scores is not None
+        assert cams is not None
+        assert upsampled is not None
+        k = indices.shape[1]
+        found: dict[str, torch.Tensor] = {"class_indices": indices, "scores": scores}
         with stream.context():
             if analysis.keep_cams:
-                found["feature_cams"] = self.cams[:, :k]
+                found["feature_cams"] = cams[:, :k]
             if self.faithfulness is not None:
                 found["faithfulness"] = self.faithfulness
             if self.boxing.at_image_size:  # boxed per image at its own size, on the host
-                found["source_maps"] = self.cams
+                found["source_maps"] = cams
             elif self.boxing.on_device:
                 boxes = device_boxes(
                     self.boxing.backend, upsampled.flatten(0, 1), self.boxing.threshold
@@ -109,17 +115,20 @@ class DeviceOutput:
                 found["boxes"] = boxes.view(*upsampled.shape[:2], 4)
             else:
                 found["upsampled"] = upsampled
-            analyses = None
+            analyses: Sequence[object] | None = None
             if self.extra_indices is not None:
+                assert self.extra_scores is not None  # set with the extra classes
                 found["extra_indices"] = self.extra_indices
                 found["extra_scores"] = self.extra_scores
                 if analysis.extra_cams == "feature":
-                    found["extra_cams"] = self.cams[:, k:].float()
+                    found["extra_cams"] = cams[:, k:].float()
                 elif analysis.extra_cams == "input" and "upsampled" not in found:
                     found["extra_cams"] = upsampled[:, k:]
-                analyses = analysis.on_device(self.batch, upsampled[:, k:])
-                if isinstance(analyses, torch.Tensor):  # a row per image, copied with the rest
-                    found["analyses"], analyses = analyses, None
+                given = analysis.on_device(self.batch, upsampled[:, k:])
+                if isinstance(given, torch.Tensor):  # a row per image, copied with the rest
+                    found["analyses"] = given
+                else:
+                    analyses = given
         copy = HostCopy(found, stream)
         input_cams = self.extra_indices is not None and analysis.extra_cams == "input"
         return InFlight(self.batch, copy, k, analyses, input_cams)
@@ -274,7 +283,8 @@ class BatchComputation:
         model = (copy.deepcopy(loaded.model) if copy_model else loaded.model).eval()
         fold_batch_norms(model)
         # channels_last in every precision: same arithmetic, faster kernels (oneDNN, cuDNN).
-        self.model = model.to(self.device, memory_format=torch.channels_last)
+        # (two calls: torch's type stubs have no overload taking both at once)
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.input_size = loaded.input_size
         # Ten-crop decodes a larger frame (256 for 224) and cuts the crops from it.
         self.load_size = tc.frame_size(self.input_size) if cam.ten_crop else self.input_size
@@ -362,6 +372,7 @@ class BatchComputation:
         rules other than the paper's one-crop path (`boxes.rules.boxes_for_image`)."""
         at_size = out.source_maps is not None
         maps = out.source_maps if at_size else out.upsampled
+        assert maps is not None  # one of the two crosses for every batch with an image
         return [
             [
                 boxes_for_image(cam, (item.width, item.height), self.box_rule, self.threshold,
@@ -389,6 +400,8 @@ class BatchComputation:
         results = [(s.index, ImageResult(s.path, error=s.error)) for s in batch.failed]
         if not batch.items:
             return results
+        assert out.class_indices is not None
+        assert out.scores is not None
         k = out.class_indices.shape[1]
         if self.box_rule != PAPER or self.ten_crop:
             # `[image][map][rank]` boxes; the paper rule (ten-crop) gives one, and no "boxes"
@@ -414,6 +427,7 @@ class BatchComputation:
             if out.faithfulness is not None:
                 result.faithfulness = out.faithfulness[i].tolist()
             if out.extra_indices is not None:
+                assert out.extra_scores is not None  # copied with the extra classes
                 result.extra = [
                     prediction(0, int(index), float(out.extra_scores[i, j]), boxes[k + j])
                     for j, index in enumerate(out.extra_indices[i])
@@ -434,6 +448,7 @@ class BatchComputation:
         scipy, at the input size, then scaled to each image's own pixels."""
         size = self.input_size
         if out.boxes is None:
+            assert out.upsampled is not None  # the maps cross when the boxes do not
             b, n = out.upsampled.shape[:2]
             boxes = boxes_from_cams(out.upsampled.reshape(b * n, size, size), self.threshold)
         else:

@@ -25,10 +25,10 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import cached_property, partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -222,7 +222,7 @@ class Localizer(BatchComputation):
             workers = default_workers(self.device, cpus_per_process() if sharded else None)
         pool = self._lane_pool()
 
-        def steps(batches: Iterator[ImageBatch]) -> Iterator[list[ImageResult]]:
+        def steps(batches: Iterable[ImageBatch]) -> Iterator[list[ImageResult]]:
             if pool is not None:
                 return self._localize_in_lanes(pool, batches, analysis)
             return self._localize_with_box_thread(batches, analysis)
@@ -231,6 +231,7 @@ class Localizer(BatchComputation):
             return self._run(share, analysis, batch_size, workers, progress, steps)
 
         if sharded:
+            assert self.group is not None  # sharded only within a group
             return self.group.localize(here, paths, batch_size, run.progress)
         return here(paths, run.progress)
 
@@ -241,12 +242,12 @@ class Localizer(BatchComputation):
         batch_size: int,
         workers: int,
         progress: bool | None,
-        steps: Callable[[Iterator[ImageBatch]], Iterator[list[ImageResult]]],
+        steps: Callable[[Iterable[ImageBatch]], Iterator[list[ImageResult]]],
     ) -> Iterator[ImageResult]:
         """The images decoded into batches (DataLoader workers, or a thread beside the network;
         JPEGs on the device with `decode`), through ``steps``, a bar on stderr (``progress``:
         None shows it when stderr is a terminal)."""
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Dataset
         from tqdm import tqdm
 
         # --- device JPEG decoding (data.decode): workers route, this process decodes
@@ -256,8 +257,9 @@ class Localizer(BatchComputation):
         workers = bounded_workers(workers)
         extra = int(analysis.extra_classes is not None)
         batch_size = self.batch_for_memory(batch_size, extra=extra)
-        loader = DataLoader(
-            dataset,
+        # the datasets are map-style (``__len__``, ``__getitem__``) without torch's base class
+        loader: DataLoader[Any] = DataLoader(
+            cast("Dataset[Any]", dataset),
             batch_size=batch_size,
             num_workers=workers,
             collate_fn=collate_images,
@@ -272,7 +274,7 @@ class Localizer(BatchComputation):
             file=sys.stderr,
             leave=False,
         )
-        batches = loader if workers > 0 else prefetched(loader, depth=2)
+        batches: Iterable[ImageBatch] = loader if workers > 0 else prefetched(loader, depth=2)
         if on_device:
             size, max_pixels = self.load_size, dataset.max_pixels
             if self.decode_thread:  # its own thread and stream: see data.decode
@@ -331,6 +333,7 @@ class Localizer(BatchComputation):
                 launched = self.launch_batch(batch, _extra_tensor(batch, analysis.extra_classes))
                 here = self.streams.current(self.device)
                 if syncing:
+                    assert box_stream is not None  # made above for a syncing backend
                     ready = here.record_event()
                     job = box_thread.submit(
                         self._collect_beside, launched, ready, box_stream, analysis
@@ -346,7 +349,7 @@ class Localizer(BatchComputation):
 
 
 def _extra_tensor(
-    batch: ImageBatch, extra_classes: Mapping[str, Sequence[int]] | None
+    batch: ImageBatch, extra_classes: Callable[[str], Sequence[int]] | None
 ) -> torch.Tensor | None:
     if extra_classes is None or not batch.items:
         return None
