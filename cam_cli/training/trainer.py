@@ -45,7 +45,7 @@ from cam_cli.models.checkpoint_format import is_checkpoint, model_part
 from cam_cli.models.preprocess import IMAGENET, Preprocessing
 from cam_cli.models.registry import get_arch
 from cam_cli.models.weights import read_state_file
-from cam_cli.runtime.device import Precision
+from cam_cli.runtime.device import Precision, keep_freed_memory
 from cam_cli.runtime.distributed import Dist, release_group, setup_distributed
 from cam_cli.training.cached_inputs import BuildContext, CachedRun, CacheSettings
 from cam_cli.training.checkpoints import (
@@ -612,6 +612,8 @@ def train(
             log(f"nothing to resume in {run_dir} (no {LAST}); starting a new run")
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        else:  # every batch allocates the same large activations: keep them in the heap
+            keep_freed_memory()
         # The network (and its starting weights: a download that fails offline) first, so a
         # setup error leaves no config.toml behind in a run folder that holds no run.
         trainer = Trainer(config, data, run_dir, ddp, device, progress, saved is None)
