@@ -102,6 +102,7 @@ def test_narrow_programs_cross_many_chunks(device, monkeypatch):
     assert_masks_equal_scipy(stack, device)
 
 
+@pytest.mark.slow
 def test_adversarial_families_at_224(device):
     spiral_mask = spiral(224, 224)[0]
     cut = spiral_mask.copy()
@@ -112,6 +113,7 @@ def test_adversarial_families_at_224(device):
     assert triton_mask_boxes(stack[:1], device).tolist() == [[0, 0, 223, 223]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(7, 13), (224, 160), (40, 56)])
 def test_adversarial_families_non_square(device, shape):
     h, w = shape
@@ -120,6 +122,7 @@ def test_adversarial_families_non_square(device, shape):
     assert_masks_equal_scipy(stack, device)
 
 
+@pytest.mark.slow
 def test_cam_like_maps_dtypes_and_degenerate_maps(device):
     cams = smooth_maps(30, 7, (40, 56), seed=4)
     assert_cams_equal_scipy(cams, device)
@@ -173,6 +176,7 @@ def _sweep_cases(rng, size=(20, 26)) -> tuple[torch.Tensor, list[np.ndarray]]:
     return torch.from_numpy(np.stack(cams)), gts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wsol", [False, True])
 def test_sweep_equals_the_torch_sweep(device, wsol):
     from cam_cli.evaluation.maxboxacc.sweep_triton import best_ious_triton

@@ -164,6 +164,7 @@ def frozen_args(data: Path, out: Path, *extra: str) -> list[str]:
             "--epochs", "2", "--config", out.parent / "frozen.toml", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_kill_during_caching_resumes_to_the_same_cache_and_run(data, tmp_path):
     (tmp_path / "frozen.toml").write_text(
         "freeze_backbone = true\nfeature_cache_views = 3\nseed = 1\n"
@@ -219,6 +220,7 @@ def test_one_step_on_the_cache_trains_the_head_as_one_step_on_the_images(
         torch.testing.assert_close(states[0][key], value, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_on_the_cache_match_one_process(data, tmp_path):
     """Under torchrun the ranks share the cache folder (each computes its share of the chunks)
     and train on it to the same losses as one process with the same global batch."""

@@ -27,6 +27,7 @@ def exported(fake, tmp_path_factory):
     return out, json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_the_graph_takes_a_uint8_batch_and_gives_logits_and_every_class_map(exported):
     path, line = exported
     model = onnx.load(str(path))

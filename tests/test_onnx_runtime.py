@@ -85,6 +85,7 @@ def mobilenet(mobilenet_weights, sample_dir, tmp_path_factory):
     return options, export(options, tmp_path_factory.mktemp("onnx") / "mobilenet_v2.onnx")
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_logits_and_cams_equal_pytorch(mobilenet, sample_dir):
     logits, cams, onnx_logits, onnx_cams = both_outputs(*mobilenet, few_images(sample_dir))
     assert cams.shape == onnx_cams.shape == (FEW, 1000, 7, 7)
@@ -112,6 +113,7 @@ def test_the_paper_rule_on_the_cams_of_a_given_class_and_ten_crop_agree_too(mobi
         assert_same_boxes(torch_run, invoke("bbox", "--onnx", onnx_file, *common))
 
 
+@pytest.mark.slow
 def test_squeezenet_caffe_weights_bgr_and_per_class_maps_equal_pytorch(
     squeezenet_weights, sample_dir, tmp_path
 ):
@@ -130,6 +132,7 @@ def test_squeezenet_caffe_weights_bgr_and_per_class_maps_equal_pytorch(
 # --- resnet50 with random weights ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resnet50_with_random_weights_equals_pytorch(sample_dir, tmp_path):
     options = ModelOptions(arch="resnet50")
     onnx_file = export(options, tmp_path / "resnet50.onnx")
@@ -161,6 +164,7 @@ def trained(tmp_path_factory):
     return options, export(options, root / "best.onnx"), root / "data"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_equals_pytorch_and_its_threshold_travels(trained, sample_dir):
     options, onnx_file, _ = trained
     logits, cams, onnx_logits, onnx_cams = both_outputs(options, onnx_file, few_images(sample_dir))
@@ -241,6 +245,7 @@ def test_an_onnx_file_not_made_by_export_is_one_line(fake, tmp_path):
     one_line_error(invoke("bbox", "--onnx", foreign, fake / "imgs"), "not a cam-cli export")
 
 
+@pytest.mark.slow
 def test_onnx_with_model_options_is_one_line(small_onnx, fake):
     result = invoke("bbox", "--onnx", small_onnx, "--arch", "small-gap", fake / "imgs")
     one_line_error(result, "--onnx holds the whole model", "--arch")

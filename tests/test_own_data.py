@@ -59,6 +59,7 @@ def _iou(a, b):
     return inter / (area(a) + area(b) - inter)
 
 
+@pytest.mark.slow
 def test_own_folders_train_on_a_cpu_pick_a_threshold_and_score_by_class_name(tmp_path):
     data, run = _own_data(tmp_path / "my_data"), tmp_path / "run"
     trained = invoke("train", "--data", data, "--out", run, "--device", "cpu", "--epochs", "1",

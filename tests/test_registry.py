@@ -73,6 +73,7 @@ def test_torchvision_state_dict_gives_torchvisions_own_logits(name, tmp_path):
     assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_paper_backbones_keep_torchvision_keys():
     """Paper nets keep the truncated torchvision model under `trunk`, new layers beside it."""
     import torchvision.models as tvm
